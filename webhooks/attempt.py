@@ -1,0 +1,129 @@
+"""One HTTP attempt: POST the body, read a bounded answer, classify what happened."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from http.client import RemoteDisconnected
+
+import requests
+import urllib3.exceptions
+
+from .clock import now
+from .models import RESPONSE_BODY_LIMIT, Attempt, AttemptError
+
+__all__ = ["classify", "make_attempt"]
+
+_MESSAGE_LIMIT = 300
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    # One Session per thread keeps connections to a receiver alive between
+    # attempts. trust_env is off: proxies and .netrc from the worker's
+    # environment have no business in deliveries (and the lookup costs time).
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.trust_env = False
+        _local.session = session
+    return session
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps: requests and urllib3 nest them deeply."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [current.__cause__, current.__context__, getattr(current, "reason", None),
+                  *current.args]
+        stack.extend(item for item in nested if isinstance(item, BaseException))
+
+
+def classify(exc: BaseException) -> AttemptError:
+    """Name the failure with a short kind, most specific cause first."""
+    chain = list(_causes(exc))
+
+    def has(*types: type[BaseException]) -> bool:
+        return any(isinstance(item, types) for item in chain)
+
+    # Order matters: urllib3 makes NewConnectionError (refused, DNS) a subclass
+    # of ConnectTimeoutError, so the timeout check comes after the specific causes.
+    if has(urllib3.exceptions.NameResolutionError, socket.gaierror):
+        kind = "dns"
+    elif has(ConnectionRefusedError):
+        kind = "connect_refused"
+    elif has(requests.exceptions.SSLError, ssl.SSLError, urllib3.exceptions.SSLError):
+        kind = "tls"
+    elif has(requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
+        kind = "timeout"
+    elif has(ConnectionResetError, RemoteDisconnected, BrokenPipeError,
+             urllib3.exceptions.ProtocolError, requests.exceptions.ChunkedEncodingError):
+        kind = "connection_reset"
+    elif has(requests.ConnectionError, OSError):
+        kind = "connection_error"
+    else:
+        kind = "request_error"
+    message = f"{type(exc).__name__}: {exc}"
+    return AttemptError(kind=kind, message=message[:_MESSAGE_LIMIT])
+
+
+def _read_prefix(response: requests.Response, deadline: float) -> bytes:
+    """Up to RESPONSE_BODY_LIMIT bytes of the answer, never past the deadline."""
+    prefix = b""
+    try:
+        # read1 returns what has arrived instead of waiting for a full buffer,
+        # so a receiver dripping bytes cannot hold the attempt past the deadline.
+        while len(prefix) < RESPONSE_BODY_LIMIT and time.monotonic() < deadline:
+            chunk = response.raw.read1(RESPONSE_BODY_LIMIT - len(prefix), decode_content=True)
+            if not chunk:
+                break
+            prefix += chunk
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        # The status line already decided the outcome; a body cut short is
+        # kept as far as it came.
+        pass
+    return prefix[:RESPONSE_BODY_LIMIT]
+
+
+def make_attempt(number: int, url: str, body: bytes, headers: Mapping[str, str],
+                 connect_timeout: float, total_timeout: float) -> Attempt:
+    """POST ``body`` to ``url`` once; any 2XX succeeds, anything else is a failed attempt."""
+    started_at = now()
+    start = time.monotonic()
+    status_code: int | None = None
+    error: AttemptError | None = None
+    prefix = b""
+    try:
+        response = _session().post(
+            url,
+            data=body,
+            headers=dict(headers),
+            timeout=(connect_timeout, total_timeout),
+            allow_redirects=False,  # a 3XX is a failed attempt, never followed
+            stream=True,
+        )
+        with response:
+            status_code = response.status_code
+            prefix = _read_prefix(response, start + total_timeout)
+        if not 200 <= status_code < 300:
+            reason = f"HTTP {status_code} {response.reason or ''}".strip()
+            error = AttemptError(kind="http_status", message=reason[:_MESSAGE_LIMIT])
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        error = classify(exc)
+    return Attempt(
+        number=number,
+        started_at=started_at,
+        duration_ms=round((time.monotonic() - start) * 1000, 1),
+        status_code=status_code,
+        error=error,
+        response_body=prefix.decode("utf-8", errors="replace"),
+    )

@@ -1,0 +1,11 @@
+"""The Celery application: ``celery -A webhooks worker`` finds it as ``webhooks.app``."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+__all__ = ["app"]
+
+app = Celery("webhooks", include=["webhooks.tasks"])
+# Configuration lives in the root module celeryconfig.py, next to the deployment files.
+app.config_from_object("celeryconfig")

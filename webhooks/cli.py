@@ -1,0 +1,117 @@
+"""The ``webhooks`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import IO, Any
+
+import click
+import redis
+from rich.console import Console
+
+from .errors import WebhooksError
+from .events import event_schema
+from .models import DeliveryStatus
+from .render import attempts_table, deliveries_table
+from .settings import get_settings
+from .store import get_store
+
+console = Console()
+
+
+_NoArgsIsHelp: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class _OneLineErrors(click.Group):
+    """Every refusal ends as one line on stderr and exit code 1 or 2, never a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except _NoArgsIsHelp as exc:
+            click.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:  # usage errors included: no usage banner
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        except WebhooksError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except redis.RedisError as exc:
+            click.echo(f"Error: Redis at {get_settings().redis_url} failed: {exc}", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _read_event(event_file: IO[str]) -> Any:
+    text = event_file.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(
+            f"{event_file.name}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+@click.group(cls=_OneLineErrors)
+@click.version_option(package_name="webhooks")
+def main() -> None:
+    """Webhook delivery on Celery and Redis."""
+
+
+@main.command()
+@click.argument("url")
+@click.argument("event_file", type=click.File("r"))
+def send(url: str, event_file: IO[str]) -> None:
+    """Deliver the event in EVENT_FILE (JSON, or - for stdin) to URL; print the delivery id."""
+    from .tasks import deliver
+
+    result = deliver.delay(url, _read_event(event_file))
+    click.echo(result.id)
+
+
+@main.command()
+@click.argument("delivery_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the delivery as JSON.")
+def show(delivery_id: str, as_json: bool) -> None:
+    """Show one delivery and every attempt made for it."""
+    delivery = get_store().get(delivery_id)
+    if as_json:
+        click.echo(delivery.model_dump_json(indent=2))
+    else:
+        console.print(attempts_table(delivery))
+
+
+@main.command("list")
+@click.option("--status", type=click.Choice([status.value for status in DeliveryStatus]),
+              help="Only deliveries in this status.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def list_(status: str | None, limit: int, as_json: bool) -> None:
+    """List deliveries, most recently changed first."""
+    deliveries = get_store().recent(DeliveryStatus(status) if status else None, limit)
+    if as_json:
+        click.echo(json.dumps([d.model_dump(mode="json") for d in deliveries], indent=2))
+    else:
+        console.print(deliveries_table(deliveries))
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of every event type."""
+    click.echo(json.dumps(event_schema(), indent=2))
+
+
+@main.command()
+@click.option("--retry-base", type=float, default=0.001, show_default=True,
+              help="Retry base in seconds for the demo's worker.")
+def demo(retry_base: float) -> None:
+    """Run a worker and a flaky local receiver, and watch deliveries succeed, retry and exhaust."""
+    from .demo import run_demo
+
+    raise SystemExit(run_demo(console, retry_base))

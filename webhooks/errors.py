@@ -1,0 +1,65 @@
+"""The exceptions this package raises, all under one base.
+
+    WebhooksError
+    ├── InvalidInput            bad input from a producer or the CLI; names the field
+    │   ├── InvalidEvent        the event does not match its registered model
+    │   └── InvalidURL          the destination URL is not acceptable
+    └── DeliveryNotFound        no delivery with that id (never created, or expired)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "DeliveryNotFound",
+    "InvalidEvent",
+    "InvalidInput",
+    "InvalidURL",
+    "WebhooksError",
+]
+
+
+class WebhooksError(Exception):
+    """Base class of every error raised by this package."""
+
+
+class InvalidInput(WebhooksError, ValueError):
+    """Input was refused before anything was enqueued or written.
+
+    ``field`` is the dotted path of the offending value (``"url"``,
+    ``"data.screenshot_set.screenshots.0.status"``) so the message can be shown
+    to a person as one line.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class InvalidEvent(InvalidInput):
+    """The event failed validation; ``problems`` holds every (field, problem) found."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        field, problem = self.problems[0]
+        more = len(self.problems) - 1
+        if more:
+            problem = f"{problem} (and {more} more problem{'s' if more > 1 else ''})"
+        super().__init__(field, problem)
+
+
+class InvalidURL(InvalidInput):
+    """The destination URL was refused."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__("url", problem)
+
+
+class DeliveryNotFound(WebhooksError, LookupError):
+    """No delivery record has this id: it was never created or its retention ran out."""
+
+    def __init__(self, delivery_id: str) -> None:
+        self.delivery_id = delivery_id
+        super().__init__(f"no delivery with id {delivery_id!r}")

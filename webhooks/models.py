@@ -1,0 +1,66 @@
+"""What a delivery and its attempts look like, in the store and in ``--json`` output."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from .clock import UTCDatetime
+
+__all__ = ["FINAL_STATUSES", "Attempt", "AttemptError", "Delivery", "DeliveryStatus"]
+
+#: How much of a receiver's answer is kept with each attempt.
+RESPONSE_BODY_LIMIT = 4096
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # created, first attempt not yet finished
+    RETRYING = "retrying"  # at least one attempt failed; another is scheduled
+    DELIVERED = "delivered"  # a 2XX answer was received
+    RETRIES_EXHAUSTED = "retries_exhausted"  # 15 attempts failed; no more will be made
+
+
+FINAL_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.RETRIES_EXHAUSTED})
+
+
+class AttemptError(BaseModel):
+    """Why an attempt failed: a short ``kind`` to group on, and a message for people.
+
+    Kinds: ``http_status``, ``connect_refused``, ``dns``, ``tls``, ``timeout``,
+    ``connection_reset``, ``connection_error``, ``request_error``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    message: str
+
+
+class Attempt(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    started_at: UTCDatetime
+    duration_ms: float
+    status_code: int | None
+    error: AttemptError | None
+    response_body: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+
+class Delivery(BaseModel):
+    """One event on its way to one URL, with every attempt made so far."""
+
+    id: str
+    url: str
+    event_id: str
+    event_type: str
+    status: DeliveryStatus
+    created_at: UTCDatetime
+    updated_at: UTCDatetime
+    next_attempt_at: UTCDatetime | None
+    attempts: list[Attempt] = []

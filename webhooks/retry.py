@@ -1,0 +1,75 @@
+"""The retry policy: when a failed attempt is tried again, and when we give up.
+
+Two named outcomes, so the task never computes a schedule itself:
+:class:`Retry` (wait ``countdown`` seconds, then attempt again) and
+:class:`RetriesExhausted` (stop; the delivery is marked ``retries_exhausted``).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from .settings import Settings
+
+__all__ = ["MAX_RETRIES", "BackoffPolicy", "RetriesExhausted", "Retry", "ScheduleRow"]
+
+#: Retries after the first attempt, so a delivery gets at most 15 attempts.
+MAX_RETRIES = 14
+
+
+@dataclass(frozen=True)
+class Retry:
+    countdown: float
+
+
+@dataclass(frozen=True)
+class RetriesExhausted:
+    attempts: int
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    attempt: int  # the attempt this wait leads to (2 is the first retry)
+    wait: float  # seconds after the previous attempt
+    elapsed: float  # seconds after the first attempt
+
+
+@dataclass(frozen=True)
+class BackoffPolicy:
+    """Exponential backoff: retry n (0-based) waits ``base * 2**n``, scaled by jitter."""
+
+    base: float
+    jitter: float = 0.0
+    max_retries: int = MAX_RETRIES
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BackoffPolicy:
+        return cls(base=settings.retry_base_seconds, jitter=settings.retry_jitter)
+
+    def nominal_wait(self, retries: int) -> float:
+        return self.base * float(2**retries)
+
+    def longest_wait(self) -> float:
+        """The largest countdown this policy can ever ask for, jitter included."""
+        return self.nominal_wait(self.max_retries - 1) * (1 + self.jitter)
+
+    def after_failure(self, retries: int) -> Retry | RetriesExhausted:
+        """Decide what follows a failed attempt, given the retries already made."""
+        if retries >= self.max_retries:
+            return RetriesExhausted(attempts=retries + 1)
+        wait = self.nominal_wait(retries)
+        if self.jitter:
+            # Spreads retries of deliveries that failed together (one endpoint
+            # outage) so they do not all come back in the same second.
+            wait *= random.uniform(1 - self.jitter, 1 + self.jitter)
+        return Retry(countdown=wait)
+
+    def schedule(self) -> list[ScheduleRow]:
+        """The nominal schedule (no jitter), one row per retry."""
+        rows, elapsed = [], 0.0
+        for retries in range(self.max_retries):
+            wait = self.nominal_wait(retries)
+            elapsed += wait
+            rows.append(ScheduleRow(attempt=retries + 2, wait=wait, elapsed=elapsed))
+        return rows

@@ -1,0 +1,50 @@
+"""Settings, read once from ``WEBHOOKS_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. The README's settings table mirrors this class."""
+
+    model_config = SettingsConfigDict(env_prefix="WEBHOOKS_", frozen=True, extra="ignore")
+
+    redis_url: str = Field(
+        "redis://localhost:6379/0",
+        description="Redis used both as the Celery broker and as the delivery store.",
+    )
+    retry_base_seconds: float = Field(
+        5.27,
+        gt=0,
+        description="Base of the backoff: retry n waits base * 2**n seconds. "
+        "5.27 makes the 14 waits add up to 23 h 59 min.",
+    )
+    retry_jitter: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="Each wait is scaled by a random factor in [1 - jitter, 1 + jitter]; "
+        "0 turns it off.",
+    )
+    timeout_seconds: float = Field(
+        15.0, gt=0, description="Deadline for one whole attempt: connect, send, headers and body."
+    )
+    connect_timeout_seconds: float = Field(
+        5.0, gt=0, description="Deadline for the TCP (and TLS) connection within an attempt."
+    )
+    retention_days: float = Field(
+        30,
+        gt=0,
+        description="How long a delivery and its attempts stay in Redis after their last change.",
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
