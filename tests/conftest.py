@@ -1,0 +1,108 @@
+"""Fixtures: a real Redis, a real Celery worker process and a real receiver on 127.0.0.1.
+
+Time is compressed through settings only: the worker retries with a 1 ms base
+and no jitter, and an attempt times out after 1 s.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+# Must be set before webhooks reads its settings: the tests own this Redis database.
+REDIS_URL = os.environ.get("WEBHOOKS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ["WEBHOOKS_REDIS_URL"] = REDIS_URL
+
+import redis  # noqa: E402
+
+from tests.receiver import Receiver  # noqa: E402
+from webhooks.devredis import ensure_redis  # noqa: E402
+from webhooks.devworker import start_worker, stop_worker  # noqa: E402
+from webhooks.models import FINAL_STATUSES, Delivery, DeliveryStatus  # noqa: E402
+from webhooks.store import get_store  # noqa: E402
+
+WORKER_ENV = {
+    "WEBHOOKS_REDIS_URL": REDIS_URL,
+    "WEBHOOKS_RETRY_BASE_SECONDS": "0.001",
+    "WEBHOOKS_RETRY_JITTER": "0",
+    "WEBHOOKS_TIMEOUT_SECONDS": "1",
+    "WEBHOOKS_CONNECT_TIMEOUT_SECONDS": "1",
+}
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    with ensure_redis(REDIS_URL):
+        client = redis.Redis.from_url(REDIS_URL)
+        client.flushdb()
+        yield client
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def worker(redis_client: redis.Redis, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[subprocess.Popen[bytes]]:
+    process = start_worker(tmp_path_factory.mktemp("worker") / "worker.log", WORKER_ENV,
+                           "--concurrency=4")
+    yield process
+    stop_worker(process)
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as running:
+        yield running
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., Delivery]:
+    def wait(delivery_id: str, until: Callable[[Delivery], bool] | None = None,
+             timeout: float = 30) -> Delivery:
+        """Poll the store until ``until`` holds (by default: a final status)."""
+        check = until or (lambda d: d.status in FINAL_STATUSES)
+        deadline = time.monotonic() + timeout
+        while True:
+            delivery = get_store().get(delivery_id)
+            if check(delivery):
+                return delivery
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting; last seen: {delivery.model_dump()}")
+            time.sleep(0.02)
+
+    return wait
+
+
+def event(**overrides: object) -> dict[str, object]:
+    """A valid screenshot_set.approved event; keyword arguments replace top-level keys."""
+    base: dict[str, object] = {
+        "id": "evt_123",
+        "type": "screenshot_set.approved",
+        "created_at": "2026-11-26T10:00:00Z",
+        "data": {
+            "screenshot_set": {
+                "id": "set_1",
+                "screenshots": [
+                    {
+                        "id": "shot_1",
+                        "status": "uploaded",
+                        "download_url": "https://cdn.example.com/shot_1.png",
+                        "site_url": "https://news.example.com/",
+                        "ad": {"id": "ad_1", "status": "uploaded"},
+                    },
+                    {
+                        "id": "shot_2",
+                        "status": "no_slots_found",
+                        "ad": {"id": "ad_2", "status": "uploaded"},
+                    },
+                ],
+            }
+        },
+    }
+    return {**base, **overrides}
+
+
+__all__ = ["REDIS_URL", "DeliveryStatus", "event"]

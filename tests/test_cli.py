@@ -1,0 +1,99 @@
+"""The ``webhooks`` command, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REDIS_URL, event
+from webhooks.events import event_schema
+
+KEYS = ["id", "url", "event_id", "event_type", "status", "created_at", "updated_at",
+        "next_attempt_at", "attempts"]
+ATTEMPT_KEYS = ["number", "started_at", "duration_ms", "status_code", "error", "response_body"]
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "webhooks", *args], input=stdin, capture_output=True, text=True,
+        timeout=60, env={**os.environ, "WEBHOOKS_REDIS_URL": REDIS_URL},
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode != 0
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.usefixtures("worker")
+def test_send_then_show_and_list(tmp_path, receiver, wait_for):
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event(id="evt_cli")))
+    sent = run("send", receiver.url("/ok"), str(event_file))
+    assert sent.returncode == 0, sent.stderr
+    delivery_id = sent.stdout.strip()
+    wait_for(delivery_id)
+
+    shown = json.loads(run("show", delivery_id, "--json").stdout)
+    assert list(shown) == KEYS
+    assert list(shown["attempts"][0]) == ATTEMPT_KEYS
+    assert (shown["id"], shown["status"], shown["event_id"]) == (delivery_id, "delivered",
+                                                                 "evt_cli")
+    assert shown["created_at"].endswith("Z")
+
+    human = run("show", delivery_id)
+    assert human.returncode == 0 and delivery_id in human.stdout
+
+    listed = json.loads(run("list", "--status", "delivered", "--limit", "500", "--json").stdout)
+    assert delivery_id in [d["id"] for d in listed]
+    assert all(d["status"] == "delivered" for d in listed)
+    assert run("list", "--limit", "3").returncode == 0
+
+
+def test_send_reads_stdin(receiver, redis_client):
+    sent = run("send", receiver.url("/ok"), "-", stdin=json.dumps(event()))
+    assert sent.returncode == 0, sent.stderr
+    assert redis_client.exists(f"webhooks:delivery:{sent.stdout.strip()}")
+
+
+def test_bad_input_is_one_line_and_non_zero(tmp_path, redis_client):
+    before = sum(1 for _ in redis_client.scan_iter("webhooks:delivery:*"))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"id": ')
+    assert_one_line_error(run("send", "https://example.com/", str(broken)), "not valid JSON")
+
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps(event(created_at="soon")))
+    assert_one_line_error(run("send", "https://example.com/", str(wrong)), "created_at")
+    assert_one_line_error(run("send", "gopher://example.com/", str(wrong)), "url")
+    assert_one_line_error(run("send", "https://example.com/", str(tmp_path / "missing.json")),
+                          "missing.json")
+    assert_one_line_error(run("show", "no-such-delivery"), "no-such-delivery")
+    assert_one_line_error(run("list", "--status", "lost"), "lost")
+    assert_one_line_error(run("list", "--limit", "0"), "limit")
+    assert sum(1 for _ in redis_client.scan_iter("webhooks:delivery:*")) == before
+
+
+def test_unreachable_redis_is_one_line(tmp_path):
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event()))
+    result = subprocess.run(
+        [sys.executable, "-m", "webhooks", "show", "x"], capture_output=True, text=True,
+        timeout=60, env={**os.environ, "WEBHOOKS_REDIS_URL": "redis://127.0.0.1:1/0"},
+    )
+    assert_one_line_error(result, "Redis at redis://127.0.0.1:1/0")
+
+
+def test_schema_prints_the_committed_schema():
+    result = run("schema")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == event_schema()

@@ -1,0 +1,181 @@
+"""End to end: producer → Redis → real worker process → real receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import time
+
+import pytest
+
+from tests.conftest import event
+from webhooks import __version__
+from webhooks.models import DeliveryStatus
+from webhooks.store import get_store
+from webhooks.tasks import deliver
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+BASE = 0.001  # the worker's WEBHOOKS_RETRY_BASE_SECONDS
+
+
+def test_delivered_on_first_try(receiver, wait_for):
+    result = deliver.delay(receiver.url("/ok"), event(id="evt_first"))
+    delivery = wait_for(result.id)
+
+    assert delivery.status is DeliveryStatus.DELIVERED
+    assert delivery.next_attempt_at is None
+    assert [(a.number, a.status_code, a.error) for a in delivery.attempts] == [(1, 200, None)]
+    assert delivery.attempts[0].response_body == '{"ok": true}'
+    (request,) = receiver.received("/ok", result.id)
+    _, body = get_store().load(result.id)
+    assert request.body == body  # the exact bytes recorded are the bytes sent
+    assert json.loads(body)["id"] == "evt_first"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"] == f"webhooks/{__version__}"
+    assert request.headers["webhook-id"] == result.id
+    assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 10
+
+
+def test_delivered_after_k_failures_with_k_plus_one_attempts(receiver, wait_for):
+    k = 3
+    result = deliver.delay(receiver.url(f"/fail/{k}"), event())
+    delivery = wait_for(result.id)
+
+    assert delivery.status is DeliveryStatus.DELIVERED
+    assert [a.number for a in delivery.attempts] == [1, 2, 3, 4]
+    assert [a.status_code for a in delivery.attempts] == [500, 500, 500, 200]
+    assert [a.error.kind if a.error else None for a in delivery.attempts] == [
+        "http_status", "http_status", "http_status", None]
+    requests = receiver.received(f"/fail/{k}", result.id)
+    assert len(requests) == k + 1
+    # One webhook-id for the whole delivery; a fresh timestamp each attempt.
+    assert {r.headers["webhook-id"] for r in requests} == {result.id}
+    stamps = [int(r.headers["webhook-timestamp"]) for r in requests]
+    assert stamps == sorted(stamps)
+    assert len({r.body for r in requests}) == 1
+
+
+def test_retries_exhausted_after_exactly_15_attempts_with_exponential_gaps(receiver, wait_for):
+    result = deliver.delay(receiver.url("/status/503"), event())
+    delivery = wait_for(result.id, timeout=60)
+
+    assert delivery.status is DeliveryStatus.RETRIES_EXHAUSTED
+    assert delivery.next_attempt_at is None
+    assert [a.number for a in delivery.attempts] == list(range(1, 16))
+    assert all(a.status_code == 503 and a.error and a.error.kind == "http_status"
+               for a in delivery.attempts)
+    starts = [a.started_at.timestamp() for a in delivery.attempts]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    for n, gap in enumerate(gaps):
+        expected = BASE * 2**n
+        # Never early; late only by the attempt itself and the worker's overhead.
+        assert expected - 0.005 <= gap <= expected + 0.5, (n, gap, expected)
+    # The last waits dominate, so their ratio shows the doubling plainly.
+    assert 1.8 < gaps[-1] / gaps[-2] < 2.2
+    time.sleep(1)  # and nothing comes after the 15th
+    assert len(receiver.received("/status/503", result.id)) == 15
+    assert len(get_store().get(result.id).attempts) == 15
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# glibc refuses a name over 253 characters before any packet leaves, so this
+# is a real resolver failure that sends no DNS query off the machine.
+UNRESOLVABLE = ".".join(["a" * 63] * 4) + ".test"
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        pytest.param(lambda r: f"http://127.0.0.1:{_closed_port()}/", "connect_refused",
+                     id="refused"),
+        pytest.param(lambda r: f"http://{UNRESOLVABLE}/", "dns", id="dns"),
+        pytest.param(lambda r: r.url("/ok").replace("http://", "https://"), "tls", id="tls"),
+        pytest.param(lambda r: r.url("/sleep-once/3"), "timeout", id="read-timeout"),
+        pytest.param(lambda r: r.url("/reset-once"), "connection_reset", id="reset"),
+        pytest.param(lambda r: r.url("/status/404"), "http_status", id="404"),
+        pytest.param(lambda r: r.url("/status/502"), "http_status", id="502"),
+    ],
+)
+def test_each_failure_kind_is_a_failed_attempt(receiver, wait_for, url, kind):
+    result = deliver.delay(url(receiver), event())
+    delivery = wait_for(result.id, lambda d: len(d.attempts) >= 2)
+
+    first = delivery.attempts[0]
+    assert first.error is not None, first
+    assert first.error.kind == kind, first.error
+    assert first.error.message
+    assert delivery.status is not DeliveryStatus.PENDING
+    if kind == "timeout":
+        assert first.status_code is None
+        assert first.duration_ms < 2500  # the 1 s deadline, plus slack
+
+
+def test_connect_timeout(receiver, wait_for):
+    # A listener whose accept queue is full drops new SYNs, so connect() hangs
+    # until the connect timeout: the same thing a firewalled host does, on loopback.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        time.sleep(0.2)
+        result = deliver.delay(f"http://127.0.0.1:{port}/", event())
+        delivery = wait_for(result.id, lambda d: len(d.attempts) >= 1)
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+    first = delivery.attempts[0]
+    assert first.error is not None and first.error.kind == "timeout", first
+    assert "connect" in first.error.message.lower()
+
+
+def test_redirect_is_a_failed_attempt_and_never_followed(receiver, wait_for):
+    result = deliver.delay(receiver.url("/redirect"), event())
+    delivery = wait_for(result.id, lambda d: len(d.attempts) >= 3)
+
+    assert [a.status_code for a in delivery.attempts[:3]] == [302, 302, 302]
+    assert delivery.attempts[0].error.kind == "http_status"
+    assert receiver.received("/redirect-target") == []
+
+
+def test_huge_response_keeps_only_the_first_4_kb(receiver, wait_for):
+    result = deliver.delay(receiver.url("/huge"), event())
+    delivery = wait_for(result.id)
+
+    assert delivery.status is DeliveryStatus.DELIVERED
+    assert delivery.attempts[0].response_body == "x" * 4096
+
+
+def test_slow_body_after_2xx_is_delivered_within_the_deadline(receiver, wait_for):
+    result = deliver.delay(receiver.url("/drip"), event())
+    delivery = wait_for(result.id)
+
+    assert delivery.status is DeliveryStatus.DELIVERED
+    attempt = delivery.attempts[0]
+    assert attempt.status_code == 200
+    assert attempt.duration_ms < 2500  # 1 s deadline: the drip would take 60 s
+    assert 0 < len(attempt.response_body) < 300
+
+
+def test_redelivered_message_of_a_finished_delivery_sends_nothing(receiver, wait_for):
+    result = deliver.delay(receiver.url("/ok"), event())
+    wait_for(result.id)
+    # The same message again, as Redis would hand it out after a visibility timeout.
+    deliver.apply_async((result.id,), task_id=result.id, retries=1)
+    time.sleep(1)
+    assert len(receiver.received("/ok", result.id)) == 1
+    assert len(get_store().get(result.id).attempts) == 1

@@ -1,0 +1,50 @@
+"""Deployment files agree with each other and with the README (no Docker engine here)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = "celery -A webhooks worker --loglevel=INFO"
+FLOWER = "celery -A webhooks flower"
+
+
+def _readme() -> str:
+    return (ROOT / "README.md").read_text()
+
+
+def test_compose_runs_redis_with_aof_a_worker_and_flower():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"redis", "worker", "flower"}
+    redis_command = " ".join(services["redis"]["command"])
+    assert "--appendonly yes" in redis_command and "--appendfsync everysec" in redis_command
+    assert services["redis"]["volumes"] == ["redis-data:/data"]
+    assert "redis-data" in compose["volumes"]
+    assert services["worker"]["command"] == WORKER
+    assert services["flower"]["command"] == FLOWER
+    for name in ("worker", "flower"):
+        assert services[name]["environment"]["WEBHOOKS_REDIS_URL"].startswith("redis://redis:")
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert (ROOT / services["worker"]["build"] / "Dockerfile").exists()
+
+
+def test_procfile_uses_the_same_commands():
+    entries = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines())
+    assert entries == {"worker": WORKER, "flower": FLOWER}
+
+
+def test_readme_gives_the_same_commands():
+    readme = _readme()
+    assert WORKER in readme and FLOWER in readme
+
+
+def test_ci_runs_the_readmes_test_command():
+    match = re.search(r"```(?:sh|bash|console)?\n([^`]*\bpytest\b[^`]*)```", _readme())
+    assert match, "the README has a fenced test command"
+    command = match.group(1).strip()
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert command in ci_lines

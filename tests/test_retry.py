@@ -1,0 +1,73 @@
+"""The retry policy and the Celery settings that depend on it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from webhooks.retry import MAX_RETRIES, BackoffPolicy, RetriesExhausted, Retry
+from webhooks.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_default_schedule_adds_up_to_about_24_hours():
+    policy = BackoffPolicy.from_settings(Settings())
+    rows = policy.schedule()
+    assert len(rows) == MAX_RETRIES == 14
+    total = sum(row.wait for row in rows)
+    assert 22 * 3600 <= total <= 26 * 3600
+    assert rows[-1].elapsed == pytest.approx(total)
+
+
+def test_readme_states_the_real_sum_and_schedule():
+    readme = (ROOT / "README.md").read_text()
+    total = sum(row.wait for row in BackoffPolicy.from_settings(Settings()).schedule())
+    assert f"{round(total):,} s" in readme
+    for row in BackoffPolicy.from_settings(Settings()).schedule():
+        assert re.search(rf"\|\s*{row.attempt}\s*\|", readme), row
+
+
+def test_waits_double_and_the_15th_failure_exhausts():
+    policy = BackoffPolicy(base=2.0, jitter=0.0)
+    assert [policy.after_failure(n) for n in range(4)] == [
+        Retry(2.0), Retry(4.0), Retry(8.0), Retry(16.0)]
+    assert policy.after_failure(13) == Retry(2.0 * 2**13)
+    assert policy.after_failure(14) == RetriesExhausted(attempts=15)
+
+
+def test_jitter_stays_within_its_fraction():
+    policy = BackoffPolicy(base=10.0, jitter=0.1)
+    waits = {policy.after_failure(3).countdown for _ in range(500)}  # type: ignore[union-attr]
+    assert min(waits) >= 72 and max(waits) <= 88
+    assert len(waits) > 100  # it does vary
+
+
+def test_no_cap_shortens_the_longest_wait():
+    # Celery's retry_backoff_max (600 s by default) only applies to autoretry_for;
+    # the policy hands Celery the full countdown.
+    policy = BackoffPolicy.from_settings(Settings())
+    assert policy.after_failure(13).countdown > 10 * 3600  # type: ignore[union-attr]
+
+
+def test_visibility_timeout_outlasts_the_longest_countdown():
+    import celeryconfig
+
+    longest = BackoffPolicy.from_settings(Settings()).longest_wait()
+    assert celeryconfig.broker_transport_options["visibility_timeout"] > longest + 15
+    assert celeryconfig.task_acks_late and celeryconfig.task_reject_on_worker_lost
+    assert celeryconfig.accept_content == ["json"]
+
+
+def test_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("WEBHOOKS_RETRY_BASE_SECONDS", "0.5")
+    monkeypatch.setenv("WEBHOOKS_RETRY_JITTER", "0")
+    monkeypatch.setenv("WEBHOOKS_TIMEOUT_SECONDS", "3")
+    settings = Settings()
+    assert (settings.retry_base_seconds, settings.retry_jitter, settings.timeout_seconds) == (
+        0.5, 0.0, 3.0)
+    monkeypatch.setenv("WEBHOOKS_RETRY_JITTER", "1.5")
+    with pytest.raises(ValueError, match="retry_jitter"):
+        Settings()

@@ -1,0 +1,89 @@
+"""The delivery store against a real Redis."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from webhooks.clock import now
+from webhooks.errors import DeliveryNotFound
+from webhooks.models import Attempt, AttemptError, Delivery, DeliveryStatus
+from webhooks.store import DeliveryStore
+
+
+@pytest.fixture
+def store(redis_client):
+    store = DeliveryStore(redis_client, retention=timedelta(days=30))
+    yield store
+
+
+def _delivery(delivery_id: str) -> Delivery:
+    moment = now()
+    return Delivery(id=delivery_id, url="https://example.com/", event_id="evt", event_type="t",
+                    status=DeliveryStatus.PENDING, created_at=moment, updated_at=moment,
+                    next_attempt_at=moment)
+
+
+def _attempt(number: int, ok: bool) -> Attempt:
+    return Attempt(number=number, started_at=now(), duration_ms=1.5,
+                   status_code=200 if ok else 500,
+                   error=None if ok else AttemptError(kind="http_status", message="HTTP 500"),
+                   response_body="r")
+
+
+def test_create_load_and_move_through_statuses(store, redis_client):
+    store.create(_delivery("store-a"), b'{"x": 1}')
+    delivery, body = store.load("store-a")
+    assert (delivery.status, body, delivery.attempts) == (DeliveryStatus.PENDING, b'{"x": 1}', [])
+
+    later = now() + timedelta(seconds=5)
+    store.record_attempt("store-a", _attempt(1, ok=False), DeliveryStatus.RETRYING, later)
+    delivery = store.get("store-a")
+    assert delivery.status is DeliveryStatus.RETRYING
+    assert delivery.next_attempt_at == later
+    assert [a.number for a in delivery.attempts] == [1]
+
+    store.record_attempt("store-a", _attempt(2, ok=True), DeliveryStatus.DELIVERED, None)
+    delivery = store.get("store-a")
+    assert delivery.status is DeliveryStatus.DELIVERED and delivery.next_attempt_at is None
+    # In exactly one status index, and in the index of all deliveries.
+    memberships = [s for s in DeliveryStatus
+                   if redis_client.zscore(f"webhooks:deliveries:{s.value}", "store-a") is not None]
+    assert memberships == [DeliveryStatus.DELIVERED]
+    assert redis_client.zscore("webhooks:deliveries", "store-a") is not None
+
+
+def test_listing_by_status_newest_first(store):
+    for name in ("store-l1", "store-l2", "store-l3"):
+        store.create(_delivery(name), b"{}")
+    store.set_status("store-l2", DeliveryStatus.RETRIES_EXHAUSTED)
+    exhausted = [d.id for d in store.recent(DeliveryStatus.RETRIES_EXHAUSTED, limit=1000)]
+    assert "store-l2" in exhausted and "store-l1" not in exhausted
+    pending = [d.id for d in store.recent(DeliveryStatus.PENDING, limit=1000)]
+    assert pending.index("store-l3") < pending.index("store-l1")
+    assert len(store.recent(limit=2)) == 2
+
+
+def test_records_expire_after_the_retention(store, redis_client):
+    short = DeliveryStore(redis_client, retention=timedelta(seconds=100))
+    short.create(_delivery("store-e"), b"{}")
+    short.record_attempt("store-e", _attempt(1, ok=True), DeliveryStatus.DELIVERED, None)
+    assert 90 < redis_client.ttl("webhooks:delivery:store-e") <= 100
+    assert 90 < redis_client.ttl("webhooks:delivery:store-e:attempts") <= 100
+
+
+def test_index_entries_older_than_the_retention_are_trimmed(store, redis_client):
+    redis_client.zadd("webhooks:deliveries:pending", {"store-ancient": 1.0})
+    store.create(_delivery("store-new"), b"{}")
+    assert redis_client.zscore("webhooks:deliveries:pending", "store-ancient") is None
+
+
+def test_unknown_id_and_delete(store):
+    with pytest.raises(DeliveryNotFound, match="store-missing"):
+        store.get("store-missing")
+    store.create(_delivery("store-d"), b"{}")
+    store.delete("store-d")
+    with pytest.raises(DeliveryNotFound):
+        store.get("store-d")
+    assert "store-d" not in [d.id for d in store.recent(limit=10_000)]
