@@ -7,6 +7,9 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from http.client import RemoteDisconnected
 
 import requests
@@ -15,7 +18,7 @@ import urllib3.exceptions
 from .clock import now
 from .models import RESPONSE_BODY_LIMIT, Attempt, AttemptError
 
-__all__ = ["classify", "make_attempt"]
+__all__ = ["Outcome", "classify", "make_attempt", "parse_retry_after"]
 
 _MESSAGE_LIMIT = 300
 _local = threading.local()
@@ -76,6 +79,28 @@ def classify(exc: BaseException) -> AttemptError:
     return AttemptError(kind=kind, message=message[:_MESSAGE_LIMIT])
 
 
+@dataclass(frozen=True)
+class Outcome:
+    attempt: Attempt
+    retry_after: float | None = None  # seconds the receiver asked us to wait (429 and 503)
+
+
+def parse_retry_after(value: str | None, at: datetime) -> float | None:
+    """Seconds from ``at`` that a Retry-After header asks for: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - at).total_seconds())
+
+
 def _read_prefix(response: requests.Response, deadline: float) -> bytes:
     """Up to RESPONSE_BODY_LIMIT bytes of the answer, never past the deadline."""
     prefix = b""
@@ -95,13 +120,14 @@ def _read_prefix(response: requests.Response, deadline: float) -> bytes:
 
 
 def make_attempt(number: int, url: str, body: bytes, headers: Mapping[str, str],
-                 connect_timeout: float, total_timeout: float) -> Attempt:
+                 connect_timeout: float, total_timeout: float) -> Outcome:
     """POST ``body`` to ``url`` once; any 2XX succeeds, anything else is a failed attempt."""
     started_at = now()
     start = time.monotonic()
     status_code: int | None = None
     error: AttemptError | None = None
     prefix = b""
+    retry_after = None
     try:
         response = _session().post(
             url,
@@ -114,12 +140,14 @@ def make_attempt(number: int, url: str, body: bytes, headers: Mapping[str, str],
         with response:
             status_code = response.status_code
             prefix = _read_prefix(response, start + total_timeout)
+        if status_code in (429, 503):
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), now())
         if not 200 <= status_code < 300:
             reason = f"HTTP {status_code} {response.reason or ''}".strip()
             error = AttemptError(kind="http_status", message=reason[:_MESSAGE_LIMIT])
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         error = classify(exc)
-    return Attempt(
+    attempt = Attempt(
         number=number,
         started_at=started_at,
         duration_ms=round((time.monotonic() - start) * 1000, 1),
@@ -127,3 +155,4 @@ def make_attempt(number: int, url: str, body: bytes, headers: Mapping[str, str],
         error=error,
         response_body=prefix.decode("utf-8", errors="replace"),
     )
+    return Outcome(attempt, retry_after)

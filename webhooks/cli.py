@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
-from typing import IO, Any
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any, ClassVar
 
 import click
 import redis
 from rich.console import Console
 
+from .cli_endpoints import endpoints
+from .clock import now
 from .errors import WebhooksError
 from .events import event_schema
 from .models import DeliveryStatus
@@ -46,6 +50,28 @@ class _OneLineErrors(click.Group):
             click.echo(f"Error: Redis at {get_settings().redis_url} failed: {exc}", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+class Moment(click.ParamType[datetime]):
+    """A point in time: ISO-8601, or a span before now such as 90s, 30m, 6h, 2d."""
+
+    name = "time"
+    _units: ClassVar[dict[str, str]] = {"s": "seconds", "m": "minutes", "h": "hours",
+                                        "d": "days"}
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text)
+        if match:
+            return now() - timedelta(**{self._units[match[2]]: float(match[1])})
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{text!r} is neither ISO-8601 nor a span like 6h or 2d", param, ctx)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _read_event(event_file: IO[str]) -> Any:
@@ -102,6 +128,52 @@ def list_(status: str | None, limit: int, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("event_file", type=click.File("r"))
+@click.option("--json", "as_json", is_flag=True, help="Print the ids as a JSON object.")
+def publish(event_file: IO[str], as_json: bool) -> None:
+    """Send the event in EVENT_FILE to every enabled endpoint that wants it; print delivery ids."""
+    from .publish import publish as publish_event
+
+    event = _read_event(event_file)
+    ids = publish_event(event)
+    if as_json:
+        click.echo(json.dumps({"event_id": event["id"], "delivery_ids": ids}))
+    elif ids:
+        click.echo("\n".join(ids))
+    else:
+        click.echo("no enabled endpoint accepts this event type; nothing sent", err=True)
+
+
+@main.command()
+@click.argument("delivery_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def redeliver(delivery_id: str, as_json: bool) -> None:
+    """Start a new attempt cycle for a delivery, whatever its status (same webhook-id)."""
+    from .replay import redeliver as redeliver_one
+
+    redeliver_one(delivery_id)
+    click.echo(json.dumps({"delivery_id": delivery_id, "redelivered": True}) if as_json
+               else f"redelivering {delivery_id}")
+
+
+@main.command()
+@click.option("--endpoint", "endpoint_id", required=True, help="Endpoint id.")
+@click.option("--since", required=True, type=Moment(),
+              help="Start of the window: ISO-8601 (UTC if no offset) or a span ago: 90m, 6h, 2d.")
+@click.option("--until", type=Moment(), help="End of the window (default: now), same forms.")
+@click.option("--json", "as_json", is_flag=True, help="Print the ids as a JSON object.")
+def recover(endpoint_id: str, since: datetime, until: datetime | None, as_json: bool) -> None:
+    """Redeliver every retries_exhausted delivery of an endpoint created in the window."""
+    from .replay import recover as recover_endpoint
+
+    ids = recover_endpoint(endpoint_id, since, until)
+    if as_json:
+        click.echo(json.dumps({"endpoint_id": endpoint_id, "delivery_ids": ids}))
+    else:
+        click.echo(f"recovering {len(ids)} deliveries" + "".join(f"\n{i}" for i in ids))
+
+
+@main.command()
 def schema() -> None:
     """Print the JSON Schema of every event type."""
     click.echo(json.dumps(event_schema(), indent=2))
@@ -115,3 +187,6 @@ def demo(retry_base: float) -> None:
     from .demo import run_demo
 
     raise SystemExit(run_demo(console, retry_base))
+
+
+main.add_command(endpoints)

@@ -4,7 +4,12 @@
     ├── InvalidInput            bad input from a producer or the CLI; names the field
     │   ├── InvalidEvent        the event does not match its registered model
     │   └── InvalidURL          the destination URL is not acceptable
-    └── DeliveryNotFound        no delivery with that id (never created, or expired)
+    ├── NotFound
+    │   ├── DeliveryNotFound    no delivery with that id (never created, or expired)
+    │   └── EndpointNotFound    no endpoint with that id
+    ├── EndpointDisabled        the endpoint is disabled, so nothing is sent to it
+    └── WebhookVerificationFailed
+                                a received webhook's signature or timestamp did not verify
 """
 
 from __future__ import annotations
@@ -13,9 +18,13 @@ from collections.abc import Sequence
 
 __all__ = [
     "DeliveryNotFound",
+    "EndpointDisabled",
+    "EndpointNotFound",
     "InvalidEvent",
     "InvalidInput",
     "InvalidURL",
+    "NotFound",
+    "WebhookVerificationFailed",
     "WebhooksError",
 ]
 
@@ -57,9 +66,34 @@ class InvalidURL(InvalidInput):
         super().__init__("url", problem)
 
 
-class DeliveryNotFound(WebhooksError, LookupError):
+class NotFound(WebhooksError, LookupError):
+    """Nothing is stored under this id."""
+
+
+class DeliveryNotFound(NotFound):
     """No delivery record has this id: it was never created or its retention ran out."""
 
     def __init__(self, delivery_id: str) -> None:
         self.delivery_id = delivery_id
         super().__init__(f"no delivery with id {delivery_id!r}")
+
+
+class EndpointNotFound(NotFound):
+    def __init__(self, endpoint_id: str) -> None:
+        self.endpoint_id = endpoint_id
+        super().__init__(f"no endpoint with id {endpoint_id!r}")
+
+
+class EndpointDisabled(WebhooksError):
+    def __init__(self, endpoint_id: str, reason: str | None) -> None:
+        self.endpoint_id = endpoint_id
+        self.reason = reason
+        super().__init__(f"endpoint {endpoint_id} is disabled ({reason or 'no reason given'}); "
+                         f"enable it first")
+
+
+class WebhookVerificationFailed(WebhooksError):
+    """A received webhook did not verify: wrong signature, bad or stale timestamp, missing header.
+
+    The message says which, and never contains the secret or the signatures.
+    """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .clock import UTCDatetime
 
@@ -64,3 +64,12 @@ class Delivery(BaseModel):
     updated_at: UTCDatetime
     next_attempt_at: UTCDatetime | None
     attempts: list[Attempt] = []
+    # Kept in the store but not in the delivery's JSON, whose keys are a contract.
+    endpoint_id: str | None = Field(None, exclude=True)
+    cycle: int = Field(0, exclude=True)  # bumped by redeliver; stale messages carry an older one
+    cycle_offset: int = Field(0, exclude=True)  # attempts made before this cycle began
+    stop_reason: str | None = Field(None, exclude=True)  # why retries stopped early, if they did
+
+    def attempt_number(self, retries: int) -> int:
+        """The number of the attempt that Celery retry ``retries`` of this cycle makes."""
+        return self.cycle_offset + retries + 1

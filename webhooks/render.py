@@ -57,10 +57,13 @@ def deliveries_table(deliveries: Iterable[Delivery], title: str | None = None,
 
 
 def attempts_table(delivery: Delivery) -> Table:
+    endpoint = f" (endpoint {delivery.endpoint_id})" if delivery.endpoint_id else ""
     table = Table(
         title=f"{delivery.id}  {_status(delivery)}  {delivery.event_type} {delivery.event_id}"
-        f"  → {delivery.url}",
+        f"  → {delivery.url}{endpoint}",
         title_justify="left",
+        caption=f"stopped early: {delivery.stop_reason}" if delivery.stop_reason else None,
+        caption_justify="left",
     )
     for column in ("#", "started_at", "ms", "status", "error", "response (first 4 KB)"):
         table.add_column(column, overflow="fold")

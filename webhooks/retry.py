@@ -42,20 +42,28 @@ class BackoffPolicy:
     base: float
     jitter: float = 0.0
     max_retries: int = MAX_RETRIES
+    retry_after_max: float = 3600.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BackoffPolicy:
-        return cls(base=settings.retry_base_seconds, jitter=settings.retry_jitter)
+        return cls(base=settings.retry_base_seconds, jitter=settings.retry_jitter,
+                   retry_after_max=settings.retry_after_max_seconds)
 
     def nominal_wait(self, retries: int) -> float:
         return self.base * float(2**retries)
 
     def longest_wait(self) -> float:
         """The largest countdown this policy can ever ask for, jitter included."""
-        return self.nominal_wait(self.max_retries - 1) * (1 + self.jitter)
+        return max(self.nominal_wait(self.max_retries - 1) * (1 + self.jitter),
+                   self.retry_after_max)
 
-    def after_failure(self, retries: int) -> Retry | RetriesExhausted:
-        """Decide what follows a failed attempt, given the retries already made."""
+    def after_failure(self, retries: int, retry_after: float | None = None
+                      ) -> Retry | RetriesExhausted:
+        """Decide what follows a failed attempt, given the retries already made.
+
+        A receiver's Retry-After (429, 503) can lengthen the wait, up to
+        ``retry_after_max``, never shorten it; the attempt still counts.
+        """
         if retries >= self.max_retries:
             return RetriesExhausted(attempts=retries + 1)
         wait = self.nominal_wait(retries)
@@ -63,6 +71,8 @@ class BackoffPolicy:
             # Spreads retries of deliveries that failed together (one endpoint
             # outage) so they do not all come back in the same second.
             wait *= random.uniform(1 - self.jitter, 1 + self.jitter)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.retry_after_max))
         return Retry(countdown=wait)
 
     def schedule(self) -> list[ScheduleRow]:

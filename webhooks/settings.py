@@ -38,6 +38,24 @@ class Settings(BaseSettings):
     connect_timeout_seconds: float = Field(
         5.0, gt=0, description="Deadline for the TCP (and TLS) connection within an attempt."
     )
+    retry_after_max_seconds: float = Field(
+        3600,
+        ge=0,
+        description="A 429 or 503 with Retry-After delays the next attempt by at least that "
+        "long, up to this cap.",
+    )
+    secret_rotation_grace_seconds: float = Field(
+        86400,
+        ge=0,
+        description="After rotate-secret, how long the old secret keeps signing beside the "
+        "new one.",
+    )
+    disable_after_seconds: float = Field(
+        432000,
+        gt=0,
+        description="An endpoint with no 2XX for this long, and at least one delivery exhausted "
+        "meanwhile, is disabled (5 days).",
+    )
     retention_days: float = Field(
         30,
         gt=0,

@@ -1,61 +1,46 @@
-"""Deliveries and their attempts, kept in Redis.
-
-Layout (``{id}`` is the delivery id, which is also the Celery task id):
-
-- ``webhooks:delivery:{id}``           hash: the delivery's fields and ``body``,
-                                       the exact bytes POSTed on every attempt
-- ``webhooks:delivery:{id}:attempts``  list: one JSON :class:`Attempt` per attempt
-- ``webhooks:deliveries``              sorted set of every id, scored by ``updated_at``
-- ``webhooks:deliveries:{status}``     the same, one per status, so listing by
-                                       status is one ZRANGE
+"""Deliveries and their attempts, kept in Redis under the keys of :mod:`webhooks.keys`.
 
 Every write is one MULTI/EXEC transaction, so a reader never sees an attempt
 without the status it led to. Keys expire ``retention`` after their last change;
-the indexes are trimmed by score at the same moment.
+the indexes are trimmed by score when deliveries are created.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import cast
 
 import redis
 
+from . import keys
 from .clock import isoformat, now
 from .errors import DeliveryNotFound
-from .models import Attempt, Delivery, DeliveryStatus
+from .models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus
+from .redisutil import transaction, zrange_ids
 from .settings import get_settings
 
 __all__ = ["DeliveryStore", "get_store"]
 
-_PREFIX = "webhooks:"
 _FIELDS = ("id", "url", "event_id", "event_type", "status", "created_at", "updated_at",
-           "next_attempt_at")
+           "next_attempt_at", "endpoint_id", "cycle", "cycle_offset", "stop_reason")
+_OPTIONAL = ("next_attempt_at", "endpoint_id", "stop_reason")
 
 
-def _delivery_key(delivery_id: str) -> str:
-    return f"{_PREFIX}delivery:{delivery_id}"
-
-
-def _attempts_key(delivery_id: str) -> str:
-    return f"{_PREFIX}delivery:{delivery_id}:attempts"
-
-
-def _index_key(status: DeliveryStatus | None = None) -> str:
-    return f"{_PREFIX}deliveries" + (f":{status.value}" if status else "")
-
-
-def _delivery(fields: Mapping[bytes, bytes], attempts: list[bytes]) -> Delivery:
-    values = {key.decode(): value.decode() for key, value in fields.items() if key != b"body"}
+def _delivery(fields: Mapping[bytes, bytes | None], attempts: list[bytes]) -> Delivery:
+    values = {key.decode(): value.decode() for key, value in fields.items()
+              if key != b"body" and value is not None}
+    for name in _OPTIONAL:
+        values[name] = values.get(name) or None  # type: ignore[assignment]
     return Delivery.model_validate(
-        {
-            **values,
-            "next_attempt_at": values.get("next_attempt_at") or None,
-            "attempts": [Attempt.model_validate_json(raw) for raw in attempts],
-        }
+        {**values, "attempts": [Attempt.model_validate_json(raw) for raw in attempts]}
     )
+
+
+def _hash_value(value: object) -> str:
+    if isinstance(value, datetime):
+        return isoformat(value)
+    return "" if value is None else str(value)
 
 
 class DeliveryStore:
@@ -66,69 +51,115 @@ class DeliveryStore:
     def _index(self, pipe: redis.client.Pipeline, delivery_id: str, status: DeliveryStatus,
                moment: datetime) -> None:
         score = moment.timestamp()
-        pipe.zadd(_index_key(), {delivery_id: score})
+        pipe.zadd(keys.deliveries(), {delivery_id: score})
         for other in DeliveryStatus:
             if other is not status:
-                pipe.zrem(_index_key(other), delivery_id)
-        pipe.zadd(_index_key(status), {delivery_id: score})
+                pipe.zrem(keys.deliveries(other), delivery_id)
+        pipe.zadd(keys.deliveries(status), {delivery_id: score})
         ttl = int(self.retention.total_seconds())
-        pipe.expire(_delivery_key(delivery_id), ttl)
-        pipe.expire(_attempts_key(delivery_id), ttl)
+        pipe.expire(keys.delivery(delivery_id), ttl)
+        pipe.expire(keys.attempts(delivery_id), ttl)
 
-    def create(self, delivery: Delivery, body: bytes) -> None:
-        fields = {name: getattr(delivery, name) for name in _FIELDS}
-        mapping = {
-            name: isoformat(value) if isinstance(value, datetime) else str(value or "")
-            for name, value in fields.items()
-        }
+    def create_many(self, deliveries: Sequence[Delivery], body: bytes) -> None:
+        """Write new deliveries of one event, all or none, in one round trip."""
+        if not deliveries:
+            return
+        cutoff = (deliveries[0].created_at - self.retention).timestamp()
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(_delivery_key(delivery.id), mapping={**mapping, "body": body})  # type: ignore[dict-item]
-            self._index(pipe, delivery.id, delivery.status, delivery.updated_at)
-            cutoff = (delivery.created_at - self.retention).timestamp()
+            for delivery in deliveries:
+                mapping: dict[str, str | bytes] = {
+                    name: _hash_value(getattr(delivery, name)) for name in _FIELDS}
+                mapping["body"] = body
+                pipe.hset(keys.delivery(delivery.id), mapping=mapping)  # type: ignore[arg-type]
+                self._index(pipe, delivery.id, delivery.status, delivery.updated_at)
+                if delivery.endpoint_id:
+                    index = keys.endpoint_deliveries(delivery.endpoint_id)
+                    pipe.zadd(index, {delivery.id: delivery.created_at.timestamp()})
+                    pipe.zremrangebyscore(index, "-inf", cutoff)
             # Index entries of expired records go here, not in a sweeper process.
             for status in (None, *DeliveryStatus):
-                pipe.zremrangebyscore(_index_key(status), "-inf", cutoff)
+                pipe.zremrangebyscore(keys.deliveries(status), "-inf", cutoff)
+            pipe.execute()
+
+    def create(self, delivery: Delivery, body: bytes) -> None:
+        self.create_many([delivery], body)
+
+    def delete_many(self, delivery_ids: Sequence[str]) -> None:
+        with self.redis.pipeline(transaction=True) as pipe:
+            for delivery_id in delivery_ids:
+                pipe.delete(keys.delivery(delivery_id), keys.attempts(delivery_id))
+                for status in (None, *DeliveryStatus):
+                    pipe.zrem(keys.deliveries(status), delivery_id)
             pipe.execute()
 
     def delete(self, delivery_id: str) -> None:
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(_delivery_key(delivery_id), _attempts_key(delivery_id))
-            for status in (None, *DeliveryStatus):
-                pipe.zrem(_index_key(status), delivery_id)
-            pipe.execute()
+        self.delete_many([delivery_id])
 
     def record_attempt(self, delivery_id: str, attempt: Attempt, status: DeliveryStatus,
-                       next_attempt_at: datetime | None) -> None:
+                       next_attempt_at: datetime | None, stop_reason: str | None = None) -> None:
         """Append an attempt and move the delivery to the status it led to, atomically."""
-        moment = now()
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(_attempts_key(delivery_id), attempt.model_dump_json())
-            self._set_status(pipe, delivery_id, status, next_attempt_at, moment)
+            pipe.rpush(keys.attempts(delivery_id), attempt.model_dump_json())
+            self._set_status(pipe, delivery_id, status, next_attempt_at, stop_reason)
             pipe.execute()
 
     def set_status(self, delivery_id: str, status: DeliveryStatus,
-                   next_attempt_at: datetime | None = None) -> None:
+                   next_attempt_at: datetime | None = None,
+                   stop_reason: str | None = None) -> None:
         with self.redis.pipeline(transaction=True) as pipe:
-            self._set_status(pipe, delivery_id, status, next_attempt_at, now())
+            self._set_status(pipe, delivery_id, status, next_attempt_at, stop_reason)
             pipe.execute()
 
     def _set_status(self, pipe: redis.client.Pipeline, delivery_id: str, status: DeliveryStatus,
-                    next_attempt_at: datetime | None, moment: datetime) -> None:
-        pipe.hset(
-            _delivery_key(delivery_id),
-            mapping={
-                "status": status.value,
-                "updated_at": isoformat(moment),
-                "next_attempt_at": isoformat(next_attempt_at) if next_attempt_at else "",
-            },
-        )
+                    next_attempt_at: datetime | None, stop_reason: str | None) -> None:
+        moment = now()
+        pipe.hset(keys.delivery(delivery_id), mapping={
+            "status": status.value,
+            "updated_at": isoformat(moment),
+            "next_attempt_at": _hash_value(next_attempt_at),
+            "stop_reason": _hash_value(stop_reason),
+        })
         self._index(pipe, delivery_id, status, moment)
+
+    def stop_unfinished(self, delivery_ids: Sequence[str], reason: str) -> list[str]:
+        """Mark the still-unfinished deliveries among ``delivery_ids`` as exhausted."""
+        statuses = self.statuses(delivery_ids)
+        stopped = [delivery_id for delivery_id, status in zip(delivery_ids, statuses, strict=True)
+                   if status is not None and status not in FINAL_STATUSES]
+        with self.redis.pipeline(transaction=True) as pipe:
+            for delivery_id in stopped:
+                self._set_status(pipe, delivery_id, DeliveryStatus.RETRIES_EXHAUSTED, None, reason)
+            pipe.execute()
+        return stopped
+
+    def start_cycle(self, delivery_id: str) -> int:
+        """Begin a new attempt cycle (redeliver): numbering goes on after the last attempt."""
+        key = keys.delivery(delivery_id)
+
+        def start(pipe: redis.client.Pipeline) -> int:
+            cycle, exists = pipe.hget(key, "cycle"), pipe.exists(key)
+            if not exists:
+                raise DeliveryNotFound(delivery_id)
+            made = pipe.llen(keys.attempts(delivery_id))
+            pipe.multi()
+            pipe.hset(key, mapping={"cycle": int(cycle or 0) + 1, "cycle_offset": made})
+            self._set_status(pipe, delivery_id, DeliveryStatus.PENDING, now(), None)
+            return int(cycle or 0) + 1
+
+        return transaction(self.redis, start, key)
+
+    def statuses(self, delivery_ids: Sequence[str]) -> list[DeliveryStatus | None]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in delivery_ids:
+                pipe.hget(keys.delivery(delivery_id), "status")
+            raw = pipe.execute()
+        return [DeliveryStatus(value.decode()) if value else None for value in raw]
 
     def load(self, delivery_id: str) -> tuple[Delivery, bytes]:
         """The delivery with all its attempts, and the body it sends."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(_delivery_key(delivery_id))
-            pipe.lrange(_attempts_key(delivery_id), 0, -1)
+            pipe.hgetall(keys.delivery(delivery_id))
+            pipe.lrange(keys.attempts(delivery_id), 0, -1)
             fields, attempts = pipe.execute()
         if not fields:
             raise DeliveryNotFound(delivery_id)
@@ -139,12 +170,11 @@ class DeliveryStore:
 
     def recent(self, status: DeliveryStatus | None = None, limit: int = 50) -> list[Delivery]:
         """The most recently changed deliveries first, optionally of one status."""
-        raw_ids = cast(list[bytes], self.redis.zrange(_index_key(status), 0, limit - 1, desc=True))
-        ids = [raw.decode() for raw in raw_ids]
+        ids = zrange_ids(self.redis, keys.deliveries(status), 0, limit - 1, desc=True)
         with self.redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
-                pipe.hmget(_delivery_key(delivery_id), _FIELDS)
-                pipe.lrange(_attempts_key(delivery_id), 0, -1)
+                pipe.hmget(keys.delivery(delivery_id), _FIELDS)
+                pipe.lrange(keys.attempts(delivery_id), 0, -1)
             replies = pipe.execute()
         deliveries = []
         for values, attempts in zip(replies[::2], replies[1::2], strict=True):
@@ -154,7 +184,7 @@ class DeliveryStore:
         return deliveries
 
     def count(self, status: DeliveryStatus | None = None) -> int:
-        return int(self.redis.zcard(_index_key(status)))
+        return int(self.redis.zcard(keys.deliveries(status)))
 
 
 @lru_cache(maxsize=1)

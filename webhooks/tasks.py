@@ -1,47 +1,45 @@
 """The delivery task: one Celery task per delivery, one run per attempt.
 
 Producers call ``deliver.delay(url, event)``. The task class turns that into a
-stored delivery and a message that carries only the delivery id, which is also
-the Celery task id, so Flower and logs never show payloads and every retry of a
-delivery shares its id.
+stored delivery and a message that carries only the delivery id (and its attempt
+cycle). The id is also the Celery task id and the ``webhook-id`` header, so
+Flower and logs never show payloads or secrets, and every retry shares the id.
 """
 
 from __future__ import annotations
 
-import time
+import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Reject
 from celery.result import AsyncResult
-from celery.utils.log import get_task_logger
 
-from ._version import __version__
-from .attempt import make_attempt
 from .celery_app import app
 from .clock import now
-from .deliveries import new_delivery
-from .errors import DeliveryNotFound, InvalidInput
-from .models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus
-from .retry import MAX_RETRIES, BackoffPolicy, RetriesExhausted
-from .settings import get_settings
+from .deliveries import create_deliveries
+from .errors import InvalidInput
+from .events import parse_event
+from .retry import Retry
+from .runner import run_attempt
 from .store import get_store
+from .urls import check_url
 
 __all__ = ["DeliveryTask", "deliver"]
 
-logger = get_task_logger(__name__)
-USER_AGENT = f"webhooks/{__version__}"
+logger = logging.getLogger(__name__)
 
 
 def _producer_args(args: Any, kwargs: Any) -> tuple[Any, Any]:
+    if len(args or ()) > 2:
+        raise InvalidInput("args", "deliver.delay takes exactly two arguments: url, event")
     params = dict(zip(("url", "event"), args or (), strict=False))
     for name, value in (kwargs or {}).items():
         if name not in ("url", "event") or name in params:
             raise InvalidInput(name, "unexpected argument; call deliver.delay(url, event)")
         params[name] = value
-    if len(args or ()) > 2:
-        raise InvalidInput("args", "deliver.delay takes exactly two arguments: url, event")
     missing = [name for name in ("url", "event") if name not in params]
     if missing:
         raise InvalidInput(missing[0], "is required")
@@ -51,97 +49,62 @@ def _producer_args(args: Any, kwargs: Any) -> tuple[Any, Any]:
 class DeliveryTask(Task):  # type: ignore[type-arg]
     """Celery task class whose ``apply_async`` creates the delivery before publishing it."""
 
-    max_retries = MAX_RETRIES
+    max_retries = 14
     acks_late = True
     reject_on_worker_lost = True
     ignore_result = True
 
-    def apply_async(
-        self,
-        args: Any = None,
-        kwargs: Any = None,
-        task_id: str | None = None,
-        *more: Any,
-        **options: Any,
-    ) -> AsyncResult[Any]:
+    def apply_async(self, args: Any = None, kwargs: Any = None, task_id: str | None = None,
+                    *more: Any, **options: Any) -> AsyncResult[Any]:
         if options.get("retries"):
             # self.retry() re-publishing an existing delivery: args are already its id.
             return super().apply_async(args, kwargs, task_id, *more, **options)
-        url, event = _producer_args(args, kwargs)
+        url, raw_event = _producer_args(args, kwargs)
+        checked_url, event = check_url(url), parse_event(raw_event)
         due = options.get("eta")
         if due is None and options.get("countdown") is not None:
             due = now() + timedelta(seconds=float(options["countdown"]))
-        delivery = new_delivery(url, event, due=due)
+        (delivery,) = create_deliveries(event, [(checked_url, None)], due=due)
         try:
-            return super().apply_async((delivery.id,), None, delivery.id, *more, **options)
+            return self.enqueue(delivery.id, 0, *more, **options)
         except BaseException:
             # Nothing half-written: a delivery whose message never left is removed.
             get_store().delete(delivery.id)
             raise
 
+    def enqueue(self, delivery_id: str, cycle: int, *more: Any,
+                **options: Any) -> AsyncResult[Any]:
+        """Publish the message for a stored delivery: its id is the task id."""
+        return super().apply_async((delivery_id,), {"cycle": cycle}, delivery_id, *more,
+                                   **options)
 
-def _headers(delivery_id: str) -> dict[str, str]:
-    return {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        "webhook-id": delivery_id,
-        "webhook-timestamp": str(int(time.time())),
-    }
+    def enqueue_many(self, items: Sequence[tuple[str, int]]) -> list[str]:
+        """Publish several stored deliveries over one broker connection.
 
-
-def _attempt(delivery: Delivery, body: bytes, number: int) -> Attempt:
-    settings = get_settings()
-    return make_attempt(
-        number,
-        delivery.url,
-        body,
-        _headers(delivery.id),
-        connect_timeout=settings.connect_timeout_seconds,
-        total_timeout=settings.timeout_seconds,
-    )
+        Returns the ids that could not be published (empty when all left), so the
+        caller can undo exactly those.
+        """
+        sent = 0
+        try:
+            with self.app.producer_or_acquire() as producer:
+                for delivery_id, cycle in items:
+                    self.enqueue(delivery_id, cycle, producer=producer)
+                    sent += 1
+        except Exception:
+            logger.exception("published %d of %d deliveries", sent, len(items))
+            return [delivery_id for delivery_id, _ in items[sent:]]
+        return []
 
 
 @app.task(base=DeliveryTask, bind=True, name="webhooks.tasks.deliver")
-def deliver(self: DeliveryTask, delivery_id: str) -> str:
-    """Make attempt ``retries + 1`` of a delivery and decide what follows it."""
-    store = get_store()
-    number = self.request.retries + 1
-    try:
-        delivery, body = store.load(delivery_id)
-    except DeliveryNotFound:
-        logger.warning("delivery %s not found (expired or deleted); dropping attempt %d",
-                       delivery_id, number)
-        return "missing"
-    if delivery.status in FINAL_STATUSES:
-        logger.info("delivery %s is already %s; dropping duplicate attempt %d",
-                    delivery_id, delivery.status.value, number)
-        return delivery.status.value
-
-    if any(attempt.number == number for attempt in delivery.attempts):
-        # This message came back after its attempt was recorded (the retry could
-        # not be published, or the worker died in between): do not send again,
-        # only schedule what the record says comes next.
-        logger.warning("attempt %d of %s already ran; rescheduling without sending",
-                       number, delivery_id)
-        due = delivery.next_attempt_at or now()
-        countdown = max(0.0, (due - now()).total_seconds())
-    else:
-        attempt = _attempt(delivery, body, number)
-        if attempt.succeeded:
-            store.record_attempt(delivery_id, attempt, DeliveryStatus.DELIVERED, None)
-            return DeliveryStatus.DELIVERED.value
-        decision = BackoffPolicy.from_settings(get_settings()).after_failure(self.request.retries)
-        if isinstance(decision, RetriesExhausted):
-            store.record_attempt(delivery_id, attempt, DeliveryStatus.RETRIES_EXHAUSTED, None)
-            logger.warning("delivery %s: retries exhausted after %d attempts",
-                           delivery_id, decision.attempts)
-            return DeliveryStatus.RETRIES_EXHAUSTED.value
-        countdown = decision.countdown
-        store.record_attempt(delivery_id, attempt, DeliveryStatus.RETRYING,
-                             now() + timedelta(seconds=countdown))
-    try:
-        raise self.retry(countdown=countdown)
-    except Reject as exc:
-        # Celery drops the message when the retry cannot be published. Put it
-        # back instead: the attempt is recorded, so the rerun only reschedules.
-        raise Reject(str(exc), requeue=True) from exc
+def deliver(self: DeliveryTask, delivery_id: str, cycle: int = 0) -> str:
+    """Make attempt ``retries + 1`` of the delivery's current cycle, then retry or finish."""
+    step = run_attempt(delivery_id, cycle, self.request.retries)
+    if isinstance(step, Retry):
+        try:
+            raise self.retry(countdown=step.countdown)
+        except Reject as exc:
+            # Celery drops the message when the retry cannot be published. Put it
+            # back instead: the attempt is recorded, so the rerun only reschedules.
+            raise Reject(str(exc), requeue=True) from exc
+    return step.status

@@ -1,0 +1,188 @@
+"""Endpoints: where customers want events, which ones, and the secrets that sign them.
+
+Stored under the keys of :mod:`webhooks.keys`; secrets live only in values.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import redis
+from pydantic import BaseModel, ConfigDict
+
+from . import keys
+from .clock import UTCDatetime, isoformat, now
+from .errors import EndpointNotFound, InvalidInput
+from .events import EVENT_TYPES
+from .redisutil import transaction, zrange_ids
+from .signing import mask, new_secret
+from .store import get_store
+from .urls import check_url
+
+__all__ = ["Endpoint", "EndpointSecret", "EndpointStore", "get_endpoints"]
+
+class EndpointSecret(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    value: str
+    created_at: UTCDatetime
+    expires_at: UTCDatetime | None = None  # set when a newer secret replaces it
+
+    def active(self, at: datetime) -> bool:
+        return self.expires_at is None or self.expires_at > at
+
+
+class Endpoint(BaseModel):
+    id: str
+    url: str
+    description: str = ""
+    event_types: list[str] | None = None  # None: every event type
+    enabled: bool = True
+    disabled_reason: str | None = None
+    disabled_at: UTCDatetime | None = None
+    created_at: UTCDatetime
+    secrets: list[EndpointSecret]
+
+    def accepts(self, event_type: str) -> bool:
+        return self.enabled and (self.event_types is None or event_type in self.event_types)
+
+    def signing_secrets(self, at: datetime) -> list[str]:
+        return [secret.value for secret in self.secrets if secret.active(at)]
+
+    def public(self) -> dict[str, Any]:
+        """The endpoint as shown to people and scripts: secrets masked."""
+        shown = self.model_dump(mode="json", exclude={"secrets"})
+        shown["secrets"] = [
+            {"secret": mask(s.value), **s.model_dump(mode="json", exclude={"value"})}
+            for s in self.secrets
+        ]
+        return shown
+
+
+def _check_event_types(event_types: list[str] | None) -> list[str] | None:
+    if not event_types:
+        return None
+    for name in event_types:
+        if name not in EVENT_TYPES:
+            known = ", ".join(sorted(EVENT_TYPES))
+            raise InvalidInput("event", f"unknown event type {name!r}; known types: {known}")
+    return sorted(set(event_types))
+
+
+class EndpointStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def add(self, url: str, event_types: list[str] | None = None,
+            description: str = "") -> tuple[Endpoint, str]:
+        """Register an endpoint; returns it and its secret, which is shown only this once."""
+        secret = new_secret()
+        created = now()
+        endpoint = Endpoint(
+            id="ep_" + secrets.token_hex(12),
+            url=check_url(url),
+            description=description,
+            event_types=_check_event_types(event_types),
+            created_at=created,
+            secrets=[EndpointSecret(value=secret, created_at=created)],
+        )
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.endpoint(endpoint.id), endpoint.model_dump_json())
+            pipe.zadd(keys.endpoints(), {endpoint.id: created.timestamp()})
+            pipe.execute()
+        return endpoint, secret
+
+    def get(self, endpoint_id: str) -> Endpoint:
+        raw = self.redis.get(keys.endpoint(endpoint_id))
+        if raw is None:
+            raise EndpointNotFound(endpoint_id)
+        return Endpoint.model_validate_json(raw)
+
+    def all(self) -> list[Endpoint]:
+        ids = zrange_ids(self.redis, keys.endpoints(), 0, -1)
+        if not ids:
+            return []
+        raws = self.redis.mget([keys.endpoint(endpoint_id) for endpoint_id in ids])
+        return [Endpoint.model_validate_json(raw) for raw in raws if raw is not None]
+
+    def _update(self, endpoint_id: str, change: Callable[[Endpoint], Endpoint]) -> Endpoint:
+        """Read, change and write one endpoint; retried if another writer got there first."""
+        key = keys.endpoint(endpoint_id)
+
+        def body(pipe: redis.client.Pipeline) -> Endpoint:
+            raw = pipe.get(key)
+            if raw is None:
+                raise EndpointNotFound(endpoint_id)
+            updated = change(Endpoint.model_validate_json(raw))
+            pipe.multi()
+            pipe.set(key, updated.model_dump_json())
+            return updated
+
+        return transaction(self.redis, body, key)
+
+    def disable(self, endpoint_id: str, reason: str) -> Endpoint:
+        """Stop sending to the endpoint, and stop the retries of its unfinished deliveries."""
+        endpoint = self._update(endpoint_id, lambda e: e.model_copy(update={
+            "enabled": False, "disabled_reason": reason, "disabled_at": now()}))
+        ids = zrange_ids(self.redis, keys.endpoint_deliveries(endpoint_id), 0, -1)
+        get_store().stop_unfinished(ids, f"endpoint disabled: {reason}")
+        return endpoint
+
+    def enable(self, endpoint_id: str) -> Endpoint:
+        endpoint = self._update(endpoint_id, lambda e: e.model_copy(update={
+            "enabled": True, "disabled_reason": None, "disabled_at": None}))
+        self.redis.delete(keys.endpoint_health(endpoint_id))  # a fresh start for the failure clock
+        return endpoint
+
+    def rotate_secret(self, endpoint_id: str, grace: timedelta) -> tuple[Endpoint, str]:
+        """Add a new secret; older ones keep signing for ``grace``, then are dropped."""
+        secret = new_secret()
+        moment = now()
+
+        def rotate(endpoint: Endpoint) -> Endpoint:
+            kept = [
+                old if old.expires_at else old.model_copy(update={"expires_at": moment + grace})
+                for old in endpoint.secrets
+                if old.active(moment) and grace > timedelta(0)
+            ]
+            fresh = EndpointSecret(value=secret, created_at=moment)
+            return endpoint.model_copy(update={"secrets": [*kept, fresh]})
+
+        return self._update(endpoint_id, rotate), secret
+
+    def record_health(self, endpoint_id: str, succeeded: bool, exhausted: bool
+                      ) -> tuple[datetime | None, int]:
+        """Update the failure clock; returns (first failure since the last 2XX, exhausted since)."""
+        key = keys.endpoint_health(endpoint_id)
+        if succeeded:
+            self.redis.delete(key)
+            return None, 0
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "failing_since", isoformat(now()))
+            if exhausted:
+                pipe.hincrby(key, "exhausted", 1)
+            pipe.hgetall(key)
+            health = pipe.execute()[-1]
+        since = datetime.fromisoformat(health[b"failing_since"].decode())
+        return since, int(health.get(b"exhausted", 0))
+
+    def delete(self, endpoint_id: str) -> None:
+        self.get(endpoint_id)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.endpoint(endpoint_id), keys.endpoint_deliveries(endpoint_id),
+                        keys.endpoint_health(endpoint_id))
+            pipe.zrem(keys.endpoints(), endpoint_id)
+            pipe.execute()
+
+    def delivery_ids(self, endpoint_id: str, since: datetime, until: datetime) -> list[str]:
+        return zrange_ids(self.redis, keys.endpoint_deliveries(endpoint_id), since.timestamp(),
+                          until.timestamp(), byscore=True)
+
+
+@lru_cache(maxsize=1)
+def get_endpoints() -> EndpointStore:
+    return EndpointStore(get_store().redis)

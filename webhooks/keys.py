@@ -1,0 +1,42 @@
+"""Every Redis key this package writes, in one place. No key ever contains a secret."""
+
+from __future__ import annotations
+
+from .models import DeliveryStatus
+
+PREFIX = "webhooks:"
+
+
+def delivery(delivery_id: str) -> str:
+    """Hash: the delivery's fields and ``body``, the exact bytes POSTed on every attempt."""
+    return f"{PREFIX}delivery:{delivery_id}"
+
+
+def attempts(delivery_id: str) -> str:
+    """List: one JSON Attempt per attempt, in order."""
+    return f"{PREFIX}delivery:{delivery_id}:attempts"
+
+
+def deliveries(status: DeliveryStatus | None = None) -> str:
+    """Sorted set of delivery ids by ``updated_at``: all of them, or those in one status."""
+    return f"{PREFIX}deliveries" + (f":{status.value}" if status else "")
+
+
+def endpoint(endpoint_id: str) -> str:
+    """String: the endpoint as JSON, secrets included."""
+    return f"{PREFIX}endpoint:{endpoint_id}"
+
+
+def endpoints() -> str:
+    """Sorted set of endpoint ids by creation time."""
+    return f"{PREFIX}endpoints"
+
+
+def endpoint_deliveries(endpoint_id: str) -> str:
+    """Sorted set of an endpoint's delivery ids by creation time (for recover)."""
+    return f"{PREFIX}endpoint:{endpoint_id}:deliveries"
+
+
+def endpoint_health(endpoint_id: str) -> str:
+    """Hash: ``failing_since`` (first failure after the last 2XX) and ``exhausted`` since then."""
+    return f"{PREFIX}endpoint:{endpoint_id}:health"

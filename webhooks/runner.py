@@ -1,0 +1,120 @@
+"""One run of the delivery task: make the attempt that is due, decide what follows it.
+
+Kept apart from Celery so the task body stays a few lines: the task turns the
+policy's :class:`~webhooks.retry.Retry` into ``self.retry(countdown=...)`` and
+:class:`Done` into a return.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from . import health
+from ._version import __version__
+from .attempt import Outcome, make_attempt
+from .clock import now
+from .endpoints import Endpoint, get_endpoints
+from .errors import DeliveryNotFound, EndpointNotFound
+from .models import FINAL_STATUSES, Delivery, DeliveryStatus
+from .retry import BackoffPolicy, RetriesExhausted, Retry
+from .settings import get_settings
+from .signing import signature_header
+from .store import get_store
+
+__all__ = ["USER_AGENT", "Done", "run_attempt"]
+
+logger = logging.getLogger(__name__)
+USER_AGENT = f"webhooks/{__version__}"
+
+
+@dataclass(frozen=True)
+class Done:
+    status: str
+
+
+def _send(delivery: Delivery, body: bytes, number: int, endpoint: Endpoint | None) -> Outcome:
+    settings = get_settings()
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": delivery.id,
+        "webhook-timestamp": str(timestamp),
+    }
+    if endpoint is not None:
+        # A fresh signature each attempt, by every secret still in its rotation grace.
+        headers["webhook-signature"] = signature_header(
+            delivery.id, timestamp, body, endpoint.signing_secrets(now()))
+    return make_attempt(number, delivery.url, body, headers,
+                        connect_timeout=settings.connect_timeout_seconds,
+                        total_timeout=settings.timeout_seconds)
+
+
+def _stop(delivery: Delivery, reason: str) -> Done:
+    get_store().set_status(delivery.id, DeliveryStatus.RETRIES_EXHAUSTED, stop_reason=reason)
+    logger.warning("delivery %s stopped: %s", delivery.id, reason)
+    return Done(DeliveryStatus.RETRIES_EXHAUSTED.value)
+
+
+def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
+    store, settings = get_store(), get_settings()
+    try:
+        delivery, body = store.load(delivery_id)
+    except DeliveryNotFound:
+        logger.warning("delivery %s not found (expired or deleted); dropping", delivery_id)
+        return Done("missing")
+    number = delivery.attempt_number(retries)
+    if cycle != delivery.cycle:
+        logger.warning("delivery %s: dropping attempt %d of replaced cycle %d",
+                       delivery_id, number, cycle)
+        return Done("stale")
+    if delivery.status in FINAL_STATUSES:
+        logger.info("delivery %s is already %s; dropping duplicate attempt %d",
+                    delivery_id, delivery.status.value, number)
+        return Done(delivery.status.value)
+    if any(attempt.number == number for attempt in delivery.attempts):
+        # This message came back after its attempt was recorded (the retry could
+        # not be published, or the worker died in between): do not send again,
+        # only schedule what the record says comes next.
+        logger.warning("delivery %s: attempt %d already ran; rescheduling without sending",
+                       delivery_id, number)
+        due = delivery.next_attempt_at or now()
+        return Retry(max(0.0, (due - now()).total_seconds()))
+
+    endpoint = None
+    if delivery.endpoint_id:
+        try:
+            endpoint = get_endpoints().get(delivery.endpoint_id)
+        except EndpointNotFound:
+            return _stop(delivery, f"endpoint {delivery.endpoint_id} was deleted")
+        if not endpoint.enabled:
+            return _stop(delivery, f"endpoint disabled: {endpoint.disabled_reason}")
+
+    outcome = _send(delivery, body, number, endpoint)
+    attempt = outcome.attempt
+    decision = BackoffPolicy.from_settings(settings).after_failure(retries, outcome.retry_after)
+    exhausted = not attempt.succeeded and isinstance(decision, RetriesExhausted)
+    disable_reason = None
+    if endpoint is not None:
+        disable_reason = health.judge(get_endpoints(), endpoint, attempt, exhausted,
+                                      timedelta(seconds=settings.disable_after_seconds))
+
+    if attempt.succeeded:
+        store.record_attempt(delivery_id, attempt, DeliveryStatus.DELIVERED, None)
+        return Done(DeliveryStatus.DELIVERED.value)
+    if disable_reason is not None and endpoint is not None:
+        store.record_attempt(delivery_id, attempt, DeliveryStatus.RETRIES_EXHAUSTED, None,
+                             stop_reason=f"endpoint disabled: {disable_reason}")
+        get_endpoints().disable(endpoint.id, disable_reason)
+        logger.warning("endpoint %s disabled: %s", endpoint.id, disable_reason)
+        return Done(DeliveryStatus.RETRIES_EXHAUSTED.value)
+    if isinstance(decision, RetriesExhausted):
+        store.record_attempt(delivery_id, attempt, DeliveryStatus.RETRIES_EXHAUSTED, None)
+        logger.warning("delivery %s: retries exhausted after %d attempts", delivery_id, number)
+        return Done(DeliveryStatus.RETRIES_EXHAUSTED.value)
+    store.record_attempt(delivery_id, attempt, DeliveryStatus.RETRYING,
+                         now() + timedelta(seconds=decision.countdown))
+    return Retry(decision.countdown)
