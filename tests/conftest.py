@@ -10,6 +10,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +32,9 @@ WORKER_ENV = {
     "WEBHOOKS_RETRY_JITTER": "0",
     "WEBHOOKS_TIMEOUT_SECONDS": "1",
     "WEBHOOKS_CONNECT_TIMEOUT_SECONDS": "1",
+    # Compressed endpoint-health clock: 3 s without a 2XX (and an exhausted
+    # delivery) disables an endpoint, instead of 5 days.
+    "WEBHOOKS_DISABLE_AFTER_SECONDS": "3",
 }
 
 
@@ -44,10 +48,13 @@ def redis_client() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def worker(redis_client: redis.Redis, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[subprocess.Popen[bytes]]:
-    process = start_worker(tmp_path_factory.mktemp("worker") / "worker.log", WORKER_ENV,
-                           "--concurrency=4")
+def worker_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worker") / "worker.log"
+
+
+@pytest.fixture(scope="session")
+def worker(redis_client: redis.Redis, worker_log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    process = start_worker(worker_log, WORKER_ENV, "--concurrency=4")
     yield process
     stop_worker(process)
 
@@ -74,6 +81,27 @@ def wait_for() -> Callable[..., Delivery]:
             time.sleep(0.02)
 
     return wait
+
+
+@pytest.fixture
+def other_event_type() -> Iterator[str]:
+    """A second event type, registered for one test: ``order.shipped``."""
+    from typing import Literal
+
+    from pydantic import BaseModel
+
+    from webhooks.events import EVENT_TYPES, Event, event_type
+
+    class Shipped(BaseModel):
+        order_id: str
+
+    @event_type("order.shipped")
+    class OrderShipped(Event):
+        type: Literal["order.shipped"]
+        data: Shipped
+
+    yield "order.shipped"
+    del EVENT_TYPES["order.shipped"]
 
 
 def event(**overrides: object) -> dict[str, object]:

@@ -9,6 +9,10 @@ Paths (``<k>`` and ``<s>`` are numbers):
   /sleep-once/<s>     sleeps s seconds before answering the first request of a webhook-id
   /reset-once         first request of a webhook-id: half a status line, then a TCP reset
   /drip               200, then a body of one byte every 0.2 s for 60 s
+  /gone-once          410 to the first request of a webhook-id, then 200
+  /retry-after/<s>    503 with Retry-After: s to the first request of a webhook-id, then 200
+  /too-many/<s>       the same with 429
+Anything after the recognised part of a path (/ok/a, /ok/b) only tells endpoints apart.
 """
 
 from __future__ import annotations
@@ -120,6 +124,11 @@ class Receiver:
                                           struct.pack("ii", 1, 0))
             handler.connection.close()
             handler.close_connection = True
+        elif kind == "gone-once":
+            self._answer(handler, 410 if count == 1 else 200)
+        elif kind in ("retry-after", "too-many") and count == 1:
+            code = 503 if kind == "retry-after" else 429
+            self._answer(handler, code, b"later", {"Retry-After": arg})
         elif kind == "drip":
             handler.send_response(200)
             handler.send_header("Content-Length", "300")

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import REDIS_URL, event
 from webhooks.events import event_schema
+from webhooks.store import get_store
 
 KEYS = ["id", "url", "event_id", "event_type", "status", "created_at", "updated_at",
         "next_attempt_at", "attempts"]
@@ -97,3 +98,72 @@ def test_schema_prints_the_committed_schema():
     result = run("schema")
     assert result.returncode == 0
     assert json.loads(result.stdout) == event_schema()
+
+
+@pytest.mark.usefixtures("worker")
+def test_endpoint_commands_end_to_end(tmp_path, receiver, wait_for):
+    from webhooks.endpoints import get_endpoints
+
+    for endpoint in get_endpoints().all():
+        get_endpoints().delete(endpoint.id)
+    added = run("endpoints", "add", receiver.url("/gone-once/cli"), "--event",
+                "screenshot_set.approved", "--description", "from the CLI", "--json")
+    assert added.returncode == 0, added.stderr
+    endpoint = json.loads(added.stdout)
+    endpoint_id, secret = endpoint["id"], endpoint["secret"]
+    assert secret.startswith("whsec_") and endpoint["event_types"] == ["screenshot_set.approved"]
+    human = run("endpoints", "add", receiver.url("/ok/cli-human"))
+    assert "whsec_" in human.stdout and "shown once" in human.stdout
+
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event(id="evt_cli_publish")))
+    published = json.loads(run("publish", str(event_file), "--json").stdout)
+    assert published["event_id"] == "evt_cli_publish"
+    assert len(published["delivery_ids"]) == 2
+    for delivery_id in published["delivery_ids"]:
+        wait_for(delivery_id)
+
+    shown = json.loads(run("endpoints", "show", endpoint_id, "--json").stdout)
+    assert shown["enabled"] is False and "410" in shown["disabled_reason"]
+    assert "410 Gone" in run("endpoints", "show", endpoint_id).stdout
+    gone = [d for d in published["delivery_ids"] if "gone-once" in get_store().get(d).url]
+    assert "stopped early: endpoint disabled" in run("show", gone[0]).stdout
+    assert secret not in json.dumps(shown)
+
+    assert json.loads(run("endpoints", "enable", endpoint_id, "--json").stdout)["enabled"]
+    recovered = json.loads(run("recover", "--endpoint", endpoint_id, "--since", "10m",
+                               "--json").stdout)
+    assert len(recovered["delivery_ids"]) == 1
+    delivery = wait_for(recovered["delivery_ids"][0],
+                        lambda d: d.status.value == "delivered")
+    assert [a.number for a in delivery.attempts] == [1, 2]
+
+    assert run("redeliver", delivery.id, "--json").returncode == 0
+    wait_for(delivery.id, lambda d: len(d.attempts) == 3 and d.status.value == "delivered")
+
+    rotated = json.loads(run("endpoints", "rotate-secret", endpoint_id, "--grace", "60",
+                             "--json").stdout)
+    assert rotated["secret"] != secret and len(rotated["secrets"]) == 2
+    assert rotated["secrets"][0]["expires_at"] is not None
+    disabled = json.loads(run("endpoints", "disable", endpoint_id, "--reason", "maintenance",
+                              "--json").stdout)
+    assert disabled["disabled_reason"] == "maintenance"
+    listed = json.loads(run("endpoints", "list", "--json").stdout)
+    assert endpoint_id in [e["id"] for e in listed]
+    assert json.loads(run("endpoints", "delete", endpoint_id, "--json").stdout)["deleted"]
+    assert_one_line_error(run("endpoints", "show", endpoint_id), endpoint_id)
+
+
+def test_endpoint_and_replay_commands_refuse_bad_input(redis_client):
+    before = redis_client.zcard("webhooks:endpoints")
+    assert_one_line_error(run("endpoints", "add", "ftp://example.com/"), "url")
+    assert_one_line_error(run("endpoints", "add", "https://example.com/", "--event", "nope"),
+                          "nope")
+    assert redis_client.zcard("webhooks:endpoints") == before
+    assert_one_line_error(run("endpoints", "disable", "ep_missing"), "ep_missing")
+    assert_one_line_error(run("endpoints", "rotate-secret", "ep_missing"), "ep_missing")
+    assert_one_line_error(run("redeliver", "no-such-delivery"), "no-such-delivery")
+    assert_one_line_error(run("recover", "--endpoint", "ep_x", "--since", "last week"),
+                          "last week")
+    assert_one_line_error(run("recover", "--endpoint", "ep_missing", "--since", "1h"),
+                          "ep_missing")

@@ -179,3 +179,16 @@ def test_redelivered_message_of_a_finished_delivery_sends_nothing(receiver, wait
     time.sleep(1)
     assert len(receiver.received("/ok", result.id)) == 1
     assert len(get_store().get(result.id).attempts) == 1
+
+
+def test_message_of_a_replaced_cycle_is_dropped(receiver, wait_for, worker_log):
+    from webhooks import redeliver
+
+    result = deliver.delay(receiver.url("/ok"), event())
+    wait_for(result.id)
+    redeliver(result.id)
+    wait_for(result.id, lambda d: len(d.attempts) == 2)
+    deliver.enqueue(result.id, 0)  # a straggler of cycle 0, as a crashed worker might leave
+    time.sleep(1)
+    assert len(receiver.received("/ok", result.id)) == 2
+    assert f"delivery {result.id}: dropping attempt" in worker_log.read_text()

@@ -1,0 +1,70 @@
+"""The endpoint-health rule and Retry-After parsing, against a real Redis."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from webhooks.attempt import parse_retry_after
+from webhooks.clock import now
+from webhooks.endpoints import get_endpoints
+from webhooks.health import judge
+from webhooks.models import Attempt, AttemptError
+from webhooks.retry import BackoffPolicy, Retry
+
+
+def _attempt(code: int) -> Attempt:
+    error = None if 200 <= code < 300 else AttemptError(kind="http_status", message=str(code))
+    return Attempt(number=1, started_at=now(), duration_ms=1.0, status_code=code, error=error,
+                   response_body="")
+
+
+@pytest.fixture
+def endpoint(redis_client):
+    created, _ = get_endpoints().add("https://example.com/health")
+    yield created
+    get_endpoints().delete(created.id)
+
+
+def test_gone_disables_at_once(endpoint):
+    assert "410" in judge(get_endpoints(), endpoint, _attempt(410), False, timedelta(days=5))
+
+
+def test_sustained_failure_needs_time_and_an_exhausted_delivery(endpoint):
+    store, window = get_endpoints(), timedelta(seconds=0.3)
+    assert judge(store, endpoint, _attempt(500), False, window) is None
+    time.sleep(0.4)
+    # Long enough without a 2XX, but nothing exhausted yet: keep sending.
+    assert judge(store, endpoint, _attempt(500), False, window) is None
+    reason = judge(store, endpoint, _attempt(500), True, window)
+    assert reason is not None and "no 2XX since" in reason and "1 delivery exhausted" in reason
+
+
+def test_a_2xx_resets_the_clock(endpoint):
+    store, window = get_endpoints(), timedelta(seconds=0.3)
+    judge(store, endpoint, _attempt(500), True, window)
+    time.sleep(0.4)
+    assert judge(store, endpoint, _attempt(204), False, window) is None
+    # The clock starts again at the next failure, and the exhausted count is gone.
+    assert judge(store, endpoint, _attempt(500), True, window) is None
+
+
+def test_retry_after_forms():
+    moment = now()
+    assert parse_retry_after("120", moment) == 120
+    date = format_datetime(moment + timedelta(seconds=90), usegmt=True)
+    assert 88 <= parse_retry_after(date, moment) <= 91
+    assert parse_retry_after("soon", moment) is None
+    assert parse_retry_after(None, moment) is None
+    assert parse_retry_after(format_datetime(moment - timedelta(hours=1), usegmt=True),
+                             moment) == 0
+
+
+def test_retry_after_lengthens_never_shortens_and_is_capped():
+    policy = BackoffPolicy(base=10.0, jitter=0.0, retry_after_max=100.0)
+    assert policy.after_failure(0, retry_after=30) == Retry(30.0)
+    assert policy.after_failure(2, retry_after=5) == Retry(40.0)
+    assert policy.after_failure(0, retry_after=10_000) == Retry(100.0)
