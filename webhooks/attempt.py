@@ -16,7 +16,10 @@ import requests
 import urllib3.exceptions
 
 from .clock import now
+from .errors import BlockedDestination
 from .models import RESPONSE_BODY_LIMIT, Attempt, AttemptError
+from .settings import get_settings
+from .transport import GuardedAdapter, deadline
 
 __all__ = ["Outcome", "classify", "make_attempt", "parse_retry_after"]
 
@@ -30,8 +33,13 @@ def _session() -> requests.Session:
     # environment have no business in deliveries (and the lookup costs time).
     session: requests.Session | None = getattr(_local, "session", None)
     if session is None:
+        settings = get_settings()
         session = requests.Session()
         session.trust_env = False
+        session.verify = settings.ca_bundle or True
+        adapter = GuardedAdapter(settings.allowed_networks, https_only=settings.https_only)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
         _local.session = session
     return session
 
@@ -51,13 +59,16 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         stack.extend(item for item in nested if isinstance(item, BaseException))
 
 
-def classify(exc: BaseException) -> AttemptError:
+def classify(exc: BaseException, deadline_passed: bool = False) -> AttemptError:
     """Name the failure with a short kind, most specific cause first."""
     chain = list(_causes(exc))
 
     def has(*types: type[BaseException]) -> bool:
         return any(isinstance(item, types) for item in chain)
 
+    if has(BlockedDestination):
+        message = str(next(item for item in chain if isinstance(item, BlockedDestination)))
+        return AttemptError(kind="blocked_destination", message=message[:_MESSAGE_LIMIT])
     # Order matters: urllib3 makes NewConnectionError (refused, DNS) a subclass
     # of ConnectTimeoutError, so the timeout check comes after the specific causes.
     if has(urllib3.exceptions.NameResolutionError, socket.gaierror):
@@ -76,6 +87,9 @@ def classify(exc: BaseException) -> AttemptError:
     else:
         kind = "request_error"
     message = f"{type(exc).__name__}: {exc}"
+    if deadline_passed and kind not in ("timeout", "dns", "connect_refused"):
+        # The watchdog shut the sockets: whatever broke next broke because of it.
+        kind, message = "timeout", f"deadline passed, connection closed ({message})"
     return AttemptError(kind=kind, message=message[:_MESSAGE_LIMIT])
 
 
@@ -105,10 +119,11 @@ def _read_prefix(response: requests.Response, deadline: float) -> bytes:
     """Up to RESPONSE_BODY_LIMIT bytes of the answer, never past the deadline."""
     prefix = b""
     try:
-        # read1 returns what has arrived instead of waiting for a full buffer,
-        # so a receiver dripping bytes cannot hold the attempt past the deadline.
+        # read1 returns what has arrived instead of waiting for a full buffer; the
+        # raw bytes (we ask for identity encoding) so a compressed answer cannot
+        # inflate past the limit.
         while len(prefix) < RESPONSE_BODY_LIMIT and time.monotonic() < deadline:
-            chunk = response.raw.read1(RESPONSE_BODY_LIMIT - len(prefix), decode_content=True)
+            chunk = response.raw.read1(RESPONSE_BODY_LIMIT - len(prefix), decode_content=False)
             if not chunk:
                 break
             prefix += chunk
@@ -128,25 +143,32 @@ def make_attempt(number: int, url: str, body: bytes, headers: Mapping[str, str],
     error: AttemptError | None = None
     prefix = b""
     retry_after = None
-    try:
-        response = _session().post(
-            url,
-            data=body,
-            headers=dict(headers),
-            timeout=(connect_timeout, total_timeout),
-            allow_redirects=False,  # a 3XX is a failed attempt, never followed
-            stream=True,
-        )
-        with response:
-            status_code = response.status_code
-            prefix = _read_prefix(response, start + total_timeout)
-        if status_code in (429, 503):
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), now())
-        if not 200 <= status_code < 300:
-            reason = f"HTTP {status_code} {response.reason or ''}".strip()
-            error = AttemptError(kind="http_status", message=reason[:_MESSAGE_LIMIT])
-    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-        error = classify(exc)
+    with deadline(total_timeout) as alarm:
+        try:
+            response = _session().post(
+                url,
+                data=body,
+                headers={"Accept-Encoding": "identity", **headers},
+                timeout=(min(connect_timeout, total_timeout), total_timeout),
+                allow_redirects=False,  # a 3XX is a failed attempt, never followed
+                stream=True,
+            )
+            if alarm.fired:
+                # The watchdog cut the headers short; http.client takes the early
+                # end for the end of the headers, so the status line proves nothing.
+                response.close()
+                raise requests.Timeout("deadline passed before the response headers ended")
+            with response:
+                status_code = response.status_code
+                prefix = _read_prefix(response, start + total_timeout)
+            if status_code in (429, 503):
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), now())
+            if not 200 <= status_code < 300:
+                reason = f"HTTP {status_code} {response.reason or ''}".strip()
+                error = AttemptError(kind="http_status", message=reason[:_MESSAGE_LIMIT])
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError,
+                ValueError, BlockedDestination) as exc:
+            error = classify(exc, deadline_passed=alarm.fired)
     attempt = Attempt(
         number=number,
         started_at=started_at,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -171,6 +172,32 @@ def recover(endpoint_id: str, since: datetime, until: datetime | None, as_json: 
         click.echo(json.dumps({"endpoint_id": endpoint_id, "delivery_ids": ids}))
     else:
         click.echo(f"recovering {len(ids)} deliveries" + "".join(f"\n{i}" for i in ids))
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--no-auth", is_flag=True,
+              help="Start Flower without authentication (only behind your own auth proxy).")
+@click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
+def flower(no_auth: bool, flower_args: tuple[str, ...]) -> None:
+    """Start Flower (`celery -A webhooks flower`), refusing to do so without basic auth.
+
+    Flower shows every task and can revoke work, so it needs credentials:
+    FLOWER_BASIC_AUTH=user:password (comma-separate several pairs). Other
+    arguments go to Flower (e.g. --port=5555 --address=127.0.0.1).
+    """
+    credentials = os.environ.get("FLOWER_BASIC_AUTH", "")
+    pairs = [pair.partition(":") for pair in credentials.split(",") if pair]
+    if not no_auth:
+        if not pairs:
+            raise click.UsageError("FLOWER_BASIC_AUTH is not set; Flower would be open to "
+                                   "anyone. Set it to user:password, or pass --no-auth.")
+        if any(not user or not sep or len(password) < 8 for user, sep, password in pairs):
+            raise click.UsageError("FLOWER_BASIC_AUTH must be user:password pairs, "
+                                   "each password at least 8 characters")
+    else:
+        click.echo("warning: Flower starts without authentication (--no-auth)", err=True)
+    command = [sys.executable, "-m", "celery", "-A", "webhooks", "flower", *flower_args]
+    os.execv(sys.executable, command)
 
 
 @main.command()

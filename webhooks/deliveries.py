@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from .clock import now
+from .errors import InvalidEvent
 from .events import Event, encode
 from .models import Delivery, DeliveryStatus
+from .settings import get_settings
 from .store import get_store
 
 __all__ = ["Target", "create_deliveries"]
@@ -19,7 +21,14 @@ Target = tuple[str, str | None]
 
 def create_deliveries(event: Event, targets: Sequence[Target],
                       due: datetime | None = None) -> list[Delivery]:
-    """Write one delivery per target in a single transaction; the body is encoded once."""
+    """Write one delivery per target in a single transaction; the body is encoded once.
+
+    An event larger than ``WEBHOOKS_MAX_PAYLOAD_BYTES`` is refused before anything is written.
+    """
+    body = encode(event)
+    limit = get_settings().max_payload_bytes
+    if len(body) > limit:
+        raise InvalidEvent([("event", f"is {len(body):,} bytes encoded; the limit is {limit:,}")])
     created = now()
     deliveries = [
         Delivery(
@@ -35,5 +44,5 @@ def create_deliveries(event: Event, targets: Sequence[Target],
         )
         for url, endpoint_id in targets
     ]
-    get_store().create_many(deliveries, encode(event))
+    get_store().create_many(deliveries, body)
     return deliveries

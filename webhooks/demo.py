@@ -25,6 +25,8 @@ from .store import get_store
 
 __all__ = ["run_demo"]
 
+_LOOPBACK = "127.0.0.0/8"
+
 
 class _DemoReceiver(BaseHTTPRequestHandler):
     """``/ok`` answers 200; ``/flaky?fail=N`` answers 503 N times per webhook-id; ``/down`` 500."""
@@ -78,6 +80,8 @@ def _event(number: int) -> dict[str, object]:
 
 
 def run_demo(console: Console, retry_base: float, timeout: float = 120.0) -> int:
+    os.environ["WEBHOOKS_ALLOWED_NETWORKS"] = _LOOPBACK
+    get_settings.cache_clear()
     from .tasks import deliver
 
     settings = get_settings()
@@ -90,8 +94,10 @@ def run_demo(console: Console, retry_base: float, timeout: float = 120.0) -> int
         fd, log_name = tempfile.mkstemp(prefix="webhooks-demo-worker-", suffix=".log")
         os.close(fd)
         log_path = Path(log_name)
+        # The receiver is on loopback, which the destination guard refuses by default.
         worker = start_worker(log_path, {"WEBHOOKS_RETRY_BASE_SECONDS": str(retry_base),
-                                         "WEBHOOKS_RETRY_JITTER": "0"})
+                                         "WEBHOOKS_RETRY_JITTER": "0",
+                                         "WEBHOOKS_ALLOWED_NETWORKS": _LOOPBACK})
         console.print(f"Worker started (log: {log_path}); receiver at {base}; "
                       f"retry base {retry_base} s, so 15 attempts span "
                       f"{retry_base * (2**14 - 1):.1f} s.")

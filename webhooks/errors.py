@@ -8,6 +8,7 @@
     │   ├── DeliveryNotFound    no delivery with that id (never created, or expired)
     │   └── EndpointNotFound    no endpoint with that id
     ├── EndpointDisabled        the endpoint is disabled, so nothing is sent to it
+    ├── BlockedDestination      an attempt's destination resolved to a forbidden address
     └── WebhookVerificationFailed
                                 a received webhook's signature or timestamp did not verify
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "BlockedDestination",
     "DeliveryNotFound",
     "EndpointDisabled",
     "EndpointNotFound",
@@ -90,6 +92,10 @@ class EndpointDisabled(WebhooksError):
         self.reason = reason
         super().__init__(f"endpoint {endpoint_id} is disabled ({reason or 'no reason given'}); "
                          f"enable it first")
+
+
+class BlockedDestination(WebhooksError):
+    """The destination is, or resolves to, an address deliveries must not reach."""
 
 
 class WebhookVerificationFailed(WebhooksError):

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
+
+
+def _networks(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+Networks = Annotated[
+    tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode, BeforeValidator(_networks)
+]
 
 
 class Settings(BaseSettings):
@@ -55,6 +68,19 @@ class Settings(BaseSettings):
         gt=0,
         description="An endpoint with no 2XX for this long, and at least one delivery exhausted "
         "meanwhile, is disabled (5 days).",
+    )
+    allowed_networks: Networks = Field(
+        (),
+        description="Comma-separated CIDRs that deliveries may reach although the guard "
+        "forbids them (loopback, private, ...). Empty by default.",
+    )
+    https_only: bool = Field(False, description="Refuse http:// destinations.")
+    ca_bundle: str | None = Field(
+        None, description="CA bundle (PEM file) to verify receivers' TLS certificates with, "
+        "instead of the certifi bundle."
+    )
+    max_payload_bytes: int = Field(
+        262_144, gt=0, description="Largest event body accepted, in bytes (256 KB)."
     )
     retention_days: float = Field(
         30,

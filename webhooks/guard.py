@@ -1,0 +1,127 @@
+"""Which destinations a delivery may reach.
+
+A webhook sender fetches URLs that customers choose, so without this guard it
+is a tool for reaching internal services. Every address a destination resolves
+to is checked on every attempt, and the connection goes to the address that was
+checked (see :mod:`webhooks.transport`), so DNS rebinding cannot slip through.
+``WEBHOOKS_ALLOWED_NETWORKS`` lets self-hosters reach chosen networks on purpose.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Sequence
+
+from .errors import BlockedDestination
+
+__all__ = ["IPAddress", "IPNetwork", "blocked_reason", "check_address", "literal_ip", "resolve"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_net = ipaddress.ip_network
+# Named here because Python's is_global/is_private miss some of them in older
+# 3.11 releases (cpython#113171), and a guard must not depend on the patch level.
+_NAMED: tuple[tuple[IPNetwork, str], ...] = (
+    (_net("0.0.0.0/8"), "unspecified"),
+    (_net("10.0.0.0/8"), "private"),
+    (_net("100.64.0.0/10"), "carrier-grade NAT"),
+    (_net("127.0.0.0/8"), "loopback"),
+    (_net("169.254.0.0/16"), "link-local"),
+    (_net("172.16.0.0/12"), "private"),
+    (_net("192.0.0.0/24"), "IETF protocol assignments"),
+    (_net("192.0.2.0/24"), "documentation"),
+    (_net("192.88.99.0/24"), "6to4 relay anycast"),
+    (_net("192.168.0.0/16"), "private"),
+    (_net("198.18.0.0/15"), "benchmarking"),
+    (_net("198.51.100.0/24"), "documentation"),
+    (_net("203.0.113.0/24"), "documentation"),
+    (_net("224.0.0.0/4"), "multicast"),
+    (_net("240.0.0.0/4"), "reserved"),
+    (_net("::/128"), "unspecified"),
+    (_net("::1/128"), "loopback"),
+    (_net("::/96"), "IPv4-compatible"),
+    (_net("64:ff9b:1::/48"), "local NAT64"),
+    (_net("100::/64"), "discard"),
+    (_net("2001::/23"), "IETF protocol assignments"),
+    (_net("2001:db8::/32"), "documentation"),
+    (_net("3fff::/20"), "documentation"),
+    (_net("5f00::/16"), "segment routing"),
+    (_net("fc00::/7"), "unique local"),
+    (_net("fe80::/10"), "link-local"),
+    (_net("fec0::/10"), "site-local"),
+    (_net("ff00::/8"), "multicast"),
+)
+_SIX_TO_FOUR = _net("2002::/16")
+_NAT64 = _net("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, str] | None:
+    """The IPv4 address an IPv6 form carries: mapped, 6to4 or NAT64."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped, "IPv4-mapped"
+    if ip in _SIX_TO_FOUR:
+        return ipaddress.IPv4Address(int(ip) >> 80 & 0xFFFFFFFF), "6to4"
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), "NAT64"
+    return None
+
+
+def blocked_reason(ip: IPAddress) -> str | None:
+    """Why ``ip`` is no place for a webhook (e.g. ``"loopback"``), or None if it is public."""
+    if isinstance(ip, ipaddress.IPv6Address) and (embedded := _embedded_ipv4(ip)):
+        inner, form = embedded
+        reason = blocked_reason(inner)
+        return f"{form} form of a {reason}" if reason else None
+    for network, name in _NAMED:
+        if ip in network:
+            return name
+    if ip.is_multicast:
+        return "multicast"
+    if ip.is_private or ip.is_reserved or not ip.is_global:
+        return "not globally routable"
+    return None
+
+
+def _normalise(ip: IPAddress) -> IPAddress:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def check_address(ip: IPAddress, allowed: Sequence[IPNetwork], host: str) -> None:
+    """Raise BlockedDestination unless ``ip`` is public or inside an allowed network."""
+    if any(_normalise(ip) in network for network in allowed):
+        return
+    reason = blocked_reason(ip)
+    if reason is not None:
+        shown = host if host == str(ip) else f"{host} ({ip})"
+        raise BlockedDestination(f"{shown} is a {reason} address; refused "
+                                 f"(WEBHOOKS_ALLOWED_NETWORKS can allow it)")
+
+
+def literal_ip(host: str) -> IPAddress | None:
+    """The address a host spells directly, in any form the C resolver accepts:
+    ``127.0.0.1``, ``2130706433``, ``0x7f.1``, ``0177.0.0.1``, ``::1``."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, ValueError):
+        return None
+
+
+def resolve(host: str, port: int, allowed: Sequence[IPNetwork]) -> IPAddress:
+    """Resolve ``host`` and check every address it has; return the one to connect to.
+
+    One forbidden address refuses the whole host: a name that mixes public and
+    internal addresses is an attack or a mistake, and either way not ours to try.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    for ip in addresses:
+        check_address(ip, allowed, host)
+    return addresses[0]
