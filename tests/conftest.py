@@ -17,6 +17,9 @@ import pytest
 # Must be set before webhooks reads its settings: the tests own this Redis database.
 REDIS_URL = os.environ.get("WEBHOOKS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ["WEBHOOKS_REDIS_URL"] = REDIS_URL
+# The receivers are on loopback, which the destination guard forbids unless allowed.
+LOOPBACK = "127.0.0.0/8"
+os.environ["WEBHOOKS_ALLOWED_NETWORKS"] = LOOPBACK
 
 import redis  # noqa: E402
 
@@ -32,6 +35,7 @@ WORKER_ENV = {
     "WEBHOOKS_RETRY_JITTER": "0",
     "WEBHOOKS_TIMEOUT_SECONDS": "1",
     "WEBHOOKS_CONNECT_TIMEOUT_SECONDS": "1",
+    "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK,
     # Compressed endpoint-health clock: 3 s without a 2XX (and an exhausted
     # delivery) disables an endpoint, instead of 5 days.
     "WEBHOOKS_DISABLE_AFTER_SECONDS": "3",
@@ -81,6 +85,37 @@ def wait_for() -> Callable[..., Delivery]:
             time.sleep(0.02)
 
     return wait
+
+
+QUEUE = "refusal-check"  # no worker consumes it, so every published message stays countable
+
+
+@pytest.fixture
+def counts(redis_client: redis.Redis) -> Iterator[Callable[[], tuple[int, int]]]:
+    """(messages waiting in QUEUE, delivery records): both must stay put on a refusal."""
+    redis_client.delete(QUEUE)
+
+    def snapshot() -> tuple[int, int]:
+        # Every record is written with its index entry in one transaction.
+        return int(redis_client.llen(QUEUE)), int(redis_client.zcard("webhooks:deliveries"))
+
+    yield snapshot
+    redis_client.delete(QUEUE)
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Change WEBHOOKS_* settings of this process for one test."""
+    from webhooks.settings import get_settings
+
+    def change(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(f"WEBHOOKS_{name.upper()}", value)
+        get_settings.cache_clear()
+
+    yield change
+    monkeypatch.undo()
+    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -133,4 +168,4 @@ def event(**overrides: object) -> dict[str, object]:
     return {**base, **overrides}
 
 
-__all__ = ["REDIS_URL", "DeliveryStatus", "event"]
+__all__ = ["QUEUE", "REDIS_URL", "DeliveryStatus", "event"]

@@ -10,6 +10,10 @@ Paths (``<k>`` and ``<s>`` are numbers):
   /reset-once         first request of a webhook-id: half a status line, then a TCP reset
   /drip               200, then a body of one byte every 0.2 s for 60 s
   /gone-once          410 to the first request of a webhook-id, then 200
+  /redirect-private   302 to http://10.0.0.5/ (which must never be contacted)
+  /huge50             200 with a 50 MB body, written a megabyte at a time
+  /drip-once          first request of a webhook-id: the whole answer, one byte a second
+  /slow-headers-once  first request of a webhook-id: the status line, then a header byte a second
   /retry-after/<s>    503 with Retry-After: s to the first request of a webhook-id, then 200
   /too-many/<s>       the same with 429
 Anything after the recognised part of a path (/ok/a, /ok/b) only tells endpoints apart.
@@ -124,6 +128,24 @@ class Receiver:
                                           struct.pack("ii", 1, 0))
             handler.connection.close()
             handler.close_connection = True
+        elif kind == "redirect-private":
+            self._answer(handler, 302, b"moved", {"Location": "http://10.0.0.5/"})
+        elif kind == "huge50":
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(50 * 1024 * 1024))
+            handler.end_headers()
+            chunk = b"y" * (1024 * 1024)
+            for _ in range(50):
+                handler.wfile.write(chunk)
+        elif kind in ("drip-once", "slow-headers-once") and count == 1:
+            answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            start = 0 if kind == "drip-once" else answer.index(b"\r\n") + 2
+            handler.wfile.write(answer[:start])
+            handler.wfile.flush()
+            for byte in answer[start:]:
+                time.sleep(1)
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
         elif kind == "gone-once":
             self._answer(handler, 410 if count == 1 else 200)
         elif kind in ("retry-after", "too-many") and count == 1:

@@ -9,7 +9,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = "celery -A webhooks worker --loglevel=INFO"
-FLOWER = "celery -A webhooks flower"
+FLOWER = "webhooks flower"
 
 
 def _readme() -> str:
@@ -30,6 +30,9 @@ def test_compose_runs_redis_with_aof_a_worker_and_flower():
         assert services[name]["environment"]["WEBHOOKS_REDIS_URL"].startswith("redis://redis:")
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert (ROOT / services["worker"]["build"] / "Dockerfile").exists()
+    # compose itself refuses to start without credentials for Flower.
+    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith(
+        "${FLOWER_BASIC_AUTH:?")
 
 
 def test_procfile_uses_the_same_commands():

@@ -4,23 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import event
+from tests.conftest import QUEUE, event
 from webhooks import InvalidEvent, InvalidInput, InvalidURL
 from webhooks.tasks import deliver
-
-QUEUE = "refusal-check"  # no worker consumes it, so every published message stays countable
-
-
-@pytest.fixture
-def counts(redis_client):
-    redis_client.delete(QUEUE)
-
-    def snapshot() -> tuple[int, int]:
-        records = sum(1 for _ in redis_client.scan_iter("webhooks:delivery:*"))
-        return redis_client.llen(QUEUE), records
-
-    yield snapshot
-    redis_client.delete(QUEUE)
 
 
 def _screenshot(**overrides):

@@ -1,0 +1,186 @@
+"""The destination guard: forbidden addresses at the door and on every attempt."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import QUEUE, WORKER_ENV, event
+from tests.receiver import Receiver
+from webhooks.devworker import start_worker, stop_worker
+from webhooks.errors import InvalidEvent, InvalidURL
+from webhooks.guard import blocked_reason
+from webhooks.models import DeliveryStatus
+from webhooks.store import get_store
+from webhooks.tasks import deliver
+
+# One address from every range the guard forbids. Checked here without any
+# traffic: an end-to-end test aimed at 10.x or 169.254.x would send packets off
+# the machine if the guard ever broke, so those go through the same function
+# the transport calls, and the end-to-end corpus below aims only at loopback.
+FORBIDDEN = {
+    "127.0.0.1": "loopback", "127.255.0.9": "loopback", "::1": "loopback",
+    "10.0.0.5": "private", "172.16.0.1": "private", "172.31.255.254": "private",
+    "192.168.1.1": "private",
+    "169.254.169.254": "link-local", "fe80::1": "link-local",
+    "fd00:ec2::254": "unique local", "fc00::1": "unique local",
+    "100.64.0.1": "carrier-grade NAT", "100.127.255.254": "carrier-grade NAT",
+    "0.0.0.0": "unspecified", "::": "unspecified",
+    "224.0.0.1": "multicast", "239.255.255.250": "multicast", "ff02::1": "multicast",
+    "240.0.0.1": "reserved", "255.255.255.255": "reserved",
+    "192.0.0.8": "IETF protocol assignments", "198.18.0.1": "benchmarking",
+    "192.0.2.1": "documentation", "2001:db8::1": "documentation",
+    "::ffff:10.0.0.5": "IPv4-mapped form of a private",
+    "::ffff:127.0.0.1": "IPv4-mapped form of a loopback",
+    "::ffff:169.254.169.254": "IPv4-mapped form of a link-local",
+    "::127.0.0.1": "IPv4-compatible", "::10.0.0.5": "IPv4-compatible",
+    "2002:7f00:1::": "6to4 form of a loopback", "2002:a9fe:a9fe::1": "6to4 form of a link-local",
+    "64:ff9b::7f00:1": "NAT64 form of a loopback", "64:ff9b::a00:5": "NAT64 form of a private",
+    "64:ff9b:1::1": "local NAT64", "2001::1": "IETF protocol assignments",
+    "fec0::1": "site-local",
+}
+PUBLIC = ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "2002:808:808::1", "64:ff9b::808:808",
+          "::ffff:8.8.8.8", "100.63.255.255", "100.128.0.0", "172.32.0.1", "11.0.0.1"]
+
+
+@pytest.mark.parametrize(("address", "reason"), FORBIDDEN.items())
+def test_every_forbidden_range_is_named(address, reason):
+    assert blocked_reason(ipaddress.ip_address(address)) == reason
+
+
+@pytest.mark.parametrize("address", PUBLIC)
+def test_public_addresses_pass(address):
+    assert blocked_reason(ipaddress.ip_address(address)) is None
+
+
+DOOR = [
+    "http://127.0.0.1/", "http://127.1/", "http://2130706433/", "http://0x7f.1/",
+    "http://0x7f000001/", "http://017700000001/", "http://0177.0.0.1/", "http://localhost/",
+    "http://app.localhost/", "http://[::1]/", "http://[::ffff:127.0.0.1]/",
+    "http://[::ffff:a00:5]/", "http://169.254.169.254/latest/meta-data/",
+    "http://[fd00:ec2::254]/", "http://10.0.0.5/", "http://0xa.0.0.5/", "http://167772165/",
+    "http://100.64.0.1/", "http://0.0.0.0/", "http://224.0.0.1/", "http://[2002:7f00:1::]/",
+    "http://[64:ff9b::a00:5]/", "http://192.168.0.1:8080/x",
+]
+
+
+@pytest.mark.parametrize("url", DOOR)
+def test_internal_literals_are_refused_at_the_door(settings_env, counts, url):
+    settings_env(allowed_networks="")
+    before = counts()
+    with pytest.raises(InvalidURL, match="address; refused") as caught:
+        deliver.apply_async((url, event()), queue=QUEUE)
+    assert caught.value.field == "url"
+    assert counts() == before
+
+
+@pytest.mark.parametrize("url", [
+    "http://user:pw@example.com/", "http://token@example.com/", "ftp://example.com/",
+    "file:///etc/passwd", "gopher://example.com/", "javascript:alert(1)",
+    "https://example.com/" + "a" * 2100, "http://exa\tmple.com/", "http://example.com\x00/",
+])
+def test_malformed_urls_are_refused(counts, url):
+    before = counts()
+    with pytest.raises(InvalidURL):
+        deliver.apply_async((url, event()), queue=QUEUE)
+    assert counts() == before
+
+
+def test_https_only(settings_env, counts):
+    settings_env(https_only="true")
+    with pytest.raises(InvalidURL, match="scheme must be https"):
+        deliver.apply_async(("http://example.com/", event()), queue=QUEUE)
+    assert deliver.apply_async(("https://example.com/", event()), queue=QUEUE).id
+
+
+def test_oversized_event_is_refused(settings_env, counts):
+    settings_env(max_payload_bytes="1000")
+    big = event()
+    big["data"]["screenshot_set"]["name"] = "x" * 500
+    big["data"]["screenshot_set"]["screenshots"] *= 4
+    before = counts()
+    with pytest.raises(InvalidEvent, match="the limit is 1,000") as caught:
+        deliver.apply_async(("https://example.com/", big), queue=QUEUE)
+    assert caught.value.field == "event"
+    assert counts() == before
+
+
+def test_default_cap_is_256_kb(counts):
+    big = event()
+    big["data"]["screenshot_set"]["name"] = "x" * 500
+    big["data"]["screenshot_set"]["screenshots"] = [
+        {"id": f"s{n}", "status": "site_unreachable", "ad": {"id": "a", "status": "uploaded"},
+         "site_url": "https://example.com/" + "p" * 1500} for n in range(200)]
+    with pytest.raises(InvalidEvent, match="the limit is 262,144"):
+        deliver.apply_async(("https://example.com/", big), queue=QUEUE)
+
+
+# --- end to end: a canary on 127.0.0.1, and workers with and without the allowlist ---
+
+@pytest.fixture(scope="module")
+def canary() -> Iterator[Receiver]:
+    with Receiver() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def guard_workers(redis_client, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("guard-workers")
+    def env(allowed: str) -> dict[str, str]:
+        return {**WORKER_ENV, "WEBHOOKS_ALLOWED_NETWORKS": allowed}
+
+    closed = start_worker(logs / "closed.log", env(""), "-Q", "guard-closed",
+                          "--concurrency=2", "-n", "closed@%h")
+    opened = start_worker(logs / "open.log", env("127.0.0.0/8"), "-Q", "guard-open",
+                          "--concurrency=2", "-n", "open@%h")
+    yield
+    stop_worker(closed)
+    stop_worker(opened)
+
+
+def corpus(port: int) -> dict[str, bool]:
+    """URL → whether it reaches the canary once 127.0.0.0/8 is allowed."""
+    loopback = ["127.0.0.1", "127.1", "2130706433", "0x7f.1", "0x7f000001", "017700000001",
+                "localhost", "[::ffff:127.0.0.1]"]
+    other = ["[::1]", "[::127.0.0.1]", "[2002:7f00:1::]", "[64:ff9b::7f00:1]", "0.0.0.0"]
+    urls = {f"http://{host}:{port}/canary": True for host in loopback}
+    urls |= {f"http://{host}:{port}/canary": False for host in other}
+    urls[f"http://127.0.0.1:{port}/redirect-private"] = False
+    return urls
+
+
+@pytest.mark.usefixtures("guard_workers")
+def test_forbidden_destinations_never_reach_the_canary(canary, settings_env, wait_for):
+    # The producer side lets everything through its door, so that the guard the
+    # workers apply on every attempt is what is tested.
+    settings_env(allowed_networks="0.0.0.0/0,::/0")
+    urls = corpus(int(canary.base.rsplit(":", 1)[1]))
+
+    closed = {url: deliver.apply_async((url, event()), queue="guard-closed").id for url in urls}
+    for url, delivery_id in closed.items():
+        delivery = wait_for(delivery_id, timeout=60)
+        assert delivery.status is DeliveryStatus.RETRIES_EXHAUSTED, url
+        assert len(delivery.attempts) == 15
+        kinds = {attempt.error.kind for attempt in delivery.attempts}
+        assert kinds == {"blocked_destination"}, (url, delivery.attempts[0].error)
+    assert canary.received() == []
+
+    opened = {url: deliver.apply_async((url, event()), queue="guard-open").id for url in urls}
+    for url, delivery_id in opened.items():
+        if urls[url]:
+            assert wait_for(delivery_id).status is DeliveryStatus.DELIVERED, url
+        else:
+            delivery = wait_for(delivery_id, lambda d: len(d.attempts) >= 2)
+            expected = "http_status" if "redirect" in url else "blocked_destination"
+            assert delivery.attempts[0].error.kind == expected, url
+    reached = {request.headers["webhook-id"] for request in canary.received("/canary")}
+    assert reached == {opened[url] for url, reaches in urls.items() if reaches}
+    # The redirect was answered, never followed: 10.0.0.5 was not contacted (the
+    # guard would have refused it anyway), and the 302 is on record.
+    assert len(canary.received("/redirect-private")) >= 1
+    time.sleep(0.2)
+    redirect = get_store().get(opened[f"{canary.base}/redirect-private"])
+    assert redirect.attempts[0].status_code == 302
