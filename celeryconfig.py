@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 
-from webhooks.retry import BackoffPolicy
 from webhooks.settings import get_settings
 
 _settings = get_settings()
-_policy = BackoffPolicy.from_settings(_settings)
 
 broker_url = _settings.redis_url
 broker_connection_retry_on_startup = True
@@ -39,17 +37,22 @@ timezone = "UTC"
 worker_send_task_events = True
 task_send_sent_event = True
 
-# A retry with a countdown is a message the worker holds unacknowledged until
-# it is due. Redis hands any message unacknowledged for longer than the
-# visibility timeout to another worker, countdown or not, so a countdown longer
-# than the timeout makes the endpoint receive the same attempt again and again.
-# Measured here: with a 5 s visibility timeout and a 20 s countdown, every task
-# ran 4 times. So the timeout is the longest countdown the retry policy can ask
-# for (the 14th wait, jitter included) plus the attempt's own deadline and an
-# hour of margin: 51,105 s (14 h 12 min) with the default settings.
+# Redis hands out again any message left unacknowledged for longer than the
+# visibility timeout, countdown or not: measured here, a 5 s timeout and a 20 s
+# countdown ran every task 4 times. So no message may stay unacknowledged that
+# long. Retries waiting longer than WEBHOOKS_PARK_THRESHOLD_SECONDS are parked in
+# Redis instead of held as ETA messages (webhooks/schedule.py), which bounds
+# what a worker holds: an ETA message of at most the threshold, one prefetched
+# message behind a running attempt, and the attempt itself (each at most
+# WEBHOOKS_TIMEOUT_SECONDS). The timeout is that sum plus 30 s: 90 s with the
+# defaults. It is also how long messages prefetched by a worker that died wait
+# to come back; an attempt that had started comes back sooner, through its
+# lapsed claim (WEBHOOKS_RECOVERY_SECONDS). Should a message still come back
+# early, the attempt claim makes the duplicate a no-op instead of a second POST.
 broker_transport_options = {
     "visibility_timeout": math.ceil(
-        _policy.longest_wait() + _settings.timeout_seconds + 3600
+        _settings.visibility_timeout_seconds
+        or _settings.park_threshold_seconds + 2 * _settings.timeout_seconds + 30
     ),
 }
 

@@ -9,6 +9,7 @@ import pytest
 from webhooks.clock import now
 from webhooks.errors import DeliveryNotFound
 from webhooks.models import Attempt, AttemptError, Delivery, DeliveryStatus
+from webhooks.schedule import Run
 from webhooks.store import DeliveryStore
 
 
@@ -38,13 +39,14 @@ def test_create_load_and_move_through_statuses(store, redis_client):
     assert (delivery.status, body, delivery.attempts) == (DeliveryStatus.PENDING, b'{"x": 1}', [])
 
     later = now() + timedelta(seconds=5)
-    store.record_attempt("store-a", _attempt(1, ok=False), DeliveryStatus.RETRYING, later)
+    store.record_attempt(Run("store-a", 0, 0), _attempt(1, ok=False), DeliveryStatus.RETRYING,
+                         later)
     delivery = store.get("store-a")
     assert delivery.status is DeliveryStatus.RETRYING
     assert delivery.next_attempt_at == later
     assert [a.number for a in delivery.attempts] == [1]
 
-    store.record_attempt("store-a", _attempt(2, ok=True), DeliveryStatus.DELIVERED, None)
+    store.record_attempt(Run("store-a", 0, 1), _attempt(2, ok=True), DeliveryStatus.DELIVERED)
     delivery = store.get("store-a")
     assert delivery.status is DeliveryStatus.DELIVERED and delivery.next_attempt_at is None
     # In exactly one status index, and in the index of all deliveries.
@@ -68,7 +70,7 @@ def test_listing_by_status_newest_first(store):
 def test_records_expire_after_the_retention(store, redis_client):
     short = DeliveryStore(redis_client, retention=timedelta(seconds=100))
     short.create(_delivery("store-e"), b"{}")
-    short.record_attempt("store-e", _attempt(1, ok=True), DeliveryStatus.DELIVERED, None)
+    short.record_attempt(Run("store-e", 0, 0), _attempt(1, ok=True), DeliveryStatus.DELIVERED)
     assert 90 < redis_client.ttl("webhooks:delivery:store-e") <= 100
     assert 90 < redis_client.ttl("webhooks:delivery:store-e:attempts") <= 100
 

@@ -20,7 +20,7 @@ Target = tuple[str, str | None]
 
 
 def create_deliveries(event: Event, targets: Sequence[Target],
-                      due: datetime | None = None) -> list[Delivery]:
+                      due: datetime | None = None, queue: str | None = None) -> list[Delivery]:
     """Write one delivery per target in a single transaction; the body is encoded once.
 
     An event larger than ``WEBHOOKS_MAX_PAYLOAD_BYTES`` is refused before anything is written.
@@ -41,6 +41,7 @@ def create_deliveries(event: Event, targets: Sequence[Target],
             created_at=created,
             updated_at=created,
             next_attempt_at=due or created,
+            queue=queue,
         )
         for url, endpoint_id in targets
     ]

@@ -40,3 +40,23 @@ def endpoint_deliveries(endpoint_id: str) -> str:
 def endpoint_health(endpoint_id: str) -> str:
     """Hash: ``failing_since`` (first failure after the last 2XX) and ``exhausted`` since then."""
     return f"{PREFIX}endpoint:{endpoint_id}:health"
+
+
+def scheduled() -> str:
+    """Sorted set of task runs waiting for their due time (see :mod:`webhooks.schedule`)."""
+    return f"{PREFIX}scheduled"
+
+
+def promoting() -> str:
+    """Sorted set of task runs taken for publishing, by when they were taken."""
+    return f"{PREFIX}promoting"
+
+
+def running() -> str:
+    """Sorted set of claimed attempts, by when the claim lapses."""
+    return f"{PREFIX}running"
+
+
+def due() -> str:
+    """Sorted set of unfinished delivery ids by ``next_attempt_at`` (overdue checks)."""
+    return f"{PREFIX}due"

@@ -69,6 +69,7 @@ class Delivery(BaseModel):
     cycle: int = Field(0, exclude=True)  # bumped by redeliver; stale messages carry an older one
     cycle_offset: int = Field(0, exclude=True)  # attempts made before this cycle began
     stop_reason: str | None = Field(None, exclude=True)  # why retries stopped early, if they did
+    queue: str | None = Field(None, exclude=True)  # the Celery queue, when not the default
 
     def attempt_number(self, retries: int) -> int:
         """The number of the attempt that Celery retry ``retries`` of this cycle makes."""

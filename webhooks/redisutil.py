@@ -13,8 +13,11 @@ T = TypeVar("T")
 
 
 def zrange_ids(client: redis.Redis | redis.client.Pipeline, key: str, start: Any, stop: Any,
-               *, byscore: bool = False, desc: bool = False) -> list[str]:
-    members = cast(list[bytes], client.zrange(key, start, stop, byscore=byscore, desc=desc))
+               *, byscore: bool = False, desc: bool = False, limit: int | None = None
+               ) -> list[str]:
+    members = cast(list[bytes], client.zrange(
+        key, start, stop, byscore=byscore, desc=desc,
+        offset=0 if limit is not None else None, num=limit))
     return [member.decode() for member in members]
 
 

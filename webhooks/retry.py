@@ -43,19 +43,25 @@ class BackoffPolicy:
     jitter: float = 0.0
     max_retries: int = MAX_RETRIES
     retry_after_max: float = 3600.0
+    park_threshold: float = 30.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BackoffPolicy:
         return cls(base=settings.retry_base_seconds, jitter=settings.retry_jitter,
-                   retry_after_max=settings.retry_after_max_seconds)
+                   retry_after_max=settings.retry_after_max_seconds,
+                   park_threshold=settings.park_threshold_seconds)
+
+    def parks(self, countdown: float) -> bool:
+        """Whether a retry this far off waits in Redis rather than in a worker's memory.
+
+        A broker ETA message is held unacknowledged by a worker until due: memory
+        per waiting retry, and a redelivery to another worker whenever the wait
+        outlasts the visibility timeout. Short waits stay ETAs; long ones park.
+        """
+        return countdown > self.park_threshold
 
     def nominal_wait(self, retries: int) -> float:
         return self.base * float(2**retries)
-
-    def longest_wait(self) -> float:
-        """The largest countdown this policy can ever ask for, jitter included."""
-        return max(self.nominal_wait(self.max_retries - 1) * (1 + self.jitter),
-                   self.retry_after_max)
 
     def after_failure(self, retries: int, retry_after: float | None = None
                       ) -> Retry | RetriesExhausted:

@@ -20,6 +20,7 @@ from .endpoints import Endpoint, get_endpoints
 from .errors import DeliveryNotFound, EndpointNotFound
 from .models import FINAL_STATUSES, Delivery, DeliveryStatus
 from .retry import BackoffPolicy, RetriesExhausted, Retry
+from .schedule import Run, get_schedule
 from .settings import get_settings
 from .signing import signature_header
 from .store import get_store
@@ -59,6 +60,21 @@ def _stop(delivery: Delivery, reason: str) -> Done:
     return Done(DeliveryStatus.RETRIES_EXHAUSTED.value)
 
 
+def _already_ran(delivery: Delivery, run: Run, number: int) -> Done | Retry:
+    """A message for an attempt that is on record: a duplicate, or a retry that got lost."""
+    later = any(attempt.number > number for attempt in delivery.attempts)
+    if later or delivery.status is not DeliveryStatus.RETRYING or get_schedule().has_next(run):
+        logger.warning("delivery %s: attempt %d already ran; dropping the duplicate",
+                       delivery.id, number)
+        return Done("duplicate")
+    # Recorded, but its retry was never scheduled (the retry could not be
+    # published, or the worker died in between): schedule it now, send nothing.
+    logger.warning("delivery %s: attempt %d already ran; scheduling its retry", delivery.id,
+                   number)
+    due = delivery.next_attempt_at or now()
+    return Retry(max(0.0, (due - now()).total_seconds()))
+
+
 def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
     store, settings = get_store(), get_settings()
     try:
@@ -66,6 +82,7 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
     except DeliveryNotFound:
         logger.warning("delivery %s not found (expired or deleted); dropping", delivery_id)
         return Done("missing")
+    run = Run(delivery_id, cycle, retries)
     number = delivery.attempt_number(retries)
     if cycle != delivery.cycle:
         logger.warning("delivery %s: dropping attempt %d of replaced cycle %d",
@@ -75,14 +92,13 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
         logger.info("delivery %s is already %s; dropping duplicate attempt %d",
                     delivery_id, delivery.status.value, number)
         return Done(delivery.status.value)
-    if any(attempt.number == number for attempt in delivery.attempts):
-        # This message came back after its attempt was recorded (the retry could
-        # not be published, or the worker died in between): do not send again,
-        # only schedule what the record says comes next.
-        logger.warning("delivery %s: attempt %d already ran; rescheduling without sending",
+    claim = get_schedule().claim(run, number, time.time(), settings.recovery_seconds)
+    if claim < 0:
+        return _already_ran(delivery, run, number)
+    if claim == 0:
+        logger.warning("delivery %s: attempt %d is running elsewhere; dropping the duplicate",
                        delivery_id, number)
-        due = delivery.next_attempt_at or now()
-        return Retry(max(0.0, (due - now()).total_seconds()))
+        return Done("duplicate")
 
     endpoint = None
     if delivery.endpoint_id:
@@ -95,7 +111,8 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
 
     outcome = _send(delivery, body, number, endpoint)
     attempt = outcome.attempt
-    decision = BackoffPolicy.from_settings(settings).after_failure(retries, outcome.retry_after)
+    policy = BackoffPolicy.from_settings(settings)
+    decision = policy.after_failure(retries, outcome.retry_after)
     exhausted = not attempt.succeeded and isinstance(decision, RetriesExhausted)
     disable_reason = None
     if endpoint is not None:
@@ -103,18 +120,21 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
                                       timedelta(seconds=settings.disable_after_seconds))
 
     if attempt.succeeded:
-        store.record_attempt(delivery_id, attempt, DeliveryStatus.DELIVERED, None)
+        store.record_attempt(run, attempt, DeliveryStatus.DELIVERED)
         return Done(DeliveryStatus.DELIVERED.value)
     if disable_reason is not None and endpoint is not None:
-        store.record_attempt(delivery_id, attempt, DeliveryStatus.RETRIES_EXHAUSTED, None,
+        store.record_attempt(run, attempt, DeliveryStatus.RETRIES_EXHAUSTED,
                              stop_reason=f"endpoint disabled: {disable_reason}")
         get_endpoints().disable(endpoint.id, disable_reason)
         logger.warning("endpoint %s disabled: %s", endpoint.id, disable_reason)
         return Done(DeliveryStatus.RETRIES_EXHAUSTED.value)
     if isinstance(decision, RetriesExhausted):
-        store.record_attempt(delivery_id, attempt, DeliveryStatus.RETRIES_EXHAUSTED, None)
+        store.record_attempt(run, attempt, DeliveryStatus.RETRIES_EXHAUSTED)
         logger.warning("delivery %s: retries exhausted after %d attempts", delivery_id, number)
         return Done(DeliveryStatus.RETRIES_EXHAUSTED.value)
-    store.record_attempt(delivery_id, attempt, DeliveryStatus.RETRYING,
-                         now() + timedelta(seconds=decision.countdown))
+    # A long wait is parked in the same transaction that records the attempt, so
+    # no crash can leave the delivery retrying with nothing scheduled.
+    store.record_attempt(run, attempt, DeliveryStatus.RETRYING,
+                         now() + timedelta(seconds=decision.countdown),
+                         park=policy.parks(decision.countdown))
     return Retry(decision.countdown)

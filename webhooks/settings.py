@@ -6,7 +6,7 @@ import ipaddress
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -82,11 +82,34 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(
         262_144, gt=0, description="Largest event body accepted, in bytes (256 KB)."
     )
+    park_threshold_seconds: float = Field(
+        30, ge=0, description="A retry waiting longer than this is parked in Redis instead of "
+        "being held by a worker as a broker ETA message."
+    )
+    recovery_seconds: float = Field(
+        120, gt=0, description="An attempt claimed but never recorded (its worker died) is run "
+        "again within this bound; also how late a delivery must be to count as overdue."
+    )
+    promote_interval_seconds: float = Field(
+        0.1, gt=0, description="How often each worker's promoter looks for due parked retries."
+    )
+    visibility_timeout_seconds: float | None = Field(
+        None, gt=0, description="Redis broker visibility timeout; derived from the other "
+        "settings when unset (see celeryconfig.py)."
+    )
     retention_days: float = Field(
         30,
         gt=0,
         description="How long a delivery and its attempts stay in Redis after their last change.",
     )
+
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> Settings:
+        if self.recovery_seconds < self.timeout_seconds + 1:
+            raise ValueError("WEBHOOKS_RECOVERY_SECONDS must exceed WEBHOOKS_TIMEOUT_SECONDS by "
+                             "at least 1 s, or live attempts would be run twice")
+        return self
 
 
 @lru_cache(maxsize=1)

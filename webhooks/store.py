@@ -18,13 +18,14 @@ from .clock import isoformat, now
 from .errors import DeliveryNotFound
 from .models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus
 from .redisutil import transaction, zrange_ids
+from .schedule import Run, Schedule
 from .settings import get_settings
 
 __all__ = ["DeliveryStore", "get_store"]
 
 _FIELDS = ("id", "url", "event_id", "event_type", "status", "created_at", "updated_at",
-           "next_attempt_at", "endpoint_id", "cycle", "cycle_offset", "stop_reason")
-_OPTIONAL = ("next_attempt_at", "endpoint_id", "stop_reason")
+           "next_attempt_at", "endpoint_id", "cycle", "cycle_offset", "stop_reason", "queue")
+_OPTIONAL = ("next_attempt_at", "endpoint_id", "stop_reason", "queue")
 
 
 def _delivery(fields: Mapping[bytes, bytes | None], attempts: list[bytes]) -> Delivery:
@@ -72,6 +73,8 @@ class DeliveryStore:
                 mapping["body"] = body
                 pipe.hset(keys.delivery(delivery.id), mapping=mapping)  # type: ignore[arg-type]
                 self._index(pipe, delivery.id, delivery.status, delivery.updated_at)
+                due = delivery.next_attempt_at or delivery.created_at
+                pipe.zadd(keys.due(), {delivery.id: due.timestamp()})
                 if delivery.endpoint_id:
                     index = keys.endpoint_deliveries(delivery.endpoint_id)
                     pipe.zadd(index, {delivery.id: delivery.created_at.timestamp()})
@@ -88,6 +91,7 @@ class DeliveryStore:
         with self.redis.pipeline(transaction=True) as pipe:
             for delivery_id in delivery_ids:
                 pipe.delete(keys.delivery(delivery_id), keys.attempts(delivery_id))
+                pipe.zrem(keys.due(), delivery_id)
                 for status in (None, *DeliveryStatus):
                     pipe.zrem(keys.deliveries(status), delivery_id)
             pipe.execute()
@@ -95,12 +99,17 @@ class DeliveryStore:
     def delete(self, delivery_id: str) -> None:
         self.delete_many([delivery_id])
 
-    def record_attempt(self, delivery_id: str, attempt: Attempt, status: DeliveryStatus,
-                       next_attempt_at: datetime | None, stop_reason: str | None = None) -> None:
-        """Append an attempt and move the delivery to the status it led to, atomically."""
+    def record_attempt(self, run: Run, attempt: Attempt, status: DeliveryStatus,
+                       next_attempt_at: datetime | None = None, *, park: bool = False,
+                       stop_reason: str | None = None) -> None:
+        """Append an attempt, move the delivery to the status it led to and release the
+        attempt's claim, atomically; with ``park``, also schedule the next run in Redis."""
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(keys.attempts(delivery_id), attempt.model_dump_json())
-            self._set_status(pipe, delivery_id, status, next_attempt_at, stop_reason)
+            pipe.rpush(keys.attempts(run.delivery_id), attempt.model_dump_json())
+            self._set_status(pipe, run.delivery_id, status, next_attempt_at, stop_reason)
+            Schedule.release(pipe, run)
+            if park and next_attempt_at is not None:
+                Schedule.park(pipe, run.next(), next_attempt_at.timestamp())
             pipe.execute()
 
     def set_status(self, delivery_id: str, status: DeliveryStatus,
@@ -113,6 +122,10 @@ class DeliveryStore:
     def _set_status(self, pipe: redis.client.Pipeline, delivery_id: str, status: DeliveryStatus,
                     next_attempt_at: datetime | None, stop_reason: str | None) -> None:
         moment = now()
+        if status in FINAL_STATUSES or next_attempt_at is None:
+            pipe.zrem(keys.due(), delivery_id)
+        else:
+            pipe.zadd(keys.due(), {delivery_id: next_attempt_at.timestamp()})
         pipe.hset(keys.delivery(delivery_id), mapping={
             "status": status.value,
             "updated_at": isoformat(moment),
@@ -147,6 +160,13 @@ class DeliveryStore:
             return int(cycle or 0) + 1
 
         return transaction(self.redis, start, key)
+
+    def queues(self, delivery_ids: Sequence[str]) -> list[str | None]:
+        """The Celery queue of each delivery (None: the default queue)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in delivery_ids:
+                pipe.hget(keys.delivery(delivery_id), "queue")
+            return [value.decode() if value else None for value in pipe.execute()]
 
     def statuses(self, delivery_ids: Sequence[str]) -> list[DeliveryStatus | None]:
         with self.redis.pipeline(transaction=False) as pipe:
@@ -185,6 +205,27 @@ class DeliveryStore:
 
     def count(self, status: DeliveryStatus | None = None) -> int:
         return int(self.redis.zcard(keys.deliveries(status)))
+
+    def stats(self, overdue_after: float) -> dict[str, int]:
+        """Deliveries by status, and how many unfinished ones are past due by ``overdue_after``."""
+        cutoff = now().timestamp() - overdue_after
+        with self.redis.pipeline(transaction=False) as pipe:
+            for status in DeliveryStatus:
+                pipe.zcard(keys.deliveries(status))
+            pipe.zcount(keys.due(), "-inf", cutoff)
+            pipe.zcard(keys.scheduled())
+            *counts, overdue, parked = pipe.execute()
+        stats = {status.value: int(count) for status, count in zip(DeliveryStatus, counts,
+                                                                    strict=True)}
+        return {**stats, "overdue": int(overdue), "parked": int(parked)}
+
+    def push_due(self, delivery_id: str, due: float) -> None:
+        """Move a delivery's due time in the overdue index only (the backstop's mark)."""
+        self.redis.zadd(keys.due(), {delivery_id: due}, xx=True)
+
+    def overdue(self, older_than: float, limit: int) -> list[str]:
+        """Unfinished deliveries whose next attempt was due before ``older_than``."""
+        return zrange_ids(self.redis, keys.due(), "-inf", older_than, byscore=True, limit=limit)
 
 
 @lru_cache(maxsize=1)

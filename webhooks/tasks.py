@@ -9,6 +9,7 @@ Flower and logs never show payloads or secrets, and every retry shares the id.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -22,8 +23,10 @@ from .clock import now
 from .deliveries import create_deliveries
 from .errors import InvalidInput
 from .events import parse_event
-from .retry import Retry
+from .retry import BackoffPolicy, Retry
 from .runner import run_attempt
+from .schedule import Run, get_schedule
+from .settings import get_settings
 from .store import get_store
 from .urls import check_url
 
@@ -58,19 +61,33 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
                     *more: Any, **options: Any) -> AsyncResult[Any]:
         if options.get("retries"):
             # self.retry() re-publishing an existing delivery: args are already its id.
+            countdown = options.get("countdown")
+            if countdown is not None and self._policy().parks(countdown):
+                # Long waits live in Redis, not in a worker's memory as ETA messages.
+                # Usually the attempt's record already parked it; NX keeps that due time.
+                run = Run(args[0], int((kwargs or {}).get("cycle", 0)), options["retries"])
+                get_schedule().park_nx(run, time.time() + countdown)
+                return AsyncResult(run.delivery_id, app=self.app)
             return super().apply_async(args, kwargs, task_id, *more, **options)
         url, raw_event = _producer_args(args, kwargs)
         checked_url, event = check_url(url), parse_event(raw_event)
         due = options.get("eta")
         if due is None and options.get("countdown") is not None:
             due = now() + timedelta(seconds=float(options["countdown"]))
-        (delivery,) = create_deliveries(event, [(checked_url, None)], due=due)
+        # Remembered so that parked retries are promoted to the same queue.
+        queue = options.get("queue")
+        (delivery,) = create_deliveries(event, [(checked_url, None)], due=due,
+                                        queue=getattr(queue, "name", queue))
         try:
             return self.enqueue(delivery.id, 0, *more, **options)
         except BaseException:
             # Nothing half-written: a delivery whose message never left is removed.
             get_store().delete(delivery.id)
             raise
+
+    @staticmethod
+    def _policy() -> BackoffPolicy:
+        return BackoffPolicy.from_settings(get_settings())
 
     def enqueue(self, delivery_id: str, cycle: int, *more: Any,
                 **options: Any) -> AsyncResult[Any]:
@@ -104,7 +121,13 @@ def deliver(self: DeliveryTask, delivery_id: str, cycle: int = 0) -> str:
         try:
             raise self.retry(countdown=step.countdown)
         except Reject as exc:
-            # Celery drops the message when the retry cannot be published. Put it
-            # back instead: the attempt is recorded, so the rerun only reschedules.
-            raise Reject(str(exc), requeue=True) from exc
+            # Celery drops the message when the retry cannot be published. Park the
+            # retry instead; if even that fails, put this message back: the attempt
+            # is recorded, so its rerun only schedules the retry.
+            run = Run(delivery_id, cycle, self.request.retries + 1)
+            try:
+                get_schedule().park_nx(run, time.time() + step.countdown)
+            except Exception:
+                raise Reject(str(exc), requeue=True) from exc
+        return "parked"
     return step.status
