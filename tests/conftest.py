@@ -1,6 +1,6 @@
 """Fixtures: a real Redis, a real Celery worker process and a real receiver on 127.0.0.1.
 
-Time is compressed through settings only: the worker retries with a 1 ms base
+Time is compressed through settings only: the worker retries with a 0.5 ms base
 and no jitter, and an attempt times out after 1 s.
 """
 
@@ -31,7 +31,7 @@ from webhooks.store import get_store  # noqa: E402
 
 WORKER_ENV = {
     "WEBHOOKS_REDIS_URL": REDIS_URL,
-    "WEBHOOKS_RETRY_BASE_SECONDS": "0.001",
+    "WEBHOOKS_RETRY_BASE_SECONDS": "0.0005",
     "WEBHOOKS_RETRY_JITTER": "0",
     "WEBHOOKS_TIMEOUT_SECONDS": "1",
     "WEBHOOKS_CONNECT_TIMEOUT_SECONDS": "1",

@@ -16,11 +16,13 @@ Paths (``<k>`` and ``<s>`` are numbers):
   /slow-headers-once  first request of a webhook-id: the status line, then a header byte a second
   /retry-after/<s>    503 with Retry-After: s to the first request of a webhook-id, then 200
   /too-many/<s>       the same with 429
+  /flaky/<p>          500 with probability p percent, else 200 (seeded per receiver)
 Anything after the recognised part of a path (/ok/a, /ok/b) only tells endpoints apart.
 """
 
 from __future__ import annotations
 
+import random
 import socket
 import struct
 import sys
@@ -52,6 +54,8 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[Received] = []
         self.per_id: Counter[tuple[str, str]] = Counter()
+        self.answers: list[tuple[str, str, int]] = []  # (path, webhook-id, status sent)
+        self.random = random.Random(1234)
         self.lock = threading.Lock()
         receiver = self
 
@@ -95,9 +99,10 @@ class Receiver:
                 and (webhook_id is None or r.headers.get("webhook-id") == webhook_id)
             ]
 
-    @staticmethod
-    def _answer(handler: BaseHTTPRequestHandler, code: int, body: bytes = b"ok",
+    def _answer(self, handler: BaseHTTPRequestHandler, code: int, body: bytes = b"ok",
                 headers: dict[str, str] | None = None) -> None:
+        with self.lock:
+            self.answers.append((handler.path, handler.headers.get("webhook-id", ""), code))
         handler.send_response(code)
         for name, value in {"Content-Length": str(len(body)), **(headers or {})}.items():
             handler.send_header(name, value)
@@ -146,6 +151,10 @@ class Receiver:
                 time.sleep(1)
                 handler.wfile.write(bytes([byte]))
                 handler.wfile.flush()
+        elif kind == "flaky":
+            with self.lock:
+                failing = self.random.random() * 100 < float(arg)
+            self._answer(handler, 500 if failing else 200)
         elif kind == "gone-once":
             self._answer(handler, 410 if count == 1 else 200)
         elif kind in ("retry-after", "too-many") and count == 1:

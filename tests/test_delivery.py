@@ -17,7 +17,7 @@ from webhooks.tasks import deliver
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-BASE = 0.001  # the worker's WEBHOOKS_RETRY_BASE_SECONDS
+BASE = 0.0005  # the worker's WEBHOOKS_RETRY_BASE_SECONDS
 
 
 def test_delivered_on_first_try(receiver, wait_for):

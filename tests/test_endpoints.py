@@ -181,7 +181,7 @@ def test_sustained_failure_disables_and_stops_the_other_retries(receiver, wait_f
     endpoint, _ = store.add(receiver.url(unique("/status/500")))
     path = endpoint.url.removeprefix(receiver.base)
     (first,) = publish(event(id="evt_a"))
-    time.sleep(8)  # the second delivery is mid-schedule when the first exhausts
+    time.sleep(4)  # the second delivery is mid-schedule when the first exhausts
     (second,) = publish(event(id="evt_b"))
 
     first_delivery = wait_for(first, timeout=60)
@@ -210,7 +210,7 @@ def test_retry_after_is_respected(receiver, wait_for, path):
     first, second = delivery.attempts
     assert first.status_code in (503, 429) and first.error.kind == "http_status"
     gap = (second.started_at - first.started_at).total_seconds()
-    assert 2.0 <= gap < 3.5  # the base would have said 1 ms
+    assert 2.0 <= gap < 3.5  # the base alone would have said under a millisecond
 
 
 def test_no_secret_in_messages_logs_or_listings(receiver, wait_for, redis_client, worker_log):

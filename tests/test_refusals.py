@@ -91,3 +91,13 @@ def test_a_message_that_cannot_be_published_leaves_no_record(counts):
         deliver.apply_async(("https://example.com/hook", event()), queue=QUEUE,
                             headers={"unserialisable": object()})
     assert counts() == before
+
+
+def test_field_names_from_the_input_cannot_break_the_line(counts):
+    # Found by the property test: a key of "\x85" (NEL) split the one-line error.
+    before = counts()
+    with pytest.raises(InvalidEvent) as caught:
+        deliver.apply_async(("https://example.com/", event(**{"\x85": None})), queue=QUEUE)
+    assert len(str(caught.value).splitlines()) == 1
+    assert caught.value.field == "\\x85"
+    assert counts() == before

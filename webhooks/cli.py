@@ -12,6 +12,7 @@ from typing import IO, Any, ClassVar
 import click
 import redis
 from rich.console import Console
+from rich.table import Table
 
 from .cli_endpoints import endpoints
 from .clock import now
@@ -198,6 +199,23 @@ def flower(no_auth: bool, flower_args: tuple[str, ...]) -> None:
         click.echo("warning: Flower starts without authentication (--no-auth)", err=True)
     command = [sys.executable, "-m", "celery", "-A", "webhooks", "flower", *flower_args]
     os.execv(sys.executable, command)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def stats(as_json: bool) -> None:
+    """Deliveries by status, how many are overdue, and how many retries are parked."""
+    numbers = get_store().stats(overdue_after=get_settings().recovery_seconds)
+    if as_json:
+        click.echo(json.dumps(numbers))
+        return
+    table = Table(show_header=False)
+    for name, value in numbers.items():
+        style = "red" if name == "overdue" and value else ""
+        table.add_row(name, f"[{style}]{value:,}[/]" if style else f"{value:,}")
+    console.print(table)
+    click.echo(f"overdue: unfinished and more than {get_settings().recovery_seconds:g} s past "
+               "their next_attempt_at; parked: retries waiting in Redis")
 
 
 @main.command()

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["start_worker", "stop_worker"]
+__all__ = ["kill_worker", "start_worker", "stop_worker"]
 
 
 def start_worker(log_path: Path, env: dict[str, str], *extra_args: str,
@@ -20,6 +20,7 @@ def start_worker(log_path: Path, env: dict[str, str], *extra_args: str,
             [sys.executable, "-m", "celery", "-A", "webhooks", "worker", "--loglevel=INFO",
              *extra_args],
             env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so kill_worker gets the pool too
         )
     deadline = time.monotonic() + ready_within
     while b" ready." not in log_path.read_bytes():
@@ -39,3 +40,9 @@ def stop_worker(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def kill_worker(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the worker and its pool processes at once, as a lost machine would."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

@@ -31,6 +31,10 @@ __all__ = [
 ]
 
 
+def _printable(text: str) -> str:
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 class WebhooksError(Exception):
     """Base class of every error raised by this package."""
 
@@ -44,9 +48,10 @@ class InvalidInput(WebhooksError, ValueError):
     """
 
     def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}")
+        # Keys and values come from the input: escape what would break the line.
+        self.field = _printable(field)
+        self.problem = _printable(problem)
+        super().__init__(f"{self.field}: {self.problem}")
 
 
 class InvalidEvent(InvalidInput):

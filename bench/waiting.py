@@ -1,0 +1,64 @@
+"""What a waiting retry costs: Redis bytes and worker memory per parked delivery.
+
+    python bench/waiting.py [COUNT]      (default 100,000)
+
+Seeds COUNT deliveries whose first attempt failed and whose retry is parked an
+hour out (the records a real failure leaves), next to a running worker, in Redis
+database 12 of WEBHOOKS_REDIS_URL's server (flushed before and after).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("WEBHOOKS_REDIS_URL", "redis://127.0.0.1:6379/12")
+
+import redis  # noqa: E402
+
+from tests.scale import seed_waiting  # noqa: E402
+from tests.test_bounded import _tree_rss_kb  # noqa: E402
+from webhooks import keys  # noqa: E402
+from webhooks.devredis import ensure_redis  # noqa: E402
+from webhooks.devworker import start_worker, stop_worker  # noqa: E402
+from webhooks.store import DeliveryStore  # noqa: E402
+
+
+def main(count: int) -> None:
+    url = os.environ["WEBHOOKS_REDIS_URL"]
+    with ensure_redis(url), tempfile.TemporaryDirectory() as tmp:
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        worker = start_worker(Path(tmp) / "worker.log", {"WEBHOOKS_REDIS_URL": url},
+                              "--concurrency=2")
+        try:
+            time.sleep(2)
+            rss_before = _tree_rss_kb(worker.pid)
+            used_before = int(client.info("memory")["used_memory"])
+            started = time.perf_counter()
+            seed_waiting(DeliveryStore(client, timedelta(days=1)), "https://example.com/hook",
+                         count, due=time.time() + 3600)
+            seeded = time.perf_counter() - started
+            time.sleep(3)  # promoter passes over the parked set
+            used = int(client.info("memory")["used_memory"]) - used_before
+            schedule = int(client.memory_usage(keys.scheduled()) or 0)
+            rss = (_tree_rss_kb(worker.pid) - rss_before) * 1024
+        finally:
+            stop_worker(worker)
+            client.flushdb()
+    print(f"{count:,} waiting retries (seeded in {seeded:.1f} s)")
+    print(f"  Redis, parked-retry entry only : {schedule / count:8.0f} bytes each")
+    print(f"  Redis, whole delivery record   : {used / count:8.0f} bytes each "
+          "(body, one attempt, indexes)")
+    print(f"  worker RSS                     : {rss / count:8.1f} bytes each "
+          f"({rss / 2**20:+.1f} MB in all)")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)

@@ -1,0 +1,138 @@
+"""Nothing lost, nothing doubled: crashes, early redeliveries and chaos, with real workers."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import pytest
+
+from tests.conftest import WORKER_ENV, event
+from webhooks.devworker import kill_worker, start_worker, stop_worker
+from webhooks.models import FINAL_STATUSES, DeliveryStatus
+from webhooks.store import get_store
+from webhooks.tasks import deliver
+
+
+def _env(**values: str) -> dict[str, str]:
+    return {**WORKER_ENV, **{f"WEBHOOKS_{k.upper()}": v for k, v in values.items()}}
+
+
+def test_an_attempt_cut_by_sigkill_is_run_again_within_the_bound(receiver, wait_for, tmp_path,
+                                                                  redis_client):
+    env = _env(timeout_seconds="3", recovery_seconds="4", visibility_timeout_seconds="5")
+    worker = start_worker(tmp_path / "a.log", env, "-Q", "crash", "--concurrency=2", "-n", "a@%h")
+    try:
+        result = deliver.apply_async((receiver.url("/sleep-once/2"), event()), queue="crash")
+        deadline = time.monotonic() + 20
+        while not receiver.received("/sleep-once/2", result.id):
+            assert time.monotonic() < deadline, "the attempt never started"
+            time.sleep(0.01)
+        killed_at = time.time()
+        kill_worker(worker)  # mid-attempt: the receiver is still sleeping on it
+        worker = start_worker(tmp_path / "b.log", env, "-Q", "crash", "--concurrency=2",
+                              "-n", "b@%h")
+        delivery = wait_for(result.id, timeout=30)
+        assert delivery.status is DeliveryStatus.DELIVERED
+        first, second = receiver.received("/sleep-once/2", result.id)
+        # The claim lapses 4 s after the attempt began; the next promoter pass
+        # (at most 1 s) schedules it again.
+        assert second.at - first.at <= 4 + 1.5, second.at - first.at
+        assert second.at > killed_at
+        assert [a.number for a in delivery.attempts] == [1]  # the cut attempt left no record
+        # The dead worker's unacknowledged message comes back after the 5 s
+        # visibility timeout, and is dropped: the attempt is on record.
+        time.sleep(7)
+        assert len(receiver.received("/sleep-once/2", result.id)) == 2
+    finally:
+        stop_worker(worker)
+
+
+def test_short_visibility_timeout_and_longer_countdown_give_no_duplicates(receiver, wait_for,
+                                                                          tmp_path):
+    # Measured before parking and claims: a 5 s visibility timeout and a 20 s
+    # countdown ran every task 4 times. Here the timeout is 1 s; the first wait
+    # (1.5 s) stays an ETA message that Redis hands out again, the second (3 s)
+    # is parked.
+    env = _env(retry_base_seconds="1.5", park_threshold_seconds="2",
+               visibility_timeout_seconds="1")
+    worker = start_worker(tmp_path / "v.log", env, "-Q", "visibility", "--concurrency=4",
+                          "-n", "v@%h")
+    try:
+        ids = [deliver.apply_async((receiver.url("/fail/2"), event()), queue="visibility").id
+               for _ in range(50)]
+        for delivery_id in ids:
+            assert wait_for(delivery_id, timeout=60).status is DeliveryStatus.DELIVERED
+        time.sleep(2)
+    finally:
+        stop_worker(worker)
+    per_id = collections.Counter(r.headers["webhook-id"] for r in receiver.received("/fail/2")
+                                 if r.headers["webhook-id"] in set(ids))
+    assert per_id == {delivery_id: 3 for delivery_id in ids}  # 0 duplicate attempts
+    assert all(len(get_store().get(i).attempts) == 3 for i in ids)
+
+
+@pytest.mark.timeout(240)
+def test_chaos_sigkill_and_flaky_receiver(receiver, tmp_path, redis_client):
+    total, concurrency = 2000, 4
+    env = _env(recovery_seconds="3", visibility_timeout_seconds="5")
+    workers = [start_worker(tmp_path / f"chaos{n}.log", env, "-Q", "chaos",
+                            f"--concurrency={concurrency}", "-n", f"chaos{n}-0@%h")
+               for n in range(2)]
+    kills = 0
+    stop = threading.Event()
+
+    def killer() -> None:
+        nonlocal kills
+        for round_ in range(3):
+            for n in range(2):
+                if stop.wait(1.2):
+                    return
+                kill_worker(workers[n])
+                kills += 1
+                workers[n] = start_worker(tmp_path / f"chaos{n}-{round_}.log", env, "-Q",
+                                          "chaos", f"--concurrency={concurrency}",
+                                          "-n", f"chaos{n}-{round_ + 1}@%h")
+
+    chaos = threading.Thread(target=killer)
+    try:
+        chaos.start()
+        ids = []
+        for _ in range(total // 100):  # paced over ~8 s, so the kills land mid-run
+            ids += [deliver.apply_async((receiver.url("/flaky/30"), event()), queue="chaos").id
+                    for _ in range(100)]
+            time.sleep(0.4)
+        chaos.join()
+        store = get_store()
+        deadline = time.monotonic() + 150
+        while True:
+            statuses = store.statuses(ids)
+            if all(status in FINAL_STATUSES for status in statuses):
+                break
+            assert time.monotonic() < deadline, collections.Counter(statuses)
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        chaos.join()
+        for worker in workers:
+            stop_worker(worker)
+
+    counts = collections.Counter(statuses)
+    assert set(counts) <= FINAL_STATUSES and sum(counts.values()) == total
+    assert store.stats(overdue_after=3)["overdue"] == 0
+    wanted = set(ids)
+    answered = collections.Counter(
+        webhook_id for path, webhook_id, code in receiver.answers
+        if path == "/flaky/30" and webhook_id in wanted and code == 200)
+    delivered = [i for i, s in zip(ids, statuses, strict=True)
+                 if s is DeliveryStatus.DELIVERED]
+    assert all(answered[i] >= 1 for i in delivered)  # each delivered event arrived
+    duplicates = sum(n - 1 for n in answered.values())
+    assert kills == 6
+    assert duplicates <= kills * concurrency, duplicates
+    print(f"\nchaos: {total} deliveries, {counts[DeliveryStatus.DELIVERED]} delivered, "
+          f"{counts[DeliveryStatus.RETRIES_EXHAUSTED]} exhausted, {kills} SIGKILLs, "
+          f"{duplicates} duplicate 2XX at the receiver (bound {kills * concurrency})")
+
+
