@@ -33,9 +33,11 @@ task_default_queue = "webhooks"
 enable_utc = True
 timezone = "UTC"
 
-# Flower draws its dashboards from task events.
-worker_send_task_events = True
-task_send_sent_event = True
+# Task events cost a Redis publish per task state change. Flower turns them on
+# in the workers when it starts (its --enable-events default), so they are off
+# unless someone is watching.
+worker_send_task_events = False
+task_send_sent_event = False
 
 # Redis hands out again any message left unacknowledged for longer than the
 # visibility timeout, countdown or not: measured here, a 5 s timeout and a 20 s

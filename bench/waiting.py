@@ -22,6 +22,7 @@ os.environ.setdefault("WEBHOOKS_REDIS_URL", "redis://127.0.0.1:6379/12")
 
 import redis  # noqa: E402
 
+from bench.scenarios import procfile_worker  # noqa: E402
 from tests.scale import seed_waiting  # noqa: E402
 from tests.test_bounded import _tree_rss_kb  # noqa: E402
 from webhooks import keys  # noqa: E402
@@ -30,13 +31,13 @@ from webhooks.devworker import start_worker, stop_worker  # noqa: E402
 from webhooks.store import DeliveryStore  # noqa: E402
 
 
-def main(count: int) -> None:
+def measure(count: int) -> dict[str, float]:
     url = os.environ["WEBHOOKS_REDIS_URL"]
     with ensure_redis(url), tempfile.TemporaryDirectory() as tmp:
         client = redis.Redis.from_url(url)
         client.flushdb()
         worker = start_worker(Path(tmp) / "worker.log", {"WEBHOOKS_REDIS_URL": url},
-                              "--concurrency=2")
+                              *procfile_worker())
         try:
             time.sleep(2)
             rss_before = _tree_rss_kb(worker.pid)
@@ -52,12 +53,19 @@ def main(count: int) -> None:
         finally:
             stop_worker(worker)
             client.flushdb()
-    print(f"{count:,} waiting retries (seeded in {seeded:.1f} s)")
-    print(f"  Redis, parked-retry entry only : {schedule / count:8.0f} bytes each")
-    print(f"  Redis, whole delivery record   : {used / count:8.0f} bytes each "
+    return {"count": count, "seed_seconds": seeded, "schedule_bytes_each": schedule / count,
+            "record_bytes_each": used / count, "rss_bytes_each": rss / count,
+            "rss_mb": rss / 2**20}
+
+
+def main(count: int) -> None:
+    figures = measure(count)
+    print(f"{count:,} waiting retries (seeded in {figures['seed_seconds']:.1f} s)")
+    print(f"  Redis, parked-retry entry only : {figures['schedule_bytes_each']:8.0f} bytes each")
+    print(f"  Redis, whole delivery record   : {figures['record_bytes_each']:8.0f} bytes each "
           "(body, one attempt, indexes)")
-    print(f"  worker RSS                     : {rss / count:8.1f} bytes each "
-          f"({rss / 2**20:+.1f} MB in all)")
+    print(f"  worker RSS                     : {figures['rss_bytes_each']:8.1f} bytes each "
+          f"({figures['rss_mb']:+.1f} MB in all)")
 
 
 if __name__ == "__main__":

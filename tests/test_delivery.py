@@ -192,3 +192,30 @@ def test_message_of_a_replaced_cycle_is_dropped(receiver, wait_for, worker_log):
     time.sleep(1)
     assert len(receiver.received("/ok", result.id)) == 2
     assert f"delivery {result.id}: dropping attempt" in worker_log.read_text()
+
+
+def test_deliver_many_is_the_bulk_form(receiver, wait_for):
+    from webhooks import deliver_many
+
+    ids = deliver_many([(receiver.url("/ok"), event(id=f"evt_bulk_{n}")) for n in range(30)]
+                       + [(receiver.url("/fail/1"), event(id="evt_bulk_retry"))])
+    assert len(set(ids)) == 31
+    deliveries = [wait_for(delivery_id) for delivery_id in ids]
+    assert all(d.status is DeliveryStatus.DELIVERED for d in deliveries)
+    assert sorted(json.loads(get_store().load(d.id)[1])["id"] for d in deliveries[:30]) == sorted(
+        f"evt_bulk_{n}" for n in range(30))
+    assert len(deliveries[-1].attempts) == 2
+
+
+def test_deliver_many_refuses_the_whole_batch_naming_the_item(counts):
+    from webhooks import InvalidInput, deliver_many
+
+    before = counts()
+    with pytest.raises(InvalidInput) as caught:
+        deliver_many([("https://example.com/", event()), ("ftp://x/", event()),
+                      ("https://example.com/", event())])
+    assert caught.value.field == "[1].url"
+    with pytest.raises(InvalidInput) as caught:
+        deliver_many([("https://example.com/", event()), ("https://example.com/", event(id=""))])
+    assert caught.value.field == "[1].id"
+    assert counts()[1] == before[1]

@@ -33,7 +33,7 @@ from .events import (
     parse_event,
 )
 from .models import Attempt, AttemptError, Delivery, DeliveryStatus
-from .publish import publish
+from .publish import deliver_many, publish
 from .replay import recover, redeliver
 from .retry import BackoffPolicy
 from .settings import Settings, get_settings
@@ -71,6 +71,7 @@ __all__ = [
     "__version__",
     "app",
     "deliver",
+    "deliver_many",
     "event_type",
     "get_endpoints",
     "get_settings",

@@ -13,10 +13,36 @@ from .models import Delivery, DeliveryStatus
 from .settings import get_settings
 from .store import get_store
 
-__all__ = ["Target", "create_deliveries"]
+__all__ = ["Target", "create_deliveries", "encode_checked", "new_delivery"]
 
 #: Where one delivery goes: a URL, and the endpoint it belongs to (None for a bare URL).
 Target = tuple[str, str | None]
+
+
+def encode_checked(event: Event) -> bytes:
+    """The event's body, refused if larger than ``WEBHOOKS_MAX_PAYLOAD_BYTES``."""
+    body = encode(event)
+    limit = get_settings().max_payload_bytes
+    if len(body) > limit:
+        raise InvalidEvent([("event", f"is {len(body):,} bytes encoded; the limit is {limit:,}")])
+    return body
+
+
+def new_delivery(event: Event, url: str, endpoint_id: str | None = None,
+                 due: datetime | None = None, queue: str | None = None) -> Delivery:
+    created = now()
+    return Delivery(
+        id=str(uuid.uuid4()),
+        url=url,
+        endpoint_id=endpoint_id,
+        event_id=event.id,
+        event_type=event.type,
+        status=DeliveryStatus.PENDING,
+        created_at=created,
+        updated_at=created,
+        next_attempt_at=due or created,
+        queue=queue,
+    )
 
 
 def create_deliveries(event: Event, targets: Sequence[Target],
@@ -25,25 +51,8 @@ def create_deliveries(event: Event, targets: Sequence[Target],
 
     An event larger than ``WEBHOOKS_MAX_PAYLOAD_BYTES`` is refused before anything is written.
     """
-    body = encode(event)
-    limit = get_settings().max_payload_bytes
-    if len(body) > limit:
-        raise InvalidEvent([("event", f"is {len(body):,} bytes encoded; the limit is {limit:,}")])
-    created = now()
-    deliveries = [
-        Delivery(
-            id=str(uuid.uuid4()),
-            url=url,
-            endpoint_id=endpoint_id,
-            event_id=event.id,
-            event_type=event.type,
-            status=DeliveryStatus.PENDING,
-            created_at=created,
-            updated_at=created,
-            next_attempt_at=due or created,
-            queue=queue,
-        )
-        for url, endpoint_id in targets
-    ]
+    body = encode_checked(event)
+    deliveries = [new_delivery(event, url, endpoint_id, due, queue)
+                  for url, endpoint_id in targets]
     get_store().create_many(deliveries, body)
     return deliveries

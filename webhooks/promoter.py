@@ -44,7 +44,8 @@ class Promoter:
         from .tasks import deliver
 
         queues = get_store().queues([run.delivery_id for run in runs])
-        with deliver.app.producer_or_acquire() as producer:
+        with deliver.app.producer_or_acquire() as producer, producer.batch(
+                max_size=2 * len(runs) + 1):
             for run, queue in zip(runs, queues, strict=True):
                 routing = {"queue": queue} if queue else {}
                 deliver.enqueue(run.delivery_id, run.cycle, producer=producer,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from .deliveries import create_deliveries
+from .deliveries import create_deliveries, encode_checked, new_delivery
 from .endpoints import get_endpoints
-from .errors import WebhooksError
+from .errors import InvalidInput, WebhooksError
 from .events import parse_event
+from .models import Delivery
 from .store import get_store
+from .urls import check_url
 
-__all__ = ["publish"]
+__all__ = ["deliver_many", "publish"]
 
 
 def publish(event: Any) -> list[str]:
@@ -22,12 +25,34 @@ def publish(event: Any) -> list[str]:
     parsed = parse_event(event)
     targets = [(endpoint.url, endpoint.id) for endpoint in get_endpoints().all()
                if endpoint.accepts(parsed.type)]
-    deliveries = create_deliveries(parsed, targets)
+    return _enqueue(create_deliveries(parsed, targets))
+
+
+def deliver_many(items: Iterable[tuple[Any, Any]]) -> list[str]:
+    """The bulk form of ``deliver.delay(url, event)``: many (url, event) pairs at once.
+
+    Every pair is validated first; one bad pair raises :class:`~webhooks.InvalidInput`
+    naming it (``[3].url``, ``[7].data.screenshot_set.id``) and nothing is written.
+    Then all records go in one transaction and all messages in one pipelined batch.
+    """
+    deliveries, bodies = [], []
+    for index, (url, event) in enumerate(items):
+        try:
+            checked, parsed = check_url(url), parse_event(event)
+            bodies.append(encode_checked(parsed))
+        except InvalidInput as exc:
+            raise InvalidInput(f"[{index}].{exc.field}", exc.problem) from None
+        deliveries.append(new_delivery(parsed, checked))
+    get_store().create_many(deliveries, bodies)
+    return _enqueue(deliveries)
+
+
+def _enqueue(deliveries: list[Delivery]) -> list[str]:
     from .tasks import deliver  # the task module imports this package's producers
 
     unsent = deliver.enqueue_many([(delivery.id, 0) for delivery in deliveries])
     if unsent:
         get_store().delete_many(unsent)
-        raise WebhooksError(f"could not enqueue {len(unsent)} of {len(deliveries)} deliveries "
-                            f"of event {parsed.id}; those were discarded, the rest will be sent")
+        raise WebhooksError(f"could not enqueue {len(unsent)} deliveries; "
+                            "they were discarded, nothing of them is left")
     return [delivery.id for delivery in deliveries]

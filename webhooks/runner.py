@@ -17,13 +17,13 @@ from ._version import __version__
 from .attempt import Outcome, make_attempt
 from .clock import now
 from .endpoints import Endpoint, get_endpoints
-from .errors import DeliveryNotFound, EndpointNotFound
-from .models import FINAL_STATUSES, Delivery, DeliveryStatus
+from .errors import EndpointNotFound
+from .models import Delivery, DeliveryStatus
 from .retry import BackoffPolicy, RetriesExhausted, Retry
 from .schedule import Run, get_schedule
 from .settings import get_settings
 from .signing import signature_header
-from .store import get_store
+from .store import Claim, get_store
 
 __all__ = ["USER_AGENT", "Done", "run_attempt"]
 
@@ -36,27 +36,27 @@ class Done:
     status: str
 
 
-def _send(delivery: Delivery, body: bytes, number: int, endpoint: Endpoint | None) -> Outcome:
+def _send(delivery_id: str, claim: Claim, endpoint: Endpoint | None) -> Outcome:
     settings = get_settings()
     timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        "webhook-id": delivery.id,
+        "webhook-id": delivery_id,
         "webhook-timestamp": str(timestamp),
     }
     if endpoint is not None:
         # A fresh signature each attempt, by every secret still in its rotation grace.
         headers["webhook-signature"] = signature_header(
-            delivery.id, timestamp, body, endpoint.signing_secrets(now()))
-    return make_attempt(number, delivery.url, body, headers,
+            delivery_id, timestamp, claim.body, endpoint.signing_secrets(now()))
+    return make_attempt(claim.number, claim.url, claim.body, headers,
                         connect_timeout=settings.connect_timeout_seconds,
                         total_timeout=settings.timeout_seconds)
 
 
-def _stop(delivery: Delivery, reason: str) -> Done:
-    get_store().set_status(delivery.id, DeliveryStatus.RETRIES_EXHAUSTED, stop_reason=reason)
-    logger.warning("delivery %s stopped: %s", delivery.id, reason)
+def _stop(delivery_id: str, reason: str) -> Done:
+    get_store().set_status(delivery_id, DeliveryStatus.RETRIES_EXHAUSTED, stop_reason=reason)
+    logger.warning("delivery %s stopped: %s", delivery_id, reason)
     return Done(DeliveryStatus.RETRIES_EXHAUSTED.value)
 
 
@@ -77,39 +77,39 @@ def _already_ran(delivery: Delivery, run: Run, number: int) -> Done | Retry:
 
 def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
     store, settings = get_store(), get_settings()
-    try:
-        delivery, body = store.load(delivery_id)
-    except DeliveryNotFound:
+    run = Run(delivery_id, cycle, retries)
+    # One Redis call claims the attempt and reads what it needs; the whole record
+    # is loaded only on the rare paths below.
+    claim = store.claim_attempt(run, settings.recovery_seconds)
+    if claim.outcome == "missing":
         logger.warning("delivery %s not found (expired or deleted); dropping", delivery_id)
         return Done("missing")
-    run = Run(delivery_id, cycle, retries)
-    number = delivery.attempt_number(retries)
-    if cycle != delivery.cycle:
+    if claim.outcome == "stale":
         logger.warning("delivery %s: dropping attempt %d of replaced cycle %d",
-                       delivery_id, number, cycle)
+                       delivery_id, claim.number, cycle)
         return Done("stale")
-    if delivery.status in FINAL_STATUSES:
-        logger.info("delivery %s is already %s; dropping duplicate attempt %d",
-                    delivery_id, delivery.status.value, number)
-        return Done(delivery.status.value)
-    claim = get_schedule().claim(run, number, time.time(), settings.recovery_seconds)
-    if claim < 0:
-        return _already_ran(delivery, run, number)
-    if claim == 0:
+    if claim.outcome == "final":
+        logger.info("delivery %s is already final; dropping duplicate attempt %d",
+                    delivery_id, claim.number)
+        return Done("final")
+    if claim.outcome == "recorded":
+        return _already_ran(store.get(delivery_id), run, claim.number)
+    if claim.outcome == "busy":
         logger.warning("delivery %s: attempt %d is running elsewhere; dropping the duplicate",
-                       delivery_id, number)
+                       delivery_id, claim.number)
         return Done("duplicate")
 
     endpoint = None
-    if delivery.endpoint_id:
+    if claim.endpoint_id:
         try:
-            endpoint = get_endpoints().get(delivery.endpoint_id)
+            endpoint = get_endpoints().get(claim.endpoint_id)
         except EndpointNotFound:
-            return _stop(delivery, f"endpoint {delivery.endpoint_id} was deleted")
+            return _stop(delivery_id, f"endpoint {claim.endpoint_id} was deleted")
         if not endpoint.enabled:
-            return _stop(delivery, f"endpoint disabled: {endpoint.disabled_reason}")
+            return _stop(delivery_id, f"endpoint disabled: {endpoint.disabled_reason}")
 
-    outcome = _send(delivery, body, number, endpoint)
+    number = claim.number
+    outcome = _send(delivery_id, claim, endpoint)
     attempt = outcome.attempt
     policy = BackoffPolicy.from_settings(settings)
     decision = policy.after_failure(retries, outcome.retry_after)

@@ -19,7 +19,7 @@ from typing import cast
 
 import redis
 
-from . import keys
+from . import keys, lua
 
 __all__ = ["Run", "Schedule", "get_schedule"]
 
@@ -44,33 +44,10 @@ class Run:
         return Run(self.delivery_id, self.cycle, self.retries + 1)
 
 
-# KEYS: running, attempts list. ARGV: member, attempt number, now, lease until.
-# 1: claimed. 0: another live claim holds it. -1: the attempt is already recorded.
-_CLAIM = """
-if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[2]) then return -1 end
-local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if held and tonumber(held) > tonumber(ARGV[3]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
-return 1
-"""
-
-# KEYS: source, destination. ARGV: max score, new score, limit.
-# Moves up to `limit` members scored at or below `max` to `destination`.
-_MOVE = """
-local members = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[3])
-for _, member in ipairs(members) do
-  redis.call('ZREM', KEYS[1], member)
-  redis.call('ZADD', KEYS[2], ARGV[2], member)
-end
-return members
-"""
-
-
 class Schedule:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        self._claim = client.register_script(_CLAIM)
-        self._move = client.register_script(_MOVE)
+        self._move = client.register_script(lua.MOVE_DUE)
 
     @staticmethod
     def park(pipe: redis.client.Pipeline, run: Run, due: float) -> None:
@@ -83,12 +60,6 @@ class Schedule:
     @staticmethod
     def release(pipe: redis.client.Pipeline, run: Run) -> None:
         pipe.zrem(keys.running(), run.member)
-
-    def claim(self, run: Run, number: int, now: float, lease: float) -> int:
-        """Claim the attempt ``run`` makes before it sends anything (see _CLAIM)."""
-        result = self._claim(keys=[keys.running(), keys.attempts(run.delivery_id)],
-                             args=[run.member, number, now, now + lease])
-        return int(cast(int, result))
 
     def is_pending(self, run: Run) -> bool:
         """Whether ``run`` is scheduled, being promoted or running."""

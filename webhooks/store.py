@@ -7,21 +7,35 @@ the indexes are trimmed by score when deliveries are created.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
 import redis
 
-from . import keys
+from . import keys, lua
 from .clock import isoformat, now
 from .errors import DeliveryNotFound
 from .models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus
 from .redisutil import transaction, zrange_ids
-from .schedule import Run, Schedule
+from .schedule import Run
 from .settings import get_settings
 
-__all__ = ["DeliveryStore", "get_store"]
+__all__ = ["Claim", "DeliveryStore", "get_store"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What claiming an attempt found: ``claimed`` (go ahead), or why not: ``missing``,
+    ``stale`` (an older cycle), ``final``, ``recorded`` (already made), ``busy`` (running)."""
+
+    outcome: str
+    url: str = ""
+    endpoint_id: str | None = None
+    body: bytes = b""
+    number: int = 0
 
 _FIELDS = ("id", "url", "event_id", "event_type", "status", "created_at", "updated_at",
            "next_attempt_at", "endpoint_id", "cycle", "cycle_offset", "stop_reason", "queue")
@@ -48,6 +62,8 @@ class DeliveryStore:
     def __init__(self, client: redis.Redis, retention: timedelta) -> None:
         self.redis = client
         self.retention = retention
+        self._claim_script = client.register_script(lua.CLAIM_ATTEMPT)
+        self._record_script = client.register_script(lua.RECORD_ATTEMPT)
 
     def _index(self, pipe: redis.client.Pipeline, delivery_id: str, status: DeliveryStatus,
                moment: datetime) -> None:
@@ -61,13 +77,15 @@ class DeliveryStore:
         pipe.expire(keys.delivery(delivery_id), ttl)
         pipe.expire(keys.attempts(delivery_id), ttl)
 
-    def create_many(self, deliveries: Sequence[Delivery], body: bytes) -> None:
-        """Write new deliveries of one event, all or none, in one round trip."""
+    def create_many(self, deliveries: Sequence[Delivery], body: bytes | Sequence[bytes]) -> None:
+        """Write new deliveries, all or none, in one round trip; ``body`` is shared or per
+        delivery."""
         if not deliveries:
             return
+        bodies = [body] * len(deliveries) if isinstance(body, bytes) else list(body)
         cutoff = (deliveries[0].created_at - self.retention).timestamp()
         with self.redis.pipeline(transaction=True) as pipe:
-            for delivery in deliveries:
+            for delivery, body in zip(deliveries, bodies, strict=True):
                 mapping: dict[str, str | bytes] = {
                     name: _hash_value(getattr(delivery, name)) for name in _FIELDS}
                 mapping["body"] = body
@@ -99,18 +117,37 @@ class DeliveryStore:
     def delete(self, delivery_id: str) -> None:
         self.delete_many([delivery_id])
 
+    def claim_attempt(self, run: Run, lease: float) -> Claim:
+        """Claim the attempt ``run`` makes, with what it needs to send, in one step."""
+        now_ = time.time()
+        reply = self._claim_script(
+            keys=[keys.delivery(run.delivery_id), keys.attempts(run.delivery_id), keys.running()],
+            args=[run.cycle, run.retries, now_, now_ + lease, run.member])
+        fields = [value.decode() if isinstance(value, bytes) and n != 3 else value
+                  for n, value in enumerate(reply)]
+        if fields[0] == "missing":
+            return Claim("missing")
+        return Claim(fields[0], url=fields[1], endpoint_id=fields[2] or None,
+                     body=reply[3] or b"", number=int(fields[4]))
+
     def record_attempt(self, run: Run, attempt: Attempt, status: DeliveryStatus,
                        next_attempt_at: datetime | None = None, *, park: bool = False,
                        stop_reason: str | None = None) -> None:
         """Append an attempt, move the delivery to the status it led to and release the
-        attempt's claim, atomically; with ``park``, also schedule the next run in Redis."""
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(keys.attempts(run.delivery_id), attempt.model_dump_json())
-            self._set_status(pipe, run.delivery_id, status, next_attempt_at, stop_reason)
-            Schedule.release(pipe, run)
-            if park and next_attempt_at is not None:
-                Schedule.park(pipe, run.next(), next_attempt_at.timestamp())
-            pipe.execute()
+        attempt's claim, atomically (one Lua call); with ``park``, also schedule the next
+        run in Redis."""
+        moment = now()
+        waiting = status not in FINAL_STATUSES and next_attempt_at is not None
+        self._record_script(
+            keys=[keys.delivery(run.delivery_id), keys.attempts(run.delivery_id), keys.running(),
+                  keys.scheduled(), keys.due(), keys.deliveries(),
+                  *(keys.deliveries(s) for s in DeliveryStatus)],
+            args=[run.delivery_id, attempt.model_dump_json(), status.value, isoformat(moment),
+                  _hash_value(next_attempt_at), _hash_value(stop_reason), run.member,
+                  run.next().member,
+                  next_attempt_at.timestamp() if park and next_attempt_at else "",
+                  next_attempt_at.timestamp() if waiting and next_attempt_at else "",
+                  moment.timestamp(), int(self.retention.total_seconds())])
 
     def set_status(self, delivery_id: str, status: DeliveryStatus,
                    next_attempt_at: datetime | None = None,

@@ -95,21 +95,20 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
         return super().apply_async((delivery_id,), {"cycle": cycle}, delivery_id, *more,
                                    **options)
 
-    def enqueue_many(self, items: Sequence[tuple[str, int]]) -> list[str]:
-        """Publish several stored deliveries over one broker connection.
+    def enqueue_many(self, items: Sequence[tuple[str, int]], **options: Any) -> list[str]:
+        """Publish several stored deliveries in one pipelined batch (kombu's Producer.batch).
 
-        Returns the ids that could not be published (empty when all left), so the
-        caller can undo exactly those.
+        All or nothing: returns every id when the batch could not be flushed
+        (empty when all left), so the caller can undo exactly those.
         """
-        sent = 0
         try:
-            with self.app.producer_or_acquire() as producer:
+            with self.app.producer_or_acquire() as producer, producer.batch(
+                    max_size=2 * len(items) + 1):
                 for delivery_id, cycle in items:
-                    self.enqueue(delivery_id, cycle, producer=producer)
-                    sent += 1
+                    self.enqueue(delivery_id, cycle, producer=producer, **options)
         except Exception:
-            logger.exception("published %d of %d deliveries", sent, len(items))
-            return [delivery_id for delivery_id, _ in items[sent:]]
+            logger.exception("could not publish a batch of %d deliveries", len(items))
+            return [delivery_id for delivery_id, _ in items]
         return []
 
 

@@ -1,0 +1,188 @@
+"""The benchmark scenarios (a) to (f). Each returns a row for the table and the JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+from bench.receiver import FastReceiver
+from webhooks import deliver, deliver_many
+from webhooks.devworker import kill_worker, start_worker
+
+ROOT = Path(__file__).resolve().parent.parent
+Row = dict[str, Any]
+
+
+def procfile_worker() -> list[str]:
+    """The worker arguments of the Procfile's worker line: production's own command."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("worker:"):
+            words = line.split(":", 1)[1].split()
+            return words[words.index("worker") + 1:]
+    raise RuntimeError("no worker line in the Procfile")
+
+
+def one_kb_event(number: int = 0) -> dict[str, Any]:
+    shots = [{"id": f"shot_{n}", "status": "uploaded", "site_url": "https://news.example.com/",
+              "download_url": f"https://cdn.example.com/sets/{number}/shot_{n}.png",
+              "ad": {"id": f"ad_{n}", "status": "uploaded"}} for n in range(5)]
+    return {"id": f"evt_{number}", "type": "screenshot_set.approved",
+            "created_at": "2026-11-26T10:00:00Z",
+            "data": {"screenshot_set": {"id": f"set_{number}", "screenshots": shots}}}
+
+
+def _row(name: str, ours: float, baseline: float | None, unit: str, target: str,
+         ratio: float | None = None, **extra: Any) -> Row:
+    if ratio is None and baseline:
+        ratio = ours / baseline
+    return {"name": name, "ours": f"{ours:,.1f} {unit}",
+            "baseline": f"{baseline:,.1f} {unit}" if baseline is not None else "",
+            "ratio": f"{ratio:.2f}x" if ratio is not None else "", "target": target,
+            "values": {"ours": ours, "baseline": baseline, "ratio": ratio, **extra}}
+
+
+def _wait_for(count: Callable[[], int], wanted: int, cap: float) -> tuple[float, int]:
+    """Seconds until ``count()`` reaches ``wanted`` (or ``cap``), and the count then."""
+    start = time.perf_counter()
+    while (seen := count()) < wanted and time.perf_counter() - start < cap:
+        time.sleep(0.02)
+    return time.perf_counter() - start, seen
+
+
+@contextmanager
+def _worker(*extra: str) -> Iterator[None]:
+    client = redis.Redis.from_url(os.environ["WEBHOOKS_REDIS_URL"])
+    client.flushdb()
+    with tempfile.TemporaryDirectory() as tmp:
+        process = start_worker(Path(tmp) / "worker.log",
+                               {"WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8"},
+                               *procfile_worker(), *extra)
+        try:
+            yield
+        finally:
+            kill_worker(process)  # blackholed attempts would hold a warm shutdown for 15 s
+            client.flushdb()
+
+
+def bare_loop(url: str, count: int) -> float:
+    """Requests per second of a plain requests.Session POST loop on one thread."""
+    body = json.dumps(one_kb_event()).encode()
+    with requests.Session() as session:
+        start = time.perf_counter()
+        for _ in range(count):
+            session.post(url, data=body, headers={"Content-Type": "application/json"})
+        return count / (time.perf_counter() - start)
+
+
+def throughput(rx: FastReceiver, count: int) -> Row:
+    """(a) enqueue-to-received throughput to a fast receiver, against the bare loop."""
+    baseline = bare_loop(rx.url("/bare"), count)
+    with _worker():
+        start = time.perf_counter()
+        deliver_many([(rx.url("/a"), one_kb_event(n)) for n in range(count)])
+        _, seen = _wait_for(lambda: rx.count("a"), count, cap=120)
+        ours = seen / (time.perf_counter() - start)
+    return _row("(a) throughput, fast receiver (deliveries/s)", ours, baseline, "/s", ">= 1.0x")
+
+
+def enqueue_rate(rx: FastReceiver, count: int) -> Row:
+    """(b) deliveries enqueued per second: bulk path against a deliver.delay() loop."""
+    client = redis.Redis.from_url(os.environ["WEBHOOKS_REDIS_URL"])
+    client.flushdb()
+    events = [one_kb_event(n) for n in range(count)]
+    start = time.perf_counter()
+    for event in events:
+        deliver.delay(rx.url("/b"), event)
+    baseline = count / (time.perf_counter() - start)
+    client.flushdb()
+    start = time.perf_counter()
+    deliver_many([(rx.url("/b"), event) for event in events])
+    ours = count / (time.perf_counter() - start)
+    client.flushdb()
+    return _row("(b) enqueue, deliver_many vs deliver.delay loop (/s)", ours, baseline, "/s",
+                ">= 5,000/s")
+
+
+def isolation(rx: FastReceiver, fast: int, slow: int) -> Row:
+    """(c) fast deliveries' completion with and without a slow (2 s) endpoint in the mix."""
+    with _worker():
+        deliver_many([(rx.url("/c0"), one_kb_event(n)) for n in range(fast)])
+        alone, _ = _wait_for(lambda: rx.count("c0"), fast, cap=300)
+    with _worker():
+        every = max(1, fast // slow)
+        pairs = []
+        for n in range(fast):
+            if n % every == 0 and len(pairs) - n < slow:
+                pairs.append((rx.url("/slow/c"), one_kb_event(n)))
+            pairs.append((rx.url("/c1"), one_kb_event(n)))
+        deliver_many(pairs)
+        mixed, seen = _wait_for(lambda: rx.count("c1"), fast, cap=max(60, 10 * alone))
+    return _row("(c) isolation: all fast done, with 2 s endpoint vs without (s)", mixed, alone,
+                "s", "<= 1.5x", fast_done=seen, fast=fast, slow=slow)
+
+
+def blackhole(rx: FastReceiver, healthy: int) -> Row:
+    """(d) the healthy half's throughput while a blackholed endpoint takes the other half."""
+    with _worker():
+        deliver_many([(rx.url("/d0"), one_kb_event(n)) for n in range(healthy)])
+        alone, _ = _wait_for(lambda: rx.count("d0"), healthy, cap=300)
+    with _worker():
+        pairs = [pair for n in range(healthy) for pair in (
+            (rx.url("/blackhole/d"), one_kb_event(n)), (rx.url("/d1"), one_kb_event(n)))]
+        deliver_many(pairs)
+        mixed, seen = _wait_for(lambda: rx.count("d1"), healthy, cap=max(30, 5 * alone))
+    ours, baseline = seen / mixed, healthy / alone
+    return _row("(d) healthy throughput beside a blackhole (deliveries/s)", ours, baseline, "/s",
+                ">= 0.7x", healthy_done=seen, healthy=healthy)
+
+
+def latency(rx: FastReceiver, rate: int, seconds: float) -> Row:
+    """(e) enqueue-to-received latency at a steady rate."""
+    sent: dict[str, float] = {}
+    with _worker():
+        time.sleep(1)
+        start = time.time()
+        for n in range(int(rate * seconds)):
+            time.sleep(max(0.0, start + n / rate - time.time()))
+            sent[deliver.delay(rx.url("/e"), one_kb_event(n)).id] = time.time()
+        _wait_for(lambda: rx.count("e"), len(sent), cap=30)
+        arrivals = {webhook_id: at for at, webhook_id in rx.stats().get("e", [])}
+    waits = sorted((arrivals[i] - t) * 1000 for i, t in sent.items() if i in arrivals)
+    p50 = statistics.median(waits)
+    p99 = waits[min(len(waits) - 1, int(len(waits) * 0.99))]
+    row = _row(f"(e) latency at {rate}/s, p50 (ms)", p50, None, "ms", "p50 <= 25 ms")
+    return {**row, "baseline": f"p99 {p99:,.1f} ms", "target": "p50 <= 25, p99 <= 150 ms",
+            "values": {**row["values"], "p99": p99, "count": len(waits)}}
+
+
+def waiting(count: int) -> Row:
+    """(f) Redis bytes and worker RSS per waiting retry."""
+    from bench.waiting import measure
+
+    figures = measure(count)
+    row = _row(f"(f) {count:,} waiting retries: Redis bytes each (parked entry)",
+               figures["schedule_bytes_each"], None, "B", "<= 1 KB, RSS flat")
+    return {**row, "baseline": f"RSS {figures['rss_bytes_each']:+.1f} B each",
+            "values": {**row["values"], **figures}}
+
+
+def run_all(size: dict[str, Any]) -> list[Row]:
+    rows = []
+    with FastReceiver() as rx:
+        rows.append(enqueue_rate(rx, size["b"]))
+        rows.append(throughput(rx, size["a"]))
+        rows.append(latency(rx, *size["e"]))
+        rows.append(isolation(rx, *size["c"]))
+        rows.append(blackhole(rx, size["d"]))
+    rows.append(waiting(size["f"]))
+    return rows
