@@ -6,4 +6,4 @@ RUN pip install --no-cache-dir '.[flower]'
 # Celery refuses nothing as root, but a delivery worker has no reason to be root.
 RUN useradd --create-home webhooks
 USER webhooks
-CMD ["celery", "-A", "webhooks", "worker", "--loglevel=INFO"]
+CMD ["celery", "-A", "webhooks", "worker", "--loglevel=INFO", "--concurrency=8"]

@@ -113,8 +113,12 @@ def enqueue_rate(rx: FastReceiver, count: int) -> Row:
                 ">= 5,000/s")
 
 
-def isolation(rx: FastReceiver, fast: int, slow: int) -> Row:
-    """(c) fast deliveries' completion with and without a slow (2 s) endpoint in the mix."""
+def isolation(rx: FastReceiver, other: FastReceiver, fast: int, slow: int) -> Row:
+    """(c) fast deliveries' completion with and without a slow (2 s) endpoint in the mix.
+
+    The slow endpoint is ``other``, a receiver on another port: another destination,
+    as another customer's endpoint would be.
+    """
     with _worker():
         deliver_many([(rx.url("/c0"), one_kb_event(n)) for n in range(fast)])
         alone, _ = _wait_for(lambda: rx.count("c0"), fast, cap=300)
@@ -123,7 +127,7 @@ def isolation(rx: FastReceiver, fast: int, slow: int) -> Row:
         pairs = []
         for n in range(fast):
             if n % every == 0 and len(pairs) - n < slow:
-                pairs.append((rx.url("/slow/c"), one_kb_event(n)))
+                pairs.append((other.url("/slow/c"), one_kb_event(n)))
             pairs.append((rx.url("/c1"), one_kb_event(n)))
         deliver_many(pairs)
         mixed, seen = _wait_for(lambda: rx.count("c1"), fast, cap=max(60, 10 * alone))
@@ -131,14 +135,15 @@ def isolation(rx: FastReceiver, fast: int, slow: int) -> Row:
                 "s", "<= 1.5x", fast_done=seen, fast=fast, slow=slow)
 
 
-def blackhole(rx: FastReceiver, healthy: int) -> Row:
-    """(d) the healthy half's throughput while a blackholed endpoint takes the other half."""
+def blackhole(rx: FastReceiver, other: FastReceiver, healthy: int) -> Row:
+    """(d) the healthy half's throughput while a blackholed endpoint (``other``, another
+    destination) takes the other half."""
     with _worker():
         deliver_many([(rx.url("/d0"), one_kb_event(n)) for n in range(healthy)])
         alone, _ = _wait_for(lambda: rx.count("d0"), healthy, cap=300)
     with _worker():
         pairs = [pair for n in range(healthy) for pair in (
-            (rx.url("/blackhole/d"), one_kb_event(n)), (rx.url("/d1"), one_kb_event(n)))]
+            (other.url("/blackhole/d"), one_kb_event(n)), (rx.url("/d1"), one_kb_event(n)))]
         deliver_many(pairs)
         mixed, seen = _wait_for(lambda: rx.count("d1"), healthy, cap=max(30, 5 * alone))
     ours, baseline = seen / mixed, healthy / alone
@@ -178,11 +183,11 @@ def waiting(count: int) -> Row:
 
 def run_all(size: dict[str, Any]) -> list[Row]:
     rows = []
-    with FastReceiver() as rx:
+    with FastReceiver() as rx, FastReceiver() as other:
         rows.append(enqueue_rate(rx, size["b"]))
         rows.append(throughput(rx, size["a"]))
         rows.append(latency(rx, *size["e"]))
-        rows.append(isolation(rx, *size["c"]))
-        rows.append(blackhole(rx, size["d"]))
+        rows.append(isolation(rx, other, *size["c"]))
+        rows.append(blackhole(rx, other, size["d"]))
     rows.append(waiting(size["f"]))
     return rows

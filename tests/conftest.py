@@ -40,6 +40,10 @@ WORKER_ENV = {
     # suite take that path; a claim lapses after 3 s instead of 2 minutes.
     "WEBHOOKS_PARK_THRESHOLD_SECONDS": "0.1",
     "WEBHOOKS_RECOVERY_SECONDS": "3",
+    # Every test receiver is one destination (127.0.0.1:port), so the shared worker
+    # lifts the per-destination limits; tests/test_isolation.py sets its own.
+    "WEBHOOKS_DESTINATION_CONCURRENCY": "1000",
+    "WEBHOOKS_BREAKER_FAILURES": "1000000",
     # Compressed endpoint-health clock: 3 s without a 2XX (and an exhausted
     # delivery) disables an endpoint, instead of 5 days.
     "WEBHOOKS_DISABLE_AFTER_SECONDS": "3",

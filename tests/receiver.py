@@ -17,6 +17,8 @@ Paths (``<k>`` and ``<s>`` are numbers):
   /retry-after/<s>    503 with Retry-After: s to the first request of a webhook-id, then 200
   /too-many/<s>       the same with 429
   /flaky/<p>          500 with probability p percent, else 200 (seeded per receiver)
+  /sleep/<s>          sleeps s seconds, then 200, every time
+  /switch             500 until the test sets ``receiver.switch_ok = True``, then 200
 Anything after the recognised part of a path (/ok/a, /ok/b) only tells endpoints apart.
 """
 
@@ -56,6 +58,9 @@ class Receiver:
         self.per_id: Counter[tuple[str, str]] = Counter()
         self.answers: list[tuple[str, str, int]] = []  # (path, webhook-id, status sent)
         self.random = random.Random(1234)
+        self.switch_ok = False
+        self.inflight = 0
+        self.max_inflight = 0
         self.lock = threading.Lock()
         receiver = self
 
@@ -71,7 +76,13 @@ class Receiver:
                     )
                     receiver.per_id[(self.path, webhook_id)] += 1
                     count = receiver.per_id[(self.path, webhook_id)]
-                receiver.respond(self, count)
+                    receiver.inflight += 1
+                    receiver.max_inflight = max(receiver.max_inflight, receiver.inflight)
+                try:
+                    receiver.respond(self, count)
+                finally:
+                    with receiver.lock:
+                        receiver.inflight -= 1
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -151,6 +162,11 @@ class Receiver:
                 time.sleep(1)
                 handler.wfile.write(bytes([byte]))
                 handler.wfile.flush()
+        elif kind == "sleep":
+            time.sleep(float(arg))
+            self._answer(handler, 200)
+        elif kind == "switch":
+            self._answer(handler, 200 if self.switch_ok else 500)
         elif kind == "flaky":
             with self.lock:
                 failing = self.random.random() * 100 < float(arg)

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKER = "celery -A webhooks worker --loglevel=INFO"
+WORKER = "celery -A webhooks worker --loglevel=INFO --concurrency=8"
 FLOWER = "webhooks flower"
 
 

@@ -60,3 +60,13 @@ def running() -> str:
 def due() -> str:
     """Sorted set of unfinished delivery ids by ``next_attempt_at`` (overdue checks)."""
     return f"{PREFIX}due"
+
+
+def destination_inflight(destination: str) -> str:
+    """Sorted set of the attempts in flight to one destination, by when their lease ends."""
+    return f"{PREFIX}destination:{destination}:inflight"
+
+
+def destination_breaker(destination: str) -> str:
+    """Hash: a destination's circuit breaker (failures, open_until, cooldown, probing)."""
+    return f"{PREFIX}destination:{destination}:breaker"

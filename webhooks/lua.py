@@ -62,3 +62,64 @@ for _, member in ipairs(members) do
 end
 return members
 """
+
+# Let an attempt through to its destination, or say why not.
+# KEYS: destination in-flight zset, destination breaker hash.
+# ARGV: now, lease until, run member, concurrency limit.
+# Returns {'ok'} | {'busy'} | {'open', open_until} | {'probe'}.
+ENTER_DESTINATION = """
+local open_until = tonumber(redis.call('HGET', KEYS[2], 'open_until') or '0')
+local now = tonumber(ARGV[1])
+if open_until > now then return {'open', tostring(open_until)} end
+local probe = false
+if open_until > 0 then
+  -- Half-open: one attempt probes the destination; the rest wait for its result.
+  -- A probe whose worker died gives way once its lease ends.
+  local probing = redis.call('HGET', KEYS[2], 'probing')
+  local probe_until = tonumber(redis.call('HGET', KEYS[2], 'probe_until') or '0')
+  if probing and probing ~= ARGV[3] and probe_until > now then
+    return {'open', tostring(now + 1)}
+  end
+  redis.call('HSET', KEYS[2], 'probing', ARGV[3], 'probe_until', ARGV[2])
+  probe = true
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not probe and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return {'busy'} end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], 3600)
+if probe then return {'probe'} end
+return {'ok'}
+"""
+
+# After an attempt: leave the destination, and move its circuit breaker.
+# KEYS: destination in-flight zset, destination breaker hash.
+# ARGV: run member, succeeded (1/0), now, failures to open, cooldown seconds, max cooldown.
+# Returns the time the circuit is open until (0 when closed).
+LEAVE_DESTINATION = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[2] == '1' then redis.call('DEL', KEYS[2]) return 0 end
+local failures = redis.call('HINCRBY', KEYS[2], 'failures', 1)
+local probing = redis.call('HGET', KEYS[2], 'probing')
+local cooldown = tonumber(redis.call('HGET', KEYS[2], 'cooldown') or ARGV[5])
+if probing == ARGV[1] then
+  cooldown = math.min(cooldown * 2, tonumber(ARGV[6]))  -- the probe failed: wait longer
+elseif failures < tonumber(ARGV[4]) then
+  return 0
+end
+local open_until = tonumber(ARGV[3]) + cooldown
+redis.call('HSET', KEYS[2], 'open_until', open_until, 'cooldown', cooldown)
+redis.call('HDEL', KEYS[2], 'probing')
+redis.call('EXPIRE', KEYS[2], 86400)
+return tostring(open_until)
+"""
+
+# Put a claimed attempt back without making it: it waits until ARGV[2] in the
+# scheduled set, its claim is released, and its record says when it is due.
+# KEYS: running, scheduled, delivery hash, due. ARGV: run member, due, due (ISO), id.
+DEFER_ATTEMPT = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[3], 'next_attempt_at', ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
+return 1
+"""

@@ -18,6 +18,7 @@ from .attempt import Outcome, make_attempt
 from .clock import now
 from .endpoints import Endpoint, get_endpoints
 from .errors import EndpointNotFound
+from .isolation import destination, get_gate
 from .models import Delivery, DeliveryStatus
 from .retry import BackoffPolicy, RetriesExhausted, Retry
 from .schedule import Run, get_schedule
@@ -109,7 +110,15 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
             return _stop(delivery_id, f"endpoint disabled: {endpoint.disabled_reason}")
 
     number = claim.number
-    outcome = _send(delivery_id, claim, endpoint)
+    gate, dest = get_gate(), destination(claim.url, claim.endpoint_id)
+    entry = gate.enter(dest, run, settings.recovery_seconds)
+    if not entry.allowed:
+        # Over the destination's concurrency limit, or its circuit is open: wait in
+        # the schedule without making (or counting) an attempt.
+        gate.defer(run, entry.retry_at)
+        return Done("deferred")
+    outcome = _send(delivery_id, claim, endpoint)  # never raises: failures are outcomes
+    gate.leave(dest, run, outcome.attempt.succeeded)
     attempt = outcome.attempt
     policy = BackoffPolicy.from_settings(settings)
     decision = policy.after_failure(retries, outcome.retry_after)

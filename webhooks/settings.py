@@ -97,6 +97,17 @@ class Settings(BaseSettings):
         None, gt=0, description="Redis broker visibility timeout; derived from the other "
         "settings when unset (see celeryconfig.py)."
     )
+    destination_concurrency: int = Field(
+        4, ge=1, description="Attempts in flight to one destination (an endpoint, or a host "
+        "for bare URLs) across all workers; more wait their turn without counting."
+    )
+    breaker_failures: int = Field(
+        10, ge=1, description="Consecutive failed attempts that open a destination's circuit."
+    )
+    breaker_cooldown_seconds: float = Field(
+        30, gt=0, description="How long an open circuit parks a destination's deliveries "
+        "before one probe attempt; doubles after each failed probe, up to 15 minutes."
+    )
     retention_days: float = Field(
         30,
         gt=0,

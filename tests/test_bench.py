@@ -1,0 +1,32 @@
+"""The benchmark suite runs, at a tiny size: it proves the scenarios work, not their speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REDIS_URL
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(240)
+def test_every_scenario_runs_and_reports(tmp_path, redis_client):
+    out = tmp_path / "bench.json"
+    bench_db = REDIS_URL.rsplit("/", 1)[0] + "/11"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--size", "tiny", "--json", str(out)], cwd=ROOT,
+        env={**os.environ, "WEBHOOKS_REDIS_URL": bench_db}, capture_output=True, text=True,
+        timeout=230)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    names = [row["name"][:3] for row in report["scenarios"]]
+    assert names == ["(b)", "(a)", "(e)", "(c)", "(d)", "(f)"]
+    for row in report["scenarios"]:
+        assert isinstance(row["values"]["ours"], float) and row["values"]["ours"] > 0, row
+    assert "(a) throughput" in result.stdout  # the table was printed

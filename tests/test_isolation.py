@@ -1,0 +1,63 @@
+"""Per-destination isolation: a concurrency limit and a circuit breaker, across workers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import WORKER_ENV, event
+from tests.receiver import Receiver
+from webhooks import keys
+from webhooks.devworker import start_worker, stop_worker
+from webhooks.models import DeliveryStatus
+from webhooks.store import get_store
+from webhooks.tasks import deliver
+
+
+@pytest.fixture(scope="module")
+def isolation_worker(redis_client, tmp_path_factory):
+    env = {**WORKER_ENV, "WEBHOOKS_DESTINATION_CONCURRENCY": "2",
+           "WEBHOOKS_BREAKER_FAILURES": "3", "WEBHOOKS_BREAKER_COOLDOWN_SECONDS": "1"}
+    worker = start_worker(tmp_path_factory.mktemp("isolation") / "worker.log", env,
+                          "-Q", "isolation", "--concurrency=6", "-n", "isolation@%h")
+    yield
+    stop_worker(worker)
+
+
+@pytest.fixture
+def own_receiver():
+    with Receiver() as receiver:  # its own port: a destination of its own
+        yield receiver
+
+
+@pytest.mark.usefixtures("isolation_worker")
+def test_at_most_the_limit_in_flight_to_one_destination(own_receiver, wait_for):
+    ids = [deliver.apply_async((own_receiver.url("/sleep/0.5"), event()), queue="isolation").id
+           for _ in range(6)]
+    deliveries = [wait_for(delivery_id, timeout=30) for delivery_id in ids]
+    assert all(d.status is DeliveryStatus.DELIVERED for d in deliveries)
+    assert own_receiver.max_inflight == 2  # six worker processes, two at a time here
+    # Waiting for a slot is not an attempt.
+    assert all(len(d.attempts) == 1 for d in deliveries)
+
+
+@pytest.mark.usefixtures("isolation_worker")
+def test_breaker_opens_parks_and_closes_on_a_good_probe(own_receiver, wait_for, redis_client):
+    ids = [deliver.apply_async((own_receiver.url("/switch"), event()), queue="isolation").id
+           for _ in range(10)]
+    time.sleep(0.8)
+    # Three failures in a row opened the circuit: the rest are parked, unattempted.
+    sent_while_open = len(own_receiver.received("/switch"))
+    assert sent_while_open <= 3 + 2, sent_while_open
+    port = own_receiver.base.rsplit(":", 1)[1]
+    breaker = redis_client.hgetall(keys.destination_breaker(f"127.0.0.1:{port}"))
+    assert float(breaker[b"open_until"]) > time.time() - 1
+    parked = [d for d in (get_store().get(i) for i in ids) if not d.attempts]
+    assert parked and all(d.next_attempt_at is not None for d in parked)
+
+    own_receiver.switch_ok = True  # the receiver recovers; the next probe closes it
+    deliveries = [wait_for(delivery_id, timeout=30) for delivery_id in ids]
+    assert all(d.status is DeliveryStatus.DELIVERED for d in deliveries)
+    assert sum(len(d.attempts) for d in deliveries) <= sent_while_open + 10
+    assert not redis_client.exists(keys.destination_breaker(f"127.0.0.1:{port}"))

@@ -1,0 +1,93 @@
+"""Per-destination isolation: a slow or dead receiver must not take all the workers.
+
+- **Concurrency limit.** At most ``WEBHOOKS_DESTINATION_CONCURRENCY`` attempts
+  are in flight to one destination across all workers; a run over the limit is
+  put back in the schedule for a moment, without counting as an attempt.
+- **Circuit breaker.** ``WEBHOOKS_BREAKER_FAILURES`` consecutive failed attempts
+  open the destination's circuit: its deliveries are parked, unattempted, for
+  ``WEBHOOKS_BREAKER_COOLDOWN_SECONDS``. Then one probe attempt goes out; a 2XX
+  closes the circuit, a failure opens it again for twice as long (at most 15
+  minutes). Parked and deferred runs keep their retry accounting: only real
+  attempts count toward the 15.
+
+A destination is the endpoint for endpoint deliveries and ``host:port`` for
+bare-URL ones.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+import redis
+
+from . import keys, lua
+from .clock import isoformat
+from .schedule import Run
+from .settings import get_settings
+
+__all__ = ["Gate", "destination", "get_gate"]
+
+MAX_COOLDOWN = 900.0
+
+
+def destination(url: str, endpoint_id: str | None) -> str:
+    if endpoint_id:
+        return endpoint_id
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    allowed: bool
+    retry_at: float = 0.0  # when to try again if not allowed
+
+
+class Gate:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._enter = client.register_script(lua.ENTER_DESTINATION)
+        self._leave = client.register_script(lua.LEAVE_DESTINATION)
+        self._defer = client.register_script(lua.DEFER_ATTEMPT)
+
+    def enter(self, dest: str, run: Run, lease: float) -> Entry:
+        now = time.time()
+        reply = self._enter(keys=[keys.destination_inflight(dest), keys.destination_breaker(dest)],
+                            args=[now, now + lease, run.member,
+                                  get_settings().destination_concurrency])
+        tag = reply[0].decode()
+        if tag in ("ok", "probe"):
+            return Entry(True)
+        if tag == "open":
+            # Spread the parked runs over a second past the reopening, not all at once.
+            return Entry(False, float(reply[1]) + random.uniform(0, 1))
+        return Entry(False, now + random.uniform(0.2, 1.0))
+
+    def leave(self, dest: str, run: Run, succeeded: bool) -> float:
+        """Record the attempt's outcome on the breaker; returns when it is open until (0)."""
+        settings = get_settings()
+        reply = self._leave(keys=[keys.destination_inflight(dest), keys.destination_breaker(dest)],
+                            args=[run.member, int(succeeded), time.time(),
+                                  settings.breaker_failures, settings.breaker_cooldown_seconds,
+                                  MAX_COOLDOWN])
+        return float(reply or 0)
+
+    def defer(self, run: Run, until: float) -> None:
+        """Put a claimed run back in the schedule without attempting it."""
+        from datetime import UTC, datetime
+
+        self._defer(keys=[keys.running(), keys.scheduled(), keys.delivery(run.delivery_id),
+                          keys.due()],
+                    args=[run.member, until, isoformat(datetime.fromtimestamp(until, UTC)),
+                          run.delivery_id])
+
+
+@lru_cache(maxsize=1)
+def get_gate() -> Gate:
+    from .store import get_store
+
+    return Gate(get_store().redis)
