@@ -60,4 +60,4 @@ def test_breaker_opens_parks_and_closes_on_a_good_probe(own_receiver, wait_for, 
     deliveries = [wait_for(delivery_id, timeout=30) for delivery_id in ids]
     assert all(d.status is DeliveryStatus.DELIVERED for d in deliveries)
     assert sum(len(d.attempts) for d in deliveries) <= sent_while_open + 10
-    assert not redis_client.exists(keys.destination_breaker(f"127.0.0.1:{port}"))
+    assert not redis_client.hexists(keys.destination_breaker(f"127.0.0.1:{port}"), "open_until")

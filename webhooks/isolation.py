@@ -65,15 +65,18 @@ class Gate:
         if tag == "open":
             # Spread the parked runs over a second past the reopening, not all at once.
             return Entry(False, float(reply[1]) + random.uniform(0, 1))
-        return Entry(False, now + random.uniform(0.2, 1.0))
+        # Busy: come back in about one attempt's time at this destination, so that
+        # runs waiting on a slow or dead receiver do not spin through the workers.
+        average = float(reply[1]) / 1000
+        return Entry(False, now + max(0.05, average * random.uniform(0.5, 1.5)))
 
-    def leave(self, dest: str, run: Run, succeeded: bool) -> float:
+    def leave(self, dest: str, run: Run, succeeded: bool, duration_ms: float) -> float:
         """Record the attempt's outcome on the breaker; returns when it is open until (0)."""
         settings = get_settings()
         reply = self._leave(keys=[keys.destination_inflight(dest), keys.destination_breaker(dest)],
                             args=[run.member, int(succeeded), time.time(),
                                   settings.breaker_failures, settings.breaker_cooldown_seconds,
-                                  MAX_COOLDOWN])
+                                  MAX_COOLDOWN, duration_ms])
         return float(reply or 0)
 
     def defer(self, run: Run, until: float) -> None:

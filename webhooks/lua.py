@@ -66,7 +66,7 @@ return members
 # Let an attempt through to its destination, or say why not.
 # KEYS: destination in-flight zset, destination breaker hash.
 # ARGV: now, lease until, run member, concurrency limit.
-# Returns {'ok'} | {'busy'} | {'open', open_until} | {'probe'}.
+# Returns {'ok'} | {'busy', average attempt ms} | {'open', open_until} | {'probe'}.
 ENTER_DESTINATION = """
 local open_until = tonumber(redis.call('HGET', KEYS[2], 'open_until') or '0')
 local now = tonumber(ARGV[1])
@@ -84,7 +84,9 @@ if open_until > 0 then
   probe = true
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not probe and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return {'busy'} end
+if not probe and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return {'busy', redis.call('HGET', KEYS[2], 'avg_ms') or '100'}
+end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
 redis.call('EXPIRE', KEYS[1], 3600)
 if probe then return {'probe'} end
@@ -93,11 +95,18 @@ return {'ok'}
 
 # After an attempt: leave the destination, and move its circuit breaker.
 # KEYS: destination in-flight zset, destination breaker hash.
-# ARGV: run member, succeeded (1/0), now, failures to open, cooldown seconds, max cooldown.
+# ARGV: run member, succeeded (1/0), now, failures to open, cooldown seconds, max cooldown,
+#       the attempt's duration in ms (kept as a moving average, to pace waiting runs).
 # Returns the time the circuit is open until (0 when closed).
 LEAVE_DESTINATION = """
 redis.call('ZREM', KEYS[1], ARGV[1])
-if ARGV[2] == '1' then redis.call('DEL', KEYS[2]) return 0 end
+local avg = tonumber(redis.call('HGET', KEYS[2], 'avg_ms') or ARGV[7])
+redis.call('HSET', KEYS[2], 'avg_ms', tostring(avg * 0.8 + tonumber(ARGV[7]) * 0.2))
+redis.call('EXPIRE', KEYS[2], 86400)
+if ARGV[2] == '1' then
+  redis.call('HDEL', KEYS[2], 'failures', 'open_until', 'cooldown', 'probing', 'probe_until')
+  return 0
+end
 local failures = redis.call('HINCRBY', KEYS[2], 'failures', 1)
 local probing = redis.call('HGET', KEYS[2], 'probing')
 local cooldown = tonumber(redis.call('HGET', KEYS[2], 'cooldown') or ARGV[5])
@@ -121,5 +130,21 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[3], 'next_attempt_at', ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
+return 1
+"""
+
+# Write one new delivery: its hash, indexes and due time.
+# KEYS: delivery hash, all-deliveries index, its status index, due, [endpoint deliveries].
+# ARGV: updated score, due score, created score, ttl, id, cutoff, then field, value, ...
+CREATE_DELIVERY = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[1], ARGV[5])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[5])
+if KEYS[5] then
+  redis.call('ZADD', KEYS[5], ARGV[3], ARGV[5])
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[6])
+end
 return 1
 """

@@ -118,7 +118,7 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
         gate.defer(run, entry.retry_at)
         return Done("deferred")
     outcome = _send(delivery_id, claim, endpoint)  # never raises: failures are outcomes
-    gate.leave(dest, run, outcome.attempt.succeeded)
+    gate.leave(dest, run, outcome.attempt.succeeded, outcome.attempt.duration_ms)
     attempt = outcome.attempt
     policy = BackoffPolicy.from_settings(settings)
     decision = policy.after_failure(retries, outcome.retry_after)

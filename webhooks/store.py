@@ -64,6 +64,7 @@ class DeliveryStore:
         self.retention = retention
         self._claim_script = client.register_script(lua.CLAIM_ATTEMPT)
         self._record_script = client.register_script(lua.RECORD_ATTEMPT)
+        self._create_script = client.register_script(lua.CREATE_DELIVERY)
 
     def _index(self, pipe: redis.client.Pipeline, delivery_id: str, status: DeliveryStatus,
                moment: datetime) -> None:
@@ -84,19 +85,22 @@ class DeliveryStore:
             return
         bodies = [body] * len(deliveries) if isinstance(body, bytes) else list(body)
         cutoff = (deliveries[0].created_at - self.retention).timestamp()
+        ttl = int(self.retention.total_seconds())
         with self.redis.pipeline(transaction=True) as pipe:
             for delivery, body in zip(deliveries, bodies, strict=True):
-                mapping: dict[str, str | bytes] = {
-                    name: _hash_value(getattr(delivery, name)) for name in _FIELDS}
-                mapping["body"] = body
-                pipe.hset(keys.delivery(delivery.id), mapping=mapping)  # type: ignore[arg-type]
-                self._index(pipe, delivery.id, delivery.status, delivery.updated_at)
+                fields: list[str | bytes] = []
+                for name in _FIELDS:
+                    fields += [name, _hash_value(getattr(delivery, name))]
                 due = delivery.next_attempt_at or delivery.created_at
-                pipe.zadd(keys.due(), {delivery.id: due.timestamp()})
-                if delivery.endpoint_id:
-                    index = keys.endpoint_deliveries(delivery.endpoint_id)
-                    pipe.zadd(index, {delivery.id: delivery.created_at.timestamp()})
-                    pipe.zremrangebyscore(index, "-inf", cutoff)
+                endpoint_index = ([keys.endpoint_deliveries(delivery.endpoint_id)]
+                                  if delivery.endpoint_id else [])
+                self._create_script(
+                    keys=[keys.delivery(delivery.id), keys.deliveries(),
+                          keys.deliveries(delivery.status), keys.due(), *endpoint_index],
+                    args=[delivery.updated_at.timestamp(), due.timestamp(),
+                          delivery.created_at.timestamp(), ttl, delivery.id, cutoff,
+                          *fields, "body", body],
+                    client=pipe)
             # Index entries of expired records go here, not in a sweeper process.
             for status in (None, *DeliveryStatus):
                 pipe.zremrangebyscore(keys.deliveries(status), "-inf", cutoff)
