@@ -1,8 +1,10 @@
 """Per-destination isolation: a slow or dead receiver must not take all the workers.
 
 - **Concurrency limit.** At most ``WEBHOOKS_DESTINATION_CONCURRENCY`` attempts
-  are in flight to one destination across all workers; a run over the limit is
-  put back in the schedule for a moment, without counting as an attempt.
+  are in flight to one destination across all workers. A run over the limit
+  waits in the destination's queue, unattempted and uncounted, and each
+  finished attempt there lets the longest-waiting run in: a slow or dead
+  receiver holds a few worker slots, and its backlog costs nothing while it waits.
 - **Circuit breaker.** ``WEBHOOKS_BREAKER_FAILURES`` consecutive failed attempts
   open the destination's circuit: its deliveries are parked, unattempted, for
   ``WEBHOOKS_BREAKER_COOLDOWN_SECONDS``. Then one probe attempt goes out; a 2XX
@@ -44,7 +46,9 @@ def destination(url: str, endpoint_id: str | None) -> str:
 @dataclass(frozen=True)
 class Entry:
     allowed: bool
-    retry_at: float = 0.0  # when to try again if not allowed
+    retry_at: float = 0.0  # when to try again if the circuit is open
+    busy: bool = False  # at the concurrency limit: wait for a slot
+    average_ms: float = 0.0
 
 
 class Gate:
@@ -53,6 +57,7 @@ class Gate:
         self._enter = client.register_script(lua.ENTER_DESTINATION)
         self._leave = client.register_script(lua.LEAVE_DESTINATION)
         self._defer = client.register_script(lua.DEFER_ATTEMPT)
+        self._wait = client.register_script(lua.WAIT_FOR_SLOT)
 
     def enter(self, dest: str, run: Run, lease: float) -> Entry:
         now = time.time()
@@ -65,19 +70,31 @@ class Gate:
         if tag == "open":
             # Spread the parked runs over a second past the reopening, not all at once.
             return Entry(False, float(reply[1]) + random.uniform(0, 1))
-        # Busy: come back in about one attempt's time at this destination, so that
-        # runs waiting on a slow or dead receiver do not spin through the workers.
-        average = float(reply[1]) / 1000
-        return Entry(False, now + max(0.05, average * random.uniform(0.5, 1.5)))
+        return Entry(False, busy=True, average_ms=float(reply[1]))
 
     def leave(self, dest: str, run: Run, succeeded: bool, duration_ms: float) -> float:
         """Record the attempt's outcome on the breaker; returns when it is open until (0)."""
         settings = get_settings()
-        reply = self._leave(keys=[keys.destination_inflight(dest), keys.destination_breaker(dest)],
+        reply = self._leave(keys=[keys.destination_inflight(dest), keys.destination_breaker(dest),
+                                  keys.destination_waiting(dest), keys.scheduled()],
                             args=[run.member, int(succeeded), time.time(),
                                   settings.breaker_failures, settings.breaker_cooldown_seconds,
                                   MAX_COOLDOWN, duration_ms])
         return float(reply or 0)
+
+    def wait_for_slot(self, dest: str, run: Run, entry: Entry) -> None:
+        """Queue a claimed run at its busy destination; its record says when it should start."""
+        from datetime import UTC, datetime
+
+        now = time.time()
+        queue = keys.destination_waiting(dest)
+        place = int(self.redis.zcard(queue)) + 1
+        # Expected start: the queue ahead drains a slot's worth per attempt time. Only
+        # shown in the record (and overdue counts); the real start is a slot freeing.
+        expected = now + place * entry.average_ms / 1000 / get_settings().destination_concurrency
+        self._wait(keys=[keys.running(), queue, keys.delivery(run.delivery_id), keys.due()],
+                   args=[run.member, now, expected,
+                         isoformat(datetime.fromtimestamp(expected, UTC)), run.delivery_id])
 
     def defer(self, run: Run, until: float) -> None:
         """Put a claimed run back in the schedule without attempting it."""

@@ -70,3 +70,8 @@ def destination_inflight(destination: str) -> str:
 def destination_breaker(destination: str) -> str:
     """Hash: a destination's circuit breaker (failures, open_until, cooldown, probing)."""
     return f"{PREFIX}destination:{destination}:breaker"
+
+
+def destination_waiting(destination: str) -> str:
+    """Sorted set of runs waiting for a slot at a busy destination, oldest first."""
+    return f"{PREFIX}destination:{destination}:waiting"

@@ -93,13 +93,17 @@ if probe then return {'probe'} end
 return {'ok'}
 """
 
-# After an attempt: leave the destination, and move its circuit breaker.
-# KEYS: destination in-flight zset, destination breaker hash.
+# After an attempt: leave the destination, let the longest-waiting run in, and move
+# the destination's circuit breaker.
+# KEYS: destination in-flight zset, destination breaker hash, destination waiting zset,
+#       scheduled.
 # ARGV: run member, succeeded (1/0), now, failures to open, cooldown seconds, max cooldown,
 #       the attempt's duration in ms (kept as a moving average, to pace waiting runs).
 # Returns the time the circuit is open until (0 when closed).
 LEAVE_DESTINATION = """
 redis.call('ZREM', KEYS[1], ARGV[1])
+local next_run = redis.call('ZPOPMIN', KEYS[3])
+if next_run[1] then redis.call('ZADD', KEYS[4], ARGV[3], next_run[1]) end
 local avg = tonumber(redis.call('HGET', KEYS[2], 'avg_ms') or ARGV[7])
 redis.call('HSET', KEYS[2], 'avg_ms', tostring(avg * 0.8 + tonumber(ARGV[7]) * 0.2))
 redis.call('EXPIRE', KEYS[2], 86400)
@@ -147,4 +151,19 @@ if KEYS[5] then
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[6])
 end
 return 1
+"""
+
+# Queue a claimed run for a slot at a busy destination, without attempting it: it
+# leaves the running set and waits in the destination's queue, which each
+# finished attempt there pops (LEAVE_DESTINATION). No run spins while it waits.
+# KEYS: running, destination waiting zset, delivery hash, due.
+# ARGV: run member, now, expected start (score), expected start (ISO), delivery id.
+# Returns the run's place in the queue (1 = next).
+WAIT_FOR_SLOT = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], 86400)
+redis.call('HSET', KEYS[3], 'next_attempt_at', ARGV[4])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[5])
+return redis.call('ZRANK', KEYS[2], ARGV[1]) + 1
 """

@@ -112,9 +112,13 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
     number = claim.number
     gate, dest = get_gate(), destination(claim.url, claim.endpoint_id)
     entry = gate.enter(dest, run, settings.recovery_seconds)
+    if entry.busy:
+        # At the destination's concurrency limit: wait in its queue for a slot,
+        # without making (or counting) an attempt.
+        gate.wait_for_slot(dest, run, entry)
+        return Done("waiting")
     if not entry.allowed:
-        # Over the destination's concurrency limit, or its circuit is open: wait in
-        # the schedule without making (or counting) an attempt.
+        # Its circuit is open: wait in the schedule until the next probe.
         gate.defer(run, entry.retry_at)
         return Done("deferred")
     outcome = _send(delivery_id, claim, endpoint)  # never raises: failures are outcomes
