@@ -95,9 +95,12 @@ def run_demo(console: Console, retry_base: float, timeout: float = 120.0) -> int
         os.close(fd)
         log_path = Path(log_name)
         # The receiver is on loopback, which the destination guard refuses by default.
+        # The retry clock is compressed but the circuit breaker's is not: it would
+        # park the failing delivery for 30 s and more, so the demo keeps it closed.
         worker = start_worker(log_path, {"WEBHOOKS_RETRY_BASE_SECONDS": str(retry_base),
                                          "WEBHOOKS_RETRY_JITTER": "0",
-                                         "WEBHOOKS_ALLOWED_NETWORKS": _LOOPBACK})
+                                         "WEBHOOKS_ALLOWED_NETWORKS": _LOOPBACK,
+                                         "WEBHOOKS_BREAKER_FAILURES": "1000"})
         console.print(f"Worker started (log: {log_path}); receiver at {base}; "
                       f"retry base {retry_base} s, so 15 attempts span "
                       f"{retry_base * (2**14 - 1):.1f} s.")
