@@ -268,3 +268,21 @@ def test_no_secret_in_messages_logs_or_listings(receiver, wait_for, redis_client
     for key in redis_client.scan_iter("*"):
         for forbidden in (secret, rotated, secret[6:], rotated[6:]):
             assert forbidden.encode() not in key
+
+
+def test_a_deleted_endpoint_stops_its_delivery_and_frees_the_claim(receiver, wait_for,
+                                                                  redis_client):
+    from webhooks.deliveries import create_deliveries
+    from webhooks.events import parse_event
+    from webhooks.tasks import deliver
+
+    endpoint, _ = get_endpoints().add(receiver.url(unique("/ok")))
+    (delivery,) = create_deliveries(parse_event(event()), [(endpoint.url, endpoint.id)])
+    get_endpoints().delete(endpoint.id)
+    deliver.enqueue(delivery.id, 0)  # its message arrives after the endpoint is gone
+
+    stopped = wait_for(delivery.id)
+    assert stopped.status is DeliveryStatus.RETRIES_EXHAUSTED and stopped.attempts == []
+    assert "was deleted" in (stopped.stop_reason or "")
+    assert redis_client.zscore("webhooks:running", f"{delivery.id}:0:0") is None
+    assert receiver.received(endpoint.url.removeprefix(receiver.base)) == []

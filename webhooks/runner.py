@@ -55,9 +55,12 @@ def _send(delivery_id: str, claim: Claim, endpoint: Endpoint | None) -> Outcome:
                         total_timeout=settings.timeout_seconds)
 
 
-def _stop(delivery_id: str, reason: str) -> Done:
-    get_store().set_status(delivery_id, DeliveryStatus.RETRIES_EXHAUSTED, stop_reason=reason)
-    logger.warning("delivery %s stopped: %s", delivery_id, reason)
+def _stop(run: Run, reason: str) -> Done:
+    # The attempt was claimed: release the claim with the stop, or it would lapse and
+    # be run again for nothing.
+    get_store().set_status(run.delivery_id, DeliveryStatus.RETRIES_EXHAUSTED,
+                           stop_reason=reason, release=run)
+    logger.warning("delivery %s stopped: %s", run.delivery_id, reason)
     return Done(DeliveryStatus.RETRIES_EXHAUSTED.value)
 
 
@@ -105,9 +108,9 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
         try:
             endpoint = get_endpoints().get(claim.endpoint_id)
         except EndpointNotFound:
-            return _stop(delivery_id, f"endpoint {claim.endpoint_id} was deleted")
+            return _stop(run, f"endpoint {claim.endpoint_id} was deleted")
         if not endpoint.enabled:
-            return _stop(delivery_id, f"endpoint disabled: {endpoint.disabled_reason}")
+            return _stop(run, f"endpoint disabled: {endpoint.disabled_reason}")
 
     number = claim.number
     gate, dest = get_gate(), destination(claim.url, claim.endpoint_id)

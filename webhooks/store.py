@@ -20,7 +20,7 @@ from .clock import isoformat, now
 from .errors import DeliveryNotFound
 from .models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus
 from .redisutil import transaction, zrange_ids
-from .schedule import Run
+from .schedule import Run, Schedule
 from .settings import get_settings
 
 __all__ = ["Claim", "DeliveryStore", "get_store"]
@@ -155,9 +155,13 @@ class DeliveryStore:
 
     def set_status(self, delivery_id: str, status: DeliveryStatus,
                    next_attempt_at: datetime | None = None,
-                   stop_reason: str | None = None) -> None:
+                   stop_reason: str | None = None, release: Run | None = None) -> None:
+        """Move a delivery to ``status``; with ``release``, also let go of that run's
+        attempt claim, in the same transaction."""
         with self.redis.pipeline(transaction=True) as pipe:
             self._set_status(pipe, delivery_id, status, next_attempt_at, stop_reason)
+            if release is not None:
+                Schedule.release(pipe, release)
             pipe.execute()
 
     def _set_status(self, pipe: redis.client.Pipeline, delivery_id: str, status: DeliveryStatus,
