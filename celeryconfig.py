@@ -9,6 +9,10 @@ from webhooks.settings import get_settings
 _settings = get_settings()
 
 broker_url = _settings.redis_url
+# kombu's Redis transport with one fix for speed (webhooks/broker.py). Other
+# schemes (rediss://, sentinel://) keep kombu's own transport and its URL handling.
+if broker_url.startswith("redis://"):
+    broker_transport = "webhooks.broker:Transport"
 broker_connection_retry_on_startup = True
 
 # JSON only: a pickle payload from anyone who can write to Redis would run code in the worker.
