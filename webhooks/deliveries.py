@@ -31,7 +31,9 @@ def encode_checked(event: Event) -> bytes:
 def new_delivery(event: Event, url: str, endpoint_id: str | None = None,
                  due: datetime | None = None, queue: str | None = None) -> Delivery:
     created = now()
-    return Delivery(
+    # Every value is already of its field's type: validating 5,000 of them was 8 % of
+    # deliver_many's time (cProfile).
+    return Delivery.model_construct(
         id=str(uuid.uuid4()),
         url=url,
         endpoint_id=endpoint_id,

@@ -137,22 +137,6 @@ redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
 return 1
 """
 
-# Write one new delivery: its hash, indexes and due time.
-# KEYS: delivery hash, all-deliveries index, its status index, due, [endpoint deliveries].
-# ARGV: updated score, due score, created score, ttl, id, cutoff, then field, value, ...
-CREATE_DELIVERY = """
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[5])
-redis.call('ZADD', KEYS[3], ARGV[1], ARGV[5])
-redis.call('ZADD', KEYS[4], ARGV[2], ARGV[5])
-if KEYS[5] then
-  redis.call('ZADD', KEYS[5], ARGV[3], ARGV[5])
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', ARGV[6])
-end
-return 1
-"""
-
 # Queue a claimed run for a slot at a busy destination, without attempting it: it
 # leaves the running set and waits in the destination's queue, which each
 # finished attempt there pops (LEAVE_DESTINATION). No run spins while it waits.

@@ -22,6 +22,7 @@ from typing import Any
 
 from celery import bootsteps
 
+from .bulk import Message
 from .schedule import Run, get_schedule
 from .settings import get_settings
 from .store import get_store
@@ -43,13 +44,13 @@ class Promoter:
     def publish(self, runs: list[Run]) -> None:
         from .tasks import deliver
 
+        by_queue: dict[str | None, list[Message]] = {}
         queues = get_store().queues([run.delivery_id for run in runs])
-        with deliver.app.producer_or_acquire() as producer, producer.batch(
-                max_size=2 * len(runs) + 1):
-            for run, queue in zip(runs, queues, strict=True):
-                routing = {"queue": queue} if queue else {}
-                deliver.enqueue(run.delivery_id, run.cycle, producer=producer,
-                                retries=run.retries, **routing)
+        for run, queue in zip(runs, queues, strict=True):
+            by_queue.setdefault(queue, []).append(Message(run.delivery_id, run.cycle, run.retries))
+        for queue, messages in by_queue.items():
+            if deliver.enqueue_many(messages, queue=queue):
+                raise RuntimeError(f"could not publish {len(messages)} due runs")
 
     def tick(self) -> int:
         """One pass; returns how many runs it published."""

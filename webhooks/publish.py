@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .bulk import Message
 from .deliveries import create_deliveries, encode_checked, new_delivery
 from .endpoints import get_endpoints
 from .errors import InvalidInput, WebhooksError
@@ -35,22 +36,31 @@ def deliver_many(items: Iterable[tuple[Any, Any]]) -> list[str]:
     naming it (``[3].url``, ``[7].data.screenshot_set.id``) and nothing is written.
     Then all records go in one transaction and all messages in one pipelined batch.
     """
+    deliveries, bodies = _validate(items)
+    get_store().create_many(deliveries, bodies)
+    return _enqueue(deliveries)
+
+
+def _validate(items: Iterable[tuple[Any, Any]]) -> tuple[list[Delivery], list[bytes]]:
     deliveries, bodies = [], []
+    checked_urls: dict[Any, str] = {}  # a batch usually goes to a few URLs, checked once each
     for index, (url, event) in enumerate(items):
         try:
-            checked, parsed = check_url(url), parse_event(event)
+            checked = checked_urls.get(url) if isinstance(url, str) else None
+            if checked is None:
+                checked = checked_urls[url] = check_url(url)
+            parsed = parse_event(event)
             bodies.append(encode_checked(parsed))
         except InvalidInput as exc:
             raise InvalidInput(f"[{index}].{exc.field}", exc.problem) from None
         deliveries.append(new_delivery(parsed, checked))
-    get_store().create_many(deliveries, bodies)
-    return _enqueue(deliveries)
+    return deliveries, bodies
 
 
 def _enqueue(deliveries: list[Delivery]) -> list[str]:
     from .tasks import deliver  # the task module imports this package's producers
 
-    unsent = deliver.enqueue_many([(delivery.id, 0) for delivery in deliveries])
+    unsent = deliver.enqueue_many([Message(delivery.id, 0) for delivery in deliveries])
     if unsent:
         get_store().delete_many(unsent)
         raise WebhooksError(f"could not enqueue {len(unsent)} deliveries; "

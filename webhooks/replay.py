@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from .bulk import Message
 from .clock import now
 from .endpoints import get_endpoints
 from .errors import EndpointDisabled, WebhooksError
@@ -25,7 +26,8 @@ def _restart(delivery_ids: list[str]) -> list[str]:
 
     store = get_store()
     cycles = [store.start_cycle(delivery_id) for delivery_id in delivery_ids]
-    unsent = deliver.enqueue_many(list(zip(delivery_ids, cycles, strict=True)))
+    unsent = deliver.enqueue_many([Message(delivery_id, cycle) for delivery_id, cycle
+                                   in zip(delivery_ids, cycles, strict=True)])
     if unsent:
         store.stop_unfinished(unsent, "replay could not be enqueued; run it again")
         raise WebhooksError(f"could not enqueue {len(unsent)} of {len(delivery_ids)} replays")

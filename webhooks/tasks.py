@@ -18,6 +18,7 @@ from celery import Task
 from celery.exceptions import Reject
 from celery.result import AsyncResult
 
+from .bulk import Message, publish_messages
 from .celery_app import app
 from .clock import now
 from .deliveries import create_deliveries
@@ -95,24 +96,30 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
         return super().apply_async((delivery_id,), {"cycle": cycle}, delivery_id, *more,
                                    **options)
 
-    def enqueue_many(self, items: Sequence[tuple[str, int]], **options: Any) -> list[str]:
-        """Publish several stored deliveries in one pipelined batch (kombu's Producer.batch).
+    def enqueue_many(self, messages: Sequence[Message], queue: str | None = None) -> list[str]:
+        """Publish stored deliveries' messages together, all or nothing.
 
-        All or nothing: returns every id when the batch could not be flushed
-        (empty when all left), so the caller can undo exactly those.
+        Returns every id when the batch could not be published (empty when all
+        left), so the caller can undo exactly those.
         """
         try:
-            with self.app.producer_or_acquire() as producer, producer.batch(
-                    max_size=2 * len(items) + 1):
-                for index, (delivery_id, cycle) in enumerate(items):
-                    # Declaring the queue (its routing binding, in Redis) once per
-                    # batch is enough; Celery would check it for every message.
-                    declare: dict[str, Any] = {} if index == 0 else {"declare": []}
-                    self.enqueue(delivery_id, cycle, producer=producer, **declare, **options)
+            if not publish_messages(self.app, self.name, messages, queue, self.ignore_result):
+                self._enqueue_each(messages, queue)
         except Exception:
-            logger.exception("could not publish a batch of %d deliveries", len(items))
-            return [delivery_id for delivery_id, _ in items]
+            logger.exception("could not publish a batch of %d deliveries", len(messages))
+            return [message.delivery_id for message in messages]
         return []
+
+    def _enqueue_each(self, messages: Sequence[Message], queue: str | None) -> None:
+        # Where the one-command path does not apply: apply_async per message, pipelined.
+        routing = {"queue": queue} if queue else {}
+        with self.app.producer_or_acquire() as producer, producer.batch(
+                max_size=2 * len(messages) + 1):
+            for index, message in enumerate(messages):
+                # Declaring the queue once per batch is enough.
+                declare: dict[str, Any] = {} if index == 0 else {"declare": []}
+                self.enqueue(message.delivery_id, message.cycle, producer=producer,
+                             retries=message.retries, **routing, **declare)
 
 
 @app.task(base=DeliveryTask, bind=True, name="webhooks.tasks.deliver")
