@@ -10,10 +10,9 @@ from 1.43 to 0.95 ms of worker CPU (solo pool, 5,000 tasks, /proc CPU times).
 The client is stateless apart from its connection pool, so one per channel and
 pool is enough.
 
-``put_many`` publishes many prepared messages to one queue in a single LPUSH:
-what ``basic_publish`` does for one message to the anonymous exchange, which is
-how Celery routes to a direct queue. The bulk delivery path uses it
-(webhooks/bulk.py).
+``encode`` and ``push`` split what ``basic_publish`` does for a message to the
+anonymous exchange (how Celery routes to a direct queue), so that the bulk
+delivery path (webhooks/bulk.py) can push many messages in one LPUSH.
 
 Selected by ``broker_transport`` in celeryconfig.py; everything else is kombu's.
 """
@@ -47,18 +46,16 @@ class Channel(_RedisChannel):  # type: ignore[misc]
             client = self._client_for_pool = super()._create_client()
         return client
 
-    def put_many(self, queue: str, messages: Sequence[dict[str, Any]]) -> None:
-        """Publish prepared messages to ``queue``, in order, all or none."""
-        by_key: dict[str, list[str]] = {}
-        for message in messages:
-            self._inplace_augment_message(message, "", queue)
-            key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
-            by_key.setdefault(key, []).append(dumps(message))
-        with self.conn_or_acquire() as client, client.pipeline(transaction=True) as pipe:
-            for key, encoded in by_key.items():
-                # LPUSH adds at the head and consumers pop the tail: first in, first out.
-                pipe.lpush(key, *encoded)
-            pipe.execute()
+    def encode(self, queue: str, message: dict[str, Any]) -> tuple[str, str]:
+        """What ``basic_publish`` to the anonymous exchange would push: (list key, JSON)."""
+        self._inplace_augment_message(message, "", queue)
+        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        return key, dumps(message)
+
+    def push(self, key: str, encoded: Sequence[str]) -> None:
+        """Push encoded messages to one queue's list in one command: in order, all or none."""
+        # LPUSH adds at the head and consumers pop the tail: first in, first out.
+        self._create_client().lpush(key, *encoded)
 
 
 class Transport(_RedisTransport):  # type: ignore[misc]

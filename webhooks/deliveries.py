@@ -29,11 +29,10 @@ def encode_checked(event: Event) -> bytes:
 
 
 def new_delivery(event: Event, url: str, endpoint_id: str | None = None,
-                 due: datetime | None = None, queue: str | None = None) -> Delivery:
-    created = now()
-    # Every value is already of its field's type: validating 5,000 of them was 8 % of
-    # deliver_many's time (cProfile).
-    return Delivery.model_construct(
+                 due: datetime | None = None, queue: str | None = None,
+                 created: datetime | None = None) -> Delivery:
+    created = created or now()
+    return Delivery(
         id=str(uuid.uuid4()),
         url=url,
         endpoint_id=endpoint_id,
@@ -53,8 +52,8 @@ def create_deliveries(event: Event, targets: Sequence[Target],
 
     An event larger than ``WEBHOOKS_MAX_PAYLOAD_BYTES`` is refused before anything is written.
     """
-    body = encode_checked(event)
-    deliveries = [new_delivery(event, url, endpoint_id, due, queue)
+    body, created = encode_checked(event), now()
+    deliveries = [new_delivery(event, url, endpoint_id, due, queue, created)
                   for url, endpoint_id in targets]
     get_store().create_many(deliveries, body)
     return deliveries

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .bulk import Message
+from .clock import now
 from .deliveries import create_deliveries, encode_checked, new_delivery
 from .endpoints import get_endpoints
 from .errors import InvalidInput, WebhooksError
@@ -43,6 +44,7 @@ def deliver_many(items: Iterable[tuple[Any, Any]]) -> list[str]:
 
 def _validate(items: Iterable[tuple[Any, Any]]) -> tuple[list[Delivery], list[bytes]]:
     deliveries, bodies = [], []
+    created = now()  # one batch, one creation time
     checked_urls: dict[Any, str] = {}  # a batch usually goes to a few URLs, checked once each
     for index, (url, event) in enumerate(items):
         try:
@@ -53,7 +55,7 @@ def _validate(items: Iterable[tuple[Any, Any]]) -> tuple[list[Delivery], list[by
             bodies.append(encode_checked(parsed))
         except InvalidInput as exc:
             raise InvalidInput(f"[{index}].{exc.field}", exc.problem) from None
-        deliveries.append(new_delivery(parsed, checked))
+        deliveries.append(new_delivery(parsed, checked, created=created))
     return deliveries, bodies
 
 

@@ -88,11 +88,17 @@ class DeliveryStore:
         updated: dict[DeliveryStatus, dict[str, float]] = {}
         due: dict[str, float] = {}
         by_endpoint: dict[str, dict[str, float]] = {}
+        stamps: dict[datetime, str] = {}
         with self.redis.pipeline(transaction=True) as pipe:
             for delivery, body in zip(deliveries, bodies, strict=True):
-                fields: dict[str, str | bytes] = {name: _hash_value(getattr(delivery, name))
-                                                  for name in _FIELDS}
-                fields["body"] = body
+                fields: dict[str, str | bytes] = {"body": body}
+                for name in _FIELDS:
+                    value = getattr(delivery, name)
+                    if isinstance(value, datetime):
+                        # A batch shares its creation time: format it once.
+                        value = stamps.get(value) or stamps.setdefault(value, isoformat(value))
+                    if value is not None:  # absent fields read back as None
+                        fields[name] = str(value)
                 pipe.hset(keys.delivery(delivery.id), mapping=fields)  # type: ignore[arg-type]
                 pipe.expire(keys.delivery(delivery.id), ttl)
                 updated.setdefault(delivery.status, {})[delivery.id] = (
