@@ -61,3 +61,24 @@ def test_breaker_opens_parks_and_closes_on_a_good_probe(own_receiver, wait_for, 
     assert all(d.status is DeliveryStatus.DELIVERED for d in deliveries)
     assert sum(len(d.attempts) for d in deliveries) <= sent_while_open + 10
     assert not redis_client.hexists(keys.destination_breaker(f"127.0.0.1:{port}"), "open_until")
+
+
+@pytest.mark.usefixtures("isolation_worker")
+def test_records_without_a_stored_destination_are_limited_too(own_receiver, wait_for,
+                                                              redis_client):
+    from webhooks.deliveries import create_deliveries
+    from webhooks.events import parse_event
+
+    # As written by a version that did not store the destination with the record:
+    # the claim cannot enter it, so the runner enters on its own.
+    deliveries = create_deliveries(parse_event(event()),
+                                   [(own_receiver.url("/sleep/0.5"), None)] * 6,
+                                   queue="isolation")
+    for delivery in deliveries:
+        redis_client.hdel(keys.delivery(delivery.id), "destination")
+        deliver.enqueue(delivery.id, 0, queue="isolation")
+    done = [wait_for(delivery.id, timeout=30) for delivery in deliveries]
+    assert all(d.status is DeliveryStatus.DELIVERED for d in done)
+    assert own_receiver.max_inflight == 2
+    port = own_receiver.base.rsplit(":", 1)[1]
+    assert redis_client.zcard(keys.destination_inflight(f"127.0.0.1:{port}")) == 0

@@ -31,7 +31,7 @@ from .clock import isoformat
 from .schedule import Run
 from .settings import get_settings
 
-__all__ = ["Gate", "destination", "get_gate"]
+__all__ = ["Entry", "Gate", "destination", "entry", "get_gate"]
 
 MAX_COOLDOWN = 900.0
 
@@ -51,36 +51,30 @@ class Entry:
     average_ms: float = 0.0
 
 
+def entry(tag: str, value: str) -> Entry:
+    """The Entry for what entering a destination answered (lua._ENTER_FN)."""
+    if tag in ("ok", "probe"):
+        return Entry(True)
+    if tag == "open":
+        # Spread the parked runs over a second past the reopening, not all at once.
+        return Entry(False, float(value) + random.uniform(0, 1))
+    return Entry(False, busy=True, average_ms=float(value))
+
+
 class Gate:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._enter = client.register_script(lua.ENTER_DESTINATION)
-        self._leave = client.register_script(lua.LEAVE_DESTINATION)
         self._defer = client.register_script(lua.DEFER_ATTEMPT)
         self._wait = client.register_script(lua.WAIT_FOR_SLOT)
 
     def enter(self, dest: str, run: Run, lease: float) -> Entry:
+        """Enter ``dest`` on its own; the claim usually does this in the same call."""
         now = time.time()
         reply = self._enter(keys=[keys.destination_inflight(dest), keys.destination_breaker(dest)],
                             args=[now, now + lease, run.member,
                                   get_settings().destination_concurrency])
-        tag = reply[0].decode()
-        if tag in ("ok", "probe"):
-            return Entry(True)
-        if tag == "open":
-            # Spread the parked runs over a second past the reopening, not all at once.
-            return Entry(False, float(reply[1]) + random.uniform(0, 1))
-        return Entry(False, busy=True, average_ms=float(reply[1]))
-
-    def leave(self, dest: str, run: Run, succeeded: bool, duration_ms: float) -> float:
-        """Record the attempt's outcome on the breaker; returns when it is open until (0)."""
-        settings = get_settings()
-        reply = self._leave(keys=[keys.destination_inflight(dest), keys.destination_breaker(dest),
-                                  keys.destination_waiting(dest), keys.scheduled()],
-                            args=[run.member, int(succeeded), time.time(),
-                                  settings.breaker_failures, settings.breaker_cooldown_seconds,
-                                  MAX_COOLDOWN, duration_ms])
-        return float(reply or 0)
+        return entry(reply[0].decode(), reply[1].decode() if len(reply) > 1 else "")
 
     def wait_for_slot(self, dest: str, run: Run, entry: Entry) -> None:
         """Queue a claimed run at its busy destination; its record says when it should start."""

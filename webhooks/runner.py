@@ -12,12 +12,11 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from . import health
+from . import health, isolation
 from ._version import __version__
 from .attempt import Outcome, make_attempt
 from .clock import now
 from .endpoints import Endpoint, get_endpoints
-from .errors import EndpointNotFound
 from .isolation import destination, get_gate
 from .models import Delivery, DeliveryStatus
 from .retry import BackoffPolicy, RetriesExhausted, Retry
@@ -105,16 +104,16 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
 
     endpoint = None
     if claim.endpoint_id:
-        try:
-            endpoint = get_endpoints().get(claim.endpoint_id)
-        except EndpointNotFound:
+        if claim.endpoint is None:
             return _stop(run, f"endpoint {claim.endpoint_id} was deleted")
+        endpoint = Endpoint.model_validate_json(claim.endpoint)
         if not endpoint.enabled:
             return _stop(run, f"endpoint disabled: {endpoint.disabled_reason}")
 
-    number = claim.number
     gate, dest = get_gate(), destination(claim.url, claim.endpoint_id)
-    entry = gate.enter(dest, run, settings.recovery_seconds)
+    # The claim entered the destination too, unless the record predates that.
+    entry = (isolation.entry(*claim.entry) if claim.entry is not None
+             else gate.enter(dest, run, settings.recovery_seconds))
     if entry.busy:
         # At the destination's concurrency limit: wait in its queue for a slot,
         # without making (or counting) an attempt.
@@ -125,7 +124,6 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
         gate.defer(run, entry.retry_at)
         return Done("deferred")
     outcome = _send(delivery_id, claim, endpoint)  # never raises: failures are outcomes
-    gate.leave(dest, run, outcome.attempt.succeeded, outcome.attempt.duration_ms)
     attempt = outcome.attempt
     policy = BackoffPolicy.from_settings(settings)
     decision = policy.after_failure(retries, outcome.retry_after)
@@ -136,21 +134,23 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
                                       timedelta(seconds=settings.disable_after_seconds))
 
     if attempt.succeeded:
-        store.record_attempt(run, attempt, DeliveryStatus.DELIVERED)
+        store.record_attempt(run, attempt, DeliveryStatus.DELIVERED, destination=dest)
         return Done(DeliveryStatus.DELIVERED.value)
     if disable_reason is not None and endpoint is not None:
         store.record_attempt(run, attempt, DeliveryStatus.RETRIES_EXHAUSTED,
-                             stop_reason=f"endpoint disabled: {disable_reason}")
+                             stop_reason=f"endpoint disabled: {disable_reason}",
+                             destination=dest)
         get_endpoints().disable(endpoint.id, disable_reason)
         logger.warning("endpoint %s disabled: %s", endpoint.id, disable_reason)
         return Done(DeliveryStatus.RETRIES_EXHAUSTED.value)
     if isinstance(decision, RetriesExhausted):
-        store.record_attempt(run, attempt, DeliveryStatus.RETRIES_EXHAUSTED)
-        logger.warning("delivery %s: retries exhausted after %d attempts", delivery_id, number)
+        store.record_attempt(run, attempt, DeliveryStatus.RETRIES_EXHAUSTED, destination=dest)
+        logger.warning("delivery %s: retries exhausted after %d attempts", delivery_id,
+                       claim.number)
         return Done(DeliveryStatus.RETRIES_EXHAUSTED.value)
     # A long wait is parked in the same transaction that records the attempt, so
     # no crash can leave the delivery retrying with nothing scheduled.
     store.record_attempt(run, attempt, DeliveryStatus.RETRYING,
                          now() + timedelta(seconds=decision.countdown),
-                         park=policy.parks(decision.countdown))
+                         park=policy.parks(decision.countdown), destination=dest)
     return Retry(decision.countdown)

@@ -18,6 +18,7 @@ import redis
 from . import keys, lua
 from .clock import isoformat, now
 from .errors import DeliveryNotFound
+from .isolation import MAX_COOLDOWN, destination
 from .models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus
 from .redisutil import transaction, zrange_ids
 from .schedule import Run, Schedule
@@ -36,6 +37,8 @@ class Claim:
     endpoint_id: str | None = None
     body: bytes = b""
     number: int = 0
+    endpoint: bytes | None = None  # the endpoint's JSON, read with the claim (None: gone)
+    entry: tuple[str, str] | None = None  # what entering the destination said (None: not tried)
 
 _FIELDS = ("id", "url", "event_id", "event_type", "status", "created_at", "updated_at",
            "next_attempt_at", "endpoint_id", "cycle", "cycle_offset", "stop_reason", "queue")
@@ -91,7 +94,9 @@ class DeliveryStore:
         stamps: dict[datetime, str] = {}
         with self.redis.pipeline(transaction=True) as pipe:
             for delivery, body in zip(deliveries, bodies, strict=True):
-                fields: dict[str, str | bytes] = {"body": body}
+                # The destination goes with the record, so that the claim can enter it.
+                fields: dict[str, str | bytes] = {
+                    "body": body, "destination": destination(delivery.url, delivery.endpoint_id)}
                 for name in _FIELDS:
                     value = getattr(delivery, name)
                     if isinstance(value, datetime):
@@ -137,26 +142,30 @@ class DeliveryStore:
         self.delete_many([delivery_id])
 
     def claim_attempt(self, run: Run, lease: float) -> Claim:
-        """Claim the attempt ``run`` makes, with what it needs to send, in one step."""
+        """Claim the attempt ``run`` makes, with what it needs to send, in one step: the
+        delivery's fields, its endpoint, and a place at its destination (see isolation)."""
         now_ = time.time()
         reply = self._claim_script(
             keys=[keys.delivery(run.delivery_id), keys.attempts(run.delivery_id), keys.running()],
-            args=[run.cycle, run.retries, now_, now_ + lease, run.member])
-        fields = [value.decode() if isinstance(value, bytes) and n != 3 else value
-                  for n, value in enumerate(reply)]
-        if fields[0] == "missing":
+            args=[run.cycle, run.retries, now_, now_ + lease, run.member, keys.endpoint("%s"),
+                  keys.destination_inflight("%s"), keys.destination_breaker("%s"),
+                  get_settings().destination_concurrency])
+        if reply[0] == b"missing":
             return Claim("missing")
-        return Claim(fields[0], url=fields[1], endpoint_id=fields[2] or None,
-                     body=reply[3] or b"", number=int(fields[4]))
+        text = [value.decode() if isinstance(value, bytes) else value for value in reply]
+        return Claim(text[0], url=text[1], endpoint_id=text[2] or None, body=reply[3] or b"",
+                     number=int(text[4]), endpoint=reply[7] or None,
+                     entry=(text[8], text[9]) if text[8] else None)
 
     def record_attempt(self, run: Run, attempt: Attempt, status: DeliveryStatus,
                        next_attempt_at: datetime | None = None, *, park: bool = False,
-                       stop_reason: str | None = None) -> None:
+                       stop_reason: str | None = None, destination: str | None = None) -> None:
         """Append an attempt, move the delivery to the status it led to and release the
         attempt's claim, atomically (one Lua call); with ``park``, also schedule the next
-        run in Redis."""
+        run in Redis; with ``destination``, also leave it, moving its circuit breaker."""
         moment = now()
         waiting = status not in FINAL_STATUSES and next_attempt_at is not None
+        settings = get_settings()
         self._record_script(
             keys=[keys.delivery(run.delivery_id), keys.attempts(run.delivery_id), keys.running(),
                   keys.scheduled(), keys.due(), keys.deliveries(),
@@ -166,7 +175,11 @@ class DeliveryStore:
                   run.next().member,
                   next_attempt_at.timestamp() if park and next_attempt_at else "",
                   next_attempt_at.timestamp() if waiting and next_attempt_at else "",
-                  moment.timestamp(), int(self.retention.total_seconds())])
+                  moment.timestamp(), int(self.retention.total_seconds()),
+                  destination or "", int(attempt.succeeded), time.time(),
+                  settings.breaker_failures, settings.breaker_cooldown_seconds, MAX_COOLDOWN,
+                  attempt.duration_ms, keys.destination_inflight("%s"),
+                  keys.destination_breaker("%s"), keys.destination_waiting("%s")])
 
     def set_status(self, delivery_id: str, status: DeliveryStatus,
                    next_attempt_at: datetime | None = None,
