@@ -91,16 +91,19 @@ class DeliveryStore:
         updated: dict[DeliveryStatus, dict[str, float]] = {}
         due: dict[str, float] = {}
         by_endpoint: dict[str, dict[str, float]] = {}
-        stamps: dict[datetime, str] = {}
+        stamps: dict[datetime, str] = {}  # a batch shares its creation time and URLs:
+        destinations: dict[tuple[str, str | None], str] = {}  # each is worked out once
         with self.redis.pipeline(transaction=True) as pipe:
             for delivery, body in zip(deliveries, bodies, strict=True):
                 # The destination goes with the record, so that the claim can enter it.
-                fields: dict[str, str | bytes] = {
-                    "body": body, "destination": destination(delivery.url, delivery.endpoint_id)}
+                target = (delivery.url, delivery.endpoint_id)
+                if target not in destinations:
+                    destinations[target] = destination(*target)
+                fields: dict[str, str | bytes] = {"body": body,
+                                                  "destination": destinations[target]}
                 for name in _FIELDS:
                     value = getattr(delivery, name)
                     if isinstance(value, datetime):
-                        # A batch shares its creation time: format it once.
                         value = stamps.get(value) or stamps.setdefault(value, isoformat(value))
                     if value is not None:  # absent fields read back as None
                         fields[name] = str(value)
