@@ -124,13 +124,19 @@ class EndpointStore:
 
         return transaction(self.redis, body, key)
 
-    def disable(self, endpoint_id: str, reason: str) -> Endpoint:
-        """Stop sending to the endpoint, and stop the retries of its unfinished deliveries."""
+    def disable(self, endpoint_id: str, reason: str, *, stop: bool = True) -> Endpoint:
+        """Stop sending to the endpoint and, unless ``stop`` is False, stop the retries
+        of its unfinished deliveries (:meth:`stop_deliveries`)."""
         endpoint = self._update(endpoint_id, lambda e: e.model_copy(update={
             "enabled": False, "disabled_reason": reason, "disabled_at": now()}))
+        if stop:
+            self.stop_deliveries(endpoint_id, reason)
+        return endpoint
+
+    def stop_deliveries(self, endpoint_id: str, reason: str) -> None:
+        """Mark the endpoint's unfinished deliveries retries_exhausted, with the reason."""
         ids = zrange_ids(self.redis, keys.endpoint_deliveries(endpoint_id), 0, -1)
         get_store().stop_unfinished(ids, f"endpoint disabled: {reason}")
-        return endpoint
 
     def enable(self, endpoint_id: str) -> Endpoint:
         endpoint = self._update(endpoint_id, lambda e: e.model_copy(update={

@@ -137,10 +137,13 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
         store.record_attempt(run, attempt, DeliveryStatus.DELIVERED, destination=dest)
         return Done(DeliveryStatus.DELIVERED.value)
     if disable_reason is not None and endpoint is not None:
+        # Disabled before the attempt is recorded, so that whoever sees this delivery
+        # exhausted sees its endpoint disabled; the endpoint's other deliveries after.
+        get_endpoints().disable(endpoint.id, disable_reason, stop=False)
         store.record_attempt(run, attempt, DeliveryStatus.RETRIES_EXHAUSTED,
                              stop_reason=f"endpoint disabled: {disable_reason}",
                              destination=dest)
-        get_endpoints().disable(endpoint.id, disable_reason)
+        get_endpoints().stop_deliveries(endpoint.id, disable_reason)
         logger.warning("endpoint %s disabled: %s", endpoint.id, disable_reason)
         return Done(DeliveryStatus.RETRIES_EXHAUSTED.value)
     if isinstance(decision, RetriesExhausted):
