@@ -56,3 +56,21 @@ def test_a_50_mb_answer_is_not_read_into_memory(receiver, wait_for, worker):
     for delivery in deliveries:
         assert delivery.status is DeliveryStatus.DELIVERED
         assert delivery.attempts[0].response_body == "y" * 4096
+
+
+def test_a_deadline_earlier_than_every_armed_one_still_fires_on_time():
+    import time
+
+    from webhooks.transport import Alarm, _watchdog
+
+    # The watchdog thread is woken only for a new earliest deadline: this is that case.
+    later = Alarm(time.monotonic() + 30)
+    _watchdog.arm(later)
+    time.sleep(0.1)  # the thread is asleep until the later deadline
+    sooner = Alarm(time.monotonic() + 0.2)
+    _watchdog.arm(sooner)
+    give_up = time.monotonic() + 3
+    while not sooner.fired and time.monotonic() < give_up:
+        time.sleep(0.01)
+    later.cancelled = True
+    assert sooner.fired and not later.fired

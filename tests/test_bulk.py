@@ -65,3 +65,12 @@ def test_the_broker_channel_builds_one_client_per_pool():
         assert channel._create_client() is first
         channel._pool = None  # as after a reconnect
         assert channel._create_client() is not first
+
+
+def test_where_one_command_does_not_apply_each_message_goes_by_apply_async(redis_client, queue):
+    # The path for brokers other than plain redis:// (kombu's own transport).
+    runs = [Message("bulk-each-1", 0, 0), Message("bulk-each-2", 1, 2)]
+    deliver._enqueue_each(runs, queue)
+    popped = _popped(redis_client)
+    assert [(m["headers"]["id"], m["body"][1]["cycle"], m["headers"]["retries"])
+            for m in popped] == [tuple(run) for run in runs]
