@@ -7,11 +7,16 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, PlainSerializer
 
-__all__ = ["UTCDatetime", "isoformat", "now"]
+__all__ = ["UTCDatetime", "at", "isoformat", "now"]
 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def at(timestamp: float) -> datetime:
+    """The moment of a Unix timestamp, as Redis scores keep them."""
+    return datetime.fromtimestamp(timestamp, UTC)
 
 
 def isoformat(moment: datetime) -> str:

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import redis
 
 from . import keys, lua
-from .clock import isoformat
+from .clock import at, isoformat
 from .schedule import Run
 from .settings import get_settings
 
@@ -49,16 +49,17 @@ class Entry:
     retry_at: float = 0.0  # when to try again if the circuit is open
     busy: bool = False  # at the concurrency limit: wait for a slot
     average_ms: float = 0.0
+    ahead: int = 0  # runs already waiting for a slot there
 
 
-def entry(tag: str, value: str) -> Entry:
+def entry(tag: str, value: str = "", ahead: str = "") -> Entry:
     """The Entry for what entering a destination answered (lua._ENTER_FN)."""
     if tag in ("ok", "probe"):
         return Entry(True)
     if tag == "open":
         # Spread the parked runs over a second past the reopening, not all at once.
         return Entry(False, float(value) + random.uniform(0, 1))
-    return Entry(False, busy=True, average_ms=float(value))
+    return Entry(False, busy=True, average_ms=float(value), ahead=int(ahead or 0))
 
 
 class Gate:
@@ -71,33 +72,28 @@ class Gate:
     def enter(self, dest: str, run: Run, lease: float) -> Entry:
         """Enter ``dest`` on its own; the claim usually does this in the same call."""
         now = time.time()
-        reply = self._enter(keys=[keys.destination_inflight(dest), keys.destination_breaker(dest)],
+        reply = self._enter(keys=[keys.destination_inflight(dest), keys.destination_breaker(dest),
+                                  keys.destination_waiting(dest)],
                             args=[now, now + lease, run.member,
                                   get_settings().destination_concurrency])
-        return entry(reply[0].decode(), reply[1].decode() if len(reply) > 1 else "")
+        return entry(*(value.decode() for value in reply))
 
     def wait_for_slot(self, dest: str, run: Run, entry: Entry) -> None:
         """Queue a claimed run at its busy destination; its record says when it should start."""
-        from datetime import UTC, datetime
-
         now = time.time()
-        queue = keys.destination_waiting(dest)
-        place = int(self.redis.zcard(queue)) + 1
         # Expected start: the queue ahead drains a slot's worth per attempt time. Only
         # shown in the record (and overdue counts); the real start is a slot freeing.
-        expected = now + place * entry.average_ms / 1000 / get_settings().destination_concurrency
-        self._wait(keys=[keys.running(), queue, keys.delivery(run.delivery_id), keys.due()],
-                   args=[run.member, now, expected,
-                         isoformat(datetime.fromtimestamp(expected, UTC)), run.delivery_id])
+        expected = now + (entry.ahead + 1) * entry.average_ms / 1000 / (
+            get_settings().destination_concurrency)
+        self._wait(keys=[keys.running(), keys.destination_waiting(dest),
+                         keys.delivery(run.delivery_id), keys.due()],
+                   args=[run.member, now, expected, isoformat(at(expected)), run.delivery_id])
 
     def defer(self, run: Run, until: float) -> None:
         """Put a claimed run back in the schedule without attempting it."""
-        from datetime import UTC, datetime
-
         self._defer(keys=[keys.running(), keys.scheduled(), keys.delivery(run.delivery_id),
                           keys.due()],
-                    args=[run.member, until, isoformat(datetime.fromtimestamp(until, UTC)),
-                          run.delivery_id])
+                    args=[run.member, until, isoformat(at(until)), run.delivery_id])
 
 
 @lru_cache(maxsize=1)

@@ -17,9 +17,10 @@ return members
 
 # Let an attempt through to its destination, or say why not. A Lua function, so
 # that CLAIM_ATTEMPT can run it in the same call.
-# Returns {'ok'} | {'busy', average attempt ms} | {'open', open_until} | {'probe'}.
+# Returns {'ok'} | {'busy', average attempt ms, runs already waiting} | {'open', open_until}
+# | {'probe'}.
 _ENTER_FN = """
-local function enter(inflight, breaker, now, lease_until, member, limit)
+local function enter(inflight, breaker, waiting, now, lease_until, member, limit)
   local open_until = tonumber(redis.call('HGET', breaker, 'open_until') or '0')
   if open_until > now then return {'open', tostring(open_until)} end
   local probe = false
@@ -36,7 +37,8 @@ local function enter(inflight, breaker, now, lease_until, member, limit)
   end
   redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
   if not probe and redis.call('ZCARD', inflight) >= limit then
-    return {'busy', redis.call('HGET', breaker, 'avg_ms') or '100'}
+    return {'busy', redis.call('HGET', breaker, 'avg_ms') or '100',
+            tostring(redis.call('ZCARD', waiting))}
   end
   redis.call('ZADD', inflight, lease_until, member)
   redis.call('EXPIRE', inflight, 3600)
@@ -45,10 +47,10 @@ local function enter(inflight, breaker, now, lease_until, member, limit)
 end
 """
 
-# KEYS: destination in-flight zset, destination breaker hash.
+# KEYS: destination in-flight zset, destination breaker hash, destination waiting zset.
 # ARGV: now, lease until, run member, concurrency limit.
 ENTER_DESTINATION = _ENTER_FN + """
-return enter(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]))
+return enter(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]))
 """
 
 # After an attempt: leave the destination, let the longest-waiting run in, and move
@@ -90,18 +92,20 @@ end
 # (string.format with the id), as the keys are only known from the record.
 # KEYS: delivery hash, attempts list, running zset.
 # ARGV: cycle, retries, now, lease until, run member, endpoint key template,
-#       in-flight key template, breaker key template, concurrency limit.
+#       in-flight key template, breaker key template, concurrency limit, waiting key
+#       template.
 # Returns {tag, url, endpoint_id, body, attempt number, cycle, status, endpoint JSON,
-# entry tag, entry value}; tag is one of claimed | missing | stale | final | recorded |
-# busy. Entry tag '' means not entered: a record without a destination (written by an
-# older version), or an endpoint that is gone or disabled.
+# entry tag, entry value, runs already waiting}; tag is one of claimed | missing |
+# stale | final | recorded | busy. Entry tag '' means not entered: a record without a
+# destination (written by an older version), or an endpoint that is gone or disabled.
 CLAIM_ATTEMPT = _ENTER_FN + """
 local f = redis.call('HMGET', KEYS[1], 'url', 'endpoint_id', 'body', 'cycle', 'cycle_offset',
                      'status', 'destination')
 if not f[1] then return {'missing'} end
 local cycle = tonumber(f[4] or '0') or 0
 local number = (tonumber(f[5] or '0') or 0) + tonumber(ARGV[2]) + 1
-local reply = {'', f[1], f[2] or '', '', tostring(number), tostring(cycle), f[6], '', '', ''}
+local reply = {'', f[1], f[2] or '', '', tostring(number), tostring(cycle), f[6], '', '', '',
+               ''}
 if cycle ~= tonumber(ARGV[1]) then reply[1] = 'stale' return reply end
 if f[6] == 'delivered' or f[6] == 'retries_exhausted' then reply[1] = 'final' return reply end
 if redis.call('LLEN', KEYS[2]) >= number then reply[1] = 'recorded' return reply end
@@ -118,9 +122,11 @@ if f[2] and f[2] ~= '' then
 end
 if f[7] and f[7] ~= '' then
   local entry = enter(string.format(ARGV[7], f[7]), string.format(ARGV[8], f[7]),
-                      tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[9]))
+                      string.format(ARGV[10], f[7]), tonumber(ARGV[3]), ARGV[4], ARGV[5],
+                      tonumber(ARGV[9]))
   reply[9] = entry[1]
   reply[10] = entry[2] or ''
+  reply[11] = entry[3] or ''
 end
 return reply
 """

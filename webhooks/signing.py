@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import secrets as random_bytes
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import standardwebhooks
 
+from .clock import at
 from .errors import WebhookVerificationFailed
 
 __all__ = ["SECRET_PREFIX", "mask", "new_secret", "signature_header", "verify"]
@@ -35,7 +35,7 @@ def mask(secret: str) -> str:
 def signature_header(webhook_id: str, timestamp: int, body: bytes,
                      secrets: Iterable[str]) -> str:
     """The ``webhook-signature`` value: one ``v1,<base64>`` per secret, space-separated."""
-    moment = datetime.fromtimestamp(timestamp, UTC)
+    moment = at(timestamp)
     text = body.decode()
     return " ".join(
         standardwebhooks.Webhook(secret).sign(webhook_id, moment, text) for secret in secrets

@@ -38,7 +38,8 @@ class Claim:
     body: bytes = b""
     number: int = 0
     endpoint: bytes | None = None  # the endpoint's JSON, read with the claim (None: gone)
-    entry: tuple[str, str] | None = None  # what entering the destination said (None: not tried)
+    entry: tuple[str, str, str] | None = None  # what entering the destination said (None:
+    # not tried): see isolation.entry
 
 _FIELDS = ("id", "url", "event_id", "event_type", "status", "created_at", "updated_at",
            "next_attempt_at", "endpoint_id", "cycle", "cycle_offset", "stop_reason", "queue")
@@ -152,13 +153,13 @@ class DeliveryStore:
             keys=[keys.delivery(run.delivery_id), keys.attempts(run.delivery_id), keys.running()],
             args=[run.cycle, run.retries, now_, now_ + lease, run.member, keys.endpoint("%s"),
                   keys.destination_inflight("%s"), keys.destination_breaker("%s"),
-                  get_settings().destination_concurrency])
+                  get_settings().destination_concurrency, keys.destination_waiting("%s")])
         if reply[0] == b"missing":
             return Claim("missing")
         text = [value.decode() if isinstance(value, bytes) else value for value in reply]
         return Claim(text[0], url=text[1], endpoint_id=text[2] or None, body=reply[3] or b"",
                      number=int(text[4]), endpoint=reply[7] or None,
-                     entry=(text[8], text[9]) if text[8] else None)
+                     entry=(text[8], text[9], text[10]) if text[8] else None)
 
     def record_attempt(self, run: Run, attempt: Attempt, status: DeliveryStatus,
                        next_attempt_at: datetime | None = None, *, park: bool = False,
