@@ -95,12 +95,14 @@ def publish_messages(app: Celery, task_name: str, messages: Sequence[Message],
                 encoded.append(encode(message)[1])  # would need escaping: the long way
                 continue
             body = json.dumps([[message.delivery_id], {"cycle": message.cycle}, embed])
+            # The numbers and the id first: what is put in later cannot be mistaken
+            # for a stand-in.
             encoded.append(
-                template.replace(template_body, base64.b64encode(body.encode()).decode())
-                .replace(template_tag, str(uuid.uuid4()))
+                template.replace(str(_TOKEN_CYCLE), str(message.cycle))
+                .replace(str(_TOKEN_RETRIES), str(message.retries))
                 .replace(_TOKEN_ID, message.delivery_id)
-                .replace(str(_TOKEN_CYCLE), str(message.cycle))
-                .replace(str(_TOKEN_RETRIES), str(message.retries)))
+                .replace(template_body, base64.b64encode(body.encode()).decode())
+                .replace(template_tag, str(uuid.uuid4())))
         producer.maybe_declare(target)
         channel.push(key, encoded)
     return True
