@@ -95,7 +95,7 @@ end
 #       in-flight key template, breaker key template, concurrency limit, waiting key
 #       template.
 # Returns {tag, url, endpoint_id, body, attempt number, cycle, status, endpoint JSON,
-# entry tag, entry value, runs already waiting}; tag is one of claimed | missing |
+# entry tag, entry value, runs already waiting, destination}; tag is one of claimed | missing |
 # stale | final | recorded | busy. Entry tag '' means not entered: a record without a
 # destination (written by an older version), or an endpoint that is gone or disabled.
 CLAIM_ATTEMPT = _ENTER_FN + """
@@ -105,7 +105,7 @@ if not f[1] then return {'missing'} end
 local cycle = tonumber(f[4] or '0') or 0
 local number = (tonumber(f[5] or '0') or 0) + tonumber(ARGV[2]) + 1
 local reply = {'', f[1], f[2] or '', '', tostring(number), tostring(cycle), f[6], '', '', '',
-               ''}
+               '', f[7] or ''}
 if cycle ~= tonumber(ARGV[1]) then reply[1] = 'stale' return reply end
 if f[6] == 'delivered' or f[6] == 'retries_exhausted' then reply[1] = 'final' return reply end
 if redis.call('LLEN', KEYS[2]) >= number then reply[1] = 'recorded' return reply end

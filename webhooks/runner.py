@@ -110,7 +110,10 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
         if not endpoint.enabled:
             return _stop(run, f"endpoint disabled: {endpoint.disabled_reason}")
 
-    gate, dest = get_gate(), destination(claim.url, claim.endpoint_id)
+    # The destination stored with the record, the one the claim entered: leaving
+    # another (should how destinations are named ever change) would hold a slot.
+    gate = get_gate()
+    dest = claim.destination or destination(claim.url, claim.endpoint_id)
     # The claim entered the destination too, unless the record predates that.
     entry = (isolation.entry(*claim.entry) if claim.entry is not None
              else gate.enter(dest, run, settings.recovery_seconds))

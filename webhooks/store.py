@@ -40,6 +40,7 @@ class Claim:
     endpoint: bytes | None = None  # the endpoint's JSON, read with the claim (None: gone)
     entry: tuple[str, str, str] | None = None  # what entering the destination said (None:
     # not tried): see isolation.entry
+    destination: str | None = None  # as stored with the record (None: an older record)
 
 _FIELDS = ("id", "url", "event_id", "event_type", "status", "created_at", "updated_at",
            "next_attempt_at", "endpoint_id", "cycle", "cycle_offset", "stop_reason", "queue")
@@ -156,10 +157,13 @@ class DeliveryStore:
                   get_settings().destination_concurrency, keys.destination_waiting("%s")])
         if reply[0] == b"missing":
             return Claim("missing")
-        text = [value.decode() if isinstance(value, bytes) else value for value in reply]
+        # The body and the endpoint's JSON stay bytes; the rest is text.
+        text = [value.decode() if isinstance(value, bytes) and n not in (3, 7) else value
+                for n, value in enumerate(reply)]
         return Claim(text[0], url=text[1], endpoint_id=text[2] or None, body=reply[3] or b"",
                      number=int(text[4]), endpoint=reply[7] or None,
-                     entry=(text[8], text[9], text[10]) if text[8] else None)
+                     entry=(text[8], text[9], text[10]) if text[8] else None,
+                     destination=text[11] or None)
 
     def record_attempt(self, run: Run, attempt: Attempt, status: DeliveryStatus,
                        next_attempt_at: datetime | None = None, *, park: bool = False,
