@@ -1,7 +1,7 @@
 """The Lua scripts: each is one atomic step that would otherwise take several round trips.
 
-They are registered by :mod:`webhooks.store` and :mod:`webhooks.schedule`, which
-own the keys they touch.
+They are registered by :mod:`webhooks.store`, :mod:`webhooks.schedule` and
+:mod:`webhooks.isolation`, which own the keys they touch.
 """
 
 # Move up to ARGV[3] members scored at or below ARGV[1] from KEYS[1] to KEYS[2],
@@ -81,7 +81,6 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
   local open_until = tonumber(now) + cooldown
   redis.call('HSET', breaker, 'open_until', open_until, 'cooldown', cooldown)
   redis.call('HDEL', breaker, 'probing')
-  redis.call('EXPIRE', breaker, 86400)
   return tostring(open_until)
 end
 """
@@ -178,12 +177,11 @@ return 1
 # finished attempt there pops (leave, in RECORD_ATTEMPT). No run spins while it waits.
 # KEYS: running, destination waiting zset, delivery hash, due.
 # ARGV: run member, now, expected start (score), expected start (ISO), delivery id.
-# Returns the run's place in the queue (1 = next).
 WAIT_FOR_SLOT = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], 86400)
 redis.call('HSET', KEYS[3], 'next_attempt_at', ARGV[4])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[5])
-return redis.call('ZRANK', KEYS[2], ARGV[1]) + 1
+return 1
 """

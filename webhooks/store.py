@@ -184,7 +184,7 @@ class DeliveryStore:
                   next_attempt_at.timestamp() if park and next_attempt_at else "",
                   next_attempt_at.timestamp() if waiting and next_attempt_at else "",
                   moment.timestamp(), int(self.retention.total_seconds()),
-                  destination or "", int(attempt.succeeded), time.time(),
+                  destination or "", int(attempt.succeeded), moment.timestamp(),
                   settings.breaker_failures, settings.breaker_cooldown_seconds, MAX_COOLDOWN,
                   attempt.duration_ms, keys.destination_inflight("%s"),
                   keys.destination_breaker("%s"), keys.destination_waiting("%s")])
