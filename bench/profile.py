@@ -40,14 +40,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def _pgrep(*args: str) -> list[int]:
+    found = subprocess.run(["pgrep", *args], capture_output=True, text=True)
+    return [int(word) for word in found.stdout.split()]
+
+
 def _children(pid: int) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return [int(word) for word in found.stdout.split()]
-
-
-def _redis_pids() -> list[int]:
-    found = subprocess.run(["pgrep", "-f", "redis-server"], capture_output=True, text=True)
-    return [int(word) for word in found.stdout.split()]
+    return _pgrep("-P", str(pid))
 
 
 def _top(raw: Path, count: int) -> list[tuple[float, str]]:
@@ -78,13 +77,12 @@ def main() -> int:
     report: dict[str, object] = {}
     with ensure_redis(os.environ["WEBHOOKS_REDIS_URL"]), FastReceiver() as rx, \
             tempfile.TemporaryDirectory() as tmp, scenarios._worker():
-        main_pid = max(int(w) for w in subprocess.run(
-            ["pgrep", "-f", "celery -A webhooks worker"], capture_output=True,
-            text=True).stdout.split() if _children(int(w)))
+        main_pid = max(pid for pid in _pgrep("-f", "celery -A webhooks worker")
+                       if _children(pid))
         pool = _children(main_pid)
         receiver = [p for p in _children(os.getpid()) if p != main_pid]  # forked by rx
         roles = {"worker main process": [main_pid], "worker pool processes": pool,
-                 "redis-server": _redis_pids(), "receiver": receiver,
+                 "redis-server": _pgrep("-f", "redis-server"), "receiver": receiver,
                  "producer (deliver_many)": [os.getpid()]}
         spies = []
         if spy:

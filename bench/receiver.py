@@ -95,15 +95,14 @@ class FastReceiver:
         return self.base + path
 
     def stats(self) -> dict[str, Any]:
-        import requests
-
-        with requests.Session() as session:
-            session.trust_env = False
-            return dict(session.get(self.url("/_stats"), timeout=10).json())
+        return dict(self._get("/_stats"))
 
     def count(self, kind: str) -> int:
+        return int(self._get(f"/_count/{kind}"))
+
+    def _get(self, path: str) -> Any:
         import requests
 
         with requests.Session() as session:
-            session.trust_env = False
-            return int(session.get(self.url(f"/_count/{kind}"), timeout=10).json())
+            session.trust_env = False  # loopback: never through a proxy from the environment
+            return session.get(self.url(path), timeout=10).json()
