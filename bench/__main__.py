@@ -14,18 +14,16 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WEBHOOKS_REDIS_URL", "redis://127.0.0.1:6379/11")
 os.environ["WEBHOOKS_ALLOWED_NETWORKS"] = "127.0.0.0/8"  # the receivers are on loopback
 
 from bench import scenarios  # noqa: E402
-from webhooks.devredis import ensure_redis  # noqa: E402
+from webhooks.dev.redis_server import ensure_redis  # noqa: E402
 
 SIZES = {
     "tiny": {"a": 30, "b": 50, "c": (40, 4), "d": 20, "e": (20, 1.0), "f": 2000},

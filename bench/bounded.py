@@ -1,6 +1,6 @@
 """Bounded attempts, measured: slow receivers against the deadline, a 50 MB answer against RSS.
 
-    python bench/bounded.py
+    python -m bench.bounded
 
 Uses the Redis at WEBHOOKS_REDIS_URL (default redis://127.0.0.1:6379/13; an
 embedded one if none answers), a real worker and the test receiver on 127.0.0.1.
@@ -9,24 +9,20 @@ embedded one if none answers), a real worker and the test receiver on 127.0.0.1.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WEBHOOKS_REDIS_URL", "redis://127.0.0.1:6379/13")
 os.environ["WEBHOOKS_ALLOWED_NETWORKS"] = "127.0.0.0/8"
 
-from tests.conftest import event  # noqa: E402
-from tests.receiver import Receiver  # noqa: E402
-from tests.test_bounded import _tree_rss_kb  # noqa: E402
-from webhooks.devredis import ensure_redis  # noqa: E402
-from webhooks.devworker import start_worker, stop_worker  # noqa: E402
-from webhooks.models import FINAL_STATUSES  # noqa: E402
-from webhooks.store import get_store  # noqa: E402
-from webhooks.tasks import deliver  # noqa: E402
+from bench.scenarios import one_kb_event
+from webhooks import deliver
+from webhooks.dev.receiver import Receiver
+from webhooks.dev.redis_server import ensure_redis
+from webhooks.dev.worker import start_worker, stop_worker, tree_rss_kb
+from webhooks.models import FINAL_STATUSES
+from webhooks.storage.deliveries import get_store
 
 TIMEOUT = 1.0
 
@@ -46,16 +42,16 @@ def main() -> None:
         try:
             print(f"attempt deadline {TIMEOUT:.1f} s")
             for path in ("/drip-once", "/slow-headers-once"):
-                delivery = finished(deliver.delay(receiver.url(path), event()).id)
+                delivery = finished(deliver.delay(receiver.url(path), one_kb_event()).id)
                 first = delivery.attempts[0]  # type: ignore[attr-defined]
                 print(f"  {path:<20} first attempt: {first.error.kind}, "
                       f"{first.duration_ms / 1000:.2f} s")
             for _ in range(8):
-                finished(deliver.delay(receiver.url("/ok"), event()).id)
-            before = _tree_rss_kb(worker.pid)
+                finished(deliver.delay(receiver.url("/ok"), one_kb_event()).id)
+            before = tree_rss_kb(worker.pid)
             for _ in range(8):
-                finished(deliver.delay(receiver.url("/huge50"), event()).id)
-            after = _tree_rss_kb(worker.pid)
+                finished(deliver.delay(receiver.url("/huge50"), one_kb_event()).id)
+            after = tree_rss_kb(worker.pid)
             print(f"8 answers of 50 MB: worker tree RSS {before / 1024:.1f} MB -> "
                   f"{after / 1024:.1f} MB ({(after - before) / 1024:+.1f} MB)")
         finally:

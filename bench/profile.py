@@ -23,14 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WEBHOOKS_REDIS_URL", "redis://127.0.0.1:6379/11")
 os.environ["WEBHOOKS_ALLOWED_NETWORKS"] = "127.0.0.0/8"
 
-from bench import scenarios  # noqa: E402
-from bench.receiver import FastReceiver  # noqa: E402
-from webhooks.devredis import ensure_redis  # noqa: E402
+from bench import scenarios
+from bench.receiver import FastReceiver
+from webhooks.dev.redis_server import ensure_redis
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

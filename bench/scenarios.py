@@ -17,7 +17,7 @@ import requests
 
 from bench.receiver import FastReceiver
 from webhooks import deliver, deliver_many
-from webhooks.devworker import kill_worker, start_worker
+from webhooks.dev.worker import kill_worker, start_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 Row = dict[str, Any]

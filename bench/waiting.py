@@ -1,6 +1,6 @@
 """What a waiting retry costs: Redis bytes and worker memory per parked delivery.
 
-    python bench/waiting.py [COUNT]      (default 100,000)
+    python -m bench.waiting [COUNT]      (default 100,000)
 
 Seeds COUNT deliveries whose first attempt failed and whose retry is parked an
 hour out (the records a real failure leaves), next to a running worker, in Redis
@@ -16,19 +16,18 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WEBHOOKS_REDIS_URL", "redis://127.0.0.1:6379/12")
 
-import redis  # noqa: E402
+import redis
 
-from bench.scenarios import procfile_worker  # noqa: E402
-from tests.scale import seed_waiting  # noqa: E402
-from tests.test_bounded import _tree_rss_kb  # noqa: E402
-from webhooks import keys  # noqa: E402
-from webhooks.devredis import ensure_redis  # noqa: E402
-from webhooks.devworker import start_worker, stop_worker  # noqa: E402
-from webhooks.store import DeliveryStore  # noqa: E402
+from bench.scenarios import one_kb_event, procfile_worker
+from webhooks.dev.redis_server import ensure_redis
+from webhooks.dev.seed import seed_waiting
+from webhooks.dev.worker import start_worker, stop_worker, tree_rss_kb
+from webhooks.events import parse_event
+from webhooks.storage import keys
+from webhooks.storage.deliveries import DeliveryStore
+from webhooks.storage.schedule import Schedule
 
 
 def measure(count: int) -> dict[str, float]:
@@ -40,16 +39,17 @@ def measure(count: int) -> dict[str, float]:
                               *procfile_worker())
         try:
             time.sleep(2)
-            rss_before = _tree_rss_kb(worker.pid)
+            rss_before = tree_rss_kb(worker.pid)
             used_before = int(client.info("memory")["used_memory"])
             started = time.perf_counter()
-            seed_waiting(DeliveryStore(client, timedelta(days=1)), "https://example.com/hook",
-                         count, due=time.time() + 3600)
+            seed_waiting(DeliveryStore(client, timedelta(days=1)), Schedule(client),
+                         parse_event(one_kb_event()), "https://example.com/hook", count,
+                         due=time.time() + 3600)
             seeded = time.perf_counter() - started
             time.sleep(3)  # promoter passes over the parked set
             used = int(client.info("memory")["used_memory"]) - used_before
             schedule = int(client.memory_usage(keys.scheduled()) or 0)
-            rss = (_tree_rss_kb(worker.pid) - rss_before) * 1024
+            rss = (tree_rss_kb(worker.pid) - rss_before) * 1024
         finally:
             stop_worker(worker)
             client.flushdb()

@@ -23,12 +23,12 @@ os.environ["WEBHOOKS_ALLOWED_NETWORKS"] = LOOPBACK
 
 import redis  # noqa: E402
 
-from tests.receiver import Receiver  # noqa: E402
-from webhooks import keys  # noqa: E402
-from webhooks.devredis import ensure_redis  # noqa: E402
-from webhooks.devworker import start_worker, stop_worker  # noqa: E402
+from webhooks.dev.receiver import Receiver  # noqa: E402
+from webhooks.dev.redis_server import ensure_redis  # noqa: E402
+from webhooks.dev.worker import start_worker, stop_worker  # noqa: E402
 from webhooks.models import FINAL_STATUSES, Delivery, DeliveryStatus  # noqa: E402
-from webhooks.store import get_store  # noqa: E402
+from webhooks.storage import keys  # noqa: E402
+from webhooks.storage.deliveries import get_store  # noqa: E402
 
 WORKER_ENV = {
     "WEBHOOKS_REDIS_URL": REDIS_URL,
@@ -160,6 +160,20 @@ def other_event_type() -> Iterator[str]:
     del EVENT_TYPES["order.shipped"]
 
 
+def stored(raw_event: dict[str, object], targets: list[tuple[str, str | None]],
+           queue: str | None = None) -> list[Delivery]:
+    """Deliveries written to the store without their messages: for tests that publish
+    (or withhold) the messages themselves."""
+    from webhooks.events import parse_event
+    from webhooks.producer import encode_checked, new_delivery
+
+    parsed = parse_event(raw_event)
+    deliveries = [new_delivery(parsed, url, endpoint_id, queue=queue)
+                  for url, endpoint_id in targets]
+    get_store().create_many(deliveries, encode_checked(parsed))
+    return deliveries
+
+
 def event(**overrides: object) -> dict[str, object]:
     """A valid screenshot_set.approved event; keyword arguments replace top-level keys."""
     base: dict[str, object] = {
@@ -189,4 +203,4 @@ def event(**overrides: object) -> dict[str, object]:
     return {**base, **overrides}
 
 
-__all__ = ["QUEUE", "REDIS_URL", "DeliveryStatus", "event"]
+__all__ = ["QUEUE", "REDIS_URL", "DeliveryStatus", "event", "stored"]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.conftest import event
+from webhooks.dev.worker import tree_rss_kb
 from webhooks.models import DeliveryStatus
-from webhooks.tasks import deliver
+from webhooks.worker.task import deliver
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -29,29 +28,17 @@ def test_a_slow_receiver_cannot_stretch_an_attempt(receiver, wait_for, path):
     assert delivery.status is DeliveryStatus.DELIVERED  # the retry got a quick answer
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """Resident memory of a process and its children (the prefork pool), in KB."""
-    total = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            total += int(line.split()[1])
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            total += _tree_rss_kb(int(child))
-    return total
-
-
 def test_a_50_mb_answer_is_not_read_into_memory(receiver, wait_for, worker):
     # Warm every pool process first, so the baseline includes what a first
     # delivery loads anyway.
     for _ in range(8):
         wait_for(deliver.delay(receiver.url("/ok"), event()).id)
-    baseline = _tree_rss_kb(worker.pid)
+    baseline = tree_rss_kb(worker.pid)
 
     results = [deliver.delay(receiver.url("/huge50"), event()) for _ in range(8)]
     deliveries = [wait_for(result.id, timeout=60) for result in results]
 
-    growth_mb = (_tree_rss_kb(worker.pid) - baseline) / 1024
+    growth_mb = (tree_rss_kb(worker.pid) - baseline) / 1024
     assert growth_mb < 20, f"worker RSS grew by {growth_mb:.1f} MB"
     for delivery in deliveries:
         assert delivery.status is DeliveryStatus.DELIVERED
@@ -61,7 +48,7 @@ def test_a_50_mb_answer_is_not_read_into_memory(receiver, wait_for, worker):
 def test_a_deadline_earlier_than_every_armed_one_still_fires_on_time():
     import time
 
-    from webhooks.transport import Alarm, _watchdog
+    from webhooks.sending.transport import Alarm, _watchdog
 
     # The watchdog thread is woken only for a new earliest deadline: this is that case.
     later = Alarm(time.monotonic() + 30)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REDIS_URL, event
 from webhooks.events import event_schema
-from webhooks.store import get_store
+from webhooks.storage.deliveries import get_store
 
 KEYS = ["id", "url", "event_id", "event_type", "status", "created_at", "updated_at",
         "next_attempt_at", "attempts"]
@@ -102,7 +102,7 @@ def test_schema_prints_the_committed_schema():
 
 @pytest.mark.usefixtures("worker")
 def test_endpoint_commands_end_to_end(tmp_path, receiver, wait_for):
-    from webhooks.endpoints import get_endpoints
+    from webhooks.storage.endpoints import get_endpoints
 
     for endpoint in get_endpoints().all():
         get_endpoints().delete(endpoint.id)

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from tests.conftest import WORKER_ENV, event
-from webhooks.devworker import kill_worker, start_worker, stop_worker
+from webhooks.dev.worker import kill_worker, start_worker, stop_worker
 from webhooks.models import FINAL_STATUSES, DeliveryStatus
-from webhooks.store import get_store
-from webhooks.tasks import deliver
+from webhooks.storage.deliveries import get_store
+from webhooks.worker.task import deliver
 
 
 def _env(**values: str) -> dict[str, str]:

@@ -11,13 +11,13 @@ from datetime import timedelta
 import pytest
 import standardwebhooks
 
-from tests.conftest import event
+from tests.conftest import event, stored
 from webhooks import WebhookVerificationFailed, publish, recover, redeliver, verify
 from webhooks.clock import now
-from webhooks.endpoints import get_endpoints
 from webhooks.errors import EndpointDisabled
 from webhooks.models import DeliveryStatus
-from webhooks.store import get_store
+from webhooks.storage.deliveries import get_store
+from webhooks.storage.endpoints import get_endpoints
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -272,14 +272,13 @@ def test_no_secret_in_messages_logs_or_listings(receiver, wait_for, redis_client
 
 def test_a_deleted_endpoint_stops_its_delivery_and_frees_the_claim(receiver, wait_for,
                                                                   redis_client):
-    from webhooks.deliveries import create_deliveries
-    from webhooks.events import parse_event
-    from webhooks.tasks import deliver
+    from webhooks.models import Run
+    from webhooks.producer import enqueue
 
     endpoint, _ = get_endpoints().add(receiver.url(unique("/ok")))
-    (delivery,) = create_deliveries(parse_event(event()), [(endpoint.url, endpoint.id)])
+    (delivery,) = stored(event(), [(endpoint.url, endpoint.id)])
     get_endpoints().delete(endpoint.id)
-    deliver.enqueue(delivery.id, 0)  # its message arrives after the endpoint is gone
+    enqueue([Run(delivery.id)])  # its message arrives after the endpoint is gone
 
     stopped = wait_for(delivery.id)
     assert stopped.status is DeliveryStatus.RETRIES_EXHAUSTED and stopped.attempts == []

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import QUEUE, WORKER_ENV, event
-from tests.receiver import Receiver
-from webhooks.devworker import start_worker, stop_worker
+from webhooks.dev.receiver import Receiver
+from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.errors import InvalidEvent, InvalidURL
 from webhooks.guard import blocked_reason
 from webhooks.models import DeliveryStatus
-from webhooks.store import get_store
-from webhooks.tasks import deliver
+from webhooks.storage.deliveries import get_store
+from webhooks.worker.task import deliver
 
 # One address from every range the guard forbids. Checked here without any
 # traffic: an end-to-end test aimed at 10.x or 169.254.x would send packets off

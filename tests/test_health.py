@@ -8,12 +8,12 @@ from email.utils import format_datetime
 
 import pytest
 
-from webhooks.attempt import parse_retry_after
 from webhooks.clock import now
-from webhooks.endpoints import get_endpoints
-from webhooks.health import judge
 from webhooks.models import Attempt, AttemptError
 from webhooks.retry import BackoffPolicy, Retry
+from webhooks.sending.attempt import parse_retry_after
+from webhooks.storage.endpoints import get_endpoints
+from webhooks.worker.health import judge
 
 
 def _attempt(code: int) -> Attempt:
@@ -66,5 +66,5 @@ def test_retry_after_forms():
 def test_retry_after_lengthens_never_shortens_and_is_capped():
     policy = BackoffPolicy(base=10.0, jitter=0.0, retry_after_max=100.0)
     assert policy.after_failure(0, retry_after=30) == Retry(30.0)
-    assert policy.after_failure(2, retry_after=5) == Retry(40.0)
-    assert policy.after_failure(0, retry_after=10_000) == Retry(100.0)
+    assert policy.after_failure(2, retry_after=5) == Retry(40.0, parked=True)
+    assert policy.after_failure(0, retry_after=10_000) == Retry(100.0, parked=True)

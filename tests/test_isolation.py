@@ -6,13 +6,14 @@ import time
 
 import pytest
 
-from tests.conftest import WORKER_ENV, event
-from tests.receiver import Receiver
-from webhooks import keys
-from webhooks.devworker import start_worker, stop_worker
-from webhooks.models import DeliveryStatus
-from webhooks.store import get_store
-from webhooks.tasks import deliver
+from tests.conftest import WORKER_ENV, event, stored
+from webhooks.dev.receiver import Receiver
+from webhooks.dev.worker import start_worker, stop_worker
+from webhooks.models import DeliveryStatus, Run
+from webhooks.producer import enqueue
+from webhooks.storage import keys
+from webhooks.storage.deliveries import get_store
+from webhooks.worker.task import deliver
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +67,13 @@ def test_breaker_opens_parks_and_closes_on_a_good_probe(own_receiver, wait_for, 
 @pytest.mark.usefixtures("isolation_worker")
 def test_records_without_a_stored_destination_are_limited_too(own_receiver, wait_for,
                                                               redis_client):
-    from webhooks.deliveries import create_deliveries
-    from webhooks.events import parse_event
-
     # As written by a version that did not store the destination with the record:
     # the claim cannot enter it, so the runner enters on its own.
-    deliveries = create_deliveries(parse_event(event()),
-                                   [(own_receiver.url("/sleep/0.5"), None)] * 6,
-                                   queue="isolation")
+    deliveries = stored(event(), [(own_receiver.url("/sleep/0.5"), None)] * 6,
+                        queue="isolation")
     for delivery in deliveries:
         redis_client.hdel(keys.delivery(delivery.id), "destination")
-        deliver.enqueue(delivery.id, 0, queue="isolation")
+    enqueue([Run(delivery.id) for delivery in deliveries], queue="isolation")
     done = [wait_for(delivery.id, timeout=30) for delivery in deliveries]
     assert all(d.status is DeliveryStatus.DELIVERED for d in done)
     assert own_receiver.max_inflight == 2

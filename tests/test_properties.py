@@ -15,8 +15,8 @@ from tests.conftest import QUEUE, event
 from webhooks.cli import main
 from webhooks.errors import InvalidEvent, InvalidInput, InvalidURL
 from webhooks.events import parse_event
-from webhooks.tasks import deliver
-from webhooks.urls import check_url
+from webhooks.guard import check_url
+from webhooks.worker.task import deliver
 
 fixture_ok = settings(deadline=None, max_examples=120,
                       suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -144,7 +144,7 @@ def test_cli_send_accepts_or_refuses_in_one_line(url, event_text, counts, tmp_pa
        description=st.text(max_size=50))
 @fixture_ok
 def test_endpoint_registration_accepts_or_refuses(url, events, description, redis_client):
-    from webhooks.endpoints import get_endpoints
+    from webhooks.storage.endpoints import get_endpoints
 
     before = redis_client.zcard("webhooks:endpoints")
     try:

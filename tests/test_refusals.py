@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import uuid
+
 import pytest
 
-from tests.conftest import QUEUE, event
+from tests.conftest import QUEUE, REDIS_URL, event
 from webhooks import InvalidEvent, InvalidInput, InvalidURL
-from webhooks.tasks import deliver
+from webhooks.worker.task import deliver
 
 
 def _screenshot(**overrides):
@@ -84,12 +90,39 @@ def test_a_valid_event_does_write_one_message_and_one_record(counts, redis_clien
     assert redis_client.exists(f"webhooks:delivery:{result.id}")
 
 
-def test_a_message_that_cannot_be_published_leaves_no_record(counts):
+@pytest.fixture
+def no_lpush_url(redis_client):
+    """A Redis user that may do anything but LPUSH, the command that publishes a message."""
+    user, password = f"no-lpush-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    redis_client.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"],
+                             channels=["*"], commands=["+@all", "-lpush"])
+    yield REDIS_URL.replace("redis://", f"redis://{user}:{password}@")
+    redis_client.acl_deluser(user)
+
+
+def test_a_message_that_cannot_be_published_leaves_no_record(counts, no_lpush_url, tmp_path):
+    # Redis refuses the message after the record was written: the record is undone.
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event()))
     before = counts()
-    with pytest.raises(TypeError):
-        # An unserialisable header makes kombu fail after the record was written.
+    result = subprocess.run(
+        [sys.executable, "-m", "webhooks", "send", "https://example.com/hook", str(event_file)],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "WEBHOOKS_REDIS_URL": no_lpush_url})
+    assert result.returncode == 1 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: could not publish 1 messages") and "undone" in line, line
+    assert counts() == before
+
+
+def test_wrong_options_are_refused(counts):
+    before = counts()
+    with pytest.raises(InvalidInput) as caught:
         deliver.apply_async(("https://example.com/hook", event()), queue=QUEUE,
-                            headers={"unserialisable": object()})
+                            headers={"x": "y"})
+    assert caught.value.field == "headers"
+    with pytest.raises(InvalidInput, match="its own task id"):
+        deliver.apply_async(("https://example.com/hook", event()), task_id="mine")
     assert counts() == before
 
 

@@ -34,7 +34,7 @@ def test_waits_double_and_the_15th_failure_exhausts():
     policy = BackoffPolicy(base=2.0, jitter=0.0)
     assert [policy.after_failure(n) for n in range(4)] == [
         Retry(2.0), Retry(4.0), Retry(8.0), Retry(16.0)]
-    assert policy.after_failure(13) == Retry(2.0 * 2**13)
+    assert policy.after_failure(13) == Retry(2.0 * 2**13, parked=True)
     assert policy.after_failure(14) == RetriesExhausted(attempts=15)
 
 
@@ -53,14 +53,14 @@ def test_no_cap_shortens_the_longest_wait():
 
 
 def test_visibility_timeout_outlasts_what_a_worker_holds():
-    import celeryconfig
+    from webhooks.broker import config as celeryconfig
 
     settings = Settings()
     held = (settings.park_threshold_seconds
             + (celeryconfig.PREFETCH + 1) * settings.timeout_seconds)
     timeout = celeryconfig.broker_transport_options["visibility_timeout"]
     assert held < timeout <= 180  # short, because long waits are parked in Redis
-    assert BackoffPolicy.from_settings(settings).parks(held)
+    assert BackoffPolicy.from_settings(settings).wait(held).parked
     assert celeryconfig.task_acks_late and celeryconfig.task_reject_on_worker_lost
     assert celeryconfig.accept_content == ["json"]
 

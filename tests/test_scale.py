@@ -8,12 +8,12 @@ from datetime import timedelta
 import pytest
 import redis
 
-from tests.conftest import REDIS_URL, WORKER_ENV
-from tests.scale import seed_waiting
-from tests.test_bounded import _tree_rss_kb
-from webhooks.devworker import start_worker, stop_worker
-from webhooks.schedule import Schedule
-from webhooks.store import DeliveryStore
+from tests.conftest import REDIS_URL, WORKER_ENV, event
+from webhooks.dev.seed import seed_waiting
+from webhooks.dev.worker import start_worker, stop_worker, tree_rss_kb
+from webhooks.events import parse_event
+from webhooks.storage.deliveries import DeliveryStore
+from webhooks.storage.schedule import Schedule
 
 SCALE_URL = REDIS_URL.rsplit("/", 1)[0] + "/12"  # a database of its own, flushed after
 
@@ -34,13 +34,15 @@ def test_100k_waiting_retries_keep_worker_memory_flat_and_promotion_on_time(
     worker = start_worker(tmp_path / "scale.log", env, "--concurrency=2")
     try:
         time.sleep(2)
-        idle_kb = _tree_rss_kb(worker.pid)
+        idle_kb = tree_rss_kb(worker.pid)
         store = DeliveryStore(scale_redis, retention=timedelta(days=1))
-        seed_waiting(store, receiver.url("/ok"), 100_000, due=time.time() + 3600)
-        assert Schedule(scale_redis).waiting() == 100_000
+        schedule, parsed = Schedule(scale_redis), parse_event(event())
+        seed_waiting(store, schedule, parsed, receiver.url("/ok"), 100_000,
+                     due=time.time() + 3600)
+        assert schedule.waiting() == 100_000
 
         due = time.time() + 2
-        soon = seed_waiting(store, receiver.url("/ok"), 20, due=due)
+        soon = seed_waiting(store, schedule, parsed, receiver.url("/ok"), 20, due=due)
         deadline = time.monotonic() + 20
         while len({r.headers["webhook-id"] for r in receiver.received("/ok")} & set(soon)) < 20:
             assert time.monotonic() < deadline, "due retries were not sent"
@@ -50,9 +52,9 @@ def test_100k_waiting_retries_keep_worker_memory_flat_and_promotion_on_time(
         assert max(arrivals) - due <= 1.0, max(arrivals) - due  # within 1 s of due
 
         time.sleep(3)  # several promoter passes over the 100,000
-        growth_mb = (_tree_rss_kb(worker.pid) - idle_kb) / 1024
+        growth_mb = (tree_rss_kb(worker.pid) - idle_kb) / 1024
         assert growth_mb < 50, f"RSS grew {growth_mb:.1f} MB"
-        assert Schedule(scale_redis).waiting() == 100_000
+        assert schedule.waiting() == 100_000
         print(f"\n100,000 parked: worker RSS {idle_kb / 1024:.1f} MB idle, {growth_mb:+.1f} MB; "
               f"20 due retries sent {max(arrivals) - due:.2f} s after due at the latest")
     finally:

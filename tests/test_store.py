@@ -8,9 +8,8 @@ import pytest
 
 from webhooks.clock import now
 from webhooks.errors import DeliveryNotFound
-from webhooks.models import Attempt, AttemptError, Delivery, DeliveryStatus
-from webhooks.schedule import Run
-from webhooks.store import DeliveryStore
+from webhooks.models import Attempt, AttemptError, Delivery, DeliveryStatus, Run
+from webhooks.storage.deliveries import DeliveryStore
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import subprocess
 import pytest
 
 from tests.conftest import WORKER_ENV, event
-from tests.receiver import Receiver
-from webhooks.devworker import start_worker, stop_worker
+from webhooks.dev.receiver import Receiver
+from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.models import DeliveryStatus
-from webhooks.tasks import deliver
+from webhooks.worker.task import deliver
 
 
 @pytest.fixture(scope="module")

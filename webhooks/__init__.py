@@ -4,15 +4,23 @@ The public surface: register endpoints with :func:`get_endpoints`, send with
 :func:`publish` (fan-out to endpoints) or ``deliver.delay(url, event)`` (one URL),
 replay with :func:`redeliver` and :func:`recover`, read back with
 :func:`get_store`; receivers check requests with :func:`verify`.
+
+Importing the package is light: what needs Celery, kombu or Redis (the task,
+the producer API, the stores) is imported on first use, so a receiver that only
+calls :func:`verify` never loads them.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .celery_app import app
-from .endpoints import Endpoint, EndpointStore, get_endpoints
 from .errors import (
     DeliveryNotFound,
     EndpointDisabled,
     EndpointNotFound,
+    EnqueueFailed,
     InvalidEvent,
     InvalidInput,
     InvalidURL,
@@ -32,14 +40,44 @@ from .events import (
     event_type,
     parse_event,
 )
-from .models import Attempt, AttemptError, Delivery, DeliveryStatus
-from .publish import deliver_many, publish
-from .replay import recover, redeliver
+from .models import Attempt, AttemptError, Delivery, DeliveryStatus, Endpoint
 from .retry import BackoffPolicy
 from .settings import Settings, get_settings
 from .signing import verify
-from .store import DeliveryStore, get_store
-from .tasks import deliver
+
+if TYPE_CHECKING:
+    from .broker.app import app
+    from .producer import deliver_many, publish, recover, redeliver
+    from .storage.deliveries import DeliveryStore, get_store
+    from .storage.endpoints import EndpointStore, get_endpoints
+    from .worker.task import deliver
+
+# Each name below is imported from its module on first use.
+_LAZY = {
+    "app": "webhooks.broker.app",
+    "deliver": "webhooks.worker.task",
+    "deliver_many": "webhooks.producer",
+    "publish": "webhooks.producer",
+    "recover": "webhooks.producer",
+    "redeliver": "webhooks.producer",
+    "DeliveryStore": "webhooks.storage.deliveries",
+    "get_store": "webhooks.storage.deliveries",
+    "EndpointStore": "webhooks.storage.endpoints",
+    "get_endpoints": "webhooks.storage.endpoints",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'webhooks' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "EVENT_TYPES",
@@ -56,6 +94,7 @@ __all__ = [
     "EndpointDisabled",
     "EndpointNotFound",
     "EndpointStore",
+    "EnqueueFailed",
     "Event",
     "InvalidEvent",
     "InvalidInput",

@@ -8,6 +8,7 @@
     │   ├── DeliveryNotFound    no delivery with that id (never created, or expired)
     │   └── EndpointNotFound    no endpoint with that id
     ├── EndpointDisabled        the endpoint is disabled, so nothing is sent to it
+    ├── EnqueueFailed           messages could not be published; what they were for is undone
     ├── BlockedDestination      an attempt's destination resolved to a forbidden address
     └── WebhookVerificationFailed
                                 a received webhook's signature or timestamp did not verify
@@ -22,6 +23,7 @@ __all__ = [
     "DeliveryNotFound",
     "EndpointDisabled",
     "EndpointNotFound",
+    "EnqueueFailed",
     "InvalidEvent",
     "InvalidInput",
     "InvalidURL",
@@ -86,17 +88,25 @@ class DeliveryNotFound(NotFound):
 
 
 class EndpointNotFound(NotFound):
+    """No endpoint has this id."""
+
     def __init__(self, endpoint_id: str) -> None:
         self.endpoint_id = endpoint_id
         super().__init__(f"no endpoint with id {endpoint_id!r}")
 
 
 class EndpointDisabled(WebhooksError):
+    """The endpoint is disabled, so a replay to it is refused until it is enabled."""
+
     def __init__(self, endpoint_id: str, reason: str | None) -> None:
         self.endpoint_id = endpoint_id
         self.reason = reason
         super().__init__(f"endpoint {endpoint_id} is disabled ({reason or 'no reason given'}); "
                          f"enable it first")
+
+
+class EnqueueFailed(WebhooksError):
+    """The broker did not take the messages; what was written for them was undone."""
 
 
 class BlockedDestination(WebhooksError):

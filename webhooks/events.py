@@ -61,6 +61,8 @@ HttpURL = Annotated[str, Field(max_length=2048), AfterValidator(_http_url)]
 
 
 class _Strict(BaseModel):
+    """A frozen model that refuses unknown keys."""
+
     # Unknown keys are refused so that a typo in a producer shows up at once
     # instead of silently dropping a field the receiver was promised.
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -139,6 +141,8 @@ class ScreenshotSet(_Strict):
 
 
 class ScreenshotSetApprovedData(_Strict):
+    """The ``data`` of ``screenshot_set.approved``."""
+
     screenshot_set: ScreenshotSet
 
 

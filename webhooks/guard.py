@@ -1,9 +1,14 @@
-"""Which destinations a delivery may reach.
+"""The SSRF guard: which destinations a delivery may reach.
 
 A webhook sender fetches URLs that customers choose, so without this guard it
-is a tool for reaching internal services. Every address a destination resolves
-to is checked on every attempt, and the connection goes to the address that was
-checked (see :mod:`webhooks.transport`), so DNS rebinding cannot slip through.
+is a tool for reaching internal services. It works in two places:
+
+- **At the door** (:func:`check_url`): ``deliver.delay``, ``publish`` and
+  ``endpoints add`` refuse what the URL itself shows to be unsendable or internal.
+- **On every attempt** (:func:`resolve`): every address the host resolves to is
+  checked, and :mod:`webhooks.sending.transport` connects to the address that was
+  checked, so DNS rebinding cannot slip through.
+
 ``WEBHOOKS_ALLOWED_NETWORKS`` lets self-hosters reach chosen networks on purpose.
 """
 
@@ -12,10 +17,16 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
-from .errors import BlockedDestination
+from .errors import BlockedDestination, InvalidURL
+from .settings import get_settings
 
-__all__ = ["IPAddress", "IPNetwork", "blocked_reason", "check_address", "literal_ip", "resolve"]
+__all__ = ["MAX_URL_LENGTH", "IPAddress", "IPNetwork", "blocked_reason", "check_address",
+           "check_url", "literal_ip", "resolve"]
+
+MAX_URL_LENGTH = 2048
+_LOOPBACK_NAMES = ("localhost", "localhost.")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -125,3 +136,44 @@ def resolve(host: str, port: int, allowed: Sequence[IPNetwork]) -> IPAddress:
     for ip in addresses:
         check_address(ip, allowed, host)
     return addresses[0]
+
+
+def check_url(url: object) -> str:
+    """Return ``url`` unchanged if it is an absolute http(s) URL we may POST to.
+
+    This catches what can be seen in the URL itself; :func:`resolve` checks what
+    the host resolves to, on every attempt.
+    """
+    if not isinstance(url, str):
+        raise InvalidURL(f"must be a string, not {type(url).__name__}")
+    if not url:
+        raise InvalidURL("must not be empty")
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidURL(f"is {len(url)} characters long; the limit is {MAX_URL_LENGTH}")
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+        raise InvalidURL("must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise InvalidURL(f"cannot be parsed: {exc}") from None
+    settings = get_settings()
+    allowed_schemes = ("https",) if settings.https_only else ("http", "https")
+    if parts.scheme not in allowed_schemes:
+        raise InvalidURL(f"scheme must be {' or '.join(allowed_schemes)}, "
+                         f"not {parts.scheme or 'missing'!r}")
+    if "@" in parts.netloc:
+        # Credentials in a URL end up in logs, Flower and error messages.
+        raise InvalidURL("must not contain a user name or password")
+    host = parts.hostname
+    if not host:
+        raise InvalidURL("has no host")
+    ip = literal_ip(host)
+    if ip is None and (host in _LOOPBACK_NAMES or host.endswith(".localhost")):
+        ip = literal_ip("127.0.0.1")  # RFC 6761: these names are always loopback
+    if ip is not None:
+        try:
+            check_address(ip, settings.allowed_networks, host)
+        except BlockedDestination as exc:
+            raise InvalidURL(f"host {exc}") from None
+    return url

@@ -1,20 +1,40 @@
-"""What a delivery and its attempts look like, in the store and in ``--json`` output."""
+"""The product's nouns: a Delivery and its Attempts, an Endpoint, and a Run of the task.
+
+These are what the store keeps and what ``--json`` prints; nothing here does I/O.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .clock import UTCDatetime
+from .signing import mask
 
-__all__ = ["FINAL_STATUSES", "Attempt", "AttemptError", "Delivery", "DeliveryStatus"]
+__all__ = [
+    "FINAL_STATUSES",
+    "RESPONSE_BODY_LIMIT",
+    "Attempt",
+    "AttemptError",
+    "Delivery",
+    "DeliveryStatus",
+    "Endpoint",
+    "EndpointSecret",
+    "ErrorKind",
+    "Run",
+]
 
 #: How much of a receiver's answer is kept with each attempt.
 RESPONSE_BODY_LIMIT = 4096
 
 
 class DeliveryStatus(StrEnum):
+    """Where a delivery stands; the last two are final."""
+
     PENDING = "pending"  # created, first attempt not yet finished
     RETRYING = "retrying"  # at least one attempt failed; another is scheduled
     DELIVERED = "delivered"  # a 2XX answer was received
@@ -24,20 +44,32 @@ class DeliveryStatus(StrEnum):
 FINAL_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.RETRIES_EXHAUSTED})
 
 
-class AttemptError(BaseModel):
-    """Why an attempt failed: a short ``kind`` to group on, and a message for people.
+class ErrorKind(StrEnum):
+    """Why an attempt failed, in a word to group and alert on."""
 
-    Kinds: ``http_status``, ``connect_refused``, ``dns``, ``tls``, ``timeout``,
-    ``connection_reset``, ``connection_error``, ``request_error``.
-    """
+    HTTP_STATUS = "http_status"  # an answer that is not 2XX (3XX included: never followed)
+    CONNECT_REFUSED = "connect_refused"
+    DNS = "dns"
+    TLS = "tls"
+    TIMEOUT = "timeout"  # connect, read, or the whole attempt's deadline
+    CONNECTION_RESET = "connection_reset"
+    CONNECTION_ERROR = "connection_error"
+    REQUEST_ERROR = "request_error"
+    BLOCKED_DESTINATION = "blocked_destination"  # the guard refused the address
+
+
+class AttemptError(BaseModel):
+    """Why an attempt failed: a short ``kind`` to group on, and a message for people."""
 
     model_config = ConfigDict(frozen=True)
 
-    kind: str
+    kind: ErrorKind
     message: str
 
 
 class Attempt(BaseModel):
+    """One POST of a delivery's body, as it went."""
+
     model_config = ConfigDict(frozen=True)
 
     number: int
@@ -74,3 +106,71 @@ class Delivery(BaseModel):
     def attempt_number(self, retries: int) -> int:
         """The number of the attempt that Celery retry ``retries`` of this cycle makes."""
         return self.cycle_offset + retries + 1
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of the delivery task: the attempt after ``retries`` retries of a cycle.
+
+    It is what a task message carries (the delivery id and the cycle as arguments,
+    ``retries`` in Celery's header) and, as ``member``, what the schedule holds.
+    """
+
+    delivery_id: str
+    cycle: int = 0
+    retries: int = 0
+
+    @property
+    def member(self) -> str:
+        return f"{self.delivery_id}:{self.cycle}:{self.retries}"
+
+    @classmethod
+    def parse(cls, member: str | bytes) -> Run:
+        text = member.decode() if isinstance(member, bytes) else member
+        delivery_id, cycle, retries = text.rsplit(":", 2)
+        return cls(delivery_id, int(cycle), int(retries))
+
+    def next(self) -> Run:
+        return Run(self.delivery_id, self.cycle, self.retries + 1)
+
+
+class EndpointSecret(BaseModel):
+    """A signing secret; one that a newer secret replaced signs until ``expires_at``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: str
+    created_at: UTCDatetime
+    expires_at: UTCDatetime | None = None
+
+    def active(self, at: datetime) -> bool:
+        return self.expires_at is None or self.expires_at > at
+
+
+class Endpoint(BaseModel):
+    """Where a customer wants events, which types, and the secrets that sign them."""
+
+    id: str
+    url: str
+    description: str = ""
+    event_types: list[str] | None = None  # None: every event type
+    enabled: bool = True
+    disabled_reason: str | None = None
+    disabled_at: UTCDatetime | None = None
+    created_at: UTCDatetime
+    secrets: list[EndpointSecret]
+
+    def accepts(self, event_type: str) -> bool:
+        return self.enabled and (self.event_types is None or event_type in self.event_types)
+
+    def signing_secrets(self, at: datetime) -> list[str]:
+        return [secret.value for secret in self.secrets if secret.active(at)]
+
+    def public(self) -> dict[str, Any]:
+        """The endpoint as shown to people and scripts: secrets masked."""
+        shown = self.model_dump(mode="json", exclude={"secrets"})
+        shown["secrets"] = [
+            {"secret": mask(s.value), **s.model_dump(mode="json", exclude={"value"})}
+            for s in self.secrets
+        ]
+        return shown

@@ -1,8 +1,9 @@
-"""The retry policy: when a failed attempt is tried again, and when we give up.
+"""The retry policy: when a failed attempt is tried again, where it waits, and when we give up.
 
-Two named outcomes, so the task never computes a schedule itself:
-:class:`Retry` (wait ``countdown`` seconds, then attempt again) and
-:class:`RetriesExhausted` (stop; the delivery is marked ``retries_exhausted``).
+Two named outcomes, so nothing else computes a schedule:
+:class:`Retry` (wait ``countdown`` seconds, parked in Redis or as a broker ETA
+message, then attempt again) and :class:`RetriesExhausted` (stop; the delivery
+is marked ``retries_exhausted``).
 """
 
 from __future__ import annotations
@@ -20,16 +21,24 @@ MAX_RETRIES = 14
 
 @dataclass(frozen=True)
 class Retry:
+    """Attempt again in ``countdown`` seconds. ``parked``: the wait is long, so the
+    run waits in Redis's schedule, not in a worker's memory as an ETA message."""
+
     countdown: float
+    parked: bool = False
 
 
 @dataclass(frozen=True)
 class RetriesExhausted:
+    """No attempt follows: the delivery is ``retries_exhausted`` after ``attempts``."""
+
     attempts: int
 
 
 @dataclass(frozen=True)
 class ScheduleRow:
+    """One row of the nominal retry schedule, as the README shows it."""
+
     attempt: int  # the attempt this wait leads to (2 is the first retry)
     wait: float  # seconds after the previous attempt
     elapsed: float  # seconds after the first attempt
@@ -51,14 +60,15 @@ class BackoffPolicy:
                    retry_after_max=settings.retry_after_max_seconds,
                    park_threshold=settings.park_threshold_seconds)
 
-    def parks(self, countdown: float) -> bool:
-        """Whether a retry this far off waits in Redis rather than in a worker's memory.
+    def wait(self, countdown: float) -> Retry:
+        """A run ``countdown`` seconds from now, and where it waits: the one place
+        that decides between parking and a broker ETA message.
 
         A broker ETA message is held unacknowledged by a worker until due: memory
         per waiting retry, and a redelivery to another worker whenever the wait
         outlasts the visibility timeout. Short waits stay ETAs; long ones park.
         """
-        return countdown > self.park_threshold
+        return Retry(countdown, parked=countdown > self.park_threshold)
 
     def nominal_wait(self, retries: int) -> float:
         return self.base * float(2**retries)
@@ -79,7 +89,7 @@ class BackoffPolicy:
             wait *= random.uniform(1 - self.jitter, 1 + self.jitter)
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.retry_after_max))
-        return Retry(countdown=wait)
+        return self.wait(wait)
 
     def schedule(self) -> list[ScheduleRow]:
         """The nominal schedule (no jitter), one row per retry."""

@@ -1,0 +1,106 @@
+"""Delivery task messages: what the one-command bulk publish writes is what Celery writes."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from webhooks import app
+from webhooks.broker import internals, messages
+from webhooks.broker.app import DELIVER
+from webhooks.models import Run
+
+# A queue no test worker consumes, so the messages stay where the test can read them.
+QUEUE = "bulk-check"
+
+
+@pytest.fixture
+def queue(redis_client):
+    redis_client.delete(QUEUE)
+    yield QUEUE
+    redis_client.delete(QUEUE)
+
+
+def _popped(redis_client) -> list[dict[str, Any]]:
+    """The queue's messages in the order a worker takes them (kombu pops the tail)."""
+    found = []
+    while (raw := redis_client.rpop(QUEUE)) is not None:
+        message = json.loads(raw)
+        message["body"] = json.loads(base64.b64decode(message["body"]))
+        found.append(message)
+    return found
+
+
+def _without_ids(message: dict[str, Any], delivery_id: str) -> dict[str, Any]:
+    text = json.dumps(message, sort_keys=True).replace(delivery_id, "<id>")
+    result: dict[str, Any] = json.loads(text)
+    result["properties"].pop("delivery_tag")  # a fresh uuid per message, either way
+    return result
+
+
+def test_bulk_message_is_the_message_celery_writes(redis_client, queue):
+    # Celery's own send_task through kombu's own publish, beside ours.
+    app.send_task(DELIVER, args=("bulk-one",), kwargs={"cycle": 3}, task_id="bulk-one",
+                  retries=2, queue=queue, ignore_result=True, add_to_parent=False)
+    messages.publish(app, [Run("bulk-two", 3, 2)], queue=queue)
+    one, two = _popped(redis_client)
+    assert two["headers"]["id"] == "bulk-two" and two["body"][0] == ["bulk-two"]
+    assert _without_ids(two, "bulk-two") == _without_ids(one, "bulk-one")
+
+
+def test_bulk_keeps_the_order_and_each_run(redis_client, queue):
+    # The third id needs escaping in JSON; the fourth holds digits that once served
+    # as a stand-in in a template message.
+    names = {2: 'bulk "2"', 3: "bulk-918273645501"}
+    runs = [Run(names.get(n, f"bulk-{n}"), n % 2, n % 3) for n in range(5)]
+    messages.publish(app, runs, queue=queue)
+    popped = _popped(redis_client)
+    assert [(m["headers"]["id"], m["body"][1]["cycle"], m["headers"]["retries"])
+            for m in popped] == [(run.delivery_id, run.cycle, run.retries) for run in runs]
+    assert len({m["properties"]["delivery_tag"] for m in popped}) == 5
+
+
+def test_the_broker_channel_builds_one_client_per_pool():
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        first = channel._create_client()
+        assert channel._create_client() is first
+        channel._pool = None  # as after a reconnect
+        assert channel._create_client() is not first
+
+
+def test_a_broker_that_is_not_redis_gets_each_message_by_send_task():
+    # The path for other brokers: RabbitMQ, with Celery's own configuration.
+    from celery import Celery
+
+    rabbit = Celery("webhooks-rabbit", broker="amqp://guest:guest@127.0.0.1:5672//")
+    rabbit.config_from_object("webhooks.broker.config")
+    rabbit.conf.broker_url = "amqp://guest:guest@127.0.0.1:5672//"
+    rabbit.conf.broker_transport = None
+    runs = [Run("bulk-each-1", 0, 0), Run("bulk-each-2", 1, 2)]
+    with rabbit.connection_for_write() as connection:
+        channel = connection.default_channel
+        channel.queue_delete(QUEUE)
+        try:
+            messages.publish(rabbit, runs, queue=QUEUE)
+            got = []
+            while (message := channel.basic_get(QUEUE, no_ack=True)) is not None:
+                got.append((message.headers["id"], json.loads(message.body)[1]["cycle"],
+                            message.headers["retries"]))
+        finally:
+            channel.queue_delete(QUEUE)
+    assert got == [(run.delivery_id, run.cycle, run.retries) for run in runs]
+
+
+def test_every_relied_on_internal_is_there():
+    assert internals.missing() == []
+
+
+def test_a_missing_internal_is_named(monkeypatch):
+    from kombu.transport import redis as kombu_redis
+
+    monkeypatch.delattr(kombu_redis.Channel, "conn_or_acquire")
+    assert internals.missing() == ["kombu.transport.redis.Channel.conn_or_acquire"]

@@ -1,0 +1,3 @@
+"""The broker: the Celery app (:mod:`.app`) and its configuration (:mod:`.config`),
+delivery task messages (:mod:`.messages`), the Redis transport (:mod:`.transport`),
+and the Celery and kombu internals relied on (:mod:`.internals`)."""

@@ -1,0 +1,41 @@
+"""The Celery and kombu names this package relies on beyond their documented API.
+
+pyproject.toml pins the minor versions these were tested with. A worker checks
+at start that every one of them is still there (:func:`missing`), so that an
+upgrade that drops one fails at once with its name, not later inside a delivery.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["RELIED_ON", "missing"]
+
+#: (module, attribute path, what relies on it)
+RELIED_ON: tuple[tuple[str, str, str], ...] = (
+    ("kombu.transport.redis", "Channel._create_client",
+     "broker/transport.py overrides it to keep one client per pool"),
+    ("kombu.transport.redis", "Channel.conn_or_acquire",
+     "broker/messages.py pushes a batch through it"),
+    ("kombu.transport.redis", "Channel.pool", "broker/transport.py compares pools"),
+    ("celery.app.amqp", "AMQP.as_task_v2", "broker/messages.py builds message headers with it"),
+    ("celery.app.amqp", "AMQP.router", "broker/messages.py routes a batch with it"),
+    ("celery.app.base", "Celery.thread_oid", "broker/messages.py sets reply_to from it"),
+)
+
+
+def missing() -> list[str]:
+    """Every relied-on name that the installed Celery and kombu lack, as ``module.path``."""
+    absent = []
+    for module_name, path, _ in RELIED_ON:
+        try:
+            found: object = importlib.import_module(module_name)
+        except ImportError:
+            absent.append(f"{module_name}.{path}")
+            continue
+        for part in path.split("."):
+            if not hasattr(found, part):
+                absent.append(f"{module_name}.{path}")
+                break
+            found = getattr(found, part)
+    return absent

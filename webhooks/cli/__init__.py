@@ -1,0 +1,84 @@
+"""The ``webhooks`` command: every refusal is one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+import redis
+
+from .._version import __version__
+from ..errors import WebhooksError
+from ..settings import get_settings
+from . import deliveries
+from .demo import demo
+from .endpoints import endpoints
+
+__all__ = ["main"]
+
+_NoArgsIsHelp: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class _OneLineErrors(click.Group):
+    """Every refusal ends as one line on stderr and exit code 1 or 2, never a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except _NoArgsIsHelp as exc:
+            click.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:  # usage errors included: no usage banner
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        except WebhooksError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except redis.RedisError as exc:
+            click.echo(f"Error: Redis at {get_settings().redis_url} failed: {exc}", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineErrors)
+@click.version_option(__version__, prog_name="webhooks")
+def main() -> None:
+    """Webhook delivery on Celery and Redis."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--no-auth", is_flag=True,
+              help="Start Flower without authentication (only behind your own auth proxy).")
+@click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
+def flower(no_auth: bool, flower_args: tuple[str, ...]) -> None:
+    """Start Flower (`celery -A webhooks flower`), refusing to do so without basic auth.
+
+    Flower shows every task and can revoke work, so it needs credentials:
+    FLOWER_BASIC_AUTH=user:password (comma-separate several pairs). Other
+    arguments go to Flower (e.g. --port=5555 --address=127.0.0.1).
+    """
+    credentials = os.environ.get("FLOWER_BASIC_AUTH", "")
+    pairs = [pair.partition(":") for pair in credentials.split(",") if pair]
+    if not no_auth:
+        if not pairs:
+            raise click.UsageError("FLOWER_BASIC_AUTH is not set; Flower would be open to "
+                                   "anyone. Set it to user:password, or pass --no-auth.")
+        if any(not user or not sep or len(password) < 8 for user, sep, password in pairs):
+            raise click.UsageError("FLOWER_BASIC_AUTH must be user:password pairs, "
+                                   "each password at least 8 characters")
+    else:
+        click.echo("warning: Flower starts without authentication (--no-auth)", err=True)
+    command = [sys.executable, "-m", "celery", "-A", "webhooks", "flower", *flower_args]
+    os.execv(sys.executable, command)
+
+
+for command in (deliveries.send, deliveries.show, deliveries.list_, deliveries.publish,
+                deliveries.redeliver, deliveries.recover, deliveries.stats, deliveries.schema,
+                demo, endpoints):
+    main.add_command(command)

@@ -1,0 +1,117 @@
+"""``webhooks send|publish|show|list|redeliver|recover|stats|schema``: deliveries."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import IO
+
+import click
+from rich.table import Table
+
+from .. import producer
+from ..events import event_schema
+from ..models import DeliveryStatus
+from ..settings import get_settings
+from ..storage.deliveries import get_store
+from .options import Moment, console, read_event
+from .render import attempts_table, deliveries_table
+
+__all__ = ["list_", "publish", "recover", "redeliver", "schema", "send", "show", "stats"]
+
+
+@click.command()
+@click.argument("url")
+@click.argument("event_file", type=click.File("r"))
+def send(url: str, event_file: IO[str]) -> None:
+    """Deliver the event in EVENT_FILE (JSON, or - for stdin) to URL; print the delivery id."""
+    click.echo(producer.send(url, read_event(event_file)))
+
+
+@click.command()
+@click.argument("delivery_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the delivery as JSON.")
+def show(delivery_id: str, as_json: bool) -> None:
+    """Show one delivery and every attempt made for it."""
+    delivery = get_store().get(delivery_id)
+    if as_json:
+        click.echo(delivery.model_dump_json(indent=2))
+    else:
+        console.print(attempts_table(delivery))
+
+
+@click.command("list")
+@click.option("--status", type=click.Choice([status.value for status in DeliveryStatus]),
+              help="Only deliveries in this status.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def list_(status: str | None, limit: int, as_json: bool) -> None:
+    """List deliveries, most recently changed first."""
+    deliveries = get_store().recent(DeliveryStatus(status) if status else None, limit)
+    if as_json:
+        click.echo(json.dumps([d.model_dump(mode="json") for d in deliveries], indent=2))
+    else:
+        console.print(deliveries_table(deliveries))
+
+
+@click.command()
+@click.argument("event_file", type=click.File("r"))
+@click.option("--json", "as_json", is_flag=True, help="Print the ids as a JSON object.")
+def publish(event_file: IO[str], as_json: bool) -> None:
+    """Send the event in EVENT_FILE to every enabled endpoint that wants it; print delivery ids."""
+    event = read_event(event_file)
+    ids = producer.publish(event)
+    if as_json:
+        click.echo(json.dumps({"event_id": event["id"], "delivery_ids": ids}))
+    elif ids:
+        click.echo("\n".join(ids))
+    else:
+        click.echo("no enabled endpoint accepts this event type; nothing sent", err=True)
+
+
+@click.command()
+@click.argument("delivery_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def redeliver(delivery_id: str, as_json: bool) -> None:
+    """Start a new attempt cycle for a delivery, whatever its status (same webhook-id)."""
+    producer.redeliver(delivery_id)
+    click.echo(json.dumps({"delivery_id": delivery_id, "redelivered": True}) if as_json
+               else f"redelivering {delivery_id}")
+
+
+@click.command()
+@click.option("--endpoint", "endpoint_id", required=True, help="Endpoint id.")
+@click.option("--since", required=True, type=Moment(),
+              help="Start of the window: ISO-8601 (UTC if no offset) or a span ago: 90m, 6h, 2d.")
+@click.option("--until", type=Moment(), help="End of the window (default: now), same forms.")
+@click.option("--json", "as_json", is_flag=True, help="Print the ids as a JSON object.")
+def recover(endpoint_id: str, since: datetime, until: datetime | None, as_json: bool) -> None:
+    """Redeliver every retries_exhausted delivery of an endpoint created in the window."""
+    ids = producer.recover(endpoint_id, since, until)
+    if as_json:
+        click.echo(json.dumps({"endpoint_id": endpoint_id, "delivery_ids": ids}))
+    else:
+        click.echo(f"recovering {len(ids)} deliveries" + "".join(f"\n{i}" for i in ids))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def stats(as_json: bool) -> None:
+    """Deliveries by status, how many are overdue, and how many retries are parked."""
+    numbers = get_store().stats(overdue_after=get_settings().recovery_seconds)
+    if as_json:
+        click.echo(json.dumps(numbers))
+        return
+    table = Table(show_header=False)
+    for name, value in numbers.items():
+        style = "red" if name == "overdue" and value else ""
+        table.add_row(name, f"[{style}]{value:,}[/]" if style else f"{value:,}")
+    console.print(table)
+    click.echo(f"overdue: unfinished and more than {get_settings().recovery_seconds:g} s past "
+               "their next_attempt_at; parked: retries waiting in Redis")
+
+
+@click.command()
+def schema() -> None:
+    """Print the JSON Schema of every event type."""
+    click.echo(json.dumps(event_schema(), indent=2))

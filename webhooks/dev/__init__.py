@@ -1,0 +1,3 @@
+"""Development tools, for the demo, the tests and the benchmarks (never production):
+an embedded Redis (:mod:`.redis_server`), real worker processes (:mod:`.worker`) and
+bulk seeding of waiting deliveries (:mod:`.seed`)."""

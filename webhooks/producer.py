@@ -1,0 +1,186 @@
+"""The producer API: create deliveries and publish their task messages.
+
+Every way in ends here: ``deliver.delay(url, event)`` (:func:`send`),
+:func:`deliver_many`, :func:`publish` (fan-out to endpoints), and the replays
+:func:`redeliver` and :func:`recover`. The promoter in each worker publishes due
+parked runs through :func:`enqueue` too.
+
+One rule for what did not go out (:func:`_enqueue`): if the broker does not
+take a batch of messages, what the batch was for is undone by its caller's
+``undo`` (new records are deleted, replays are stopped, taken runs are put
+back), and :class:`~webhooks.errors.EnqueueFailed` is raised. Nothing is left
+half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from .broker import messages
+from .broker.app import app
+from .clock import now
+from .errors import EndpointDisabled, EnqueueFailed, InvalidEvent, InvalidInput
+from .events import Event, encode, parse_event
+from .guard import check_url
+from .models import Delivery, DeliveryStatus, Run
+from .retry import BackoffPolicy
+from .settings import get_settings
+from .storage.deliveries import get_store
+from .storage.endpoints import get_endpoints
+from .storage.schedule import get_schedule
+
+__all__ = ["deliver_many", "encode_checked", "enqueue", "new_delivery", "publish", "recover",
+           "redeliver", "send"]
+
+logger = logging.getLogger(__name__)
+
+#: Where one delivery goes: a URL, and the endpoint it belongs to (None for a bare URL).
+Target = tuple[str, str | None]
+
+
+def encode_checked(event: Event) -> bytes:
+    """The event's body, refused if larger than ``WEBHOOKS_MAX_PAYLOAD_BYTES``."""
+    body = encode(event)
+    limit = get_settings().max_payload_bytes
+    if len(body) > limit:
+        raise InvalidEvent([("event", f"is {len(body):,} bytes encoded; the limit is {limit:,}")])
+    return body
+
+
+def new_delivery(event: Event, url: str, endpoint_id: str | None = None,
+                 due: datetime | None = None, queue: str | None = None,
+                 created: datetime | None = None) -> Delivery:
+    """A ``pending`` delivery of ``event`` to ``url``, not yet stored."""
+    created = created or now()
+    return Delivery(id=str(uuid.uuid4()), url=url, endpoint_id=endpoint_id, event_id=event.id,
+                    event_type=event.type, status=DeliveryStatus.PENDING, created_at=created,
+                    updated_at=created, next_attempt_at=due or created, queue=queue)
+
+
+def send(url: Any, event: Any, *, due: datetime | None = None, queue: str | None = None) -> str:
+    """Deliver ``event`` to ``url`` (what ``deliver.delay(url, event)`` does); returns the
+    delivery id. ``due`` delays the first attempt; ``queue`` names the Celery queue.
+
+    A bad URL or event raises :class:`~webhooks.InvalidInput` and writes nothing.
+    """
+    checked_url, parsed = check_url(url), parse_event(event)
+    delivery = new_delivery(parsed, checked_url, due=due, queue=queue)
+    _create_and_enqueue([delivery], encode_checked(parsed), queue, due)
+    return delivery.id
+
+
+def deliver_many(items: Iterable[tuple[Any, Any]]) -> list[str]:
+    """The bulk form of ``deliver.delay(url, event)``: many (url, event) pairs at once.
+
+    Every pair is validated first; one bad pair raises :class:`~webhooks.InvalidInput`
+    naming it (``[3].url``, ``[7].data.screenshot_set.id``) and nothing is written.
+    Then all records go in one transaction and all messages in one command.
+    """
+    deliveries, bodies = [], []
+    created = now()  # one batch, one creation time
+    checked_urls: dict[Any, str] = {}  # a batch usually goes to a few URLs, checked once each
+    for index, (url, event) in enumerate(items):
+        try:
+            checked = checked_urls.get(url) if isinstance(url, str) else None
+            if checked is None:
+                checked = checked_urls[url] = check_url(url)
+            parsed = parse_event(event)
+            bodies.append(encode_checked(parsed))
+        except InvalidInput as exc:
+            raise InvalidInput(f"[{index}].{exc.field}", exc.problem) from None
+        deliveries.append(new_delivery(parsed, checked, created=created))
+    return _create_and_enqueue(deliveries, bodies)
+
+
+def publish(event: Any) -> list[str]:
+    """Validate ``event`` once, create a delivery per enabled endpoint whose filter
+    matches, enqueue them together, and return the delivery ids.
+
+    An invalid event raises :class:`~webhooks.InvalidEvent` and writes nothing.
+    """
+    parsed = parse_event(event)
+    body, created = encode_checked(parsed), now()
+    deliveries = [new_delivery(parsed, endpoint.url, endpoint.id, created=created)
+                  for endpoint in get_endpoints().all() if endpoint.accepts(parsed.type)]
+    return _create_and_enqueue(deliveries, body)
+
+
+def redeliver(delivery_id: str) -> None:
+    """Start a new attempt cycle for any delivery, whatever its status.
+
+    The ``webhook-id`` stays the same, earlier attempts are kept, and the new
+    attempts are numbered on from them. Messages of the old cycle still waiting
+    in Celery are dropped when they come due.
+    """
+    _check_endpoint(get_store().get(delivery_id).endpoint_id)
+    _restart([delivery_id])
+
+
+def recover(endpoint_id: str, since: datetime, until: datetime | None = None) -> list[str]:
+    """Redeliver every ``retries_exhausted`` delivery of the endpoint created in the window."""
+    _check_endpoint(endpoint_id)
+    ids = get_endpoints().delivery_ids(endpoint_id, since, until or now())
+    statuses = get_store().statuses(ids)
+    exhausted = [delivery_id for delivery_id, status in zip(ids, statuses, strict=True)
+                 if status is DeliveryStatus.RETRIES_EXHAUSTED]
+    return _restart(exhausted)
+
+
+def enqueue(runs: Sequence[Run], queue: str | None = None, *,
+            undo: Callable[[list[str]], object] | None = None,
+            due: datetime | None = None) -> None:
+    """Publish the messages of stored deliveries' runs (parked instead, when ``due`` is
+    far enough off for the retry policy to park it); on failure, ``undo`` the ids and
+    raise :class:`~webhooks.errors.EnqueueFailed`."""
+    _enqueue(runs, queue, undo or (lambda _: None), due)
+
+
+def _create_and_enqueue(deliveries: Sequence[Delivery], body: bytes | Sequence[bytes],
+                        queue: str | None = None, due: datetime | None = None) -> list[str]:
+    store = get_store()
+    store.create_many(deliveries, body)
+    _enqueue([Run(delivery.id) for delivery in deliveries], queue, store.delete_many, due)
+    return [delivery.id for delivery in deliveries]
+
+
+def _restart(delivery_ids: list[str]) -> list[str]:
+    store = get_store()
+    runs = [Run(delivery_id, store.start_cycle(delivery_id)) for delivery_id in delivery_ids]
+    _enqueue(runs, None, lambda ids: store.stop_unfinished(
+        ids, "replay could not be enqueued; run it again"), None)
+    return delivery_ids
+
+
+def _enqueue(runs: Sequence[Run], queue: str | None, undo: Callable[[list[str]], object],
+             due: datetime | None) -> None:
+    """The one rule: publish the runs' messages, or undo what they were for and raise."""
+    if not runs:
+        return
+    countdown = (due - now()).total_seconds() if due is not None else 0.0
+    try:
+        if due is not None and BackoffPolicy.from_settings(get_settings()).wait(countdown).parked:
+            # Far off: the run waits in Redis, and the promoter publishes it when due.
+            get_schedule().park_nx(runs, due.timestamp())
+        else:
+            messages.publish(app, runs, queue, eta=due if countdown > 0 else None)
+    except Exception as exc:
+        ids = [run.delivery_id for run in runs]
+        try:
+            undo(ids)
+        except Exception:
+            logger.exception("could not undo %d runs that were not published", len(ids))
+            raise EnqueueFailed(f"could not publish {len(ids)} messages ({exc}), and undoing "
+                                "what they were for failed too") from exc
+        raise EnqueueFailed(f"could not publish {len(ids)} messages ({exc}); what they were "
+                            "for was undone, nothing of them is left") from exc
+
+
+def _check_endpoint(endpoint_id: str | None) -> None:
+    if endpoint_id is not None:
+        endpoint = get_endpoints().get(endpoint_id)
+        if not endpoint.enabled:
+            raise EndpointDisabled(endpoint.id, endpoint.disabled_reason)

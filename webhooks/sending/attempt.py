@@ -1,0 +1,207 @@
+"""One HTTP attempt: POST the body with its webhook headers, read a bounded answer,
+classify what happened. Nothing here raises: every failure is an :class:`Outcome`."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from http.client import RemoteDisconnected
+
+import requests
+import urllib3.exceptions
+
+from .._version import __version__
+from ..clock import now
+from ..errors import BlockedDestination
+from ..models import RESPONSE_BODY_LIMIT, Attempt, AttemptError, ErrorKind
+from ..settings import get_settings
+from ..signing import signature_header
+from .transport import GuardedAdapter, deadline
+
+__all__ = ["USER_AGENT", "Outcome", "classify", "make_attempt", "parse_retry_after", "send"]
+
+USER_AGENT = f"webhooks/{__version__}"
+
+_MESSAGE_LIMIT = 300
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    # One Session per thread keeps connections to a receiver alive between
+    # attempts. trust_env is off: proxies and .netrc from the worker's
+    # environment have no business in deliveries (and the lookup costs time).
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        settings = get_settings()
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = settings.ca_bundle or True
+        adapter = GuardedAdapter(settings.allowed_networks, https_only=settings.https_only)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        _local.session = session
+    return session
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps: requests and urllib3 nest them deeply."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [current.__cause__, current.__context__, getattr(current, "reason", None),
+                  *current.args]
+        stack.extend(item for item in nested if isinstance(item, BaseException))
+
+
+def classify(exc: BaseException, deadline_passed: bool = False) -> AttemptError:
+    """Name the failure with a short kind, most specific cause first."""
+    chain = list(_causes(exc))
+
+    def has(*types: type[BaseException]) -> bool:
+        return any(isinstance(item, types) for item in chain)
+
+    if has(BlockedDestination):
+        message = str(next(item for item in chain if isinstance(item, BlockedDestination)))
+        return AttemptError(kind=ErrorKind.BLOCKED_DESTINATION, message=message[:_MESSAGE_LIMIT])
+    # Order matters: urllib3 makes NewConnectionError (refused, DNS) a subclass
+    # of ConnectTimeoutError, so the timeout check comes after the specific causes.
+    if has(urllib3.exceptions.NameResolutionError, socket.gaierror):
+        kind = ErrorKind.DNS
+    elif has(ConnectionRefusedError):
+        kind = ErrorKind.CONNECT_REFUSED
+    elif has(requests.exceptions.SSLError, ssl.SSLError, urllib3.exceptions.SSLError):
+        kind = ErrorKind.TLS
+    elif has(requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
+        kind = ErrorKind.TIMEOUT
+    elif has(ConnectionResetError, RemoteDisconnected, BrokenPipeError,
+             urllib3.exceptions.ProtocolError, requests.exceptions.ChunkedEncodingError):
+        kind = ErrorKind.CONNECTION_RESET
+    elif has(requests.ConnectionError, OSError):
+        kind = ErrorKind.CONNECTION_ERROR
+    else:
+        kind = ErrorKind.REQUEST_ERROR
+    message = f"{type(exc).__name__}: {exc}"
+    if deadline_passed and kind not in (ErrorKind.TIMEOUT, ErrorKind.DNS,
+                                        ErrorKind.CONNECT_REFUSED):
+        # The watchdog shut the sockets: whatever broke next broke because of it.
+        kind, message = ErrorKind.TIMEOUT, f"deadline passed, connection closed ({message})"
+    return AttemptError(kind=kind, message=message[:_MESSAGE_LIMIT])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt went, and whether the receiver asked for a longer wait."""
+
+    attempt: Attempt
+    retry_after: float | None = None  # seconds the receiver asked us to wait (429 and 503)
+
+
+def parse_retry_after(value: str | None, at: datetime) -> float | None:
+    """Seconds from ``at`` that a Retry-After header asks for: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - at).total_seconds())
+
+
+def _read_prefix(response: requests.Response, deadline: float) -> bytes:
+    """Up to RESPONSE_BODY_LIMIT bytes of the answer, never past the deadline."""
+    prefix = b""
+    try:
+        # read1 returns what has arrived instead of waiting for a full buffer; the
+        # raw bytes (we ask for identity encoding) so a compressed answer cannot
+        # inflate past the limit.
+        while len(prefix) < RESPONSE_BODY_LIMIT and time.monotonic() < deadline:
+            chunk = response.raw.read1(RESPONSE_BODY_LIMIT - len(prefix), decode_content=False)
+            if not chunk:
+                break
+            prefix += chunk
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        # The status line already decided the outcome; a body cut short is
+        # kept as far as it came.
+        pass
+    return prefix[:RESPONSE_BODY_LIMIT]
+
+
+def make_attempt(number: int, url: str, body: bytes, headers: Mapping[str, str],
+                 connect_timeout: float, total_timeout: float) -> Outcome:
+    """POST ``body`` to ``url`` once; any 2XX succeeds, anything else is a failed attempt."""
+    started_at = now()
+    start = time.monotonic()
+    status_code: int | None = None
+    error: AttemptError | None = None
+    prefix = b""
+    retry_after = None
+    with deadline(total_timeout) as alarm:
+        try:
+            response = _session().post(
+                url,
+                data=body,
+                headers={"Accept-Encoding": "identity", **headers},
+                timeout=(min(connect_timeout, total_timeout), total_timeout),
+                allow_redirects=False,  # a 3XX is a failed attempt, never followed
+                stream=True,
+            )
+            if alarm.fired:
+                # The watchdog cut the headers short; http.client takes the early
+                # end for the end of the headers, so the status line proves nothing.
+                response.close()
+                raise requests.Timeout("deadline passed before the response headers ended")
+            with response:
+                status_code = response.status_code
+                prefix = _read_prefix(response, start + total_timeout)
+            if status_code in (429, 503):
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), now())
+            if not 200 <= status_code < 300:
+                reason = f"HTTP {status_code} {response.reason or ''}".strip()
+                error = AttemptError(kind=ErrorKind.HTTP_STATUS, message=reason[:_MESSAGE_LIMIT])
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError,
+                ValueError, BlockedDestination) as exc:
+            error = classify(exc, deadline_passed=alarm.fired)
+    attempt = Attempt(
+        number=number,
+        started_at=started_at,
+        duration_ms=round((time.monotonic() - start) * 1000, 1),
+        status_code=status_code,
+        error=error,
+        response_body=prefix.decode("utf-8", errors="replace"),
+    )
+    return Outcome(attempt, retry_after)
+
+
+def send(delivery_id: str, number: int, url: str, body: bytes, secrets: Sequence[str]
+         ) -> Outcome:
+    """Attempt ``number`` of a delivery: the Standard Webhooks headers, signed afresh by
+    every secret given (none for a bare URL), under the settings' deadlines."""
+    settings = get_settings()
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": delivery_id,
+        "webhook-timestamp": str(timestamp),
+    }
+    if secrets:
+        headers["webhook-signature"] = signature_header(delivery_id, timestamp, body, secrets)
+    return make_attempt(number, url, body, headers,
+                        connect_timeout=settings.connect_timeout_seconds,
+                        total_timeout=settings.timeout_seconds)

@@ -1,0 +1,157 @@
+"""Per-destination isolation: a slow or dead receiver must not take all the workers.
+
+A **destination** is the endpoint for endpoint deliveries, and ``host:port`` for
+bare-URL ones. Its rules:
+
+- **Concurrency limit.** At most ``WEBHOOKS_DESTINATION_CONCURRENCY`` attempts
+  are in flight to one destination across all workers. A run over the limit
+  waits in the destination's queue, unattempted and uncounted, and each
+  finished attempt there lets the longest-waiting run in: a slow or dead
+  receiver holds a few worker slots, and its backlog costs nothing while it waits.
+- **Circuit breaker.** ``WEBHOOKS_BREAKER_FAILURES`` consecutive failed attempts
+  open the destination's circuit: its deliveries are parked, unattempted, for
+  ``WEBHOOKS_BREAKER_COOLDOWN_SECONDS``. Then one probe attempt goes out; a 2XX
+  closes the circuit, a failure opens it again for twice as long (at most
+  :data:`MAX_COOLDOWN`). Parked and deferred runs keep their retry accounting:
+  only real attempts count toward the 15.
+
+Redis applies these rules atomically in ``lua/destination.lua``: entering
+happens inside the attempt's claim and leaving inside its record, so isolation
+costs no round trip of its own. This module gives them their parameters and
+reads their answers.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+
+from ..clock import at, isoformat
+from ..models import Run
+from ..settings import Settings, get_settings
+from . import keys
+from .connection import get_redis
+from .scripts import Script, fields
+
+__all__ = ["MAX_COOLDOWN", "Entry", "EntryOutcome", "Gate", "destination", "entry",
+           "get_gate", "leave_args"]
+
+#: The longest an open circuit waits between probes, in seconds.
+MAX_COOLDOWN = 900.0
+
+
+def destination(url: str, endpoint_id: str | None) -> str:
+    """The destination a delivery's attempts count against."""
+    if endpoint_id:
+        return endpoint_id
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+class EntryOutcome(StrEnum):
+    """What entering a destination answered."""
+
+    OK = "ok"
+    PROBE = "probe"  # the one attempt that tests an open circuit
+    BUSY = "busy"  # at the concurrency limit: wait for a slot
+    OPEN = "open"  # the circuit is open: come back at retry_at
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What entering a destination answered."""
+
+    outcome: EntryOutcome
+    retry_at: float = 0.0  # OPEN: when to try again
+    average_ms: float = 0.0  # BUSY: the destination's recent attempt time
+    ahead: int = 0  # BUSY: runs already waiting for a slot there
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome in (EntryOutcome.OK, EntryOutcome.PROBE)
+
+
+def entry(reply: dict[str, bytes]) -> Entry:
+    """The Entry for enter's named fields (``lua/destination.lua``)."""
+    outcome = EntryOutcome(reply["outcome"].decode())
+    if outcome is EntryOutcome.OPEN:
+        # Spread the parked runs over a second past the reopening, not all at once.
+        return Entry(outcome, retry_at=float(reply["retry_at"]) + random.uniform(0, 1))
+    if outcome is EntryOutcome.BUSY:
+        return Entry(outcome, average_ms=float(reply["avg_ms"]), ahead=int(reply["waiting"]))
+    return Entry(outcome)
+
+
+def enter_args(settings: Settings) -> dict[str, Any]:
+    """The rules' parameters and key templates that entering needs (claim_attempt.lua)."""
+    return {"limit": settings.destination_concurrency,
+            "inflight_template": keys.template(keys.destination_inflight),
+            "breaker_template": keys.template(keys.destination_breaker),
+            "waiting_template": keys.template(keys.destination_waiting)}
+
+
+def leave_args(settings: Settings, dest: str | None, succeeded: bool, duration_ms: float
+               ) -> dict[str, Any]:
+    """What leaving a destination after an attempt needs (record_attempt.lua)."""
+    return {"destination": dest or "", "succeeded": int(succeeded),
+            "failures_to_open": settings.breaker_failures,
+            "cooldown": settings.breaker_cooldown_seconds, "max_cooldown": MAX_COOLDOWN,
+            "duration_ms": duration_ms,
+            "inflight_template": keys.template(keys.destination_inflight),
+            "breaker_template": keys.template(keys.destination_breaker),
+            "waiting_template": keys.template(keys.destination_waiting)}
+
+
+class Gate:
+    """Owns each destination's in-flight set, waiting queue and breaker outside the
+    claim and record scripts: entering on its own, waiting for a slot, deferring."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._enter = Script(client, "enter_destination")
+        self._defer = Script(client, "defer_attempt")
+        self._wait = Script(client, "wait_for_slot")
+
+    def enter(self, dest: str, run: Run, lease: float) -> Entry:
+        """Enter ``dest`` on its own; the claim usually does this in the same call."""
+        now = time.time()
+        reply = self._enter(
+            keys={"inflight_key": keys.destination_inflight(dest),
+                  "breaker_key": keys.destination_breaker(dest),
+                  "waiting_key": keys.destination_waiting(dest)},
+            args={"now": now, "lease_until": now + lease, "member": run.member,
+                  "limit": get_settings().destination_concurrency})
+        return entry(fields(reply))
+
+    def wait_for_slot(self, dest: str, run: Run, entry: Entry) -> None:
+        """Queue a claimed run at its busy destination; its record says when it should start."""
+        now = time.time()
+        # Expected start: the queue ahead drains a slot's worth per attempt time. Only
+        # shown in the record (and overdue counts); the real start is a slot freeing.
+        expected = now + (entry.ahead + 1) * entry.average_ms / 1000 / (
+            get_settings().destination_concurrency)
+        self._wait(keys={"running_key": keys.running(),
+                         "waiting_key": keys.destination_waiting(dest),
+                         "delivery_key": keys.delivery(run.delivery_id), "due_key": keys.due()},
+                   args={"member": run.member, "now": now, "expected_at": expected,
+                         "expected_iso": isoformat(at(expected)),
+                         "delivery_id": run.delivery_id})
+
+    def defer(self, run: Run, until: float) -> None:
+        """Put a claimed run back in the schedule without attempting it."""
+        self._defer(keys={"running_key": keys.running(), "scheduled_key": keys.scheduled(),
+                          "delivery_key": keys.delivery(run.delivery_id), "due_key": keys.due()},
+                    args={"member": run.member, "due_at": until,
+                          "due_iso": isoformat(at(until)), "delivery_id": run.delivery_id})
+
+
+@lru_cache(maxsize=1)
+def get_gate() -> Gate:
+    """The process's gate, on the shared client."""
+    return Gate(get_redis())

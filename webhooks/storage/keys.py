@@ -1,0 +1,85 @@
+"""Every Redis key this package writes, in one place. No key ever contains a secret."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..models import DeliveryStatus
+
+PREFIX = "webhooks:"
+
+
+def template(key: Callable[[str], str]) -> str:
+    """The key for any id as a Lua ``string.format`` template (``%s`` for the id), for
+    the scripts that find an id only in a record they read."""
+    return key("\0").replace("%", "%%").replace("\0", "%s")
+
+
+def delivery(delivery_id: str) -> str:
+    """Hash: the delivery's fields and ``body``, the exact bytes POSTed on every attempt."""
+    return f"{PREFIX}delivery:{delivery_id}"
+
+
+def attempts(delivery_id: str) -> str:
+    """List: one JSON Attempt per attempt, in order."""
+    return f"{PREFIX}delivery:{delivery_id}:attempts"
+
+
+def deliveries(status: DeliveryStatus | None = None) -> str:
+    """Sorted set of delivery ids by ``updated_at``: all of them, or those in one status."""
+    return f"{PREFIX}deliveries" + (f":{status.value}" if status else "")
+
+
+def endpoint(endpoint_id: str) -> str:
+    """String: the endpoint as JSON, secrets included."""
+    return f"{PREFIX}endpoint:{endpoint_id}"
+
+
+def endpoints() -> str:
+    """Sorted set of endpoint ids by creation time."""
+    return f"{PREFIX}endpoints"
+
+
+def endpoint_deliveries(endpoint_id: str) -> str:
+    """Sorted set of an endpoint's delivery ids by creation time (for recover)."""
+    return f"{PREFIX}endpoint:{endpoint_id}:deliveries"
+
+
+def endpoint_health(endpoint_id: str) -> str:
+    """Hash: ``failing_since`` (first failure after the last 2XX) and ``exhausted`` since then."""
+    return f"{PREFIX}endpoint:{endpoint_id}:health"
+
+
+def scheduled() -> str:
+    """Sorted set of task runs waiting for their due time (see :mod:`.schedule`)."""
+    return f"{PREFIX}scheduled"
+
+
+def promoting() -> str:
+    """Sorted set of task runs taken for publishing, by when they were taken."""
+    return f"{PREFIX}promoting"
+
+
+def running() -> str:
+    """Sorted set of claimed attempts, by when the claim lapses."""
+    return f"{PREFIX}running"
+
+
+def due() -> str:
+    """Sorted set of unfinished delivery ids by ``next_attempt_at`` (overdue checks)."""
+    return f"{PREFIX}due"
+
+
+def destination_inflight(destination: str) -> str:
+    """Sorted set of the attempts in flight to one destination, by when their lease ends."""
+    return f"{PREFIX}destination:{destination}:inflight"
+
+
+def destination_breaker(destination: str) -> str:
+    """Hash: a destination's circuit breaker (failures, open_until, cooldown, probing)."""
+    return f"{PREFIX}destination:{destination}:breaker"
+
+
+def destination_waiting(destination: str) -> str:
+    """Sorted set of runs waiting for a slot at a busy destination, oldest first."""
+    return f"{PREFIX}destination:{destination}:waiting"

@@ -1,0 +1,54 @@
+-- Claim attempt retries+1 of a delivery's current cycle, with everything the attempt
+-- needs, in one call: the delivery's fields, its endpoint, and a place at its
+-- destination. Endpoint and destination keys are only known from the record, so
+-- they come as key templates from keys.py (string.format with the id).
+-- KEYS: delivery_key attempts_key running_key
+-- ARGV: cycle retries now lease_until member endpoint_template inflight_template breaker_template waiting_template limit
+-- Uses: destination
+-- Returns named fields:
+--   outcome      claimed | missing | stale (an older cycle) | final | recorded (already
+--                made) | busy (running elsewhere)
+--   url, endpoint_id, number (the attempt's), destination (as stored), body (claimed)
+--   endpoint     the endpoint's JSON, when the claim read it ('' if it is gone)
+--   entry...     what entering the destination said, prefixed 'entry_' (enter's
+--                fields); absent when not entered: a record with no destination, or
+--                an endpoint that is gone or disabled.
+local f = redis.call('HMGET', delivery_key, 'url', 'endpoint_id', 'body', 'cycle',
+                     'cycle_offset', 'status', 'destination')
+local url, endpoint_id, body, stored_cycle, offset, status, destination =
+  f[1], f[2] or '', f[3], tonumber(f[4] or '0') or 0, tonumber(f[5] or '0') or 0, f[6],
+  f[7] or ''
+if not url then return {'outcome', 'missing'} end
+local number = offset + tonumber(retries) + 1
+local reply = {'url', url, 'endpoint_id', endpoint_id, 'number', tostring(number),
+               'destination', destination}
+local function answer(outcome)
+  table.insert(reply, 'outcome')
+  table.insert(reply, outcome)
+  return reply
+end
+if stored_cycle ~= tonumber(cycle) then return answer('stale') end
+if status == 'delivered' or status == 'retries_exhausted' then return answer('final') end
+if redis.call('LLEN', attempts_key) >= number then return answer('recorded') end
+local held = redis.call('ZSCORE', running_key, member)
+if held and tonumber(held) > tonumber(now) then return answer('busy') end
+redis.call('ZADD', running_key, lease_until, member)
+table.insert(reply, 'body')
+table.insert(reply, body)
+if endpoint_id ~= '' then
+  local endpoint = redis.call('GET', string.format(endpoint_template, endpoint_id)) or ''
+  table.insert(reply, 'endpoint')
+  table.insert(reply, endpoint)
+  if endpoint == '' or not cjson.decode(endpoint)['enabled'] then return answer('claimed') end
+end
+if destination ~= '' then
+  local entry = enter(string.format(inflight_template, destination),
+                      string.format(breaker_template, destination),
+                      string.format(waiting_template, destination),
+                      tonumber(now), lease_until, member, tonumber(limit))
+  for i = 1, #entry, 2 do
+    table.insert(reply, 'entry_' .. entry[i])
+    table.insert(reply, entry[i + 1])
+  end
+end
+return answer('claimed')

@@ -1,0 +1,86 @@
+"""The Lua scripts, each one atomic step that would otherwise take several round trips.
+
+Each lives in ``lua/NAME.lua`` with a header that names its inputs::
+
+    -- KEYS: delivery_key attempts_key running_key
+    -- ARGV: cycle retries now ...
+    -- Uses: destination
+
+The loader declares one Lua local per name (a trailing ``*name`` takes the rest
+of the keys as a table) and puts the shared functions of each ``Uses:`` file
+first. Python calls a script with two dicts, ``keys`` and ``args``, whose names
+must be exactly the header's, so neither side counts positions. Scripts that
+answer with several values return a flat list of names and values, read back
+with :func:`fields`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import redis
+
+__all__ = ["Script", "fields"]
+
+_FOLDER = Path(__file__).with_name("lua")
+_HEADER = re.compile(r"^-- (KEYS|ARGV|Uses): (.*)$", re.MULTILINE)
+
+
+@cache
+def _source(name: str) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """(key names, argument names, the whole source to load) of ``lua/<name>.lua``."""
+    text = (_FOLDER / f"{name}.lua").read_text()
+    header = {kind: value.split() for kind, value in _HEADER.findall(text)}
+    key_names, arg_names = header.get("KEYS", []), header.get("ARGV", [])
+    prologue = [_declare(key_names, "KEYS"), _declare(arg_names, "ARGV")]
+    shared = [(_FOLDER / f"{used}.lua").read_text() for used in header.get("Uses", [])]
+    return tuple(key_names), tuple(arg_names), "\n".join([*shared, *prologue, text])
+
+
+def _declare(names: Sequence[str], table: str) -> str:
+    lines = []
+    for position, name in enumerate(names, start=1):
+        if name.startswith("*"):
+            if position != len(names):
+                raise ValueError(f"{table}: only the last name may take the rest ({name})")
+            lines.append(f"local {name[1:]} = {{unpack({table}, {position})}}")
+        else:
+            lines.append(f"local {name} = {table}[{position}]")
+    return "\n".join(lines)
+
+
+def _ordered(given: Mapping[str, Any], names: Sequence[str], what: str, script: str) -> list[Any]:
+    plain = [name.lstrip("*") for name in names]
+    if set(given) != set(plain):
+        missing, extra = set(plain) - set(given), set(given) - set(plain)
+        raise TypeError(f"{script}.lua {what}: missing {sorted(missing)}, unexpected "
+                        f"{sorted(extra)}")
+    ordered: list[Any] = []
+    for name, header_name in zip(plain, names, strict=True):
+        value = given[name]
+        ordered.extend(value if header_name.startswith("*") else [value])
+    return ordered
+
+
+class Script:
+    """One script of ``lua/``, registered on a client: called with named keys and args."""
+
+    def __init__(self, client: redis.Redis, name: str) -> None:
+        self.name = name
+        self.key_names, self.arg_names, source = _source(name)
+        self._script = client.register_script(source)
+
+    def __call__(self, keys: Mapping[str, Any], args: Mapping[str, Any],
+                 client: redis.Redis | redis.client.Pipeline | None = None) -> Any:
+        return self._script(keys=_ordered(keys, self.key_names, "KEYS", self.name),
+                            args=_ordered(args, self.arg_names, "ARGV", self.name),
+                            client=client)
+
+
+def fields(reply: Sequence[bytes]) -> dict[str, bytes]:
+    """A script's flat ``name, value, ...`` reply as a dict."""
+    return {name.decode(): value for name, value in zip(reply[::2], reply[1::2], strict=True)}

@@ -1,0 +1,115 @@
+"""The promoter: inside every worker, it turns due parked retries into Celery messages.
+
+It also runs the two recoveries that make "nothing lost" hold without waiting
+for the broker's visibility timeout:
+
+- an attempt claimed but never recorded (its worker was SIGKILLed, OOM-killed or
+  lost with its machine) is scheduled again once its claim lapses;
+- a delivery overdue by twice ``WEBHOOKS_RECOVERY_SECONDS`` with nothing
+  scheduled, claimed or in flight (its message was lost, say in the last second
+  before a Redis crash) is scheduled again: the backstop.
+
+Every worker runs one (:class:`~.steps.PromoterStep`); the Lua move in
+:meth:`~webhooks.storage.schedule.Schedule.take_due` gives each due entry to
+exactly one of them, and each idle pass costs one Redis call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from ..errors import EnqueueFailed
+from ..models import Run
+from ..producer import enqueue
+from ..settings import get_settings
+from ..storage.deliveries import get_store
+from ..storage.schedule import get_schedule
+
+__all__ = ["Promoter"]
+
+logger = logging.getLogger(__name__)
+BATCH = 500
+STALE_PROMOTION_SECONDS = 30.0
+
+
+class Promoter:
+    """Publishes due parked runs, and runs the two recoveries, one pass at a time."""
+
+    def __init__(self) -> None:
+        self.settings = get_settings()
+        self.schedule = get_schedule()
+        self._next_recovery = 0.0
+        self._next_backstop = 0.0
+
+    def publish(self, runs: list[Run], now: float) -> None:
+        """Publish taken runs to their deliveries' own queues; what does not go out is
+        put back in the schedule, due now."""
+        by_queue: dict[str | None, list[Run]] = {}
+        queues = get_store().queues([run.delivery_id for run in runs])
+        for run, queue in zip(runs, queues, strict=True):
+            by_queue.setdefault(queue, []).append(run)
+        refused: EnqueueFailed | None = None
+        for queue, taken in by_queue.items():
+            try:
+                self._publish(taken, queue, now)
+            except EnqueueFailed as exc:
+                refused = exc  # the other queues' runs still go out
+        if refused is not None:
+            raise refused
+
+    def _publish(self, taken: list[Run], queue: str | None, now: float) -> None:
+        enqueue(taken, queue, undo=lambda _: self.schedule.put_back(taken, now))
+        self.schedule.promoted(taken)
+
+    def tick(self) -> int:
+        """One pass; returns how many runs it published."""
+        now = time.time()
+        runs = self.schedule.take_due(now, BATCH)
+        if runs:
+            # Should this process die mid-publish, the runs stay in "promoting" and
+            # come back to "scheduled" after STALE_PROMOTION_SECONDS.
+            self.publish(runs, now)
+        if time.monotonic() >= self._next_recovery:
+            self._next_recovery = time.monotonic() + 1.0
+            lapsed = self.schedule.requeue_lapsed_claims(now)
+            stale = self.schedule.requeue_stale_promotions(now - STALE_PROMOTION_SECONDS, now)
+            for run in lapsed:
+                logger.warning("delivery %s: claimed attempt never finished; running it again",
+                               run.delivery_id)
+            if stale:
+                logger.warning("%d parked runs were taken but never published; again", len(stale))
+        if time.monotonic() >= self._next_backstop:
+            self._next_backstop = time.monotonic() + min(10.0, self.settings.recovery_seconds)
+            self.backstop(now)
+        return len(runs)
+
+    def backstop(self, now: float) -> None:
+        """Schedule overdue deliveries that have no next step anywhere."""
+        store = get_store()
+        overdue = store.overdue(now - 2 * self.settings.recovery_seconds, limit=200)
+        for delivery_id in overdue:
+            try:
+                delivery = store.get(delivery_id)
+            except LookupError:
+                continue
+            done = sum(1 for attempt in delivery.attempts
+                       if attempt.number > delivery.cycle_offset)
+            run = Run(delivery_id, delivery.cycle, done)
+            if self.schedule.is_pending(run):
+                continue
+            logger.warning("delivery %s: overdue with nothing scheduled; scheduling attempt %d",
+                           delivery_id, delivery.attempt_number(done))
+            self.schedule.park_nx([run], now)
+            store.push_due(delivery_id, now)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                published = self.tick()
+            except Exception:
+                logger.exception("promoter pass failed; retrying")
+                published = 0
+            if published < BATCH:
+                stop.wait(self.settings.promote_interval_seconds)

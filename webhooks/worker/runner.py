@@ -1,0 +1,168 @@
+"""One run of the delivery task: make the attempt that is due, decide what follows it.
+
+Kept apart from Celery, so that it can be run and tested on its own: the task
+(:mod:`.task`) turns a :class:`~webhooks.retry.Retry` into ``self.retry(...)``
+and a :class:`Done` into its return value.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from ..clock import now
+from ..models import Delivery, DeliveryStatus, Endpoint, Run
+from ..retry import BackoffPolicy, RetriesExhausted, Retry
+from ..sending.attempt import send
+from ..settings import get_settings
+from ..storage.deliveries import Claim, ClaimOutcome, get_store
+from ..storage.endpoints import get_endpoints
+from ..storage.isolation import EntryOutcome, destination, get_gate
+from ..storage.schedule import get_schedule
+from . import health
+
+__all__ = ["Done", "RunResult", "run_attempt"]
+
+logger = logging.getLogger(__name__)
+
+
+class RunResult(StrEnum):
+    """How a run ended when no retry follows it."""
+
+    DELIVERED = DeliveryStatus.DELIVERED.value
+    RETRIES_EXHAUSTED = DeliveryStatus.RETRIES_EXHAUSTED.value
+    WAITING = "waiting"  # queued for a slot at its busy destination
+    DEFERRED = "deferred"  # its destination's circuit is open: parked until the next probe
+    DUPLICATE = "duplicate"  # the attempt is running elsewhere or was made already
+    MISSING = "missing"  # the record is gone (expired or deleted)
+    STALE = "stale"  # a message of a cycle that redeliver replaced
+    FINAL = "final"  # the delivery was already delivered or exhausted
+
+
+@dataclass(frozen=True)
+class Done:
+    """The run is over and schedules nothing itself."""
+
+    result: RunResult
+
+
+def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
+    """Claim attempt ``retries + 1`` of the cycle, make it if it is ours to make, record
+    it with what it led to, and say whether a retry follows."""
+    store, settings = get_store(), get_settings()
+    run = Run(delivery_id, cycle, retries)
+    # One Redis call claims the attempt and reads what it needs; the whole record
+    # is loaded only on the rare paths below.
+    claim = store.claim_attempt(run, settings.recovery_seconds)
+    if claim.outcome is not ClaimOutcome.CLAIMED:
+        return _not_claimed(run, claim)
+
+    endpoint = None
+    if claim.endpoint_id:
+        if claim.endpoint is None:
+            return _stop(run, f"endpoint {claim.endpoint_id} was deleted")
+        endpoint = Endpoint.model_validate_json(claim.endpoint)
+        if not endpoint.enabled:
+            return _stop(run, f"endpoint disabled: {endpoint.disabled_reason}")
+
+    # The destination stored with the record, the one the claim entered: leaving
+    # another (should how destinations are named ever change) would hold a slot.
+    gate = get_gate()
+    dest = claim.destination or destination(claim.url, claim.endpoint_id)
+    # The claim entered the destination too, unless the record predates that.
+    entry = claim.entry or gate.enter(dest, run, settings.recovery_seconds)
+    if entry.outcome is EntryOutcome.BUSY:
+        # At the destination's concurrency limit: wait in its queue for a slot,
+        # without making (or counting) an attempt.
+        gate.wait_for_slot(dest, run, entry)
+        return Done(RunResult.WAITING)
+    if not entry.allowed:
+        # Its circuit is open: wait in the schedule until the next probe.
+        gate.defer(run, entry.retry_at)
+        return Done(RunResult.DEFERRED)
+
+    secrets = endpoint.signing_secrets(now()) if endpoint is not None else []
+    outcome = send(delivery_id, claim.number, claim.url, claim.body, secrets)  # never raises
+    attempt = outcome.attempt
+    policy = BackoffPolicy.from_settings(settings)
+    decision = policy.after_failure(retries, outcome.retry_after)
+    exhausted = not attempt.succeeded and isinstance(decision, RetriesExhausted)
+    disable_reason = None
+    if endpoint is not None:
+        disable_reason = health.judge(get_endpoints(), endpoint, attempt, exhausted,
+                                      timedelta(seconds=settings.disable_after_seconds))
+
+    if attempt.succeeded:
+        store.record_attempt(run, attempt, DeliveryStatus.DELIVERED, destination=dest)
+        return Done(RunResult.DELIVERED)
+    if disable_reason is not None and endpoint is not None:
+        # Disabled before the attempt is recorded, so that whoever sees this delivery
+        # exhausted sees its endpoint disabled; the endpoint's other deliveries after.
+        get_endpoints().disable(endpoint.id, disable_reason, stop=False)
+        store.record_attempt(run, attempt, DeliveryStatus.RETRIES_EXHAUSTED,
+                             stop_reason=f"endpoint disabled: {disable_reason}",
+                             destination=dest)
+        get_endpoints().stop_deliveries(endpoint.id, disable_reason)
+        logger.warning("endpoint %s disabled: %s", endpoint.id, disable_reason)
+        return Done(RunResult.RETRIES_EXHAUSTED)
+    if isinstance(decision, RetriesExhausted):
+        store.record_attempt(run, attempt, DeliveryStatus.RETRIES_EXHAUSTED, destination=dest)
+        logger.warning("delivery %s: retries exhausted after %d attempts", delivery_id,
+                       claim.number)
+        return Done(RunResult.RETRIES_EXHAUSTED)
+    # A long wait is parked in the same transaction that records the attempt, so
+    # no crash can leave the delivery retrying with nothing scheduled.
+    store.record_attempt(run, attempt, DeliveryStatus.RETRYING,
+                         now() + timedelta(seconds=decision.countdown),
+                         park=decision.parked, destination=dest)
+    return decision
+
+
+def _not_claimed(run: Run, claim: Claim) -> Done | Retry:
+    """Why this run makes no attempt, logged; a recorded attempt may still owe its retry."""
+    if claim.outcome is ClaimOutcome.MISSING:
+        logger.warning("delivery %s not found (expired or deleted); dropping", run.delivery_id)
+        return Done(RunResult.MISSING)
+    if claim.outcome is ClaimOutcome.STALE:
+        logger.warning("delivery %s: dropping attempt %d of replaced cycle %d",
+                       run.delivery_id, claim.number, run.cycle)
+        return Done(RunResult.STALE)
+    if claim.outcome is ClaimOutcome.FINAL:
+        logger.info("delivery %s is already final; dropping duplicate attempt %d",
+                    run.delivery_id, claim.number)
+        return Done(RunResult.FINAL)
+    if claim.outcome is ClaimOutcome.RECORDED:
+        return _already_ran(get_store().get(run.delivery_id), run, claim.number)
+    logger.warning("delivery %s: attempt %d is running elsewhere; dropping the duplicate",
+                   run.delivery_id, claim.number)
+    return Done(RunResult.DUPLICATE)
+
+
+def _stop(run: Run, reason: str) -> Done:
+    # The attempt was claimed: release the claim with the stop, or it would lapse and
+    # be run again for nothing.
+    get_store().set_status(run.delivery_id, DeliveryStatus.RETRIES_EXHAUSTED,
+                           stop_reason=reason, release=run)
+    logger.warning("delivery %s stopped: %s", run.delivery_id, reason)
+    return Done(RunResult.RETRIES_EXHAUSTED)
+
+
+def _already_ran(delivery: Delivery, run: Run, number: int) -> Done | Retry:
+    """A message for an attempt that is on record: a duplicate, or a retry that got lost."""
+    later = any(attempt.number > number for attempt in delivery.attempts)
+    if later or delivery.status is not DeliveryStatus.RETRYING or get_schedule().has_next(run):
+        logger.warning("delivery %s: attempt %d already ran; dropping the duplicate",
+                       delivery.id, number)
+        return Done(RunResult.DUPLICATE)
+    # Recorded, but its retry was never scheduled (the retry could not be
+    # published, or the worker died in between): schedule it now, send nothing.
+    logger.warning("delivery %s: attempt %d already ran; scheduling its retry", delivery.id,
+                   number)
+    due = delivery.next_attempt_at or now()
+    retry = BackoffPolicy.from_settings(get_settings()).wait(
+        max(0.0, (due - now()).total_seconds()))
+    if retry.parked:
+        get_schedule().park_nx([run.next()], due.timestamp())
+    return retry
