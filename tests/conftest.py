@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -124,6 +125,36 @@ def counts(redis_client: redis.Redis) -> Iterator[Callable[[], tuple[int, int]]]
     redis_client.delete(QUEUE)
 
 
+QUIET_URL = REDIS_URL.rsplit("/", 1)[0] + "/9"  # a database no worker uses
+
+
+def _forget_connections() -> None:
+    from webhooks.settings import get_settings
+    from webhooks.storage.connection import get_redis
+    from webhooks.storage.endpoints import get_endpoints
+    from webhooks.storage.isolation import get_gate
+    from webhooks.storage.schedule import get_schedule
+
+    for cached in (get_settings, get_redis, get_store, get_endpoints, get_schedule, get_gate):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def quiet_db(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+             ) -> Iterator[redis.Redis]:
+    """This process's store on a database of its own, which no worker touches, so that
+    DBSIZE counts only what the test writes."""
+    client = redis.Redis.from_url(QUIET_URL)
+    client.flushdb()
+    monkeypatch.setenv("WEBHOOKS_REDIS_URL", QUIET_URL)
+    _forget_connections()
+    yield client
+    monkeypatch.undo()
+    _forget_connections()
+    client.flushdb()
+    client.close()
+
+
 @pytest.fixture
 def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     """Change WEBHOOKS_* settings of this process for one test."""
@@ -175,9 +206,10 @@ def stored(raw_event: dict[str, object], targets: list[tuple[str, str | None]],
 
 
 def event(**overrides: object) -> dict[str, object]:
-    """A valid screenshot_set.approved event; keyword arguments replace top-level keys."""
+    """A valid screenshot_set.approved event with an id of its own (creating deliveries
+    is idempotent by event id); keyword arguments replace top-level keys."""
     base: dict[str, object] = {
-        "id": "evt_123",
+        "id": f"evt_{uuid.uuid4().hex[:16]}",
         "type": "screenshot_set.approved",
         "created_at": "2026-11-26T10:00:00Z",
         "data": {
@@ -203,4 +235,4 @@ def event(**overrides: object) -> dict[str, object]:
     return {**base, **overrides}
 
 
-__all__ = ["QUEUE", "REDIS_URL", "DeliveryStatus", "event", "stored"]
+__all__ = ["QUEUE", "QUIET_URL", "REDIS_URL", "DeliveryStatus", "event", "stored"]

@@ -8,8 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
 
 from tests.conftest import REDIS_URL, event
+from webhooks.cli import main
 from webhooks.events import event_schema
 from webhooks.storage.deliveries import get_store
 
@@ -23,6 +25,12 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
         [sys.executable, "-m", "webhooks", *args], input=stdin, capture_output=True, text=True,
         timeout=60, env={**os.environ, "WEBHOOKS_REDIS_URL": REDIS_URL},
     )
+
+
+def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command in this process (quicker than ``run``), as ``run`` reports it."""
+    result = CliRunner().invoke(main, list(args))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -167,3 +175,38 @@ def test_endpoint_and_replay_commands_refuse_bad_input(redis_client):
                           "last week")
     assert_one_line_error(run("recover", "--endpoint", "ep_missing", "--since", "1h"),
                           "ep_missing")
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+    ('{"id": "x"}'.encode("utf-16"), "unknown event type"),  # decoded, then checked
+    (b"\xff\xfe", "not valid JSON"),
+    (b'{"id": "\xc3\x28"}', "not UTF-8"),
+    (b'{"id": ' + b"9" * 5000 + b"}", "4300 digits"),
+    (b'{"id": 1e999}', "too large"),
+    (b'{"id": "a", "id": "b"}', "id: appears twice"),
+], ids=["deep", "utf-16", "bom-only", "bad-utf-8", "huge-int", "huge-float", "duplicate-key"])
+def test_hostile_event_files_are_one_line(tmp_path, quiet_db, content, fragment):
+    before = quiet_db.dbsize()
+    event_file = tmp_path / "event.json"
+    event_file.write_bytes(content)
+    for command in (["send", "https://example.com/"], ["publish"]):
+        assert_one_line_error(invoke(*command, str(event_file)), fragment)
+    assert quiet_db.dbsize() == before
+
+
+@pytest.mark.parametrize("span", ["99999999999d", "9" * 400 + "s", "1e9d"])
+def test_spans_that_overflow_are_one_line(span, quiet_db):
+    before = quiet_db.dbsize()
+    for option in ("--since", "--until"):
+        args = ["recover", "--endpoint", "ep_x", "--since", "1h", option, span]
+        assert_one_line_error(invoke(*args), "--since" if option == "--since" else "--until")
+    assert quiet_db.dbsize() == before
+
+
+def test_a_10_kb_id_is_cut_in_the_message():
+    huge = "x" * 10_000
+    for args in (["show", huge], ["redeliver", huge], ["endpoints", "show", huge]):
+        result = invoke(*args)
+        assert_one_line_error(result, "(10,000 characters)")
+        assert len(result.stderr) < 300, len(result.stderr)

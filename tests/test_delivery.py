@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import event
+from tests.conftest import QUEUE, event
 from webhooks import __version__
 from webhooks.models import DeliveryStatus, Run
 from webhooks.producer import enqueue
@@ -220,3 +220,38 @@ def test_deliver_many_refuses_the_whole_batch_naming_the_item(counts):
         deliver_many([("https://example.com/", event()), ("https://example.com/", event(id=""))])
     assert caught.value.field == "[1].id"
     assert counts()[1] == before[1]
+
+
+def test_creating_is_idempotent_by_event_id_and_destination(receiver, wait_for):
+    from webhooks import deliver_many
+
+    raw = event()
+    first = deliver.delay(receiver.url("/ok/idempotent"), raw).id
+    # A producer retrying after an error it could not read: the same delivery.
+    assert deliver.delay(receiver.url("/ok/idempotent"), raw).id == first
+    assert deliver_many([(receiver.url("/ok/idempotent"), raw)] * 2) == [first, first]
+    wait_for(first)
+    # Another destination, or another event, is another delivery.
+    other_url = deliver.delay(receiver.url("/ok/idempotent-2"), raw).id
+    other_event = deliver.delay(receiver.url("/ok/idempotent"), event()).id
+    assert len({first, other_url, other_event}) == 3
+    wait_for(other_event)
+    assert len(receiver.received("/ok/idempotent", first)) == 1
+    assert len(get_store().get(first).attempts) == 1
+
+
+def test_an_event_id_reused_for_another_body_is_refused(counts):
+    from webhooks import DeliveryConflict, InvalidInput, deliver_many
+
+    raw = event()
+    deliver.apply_async(("https://example.com/conflict", raw), queue=QUEUE)
+    before = counts()
+    changed = {**raw, "created_at": "2026-11-27T10:00:00Z"}
+    with pytest.raises(DeliveryConflict) as caught:
+        deliver.apply_async(("https://example.com/conflict", changed), queue=QUEUE)
+    assert caught.value.field == "id" and "another body" in str(caught.value)
+    with pytest.raises(InvalidInput) as caught:
+        deliver_many([("https://example.com/conflict-new", event()),
+                      ("https://example.com/conflict", changed)])
+    assert caught.value.field == "[1].id"
+    assert counts() == before  # nothing of either call was written

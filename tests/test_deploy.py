@@ -24,15 +24,37 @@ def test_compose_runs_redis_with_aof_a_worker_and_flower():
     assert "--appendonly yes" in redis_command and "--appendfsync everysec" in redis_command
     assert services["redis"]["volumes"] == ["redis-data:/data"]
     assert "redis-data" in compose["volumes"]
+    # Records carry TTLs: only noeviction keeps a full Redis from dropping them.
+    assert "--maxmemory-policy noeviction" in redis_command
     assert services["worker"]["command"] == WORKER
-    assert services["flower"]["command"] == FLOWER
+    # All interfaces inside its container, published on the host's loopback only.
+    assert services["flower"]["command"] == f"{FLOWER} --address=0.0.0.0"
+    assert services["flower"]["ports"] == ["127.0.0.1:5555:5555"]
     for name in ("worker", "flower"):
         assert services[name]["environment"]["WEBHOOKS_REDIS_URL"].startswith("redis://redis:")
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert (ROOT / services["worker"]["build"] / "Dockerfile").exists()
-    # compose itself refuses to start without credentials for Flower.
-    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith(
-        "${FLOWER_BASIC_AUTH:?")
+
+
+def test_only_flower_requires_its_credentials():
+    # `docker compose up redis worker` and `docker compose down` need none: compose
+    # requires nothing, and `webhooks flower` refuses to start without them.
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert ":?" not in text
+    services = yaml.safe_load(text)["services"]
+    wanting = [name for name, service in services.items()
+               if "FLOWER_BASIC_AUTH" in str(service.get("environment", {}))]
+    assert wanting == ["flower"]
+    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "${FLOWER_BASIC_AUTH:-}"
+
+
+def test_the_dockerfile_installs_dependencies_before_copying_the_code():
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    first_install = next(i for i, line in enumerate(lines) if "pip install" in line)
+    code_copy = next(i for i, line in enumerate(lines) if line.startswith("COPY webhooks"))
+    assert first_install < code_copy
+    copied_before = [line for line in lines[:first_install] if line.startswith("COPY")]
+    assert copied_before == ["COPY pyproject.toml ./"]
 
 
 def test_procfile_uses_the_same_commands():

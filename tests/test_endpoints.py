@@ -103,7 +103,8 @@ def test_verify_rejects_tampering_and_stale_timestamps(receiver, wait_for):
     verify(body, headers, secret)  # the untouched request passes
 
     with pytest.raises(WebhookVerificationFailed):
-        verify(body.replace(b"evt_123", b"evt_124"), headers, secret)
+        event_id = json.loads(body)["id"].encode()
+        verify(body.replace(event_id, event_id + b"x"), headers, secret)
     bumped = {**headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) + 1)}
     with pytest.raises(WebhookVerificationFailed):
         verify(body, bumped, secret)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import event
+from webhooks.errors import InvalidEvent
 from webhooks.events import (
     EVENT_TYPES,
     AdStatus,
@@ -86,3 +87,17 @@ def test_schema_documents_every_field():
     for name in ("Ad", "Screenshot", "ScreenshotSet"):
         for field, spec in defs[name]["properties"].items():
             assert spec.get("description"), f"{name}.{field} has no description"
+
+
+def test_a_key_twice_in_one_object_is_refused_naming_it():
+    from webhooks.events import loads_event
+
+    with pytest.raises(InvalidEvent) as caught:
+        loads_event(b'{"id": "a", "id": "b"}')
+    assert caught.value.field == "id" and "appears twice" in str(caught.value)
+    with pytest.raises(InvalidEvent) as caught:
+        loads_event(json.dumps(event()).replace('"status": "uploaded"',
+                                                 '"status": "uploaded", "status": "x"', 1))
+    assert caught.value.field == "status"
+    raw = event()
+    assert loads_event(json.dumps(raw).encode()) == raw

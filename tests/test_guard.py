@@ -12,7 +12,7 @@ from tests.conftest import QUEUE, WORKER_ENV, event
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.errors import InvalidEvent, InvalidURL
-from webhooks.guard import blocked_reason
+from webhooks.guard import blocked_reason, check_url
 from webhooks.models import DeliveryStatus
 from webhooks.storage.deliveries import get_store
 from webhooks.worker.task import deliver
@@ -184,3 +184,44 @@ def test_forbidden_destinations_never_reach_the_canary(canary, settings_env, wai
     time.sleep(0.2)
     redirect = get_store().get(opened[f"{canary.base}/redirect-private"])
     assert redirect.attempts[0].status_code == 302
+
+
+# Hosts the worker's HTTP stack (urllib3, IDNA 2008) could never send to: refused at
+# the door rather than failing every attempt for a day.
+NEVER_SENDABLE = ["http://１２７.０.０.１:8000/",  # noqa: RUF001 - fullwidth, on purpose
+                  "http://127。0。0。1/", "http://ⓛⓞⓒⓐⓛⓗⓞⓢⓣ/", "http://☃.net/"]
+
+
+@pytest.mark.parametrize("url", NEVER_SENDABLE)
+def test_hosts_that_can_never_be_sent_to_are_refused_everywhere(url, counts, redis_client):
+    from webhooks.storage.endpoints import get_endpoints
+
+    before, endpoints_before = counts(), redis_client.zcard("webhooks:endpoints")
+    with pytest.raises(InvalidURL, match=r"can never be sent to.*IDNA") as caught:
+        deliver.apply_async((url, event()), queue=QUEUE)
+    assert caught.value.field == "url"
+    with pytest.raises(InvalidURL, match="can never be sent to"):
+        get_endpoints().add(url)
+    assert counts() == before and redis_client.zcard("webhooks:endpoints") == endpoints_before
+
+
+def test_an_internationalised_host_is_sent_to_its_ascii_form(counts):
+    from webhooks.storage.deliveries import get_store
+
+    assert check_url("https://bücher.example/päth?q=ü") == (
+        "https://xn--bcher-kva.example/päth?q=ü")
+    assert check_url("https://BÜCHER.example:8443/") == "https://xn--bcher-kva.example:8443/"
+    result = deliver.apply_async(("https://bücher.example/hook", event()), queue=QUEUE)
+    assert get_store().get(result.id).url == "https://xn--bcher-kva.example/hook"
+
+
+def test_the_guard_checks_the_normalised_host(settings_env):
+    settings_env(allowed_networks="")
+    with pytest.raises(InvalidURL, match="loopback"):
+        check_url("http://bücher.localhost/")  # xn--bcher-kva.localhost: loopback by name
+
+
+def test_port_zero_and_empty_labels_are_refused():
+    for url in ("http://example.com:0/", "http://.example.com/", "http://*.example.com/"):
+        with pytest.raises(InvalidURL):
+            check_url(url)

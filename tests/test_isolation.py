@@ -69,8 +69,8 @@ def test_records_without_a_stored_destination_are_limited_too(own_receiver, wait
                                                               redis_client):
     # As written by a version that did not store the destination with the record:
     # the claim cannot enter it, so the runner enters on its own.
-    deliveries = stored(event(), [(own_receiver.url("/sleep/0.5"), None)] * 6,
-                        queue="isolation")
+    deliveries = [delivery for _ in range(6) for delivery in stored(
+        event(), [(own_receiver.url("/sleep/0.5"), None)], queue="isolation")]
     for delivery in deliveries:
         redis_client.hdel(keys.delivery(delivery.id), "destination")
     enqueue([Run(delivery.id) for delivery in deliveries], queue="isolation")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import (
+    DeliveryConflict,
     DeliveryNotFound,
     EndpointDisabled,
     EndpointNotFound,
@@ -87,6 +88,7 @@ __all__ = [
     "AttemptError",
     "BackoffPolicy",
     "Delivery",
+    "DeliveryConflict",
     "DeliveryNotFound",
     "DeliveryStatus",
     "DeliveryStore",

@@ -3,7 +3,8 @@
     WebhooksError
     ├── InvalidInput            bad input from a producer or the CLI; names the field
     │   ├── InvalidEvent        the event does not match its registered model
-    │   └── InvalidURL          the destination URL is not acceptable
+    │   ├── InvalidURL          the destination URL is not acceptable
+    │   └── DeliveryConflict    the event's id was sent to the same place with another body
     ├── NotFound
     │   ├── DeliveryNotFound    no delivery with that id (never created, or expired)
     │   └── EndpointNotFound    no endpoint with that id
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "BlockedDestination",
+    "DeliveryConflict",
     "DeliveryNotFound",
     "EndpointDisabled",
     "EndpointNotFound",
@@ -33,8 +35,22 @@ __all__ = [
 ]
 
 
-def _printable(text: str) -> str:
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+#: How much of a value taken from the input an error message repeats.
+SHOWN = 100
+
+
+def _printable(text: str, limit: int = 2000) -> str:
+    """``text`` fit for one line: control characters escaped, and cut if it is long
+    (it comes from the input, which may be anything)."""
+    shown = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text[:limit])
+    return shown if len(text) <= limit else f"{shown}… ({len(text):,} characters)"
+
+
+def _quoted(value: str) -> str:
+    """A value from the input, quoted (repr escapes what is not printable) and cut to
+    :data:`SHOWN` characters."""
+    shown = repr(value[:SHOWN])
+    return shown if len(value) <= SHOWN else f"{shown}… ({len(value):,} characters)"
 
 
 class WebhooksError(Exception):
@@ -51,7 +67,7 @@ class InvalidInput(WebhooksError, ValueError):
 
     def __init__(self, field: str, problem: str) -> None:
         # Keys and values come from the input: escape what would break the line.
-        self.field = _printable(field)
+        self.field = _printable(field, SHOWN)
         self.problem = _printable(problem)
         super().__init__(f"{self.field}: {self.problem}")
 
@@ -75,6 +91,20 @@ class InvalidURL(InvalidInput):
         super().__init__("url", problem)
 
 
+class DeliveryConflict(InvalidInput):
+    """A delivery of this event to this destination exists with another body.
+
+    Creating a delivery is idempotent by (event id, destination), so a producer
+    may retry any call; an event id that names two different events is refused.
+    """
+
+    def __init__(self, delivery_id: str, field: str = "id") -> None:
+        self.delivery_id = delivery_id
+        super().__init__(field, f"this event id was already sent to this destination with "
+                                f"another body (delivery {delivery_id}); an event id must "
+                                f"name one event")
+
+
 class NotFound(WebhooksError, LookupError):
     """Nothing is stored under this id."""
 
@@ -84,7 +114,7 @@ class DeliveryNotFound(NotFound):
 
     def __init__(self, delivery_id: str) -> None:
         self.delivery_id = delivery_id
-        super().__init__(f"no delivery with id {delivery_id!r}")
+        super().__init__(f"no delivery with id {_quoted(delivery_id)}")
 
 
 class EndpointNotFound(NotFound):
@@ -92,7 +122,7 @@ class EndpointNotFound(NotFound):
 
     def __init__(self, endpoint_id: str) -> None:
         self.endpoint_id = endpoint_id
-        super().__init__(f"no endpoint with id {endpoint_id!r}")
+        super().__init__(f"no endpoint with id {_quoted(endpoint_id)}")
 
 
 class EndpointDisabled(WebhooksError):

@@ -7,6 +7,8 @@ Nothing else in the package branches on the type.
 
 from __future__ import annotations
 
+import json
+import math
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -40,8 +42,12 @@ __all__ = [
     "encode",
     "event_schema",
     "event_type",
+    "loads_event",
     "parse_event",
 ]
+
+#: How deep objects and arrays may nest in an event's JSON (the events here nest 7 deep).
+MAX_DEPTH = 32
 
 
 _ABSOLUTE_HTTP = re.compile(r"(?i:https?)://[^/?#@\s]+(?:[/?#]\S*)?", re.ASCII)
@@ -198,6 +204,65 @@ def parse_event(raw: Any) -> Event:
         raise InvalidEvent(
             [(_field(err["loc"]), err["msg"]) for err in exc.errors(include_url=False)]
         ) from None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise InvalidEvent([(key, "appears twice in one object; which value was meant is "
+                                      "not knowable, so neither is taken")])
+        found[key] = value
+    return found
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"the number {text[:20]} is too large")
+    return number
+
+
+def _depth(value: Any) -> int:
+    """How deep arrays and objects nest in ``value`` (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (
+                item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def loads_event(text: bytes | str) -> Any:
+    """JSON text of an event as a producer sent it, parsed, or :class:`InvalidEvent`
+    saying in one line what is wrong with it: not JSON, not UTF-8 (or UTF-16/32 with
+    the marks that tell them), a key twice in one object, a number too long, or
+    nesting deeper than :data:`MAX_DEPTH`."""
+    try:
+        raw = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_not_a_number,
+                         parse_float=_finite)
+    except InvalidEvent:
+        raise
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent([("event", f"not valid JSON: {exc.msg} at line {exc.lineno} "
+                                      f"column {exc.colno}")]) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidEvent([("event", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]
+                           ) from None
+    except RecursionError:
+        raise InvalidEvent([("event", f"nested too deep; the limit is {MAX_DEPTH} levels")]
+                           ) from None
+    except ValueError as exc:  # a number over Python's 4,300 digits, NaN, Infinity
+        raise InvalidEvent([("event", f"not valid JSON: {str(exc).split(';')[0]}")]) from None
+    if _depth(raw) > MAX_DEPTH:
+        raise InvalidEvent([("event", f"nested too deep; the limit is {MAX_DEPTH} levels")])
+    return raw
 
 
 def encode(event: Event) -> bytes:

@@ -17,7 +17,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import urllib3.exceptions
+import urllib3.util
 
 from .errors import BlockedDestination, InvalidURL
 from .settings import get_settings
@@ -139,10 +143,15 @@ def resolve(host: str, port: int, allowed: Sequence[IPNetwork]) -> IPAddress:
 
 
 def check_url(url: object) -> str:
-    """Return ``url`` unchanged if it is an absolute http(s) URL we may POST to.
+    """The URL deliveries to ``url`` are sent to, or :class:`~webhooks.InvalidURL`.
 
-    This catches what can be seen in the URL itself; :func:`resolve` checks what
-    the host resolves to, on every attempt.
+    That is ``url`` itself, but for an internationalised host, which becomes the
+    ASCII form the worker's HTTP stack sends to (urllib3's IDNA 2008 encoding):
+    ``bücher.example`` is ``xn--bcher-kva.example``. A host that stack could
+    never send to (``☃.net``, or fullwidth digits that only look like an
+    address) is refused here rather than failing every attempt for a day. This
+    catches what can be seen in the URL itself; :func:`resolve` checks what the
+    host resolves to, on every attempt.
     """
     if not isinstance(url, str):
         raise InvalidURL(f"must be a string, not {type(url).__name__}")
@@ -154,7 +163,7 @@ def check_url(url: object) -> str:
         raise InvalidURL("must not contain whitespace or control characters")
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        port = parts.port  # raises ValueError on a port that is not a number in range
     except ValueError as exc:
         raise InvalidURL(f"cannot be parsed: {exc}") from None
     settings = get_settings()
@@ -168,6 +177,20 @@ def check_url(url: object) -> str:
     host = parts.hostname
     if not host:
         raise InvalidURL("has no host")
+    if port == 0:
+        raise InvalidURL("port 0 cannot be connected to")
+    if not host.isascii():
+        try:
+            host = str(urllib3.util.parse_url(f"http://{host}/").host)
+        except urllib3.exceptions.LocationParseError as exc:
+            raise InvalidURL(f"host {host!r} can never be sent to: {exc} (hosts must be IDNA "
+                             "2008 names)") from None
+        url = urlunsplit(parts._replace(netloc=host if port is None else f"{host}:{port}"))
+    try:
+        # What the worker's HTTP stack does with the URL before any attempt.
+        requests.models.PreparedRequest().prepare_url(url, None)
+    except (requests.RequestException, ValueError) as exc:
+        raise InvalidURL(f"can never be sent to: {exc}") from None
     ip = literal_ip(host)
     if ip is None and (host in _LOOPBACK_NAMES or host.endswith(".localhost")):
         ip = literal_ip("127.0.0.1")  # RFC 6761: these names are always loopback

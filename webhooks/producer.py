@@ -5,11 +5,22 @@ Every way in ends here: ``deliver.delay(url, event)`` (:func:`send`),
 :func:`redeliver` and :func:`recover`. The promoter in each worker publishes due
 parked runs through :func:`enqueue` too.
 
-One rule for what did not go out (:func:`_enqueue`): if the broker does not
-take a batch of messages, what the batch was for is undone by its caller's
-``undo`` (new records are deleted, replays are stopped, taken runs are put
-back), and :class:`~webhooks.errors.EnqueueFailed` is raised. Nothing is left
-half-written.
+Creating is idempotent and, on a Redis broker, atomic:
+
+- A delivery's id follows from its event's id and its destination (the endpoint,
+  or the URL), so a call repeated after any error finds the deliveries the first
+  one made, and creates nothing twice: the same ids, the same ``webhook-id``.
+- When the broker is the store's own Redis, each record and its task message are
+  written in one Lua call: both exist or neither does, whatever the connection
+  does. On an error, the outcome is unknown and retrying the same call is safe.
+- With another broker, records are written first and the messages published
+  after; what did not go out is undone (:func:`_enqueue`), and what cannot be
+  undone is found by the backstop.
+
+One rule for what did not go out: if the broker does not take a batch of
+messages, what the batch was for is undone by its caller's ``undo`` (new records
+are deleted, replays are stopped, taken runs are put back), and
+:class:`~webhooks.errors.EnqueueFailed` is raised.
 """
 
 from __future__ import annotations
@@ -23,7 +34,14 @@ from typing import Any
 from .broker import messages
 from .broker.app import app
 from .clock import now
-from .errors import EndpointDisabled, EnqueueFailed, InvalidEvent, InvalidInput
+from .errors import (
+    DeliveryConflict,
+    EndpointDisabled,
+    EnqueueFailed,
+    InvalidEvent,
+    InvalidInput,
+    WebhooksError,
+)
 from .events import Event, encode, parse_event
 from .guard import check_url
 from .models import Delivery, DeliveryStatus, Run
@@ -33,10 +51,21 @@ from .storage.deliveries import get_store
 from .storage.endpoints import get_endpoints
 from .storage.schedule import get_schedule
 
-__all__ = ["deliver_many", "encode_checked", "enqueue", "new_delivery", "publish", "recover",
-           "redeliver", "send"]
+__all__ = [
+    "deliver_many",
+    "delivery_id",
+    "encode_checked",
+    "enqueue",
+    "new_delivery",
+    "publish",
+    "recover",
+    "redeliver",
+    "send",
+]
 
 logger = logging.getLogger(__name__)
+
+_IDS = uuid.UUID("6f1b8f9e-2c1d-4c5a-9a53-3f3f8d7b2e10")  # the namespace of delivery ids
 
 #: Where one delivery goes: a URL, and the endpoint it belongs to (None for a bare URL).
 Target = tuple[str, str | None]
@@ -51,14 +80,22 @@ def encode_checked(event: Event) -> bytes:
     return body
 
 
+def delivery_id(event_id: str, url: str, endpoint_id: str | None) -> str:
+    """The id of the delivery of an event to a destination (the endpoint, or the URL for a
+    bare one): the same on every call, which is what makes creating it idempotent."""
+    destination = f"endpoint\n{endpoint_id}" if endpoint_id else f"url\n{url}"
+    return str(uuid.uuid5(_IDS, f"{event_id}\n{destination}"))
+
+
 def new_delivery(event: Event, url: str, endpoint_id: str | None = None,
                  due: datetime | None = None, queue: str | None = None,
                  created: datetime | None = None) -> Delivery:
     """A ``pending`` delivery of ``event`` to ``url``, not yet stored."""
     created = created or now()
-    return Delivery(id=str(uuid.uuid4()), url=url, endpoint_id=endpoint_id, event_id=event.id,
-                    event_type=event.type, status=DeliveryStatus.PENDING, created_at=created,
-                    updated_at=created, next_attempt_at=due or created, queue=queue)
+    return Delivery(id=delivery_id(event.id, url, endpoint_id), url=url,
+                    endpoint_id=endpoint_id, event_id=event.id, event_type=event.type,
+                    status=DeliveryStatus.PENDING, created_at=created, updated_at=created,
+                    next_attempt_at=due or created, queue=queue)
 
 
 def send(url: Any, event: Any, *, due: datetime | None = None, queue: str | None = None) -> str:
@@ -66,11 +103,12 @@ def send(url: Any, event: Any, *, due: datetime | None = None, queue: str | None
     delivery id. ``due`` delays the first attempt; ``queue`` names the Celery queue.
 
     A bad URL or event raises :class:`~webhooks.InvalidInput` and writes nothing.
+    Calling again with the same event and URL returns the same delivery.
     """
     checked_url, parsed = check_url(url), parse_event(event)
     delivery = new_delivery(parsed, checked_url, due=due, queue=queue)
-    _create_and_enqueue([delivery], encode_checked(parsed), queue, due)
-    return delivery.id
+    (created,) = _create_and_enqueue([delivery], encode_checked(parsed), queue, due)
+    return created
 
 
 def deliver_many(items: Iterable[tuple[Any, Any]]) -> list[str]:
@@ -93,7 +131,11 @@ def deliver_many(items: Iterable[tuple[Any, Any]]) -> list[str]:
         except InvalidInput as exc:
             raise InvalidInput(f"[{index}].{exc.field}", exc.problem) from None
         deliveries.append(new_delivery(parsed, checked, created=created))
-    return _create_and_enqueue(deliveries, bodies)
+    try:
+        return _create_and_enqueue(deliveries, bodies)
+    except DeliveryConflict as conflict:
+        index = [delivery.id for delivery in deliveries].index(conflict.delivery_id)
+        raise DeliveryConflict(conflict.delivery_id, f"[{index}].id") from None
 
 
 def publish(event: Any) -> list[str]:
@@ -141,10 +183,34 @@ def enqueue(runs: Sequence[Run], queue: str | None = None, *,
 
 def _create_and_enqueue(deliveries: Sequence[Delivery], body: bytes | Sequence[bytes],
                         queue: str | None = None, due: datetime | None = None) -> list[str]:
-    store = get_store()
-    store.create_many(deliveries, body)
-    _enqueue([Run(delivery.id) for delivery in deliveries], queue, store.delete_many, due)
-    return [delivery.id for delivery in deliveries]
+    """Store the deliveries that are new, each with its first run; returns every id."""
+    store, ids = get_store(), [delivery.id for delivery in deliveries]
+    if not deliveries:
+        return ids
+    countdown = (due - now()).total_seconds() if due is not None else 0.0
+    eta = due if countdown > 0 else None
+    # Where each first run goes: parked in Redis when far off (the promoter publishes
+    # it when due), its message in the same Lua call when the broker's list lives in
+    # the store's Redis, or published after the records by another broker.
+    parked = due is not None and BackoffPolicy.from_settings(get_settings()).wait(
+        countdown).parked
+    target = None if parked else messages.store_list(app, queue, get_settings().redis_url)
+    push = None
+    if target is not None:
+        name, key = target
+        push = (key, messages.encode(app, [Run(i) for i in ids], name, eta))
+    try:
+        existing = store.create_many(deliveries, body, push=push,
+                                     park_at=due.timestamp() if parked and due else None)
+    except WebhooksError:
+        raise
+    except Exception as error:
+        raise EnqueueFailed(f"could not write {len(ids)} deliveries to Redis ({error}); the "
+                            "outcome is unknown, and retrying the same call is safe") from error
+    if not parked and push is None:
+        # Another broker: what does not go out is undone, and a retry is safe.
+        _enqueue([Run(i) for i in ids if i not in existing], queue, store.delete_many, eta)
+    return ids
 
 
 def _restart(delivery_ids: list[str]) -> list[str]:
@@ -176,7 +242,7 @@ def _enqueue(runs: Sequence[Run], queue: str | None, undo: Callable[[list[str]],
             raise EnqueueFailed(f"could not publish {len(ids)} messages ({exc}), and undoing "
                                 "what they were for failed too") from exc
         raise EnqueueFailed(f"could not publish {len(ids)} messages ({exc}); what they were "
-                            "for was undone, nothing of them is left") from exc
+                            "for was undone, and retrying the same call is safe") from exc
 
 
 def _check_endpoint(endpoint_id: str | None) -> None:

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
         "redis://localhost:6379/0",
         description="Redis used both as the Celery broker and as the delivery store.",
     )
+    redis_timeout_seconds: float = Field(
+        5.0, gt=0, description="A Redis command that gets no answer in this long fails (a "
+        "stalled Redis); each is tried again up to 3 times on a lost connection or a timeout."
+    )
     retry_base_seconds: float = Field(
         5.27,
         gt=0,
@@ -114,6 +118,13 @@ class Settings(BaseSettings):
         description="How long a delivery and its attempts stay in Redis after their last change.",
     )
 
+
+    @property
+    def claim_lease_seconds(self) -> float:
+        """How long an attempt's claim and destination slot hold without renewal: the
+        attempt's deadline plus 5 s, at most WEBHOOKS_RECOVERY_SECONDS. The worker
+        renews them while the attempt runs; a dead worker's lapse by themselves."""
+        return min(self.recovery_seconds, self.timeout_seconds + 5)
 
     @model_validator(mode="after")
     def _lease_outlasts_an_attempt(self) -> Settings:

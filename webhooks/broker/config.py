@@ -40,9 +40,13 @@ task_reject_on_worker_lost = True
 PREFETCH = 4
 worker_prefetch_multiplier = PREFETCH
 worker_disable_rate_limits = True
-# With acks_late, a task still running when the broker connection drops would
-# be redelivered while it runs; cancelling it keeps one copy in flight.
-worker_cancel_long_running_tasks_on_connection_loss = True
+# When the broker connection drops, attempts in flight finish and are recorded
+# (the store reconnects on its own) instead of being killed: a killed attempt
+# would hold its claim and destination slot until the lease lapsed, stalling
+# that destination. Its message, should it come back, finds the attempt on
+# record (or running) and is dropped: the claim, not cancelling, keeps one
+# copy in flight. Celery 6 turns cancelling on by default; it stays off here.
+worker_cancel_long_running_tasks_on_connection_loss = False
 
 task_default_queue = "webhooks"
 enable_utc = True
@@ -72,6 +76,12 @@ broker_transport_options = {
         _settings.visibility_timeout_seconds
         or _settings.park_threshold_seconds + (PREFETCH + 1) * _settings.timeout_seconds + 30
     ),
+    # kombu looks for messages past the visibility timeout every interval x
+    # throttle seconds (100 s by its defaults): every 2 s here, so that what a
+    # worker had fetched when it or its connection died is back soon after the
+    # timeout. One ZRANGE of the unacked index per sweep.
+    "unacked_restore_interval": 2,
+    "unacked_restore_throttle": 1,
 }
 
 # On a warm shutdown (SIGTERM), the Redis transport puts every unacknowledged

@@ -15,6 +15,11 @@ __all__ = ["RELIED_ON", "missing"]
 RELIED_ON: tuple[tuple[str, str, str], ...] = (
     ("kombu.transport.redis", "Channel._create_client",
      "broker/transport.py overrides it to keep one client per pool"),
+    ("kombu.transport.redis", "Channel._connparams",
+     "broker/transport.py keeps its result for use after the connection closed"),
+    ("kombu.transport.redis", "Channel._delete",
+     "broker/transport.py lets a closing channel skip it when Redis is gone"),
+    ("kombu.transport.redis", "Channel._closing", "broker/transport.py reads it in _delete"),
     ("kombu.transport.redis", "Channel.conn_or_acquire",
      "broker/messages.py pushes a batch through it"),
     ("kombu.transport.redis", "Channel.pool", "broker/transport.py compares pools"),

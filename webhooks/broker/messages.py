@@ -32,7 +32,9 @@ from kombu.transport import redis as kombu_redis
 from ..models import Run
 from .app import DELIVER
 
-__all__ = ["encode", "publish", "queue_for"]
+__all__ = ["encode", "publish", "queue_for", "store_list"]
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def queue_for(app: Celery, queue: str | None) -> Queue | None:
@@ -45,6 +47,21 @@ def queue_for(app: Celery, queue: str | None) -> Queue | None:
     if chosen.exchange.type != "direct" or options.get("exchange"):
         return None
     return chosen
+
+
+def store_list(app: Celery, queue: str | None, store_url: str) -> tuple[str, str] | None:
+    """(queue name, list key) where a delivery message goes, when that list lives in the
+    delivery store's own Redis (the broker URL is the store's): then a record and its
+    message can be written in one transaction. None otherwise."""
+    broker = app.conf.broker_url
+    if not isinstance(broker, str) or broker != store_url or not broker.startswith(
+            _REDIS_SCHEMES):
+        return None
+    target = queue_for(app, queue)
+    if target is None:
+        return None
+    prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
+    return target.name, f"{prefix}{target.name}"
 
 
 def encode(app: Celery, runs: Sequence[Run], queue: str, eta: datetime | None = None

@@ -1,4 +1,5 @@
-"""kombu's Redis transport, minus a redis-py client built for every message.
+"""kombu's Redis transport, minus a redis-py client built for every message, and
+surviving the loss of its connection.
 
 kombu 5.7's Redis channel calls ``_create_client()`` each time it records a
 delivered message in its unacked index and again when the message is acked.
@@ -9,15 +10,29 @@ from 1.43 to 0.95 ms of worker CPU (solo pool, 5,000 tasks, /proc CPU times).
 The client is stateless apart from its connection pool, so one per channel and
 pool is enough.
 
+A closed connection forgets its settings, yet kombu goes on building pools from
+them: at close, to put unacknowledged messages back, and for the acks of tasks
+that finish after the worker reconnected. It then raises ``AttributeError:
+'NoneType' object has no attribute 'hostname'``, which stops the worker (the
+same failure as kombu #582, reproduced with kombu 5.7.0 by killing Redis under a
+busy worker; docs/upstream.md has the report). The channel here keeps the
+settings it was opened with, so those calls reach Redis: a late ack removes its
+message from the unacked index (no redelivery later), and a Redis that is down
+answers with a connection error, which kombu handles. Deleting an auto-delete
+queue while the channel closes (the gossip step's) is skipped when Redis cannot
+be reached: otherwise the error cut the close short, leaving its pools open
+(kombu's binding expiry sweeps the stale binding).
+
 Selected by ``broker_transport`` in config.py; everything else is kombu's.
-``_create_client`` is private to kombu: :mod:`.internals` checks at worker start
-that it is still there.
+``_create_client``, ``_connparams``, ``_delete`` and ``_closing`` are private to
+kombu: :mod:`.internals` checks at worker start that they are still there.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 
 __all__ = ["Channel", "Transport"]
@@ -32,6 +47,24 @@ class Channel(_RedisChannel):  # type: ignore[misc]
     """kombu's Redis channel, holding one synchronous client per connection pool."""
 
     _client_for_pool: Any = None
+    _sync_params: dict[str, Any] | None = None
+
+    def _connparams(self, asynchronous: bool = False) -> Any:
+        if self.connection.client is None:  # the connection was closed
+            if asynchronous or self._sync_params is None:
+                raise redis.exceptions.ConnectionError("the broker connection is closed")
+            return dict(self._sync_params)
+        params = super()._connparams(asynchronous=asynchronous)
+        if not asynchronous:
+            self._sync_params = dict(params)
+        return params
+
+    def _delete(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super()._delete(*args, **kwargs)
+        except self.connection_errors:
+            if not self._closing:
+                raise
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:

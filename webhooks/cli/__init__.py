@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import redis
+from kombu.exceptions import KombuError
 
 from .._version import __version__
 from ..errors import WebhooksError
@@ -41,9 +43,22 @@ class _OneLineErrors(click.Group):
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
         except redis.RedisError as exc:
-            click.echo(f"Error: Redis at {get_settings().redis_url} failed: {exc}", err=True)
+            click.echo(f"Error: Redis at {_shown_url()} failed: {exc}; retrying the same "
+                       "command is safe", err=True)
+            sys.exit(1)
+        except KombuError as exc:
+            click.echo(f"Error: the broker failed: {exc}; retrying the same command is safe",
+                       err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _shown_url() -> str:
+    """The Redis URL without its password, for messages."""
+    parts = urlsplit(get_settings().redis_url)
+    if parts.password is None:
+        return parts.geturl()
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 @click.group(cls=_OneLineErrors)
@@ -60,8 +75,9 @@ def flower(no_auth: bool, flower_args: tuple[str, ...]) -> None:
     """Start Flower (`celery -A webhooks flower`), refusing to do so without basic auth.
 
     Flower shows every task and can revoke work, so it needs credentials:
-    FLOWER_BASIC_AUTH=user:password (comma-separate several pairs). Other
-    arguments go to Flower (e.g. --port=5555 --address=127.0.0.1).
+    FLOWER_BASIC_AUTH=user:password (comma-separate several pairs). Flower
+    listens on 127.0.0.1 unless given --address. Other arguments go to Flower
+    (e.g. --port=5555).
     """
     credentials = os.environ.get("FLOWER_BASIC_AUTH", "")
     pairs = [pair.partition(":") for pair in credentials.split(",") if pair]
@@ -74,6 +90,8 @@ def flower(no_auth: bool, flower_args: tuple[str, ...]) -> None:
                                    "each password at least 8 characters")
     else:
         click.echo("warning: Flower starts without authentication (--no-auth)", err=True)
+    if not any(arg.startswith("--address") for arg in flower_args):
+        flower_args = ("--address=127.0.0.1", *flower_args)  # Flower's own default is every one
     command = [sys.executable, "-m", "celery", "-A", "webhooks", "flower", *flower_args]
     os.execv(sys.executable, command)
 

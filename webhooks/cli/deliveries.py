@@ -22,8 +22,8 @@ __all__ = ["list_", "publish", "recover", "redeliver", "schema", "send", "show",
 
 @click.command()
 @click.argument("url")
-@click.argument("event_file", type=click.File("r"))
-def send(url: str, event_file: IO[str]) -> None:
+@click.argument("event_file", type=click.File("rb"))
+def send(url: str, event_file: IO[bytes]) -> None:
     """Deliver the event in EVENT_FILE (JSON, or - for stdin) to URL; print the delivery id."""
     click.echo(producer.send(url, read_event(event_file)))
 
@@ -55,9 +55,9 @@ def list_(status: str | None, limit: int, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("event_file", type=click.File("r"))
+@click.argument("event_file", type=click.File("rb"))
 @click.option("--json", "as_json", is_flag=True, help="Print the ids as a JSON object.")
-def publish(event_file: IO[str], as_json: bool) -> None:
+def publish(event_file: IO[bytes], as_json: bool) -> None:
     """Send the event in EVENT_FILE to every enabled endpoint that wants it; print delivery ids."""
     event = read_event(event_file)
     ids = producer.publish(event)

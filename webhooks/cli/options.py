@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, ClassVar
@@ -11,6 +10,8 @@ import click
 from rich.console import Console
 
 from ..clock import now
+from ..errors import InvalidEvent
+from ..events import loads_event
 
 __all__ = ["Moment", "console", "json_option", "read_event"]
 
@@ -30,22 +31,23 @@ class Moment(click.ParamType[datetime]):
         if isinstance(value, datetime):
             return value
         text = str(value).strip()
+        shown = repr(text[:40] + ("…" if len(text) > 40 else ""))
         match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text)
         if match:
-            return now() - timedelta(**{self._units[match[2]]: float(match[1])})
+            try:
+                return now() - timedelta(**{self._units[match[2]]: float(match[1])})
+            except (OverflowError, ValueError):
+                self.fail(f"{shown} reaches back before the year 1", param, ctx)
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            self.fail(f"{text!r} is neither ISO-8601 nor a span like 6h or 2d", param, ctx)
+            self.fail(f"{shown} is neither ISO-8601 nor a span like 6h or 2d", param, ctx)
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def read_event(event_file: IO[str]) -> Any:
-    """The JSON in an event file (or stdin), or a one-line error."""
-    text = event_file.read()
+def read_event(event_file: IO[bytes]) -> Any:
+    """The JSON in an event file (or stdin), or a one-line error naming the file."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.ClickException(
-            f"{event_file.name}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        return loads_event(event_file.read())
+    except InvalidEvent as exc:
+        raise click.ClickException(f"{event_file.name}: {exc}") from None

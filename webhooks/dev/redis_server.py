@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
 
-__all__ = ["ensure_redis", "redis_answers"]
+__all__ = ["RedisProcess", "ensure_redis", "redis_answers"]
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
@@ -76,3 +79,57 @@ def ensure_redis(url: str) -> Iterator[bool]:
         finally:
             server.terminate()
             server.wait(timeout=10)
+
+
+class RedisProcess:
+    """A Redis server of the tests' own, on a free port, with AOF (fsync every second, as
+    the compose file runs it): started, killed, stalled and restarted at will."""
+
+    def __init__(self, workdir: Path, *extra: str) -> None:
+        self.workdir = workdir
+        self.extra = extra
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisProcess:
+        self.process = subprocess.Popen(
+            [_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.workdir),
+             "--daemonize", "no", *self.extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while not redis_answers(self.url):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: what AOF had not synced is lost."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stall(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+    def __enter__(self) -> RedisProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

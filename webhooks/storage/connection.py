@@ -6,23 +6,68 @@ Every store in :mod:`webhooks.storage` is handed the client from
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from ..settings import get_settings
 
-__all__ = ["get_redis", "transaction", "zrange_ids"]
+__all__ = ["eviction_policy", "get_redis", "persist", "transaction", "unavailable",
+           "zrange_ids"]
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: Connection losses and timeouts are retried this often by redis-py, within about
+#: a second (plus the timeouts); then the caller sees the error. Every write
+#: script is safe to repeat.
+RETRIES = 3
 
 
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
     """The client every store shares: one connection pool per process."""
-    return redis.Redis.from_url(get_settings().redis_url)
+    settings = get_settings()
+    return redis.Redis.from_url(
+        settings.redis_url, socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds, health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), RETRIES))
+
+
+def eviction_policy() -> str:
+    """Redis's ``maxmemory-policy``: anything but ``noeviction`` may drop records."""
+    return str(get_redis().info("memory").get("maxmemory_policy", "unknown"))
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says Redis could not be reached or did not answer in time."""
+    return isinstance(error, (redis.ConnectionError, redis.TimeoutError,
+                              redis.BusyLoadingError))
+
+
+def persist(write: Callable[[], T], seconds: float, what: str) -> T:
+    """``write``, tried again while Redis cannot be reached, for up to ``seconds``.
+
+    Only for writes that are safe to repeat: a write whose answer was lost may
+    have happened. Any other error, or the last one, is raised.
+    """
+    deadline, pause = time.monotonic() + seconds, 0.1
+    while True:
+        try:
+            return write()
+        except Exception as error:
+            if not unavailable(error) or time.monotonic() + pause > deadline:
+                raise
+            logger.warning("%s: Redis unavailable (%s); trying again", what, error)
+            time.sleep(pause * random.uniform(0.5, 1.0))
+            pause = min(pause * 2, 2.0)
 
 
 def zrange_ids(client: redis.Redis | redis.client.Pipeline, key: str, start: Any, stop: Any,

@@ -18,11 +18,11 @@ from functools import lru_cache
 import redis
 
 from ..clock import isoformat, now
-from ..errors import DeliveryNotFound
+from ..errors import DeliveryConflict, DeliveryNotFound
 from ..models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus, Run
 from ..settings import get_settings
 from . import keys
-from .connection import get_redis, transaction, zrange_ids
+from .connection import get_redis, persist, transaction, zrange_ids
 from .isolation import Entry, destination, enter_args, entry, leave_args
 from .schedule import Schedule
 from .scripts import Script, fields
@@ -54,6 +54,10 @@ class Claim:
     entry: Entry | None = None  # what entering the destination said (None: not tried)
     destination: str | None = None  # as stored with the record (None: an older record)
 
+#: Deliveries per create script call: big enough to cost Redis little per delivery,
+#: small enough not to hold it for long (about 5 ms).
+CREATE_SLICE = 500
+
 _FIELDS = ("id", "url", "event_id", "event_type", "status", "created_at", "updated_at",
            "next_attempt_at", "endpoint_id", "cycle", "cycle_offset", "stop_reason", "queue")
 _OPTIONAL = ("next_attempt_at", "endpoint_id", "stop_reason", "queue")
@@ -84,6 +88,8 @@ class DeliveryStore:
         self.retention = retention
         self._claim_script = Script(client, "claim_attempt")
         self._record_script = Script(client, "record_attempt")
+        self._abandon_script = Script(client, "abandon_attempt")
+        self._create_script = Script(client, "create_deliveries")
 
     def _index(self, pipe: redis.client.Pipeline, delivery_id: str, status: DeliveryStatus,
                moment: datetime) -> None:
@@ -97,57 +103,70 @@ class DeliveryStore:
         pipe.expire(keys.delivery(delivery_id), ttl)
         pipe.expire(keys.attempts(delivery_id), ttl)
 
-    def create_many(self, deliveries: Sequence[Delivery], body: bytes | Sequence[bytes]) -> None:
-        """Write new deliveries, all or none, in one round trip; ``body`` is shared or per
-        delivery."""
+    def create_many(self, deliveries: Sequence[Delivery], body: bytes | Sequence[bytes], *,
+                    push: tuple[str, Sequence[str]] | None = None,
+                    park_at: float | None = None) -> set[str]:
+        """Write new deliveries (``body`` shared, or one per delivery), each with its
+        first run: a message pushed to a queue's list (``push``: the list's key and a
+        message per delivery), parked until ``park_at``, or neither (the caller
+        publishes). Idempotent: returns the ids that were there already, which get
+        nothing written. Raises :class:`~webhooks.errors.DeliveryConflict`, writing
+        nothing, if one of those was stored with another body.
+
+        Atomic per slice of :data:`CREATE_SLICE` deliveries (one Lua call each): a
+        record and its message both exist or neither does.
+        """
         if not deliveries:
-            return
+            return set()
         bodies = [body] * len(deliveries) if isinstance(body, bytes) else list(body)
-        cutoff = (deliveries[0].created_at - self.retention).timestamp()
-        ttl = int(self.retention.total_seconds())
-        updated: dict[DeliveryStatus, dict[str, float]] = {}
-        due: dict[str, float] = {}
-        by_endpoint: dict[str, dict[str, float]] = {}
+        messages = list(push[1]) if push else [""] * len(deliveries)
+        existing: set[str] = set()
+        for first in range(0, len(deliveries), CREATE_SLICE):
+            chunk = slice(first, first + CREATE_SLICE)
+            existing |= self._create(deliveries[chunk], bodies[chunk], messages[chunk],
+                                     push[0] if push else "", park_at)
+        return existing
+
+    def _create(self, deliveries: Sequence[Delivery], bodies: Sequence[bytes],
+                messages: Sequence[str], queue_key: str, park_at: float | None) -> set[str]:
+        (status,) = {delivery.status for delivery in deliveries}
+        numbered: dict[bytes, int] = {}  # a fan-out shares one body: it is sent once
+        items: list[str | bytes | float | int] = []
         stamps: dict[datetime, str] = {}  # a batch shares its creation time and URLs:
         destinations: dict[tuple[str, str | None], str] = {}  # each is worked out once
-        with self._redis.pipeline(transaction=True) as pipe:
-            for delivery, body in zip(deliveries, bodies, strict=True):
-                # The destination goes with the record, so that the claim can enter it.
-                target = (delivery.url, delivery.endpoint_id)
-                if target not in destinations:
-                    destinations[target] = destination(*target)
-                fields: dict[str, str | bytes] = {"body": body,
-                                                  "destination": destinations[target]}
-                for name in _FIELDS:
-                    value = getattr(delivery, name)
-                    if isinstance(value, datetime):
-                        value = stamps.get(value) or stamps.setdefault(value, isoformat(value))
-                    if value is not None:  # absent fields read back as None
-                        fields[name] = str(value)
-                pipe.hset(keys.delivery(delivery.id), mapping=fields)  # type: ignore[arg-type]
-                pipe.expire(keys.delivery(delivery.id), ttl)
-                updated.setdefault(delivery.status, {})[delivery.id] = (
-                    delivery.updated_at.timestamp())
-                due[delivery.id] = (delivery.next_attempt_at or delivery.created_at).timestamp()
-                if delivery.endpoint_id:
-                    by_endpoint.setdefault(delivery.endpoint_id, {})[delivery.id] = (
-                        delivery.created_at.timestamp())
-            # The indexes take a whole batch per command: measured, one Lua call per
-            # delivery cost Redis 32 us each; these cost a few.
-            for status, scores in updated.items():
-                pipe.zadd(keys.deliveries(), scores)
-                pipe.zadd(keys.deliveries(status), scores)
-            pipe.zadd(keys.due(), due)
-            for endpoint_id, scores in by_endpoint.items():
-                pipe.zadd(keys.endpoint_deliveries(endpoint_id), scores)
-                pipe.zremrangebyscore(keys.endpoint_deliveries(endpoint_id), "-inf", cutoff)
-            # Index entries of expired records go here, not in a sweeper process.
-            for status in (None, *DeliveryStatus):
-                pipe.zremrangebyscore(keys.deliveries(status), "-inf", cutoff)
-            pipe.execute()
+        for delivery, body, message in zip(deliveries, bodies, messages, strict=True):
+            number = numbered.setdefault(body, len(numbered) + 1)
+            # The destination goes with the record, so that the claim can enter it.
+            target = (delivery.url, delivery.endpoint_id)
+            if target not in destinations:
+                destinations[target] = destination(*target)
+            fields: list[str] = ["destination", destinations[target]]
+            for name in _FIELDS:
+                value = getattr(delivery, name)
+                if isinstance(value, datetime):
+                    value = stamps.get(value) or stamps.setdefault(value, isoformat(value))
+                if value is not None:  # absent fields read back as None
+                    fields += [name, str(value)]
+            items += [delivery.id, delivery.endpoint_id or "", number,
+                      delivery.updated_at.timestamp(),
+                      (delivery.next_attempt_at or delivery.created_at).timestamp(), message,
+                      park_at if park_at is not None else "", len(fields) // 2, *fields]
+        cutoff = (deliveries[0].created_at - self.retention).timestamp()
+        reply = self._create_script(
+            keys={"all_index_key": keys.deliveries(), "status_index_key": keys.deliveries(status),
+                  "due_key": keys.due(), "scheduled_key": keys.scheduled(),
+                  "queue_key": queue_key,
+                  "trim_keys": [keys.deliveries(s) for s in (None, *DeliveryStatus)]},
+            args={"cutoff": cutoff, "ttl": int(self.retention.total_seconds()),
+                  "delivery_template": keys.template(keys.delivery),
+                  "endpoint_template": keys.template(keys.endpoint_deliveries),
+                  "body_count": len(numbered), "rest": [*numbered, *items]})
+        if reply[0] == b"conflict":
+            raise DeliveryConflict(reply[1].decode())
+        return {member.decode() for member in reply[1:]}
 
-    def create(self, delivery: Delivery, body: bytes) -> None:
-        self.create_many([delivery], body)
+    def create(self, delivery: Delivery, body: bytes) -> set[str]:
+        return self.create_many([delivery], body)
 
     def add_attempts(self, attempts: Mapping[str, Attempt]) -> None:
         """Append an attempt to each delivery's list, in one round trip (bulk seeding)."""
@@ -193,13 +212,19 @@ class DeliveryStore:
 
     def record_attempt(self, run: Run, attempt: Attempt, status: DeliveryStatus,
                        next_attempt_at: datetime | None = None, *, park: bool = False,
-                       stop_reason: str | None = None, destination: str | None = None) -> None:
+                       stop_reason: str | None = None, destination: str | None = None,
+                       persist_for: float = 0.0) -> None:
         """Append an attempt, move the delivery to the status it led to and release the
         attempt's claim, atomically (one Lua call); with ``park``, also schedule the next
-        run in Redis; with ``destination``, also leave it, moving its circuit breaker."""
+        run in Redis; with ``destination``, also leave it, moving its circuit breaker.
+
+        The attempt was made, so losing its record would mean making it again:
+        while Redis cannot be reached, the write is tried again for up to
+        ``persist_for`` seconds (it is safe to repeat).
+        """
         moment = now()
         waiting = status not in FINAL_STATUSES and next_attempt_at is not None
-        self._record_script(
+        persist(lambda: self._record_script(
             keys={"delivery_key": keys.delivery(run.delivery_id),
                   "attempts_key": keys.attempts(run.delivery_id),
                   "running_key": keys.running(), "scheduled_key": keys.scheduled(),
@@ -207,7 +232,8 @@ class DeliveryStore:
                   "status_index_key": keys.deliveries(status),
                   "other_index_keys": [keys.deliveries(other) for other in DeliveryStatus
                                        if other is not status]},
-            args={"delivery_id": run.delivery_id, "attempt": attempt.model_dump_json(),
+            args={"delivery_id": run.delivery_id, "number": attempt.number,
+                  "attempt": attempt.model_dump_json(),
                   "status": status.value, "updated_at": isoformat(moment),
                   "next_attempt_at": _hash_value(next_attempt_at),
                   "stop_reason": _hash_value(stop_reason), "member": run.member,
@@ -217,7 +243,28 @@ class DeliveryStore:
                   "updated_score": moment.timestamp(),
                   "ttl": int(self.retention.total_seconds()),
                   **leave_args(get_settings(), destination, attempt.succeeded,
-                               attempt.duration_ms)})
+                               attempt.duration_ms)}),
+                persist_for, f"recording attempt {attempt.number} of {run.delivery_id}")
+
+    def renew_claims(self, held: Sequence[tuple[Run, str | None]], until: float) -> None:
+        """Extend the claims of attempts in flight, and their destination slots, to
+        ``until``; a claim that is gone (recorded, or lapsed and taken) stays gone."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for run, dest in held:
+                pipe.zadd(keys.running(), {run.member: until}, xx=True)
+                if dest:
+                    pipe.zadd(keys.destination_inflight(dest), {run.member: until}, xx=True)
+            pipe.execute()
+
+    def abandon_attempt(self, run: Run) -> bool:
+        """Release a claimed attempt its worker stopped, and its destination slot; the run
+        is due again now. False if it was no longer held."""
+        return bool(self._abandon_script(
+            keys={"delivery_key": keys.delivery(run.delivery_id),
+                  "running_key": keys.running(), "scheduled_key": keys.scheduled()},
+            args={"member": run.member, "now": time.time(),
+                  "inflight_template": keys.template(keys.destination_inflight),
+                  "waiting_template": keys.template(keys.destination_waiting)}))
 
     def set_status(self, delivery_id: str, status: DeliveryStatus,
                    next_attempt_at: datetime | None = None,

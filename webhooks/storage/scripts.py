@@ -47,7 +47,9 @@ def _declare(names: Sequence[str], table: str) -> str:
         if name.startswith("*"):
             if position != len(names):
                 raise ValueError(f"{table}: only the last name may take the rest ({name})")
-            lines.append(f"local {name[1:]} = {{unpack({table}, {position})}}")
+            # A loop, not unpack(): Lua's unpack stops at 8,000 values, a batch may not.
+            lines.append(f"local {name[1:]} = {{}} for i = {position}, #{table} do "
+                         f"{name[1:]}[i - {position - 1}] = {table}[i] end")
         else:
             lines.append(f"local {name} = {table}[{position}]")
     return "\n".join(lines)

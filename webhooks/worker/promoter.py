@@ -24,6 +24,7 @@ from ..errors import EnqueueFailed
 from ..models import Run
 from ..producer import enqueue
 from ..settings import get_settings
+from ..storage.connection import unavailable
 from ..storage.deliveries import get_store
 from ..storage.schedule import get_schedule
 
@@ -105,11 +106,22 @@ class Promoter:
             store.push_due(delivery_id, now)
 
     def run_forever(self, stop: threading.Event) -> None:
+        """Pass after pass until ``stop``; while Redis is away, one line and a slower pace."""
+        away = 0.0  # seconds to wait while Redis cannot be reached
         while not stop.is_set():
             try:
                 published = self.tick()
-            except Exception:
-                logger.exception("promoter pass failed; retrying")
+            except Exception as error:
+                if not unavailable(error):
+                    logger.exception("promoter pass failed; retrying")
+                elif not away:
+                    logger.warning("promoter: Redis unavailable (%s); waiting for it", error)
+                away = min(max(away * 2, self.settings.promote_interval_seconds), 1.0) if (
+                    unavailable(error)) else 0.0
                 published = 0
+            else:
+                if away:
+                    logger.warning("promoter: Redis is back")
+                away = 0.0
             if published < BATCH:
-                stop.wait(self.settings.promote_interval_seconds)
+                stop.wait(away or self.settings.promote_interval_seconds)

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from functools import partial
 
 from ..clock import now
 from ..models import Delivery, DeliveryStatus, Endpoint, Run
@@ -22,6 +23,7 @@ from ..storage.endpoints import get_endpoints
 from ..storage.isolation import EntryOutcome, destination, get_gate
 from ..storage.schedule import get_schedule
 from . import health
+from .leases import holding
 
 __all__ = ["Done", "RunResult", "run_attempt"]
 
@@ -53,9 +55,10 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
     it with what it led to, and say whether a retry follows."""
     store, settings = get_store(), get_settings()
     run = Run(delivery_id, cycle, retries)
+    lease = settings.claim_lease_seconds
     # One Redis call claims the attempt and reads what it needs; the whole record
     # is loaded only on the rare paths below.
-    claim = store.claim_attempt(run, settings.recovery_seconds)
+    claim = store.claim_attempt(run, lease)
     if claim.outcome is not ClaimOutcome.CLAIMED:
         return _not_claimed(run, claim)
 
@@ -72,7 +75,7 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
     gate = get_gate()
     dest = claim.destination or destination(claim.url, claim.endpoint_id)
     # The claim entered the destination too, unless the record predates that.
-    entry = claim.entry or gate.enter(dest, run, settings.recovery_seconds)
+    entry = claim.entry or gate.enter(dest, run, lease)
     if entry.outcome is EntryOutcome.BUSY:
         # At the destination's concurrency limit: wait in its queue for a slot,
         # without making (or counting) an attempt.
@@ -82,41 +85,48 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
         # Its circuit is open: wait in the schedule until the next probe.
         gate.defer(run, entry.retry_at)
         return Done(RunResult.DEFERRED)
+    with holding(run, dest, lease):
+        return _attempt(run, claim, endpoint, dest)
 
+
+def _attempt(run: Run, claim: Claim, endpoint: Endpoint | None, dest: str) -> Done | Retry:
+    """Make the claimed attempt and record what it led to."""
+    store, settings = get_store(), get_settings()
     secrets = endpoint.signing_secrets(now()) if endpoint is not None else []
-    outcome = send(delivery_id, claim.number, claim.url, claim.body, secrets)  # never raises
+    outcome = send(run.delivery_id, claim.number, claim.url, claim.body, secrets)  # never raises
     attempt = outcome.attempt
     policy = BackoffPolicy.from_settings(settings)
-    decision = policy.after_failure(retries, outcome.retry_after)
+    decision = policy.after_failure(run.retries, outcome.retry_after)
     exhausted = not attempt.succeeded and isinstance(decision, RetriesExhausted)
     disable_reason = None
     if endpoint is not None:
         disable_reason = health.judge(get_endpoints(), endpoint, attempt, exhausted,
                                       timedelta(seconds=settings.disable_after_seconds))
-
+    # The attempt is made: should Redis be away a while, its record waits for it
+    # rather than be lost (and the attempt made again).
+    record = partial(store.record_attempt, run, attempt, destination=dest,
+                     persist_for=settings.recovery_seconds)
     if attempt.succeeded:
-        store.record_attempt(run, attempt, DeliveryStatus.DELIVERED, destination=dest)
+        record(DeliveryStatus.DELIVERED)
         return Done(RunResult.DELIVERED)
     if disable_reason is not None and endpoint is not None:
         # Disabled before the attempt is recorded, so that whoever sees this delivery
         # exhausted sees its endpoint disabled; the endpoint's other deliveries after.
         get_endpoints().disable(endpoint.id, disable_reason, stop=False)
-        store.record_attempt(run, attempt, DeliveryStatus.RETRIES_EXHAUSTED,
-                             stop_reason=f"endpoint disabled: {disable_reason}",
-                             destination=dest)
+        record(DeliveryStatus.RETRIES_EXHAUSTED,
+               stop_reason=f"endpoint disabled: {disable_reason}")
         get_endpoints().stop_deliveries(endpoint.id, disable_reason)
         logger.warning("endpoint %s disabled: %s", endpoint.id, disable_reason)
         return Done(RunResult.RETRIES_EXHAUSTED)
     if isinstance(decision, RetriesExhausted):
-        store.record_attempt(run, attempt, DeliveryStatus.RETRIES_EXHAUSTED, destination=dest)
-        logger.warning("delivery %s: retries exhausted after %d attempts", delivery_id,
+        record(DeliveryStatus.RETRIES_EXHAUSTED)
+        logger.warning("delivery %s: retries exhausted after %d attempts", run.delivery_id,
                        claim.number)
         return Done(RunResult.RETRIES_EXHAUSTED)
     # A long wait is parked in the same transaction that records the attempt, so
     # no crash can leave the delivery retrying with nothing scheduled.
-    store.record_attempt(run, attempt, DeliveryStatus.RETRYING,
-                         now() + timedelta(seconds=decision.countdown),
-                         park=decision.parked, destination=dest)
+    record(DeliveryStatus.RETRYING, now() + timedelta(seconds=decision.countdown),
+           park=decision.parked)
     return decision
 
 

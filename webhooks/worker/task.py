@@ -16,10 +16,16 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from billiard.einfo import (  # type: ignore[attr-defined]  # the stubs lack the wrapper
+    ExceptionInfo,
+    ExceptionWithTraceback,
+)
+from billiard.exceptions import Terminated, WorkerLostError
 from celery import Task
 from celery.exceptions import Reject
 from celery.exceptions import Retry as CeleryRetry
 from celery.result import AsyncResult
+from celery.worker.request import Request
 
 from ..broker.app import DELIVER, app
 from ..clock import now
@@ -27,10 +33,11 @@ from ..errors import InvalidInput
 from ..models import Run
 from ..producer import enqueue, send
 from ..retry import MAX_RETRIES, Retry
+from ..storage.deliveries import get_store
 from ..storage.schedule import get_schedule
 from .runner import run_attempt
 
-__all__ = ["DeliveryTask", "deliver"]
+__all__ = ["DeliveryRequest", "DeliveryTask", "deliver"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +58,31 @@ def _producer_args(args: Any, kwargs: Any) -> tuple[Any, Any]:
     return params["url"], params["event"]
 
 
+class DeliveryRequest(Request):
+    """The worker's view of one run in flight: when the process making the attempt is
+    lost (killed, or terminated by a revoke), its claim and destination slot are let
+    go at once and the run is due again, rather than held until the lease lapses."""
+
+    def on_failure(self, exc_info: ExceptionInfo, send_failed_event: bool = True,
+                   return_ok: bool = False) -> None:
+        exc = exc_info.exception
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        if isinstance(exc, WorkerLostError | Terminated):
+            run = Run(self.id, int((self.kwargs or {}).get("cycle", 0)),
+                      int(self.request_dict.get("retries") or 0))
+            try:
+                get_store().abandon_attempt(run)
+            except Exception as error:  # its claim lapses by itself
+                logger.warning("delivery %s: could not release the lost attempt: %s",
+                               run.delivery_id, error)
+        super().on_failure(exc_info, send_failed_event, return_ok)
+
+
 class DeliveryTask(Task):  # type: ignore[type-arg]
     """The ``deliver`` task: its producer form is ``(url, event)``; a message is one run."""
 
+    Request = "webhooks.worker.task:DeliveryRequest"
     max_retries = MAX_RETRIES
     acks_late = True
     reject_on_worker_lost = True

@@ -1,0 +1,98 @@
+-- Create deliveries, with their first task messages, all or nothing; idempotent.
+-- A delivery's id follows from its event id and destination, so a repeated call (a
+-- producer retrying after an error whose outcome it could not know) finds its
+-- deliveries already there and creates nothing more. One whose stored body differs
+-- from the new one is a conflict (an event id reused for another event): then
+-- nothing at all is written.
+-- KEYS: all_index_key status_index_key due_key scheduled_key queue_key *trim_keys
+-- ARGV: cutoff ttl delivery_template endpoint_template body_count *rest
+-- rest: body_count bodies, then one group per delivery:
+--   delivery_id endpoint_id body_number score due_score message park_score field_count
+--   field value ... (field_count pairs)
+-- message: the task message to push to queue_key ('' for none: the caller publishes);
+-- park_score: park the first run until then instead ('' for none). score: the
+-- delivery's place in the indexes (its creation time).
+-- trim_keys: index sorted sets trimmed of entries older than cutoff (expired records).
+-- Returns: {'conflict', delivery_id} and writes nothing, or {'existing', id, id, ...}:
+-- the deliveries that were there already (created by an earlier call).
+local bodies = {}
+local count = tonumber(body_count)
+for i = 1, count do bodies[i] = rest[i] end
+
+local items = {}
+local i = count + 1
+while i <= #rest do
+  local item = {id = rest[i], endpoint_id = rest[i + 1], body = bodies[tonumber(rest[i + 2])],
+                score = rest[i + 3], due = rest[i + 4], message = rest[i + 5],
+                park = rest[i + 6], fields = tonumber(rest[i + 7]), first_field = i + 8}
+  item.key = string.format(delivery_template, item.id)
+  table.insert(items, item)
+  i = i + 8 + 2 * item.fields
+end
+
+-- First look, then write: a conflict must leave nothing behind.
+local existing = {'existing'}
+local seen = {}
+for _, item in ipairs(items) do
+  local stored = seen[item.id] or redis.call('HGET', item.key, 'body')
+  if stored then
+    if stored ~= item.body then return {'conflict', item.id} end
+    item.exists = true
+    table.insert(existing, item.id)
+  end
+  seen[item.id] = item.body
+end
+
+local function add_all(key, scored)
+  -- ZADD in slices, to stay within Lua's limit on unpacked arguments.
+  for first = 1, #scored, 2000 do
+    redis.call('ZADD', key, unpack(scored, first, math.min(first + 1999, #scored)))
+  end
+end
+
+-- The messages first: when Redis refuses them (an ACL denying LPUSH), nothing
+-- else has been written yet.
+local messages = {}
+for _, item in ipairs(items) do
+  if not item.exists and item.message ~= '' then table.insert(messages, item.message) end
+end
+for first = 1, #messages, 1000 do
+  redis.call('LPUSH', queue_key, unpack(messages, first, math.min(first + 999, #messages)))
+end
+
+local created, due, parked, by_endpoint = {}, {}, {}, {}
+for _, item in ipairs(items) do
+  if not item.exists then
+    local hash = {'body', item.body}
+    for f = item.first_field, item.first_field + 2 * item.fields - 1 do
+      table.insert(hash, rest[f])
+    end
+    redis.call('HSET', item.key, unpack(hash))
+    redis.call('EXPIRE', item.key, ttl)
+    table.insert(created, item.score)
+    table.insert(created, item.id)
+    table.insert(due, item.due)
+    table.insert(due, item.id)
+    if item.park ~= '' then
+      table.insert(parked, item.park)
+      table.insert(parked, item.id .. ':0:0')
+    end
+    if item.endpoint_id ~= '' then
+      by_endpoint[item.endpoint_id] = by_endpoint[item.endpoint_id] or {}
+      table.insert(by_endpoint[item.endpoint_id], item.score)
+      table.insert(by_endpoint[item.endpoint_id], item.id)
+    end
+  end
+end
+add_all(all_index_key, created)
+add_all(status_index_key, created)
+add_all(due_key, due)
+add_all(scheduled_key, parked)
+for endpoint_id, scored in pairs(by_endpoint) do
+  local key = string.format(endpoint_template, endpoint_id)
+  add_all(key, scored)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
+end
+-- Index entries of expired records go here, not in a sweeper process.
+for _, key in ipairs(trim_keys) do redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff) end
+return existing
