@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import pytest
@@ -87,7 +88,12 @@ def test_a_broker_that_is_not_redis_gets_each_message_by_send_task():
         try:
             messages.publish(rabbit, runs, queue=QUEUE)
             got = []
-            while (message := channel.basic_get(QUEUE, no_ack=True)) is not None:
+            deadline = time.monotonic() + 10  # publishing is not confirmed: RabbitMQ routes
+            while len(got) < len(runs) and time.monotonic() < deadline:  # in its own time
+                message = channel.basic_get(QUEUE, no_ack=True)
+                if message is None:
+                    time.sleep(0.05)
+                    continue
                 got.append((message.headers["id"], json.loads(message.body)[1]["cycle"],
                             message.headers["retries"]))
         finally:
