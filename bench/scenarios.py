@@ -194,6 +194,18 @@ def waiting(count: int) -> Row:
             "values": {**row["values"], **figures}}
 
 
+def tenants(few: int, many: int) -> Row:
+    """(g) Redis commands and bytes read by one publish, among few tenants and many."""
+    from bench.tenants import publish_cost
+
+    small, large = publish_cost(few), publish_cost(many)
+    row = _row(f"(g) one publish among {many:,} tenants vs {few:,}: Redis commands",
+               float(large["calls"]), float(small["calls"]), "", "flat")
+    return {**row, "baseline": f"{small['calls']:.0f} ({small['bytes']:,.0f} B)",
+            "ours": f"{large['calls']:.0f} ({large['bytes']:,.0f} B)",
+            "values": {**row["values"], "few": small, "many": large}}
+
+
 def run_all(size: dict[str, Any]) -> list[Row]:
     rows = []
     with FastReceiver() as rx, FastReceiver() as other:
@@ -203,4 +215,5 @@ def run_all(size: dict[str, Any]) -> list[Row]:
         rows.append(isolation(rx, other, *size["c"]))
         rows.append(blackhole(rx, other, size["d"]))
     rows.append(waiting(size["f"]))
+    rows.append(tenants(*size["g"]))
     return rows

@@ -6,6 +6,7 @@ and no jitter, and an attempt times out after 1 s.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -125,6 +126,19 @@ def counts(redis_client: redis.Redis) -> Iterator[Callable[[], tuple[int, int]]]
     redis_client.delete(QUEUE)
 
 
+@pytest.fixture
+def tenant(redis_client: redis.Redis) -> Iterator[str]:
+    """A tenant of the test's own; deleted afterwards, with all it owns."""
+    from webhooks.errors import TenantNotFound
+    from webhooks.storage.tenants import get_tenants
+
+    tenant_id = f"acct_{uuid.uuid4().hex[:10]}"
+    get_tenants().add(tenant_id, "A test customer")
+    yield tenant_id
+    with contextlib.suppress(TenantNotFound):
+        get_tenants().delete(tenant_id)
+
+
 QUIET_URL = REDIS_URL.rsplit("/", 1)[0] + "/9"  # a database no worker uses
 
 
@@ -192,14 +206,14 @@ def other_event_type() -> Iterator[str]:
 
 
 def stored(raw_event: dict[str, object], targets: list[tuple[str, str | None]],
-           queue: str | None = None) -> list[Delivery]:
+           queue: str | None = None, tenant: str | None = None) -> list[Delivery]:
     """Deliveries written to the store without their messages: for tests that publish
     (or withhold) the messages themselves."""
     from webhooks.events import parse_event
     from webhooks.producer import encode_checked, new_delivery
 
     parsed = parse_event(raw_event)
-    deliveries = [new_delivery(parsed, url, endpoint_id, queue=queue)
+    deliveries = [new_delivery(parsed, url, endpoint_id, queue=queue, tenant_id=tenant)
                   for url, endpoint_id in targets]
     get_store().create_many(deliveries, encode_checked(parsed))
     return deliveries

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 from click.testing import CliRunner
@@ -15,8 +16,8 @@ from webhooks.cli import main
 from webhooks.events import event_schema
 from webhooks.storage.deliveries import get_store
 
-KEYS = ["id", "url", "event_id", "event_type", "status", "created_at", "updated_at",
-        "next_attempt_at", "attempts"]
+KEYS = ["id", "url", "tenant_id", "endpoint_id", "event_id", "event_type", "status",
+        "created_at", "updated_at", "next_attempt_at", "attempts"]
 ATTEMPT_KEYS = ["number", "started_at", "duration_ms", "status_code", "error", "response_body"]
 
 
@@ -110,70 +111,77 @@ def test_schema_prints_the_committed_schema():
 
 @pytest.mark.usefixtures("worker")
 def test_endpoint_commands_end_to_end(tmp_path, receiver, wait_for):
-    from webhooks.storage.endpoints import get_endpoints
-
-    for endpoint in get_endpoints().all():
-        get_endpoints().delete(endpoint.id)
-    added = run("endpoints", "add", receiver.url("/gone-once/cli"), "--event",
-                "screenshot_set.approved", "--description", "from the CLI", "--json")
+    # In this process: the commands are the same, and a process each would take a
+    # second apiece (the commands above run as real processes).
+    tenant = f"acct_cli_{uuid.uuid4().hex[:8]}"
+    assert json.loads(invoke("tenants", "add", tenant, "--name", "CLI", "--json").stdout)[
+        "id"] == tenant
+    added = invoke("endpoints", "add", receiver.url("/gone-once/cli"), "--tenant", tenant,
+                   "--event", "screenshot_set.approved", "--description", "from the CLI",
+                   "--json")
     assert added.returncode == 0, added.stderr
     endpoint = json.loads(added.stdout)
     endpoint_id, secret = endpoint["id"], endpoint["secret"]
     assert secret.startswith("whsec_") and endpoint["event_types"] == ["screenshot_set.approved"]
-    human = run("endpoints", "add", receiver.url("/ok/cli-human"))
+    human = invoke("endpoints", "add", receiver.url("/ok/cli-human"), "--tenant", tenant)
     assert "whsec_" in human.stdout and "shown once" in human.stdout
 
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(event(id="evt_cli_publish")))
-    published = json.loads(run("publish", str(event_file), "--json").stdout)
-    assert published["event_id"] == "evt_cli_publish"
+    published = json.loads(invoke("publish", str(event_file), "--tenant", tenant, "--json").stdout)
+    assert (published["event_id"], published["tenant_id"]) == ("evt_cli_publish", tenant)
     assert len(published["delivery_ids"]) == 2
     for delivery_id in published["delivery_ids"]:
         wait_for(delivery_id)
 
-    shown = json.loads(run("endpoints", "show", endpoint_id, "--json").stdout)
+    shown = json.loads(invoke("endpoints", "show", endpoint_id, "--json").stdout)
     assert shown["enabled"] is False and "410" in shown["disabled_reason"]
-    assert "410 Gone" in run("endpoints", "show", endpoint_id).stdout
+    assert "410 Gone" in invoke("endpoints", "show", endpoint_id).stdout
     gone = [d for d in published["delivery_ids"] if "gone-once" in get_store().get(d).url]
-    assert "stopped early: endpoint disabled" in run("show", gone[0]).stdout
+    assert "stopped early: endpoint disabled" in invoke("show", gone[0]).stdout
     assert secret not in json.dumps(shown)
 
-    assert json.loads(run("endpoints", "enable", endpoint_id, "--json").stdout)["enabled"]
-    recovered = json.loads(run("recover", "--endpoint", endpoint_id, "--since", "10m",
+    assert json.loads(invoke("endpoints", "enable", endpoint_id, "--json").stdout)["enabled"]
+    recovered = json.loads(invoke("recover", "--endpoint", endpoint_id, "--since", "10m",
                                "--json").stdout)
     assert len(recovered["delivery_ids"]) == 1
     delivery = wait_for(recovered["delivery_ids"][0],
                         lambda d: d.status.value == "delivered")
     assert [a.number for a in delivery.attempts] == [1, 2]
 
-    assert run("redeliver", delivery.id, "--json").returncode == 0
+    assert invoke("redeliver", delivery.id, "--json").returncode == 0
     wait_for(delivery.id, lambda d: len(d.attempts) == 3 and d.status.value == "delivered")
 
-    rotated = json.loads(run("endpoints", "rotate-secret", endpoint_id, "--grace", "60",
+    rotated = json.loads(invoke("endpoints", "rotate-secret", endpoint_id, "--grace", "60",
                              "--json").stdout)
     assert rotated["secret"] != secret and len(rotated["secrets"]) == 2
     assert rotated["secrets"][0]["expires_at"] is not None
-    disabled = json.loads(run("endpoints", "disable", endpoint_id, "--reason", "maintenance",
+    disabled = json.loads(invoke("endpoints", "disable", endpoint_id, "--reason", "maintenance",
                               "--json").stdout)
     assert disabled["disabled_reason"] == "maintenance"
-    listed = json.loads(run("endpoints", "list", "--json").stdout)
+    listed = json.loads(invoke("endpoints", "list", "--json").stdout)
     assert endpoint_id in [e["id"] for e in listed]
-    assert json.loads(run("endpoints", "delete", endpoint_id, "--json").stdout)["deleted"]
-    assert_one_line_error(run("endpoints", "show", endpoint_id), endpoint_id)
+    assert json.loads(invoke("endpoints", "delete", endpoint_id, "--json").stdout)["deleted"]
+    assert_one_line_error(invoke("endpoints", "show", endpoint_id), endpoint_id)
+    assert "deleted tenant" in invoke("tenants", "delete", tenant).stdout
 
 
-def test_endpoint_and_replay_commands_refuse_bad_input(redis_client):
+def test_endpoint_and_replay_commands_refuse_bad_input(redis_client, tenant):
     before = redis_client.zcard("webhooks:endpoints")
-    assert_one_line_error(run("endpoints", "add", "ftp://example.com/"), "url")
-    assert_one_line_error(run("endpoints", "add", "https://example.com/", "--event", "nope"),
-                          "nope")
+    assert_one_line_error(invoke("endpoints", "add", "ftp://example.com/", "--tenant", tenant),
+                          "url")
+    assert_one_line_error(invoke("endpoints", "add", "https://example.com/", "--tenant", tenant,
+                              "--event", "nope"), "nope")
+    assert_one_line_error(invoke("endpoints", "add", "https://example.com/"), "--tenant")
+    assert_one_line_error(invoke("endpoints", "add", "https://example.com/", "--tenant",
+                              "acct_nobody"), "no tenant")
     assert redis_client.zcard("webhooks:endpoints") == before
-    assert_one_line_error(run("endpoints", "disable", "ep_missing"), "ep_missing")
-    assert_one_line_error(run("endpoints", "rotate-secret", "ep_missing"), "ep_missing")
-    assert_one_line_error(run("redeliver", "no-such-delivery"), "no-such-delivery")
-    assert_one_line_error(run("recover", "--endpoint", "ep_x", "--since", "last week"),
+    assert_one_line_error(invoke("endpoints", "disable", "ep_missing"), "ep_missing")
+    assert_one_line_error(invoke("endpoints", "rotate-secret", "ep_missing"), "ep_missing")
+    assert_one_line_error(invoke("redeliver", "no-such-delivery"), "no-such-delivery")
+    assert_one_line_error(invoke("recover", "--endpoint", "ep_x", "--since", "last week"),
                           "last week")
-    assert_one_line_error(run("recover", "--endpoint", "ep_missing", "--since", "1h"),
+    assert_one_line_error(invoke("recover", "--endpoint", "ep_missing", "--since", "1h"),
                           "ep_missing")
 
 
@@ -190,7 +198,7 @@ def test_hostile_event_files_are_one_line(tmp_path, quiet_db, content, fragment)
     before = quiet_db.dbsize()
     event_file = tmp_path / "event.json"
     event_file.write_bytes(content)
-    for command in (["send", "https://example.com/"], ["publish"]):
+    for command in (["send", "https://example.com/"], ["publish", "--tenant", "acct_any"]):
         assert_one_line_error(invoke(*command, str(event_file)), fragment)
     assert quiet_db.dbsize() == before
 

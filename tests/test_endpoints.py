@@ -22,30 +22,21 @@ from webhooks.storage.endpoints import get_endpoints
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-@pytest.fixture(autouse=True)
-def no_other_endpoints():
-    # publish() fans out to every endpoint, so each test starts and ends with none.
-    for endpoint in get_endpoints().all():
-        get_endpoints().delete(endpoint.id)
-    yield
-    for endpoint in get_endpoints().all():
-        get_endpoints().delete(endpoint.id)
-
-
 def unique(path: str) -> str:
     return f"{path}/{uuid.uuid4().hex[:8]}"
 
 
-def test_fan_out_respects_filters_and_skips_disabled_endpoints(receiver, wait_for,
+def test_fan_out_respects_filters_and_skips_disabled_endpoints(tenant, receiver, wait_for,
                                                                other_event_type):
     store = get_endpoints()
-    every, _ = store.add(receiver.url(unique("/ok")))
-    approved, _ = store.add(receiver.url(unique("/ok")), ["screenshot_set.approved"])
-    shipped, _ = store.add(receiver.url(unique("/ok")), [other_event_type])
-    disabled, _ = store.add(receiver.url(unique("/ok")))
+    every, _ = store.add(receiver.url(unique("/ok")), tenant=tenant)
+    approved, _ = store.add(receiver.url(unique("/ok")), ["screenshot_set.approved"],
+                            tenant=tenant)
+    shipped, _ = store.add(receiver.url(unique("/ok")), [other_event_type], tenant=tenant)
+    disabled, _ = store.add(receiver.url(unique("/ok")), tenant=tenant)
     store.disable(disabled.id, "test")
 
-    ids = publish(event(id="evt_fan"))
+    ids = publish(event(id="evt_fan"), tenant=tenant)
     assert len(ids) == 2
     deliveries = [wait_for(delivery_id) for delivery_id in ids]
     assert {d.url for d in deliveries} == {every.url, approved.url}
@@ -55,9 +46,9 @@ def test_fan_out_respects_filters_and_skips_disabled_endpoints(receiver, wait_fo
         assert len(receiver.received(path)) == expected, endpoint
 
 
-def test_signatures_verify_with_the_standardwebhooks_package(receiver, wait_for):
-    endpoint, secret = get_endpoints().add(receiver.url(unique("/fail/1")))
-    (delivery_id,) = publish(event())
+def test_signatures_verify_with_the_standardwebhooks_package(tenant, receiver, wait_for):
+    endpoint, secret = get_endpoints().add(receiver.url(unique("/fail/1")), tenant=tenant)
+    (delivery_id,) = publish(event(), tenant=tenant)
     wait_for(delivery_id)
 
     requests = receiver.received(endpoint.url.removeprefix(receiver.base))
@@ -71,13 +62,13 @@ def test_signatures_verify_with_the_standardwebhooks_package(receiver, wait_for)
     assert requests[0].headers["webhook-id"] == requests[1].headers["webhook-id"] == delivery_id
 
 
-def test_rotation_signs_with_both_secrets_until_the_grace_ends(receiver, wait_for):
+def test_rotation_signs_with_both_secrets_until_the_grace_ends(tenant, receiver, wait_for):
     store = get_endpoints()
-    endpoint, old = store.add(receiver.url(unique("/ok")))
+    endpoint, old = store.add(receiver.url(unique("/ok")), tenant=tenant)
     path = endpoint.url.removeprefix(receiver.base)
     _, new = store.rotate_secret(endpoint.id, grace=timedelta(seconds=3))
 
-    wait_for(publish(event(id="evt_during"))[0])
+    wait_for(publish(event(id="evt_during"), tenant=tenant)[0])
     (during,) = receiver.received(path)
     assert len(during.headers["webhook-signature"].split(" ")) == 2
     for secret in (old, new):
@@ -85,7 +76,7 @@ def test_rotation_signs_with_both_secrets_until_the_grace_ends(receiver, wait_fo
         verify(during.body, during.headers, secret)
 
     time.sleep(3.2)
-    wait_for(publish(event(id="evt_after"))[0])
+    wait_for(publish(event(id="evt_after"), tenant=tenant)[0])
     after = receiver.received(path)[-1]
     assert len(after.headers["webhook-signature"].split(" ")) == 1
     verify(after.body, after.headers, new)
@@ -95,9 +86,9 @@ def test_rotation_signs_with_both_secrets_until_the_grace_ends(receiver, wait_fo
         standardwebhooks.Webhook(old).verify(after.body, after.headers)
 
 
-def test_verify_rejects_tampering_and_stale_timestamps(receiver, wait_for):
-    endpoint, secret = get_endpoints().add(receiver.url(unique("/ok")))
-    wait_for(publish(event())[0])
+def test_verify_rejects_tampering_and_stale_timestamps(tenant, receiver, wait_for):
+    endpoint, secret = get_endpoints().add(receiver.url(unique("/ok")), tenant=tenant)
+    wait_for(publish(event(), tenant=tenant)[0])
     (request,) = receiver.received(endpoint.url.removeprefix(receiver.base))
     body, headers = request.body, request.headers
     verify(body, headers, secret)  # the untouched request passes
@@ -122,7 +113,7 @@ def test_verify_rejects_tampering_and_stale_timestamps(receiver, wait_for):
         verify(body, without, secret)
     with pytest.raises(WebhookVerificationFailed):
         verify(body, {**headers, "webhook-signature": "garbage"}, secret)
-    _, other_secret = get_endpoints().add(receiver.url("/ok"))
+    _, other_secret = get_endpoints().add(receiver.url("/ok"), tenant=tenant)
     with pytest.raises(WebhookVerificationFailed) as caught:
         verify(body, headers, other_secret)
     # The error says what failed, never with what.
@@ -131,9 +122,9 @@ def test_verify_rejects_tampering_and_stale_timestamps(receiver, wait_for):
             assert forbidden not in text
 
 
-def test_redeliver_keeps_the_webhook_id_and_numbers_on(receiver, wait_for):
-    endpoint, secret = get_endpoints().add(receiver.url(unique("/ok")))
-    (delivery_id,) = publish(event())
+def test_redeliver_keeps_the_webhook_id_and_numbers_on(tenant, receiver, wait_for):
+    endpoint, secret = get_endpoints().add(receiver.url(unique("/ok")), tenant=tenant)
+    (delivery_id,) = publish(event(), tenant=tenant)
     wait_for(delivery_id)
 
     redeliver(delivery_id)
@@ -147,12 +138,12 @@ def test_redeliver_keeps_the_webhook_id_and_numbers_on(receiver, wait_for):
     assert requests[0].body == requests[1].body
 
 
-def test_410_disables_the_endpoint_then_recover_after_enable(receiver, wait_for):
+def test_410_disables_the_endpoint_then_recover_after_enable(tenant, receiver, wait_for):
     store = get_endpoints()
-    endpoint, _ = store.add(receiver.url(unique("/gone-once")))
+    endpoint, _ = store.add(receiver.url(unique("/gone-once")), tenant=tenant)
     path = endpoint.url.removeprefix(receiver.base)
     window_start = now() - timedelta(seconds=1)
-    (delivery_id,) = publish(event())
+    (delivery_id,) = publish(event(), tenant=tenant)
     delivery = wait_for(delivery_id)
 
     assert delivery.status is DeliveryStatus.RETRIES_EXHAUSTED
@@ -162,7 +153,7 @@ def test_410_disables_the_endpoint_then_recover_after_enable(receiver, wait_for)
     assert "410" in (delivery.stop_reason or "")
 
     # Disabled: no new deliveries, and no replay until it is enabled again.
-    assert publish(event(id="evt_while_disabled")) == []
+    assert publish(event(id="evt_while_disabled"), tenant=tenant) == []
     with pytest.raises(EndpointDisabled, match="410"):
         recover(endpoint.id, window_start)
     time.sleep(0.3)
@@ -177,13 +168,13 @@ def test_410_disables_the_endpoint_then_recover_after_enable(receiver, wait_for)
     assert recover(endpoint.id, window_start) == []
 
 
-def test_sustained_failure_disables_and_stops_the_other_retries(receiver, wait_for):
+def test_sustained_failure_disables_and_stops_the_other_retries(tenant, receiver, wait_for):
     store = get_endpoints()
-    endpoint, _ = store.add(receiver.url(unique("/status/500")))
+    endpoint, _ = store.add(receiver.url(unique("/status/500")), tenant=tenant)
     path = endpoint.url.removeprefix(receiver.base)
-    (first,) = publish(event(id="evt_a"))
+    (first,) = publish(event(id="evt_a"), tenant=tenant)
     time.sleep(4)  # the second delivery is mid-schedule when the first exhausts
-    (second,) = publish(event(id="evt_b"))
+    (second,) = publish(event(id="evt_b"), tenant=tenant)
 
     first_delivery = wait_for(first, timeout=60)
     assert first_delivery.status is DeliveryStatus.RETRIES_EXHAUSTED
@@ -202,9 +193,9 @@ def test_sustained_failure_disables_and_stops_the_other_retries(receiver, wait_f
 
 
 @pytest.mark.parametrize("path", ["/retry-after/2", "/too-many/2"])
-def test_retry_after_is_respected(receiver, wait_for, path):
-    get_endpoints().add(receiver.url(unique(path)))
-    (delivery_id,) = publish(event())
+def test_retry_after_is_respected(tenant, receiver, wait_for, path):
+    get_endpoints().add(receiver.url(unique(path)), tenant=tenant)
+    (delivery_id,) = publish(event(), tenant=tenant)
     delivery = wait_for(delivery_id, timeout=20)
 
     assert delivery.status is DeliveryStatus.DELIVERED
@@ -214,10 +205,11 @@ def test_retry_after_is_respected(receiver, wait_for, path):
     assert 2.0 <= gap < 3.5  # the base alone would have said under a millisecond
 
 
-def test_no_secret_in_messages_logs_or_listings(receiver, wait_for, redis_client, worker_log):
-    from tests.test_cli import run
+def test_no_secret_in_messages_logs_or_listings(tenant, receiver, wait_for, redis_client,
+                                                worker_log):
+    from tests.test_cli import invoke
 
-    endpoint, secret = get_endpoints().add(receiver.url(unique("/fail/1")))
+    endpoint, secret = get_endpoints().add(receiver.url(unique("/fail/1")), tenant=tenant)
     _, rotated = get_endpoints().rotate_secret(endpoint.id, grace=timedelta(hours=1))
     path = endpoint.url.removeprefix(receiver.base)
 
@@ -238,7 +230,7 @@ def test_no_secret_in_messages_logs_or_listings(receiver, wait_for, redis_client
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     monitor_ready.wait(5)
-    (delivery_id,) = publish(event())
+    (delivery_id,) = publish(event(), tenant=tenant)
     wait_for(delivery_id)
     stop.set()
     redis_client.ping()  # wakes the monitor so it sees the stop flag
@@ -257,10 +249,10 @@ def test_no_secret_in_messages_logs_or_listings(receiver, wait_for, redis_client
     assert delivery_id in log
     for forbidden in (secret, rotated, secret[6:], rotated[6:], *signatures):
         assert forbidden not in log
-    listings = [run("endpoints", "list").stdout, run("endpoints", "list", "--json").stdout,
-                run("endpoints", "show", endpoint.id, "--json").stdout,
-                run("list", "--json", "--limit", "1000").stdout,
-                run("show", delivery_id, "--json").stdout]
+    listings = [invoke("endpoints", "list").stdout, invoke("endpoints", "list", "--json").stdout,
+                invoke("endpoints", "show", endpoint.id, "--json").stdout,
+                invoke("list", "--json", "--limit", "1000").stdout,
+                invoke("show", delivery_id, "--json").stdout]
     assert endpoint.id in listings[1]
     for text in listings:
         for forbidden in (secret, rotated, secret[6:], rotated[6:]):
@@ -271,13 +263,13 @@ def test_no_secret_in_messages_logs_or_listings(receiver, wait_for, redis_client
             assert forbidden.encode() not in key
 
 
-def test_a_deleted_endpoint_stops_its_delivery_and_frees_the_claim(receiver, wait_for,
+def test_a_deleted_endpoint_stops_its_delivery_and_frees_the_claim(tenant, receiver, wait_for,
                                                                   redis_client):
     from webhooks.models import Run
     from webhooks.producer import enqueue
 
-    endpoint, _ = get_endpoints().add(receiver.url(unique("/ok")))
-    (delivery,) = stored(event(), [(endpoint.url, endpoint.id)])
+    endpoint, _ = get_endpoints().add(receiver.url(unique("/ok")), tenant=tenant)
+    (delivery,) = stored(event(), [(endpoint.url, endpoint.id)], tenant=tenant)
     get_endpoints().delete(endpoint.id)
     enqueue([Run(delivery.id)])  # its message arrives after the endpoint is gone
 

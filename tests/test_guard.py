@@ -193,7 +193,8 @@ NEVER_SENDABLE = ["http://１２７.０.０.１:8000/",  # noqa: RUF001 - fullwi
 
 
 @pytest.mark.parametrize("url", NEVER_SENDABLE)
-def test_hosts_that_can_never_be_sent_to_are_refused_everywhere(url, counts, redis_client):
+def test_hosts_that_can_never_be_sent_to_are_refused_everywhere(url, counts, redis_client,
+                                                                tenant):
     from webhooks.storage.endpoints import get_endpoints
 
     before, endpoints_before = counts(), redis_client.zcard("webhooks:endpoints")
@@ -201,7 +202,7 @@ def test_hosts_that_can_never_be_sent_to_are_refused_everywhere(url, counts, red
         deliver.apply_async((url, event()), queue=QUEUE)
     assert caught.value.field == "url"
     with pytest.raises(InvalidURL, match="can never be sent to"):
-        get_endpoints().add(url)
+        get_endpoints().add(url, tenant=tenant)
     assert counts() == before and redis_client.zcard("webhooks:endpoints") == endpoints_before
 
 

@@ -23,8 +23,8 @@ def _attempt(code: int) -> Attempt:
 
 
 @pytest.fixture
-def endpoint(redis_client):
-    created, _ = get_endpoints().add("https://example.com/health")
+def endpoint(tenant):
+    created, _ = get_endpoints().add("https://example.com/health", tenant=tenant)
     yield created
     get_endpoints().delete(created.id)
 

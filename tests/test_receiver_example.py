@@ -32,13 +32,11 @@ def example():
 
 
 @pytest.mark.usefixtures("worker")
-def test_example_receiver_verifies_real_deliveries(example, wait_for, capsys):
+def test_example_receiver_verifies_real_deliveries(example, wait_for, capsys, tenant):
     module, url = example
-    for endpoint in get_endpoints().all():
-        get_endpoints().delete(endpoint.id)
-    endpoint, module.SECRET = get_endpoints().add(url)
+    endpoint, module.SECRET = get_endpoints().add(url, tenant=tenant)
     try:
-        (delivery_id,) = publish(event())
+        (delivery_id,) = publish(event(), tenant=tenant)
         delivery = wait_for(delivery_id)
         assert delivery.status is DeliveryStatus.DELIVERED
         assert delivery.attempts[0].status_code == 204

@@ -92,10 +92,12 @@ def test_runs_that_must_not_attempt(fresh, receiver, redis_client):
 
 
 def test_a_deleted_endpoint_stops_the_delivery_and_frees_its_claim(fresh, receiver,
-                                                                    redis_client):
-    endpoint, _ = get_endpoints().add(receiver.url("/ok/runner-deleted"))
+                                                                    redis_client, tenant):
+    endpoint, _ = get_endpoints().add(receiver.url("/ok/runner-deleted"), tenant=tenant)
     delivery_id = fresh("/ok/runner-deleted", endpoint.id)
-    get_endpoints().delete(endpoint.id)
+    # Gone between the delivery's creation and its run (deleting an endpoint also stops
+    # its deliveries; this is the run that comes first).
+    redis_client.delete(keys.endpoint(endpoint.id))
     assert run_attempt(delivery_id, 0, 0) == Done(RunResult.RETRIES_EXHAUSTED)
     delivery = get_store().get(delivery_id)
     assert "was deleted" in (delivery.stop_reason or "") and delivery.attempts == []

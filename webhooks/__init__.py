@@ -26,6 +26,8 @@ from .errors import (
     InvalidInput,
     InvalidURL,
     NotFound,
+    TenantExists,
+    TenantNotFound,
     WebhooksError,
     WebhookVerificationFailed,
 )
@@ -41,7 +43,7 @@ from .events import (
     event_type,
     parse_event,
 )
-from .models import Attempt, AttemptError, Delivery, DeliveryStatus, Endpoint
+from .models import Attempt, AttemptError, Delivery, DeliveryStatus, Endpoint, Tenant
 from .retry import BackoffPolicy
 from .settings import Settings, get_settings
 from .signing import verify
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     from .producer import deliver_many, publish, recover, redeliver
     from .storage.deliveries import DeliveryStore, get_store
     from .storage.endpoints import EndpointStore, get_endpoints
+    from .storage.tenants import TenantStore, get_tenants
     from .worker.task import deliver
 
 # Each name below is imported from its module on first use.
@@ -65,6 +68,8 @@ _LAZY = {
     "get_store": "webhooks.storage.deliveries",
     "EndpointStore": "webhooks.storage.endpoints",
     "get_endpoints": "webhooks.storage.endpoints",
+    "TenantStore": "webhooks.storage.tenants",
+    "get_tenants": "webhooks.storage.tenants",
 }
 
 
@@ -107,6 +112,10 @@ __all__ = [
     "ScreenshotSetApproved",
     "ScreenshotStatus",
     "Settings",
+    "Tenant",
+    "TenantExists",
+    "TenantNotFound",
+    "TenantStore",
     "WebhookVerificationFailed",
     "WebhooksError",
     "__version__",
@@ -117,6 +126,7 @@ __all__ = [
     "get_endpoints",
     "get_settings",
     "get_store",
+    "get_tenants",
     "parse_event",
     "publish",
     "recover",

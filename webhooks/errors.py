@@ -4,10 +4,12 @@
     ├── InvalidInput            bad input from a producer or the CLI; names the field
     │   ├── InvalidEvent        the event does not match its registered model
     │   ├── InvalidURL          the destination URL is not acceptable
-    │   └── DeliveryConflict    the event's id was sent to the same place with another body
+    │   ├── DeliveryConflict    the event's id was sent to the same place with another body
+    │   └── TenantExists        a tenant with that id is registered already
     ├── NotFound
     │   ├── DeliveryNotFound    no delivery with that id (never created, or expired)
-    │   └── EndpointNotFound    no endpoint with that id
+    │   ├── EndpointNotFound    no endpoint with that id
+    │   └── TenantNotFound      no tenant with that id
     ├── EndpointDisabled        the endpoint is disabled, so nothing is sent to it
     ├── EnqueueFailed           messages could not be published; what they were for is undone
     ├── BlockedDestination      an attempt's destination resolved to a forbidden address
@@ -30,6 +32,8 @@ __all__ = [
     "InvalidInput",
     "InvalidURL",
     "NotFound",
+    "TenantExists",
+    "TenantNotFound",
     "WebhookVerificationFailed",
     "WebhooksError",
 ]
@@ -137,6 +141,22 @@ class EndpointDisabled(WebhooksError):
 
 class EnqueueFailed(WebhooksError):
     """The broker did not take the messages; what was written for them was undone."""
+
+
+class TenantNotFound(NotFound):
+    """No tenant has this id."""
+
+    def __init__(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
+        super().__init__(f"no tenant with id {_quoted(tenant_id)}")
+
+
+class TenantExists(InvalidInput):
+    """A tenant with this id is registered already."""
+
+    def __init__(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
+        super().__init__("id", f"a tenant with id {_quoted(tenant_id)} exists already")
 
 
 class BlockedDestination(WebhooksError):

@@ -1,10 +1,12 @@
-"""The product's nouns: a Delivery and its Attempts, an Endpoint, and a Run of the task.
+"""The product's nouns: a Tenant, its Endpoints, a Delivery and its Attempts, and a Run
+of the task.
 
 These are what the store keeps and what ``--json`` prints; nothing here does I/O.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -13,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .clock import UTCDatetime
+from .errors import InvalidInput
 from .signing import mask
 
 __all__ = [
@@ -26,7 +29,20 @@ __all__ = [
     "EndpointSecret",
     "ErrorKind",
     "Run",
+    "Tenant",
+    "check_tenant_id",
 ]
+
+_TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+
+
+def check_tenant_id(value: object, field: str = "tenant") -> str:
+    """``value`` if it is a tenant id: the producer's own id for a customer, such as
+    ``acct_42`` (a letter or digit, then up to 127 of letters, digits and ``_.:-``)."""
+    if not isinstance(value, str) or not _TENANT_ID.fullmatch(value):
+        raise InvalidInput(field, "a tenant id is 1 to 128 letters, digits and _.:- starting "
+                                  "with a letter or digit")
+    return value
 
 #: How much of a receiver's answer is kept with each attempt.
 RESPONSE_BODY_LIMIT = 4096
@@ -84,11 +100,23 @@ class Attempt(BaseModel):
         return self.error is None
 
 
+class Tenant(BaseModel):
+    """One of the producer's customers, named by the producer's own id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str = ""
+    created_at: UTCDatetime
+
+
 class Delivery(BaseModel):
     """One event on its way to one URL, with every attempt made so far."""
 
     id: str
     url: str
+    tenant_id: str | None = None  # None: a bare-URL delivery (deliver.delay)
+    endpoint_id: str | None = None
     event_id: str
     event_type: str
     status: DeliveryStatus
@@ -97,7 +125,6 @@ class Delivery(BaseModel):
     next_attempt_at: UTCDatetime | None
     attempts: list[Attempt] = []
     # Kept in the store but not in the delivery's JSON, whose keys are a contract.
-    endpoint_id: str | None = Field(None, exclude=True)
     cycle: int = Field(0, exclude=True)  # bumped by redeliver; stale messages carry an older one
     cycle_offset: int = Field(0, exclude=True)  # attempts made before this cycle began
     stop_reason: str | None = Field(None, exclude=True)  # why retries stopped early, if they did
@@ -148,9 +175,11 @@ class EndpointSecret(BaseModel):
 
 
 class Endpoint(BaseModel):
-    """Where a customer wants events, which types, and the secrets that sign them."""
+    """Where a customer wants events, which types, the headers to send along, and the
+    secrets that sign them."""
 
     id: str
+    tenant_id: str | None = None  # None: registered before endpoints had owners
     url: str
     description: str = ""
     event_types: list[str] | None = None  # None: every event type
@@ -158,6 +187,7 @@ class Endpoint(BaseModel):
     disabled_reason: str | None = None
     disabled_at: UTCDatetime | None = None
     created_at: UTCDatetime
+    headers: dict[str, str] = {}  # sent with every attempt; values are masked when shown
     secrets: list[EndpointSecret]
 
     def accepts(self, event_type: str) -> bool:
@@ -167,8 +197,11 @@ class Endpoint(BaseModel):
         return [secret.value for secret in self.secrets if secret.active(at)]
 
     def public(self) -> dict[str, Any]:
-        """The endpoint as shown to people and scripts: secrets masked."""
+        """The endpoint as shown to people and scripts: secrets and header values masked
+        (a header may carry the customer's own credentials)."""
         shown = self.model_dump(mode="json", exclude={"secrets"})
+        shown["headers"] = {name: f"… ({len(value)} characters)"
+                            for name, value in self.headers.items()}
         shown["secrets"] = [
             {"secret": mask(s.value), **s.model_dump(mode="json", exclude={"value"})}
             for s in self.secrets

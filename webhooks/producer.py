@@ -44,7 +44,7 @@ from .errors import (
 )
 from .events import Event, encode, parse_event
 from .guard import check_url
-from .models import Delivery, DeliveryStatus, Run
+from .models import Delivery, DeliveryStatus, Run, check_tenant_id
 from .retry import BackoffPolicy
 from .settings import get_settings
 from .storage.deliveries import get_store
@@ -89,10 +89,10 @@ def delivery_id(event_id: str, url: str, endpoint_id: str | None) -> str:
 
 def new_delivery(event: Event, url: str, endpoint_id: str | None = None,
                  due: datetime | None = None, queue: str | None = None,
-                 created: datetime | None = None) -> Delivery:
+                 created: datetime | None = None, tenant_id: str | None = None) -> Delivery:
     """A ``pending`` delivery of ``event`` to ``url``, not yet stored."""
     created = created or now()
-    return Delivery(id=delivery_id(event.id, url, endpoint_id), url=url,
+    return Delivery(id=delivery_id(event.id, url, endpoint_id), url=url, tenant_id=tenant_id,
                     endpoint_id=endpoint_id, event_id=event.id, event_type=event.type,
                     status=DeliveryStatus.PENDING, created_at=created, updated_at=created,
                     next_attempt_at=due or created, queue=queue)
@@ -138,33 +138,41 @@ def deliver_many(items: Iterable[tuple[Any, Any]]) -> list[str]:
         raise DeliveryConflict(conflict.delivery_id, f"[{index}].id") from None
 
 
-def publish(event: Any) -> list[str]:
-    """Validate ``event`` once, create a delivery per enabled endpoint whose filter
-    matches, enqueue them together, and return the delivery ids.
+def publish(event: Any, *, tenant: str) -> list[str]:
+    """Validate ``event`` once, create a delivery per enabled endpoint of ``tenant`` whose
+    filter matches, enqueue them together, and return the delivery ids.
 
-    An invalid event raises :class:`~webhooks.InvalidEvent` and writes nothing.
+    The cost grows with the tenant's own endpoints, never with other tenants'. A
+    tenant with no matching endpoint gets an empty list; an unknown one raises
+    :class:`~webhooks.TenantNotFound`; an invalid event raises
+    :class:`~webhooks.InvalidEvent`. Both write nothing.
     """
     parsed = parse_event(event)
     body, created = encode_checked(parsed), now()
-    deliveries = [new_delivery(parsed, endpoint.url, endpoint.id, created=created)
-                  for endpoint in get_endpoints().all() if endpoint.accepts(parsed.type)]
+    endpoints = get_endpoints().all(check_tenant_id(tenant))
+    deliveries = [new_delivery(parsed, endpoint.url, endpoint.id, created=created,
+                               tenant_id=tenant)
+                  for endpoint in endpoints if endpoint.accepts(parsed.type)]
     return _create_and_enqueue(deliveries, body)
 
 
-def redeliver(delivery_id: str) -> None:
+def redeliver(delivery_id: str, *, tenant: str | None = None) -> None:
     """Start a new attempt cycle for any delivery, whatever its status.
 
     The ``webhook-id`` stays the same, earlier attempts are kept, and the new
     attempts are numbered on from them. Messages of the old cycle still waiting
-    in Celery are dropped when they come due.
+    in Celery are dropped when they come due. With ``tenant``, another tenant's
+    delivery is not found, exactly as a missing one is.
     """
-    _check_endpoint(get_store().get(delivery_id).endpoint_id)
+    _check_endpoint(get_store().get(delivery_id, tenant).endpoint_id)
     _restart([delivery_id])
 
 
-def recover(endpoint_id: str, since: datetime, until: datetime | None = None) -> list[str]:
-    """Redeliver every ``retries_exhausted`` delivery of the endpoint created in the window."""
-    _check_endpoint(endpoint_id)
+def recover(endpoint_id: str, since: datetime, until: datetime | None = None, *,
+            tenant: str | None = None) -> list[str]:
+    """Redeliver every ``retries_exhausted`` delivery of the endpoint created in the window.
+    With ``tenant``, another tenant's endpoint is not found, as a missing one is."""
+    _check_endpoint(get_endpoints().get(endpoint_id, tenant).id)
     ids = get_endpoints().delivery_ids(endpoint_id, since, until or now())
     statuses = get_store().statuses(ids)
     exhausted = [delivery_id for delivery_id, status in zip(ids, statuses, strict=True)

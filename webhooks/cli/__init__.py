@@ -17,6 +17,7 @@ from ..settings import get_settings
 from . import deliveries
 from .demo import demo
 from .endpoints import endpoints
+from .tenants import tenants
 
 __all__ = ["main"]
 
@@ -98,5 +99,5 @@ def flower(no_auth: bool, flower_args: tuple[str, ...]) -> None:
 
 for command in (deliveries.send, deliveries.show, deliveries.list_, deliveries.publish,
                 deliveries.redeliver, deliveries.recover, deliveries.stats, deliveries.schema,
-                demo, endpoints):
+                demo, endpoints, tenants):
     main.add_command(command)

@@ -14,6 +14,8 @@ from ..events import event_schema
 from ..models import DeliveryStatus
 from ..settings import get_settings
 from ..storage.deliveries import get_store
+from ..storage.endpoints import get_endpoints
+from ..storage.tenants import get_tenants
 from .options import Moment, console, read_event
 from .render import attempts_table, deliveries_table
 
@@ -28,12 +30,18 @@ def send(url: str, event_file: IO[bytes]) -> None:
     click.echo(producer.send(url, read_event(event_file)))
 
 
+tenant_option = click.option(
+    "--tenant", default=None, metavar="T",
+    help="The delivery's tenant: another tenant's delivery is not found.")
+
+
 @click.command()
 @click.argument("delivery_id")
+@tenant_option
 @click.option("--json", "as_json", is_flag=True, help="Print the delivery as JSON.")
-def show(delivery_id: str, as_json: bool) -> None:
+def show(delivery_id: str, tenant: str | None, as_json: bool) -> None:
     """Show one delivery and every attempt made for it."""
-    delivery = get_store().get(delivery_id)
+    delivery = get_store().get(delivery_id, tenant)
     if as_json:
         click.echo(delivery.model_dump_json(indent=2))
     else:
@@ -43,11 +51,20 @@ def show(delivery_id: str, as_json: bool) -> None:
 @click.command("list")
 @click.option("--status", type=click.Choice([status.value for status in DeliveryStatus]),
               help="Only deliveries in this status.")
+@click.option("--tenant", default=None, metavar="T", help="Only this tenant's deliveries.")
+@click.option("--endpoint", "endpoint_id", default=None, metavar="E",
+              help="Only this endpoint's deliveries (newest created first).")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-def list_(status: str | None, limit: int, as_json: bool) -> None:
+def list_(status: str | None, tenant: str | None, endpoint_id: str | None, limit: int,
+          as_json: bool) -> None:
     """List deliveries, most recently changed first."""
-    deliveries = get_store().recent(DeliveryStatus(status) if status else None, limit)
+    if tenant is not None:
+        get_tenants().get(tenant)
+    if endpoint_id is not None:
+        get_endpoints().get(endpoint_id, tenant)  # another tenant's: not found
+    deliveries = get_store().recent(DeliveryStatus(status) if status else None, limit,
+                                    tenant=tenant, endpoint_id=endpoint_id)
     if as_json:
         click.echo(json.dumps([d.model_dump(mode="json") for d in deliveries], indent=2))
     else:
@@ -56,25 +73,30 @@ def list_(status: str | None, limit: int, as_json: bool) -> None:
 
 @click.command()
 @click.argument("event_file", type=click.File("rb"))
+@click.option("--tenant", required=True, metavar="T", help="The tenant the event is about.")
 @click.option("--json", "as_json", is_flag=True, help="Print the ids as a JSON object.")
-def publish(event_file: IO[bytes], as_json: bool) -> None:
-    """Send the event in EVENT_FILE to every enabled endpoint that wants it; print delivery ids."""
+def publish(event_file: IO[bytes], tenant: str, as_json: bool) -> None:
+    """Send the event in EVENT_FILE to every enabled endpoint of the tenant that wants it;
+    print the delivery ids."""
     event = read_event(event_file)
-    ids = producer.publish(event)
+    ids = producer.publish(event, tenant=tenant)
     if as_json:
-        click.echo(json.dumps({"event_id": event["id"], "delivery_ids": ids}))
+        click.echo(json.dumps({"event_id": event["id"], "tenant_id": tenant,
+                               "delivery_ids": ids}))
     elif ids:
         click.echo("\n".join(ids))
     else:
-        click.echo("no enabled endpoint accepts this event type; nothing sent", err=True)
+        click.echo("no enabled endpoint of this tenant accepts this event type; nothing sent",
+                   err=True)
 
 
 @click.command()
 @click.argument("delivery_id")
+@tenant_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def redeliver(delivery_id: str, as_json: bool) -> None:
+def redeliver(delivery_id: str, tenant: str | None, as_json: bool) -> None:
     """Start a new attempt cycle for a delivery, whatever its status (same webhook-id)."""
-    producer.redeliver(delivery_id)
+    producer.redeliver(delivery_id, tenant=tenant)
     click.echo(json.dumps({"delivery_id": delivery_id, "redelivered": True}) if as_json
                else f"redelivering {delivery_id}")
 
@@ -84,10 +106,13 @@ def redeliver(delivery_id: str, as_json: bool) -> None:
 @click.option("--since", required=True, type=Moment(),
               help="Start of the window: ISO-8601 (UTC if no offset) or a span ago: 90m, 6h, 2d.")
 @click.option("--until", type=Moment(), help="End of the window (default: now), same forms.")
+@click.option("--tenant", default=None, metavar="T",
+              help="The endpoint's tenant: another tenant's endpoint is not found.")
 @click.option("--json", "as_json", is_flag=True, help="Print the ids as a JSON object.")
-def recover(endpoint_id: str, since: datetime, until: datetime | None, as_json: bool) -> None:
+def recover(endpoint_id: str, since: datetime, until: datetime | None, tenant: str | None,
+            as_json: bool) -> None:
     """Redeliver every retries_exhausted delivery of an endpoint created in the window."""
-    ids = producer.recover(endpoint_id, since, until)
+    ids = producer.recover(endpoint_id, since, until, tenant=tenant)
     if as_json:
         click.echo(json.dumps({"endpoint_id": endpoint_id, "delivery_ids": ids}))
     else:
@@ -95,10 +120,13 @@ def recover(endpoint_id: str, since: datetime, until: datetime | None, as_json: 
 
 
 @click.command()
+@click.option("--tenant", default=None, metavar="T", help="Only this tenant's deliveries.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-def stats(as_json: bool) -> None:
-    """Deliveries by status, how many are overdue, and how many retries are parked."""
-    numbers = get_store().stats(overdue_after=get_settings().recovery_seconds)
+def stats(tenant: str | None, as_json: bool) -> None:
+    """Deliveries by status, how many are overdue, and (for all) how many retries are parked."""
+    if tenant is not None:
+        get_tenants().get(tenant)
+    numbers = get_store().stats(overdue_after=get_settings().recovery_seconds, tenant=tenant)
     if as_json:
         click.echo(json.dumps(numbers))
         return

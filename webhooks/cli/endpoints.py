@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from ..clock import isoformat
@@ -15,25 +16,49 @@ from ..settings import get_settings
 from ..storage.endpoints import get_endpoints
 from .options import console, json_option
 
+tenant_option = click.option(
+    "--tenant", default=None, metavar="T",
+    help="The endpoint's tenant: another tenant's endpoint is not found.")
+
 
 def _status(endpoint: Endpoint) -> str:
     if endpoint.enabled:
         return "[green]enabled[/]"
     since = isoformat(endpoint.disabled_at) if endpoint.disabled_at else "?"
-    return f"[red]disabled[/] since {since}: {endpoint.disabled_reason}"
+    return f"[red]disabled[/] since {since}: {escape(endpoint.disabled_reason or '')}"
 
 
 def _table(endpoints: list[Endpoint]) -> Table:
+    """Endpoints a row each; customers typed most of it, so it is shown, not interpreted."""
     table = Table()
-    for column in ("id", "url", "events", "status", "secrets", "description"):
+    for column in ("id", "tenant", "url", "events", "status", "description"):
         table.add_column(column, overflow="fold")
     for endpoint in endpoints:
-        shown = endpoint.public()
         table.add_row(
-            endpoint.id, endpoint.url, ", ".join(endpoint.event_types or ["(all)"]),
-            _status(endpoint), " ".join(s["secret"] for s in shown["secrets"]),
-            endpoint.description,
+            endpoint.id, escape(endpoint.tenant_id or ""), escape(endpoint.url),
+            ", ".join(endpoint.event_types or ["(all)"]), _status(endpoint),
+            escape(endpoint.description),
         )
+    return table
+
+
+def _detail(endpoint: Endpoint) -> Table:
+    """One endpoint, a field a line."""
+    shown = endpoint.public()
+    table = Table(show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for name, value in (
+            ("id", endpoint.id), ("tenant", escape(endpoint.tenant_id or "")),
+            ("url", escape(endpoint.url)),
+            ("events", ", ".join(endpoint.event_types or ["(all)"])),
+            ("status", _status(endpoint)),
+            ("headers", escape(", ".join(f"{name}: {masked}"
+                                         for name, masked in shown["headers"].items()))),
+            ("secrets", " ".join(s["secret"] for s in shown["secrets"])),
+            ("description", escape(endpoint.description)),
+            ("created_at", isoformat(endpoint.created_at))):
+        table.add_row(name, value)
     return table
 
 
@@ -45,9 +70,16 @@ def _emit(endpoint: Endpoint, as_json: bool, secret: str | None = None) -> None:
             shown["secret"] = secret
         click.echo(json.dumps(shown, indent=2))
         return
-    console.print(_table([endpoint]))
+    console.print(_detail(endpoint))
     if secret is not None:
         click.echo(f"Signing secret (shown once, store it now): {secret}")
+
+
+def _header(value: str) -> tuple[str, str]:
+    name, colon, text = value.partition(":")
+    if not colon:
+        raise click.BadParameter(f"{value[:40]!r} is not 'Name: value'", param_hint="--header")
+    return name.strip(), text.strip()
 
 
 @click.group()
@@ -57,21 +89,32 @@ def endpoints() -> None:
 
 @endpoints.command()
 @click.argument("url")
+@click.option("--tenant", required=True, metavar="T", help="The tenant the endpoint belongs to.")
 @click.option("--event", "event_types", multiple=True, metavar="TYPE",
               help="Only send this event type (repeatable). Default: every type.")
 @click.option("--description", default="", help="A note for people.")
+@click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+              help="A header sent with every attempt, such as the customer's own token "
+                   "(repeatable; shown masked).")
 @json_option
-def add(url: str, event_types: tuple[str, ...], description: str, as_json: bool) -> None:
-    """Register URL; prints the endpoint id and its signing secret, once."""
-    endpoint, secret = get_endpoints().add(url, list(event_types) or None, description)
+def add(url: str, tenant: str, event_types: tuple[str, ...], description: str,
+        headers: tuple[str, ...], as_json: bool) -> None:
+    """Register URL for a tenant; prints the endpoint id and its signing secret, once."""
+    pairs = [_header(value) for value in headers]
+    extra = dict(pairs)
+    if len(extra) < len(pairs):
+        raise click.BadParameter("a header name is given twice", param_hint="--header")
+    endpoint, secret = get_endpoints().add(url, list(event_types) or None, description,
+                                           tenant=tenant, headers=extra)
     _emit(endpoint, as_json, secret)
 
 
 @endpoints.command("list")
+@click.option("--tenant", default=None, metavar="T", help="Only this tenant's endpoints.")
 @json_option
-def list_(as_json: bool) -> None:
-    """List endpoints (secrets masked)."""
-    found = get_endpoints().all()
+def list_(tenant: str | None, as_json: bool) -> None:
+    """List endpoints (secrets and header values masked)."""
+    found = get_endpoints().all(tenant)
     if as_json:
         click.echo(json.dumps([endpoint.public() for endpoint in found], indent=2))
     else:
@@ -80,27 +123,30 @@ def list_(as_json: bool) -> None:
 
 @endpoints.command()
 @click.argument("endpoint_id")
+@tenant_option
 @json_option
-def show(endpoint_id: str, as_json: bool) -> None:
-    """Show one endpoint (secrets masked)."""
-    _emit(get_endpoints().get(endpoint_id), as_json)
+def show(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
+    """Show one endpoint (secrets and header values masked)."""
+    _emit(get_endpoints().get(endpoint_id, tenant), as_json)
 
 
 @endpoints.command()
 @click.argument("endpoint_id")
 @click.option("--reason", default="disabled by an operator", show_default=True)
+@tenant_option
 @json_option
-def disable(endpoint_id: str, reason: str, as_json: bool) -> None:
+def disable(endpoint_id: str, reason: str, tenant: str | None, as_json: bool) -> None:
     """Stop sending to the endpoint; its unfinished deliveries stop retrying."""
-    _emit(get_endpoints().disable(endpoint_id, reason), as_json)
+    _emit(get_endpoints().disable(endpoint_id, reason, tenant=tenant), as_json)
 
 
 @endpoints.command()
 @click.argument("endpoint_id")
+@tenant_option
 @json_option
-def enable(endpoint_id: str, as_json: bool) -> None:
+def enable(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
     """Send to the endpoint again (see `webhooks recover` for what it missed)."""
-    _emit(get_endpoints().enable(endpoint_id), as_json)
+    _emit(get_endpoints().enable(endpoint_id, tenant), as_json)
 
 
 @endpoints.command("rotate-secret")
@@ -108,19 +154,23 @@ def enable(endpoint_id: str, as_json: bool) -> None:
 @click.option("--grace", type=click.FloatRange(min=0), default=None,
               help="Seconds the old secret keeps signing beside the new one "
                    "[default: WEBHOOKS_SECRET_ROTATION_GRACE_SECONDS, 24 h].")
+@tenant_option
 @json_option
-def rotate_secret(endpoint_id: str, grace: float | None, as_json: bool) -> None:
+def rotate_secret(endpoint_id: str, grace: float | None, tenant: str | None,
+                  as_json: bool) -> None:
     """Add a new signing secret and print it once; the old one expires after the grace."""
     seconds = get_settings().secret_rotation_grace_seconds if grace is None else grace
-    endpoint, secret = get_endpoints().rotate_secret(endpoint_id, timedelta(seconds=seconds))
+    endpoint, secret = get_endpoints().rotate_secret(endpoint_id, timedelta(seconds=seconds),
+                                                     tenant)
     _emit(endpoint, as_json, secret)
 
 
 @endpoints.command()
 @click.argument("endpoint_id")
+@tenant_option
 @json_option
-def delete(endpoint_id: str, as_json: bool) -> None:
-    """Delete the endpoint; its unfinished deliveries stop when they next come due."""
-    get_endpoints().delete(endpoint_id)
+def delete(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
+    """Delete the endpoint; its unfinished deliveries stop retrying."""
+    get_endpoints().delete(endpoint_id, tenant)
     click.echo(json.dumps({"id": endpoint_id, "deleted": True}) if as_json
                else f"deleted {endpoint_id}")

@@ -1,9 +1,11 @@
-"""How deliveries look in a terminal."""
+"""How deliveries look in a terminal. URLs, errors and answers come from customers'
+receivers: they are escaped, so that rich shows them rather than reads them as markup."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich.markup import escape
 from rich.table import Table
 
 from ..clock import isoformat
@@ -26,7 +28,7 @@ def _status(delivery: Delivery) -> str:
 def _last_error(delivery: Delivery) -> str:
     for attempt in reversed(delivery.attempts):
         if attempt.error:
-            return f"{attempt.error.kind}: {attempt.error.message}"
+            return escape(f"{attempt.error.kind}: {attempt.error.message}")
     return ""
 
 
@@ -47,7 +49,7 @@ def deliveries_table(deliveries: Iterable[Delivery], title: str | None = None,
         ]
         table.add_row(
             delivery.id[:8] if compact else delivery.id,
-            delivery.url,
+            escape(delivery.url),
             _status(delivery),
             str(len(delivery.attempts)),
             *times,
@@ -57,12 +59,14 @@ def deliveries_table(deliveries: Iterable[Delivery], title: str | None = None,
 
 
 def attempts_table(delivery: Delivery) -> Table:
-    endpoint = f" (endpoint {delivery.endpoint_id})" if delivery.endpoint_id else ""
+    owner = "".join(f" ({name} {escape(value)})" for name, value in (
+        ("tenant", delivery.tenant_id), ("endpoint", delivery.endpoint_id)) if value)
     table = Table(
-        title=f"{delivery.id}  {_status(delivery)}  {delivery.event_type} {delivery.event_id}"
-        f"  → {delivery.url}{endpoint}",
+        title=f"{delivery.id}  {_status(delivery)}  {delivery.event_type} "
+        f"{escape(delivery.event_id)}  → {escape(delivery.url)}{owner}",
         title_justify="left",
-        caption=f"stopped early: {delivery.stop_reason}" if delivery.stop_reason else None,
+        caption=f"stopped early: {escape(delivery.stop_reason)}" if delivery.stop_reason
+        else None,
         caption_justify="left",
     )
     for column in ("#", "started_at", "ms", "status", "error", "response (first 4 KB)"):
@@ -73,7 +77,7 @@ def attempts_table(delivery: Delivery) -> Table:
             isoformat(attempt.started_at),
             f"{attempt.duration_ms:.1f}",
             str(attempt.status_code or ""),
-            f"{attempt.error.kind}: {attempt.error.message}" if attempt.error else "",
-            attempt.response_body[:200],
+            escape(f"{attempt.error.kind}: {attempt.error.message}") if attempt.error else "",
+            escape(attempt.response_body[:200]),
         )
     return table

@@ -188,13 +188,15 @@ def make_attempt(number: int, url: str, body: bytes, headers: Mapping[str, str],
     return Outcome(attempt, retry_after)
 
 
-def send(delivery_id: str, number: int, url: str, body: bytes, secrets: Sequence[str]
-         ) -> Outcome:
-    """Attempt ``number`` of a delivery: the Standard Webhooks headers, signed afresh by
-    every secret given (none for a bare URL), under the settings' deadlines."""
+def send(delivery_id: str, number: int, url: str, body: bytes, secrets: Sequence[str],
+         extra: Mapping[str, str] | None = None) -> Outcome:
+    """Attempt ``number`` of a delivery: the endpoint's own ``extra`` headers, then the
+    Standard Webhooks ones, signed afresh by every secret given (none for a bare URL),
+    under the settings' deadlines."""
     settings = get_settings()
     timestamp = int(time.time())
     headers = {
+        **(extra or {}),
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "webhook-id": delivery_id,

@@ -71,10 +71,10 @@ def persist(write: Callable[[], T], seconds: float, what: str) -> T:
 
 
 def zrange_ids(client: redis.Redis | redis.client.Pipeline, key: str, start: Any, stop: Any,
-               *, byscore: bool = False, desc: bool = False, limit: int | None = None
-               ) -> list[str]:
+               *, byscore: bool = False, bylex: bool = False, desc: bool = False,
+               limit: int | None = None) -> list[str]:
     members = cast(list[bytes], client.zrange(
-        key, start, stop, byscore=byscore, desc=desc,
+        key, start, stop, byscore=byscore, bylex=bylex, desc=desc,
         offset=0 if limit is not None else None, num=limit))
     return [member.decode() for member in members]
 

@@ -13,18 +13,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import lru_cache
+from functools import lru_cache, partial
+from typing import cast
 
 import redis
 
 from ..clock import isoformat, now
-from ..errors import DeliveryConflict, DeliveryNotFound
+from ..errors import DeliveryConflict, DeliveryNotFound, TenantNotFound
 from ..models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus, Run
 from ..settings import get_settings
 from . import keys
 from .connection import get_redis, persist, transaction, zrange_ids
 from .isolation import Entry, destination, enter_args, entry, leave_args
-from .schedule import Schedule
 from .scripts import Script, fields
 
 __all__ = ["Claim", "ClaimOutcome", "DeliveryStore", "get_store"]
@@ -47,6 +47,7 @@ class Claim:
 
     outcome: ClaimOutcome
     url: str = ""
+    tenant_id: str | None = None
     endpoint_id: str | None = None
     body: bytes = b""
     number: int = 0
@@ -54,13 +55,32 @@ class Claim:
     entry: Entry | None = None  # what entering the destination said (None: not tried)
     destination: str | None = None  # as stored with the record (None: an older record)
 
+#: Deliveries forgotten per round trip when their tenant is deleted.
+FORGET_BATCH = 1000
+
 #: Deliveries per create script call: big enough to cost Redis little per delivery,
 #: small enough not to hold it for long (about 5 ms).
 CREATE_SLICE = 500
 
-_FIELDS = ("id", "url", "event_id", "event_type", "status", "created_at", "updated_at",
-           "next_attempt_at", "endpoint_id", "cycle", "cycle_offset", "stop_reason", "queue")
-_OPTIONAL = ("next_attempt_at", "endpoint_id", "stop_reason", "queue")
+_FIELDS = ("id", "url", "tenant_id", "endpoint_id", "event_id", "event_type", "status",
+           "created_at", "updated_at", "next_attempt_at", "cycle", "cycle_offset",
+           "stop_reason", "queue")
+_OPTIONAL = ("next_attempt_at", "tenant_id", "endpoint_id", "stop_reason", "queue")
+
+
+def _every_index(tenant_id: str | None) -> list[str]:
+    """Every index key a delivery of this tenant (or of none) can be in."""
+    into, out_of = _indexes(DeliveryStatus.PENDING, tenant_id)
+    return into + out_of
+
+
+def _indexes(status: DeliveryStatus, tenant_id: str | None) -> tuple[list[str], list[str]]:
+    """The index keys a delivery in ``status`` is in, and those it is not in."""
+    scopes = [keys.deliveries] + ([partial(keys.tenant_deliveries, tenant_id)] if tenant_id
+                                  else [])
+    into = [key for scope in scopes for key in (scope(None), scope(status))]
+    out_of = [scope(other) for scope in scopes for other in DeliveryStatus if other is not status]
+    return into, out_of
 
 
 def _delivery(fields: Mapping[bytes, bytes | None], attempts: list[bytes]) -> Delivery:
@@ -90,18 +110,7 @@ class DeliveryStore:
         self._record_script = Script(client, "record_attempt")
         self._abandon_script = Script(client, "abandon_attempt")
         self._create_script = Script(client, "create_deliveries")
-
-    def _index(self, pipe: redis.client.Pipeline, delivery_id: str, status: DeliveryStatus,
-               moment: datetime) -> None:
-        score = moment.timestamp()
-        pipe.zadd(keys.deliveries(), {delivery_id: score})
-        for other in DeliveryStatus:
-            if other is not status:
-                pipe.zrem(keys.deliveries(other), delivery_id)
-        pipe.zadd(keys.deliveries(status), {delivery_id: score})
-        ttl = int(self.retention.total_seconds())
-        pipe.expire(keys.delivery(delivery_id), ttl)
-        pipe.expire(keys.attempts(delivery_id), ttl)
+        self._status_script = Script(client, "set_status")
 
     def create_many(self, deliveries: Sequence[Delivery], body: bytes | Sequence[bytes], *,
                     push: tuple[str, Sequence[str]] | None = None,
@@ -130,6 +139,7 @@ class DeliveryStore:
     def _create(self, deliveries: Sequence[Delivery], bodies: Sequence[bytes],
                 messages: Sequence[str], queue_key: str, park_at: float | None) -> set[str]:
         (status,) = {delivery.status for delivery in deliveries}
+        (tenant_id,) = {delivery.tenant_id for delivery in deliveries}
         numbered: dict[bytes, int] = {}  # a fan-out shares one body: it is sent once
         items: list[str | bytes | float | int] = []
         stamps: dict[datetime, str] = {}  # a batch shares its creation time and URLs:
@@ -152,17 +162,21 @@ class DeliveryStore:
                       (delivery.next_attempt_at or delivery.created_at).timestamp(), message,
                       park_at if park_at is not None else "", len(fields) // 2, *fields]
         cutoff = (deliveries[0].created_at - self.retention).timestamp()
+        into, out_of = _indexes(status, tenant_id)
         reply = self._create_script(
-            keys={"all_index_key": keys.deliveries(), "status_index_key": keys.deliveries(status),
-                  "due_key": keys.due(), "scheduled_key": keys.scheduled(),
+            keys={"due_key": keys.due(), "scheduled_key": keys.scheduled(),
                   "queue_key": queue_key,
-                  "trim_keys": [keys.deliveries(s) for s in (None, *DeliveryStatus)]},
+                  "tenant_key": keys.tenant(tenant_id) if tenant_id else "",
+                  "index_keys": [*into, *out_of]},
             args={"cutoff": cutoff, "ttl": int(self.retention.total_seconds()),
                   "delivery_template": keys.template(keys.delivery),
                   "endpoint_template": keys.template(keys.endpoint_deliveries),
-                  "body_count": len(numbered), "rest": [*numbered, *items]})
+                  "index_count": len(into), "body_count": len(numbered),
+                  "rest": [*numbered, *items]})
         if reply[0] == b"conflict":
             raise DeliveryConflict(reply[1].decode())
+        if reply[0] == b"no_tenant":
+            raise TenantNotFound(str(tenant_id))
         return {member.decode() for member in reply[1:]}
 
     def create(self, delivery: Delivery, body: bytes) -> set[str]:
@@ -176,13 +190,38 @@ class DeliveryStore:
             pipe.execute()
 
     def delete_many(self, delivery_ids: Sequence[str]) -> None:
-        with self._redis.pipeline(transaction=True) as pipe:
+        """Forget deliveries: their records, attempts, every index entry and their next
+        run in the schedule. A message still queued for one is dropped at its claim."""
+        with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in delivery_ids:
+                pipe.hmget(keys.delivery(delivery_id), "tenant_id", "endpoint_id", "cycle",
+                           "cycle_offset")
+                pipe.llen(keys.attempts(delivery_id))
+            replies = pipe.execute()
+        with self._redis.pipeline(transaction=True) as pipe:
+            for delivery_id, (tenant_id, endpoint_id, cycle, offset), made in zip(
+                    delivery_ids, replies[::2], replies[1::2], strict=True):
+                tenant = tenant_id.decode() if tenant_id else None
                 pipe.delete(keys.delivery(delivery_id), keys.attempts(delivery_id))
                 pipe.zrem(keys.due(), delivery_id)
-                for status in (None, *DeliveryStatus):
-                    pipe.zrem(keys.deliveries(status), delivery_id)
+                for key in _every_index(tenant):
+                    pipe.zrem(key, delivery_id)
+                if endpoint_id:
+                    pipe.zrem(keys.endpoint_deliveries(endpoint_id.decode()), delivery_id)
+                run = Run(delivery_id, int(cycle or 0), int(made) - int(offset or 0))
+                for key in (keys.scheduled(), keys.promoting()):
+                    pipe.zrem(key, run.member)
             pipe.execute()
+
+    def forget_tenant(self, tenant_id: str) -> int:
+        """Forget every delivery of a tenant and its indexes; returns how many."""
+        index, forgotten = keys.tenant_deliveries(tenant_id), 0
+        while batch := zrange_ids(self._redis, index, 0, FORGET_BATCH - 1):
+            self.delete_many(batch)
+            forgotten += len(batch)
+        self._redis.delete(*(keys.tenant_deliveries(tenant_id, status)
+                             for status in (None, *DeliveryStatus)))
+        return forgotten
 
     def delete(self, delivery_id: str) -> None:
         self.delete_many([delivery_id])
@@ -204,6 +243,7 @@ class DeliveryStore:
         entered = {name.removeprefix("entry_"): value for name, value in reply.items()
                    if name.startswith("entry_")}
         return Claim(outcome, url=reply["url"].decode(),
+                     tenant_id=reply["tenant_id"].decode() or None,
                      endpoint_id=reply["endpoint_id"].decode() or None,
                      body=reply.get("body", b""), number=int(reply["number"]),
                      endpoint=reply.get("endpoint") or None,
@@ -213,7 +253,7 @@ class DeliveryStore:
     def record_attempt(self, run: Run, attempt: Attempt, status: DeliveryStatus,
                        next_attempt_at: datetime | None = None, *, park: bool = False,
                        stop_reason: str | None = None, destination: str | None = None,
-                       persist_for: float = 0.0) -> None:
+                       tenant_id: str | None = None, persist_for: float = 0.0) -> None:
         """Append an attempt, move the delivery to the status it led to and release the
         attempt's claim, atomically (one Lua call); with ``park``, also schedule the next
         run in Redis; with ``destination``, also leave it, moving its circuit breaker.
@@ -224,14 +264,12 @@ class DeliveryStore:
         """
         moment = now()
         waiting = status not in FINAL_STATUSES and next_attempt_at is not None
+        into, out_of = _indexes(status, tenant_id)
         persist(lambda: self._record_script(
             keys={"delivery_key": keys.delivery(run.delivery_id),
                   "attempts_key": keys.attempts(run.delivery_id),
                   "running_key": keys.running(), "scheduled_key": keys.scheduled(),
-                  "due_key": keys.due(), "all_index_key": keys.deliveries(),
-                  "status_index_key": keys.deliveries(status),
-                  "other_index_keys": [keys.deliveries(other) for other in DeliveryStatus
-                                       if other is not status]},
+                  "due_key": keys.due(), "index_keys": [*into, *out_of]},
             args={"delivery_id": run.delivery_id, "number": attempt.number,
                   "attempt": attempt.model_dump_json(),
                   "status": status.value, "updated_at": isoformat(moment),
@@ -242,6 +280,7 @@ class DeliveryStore:
                   "due_at": next_attempt_at.timestamp() if waiting and next_attempt_at else "",
                   "updated_score": moment.timestamp(),
                   "ttl": int(self.retention.total_seconds()),
+                  "index_count": len(into),
                   **leave_args(get_settings(), destination, attempt.succeeded,
                                attempt.duration_ms)}),
                 persist_for, f"recording attempt {attempt.number} of {run.delivery_id}")
@@ -270,36 +309,53 @@ class DeliveryStore:
                    next_attempt_at: datetime | None = None,
                    stop_reason: str | None = None, release: Run | None = None) -> None:
         """Move a delivery to ``status``; with ``release``, also let go of that run's
-        attempt claim, in the same transaction."""
-        with self._redis.pipeline(transaction=True) as pipe:
-            self._set_status(pipe, delivery_id, status, next_attempt_at, stop_reason)
-            if release is not None:
-                Schedule.release(pipe, release)
-            pipe.execute()
+        attempt claim, in the same step. A delivery that is gone stays gone."""
+        (owner,) = self._owners([delivery_id])
+        self._set_status(self._redis, delivery_id, status, next_attempt_at, stop_reason,
+                         owner[1], release)
 
-    def _set_status(self, pipe: redis.client.Pipeline, delivery_id: str, status: DeliveryStatus,
-                    next_attempt_at: datetime | None, stop_reason: str | None) -> None:
+    def _set_status(self, client: redis.Redis | redis.client.Pipeline, delivery_id: str,
+                    status: DeliveryStatus, next_attempt_at: datetime | None,
+                    stop_reason: str | None, tenant_id: str | None,
+                    release: Run | None = None) -> None:
         moment = now()
-        if status in FINAL_STATUSES or next_attempt_at is None:
-            pipe.zrem(keys.due(), delivery_id)
-        else:
-            pipe.zadd(keys.due(), {delivery_id: next_attempt_at.timestamp()})
-        pipe.hset(keys.delivery(delivery_id), mapping={
-            "status": status.value,
-            "updated_at": isoformat(moment),
-            "next_attempt_at": _hash_value(next_attempt_at),
-            "stop_reason": _hash_value(stop_reason),
-        })
-        self._index(pipe, delivery_id, status, moment)
+        into, out_of = _indexes(status, tenant_id)
+        waiting = status not in FINAL_STATUSES and next_attempt_at is not None
+        self._status_script(
+            keys={"delivery_key": keys.delivery(delivery_id),
+                  "attempts_key": keys.attempts(delivery_id), "due_key": keys.due(),
+                  "running_key": keys.running(), "index_keys": [*into, *out_of]},
+            args={"delivery_id": delivery_id, "status": status.value,
+                  "updated_at": isoformat(moment),
+                  "next_attempt_at": _hash_value(next_attempt_at),
+                  "stop_reason": _hash_value(stop_reason),
+                  "due_at": next_attempt_at.timestamp() if waiting and next_attempt_at else "",
+                  "updated_score": moment.timestamp(),
+                  "ttl": int(self.retention.total_seconds()),
+                  "release_member": release.member if release else "",
+                  "index_count": len(into)},
+            client=client)
+
+    def _owners(self, delivery_ids: Sequence[str]
+                ) -> list[tuple[DeliveryStatus | None, str | None]]:
+        """Each delivery's status (None: no such delivery) and tenant."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for delivery_id in delivery_ids:
+                pipe.hmget(keys.delivery(delivery_id), "status", "tenant_id")
+            replies = pipe.execute()
+        return [(DeliveryStatus(status.decode()) if status else None,
+                 tenant.decode() if tenant else None) for status, tenant in replies]
 
     def stop_unfinished(self, delivery_ids: Sequence[str], reason: str) -> list[str]:
         """Mark the still-unfinished deliveries among ``delivery_ids`` as exhausted."""
-        statuses = self.statuses(delivery_ids)
-        stopped = [delivery_id for delivery_id, status in zip(delivery_ids, statuses, strict=True)
-                   if status is not None and status not in FINAL_STATUSES]
-        with self._redis.pipeline(transaction=True) as pipe:
-            for delivery_id in stopped:
-                self._set_status(pipe, delivery_id, DeliveryStatus.RETRIES_EXHAUSTED, None, reason)
+        stopped = []
+        with self._redis.pipeline(transaction=False) as pipe:
+            for delivery_id, (status, tenant_id) in zip(delivery_ids,
+                                                        self._owners(delivery_ids), strict=True):
+                if status is not None and status not in FINAL_STATUSES:
+                    self._set_status(pipe, delivery_id, DeliveryStatus.RETRIES_EXHAUSTED, None,
+                                     reason, tenant_id)
+                    stopped.append(delivery_id)
             pipe.execute()
         return stopped
 
@@ -308,13 +364,14 @@ class DeliveryStore:
         key = keys.delivery(delivery_id)
 
         def start(pipe: redis.client.Pipeline) -> int:
-            cycle, exists = pipe.hget(key, "cycle"), pipe.exists(key)
-            if not exists:
+            cycle, tenant_id = cast(list[bytes | None], pipe.hmget(key, "cycle", "tenant_id"))
+            if not pipe.exists(key):
                 raise DeliveryNotFound(delivery_id)
             made = pipe.llen(keys.attempts(delivery_id))
             pipe.multi()
             pipe.hset(key, mapping={"cycle": int(cycle or 0) + 1, "cycle_offset": made})
-            self._set_status(pipe, delivery_id, DeliveryStatus.PENDING, now(), None)
+            self._set_status(pipe, delivery_id, DeliveryStatus.PENDING, now(), None,
+                             tenant_id.decode() if tenant_id else None)
             return int(cycle or 0) + 1
 
         return transaction(self._redis, start, key)
@@ -327,28 +384,45 @@ class DeliveryStore:
             return [value.decode() if value else None for value in pipe.execute()]
 
     def statuses(self, delivery_ids: Sequence[str]) -> list[DeliveryStatus | None]:
-        with self._redis.pipeline(transaction=False) as pipe:
-            for delivery_id in delivery_ids:
-                pipe.hget(keys.delivery(delivery_id), "status")
-            raw = pipe.execute()
-        return [DeliveryStatus(value.decode()) if value else None for value in raw]
+        """Each delivery's status; None for one that does not exist."""
+        return [status for status, _ in self._owners(delivery_ids)]
 
-    def load(self, delivery_id: str) -> tuple[Delivery, bytes]:
-        """The delivery with all its attempts, and the body it sends."""
+    def load(self, delivery_id: str, tenant: str | None = None) -> tuple[Delivery, bytes]:
+        """The delivery with all its attempts, and the body it sends. With ``tenant``,
+        another tenant's delivery is not found, exactly as a missing one is."""
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.delivery(delivery_id))
             pipe.lrange(keys.attempts(delivery_id), 0, -1)
             fields, attempts = pipe.execute()
-        if not fields:
+        if not fields or (tenant is not None and fields.get(b"tenant_id") != tenant.encode()):
             raise DeliveryNotFound(delivery_id)
         return _delivery(fields, attempts), fields[b"body"]
 
-    def get(self, delivery_id: str) -> Delivery:
-        return self.load(delivery_id)[0]
+    def get(self, delivery_id: str, tenant: str | None = None) -> Delivery:
+        return self.load(delivery_id, tenant)[0]
 
-    def recent(self, status: DeliveryStatus | None = None, limit: int = 50) -> list[Delivery]:
-        """The most recently changed deliveries first, optionally of one status."""
-        ids = zrange_ids(self._redis, keys.deliveries(status), 0, limit - 1, desc=True)
+    def recent(self, status: DeliveryStatus | None = None, limit: int = 50, *,
+               tenant: str | None = None, endpoint_id: str | None = None) -> list[Delivery]:
+        """The most recently changed deliveries first: all, one tenant's, or one endpoint's
+        (newest created first), optionally of one status. Each is read from an index of
+        its own; only an endpoint's listing by status reads statuses to filter."""
+        if endpoint_id is None:
+            index = (keys.tenant_deliveries(tenant, status) if tenant is not None
+                     else keys.deliveries(status))
+            return self._read_many(zrange_ids(self._redis, index, 0, limit - 1, desc=True))
+        found: list[Delivery] = []
+        start, page = 0, max(limit, 100)
+        while len(found) < limit:
+            ids = zrange_ids(self._redis, keys.endpoint_deliveries(endpoint_id), start,
+                             start + page - 1, desc=True)
+            found += [delivery for delivery in self._read_many(ids)
+                      if status is None or delivery.status is status]
+            if len(ids) < page:
+                break
+            start += page
+        return found[:limit]
+
+    def _read_many(self, ids: Sequence[str]) -> list[Delivery]:
         with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
                 pipe.hmget(keys.delivery(delivery_id), _FIELDS)
@@ -361,12 +435,12 @@ class DeliveryStore:
                 deliveries.append(_delivery(fields, attempts))
         return deliveries
 
-    def count(self, status: DeliveryStatus | None = None) -> int:
-        return int(self._redis.zcard(keys.deliveries(status)))
-
-    def stats(self, overdue_after: float) -> dict[str, int]:
-        """Deliveries by status, and how many unfinished ones are past due by ``overdue_after``."""
+    def stats(self, overdue_after: float, tenant: str | None = None) -> dict[str, int]:
+        """Deliveries by status, how many unfinished ones are past due by
+        ``overdue_after``, and (for all tenants) how many retries are parked."""
         cutoff = now().timestamp() - overdue_after
+        if tenant is not None:
+            return self._tenant_stats(tenant, cutoff)
         with self._redis.pipeline(transaction=False) as pipe:
             for status in DeliveryStatus:
                 pipe.zcard(keys.deliveries(status))
@@ -376,6 +450,22 @@ class DeliveryStore:
         stats = {status.value: int(count) for status, count in zip(DeliveryStatus, counts,
                                                                     strict=True)}
         return {**stats, "overdue": int(overdue), "parked": int(parked)}
+
+    def _tenant_stats(self, tenant: str, cutoff: float) -> dict[str, int]:
+        with self._redis.pipeline(transaction=False) as pipe:
+            for status in DeliveryStatus:
+                pipe.zcard(keys.tenant_deliveries(tenant, status))
+            counts = pipe.execute()
+        stats = {status.value: int(count) for status, count in zip(DeliveryStatus, counts,
+                                                                    strict=True)}
+        # Overdue: the tenant's unfinished deliveries, looked up in the due index.
+        overdue = 0
+        for status in (DeliveryStatus.PENDING, DeliveryStatus.RETRYING):
+            ids = zrange_ids(self._redis, keys.tenant_deliveries(tenant, status), 0, -1)
+            for first in range(0, len(ids), 1000):
+                scores = self._redis.zmscore(keys.due(), ids[first:first + 1000])
+                overdue += sum(1 for score in scores if score is not None and score <= cutoff)
+        return {**stats, "overdue": overdue}
 
     def push_due(self, delivery_id: str, due: float) -> None:
         """Move a delivery's due time in the overdue index only (the backstop's mark)."""

@@ -5,24 +5,82 @@ Stored under the keys of :mod:`.keys`; secrets live only in values, never in key
 
 from __future__ import annotations
 
+import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any, cast
 
 import redis
 
 from ..clock import isoformat, now
-from ..errors import EndpointNotFound, InvalidInput
+from ..errors import EndpointNotFound, InvalidInput, TenantNotFound
 from ..events import EVENT_TYPES
 from ..guard import check_url
-from ..models import Endpoint, EndpointSecret
+from ..models import Endpoint, EndpointSecret, check_tenant_id
 from ..signing import new_secret
 from . import keys
 from .connection import get_redis, transaction, zrange_ids
 from .deliveries import get_store
+from .scripts import Script, fields
 
-__all__ = ["EndpointStore", "get_endpoints"]
+__all__ = ["FORBIDDEN_HEADERS", "EndpointStore", "check_headers", "get_endpoints"]
+
+
+#: Headers an endpoint may not set: framing and identity are ours, and the
+#: ``webhook-*`` headers carry the id, the timestamp and the signatures.
+FORBIDDEN_HEADERS = frozenset({
+    "host", "content-length", "content-type", "transfer-encoding", "connection", "user-agent",
+    # Hop-by-hop headers, which would change how the request travels, not what it says.
+    "keep-alive", "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection",
+})
+MAX_HEADERS = 20
+MAX_HEADER_BYTES = 4096
+MAX_DESCRIPTION = 1000
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field names
+
+
+def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Extra request headers for an endpoint, or :class:`InvalidInput` naming the one
+    refused: at most 20, each at most 4 KB, none of ours."""
+    if not headers:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise InvalidInput("headers", "must be a mapping of names to values")
+    if len(headers) > MAX_HEADERS:
+        raise InvalidInput("headers", f"{len(headers)} given; at most {MAX_HEADERS}")
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise InvalidInput(f"headers.{name}", "is not a valid header name")
+        lowered = name.lower()
+        if lowered in FORBIDDEN_HEADERS or lowered.startswith("webhook-"):
+            raise InvalidInput(f"headers.{name}", "is set by webhooks itself and may not be "
+                                                  "given")
+        if lowered in {other.lower() for other in checked}:
+            raise InvalidInput(f"headers.{name}", "is given twice")
+        if not isinstance(value, str) or any(char in value for char in "\r\n\0"):
+            raise InvalidInput(f"headers.{name}", "must be text on one line")
+        if len(name) + len(value.encode()) > MAX_HEADER_BYTES:
+            raise InvalidInput(f"headers.{name}", f"is over {MAX_HEADER_BYTES:,} bytes")
+        checked[name] = value
+    return checked
+
+
+def _check_description(description: object) -> str:
+    if not isinstance(description, str):
+        raise InvalidInput("description", "must be text")
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidInput("description", f"is {len(description):,} characters; the limit is "
+                                          f"{MAX_DESCRIPTION:,}")
+    return description
+
+
+def _live(record: Any) -> bool:
+    """Whether a tenant's (id, deleting) fields say it exists and is not being deleted."""
+    tenant_id, deleting = record
+    return tenant_id is not None and deleting is None
 
 
 def _check_event_types(event_types: list[str] | None) -> list[str] | None:
@@ -36,79 +94,117 @@ def _check_event_types(event_types: list[str] | None) -> list[str] | None:
 
 
 class EndpointStore:
-    """Owns the endpoint records, their index, and each endpoint's failure clock."""
+    """Owns the endpoint records, their indexes (all, and each tenant's), and each
+    endpoint's failure clock."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
+        self._health = Script(client, "record_health")
 
-    def add(self, url: str, event_types: list[str] | None = None,
-            description: str = "") -> tuple[Endpoint, str]:
-        """Register an endpoint; returns it and its secret, which is shown only this once."""
+    def add(self, url: str, event_types: list[str] | None = None, description: str = "", *,
+            tenant: str, headers: Mapping[str, str] | None = None) -> tuple[Endpoint, str]:
+        """Register an endpoint of ``tenant``; returns it and its secret, which is shown
+        only this once. An unknown tenant raises TenantNotFound and writes nothing."""
+        check_tenant_id(tenant)
         secret = new_secret()
         created = now()
         endpoint = Endpoint(
             id="ep_" + secrets.token_hex(12),
+            tenant_id=tenant,
             url=check_url(url),
-            description=description,
+            description=_check_description(description),
             event_types=_check_event_types(event_types),
             created_at=created,
+            headers=check_headers(headers),
             secrets=[EndpointSecret(value=secret, created_at=created)],
         )
-        with self._redis.pipeline(transaction=True) as pipe:
+
+        def register(pipe: redis.client.Pipeline) -> None:
+            # Watched: a tenant being deleted gets no new endpoint.
+            if not _live(pipe.hmget(keys.tenant(tenant), "id", "deleting")):
+                raise TenantNotFound(tenant)
+            pipe.multi()
             pipe.set(keys.endpoint(endpoint.id), endpoint.model_dump_json())
             pipe.zadd(keys.endpoints(), {endpoint.id: created.timestamp()})
-            pipe.execute()
+            pipe.sadd(keys.tenant_endpoints(tenant), endpoint.id)
+
+        transaction(self._redis, register, keys.tenant(tenant))
         return endpoint, secret
 
-    def get(self, endpoint_id: str) -> Endpoint:
+    def get(self, endpoint_id: str, tenant: str | None = None) -> Endpoint:
+        """The endpoint; with ``tenant``, another tenant's is not found, exactly as a
+        missing one is."""
         raw = self._redis.get(keys.endpoint(endpoint_id))
         if raw is None:
             raise EndpointNotFound(endpoint_id)
-        return Endpoint.model_validate_json(raw)
+        endpoint = Endpoint.model_validate_json(raw)
+        if tenant is not None and endpoint.tenant_id != tenant:
+            raise EndpointNotFound(endpoint_id)
+        return endpoint
 
-    def all(self) -> list[Endpoint]:
-        ids = zrange_ids(self._redis, keys.endpoints(), 0, -1)
+    def all(self, tenant: str | None = None) -> list[Endpoint]:
+        """Every endpoint, or one tenant's (unknown tenant: TenantNotFound), oldest first."""
+        if tenant is None:
+            return self._read(zrange_ids(self._redis, keys.endpoints(), 0, -1))
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.tenant(tenant), "id", "deleting")
+            pipe.smembers(keys.tenant_endpoints(tenant))
+            record, members = pipe.execute()
+        if not _live(record):
+            raise TenantNotFound(tenant)
+        found = self._read(sorted(member.decode() for member in members))
+        return sorted(found, key=lambda endpoint: endpoint.created_at)
+
+    def _read(self, ids: Sequence[str]) -> list[Endpoint]:
         if not ids:
             return []
         raws = self._redis.mget([keys.endpoint(endpoint_id) for endpoint_id in ids])
         return [Endpoint.model_validate_json(raw) for raw in raws if raw is not None]
 
-    def _update(self, endpoint_id: str, change: Callable[[Endpoint], Endpoint]) -> Endpoint:
-        """Read, change and write one endpoint; retried if another writer got there first."""
+    def _update(self, endpoint_id: str, change: Callable[[Endpoint], Endpoint],
+                tenant: str | None = None) -> Endpoint:
+        """Read, change and write one endpoint (of ``tenant``, when given); retried if
+        another writer got there first."""
         key = keys.endpoint(endpoint_id)
 
         def body(pipe: redis.client.Pipeline) -> Endpoint:
             raw = pipe.get(key)
             if raw is None:
                 raise EndpointNotFound(endpoint_id)
-            updated = change(Endpoint.model_validate_json(raw))
+            endpoint = Endpoint.model_validate_json(raw)
+            if tenant is not None and endpoint.tenant_id != tenant:
+                raise EndpointNotFound(endpoint_id)
+            updated = change(endpoint)
             pipe.multi()
             pipe.set(key, updated.model_dump_json())
             return updated
 
         return transaction(self._redis, body, key)
 
-    def disable(self, endpoint_id: str, reason: str, *, stop: bool = True) -> Endpoint:
+    def disable(self, endpoint_id: str, reason: str, *, stop: bool = True,
+                tenant: str | None = None) -> Endpoint:
         """Stop sending to the endpoint and, unless ``stop`` is False, stop the retries
         of its unfinished deliveries (:meth:`stop_deliveries`)."""
         endpoint = self._update(endpoint_id, lambda e: e.model_copy(update={
-            "enabled": False, "disabled_reason": reason, "disabled_at": now()}))
+            "enabled": False, "disabled_reason": reason, "disabled_at": now()}), tenant)
         if stop:
-            self.stop_deliveries(endpoint_id, reason)
+            self.stop_deliveries(endpoint_id, f"endpoint disabled: {reason}")
         return endpoint
 
     def stop_deliveries(self, endpoint_id: str, reason: str) -> None:
         """Mark the endpoint's unfinished deliveries retries_exhausted, with the reason."""
         ids = zrange_ids(self._redis, keys.endpoint_deliveries(endpoint_id), 0, -1)
-        get_store().stop_unfinished(ids, f"endpoint disabled: {reason}")
+        get_store().stop_unfinished(ids, reason)
 
-    def enable(self, endpoint_id: str) -> Endpoint:
+    def enable(self, endpoint_id: str, tenant: str | None = None) -> Endpoint:
+        """Send to the endpoint again, with a fresh start for its failure clock."""
         endpoint = self._update(endpoint_id, lambda e: e.model_copy(update={
-            "enabled": True, "disabled_reason": None, "disabled_at": None}))
-        self._redis.delete(keys.endpoint_health(endpoint_id))  # a fresh start for the failure clock
+            "enabled": True, "disabled_reason": None, "disabled_at": None}), tenant)
+        self._redis.delete(keys.endpoint_health(endpoint_id))
         return endpoint
 
-    def rotate_secret(self, endpoint_id: str, grace: timedelta) -> tuple[Endpoint, str]:
+    def rotate_secret(self, endpoint_id: str, grace: timedelta, tenant: str | None = None
+                      ) -> tuple[Endpoint, str]:
         """Add a new secret; older ones keep signing for ``grace``, then are dropped."""
         secret = new_secret()
         moment = now()
@@ -122,30 +218,50 @@ class EndpointStore:
             fresh = EndpointSecret(value=secret, created_at=moment)
             return endpoint.model_copy(update={"secrets": [*kept, fresh]})
 
-        return self._update(endpoint_id, rotate), secret
+        return self._update(endpoint_id, rotate, tenant), secret
 
     def record_health(self, endpoint_id: str, succeeded: bool, exhausted: bool
                       ) -> tuple[datetime | None, int]:
-        """Update the failure clock; returns (first failure since the last 2XX, exhausted since)."""
-        key = keys.endpoint_health(endpoint_id)
-        if succeeded:
-            self._redis.delete(key)
+        """Update the failure clock; returns (first failure since the last 2XX, exhausted
+        since). An endpoint deleted meanwhile gets no clock back."""
+        reply = fields(self._health(
+            keys={"endpoint_key": keys.endpoint(endpoint_id),
+                  "health_key": keys.endpoint_health(endpoint_id)},
+            args={"succeeded": int(succeeded), "exhausted": int(exhausted),
+                  "now": isoformat(now())}))
+        if "failing_since" not in reply:
             return None, 0
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, "failing_since", isoformat(now()))
-            if exhausted:
-                pipe.hincrby(key, "exhausted", 1)
-            pipe.hgetall(key)
-            health = pipe.execute()[-1]
-        since = datetime.fromisoformat(health[b"failing_since"].decode())
-        return since, int(health.get(b"exhausted", 0))
+        return (datetime.fromisoformat(reply["failing_since"].decode()),
+                int(reply.get("exhausted", b"0")))
 
-    def delete(self, endpoint_id: str) -> None:
-        self.get(endpoint_id)
+    def delete(self, endpoint_id: str, tenant: str | None = None) -> None:
+        """Forget the endpoint, its secrets, failure clock and destination state; its
+        unfinished deliveries stop now (their records stay until they expire)."""
+        endpoint = self.get(endpoint_id, tenant)
+        self.stop_deliveries(endpoint_id, f"endpoint {endpoint_id} was deleted")
+        self._forget([endpoint])
+
+    def forget_tenant(self, tenant_id: str) -> int:
+        """Forget every endpoint of a tenant (their deliveries are the delivery store's
+        to forget); returns how many."""
+        members = cast(set[bytes], self._redis.smembers(keys.tenant_endpoints(tenant_id)))
+        ids = [member.decode() for member in members]
+        endpoints = self._read(ids)
+        self._forget(endpoints)
+        self._redis.delete(keys.tenant_endpoints(tenant_id))
+        return len(endpoints)
+
+    def _forget(self, endpoints: Sequence[Endpoint]) -> None:
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.endpoint(endpoint_id), keys.endpoint_deliveries(endpoint_id),
-                        keys.endpoint_health(endpoint_id))
-            pipe.zrem(keys.endpoints(), endpoint_id)
+            for endpoint in endpoints:
+                pipe.delete(keys.endpoint(endpoint.id), keys.endpoint_deliveries(endpoint.id),
+                            keys.endpoint_health(endpoint.id),
+                            keys.destination_inflight(endpoint.id),
+                            keys.destination_breaker(endpoint.id),
+                            keys.destination_waiting(endpoint.id))
+                pipe.zrem(keys.endpoints(), endpoint.id)
+                if endpoint.tenant_id:
+                    pipe.srem(keys.tenant_endpoints(endpoint.tenant_id), endpoint.id)
             pipe.execute()
 
     def delivery_ids(self, endpoint_id: str, since: datetime, until: datetime) -> list[str]:

@@ -30,6 +30,28 @@ def deliveries(status: DeliveryStatus | None = None) -> str:
     return f"{PREFIX}deliveries" + (f":{status.value}" if status else "")
 
 
+# A tenant's id is the producer's own and may hold ':', so it sits between braces,
+# which no id may contain: no tenant's keys can be read as another's.
+def tenant(tenant_id: str) -> str:
+    """Hash: the tenant's id, name and creation time."""
+    return f"{PREFIX}tenant:{{{tenant_id}}}"
+
+
+def tenants() -> str:
+    """Sorted set of tenant ids, all scored 0: ordered by id (ZRANGE BYLEX)."""
+    return f"{PREFIX}tenants"
+
+
+def tenant_endpoints(tenant_id: str) -> str:
+    """Set of the tenant's endpoint ids: publishing reads this, not every endpoint."""
+    return f"{tenant(tenant_id)}:endpoints"
+
+
+def tenant_deliveries(tenant_id: str, status: DeliveryStatus | None = None) -> str:
+    """Sorted set of the tenant's delivery ids by ``updated_at``: all, or one status's."""
+    return f"{tenant(tenant_id)}:deliveries" + (f":{status.value}" if status else "")
+
+
 def endpoint(endpoint_id: str) -> str:
     """String: the endpoint as JSON, secrets included."""
     return f"{PREFIX}endpoint:{endpoint_id}"

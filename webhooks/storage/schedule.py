@@ -34,20 +34,10 @@ class Schedule:
         self._redis = client
         self._move = Script(client, "move_due")
 
-    @staticmethod
-    def park(pipe: redis.client.Pipeline, run: Run, due: float) -> None:
-        """Park ``run`` until ``due`` as part of a caller's transaction."""
-        pipe.zadd(keys.scheduled(), {run.member: due})
-
     def park_nx(self, runs: Sequence[Run], due: float) -> None:
         """Park ``runs`` until ``due``, unless already parked (then their due time stands)."""
         if runs:
             self._redis.zadd(keys.scheduled(), {run.member: due for run in runs}, nx=True)
-
-    @staticmethod
-    def release(pipe: redis.client.Pipeline, run: Run) -> None:
-        """Let go of ``run``'s attempt claim as part of a caller's transaction."""
-        pipe.zrem(keys.running(), run.member)
 
     def is_pending(self, run: Run) -> bool:
         """Whether ``run`` is scheduled, being promoted or running."""

@@ -8,12 +8,14 @@ and a :class:`Done` into its return value.
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from functools import partial
 
 from ..clock import now
+from ..errors import EndpointNotFound
 from ..models import Delivery, DeliveryStatus, Endpoint, Run
 from ..retry import BackoffPolicy, RetriesExhausted, Retry
 from ..sending.attempt import send
@@ -93,7 +95,9 @@ def _attempt(run: Run, claim: Claim, endpoint: Endpoint | None, dest: str) -> Do
     """Make the claimed attempt and record what it led to."""
     store, settings = get_store(), get_settings()
     secrets = endpoint.signing_secrets(now()) if endpoint is not None else []
-    outcome = send(run.delivery_id, claim.number, claim.url, claim.body, secrets)  # never raises
+    extra = endpoint.headers if endpoint is not None else {}
+    outcome = send(run.delivery_id, claim.number, claim.url, claim.body, secrets,
+                   extra)  # never raises
     attempt = outcome.attempt
     policy = BackoffPolicy.from_settings(settings)
     decision = policy.after_failure(run.retries, outcome.retry_after)
@@ -105,17 +109,18 @@ def _attempt(run: Run, claim: Claim, endpoint: Endpoint | None, dest: str) -> Do
     # The attempt is made: should Redis be away a while, its record waits for it
     # rather than be lost (and the attempt made again).
     record = partial(store.record_attempt, run, attempt, destination=dest,
-                     persist_for=settings.recovery_seconds)
+                     tenant_id=claim.tenant_id, persist_for=settings.recovery_seconds)
     if attempt.succeeded:
         record(DeliveryStatus.DELIVERED)
         return Done(RunResult.DELIVERED)
     if disable_reason is not None and endpoint is not None:
         # Disabled before the attempt is recorded, so that whoever sees this delivery
         # exhausted sees its endpoint disabled; the endpoint's other deliveries after.
-        get_endpoints().disable(endpoint.id, disable_reason, stop=False)
-        record(DeliveryStatus.RETRIES_EXHAUSTED,
-               stop_reason=f"endpoint disabled: {disable_reason}")
-        get_endpoints().stop_deliveries(endpoint.id, disable_reason)
+        reason = f"endpoint disabled: {disable_reason}"
+        with suppress(EndpointNotFound):  # deleted meanwhile: its deliveries stopped already
+            get_endpoints().disable(endpoint.id, disable_reason, stop=False)
+        record(DeliveryStatus.RETRIES_EXHAUSTED, stop_reason=reason)
+        get_endpoints().stop_deliveries(endpoint.id, reason)
         logger.warning("endpoint %s disabled: %s", endpoint.id, disable_reason)
         return Done(RunResult.RETRIES_EXHAUSTED)
     if isinstance(decision, RetriesExhausted):

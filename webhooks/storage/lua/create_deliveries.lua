@@ -3,18 +3,25 @@
 -- producer retrying after an error whose outcome it could not know) finds its
 -- deliveries already there and creates nothing more. One whose stored body differs
 -- from the new one is a conflict (an event id reused for another event): then
--- nothing at all is written.
--- KEYS: all_index_key status_index_key due_key scheduled_key queue_key *trim_keys
--- ARGV: cutoff ttl delivery_template endpoint_template body_count *rest
+-- nothing at all is written. So is a tenant that does not exist (it was deleted).
+-- KEYS: due_key scheduled_key queue_key tenant_key *index_keys
+-- ARGV: cutoff ttl delivery_template endpoint_template index_count body_count *rest
 -- rest: body_count bodies, then one group per delivery:
 --   delivery_id endpoint_id body_number score due_score message park_score field_count
 --   field value ... (field_count pairs)
 -- message: the task message to push to queue_key ('' for none: the caller publishes);
 -- park_score: park the first run until then instead ('' for none). score: the
 -- delivery's place in the indexes (its creation time).
--- trim_keys: index sorted sets trimmed of entries older than cutoff (expired records).
--- Returns: {'conflict', delivery_id} and writes nothing, or {'existing', id, id, ...}:
--- the deliveries that were there already (created by an earlier call).
+-- tenant_key: the deliveries' tenant ('' for none), which must exist and not be in
+-- the middle of its deletion.
+-- index_keys: the first index_count are the indexes the new deliveries enter; all of
+-- them are trimmed of entries older than cutoff (their records have expired).
+-- Returns: {'conflict', delivery_id} or {'no_tenant'} and writes nothing, or
+-- {'existing', id, id, ...}: the deliveries that were there already (an earlier call's).
+if tenant_key ~= '' and (redis.call('HEXISTS', tenant_key, 'id') == 0
+    or redis.call('HEXISTS', tenant_key, 'deleting') == 1) then
+  return {'no_tenant'}
+end
 local bodies = {}
 local count = tonumber(body_count)
 for i = 1, count do bodies[i] = rest[i] end
@@ -84,8 +91,7 @@ for _, item in ipairs(items) do
     end
   end
 end
-add_all(all_index_key, created)
-add_all(status_index_key, created)
+for n = 1, tonumber(index_count) do add_all(index_keys[n], created) end
 add_all(due_key, due)
 add_all(scheduled_key, parked)
 for endpoint_id, scored in pairs(by_endpoint) do
@@ -94,5 +100,5 @@ for endpoint_id, scored in pairs(by_endpoint) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
 end
 -- Index entries of expired records go here, not in a sweeper process.
-for _, key in ipairs(trim_keys) do redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff) end
+for _, key in ipairs(index_keys) do redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff) end
 return existing

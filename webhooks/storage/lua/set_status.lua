@@ -1,0 +1,14 @@
+-- Move a delivery to a status without recording an attempt (its retries stopped, or a
+-- new cycle begun): its fields, its indexes and its due time, and optionally let go of
+-- an attempt claim. A delivery that is gone (deleted meanwhile) stays gone: no key of
+-- it comes back.
+-- KEYS: delivery_key attempts_key due_key running_key *index_keys
+-- ARGV: delivery_id status updated_at next_attempt_at stop_reason due_at updated_score ttl release_member index_count
+-- Uses: status
+-- index_keys, due_at: as status.lua takes them. release_member: '' for none.
+-- Returns: 1, or 0 when the delivery is gone.
+if release_member ~= '' then redis.call('ZREM', running_key, release_member) end
+if redis.call('EXISTS', delivery_key) == 0 then return 0 end
+settle(delivery_key, attempts_key, due_key, index_keys, index_count, delivery_id, status,
+       updated_at, next_attempt_at, stop_reason, due_at, updated_score, ttl)
+return 1
