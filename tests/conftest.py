@@ -22,11 +22,19 @@ os.environ["WEBHOOKS_REDIS_URL"] = REDIS_URL
 # The receivers are on loopback, which the destination guard forbids unless allowed.
 LOOPBACK = "127.0.0.0/8"
 os.environ["WEBHOOKS_ALLOWED_NETWORKS"] = LOOPBACK
+# The web server's tokens: the operator's, and the key that signs portal links
+# (this process makes portal tokens for the server it starts).
+OPERATOR_TOKEN = "operator-token-for-the-tests-only"
+PORTAL_SECRET = "portal-secret-for-the-tests-only-0123456789"
+os.environ["WEBHOOKS_API_TOKEN"] = OPERATOR_TOKEN
+os.environ["WEBHOOKS_PORTAL_SECRET"] = PORTAL_SECRET
 
 import redis  # noqa: E402
 
+from tests.web import Web  # noqa: E402
 from webhooks.dev.receiver import Receiver  # noqa: E402
 from webhooks.dev.redis_server import ensure_redis  # noqa: E402
+from webhooks.dev.server import start_server, stop_server  # noqa: E402
 from webhooks.dev.worker import start_worker, stop_worker  # noqa: E402
 from webhooks.models import FINAL_STATUSES, Delivery, DeliveryStatus  # noqa: E402
 from webhooks.storage import keys  # noqa: E402
@@ -72,6 +80,16 @@ def worker(redis_client: redis.Redis, worker_log: Path) -> Iterator[subprocess.P
     process = start_worker(worker_log, WORKER_ENV, "--concurrency=4")
     yield process
     stop_worker(process)
+
+
+@pytest.fixture(scope="session")
+def web(redis_client: redis.Redis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    """A real ``webhooks serve`` process on this Redis, for the API and the pages."""
+    log = tmp_path_factory.mktemp("web") / "serve.log"
+    process, base = start_server(log, {**WORKER_ENV, "WEBHOOKS_API_TOKEN": OPERATOR_TOKEN,
+                                       "WEBHOOKS_PORTAL_SECRET": PORTAL_SECRET})
+    yield Web(base, OPERATOR_TOKEN, log)
+    stop_server(process)
 
 
 @pytest.fixture(scope="session")

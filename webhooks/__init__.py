@@ -28,6 +28,7 @@ from .errors import (
     NotFound,
     TenantExists,
     TenantNotFound,
+    TokenInvalid,
     WebhooksError,
     WebhookVerificationFailed,
 )
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from .storage.deliveries import DeliveryStore, get_store
     from .storage.endpoints import EndpointStore, get_endpoints
     from .storage.tenants import TenantStore, get_tenants
+    from .web.tokens import portal_token
     from .worker.task import deliver
 
 # Each name below is imported from its module on first use.
@@ -70,6 +72,7 @@ _LAZY = {
     "get_endpoints": "webhooks.storage.endpoints",
     "TenantStore": "webhooks.storage.tenants",
     "get_tenants": "webhooks.storage.tenants",
+    "portal_token": "webhooks.web.tokens",
 }
 
 
@@ -116,6 +119,7 @@ __all__ = [
     "TenantExists",
     "TenantNotFound",
     "TenantStore",
+    "TokenInvalid",
     "WebhookVerificationFailed",
     "WebhooksError",
     "__version__",
@@ -128,6 +132,7 @@ __all__ = [
     "get_store",
     "get_tenants",
     "parse_event",
+    "portal_token",
     "publish",
     "recover",
     "redeliver",

@@ -24,9 +24,16 @@ def isoformat(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _in_utc(moment: datetime) -> datetime:
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 with a positive offset, 9999-12-31 with a negative
+        raise ValueError("is outside the years 1 to 9999 in UTC") from None
+
+
 #: A timezone-aware datetime, normalised to UTC and written as ISO-8601 with ``Z``.
 UTCDatetime = Annotated[
     AwareDatetime,
-    AfterValidator(lambda moment: moment.astimezone(UTC)),
+    AfterValidator(_in_utc),
     PlainSerializer(isoformat, return_type=str),
 ]

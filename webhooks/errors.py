@@ -13,6 +13,7 @@
     ├── EndpointDisabled        the endpoint is disabled, so nothing is sent to it
     ├── EnqueueFailed           messages could not be published; what they were for is undone
     ├── BlockedDestination      an attempt's destination resolved to a forbidden address
+    ├── TokenInvalid            a portal token that is not ours, was altered, or expired
     └── WebhookVerificationFailed
                                 a received webhook's signature or timestamp did not verify
 """
@@ -34,6 +35,7 @@ __all__ = [
     "NotFound",
     "TenantExists",
     "TenantNotFound",
+    "TokenInvalid",
     "WebhookVerificationFailed",
     "WebhooksError",
 ]
@@ -161,6 +163,10 @@ class TenantExists(InvalidInput):
 
 class BlockedDestination(WebhooksError):
     """The destination is, or resolves to, an address deliveries must not reach."""
+
+
+class TokenInvalid(WebhooksError):
+    """A portal token that is not ours, was tampered with, or has expired."""
 
 
 class WebhookVerificationFailed(WebhooksError):

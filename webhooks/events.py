@@ -23,8 +23,10 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import DEFAULT_REF_TEMPLATE
 
 from .clock import UTCDatetime
 from .errors import InvalidEvent
@@ -52,6 +54,45 @@ MAX_DEPTH = 32
 
 _ABSOLUTE_HTTP = re.compile(r"(?i:https?)://[^/?#@\s]+(?:[/?#]\S*)?", re.ASCII)
 
+# The JSON Schema (docs/event-schema.json) states these checks too, with patterns for
+# the schema only: the checks at run time stay as they are. JSON Schema patterns are
+# ECMA-262 regular expressions, searched unanchored, so these are anchored with ^...$
+# and written in the syntax Python's re and ECMA-262 read alike: no inline flags, and
+# whitespace spelt out as a class, because \s means another set in each of Python's
+# ASCII mode, Rust's regex (pydantic's engine) and ECMA-262. One difference remains,
+# in Python-based schema validators only (jsonschema uses re.search): there $ also
+# matches before a final "\n", so "https://a\n" passes the pattern there, while
+# ECMA-262 engines and the checks here refuse it.
+
+#: _ABSOLUTE_HTTP (with fullmatch), in ECMA-262: the same strings.
+#: (?i:https?) under re.ASCII folds ASCII letters only, hence [Hh][Tt][Tt][Pp][Ss]?;
+#: \s under re.ASCII is [\t\n\v\f\r ] only, so a no-break space or U+2028 is
+#: accepted in a URL, which ECMA-262's \S would refuse.
+_HTTP_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\t\n\v\f\r ]+(?:[/?#][^\t\n\v\f\r ]*)?$"
+
+#: What pydantic's ``pattern=r"^\S+$"`` accepts at run time, in ECMA-262 terms:
+#: pydantic matches with Rust's regex, whose \s is Unicode White_Space. ECMA-262's \s
+#: is another set (it lacks U+0085 and has U+FEFF), so the set is spelt out.
+_ID_PATTERN = r"^[^\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$"
+
+#: A date-time the validator accepts, as RFC 3339 (JSON Schema's ``date-time``)
+#: spells it; the pattern states it whole, calendar included, for validators that take
+#: ``format`` as an annotation only. The validator also takes other spellings (a space
+#: for the "T", no seconds, "+0200", a Unix timestamp): the schema states the one form
+#: we promise and write. Refused although RFC 3339 allows them: a leap second (":60"),
+#: the year 0000, and an instant before 0001-01-01 or after 9999-12-31 in UTC, which
+#: Python cannot represent (0001-01-01 with a positive offset, 9999-12-31 with a
+#: negative one; the pattern refuses those dates with any such offset, also the few
+#: instants that would fit).
+_DATE_TIME_PATTERN = (
+    r"^(?!0000-|0001-01-01[Tt][^+]*\+(?!00:00)|9999-12-31[Tt][^-]*-(?!00:00))"
+    r"(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+    r"|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)"
+    r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+
 
 def _http_url(value: str) -> str:
     # Kept as the producer wrote it: pydantic's HttpUrl would rewrite it (a trailing
@@ -62,8 +103,14 @@ def _http_url(value: str) -> str:
     return value
 
 
-Id = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^\S+$")]
-HttpURL = Annotated[str, Field(max_length=2048), AfterValidator(_http_url)]
+# json_schema_extra and WithJsonSchema change the schema only: what is checked at
+# run time is the Field constraints and the validators, as before.
+Id = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^\S+$",
+                          json_schema_extra={"pattern": _ID_PATTERN})]
+HttpURL = Annotated[str, Field(max_length=2048, json_schema_extra={"pattern": _HTTP_URL_PATTERN}),
+                    AfterValidator(_http_url)]
+Time = Annotated[UTCDatetime, WithJsonSchema(
+    {"type": "string", "format": "date-time", "pattern": _DATE_TIME_PATTERN})]
 
 
 class _Strict(BaseModel):
@@ -109,6 +156,14 @@ class Ad(_Strict):
 class Screenshot(_Strict):
     """One screenshot of the set: the ad shown on one site."""
 
+    # The schema's form of _uploaded_has_download_url below.
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"status": {"const": ScreenshotStatus.UPLOADED.value}},
+               "required": ["status"]},
+        "then": {"properties": {"download_url": {"type": "string"}},
+                 "required": ["download_url"]},
+    })
+
     id: Id = Field(description="Identifier of the screenshot.")
     status: ScreenshotStatus = Field(description="Outcome of generating the screenshot.")
     ad: Ad = Field(description="The ad this screenshot shows.")
@@ -117,7 +172,7 @@ class Screenshot(_Strict):
         None,
         description="Where to download the image. Present whenever status is 'uploaded'.",
     )
-    captured_at: UTCDatetime | None = Field(
+    captured_at: Time | None = Field(
         None, description="When the screenshot was taken (UTC, ISO-8601)."
     )
 
@@ -141,7 +196,7 @@ class ScreenshotSet(_Strict):
     download_url: HttpURL | None = Field(
         None, description="An archive with every uploaded screenshot of the set, if one is offered."
     )
-    approved_at: UTCDatetime | None = Field(
+    approved_at: Time | None = Field(
         None, description="When the set was approved (UTC, ISO-8601)."
     )
 
@@ -157,7 +212,7 @@ class Event(_Strict):
 
     id: Id = Field(description="Unique id of the event; receivers use it to deduplicate.")
     type: str = Field(description="The event type.")
-    created_at: UTCDatetime = Field(description="When the event happened (UTC, ISO-8601).")
+    created_at: Time = Field(description="When the event happened (UTC, ISO-8601).")
     data: BaseModel
 
 
@@ -270,12 +325,16 @@ def encode(event: Event) -> bytes:
     return event.model_dump_json().encode()
 
 
-def event_schema() -> dict[str, Any]:
-    """JSON Schema of every registered event, as one union discriminated by ``type``."""
+def event_schema(*, ref_template: str = DEFAULT_REF_TEMPLATE) -> dict[str, Any]:
+    """JSON Schema of every registered event, as one union discriminated by ``type``.
+
+    ``ref_template`` places the definitions elsewhere than ``#/$defs/``: the OpenAPI
+    document puts them among its components."""
     models = [EVENT_TYPES[name] for name in sorted(EVENT_TYPES)]
     union: Any = reduce(operator.or_, models)
     if len(models) > 1:
         union = Annotated[union, Field(discriminator="type")]
-    schema: dict[str, Any] = TypeAdapter(union).json_schema(mode="serialization")
+    schema: dict[str, Any] = TypeAdapter(union).json_schema(mode="serialization",
+                                                            ref_template=ref_template)
     draft = "https://json-schema.org/draft/2020-12/schema"
     return {"$schema": draft, **schema, "title": "Webhook event"}

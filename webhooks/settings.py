@@ -6,7 +6,7 @@ import ipaddress
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -116,6 +116,22 @@ class Settings(BaseSettings):
         30,
         gt=0,
         description="How long a delivery and its attempts stay in Redis after their last change.",
+    )
+    api_token: SecretStr | None = Field(
+        None, description="The operator's bearer token for the HTTP API and the console; "
+        "`webhooks serve` refuses to start without one (at least 24 characters)."
+    )
+    portal_secret: SecretStr | None = Field(
+        None, description="The key that signs portal tokens (customers' links); "
+        "`webhooks serve` refuses to start without one (at least 32 characters)."
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Where people reach `webhooks serve`: the base "
+        "of the links `webhooks portal-link` prints."
+    )
+    session_hours: float = Field(
+        12, gt=0, description="How long a console session lasts; a portal session lasts as "
+        "long as the link it was opened with."
     )
 
 

@@ -18,6 +18,7 @@ from . import deliveries
 from .demo import demo
 from .endpoints import endpoints
 from .tenants import tenants
+from .web import portal_link, serve
 
 __all__ = ["main"]
 
@@ -99,5 +100,5 @@ def flower(no_auth: bool, flower_args: tuple[str, ...]) -> None:
 
 for command in (deliveries.send, deliveries.show, deliveries.list_, deliveries.publish,
                 deliveries.redeliver, deliveries.recover, deliveries.stats, deliveries.schema,
-                demo, endpoints, tenants):
+                demo, endpoints, tenants, serve, portal_link):
     main.add_command(command)

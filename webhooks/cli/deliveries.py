@@ -53,12 +53,12 @@ def show(delivery_id: str, tenant: str | None, as_json: bool) -> None:
               help="Only deliveries in this status.")
 @click.option("--tenant", default=None, metavar="T", help="Only this tenant's deliveries.")
 @click.option("--endpoint", "endpoint_id", default=None, metavar="E",
-              help="Only this endpoint's deliveries (newest created first).")
+              help="Only this endpoint's deliveries.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def list_(status: str | None, tenant: str | None, endpoint_id: str | None, limit: int,
           as_json: bool) -> None:
-    """List deliveries, most recently changed first."""
+    """List deliveries, newest first: by creation, or with --status by when they reached it."""
     if tenant is not None:
         get_tenants().get(tenant)
     if endpoint_id is not None:

@@ -20,6 +20,7 @@ Paths (``<k>`` and ``<s>`` are numbers):
   /flaky/<p>          500 with probability p percent, else 200 (seeded per receiver)
   /sleep/<s>          sleeps s seconds, then 200, every time
   /switch             500 until the test sets ``receiver.switch_ok = True``, then 200
+  /hostile            500 with a body of HTML markup that runs script if a page injects it
 Anything after the recognised part of a path (/ok/a, /ok/b) only tells endpoints apart.
 """
 
@@ -34,6 +35,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+#: What /hostile answers: markup that sets ``window.__xss`` if any page renders it as HTML.
+HOSTILE_BODY = (b'<script>window.__xss = "script"</script>'
+                b'<img src=x onerror="window.__xss = \'img\'">'
+                b'<svg onload="window.__xss = \'svg\'"></svg>')
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,8 @@ class Receiver:
             self._answer(handler, 200)
         elif kind == "switch":
             self._answer(handler, 200 if self.switch_ok else 500)
+        elif kind == "hostile":
+            self._answer(handler, 500, HOSTILE_BODY, {"Content-Type": "text/html"})
         elif kind == "flaky":
             with self.lock:
                 failing = self.random.random() * 100 < float(arg)

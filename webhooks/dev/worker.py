@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from .processes import terminate
+
 __all__ = ["kill_worker", "start_worker", "stop_worker", "tree_rss_kb"]
 
 
@@ -38,12 +40,7 @@ def start_worker(log_path: Path, env: dict[str, str], *extra_args: str,
 
 def stop_worker(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
     """Warm shutdown (SIGTERM), as a process manager does it; SIGKILL after ``grace``."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    terminate(process, grace)
 
 
 def kill_worker(process: subprocess.Popen[bytes]) -> None:

@@ -19,7 +19,7 @@ from redis.retry import Retry
 
 from ..settings import get_settings
 
-__all__ = ["eviction_policy", "get_redis", "persist", "transaction", "unavailable",
+__all__ = ["UNAVAILABLE", "eviction_policy", "get_redis", "persist", "transaction", "unavailable",
            "zrange_ids"]
 
 logger = logging.getLogger(__name__)
@@ -46,10 +46,14 @@ def eviction_policy() -> str:
     return str(get_redis().info("memory").get("maxmemory_policy", "unknown"))
 
 
+#: The errors that say Redis could not be reached or did not answer in time.
+UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError,
+                                            redis.BusyLoadingError)
+
+
 def unavailable(error: BaseException) -> bool:
     """Whether ``error`` says Redis could not be reached or did not answer in time."""
-    return isinstance(error, (redis.ConnectionError, redis.TimeoutError,
-                              redis.BusyLoadingError))
+    return isinstance(error, UNAVAILABLE)
 
 
 def persist(write: Callable[[], T], seconds: float, what: str) -> T:

@@ -9,7 +9,7 @@ score when deliveries are created.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -27,7 +27,7 @@ from .connection import get_redis, persist, transaction, zrange_ids
 from .isolation import Entry, destination, enter_args, entry, leave_args
 from .scripts import Script, fields
 
-__all__ = ["Claim", "ClaimOutcome", "DeliveryStore", "get_store"]
+__all__ = ["Claim", "ClaimOutcome", "DeliveryStore", "Position", "get_store"]
 
 
 class ClaimOutcome(StrEnum):
@@ -58,6 +58,13 @@ class Claim:
 #: Deliveries forgotten per round trip when their tenant is deleted.
 FORGET_BATCH = 1000
 
+#: Most index entries one page reads when it filters as it reads (an endpoint's
+#: deliveries of one status), so that a sparse filter costs a bounded time.
+SCAN_LIMIT = 5000
+
+#: Where a page of deliveries ended: the last entry's index score and id.
+Position = tuple[float, str]
+
 #: Deliveries per create script call: big enough to cost Redis little per delivery,
 #: small enough not to hold it for long (about 5 ms).
 CREATE_SLICE = 500
@@ -68,17 +75,27 @@ _FIELDS = ("id", "url", "tenant_id", "endpoint_id", "event_id", "event_type", "s
 _OPTIONAL = ("next_attempt_at", "tenant_id", "endpoint_id", "stop_reason", "queue")
 
 
+def _scopes(tenant_id: str | None) -> list[Callable[..., str]]:
+    return [keys.deliveries] + ([partial(keys.tenant_deliveries, tenant_id)] if tenant_id
+                                else [])
+
+
 def _every_index(tenant_id: str | None) -> list[str]:
     """Every index key a delivery of this tenant (or of none) can be in."""
     into, out_of = _indexes(DeliveryStatus.PENDING, tenant_id)
-    return into + out_of
+    return _created_indexes(tenant_id) + into + out_of
+
+
+def _created_indexes(tenant_id: str | None) -> list[str]:
+    """The indexes of every delivery by creation time (all, and the tenant's): entered
+    once, never moved, so that a log read page by page stays in place."""
+    return [scope(None) for scope in _scopes(tenant_id)]
 
 
 def _indexes(status: DeliveryStatus, tenant_id: str | None) -> tuple[list[str], list[str]]:
-    """The index keys a delivery in ``status`` is in, and those it is not in."""
-    scopes = [keys.deliveries] + ([partial(keys.tenant_deliveries, tenant_id)] if tenant_id
-                                  else [])
-    into = [key for scope in scopes for key in (scope(None), scope(status))]
+    """The status index keys a delivery in ``status`` is in, and those it is not in."""
+    scopes = _scopes(tenant_id)
+    into = [scope(status) for scope in scopes]
     out_of = [scope(other) for scope in scopes for other in DeliveryStatus if other is not status]
     return into, out_of
 
@@ -163,6 +180,7 @@ class DeliveryStore:
                       park_at if park_at is not None else "", len(fields) // 2, *fields]
         cutoff = (deliveries[0].created_at - self.retention).timestamp()
         into, out_of = _indexes(status, tenant_id)
+        into = _created_indexes(tenant_id) + into
         reply = self._create_script(
             keys={"due_key": keys.due(), "scheduled_key": keys.scheduled(),
                   "queue_key": queue_key,
@@ -403,24 +421,82 @@ class DeliveryStore:
 
     def recent(self, status: DeliveryStatus | None = None, limit: int = 50, *,
                tenant: str | None = None, endpoint_id: str | None = None) -> list[Delivery]:
-        """The most recently changed deliveries first: all, one tenant's, or one endpoint's
-        (newest created first), optionally of one status. Each is read from an index of
-        its own; only an endpoint's listing by status reads statuses to filter."""
+        """The first ``limit`` deliveries of :meth:`page`'s order, with every attempt."""
+        ids, _ = self.page(status, limit, tenant=tenant, endpoint_id=endpoint_id)
+        return self._read_many(ids)
+
+    def page(self, status: DeliveryStatus | None = None, limit: int = 50, *,
+             tenant: str | None = None, endpoint_id: str | None = None,
+             after: Position | None = None) -> tuple[list[str], Position | None]:
+        """Delivery ids, newest first: all, one tenant's or one endpoint's by creation
+        time; of one status by when they reached it. Returns up to ``limit`` ids after
+        the position ``after`` and where the next page starts (None: no more).
+
+        Positions are (score, id), so a page never repeats an earlier page's ids, even
+        when deliveries are added or change meanwhile. Only an endpoint's listing by
+        status filters as it reads; it stops after :data:`SCAN_LIMIT` entries and may
+        then return fewer than ``limit`` ids, with the position to go on from.
+        """
         if endpoint_id is None:
             index = (keys.tenant_deliveries(tenant, status) if tenant is not None
                      else keys.deliveries(status))
-            return self._read_many(zrange_ids(self._redis, index, 0, limit - 1, desc=True))
-        found: list[Delivery] = []
-        start, page = 0, max(limit, 100)
-        while len(found) < limit:
-            ids = zrange_ids(self._redis, keys.endpoint_deliveries(endpoint_id), start,
-                             start + page - 1, desc=True)
-            found += [delivery for delivery in self._read_many(ids)
-                      if status is None or delivery.status is status]
-            if len(ids) < page:
-                break
-            start += page
-        return found[:limit]
+            wanted = None
+        else:
+            index, wanted = keys.endpoint_deliveries(endpoint_id), status
+        found: list[str] = []
+        position, scanned = after, 0
+        batch = limit + 1 if wanted is None else max(limit + 1, 200)
+        while True:
+            entries = self._entries_after(index, position, batch)
+            statuses = self.statuses([member for member, _ in entries]) if wanted else []
+            for n, (member, score) in enumerate(entries):
+                if len(found) == limit:
+                    return found, position  # this entry is proof that more follow
+                position = (score, member)
+                if wanted is None or statuses[n] is wanted:
+                    found.append(member)
+            scanned += len(entries)
+            if len(entries) < batch:
+                return found, None
+            if scanned >= SCAN_LIMIT:
+                return found, position
+
+    def _entries_after(self, index: str, position: Position | None, count: int
+                       ) -> list[tuple[str, float]]:
+        """Up to ``count`` (id, score) entries of the index after ``position``, in
+        descending order of score, then id (as ZRANGE REV orders ties)."""
+        head: list[tuple[str, float]] = []
+        if position is None:
+            upper = "+inf"
+        else:
+            score, last = position
+            # Ties with the position's score: those sorting before its id come next.
+            ties = zrange_ids(self._redis, index, score, score, byscore=True)
+            head = [(member, score) for member in reversed(ties)
+                    if member.encode() < last.encode()][:count]
+            upper = f"({score!r}"
+        if len(head) == count:
+            return head
+        rest = cast(list[tuple[bytes, float]], self._redis.zrange(
+            index, upper, "-inf", byscore=True, desc=True, offset=0, num=count - len(head),
+            withscores=True))
+        return head + [(member.decode(), float(score)) for member, score in rest]
+
+    def summaries(self, ids: Sequence[str]) -> list[tuple[Delivery, int]]:
+        """Each delivery with only its last attempt, and how many attempts it has;
+        deliveries that are gone are left out."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for delivery_id in ids:
+                pipe.hmget(keys.delivery(delivery_id), _FIELDS)
+                pipe.lrange(keys.attempts(delivery_id), -1, -1)
+                pipe.llen(keys.attempts(delivery_id))
+            replies = pipe.execute()
+        found = []
+        for values, last, count in zip(replies[::3], replies[1::3], replies[2::3], strict=True):
+            if values[0] is not None:
+                fields = {name.encode(): value for name, value in zip(_FIELDS, values, strict=True)}
+                found.append((_delivery(fields, last), int(count)))
+        return found
 
     def _read_many(self, ids: Sequence[str]) -> list[Delivery]:
         with self._redis.pipeline(transaction=False) as pipe:

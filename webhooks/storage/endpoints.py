@@ -89,7 +89,7 @@ def _check_event_types(event_types: list[str] | None) -> list[str] | None:
     for name in event_types:
         if name not in EVENT_TYPES:
             known = ", ".join(sorted(EVENT_TYPES))
-            raise InvalidInput("event", f"unknown event type {name!r}; known types: {known}")
+            raise InvalidInput("event_types", f"unknown event type {name!r}; known types: {known}")
     return sorted(set(event_types))
 
 
@@ -180,6 +180,19 @@ class EndpointStore:
             return updated
 
         return transaction(self._redis, body, key)
+
+    def update(self, endpoint_id: str, changes: Mapping[str, Any],
+               tenant: str | None = None) -> Endpoint:
+        """Change an endpoint's ``url``, ``event_types``, ``description`` or ``headers``,
+        each checked as ``add`` checks it; nothing changes if one is refused."""
+        checks: dict[str, Callable[[Any], Any]] = {
+            "url": check_url, "event_types": _check_event_types,
+            "description": _check_description, "headers": check_headers}
+        for name in changes:
+            if name not in checks:
+                raise InvalidInput(name, "cannot be changed")
+        checked = {name: checks[name](value) for name, value in changes.items()}
+        return self._update(endpoint_id, lambda e: e.model_copy(update=checked), tenant)
 
     def disable(self, endpoint_id: str, reason: str, *, stop: bool = True,
                 tenant: str | None = None) -> Endpoint:

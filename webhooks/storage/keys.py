@@ -26,7 +26,8 @@ def attempts(delivery_id: str) -> str:
 
 
 def deliveries(status: DeliveryStatus | None = None) -> str:
-    """Sorted set of delivery ids by ``updated_at``: all of them, or those in one status."""
+    """Sorted set of delivery ids: all of them by creation time, or those in one status by
+    ``updated_at`` (when they reached it)."""
     return f"{PREFIX}deliveries" + (f":{status.value}" if status else "")
 
 
@@ -48,8 +49,20 @@ def tenant_endpoints(tenant_id: str) -> str:
 
 
 def tenant_deliveries(tenant_id: str, status: DeliveryStatus | None = None) -> str:
-    """Sorted set of the tenant's delivery ids by ``updated_at``: all, or one status's."""
+    """Sorted set of the tenant's delivery ids: all by creation time, or one status's by
+    ``updated_at``."""
     return f"{tenant(tenant_id)}:deliveries" + (f":{status.value}" if status else "")
+
+
+def tenant_sessions(tenant_id: str) -> str:
+    """Set of the tenant's portal session keys: deleting the tenant ends them."""
+    return f"{tenant(tenant_id)}:sessions"
+
+
+def session(digest: str) -> str:
+    """Hash: one web session (role, tenant, CSRF token, expiry), under the SHA-256 of its
+    id, so that what Redis holds cannot be used as a cookie."""
+    return f"{PREFIX}session:{digest}"
 
 
 def endpoint(endpoint_id: str) -> str:

@@ -21,6 +21,7 @@ from . import keys
 from .connection import get_redis, zrange_ids
 from .deliveries import DeliveryStore, get_store
 from .endpoints import EndpointStore, get_endpoints
+from .sessions import SessionStore
 
 __all__ = ["Forgotten", "TenantStore", "get_tenants"]
 
@@ -92,6 +93,7 @@ class TenantStore:
             pipe.hset(key, "deleting", isoformat(now()))
             pipe.zrem(keys.tenants(), tenant_id)
             pipe.execute()
+        SessionStore(self._redis).forget_tenant(tenant_id)
         deliveries = self._deliveries.forget_tenant(tenant_id)
         endpoints = self._endpoints.forget_tenant(tenant_id)
         self._redis.delete(key)

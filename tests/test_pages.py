@@ -1,0 +1,242 @@
+"""The portal and the console in a real headless Chromium, against a real server, Redis
+and worker: the portal link, deliveries with their attempts, redeliver, endpoints and
+their secret, hostile response bodies, and another tenant's pages."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import event
+from tests.web import Web
+from webhooks import portal_token
+from webhooks.dev.receiver import Receiver
+from webhooks.models import DeliveryStatus
+from webhooks.producer import publish
+from webhooks.storage.endpoints import get_endpoints
+from webhooks.storage.tenants import get_tenants
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = [
+    pytest.mark.usefixtures("worker"),
+    pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                       reason="no browser: install Debian's chromium and chromium-driver "
+                              "(.ci/run does)"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,860", "--disable-extensions", "--no-first-run"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def customers() -> Iterator[Callable[[str], str]]:
+    made: list[str] = []
+
+    def make(name: str) -> str:
+        tenant_id = f"acct_{os.urandom(5).hex()}"
+        get_tenants().add(tenant_id, name)
+        made.append(tenant_id)
+        return tenant_id
+
+    yield make
+    for tenant_id in made:
+        get_tenants().delete(tenant_id)
+
+
+def _until(browser: Any, check: Callable[[], Any], timeout: float = 20) -> Any:
+    """Poll the page until ``check`` returns something true (stale elements retried)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = check()
+            if found:
+                return found
+        except (NoSuchElementException, StaleElementReferenceException):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out on {browser.current_url}; the page says:\n"
+                                 + browser.find_element("css selector", "body").text[:2000])
+        time.sleep(0.1)
+
+
+def _css(browser: Any, selector: str) -> list[Any]:
+    return list(browser.find_elements("css selector", selector))
+
+
+def _no_page_errors(browser: Any) -> None:
+    """No script error so far (refused requests, such as a 401 or 404, are expected),
+    and nothing rendered as "[object …]"."""
+    assert "[object " not in browser.find_element("css selector", "body").text
+    errors = [entry for entry in browser.get_log("browser")
+              if entry["level"] == "SEVERE" and entry.get("source") != "network"]
+    assert errors == [], errors
+
+
+def _sign_in(browser: Any, web: Web, tenant_id: str) -> None:
+    browser.get(f"{web.base}/portal#token={portal_token(tenant_id)}")
+    _until(browser, lambda: _css(browser, "#deliveries"))
+
+
+def test_portal_link_deliveries_redeliver_and_endpoints(
+        browser: Any, web: Web, receiver: Receiver, customers: Callable[[str], str],
+        wait_for: Callable[..., Any]) -> None:
+    tenant_id = customers("Northwind Ads")
+    endpoints = get_endpoints()
+    flaky, _ = endpoints.add(receiver.url("/fail/1/portal"), tenant=tenant_id,
+                             description="Production receiver")
+    endpoints.add(receiver.url("/ok/portal-archive"), tenant=tenant_id,
+                  description="Archive")
+    ids = [i for _ in range(3) for i in publish(event(), tenant=tenant_id)]
+    for delivery_id in ids:
+        wait_for(delivery_id)
+    first = ids[0]  # to the flaky endpoint: a 500, then a 200
+
+    link = f"{web.base}/portal#token={portal_token(tenant_id)}"
+    browser.get(link)
+    _until(browser, lambda: len(_css(browser, "#deliveries tbody tr[data-delivery]")) == 6)
+    # The token left the address bar (and the history) at once.
+    assert "#" not in browser.current_url and "token" not in browser.current_url
+    assert browser.current_url == f"{web.base}/portal/tenants/{tenant_id}/deliveries"
+    assert _css(browser, "#tenant-name")[0].text == "Northwind Ads"
+    assert browser.get_cookies()[0]["httpOnly"] is True
+    assert browser.get_cookies()[0]["sameSite"] == "Strict"
+    statuses = {row.find_element("css selector", ".badge").text
+                for row in _css(browser, "#deliveries tbody tr")}
+    assert statuses == {"delivered"}
+
+    # Filters: the flaky endpoint's deliveries only.
+    from selenium.webdriver.support.ui import Select
+
+    Select(_css(browser, "#endpoint-filter")[0]).select_by_value(flaky.id)
+    _until(browser, lambda: len(_css(browser, "#deliveries tbody tr[data-delivery]")) == 3
+           and "endpoint_id=" in browser.current_url)
+    # The detail: every attempt, with its status code and response body.
+    row = _css(browser, f'tr[data-delivery="{first}"] a')[0]
+    row.click()
+    _until(browser, lambda: len(_css(browser, "#attempts tbody tr[data-attempt]")) == 2)
+    cells = [[cell.text for cell in tr.find_elements("css selector", "td")]
+             for tr in _css(browser, "#attempts tbody tr")]
+    assert [c[0] for c in cells] == ["2", "1"]  # newest first
+    assert cells[1][3] == "500" and cells[1][4] == "http_status"
+    assert cells[0][3] == "200"
+    fields = _css(browser, "dl.fields")[0].text
+    assert first in fields and flaky.url in fields
+
+    # Redeliver: the new attempt appears without reloading.
+    _css(browser, "#redeliver")[0].click()
+    _until(browser, lambda: len(_css(browser, "#attempts tbody tr[data-attempt]")) == 3)
+    _no_page_errors(browser)
+    assert wait_for(first).attempts[-1].number == 3
+    assert wait_for(first).status is DeliveryStatus.DELIVERED
+
+    # Endpoints: add one, and its secret is shown this once.
+    _css(browser, "#nav a")[1].click()
+    _until(browser, lambda: len(_css(browser, "#endpoints tbody tr[data-endpoint]")) == 2)
+    form = _css(browser, "#add-endpoint")[0]
+    form.find_element("name", "url").send_keys(receiver.url("/ok/portal-new"))
+    form.find_element("name", "description").send_keys("Added in the portal")
+    form.find_element("css selector", "button[type=submit]").click()
+    secret = _until(browser, lambda: _css(browser, "#secret") and _css(browser, "#secret")[0].text)
+    assert secret.startswith("whsec_")
+    _until(browser, lambda: len(_css(browser, "#endpoints tbody tr[data-endpoint]")) == 3)
+    added = [e for e in endpoints.all(tenant_id) if e.description == "Added in the portal"]
+    assert [e.secrets[0].value for e in added] == [secret]
+    browser.refresh()
+    _until(browser, lambda: len(_css(browser, "#endpoints tbody tr[data-endpoint]")) == 3)
+    assert secret not in browser.page_source  # shown once, never again
+    # Disable it from the page.
+    new_row = _css(browser, f'tr[data-endpoint="{added[0].id}"]')[0]
+    new_row.find_element("css selector", "button.toggle").click()
+    _until(browser, lambda: not endpoints.get(added[0].id).enabled)
+    _no_page_errors(browser)
+
+
+def test_hostile_response_bodies_never_run(browser: Any, web: Web, receiver: Receiver,
+                                           customers: Callable[[str], str],
+                                           wait_for: Callable[..., Any]) -> None:
+    tenant_id = customers('<img src=x onerror="window.__xss=\'name\'">')
+    endpoint, _ = get_endpoints().add(
+        receiver.url("/hostile"), tenant=tenant_id,
+        description='<script>window.__xss="description"</script>')
+    markup_id = "<img/src=x/onerror=window.__xss='event'>"
+    (delivery_id,) = publish(event(id=markup_id), tenant=tenant_id)
+    wait_for(delivery_id, lambda d: len(d.attempts) >= 1)
+    get_endpoints().disable(endpoint.id, "test over")  # no more retries
+
+    _sign_in(browser, web, tenant_id)
+    _until(browser, lambda: markup_id in browser.find_element("id", "deliveries").text)
+    browser.get(f"{web.base}/portal/tenants/{tenant_id}/deliveries/{delivery_id}")
+    body = _until(browser, lambda: _css(browser, "#attempts pre.body"))[0]
+    assert "<script>" in body.text and "onerror" in body.text  # shown as text
+    browser.get(f"{web.base}/portal/tenants/{tenant_id}/endpoints")
+    _until(browser, lambda: "<script>" in browser.find_element("id", "endpoints").text)
+    assert _css(browser, "#tenant-name")[0].text.startswith("<img")
+    assert browser.execute_script("return window.__xss") is None
+    assert _css(browser, "main script, main img, main svg") == []
+
+
+def test_another_tenants_delivery_is_not_found(browser: Any, web: Web, receiver: Receiver,
+                                               customers: Callable[[str], str],
+                                               wait_for: Callable[..., Any]) -> None:
+    a, b = customers("Tenant A"), customers("Tenant B")
+    get_endpoints().add(receiver.url("/ok/b-pages"), tenant=b)
+    (delivery_b,) = publish(event(), tenant=b)
+    wait_for(delivery_b)
+    _sign_in(browser, web, a)
+    for path in (f"/portal/tenants/{b}/deliveries/{delivery_b}",
+                 f"/portal/tenants/{a}/deliveries/{delivery_b}",
+                 f"/portal/tenants/{b}/deliveries", f"/portal/tenants/{b}/endpoints"):
+        browser.get(web.base + path)
+        shown = _until(browser, lambda: _css(browser, "#not-found"))[0].text
+        assert "Not found" in shown and delivery_b not in browser.find_element(
+            "id", "main").text.replace(shown, "")
+        assert "Tenant B" not in browser.page_source
+    # The same JSON API, from inside the page with A's session, says the same.
+    status = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        f"fetch('/api/v1/tenants/{b}/deliveries/{delivery_b}').then(r => done(r.status));")
+    assert status == 404
+
+
+def test_console_signs_in_with_the_operator_token(browser: Any, web: Web,
+                                                  customers: Callable[[str], str]) -> None:
+    tenant_id = customers("Console Co")
+    browser.delete_all_cookies()
+    browser.get(f"{web.base}/console/tenants/{tenant_id}/deliveries")
+    field = _until(browser, lambda: _css(browser, "#signin input[name=token]"))[0]
+    field.send_keys("not-the-token")
+    _css(browser, "#signin button")[0].click()
+    _until(browser, lambda: "not valid" in browser.find_element("id", "flash").text)
+    field.clear()
+    field.send_keys(web.operator_token)
+    _css(browser, "#signin button")[0].click()
+    _until(browser, lambda: _css(browser, "#deliveries") and _css(browser, "#stats"))
+    switcher = _css(browser, "#tenant-switcher option:checked")[0]
+    assert switcher.get_attribute("value") == tenant_id
+    stats = {tile.get_attribute("data-stat") for tile in _css(browser, "#stats .stat")}
+    assert {"delivered", "retries_exhausted", "overdue", "parked"} <= stats
+    _no_page_errors(browser)

@@ -1,0 +1,362 @@
+"""The JSON API under ``/api/v1``: tenants, endpoints, events, deliveries, stats, and
+the session a page signs in with.
+
+Routes are thin: they check who is asking (:mod:`.auth`), hand the input to the
+same stores and producer calls the CLI uses, and shape the answer. Validation
+messages are the stores' own, so the API, the CLI and the Python API refuse the
+same input in the same words; errors become JSON in :mod:`.errors`.
+
+Scope before role: a route with another tenant's id in its path is a 404 for a
+portal token, whatever the route; a route that is the operator's alone is a 403
+for a tenant's own id.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from .. import producer
+from ..clock import isoformat, now
+from ..errors import InvalidInput
+from ..events import loads_event
+from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, Tenant
+from ..settings import get_settings
+from ..storage.deliveries import Position, get_store
+from ..storage.endpoints import get_endpoints
+from ..storage.sessions import get_sessions
+from ..storage.tenants import get_tenants
+from .auth import COOKIE, Principal, Who, operator, tenant_scope, token_principal
+from .errors import ApiError
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1")
+
+Operator = Annotated[Principal, Depends(operator)]
+TenantId = Annotated[str, Depends(tenant_scope)]
+
+#: The most items one page of a listing holds.
+PAGE_LIMIT = 200
+
+
+class _Input(BaseModel):
+    """A request body: unknown keys are refused, so a misspelt field is never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TenantIn(_Input):
+    """A tenant to register."""
+
+    id: str = Field(description="The producer's own id for the customer, such as acct_42.")
+    name: str = Field("", description="A name for people.")
+
+
+class EndpointIn(_Input):
+    """An endpoint to add; its secret is made here and shown once."""
+
+    url: str = Field(description="Where to POST events: an http(s) URL.")
+    event_types: list[str] | None = Field(
+        None, description="The event types to send; null or absent: every type.")
+    description: str = Field("", description="A note for people (at most 1,000 characters).")
+    headers: dict[str, str] | None = Field(
+        None, description="Headers sent with every attempt, such as the receiver's own "
+        "credentials; their values are never shown again.")
+
+
+class EndpointPatch(_Input):
+    """The endpoint fields to change; those left out stay as they are."""
+
+    url: str | None = None
+    event_types: list[str] | None = None
+    description: str | None = None
+    headers: dict[str, str] | None = None
+    enabled: bool | None = Field(
+        None, description="false stops sending and ends the retries of its unfinished "
+        "deliveries; true sends again.")
+
+
+class RecoverIn(_Input):
+    """The window of creation times whose exhausted deliveries start again."""
+
+    since: AwareDatetime = Field(description="Start of the window (ISO-8601 with an offset).")
+    until: AwareDatetime | None = Field(None, description="End of the window; default: now.")
+
+
+class SessionIn(_Input):
+    """A token to trade for a session cookie."""
+
+    token: str = Field(max_length=4096, description="The operator's token or a portal token.")
+
+
+class DeliveryList(BaseModel):
+    """One page of deliveries."""
+
+    data: list[dict[str, Any]] = Field(description="Deliveries without their attempt lists: "
+                                       "attempt_count and last_attempt instead.")
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null: "
+                                    "this is the last.")
+
+
+# --- Sessions ---------------------------------------------------------------------
+
+
+def _session_body(tenant_id: str | None, csrf: str, expires_at: float) -> dict[str, Any]:
+    return {"role": "operator" if tenant_id is None else "tenant", "tenant_id": tenant_id,
+            "csrf_token": csrf, "expires_at": isoformat(datetime.fromtimestamp(expires_at, UTC))}
+
+
+@router.post("/session", tags=["session"], summary="Trade a token for a session cookie")
+def create_session(body: SessionIn, request: Request) -> JSONResponse:
+    """The page's sign-in: a token (from a portal link's fragment, or the operator's)
+    becomes an HttpOnly, SameSite=Strict cookie, and the answer carries the CSRF token
+    that state-changing requests must send in ``X-CSRF-Token``."""
+    try:
+        who = token_principal(body.token)
+    except ApiError:
+        raise ApiError(401, "unauthorized", "the token is not valid, or has expired") from None
+    lasts = get_settings().session_hours * 3600
+    expires_at = time.time() + lasts
+    if who.expires_at is not None:  # a portal session ends with its link
+        expires_at = min(expires_at, who.expires_at)
+    session_id, session = get_sessions().create(who.tenant_id, expires_at)
+    response = JSONResponse(_session_body(who.tenant_id, session.csrf, expires_at),
+                            status_code=201)
+    response.set_cookie(COOKIE, session_id, max_age=max(1, int(expires_at - time.time())),
+                        path="/", httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+    return response
+
+
+@router.get("/session", tags=["session"], summary="The current session")
+def read_session(who: Who) -> dict[str, Any]:
+    if who.session is None:
+        raise ApiError(404, "not_found", "this request came with a token, not a session")
+    return _session_body(who.tenant_id, who.session.csrf, who.session.expires_at)
+
+
+@router.delete("/session", tags=["session"], status_code=204, summary="Sign out")
+def delete_session(request: Request, who: Who) -> Response:
+    if who.session is not None:
+        get_sessions().delete(request.cookies.get(COOKIE, ""))
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+# --- Tenants ----------------------------------------------------------------------
+
+
+@router.post("/tenants", tags=["tenants"], status_code=201, response_model=Tenant,
+             summary="Register a tenant")
+def create_tenant(body: TenantIn, _: Operator) -> Tenant:
+    return get_tenants().add(body.id, body.name)
+
+
+@router.get("/tenants", tags=["tenants"], summary="List tenants, ordered by id")
+def list_tenants(_: Operator, limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT)] = 50,
+                 after: Annotated[str | None, Query(max_length=128)] = None
+                 ) -> dict[str, Any]:
+    """Pages by id: pass the ``next_after`` of one page as ``after`` for the next."""
+    found = get_tenants().list(limit + 1, after)
+    page = found[:limit]
+    return {"data": [tenant.model_dump(mode="json") for tenant in page],
+            "next_after": page[-1].id if len(found) > limit else None}
+
+
+@router.get("/tenants/{tenant_id}", tags=["tenants"], response_model=Tenant,
+            summary="One tenant")
+def read_tenant(tenant_id: TenantId) -> Tenant:
+    return get_tenants().get(tenant_id)
+
+
+@router.delete("/tenants/{tenant_id}", tags=["tenants"],
+               summary="Delete a tenant and everything it owns")
+def delete_tenant(tenant_id: TenantId, _: Operator) -> dict[str, Any]:
+    forgotten = get_tenants().delete(tenant_id)
+    return {"tenant_id": forgotten.tenant_id, "deleted": True,
+            "endpoints": forgotten.endpoints, "deliveries": forgotten.deliveries}
+
+
+# --- Endpoints --------------------------------------------------------------------
+
+
+@router.get("/tenants/{tenant_id}/endpoints", tags=["endpoints"],
+            summary="The tenant's endpoints, oldest first")
+def list_endpoints(tenant_id: TenantId) -> dict[str, Any]:
+    return {"data": [endpoint.public() for endpoint in get_endpoints().all(tenant_id)]}
+
+
+@router.post("/tenants/{tenant_id}/endpoints", tags=["endpoints"], status_code=201,
+             summary="Add an endpoint; its secret is in this answer only")
+def create_endpoint(tenant_id: TenantId, body: EndpointIn) -> dict[str, Any]:
+    endpoint, secret = get_endpoints().add(body.url, body.event_types, body.description,
+                                           tenant=tenant_id, headers=body.headers)
+    return {**endpoint.public(), "secret": secret}
+
+
+@router.get("/tenants/{tenant_id}/endpoints/{endpoint_id}", tags=["endpoints"],
+            summary="One endpoint (secrets and header values masked)")
+def read_endpoint(tenant_id: TenantId, endpoint_id: str) -> dict[str, Any]:
+    return get_endpoints().get(endpoint_id, tenant_id).public()
+
+
+@router.patch("/tenants/{tenant_id}/endpoints/{endpoint_id}", tags=["endpoints"],
+              summary="Change an endpoint")
+def update_endpoint(tenant_id: TenantId, endpoint_id: str, body: EndpointPatch,
+                    who: Who) -> dict[str, Any]:
+    """Only the fields sent change; ``headers`` replaces them all. Every field is
+    checked before anything is written."""
+    store = get_endpoints()
+    changes = {name: getattr(body, name) for name in body.model_fields_set - {"enabled"}}
+    for name in ("url", "description", "headers"):
+        if name in changes and changes[name] is None:
+            raise InvalidInput(name, "must not be null")
+    if "enabled" in body.model_fields_set and body.enabled is None:
+        raise InvalidInput("enabled", "must be true or false")
+    endpoint: Endpoint = store.get(endpoint_id, tenant_id)
+    if changes:
+        endpoint = store.update(endpoint_id, changes, tenant_id)
+    if body.enabled is True and not endpoint.enabled:
+        endpoint = store.enable(endpoint_id, tenant_id)
+    elif body.enabled is False and endpoint.enabled:
+        by = "the operator" if who.is_operator else "the customer"
+        endpoint = store.disable(endpoint_id, f"disabled by {by}", tenant=tenant_id)
+    return endpoint.public()
+
+
+@router.delete("/tenants/{tenant_id}/endpoints/{endpoint_id}", tags=["endpoints"],
+               summary="Delete an endpoint; its unfinished deliveries stop")
+def delete_endpoint(tenant_id: TenantId, endpoint_id: str) -> dict[str, Any]:
+    get_endpoints().delete(endpoint_id, tenant_id)
+    return {"endpoint_id": endpoint_id, "deleted": True}
+
+
+@router.post("/tenants/{tenant_id}/endpoints/{endpoint_id}/rotate-secret", tags=["endpoints"],
+             summary="A new signing secret, in this answer only")
+def rotate_secret(tenant_id: TenantId, endpoint_id: str) -> dict[str, Any]:
+    """The old secret keeps signing for ``WEBHOOKS_SECRET_ROTATION_GRACE_SECONDS``, so the
+    receiver can switch without a failed delivery."""
+    grace = timedelta(seconds=get_settings().secret_rotation_grace_seconds)
+    endpoint, secret = get_endpoints().rotate_secret(endpoint_id, grace, tenant_id)
+    return {**endpoint.public(), "secret": secret}
+
+
+@router.post("/tenants/{tenant_id}/endpoints/{endpoint_id}/recover", tags=["endpoints"],
+             status_code=202, summary="Redeliver what was exhausted in a time window")
+def recover(tenant_id: TenantId, endpoint_id: str, body: RecoverIn) -> dict[str, Any]:
+    """Every ``retries_exhausted`` delivery of the endpoint created in the window
+    starts a new attempt cycle."""
+    until = body.until or now()
+    if body.since >= until:
+        raise InvalidInput("until", "must be later than since")
+    ids = producer.recover(endpoint_id, body.since, until, tenant=tenant_id)
+    return {"endpoint_id": endpoint_id, "delivery_ids": ids}
+
+
+# --- Events -----------------------------------------------------------------------
+
+_EVENT_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/Event"}}}}}
+
+
+@router.post("/tenants/{tenant_id}/events", tags=["events"], status_code=202,
+             openapi_extra=_EVENT_BODY,
+             summary="Publish an event to every endpoint of the tenant that wants it")
+async def publish(tenant_id: TenantId, request: Request, _: Operator) -> dict[str, Any]:
+    """The body is the event. The answer lists a delivery per enabled endpoint whose
+    filter matches (none: an empty list). Publishing the same event again creates
+    nothing new and answers the same ids, so a retry after a lost answer is safe."""
+    event = loads_event(await request.body())
+    ids = await run_in_threadpool(producer.publish, event, tenant=tenant_id)
+    return {"delivery_ids": ids}
+
+
+# --- Deliveries -------------------------------------------------------------------
+
+
+def _cursor(position: Position) -> str:
+    score, delivery_id = position
+    return base64.urlsafe_b64encode(f"{score!r} {delivery_id}".encode()).decode().rstrip("=")
+
+
+def _position(cursor: str) -> Position:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        score, delivery_id = text.split(" ", 1)
+        value = float(score)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidInput("cursor", "is not a cursor this API gave") from None
+    if not math.isfinite(value) or not delivery_id or len(delivery_id) > 200:
+        raise InvalidInput("cursor", "is not a cursor this API gave")
+    return value, delivery_id
+
+
+def _summary(delivery: Delivery, attempt_count: int) -> dict[str, Any]:
+    last: Attempt | None = delivery.attempts[-1] if delivery.attempts else None
+    return {**delivery.model_dump(mode="json", exclude={"attempts"}),
+            "attempt_count": attempt_count,
+            "last_attempt": last.model_dump(mode="json") if last else None}
+
+
+@router.get("/tenants/{tenant_id}/deliveries", tags=["deliveries"], response_model=DeliveryList,
+            summary="The tenant's deliveries, newest first")
+def list_deliveries(
+        tenant_id: TenantId, status: DeliveryStatus | None = None,
+        endpoint_id: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT)] = 50,
+        cursor: Annotated[str | None, Query(max_length=400)] = None) -> dict[str, Any]:
+    """Newest first: by creation time, or with ``status`` by when they reached it.
+    Pages never repeat an item, even while deliveries come and change; a delivery
+    that changes status while you page may move to the first page of its new status.
+    With ``endpoint_id`` and ``status`` together a page may hold fewer than ``limit``
+    items and still have a ``next_cursor``."""
+    after = _position(cursor) if cursor is not None else None
+    if endpoint_id is not None:
+        get_endpoints().get(endpoint_id, tenant_id)  # another tenant's: not found
+    store = get_store()
+    ids, position = store.page(status, limit, tenant=tenant_id, endpoint_id=endpoint_id,
+                               after=after)
+    return {"data": [_summary(*found) for found in store.summaries(ids)],
+            "next_cursor": _cursor(position) if position is not None else None}
+
+
+@router.get("/tenants/{tenant_id}/deliveries/{delivery_id}", tags=["deliveries"],
+            response_model=Delivery, summary="One delivery with every attempt")
+def read_delivery(tenant_id: TenantId, delivery_id: str) -> Response:
+    """The same JSON as ``webhooks show --json``."""
+    delivery = get_store().get(delivery_id, tenant_id)
+    return Response(delivery.model_dump_json(), media_type="application/json")
+
+
+@router.post("/tenants/{tenant_id}/deliveries/{delivery_id}/redeliver", tags=["deliveries"],
+             status_code=202, summary="Start a new attempt cycle, whatever the status")
+def redeliver(tenant_id: TenantId, delivery_id: str) -> dict[str, Any]:
+    """Same ``webhook-id``; earlier attempts are kept and new ones numbered on."""
+    producer.redeliver(delivery_id, tenant=tenant_id)
+    return {"delivery_id": delivery_id, "redelivered": True}
+
+
+# --- Stats ------------------------------------------------------------------------
+
+
+@router.get("/stats", tags=["stats"], summary="Deliveries by status, overdue and parked")
+def stats(_: Operator) -> dict[str, int]:
+    return get_store().stats(overdue_after=get_settings().recovery_seconds)
+
+
+@router.get("/tenants/{tenant_id}/stats", tags=["stats"],
+            summary="The tenant's deliveries by status, and overdue")
+def tenant_stats(tenant_id: TenantId) -> dict[str, int]:
+    return get_store().stats(overdue_after=get_settings().recovery_seconds, tenant=tenant_id)
+

@@ -1,0 +1,107 @@
+"""Who is asking: the operator, or one tenant's customer; and the CSRF check of pages.
+
+- **Bearer tokens** (``Authorization: Bearer ...``): ``WEBHOOKS_API_TOKEN`` is the
+  operator, who reaches everything; a portal token (:mod:`webhooks.tokens`) is one
+  tenant. Both are compared in constant time and never logged.
+- **Sessions**: a page trades a token for a session (``POST /api/v1/session``),
+  held in an HttpOnly, SameSite=Strict cookie. A request that changes anything
+  with a session must also carry the session's CSRF token in ``X-CSRF-Token``, and
+  an ``Origin``, when sent, must be this server's own.
+- **Tenant scope**: a customer asking for another tenant's anything gets exactly
+  the 404 that an id that does not exist gets, never a 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import Depends, Request
+
+from ..errors import TenantNotFound, TokenInvalid
+from ..settings import get_settings
+from ..storage.sessions import Session, get_sessions
+from ..storage.tenants import get_tenants
+from .errors import ApiError
+from .tokens import read_portal_token
+
+__all__ = ["COOKIE", "Principal", "Who", "operator", "principal", "tenant_scope",
+           "token_principal"]
+
+COOKIE = "webhooks_session"
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request is from: the operator (``tenant_id`` None) or one tenant."""
+
+    tenant_id: str | None
+    session: Session | None = None  # when it came with a session cookie
+    expires_at: float | None = None  # when its portal token expires
+    @property
+    def is_operator(self) -> bool:
+        return self.tenant_id is None
+
+
+def token_principal(token: str) -> Principal:
+    """The principal a bearer token stands for, or a 401."""
+    operator_token = get_settings().api_token
+    if operator_token is not None and hmac.compare_digest(
+            token.encode(), operator_token.get_secret_value().encode()):
+        return Principal(None)
+    try:
+        grant = read_portal_token(token)
+    except TokenInvalid as exc:
+        raise ApiError(401, "unauthorized", str(exc)) from None
+    return Principal(grant.tenant_id, expires_at=grant.expires_at)
+
+
+def _same_site(origin: str, request: Request) -> bool:
+    """Whether ``origin`` names this server's host and port (the scheme is left out: a
+    proxy in front may end TLS, and no other site can have our host)."""
+    return urlsplit(origin).netloc == request.headers.get("host", request.url.netloc)
+
+
+def principal(request: Request) -> Principal:
+    """The request's principal, from its bearer token or its session; else a 401."""
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "unauthorized", "the Authorization header must be "
+                                                "'Bearer <token>'")
+        return token_principal(token.strip())
+    session_id = request.cookies.get(COOKIE)
+    session = get_sessions().get(session_id) if session_id else None
+    if session is None:
+        raise ApiError(401, "unauthorized", "a bearer token or a session is required")
+    if request.method not in _SAFE:
+        origin = request.headers.get("origin")
+        if origin is not None and not _same_site(origin, request):
+            raise ApiError(403, "cross_site", "a request from another site is refused")
+        if not hmac.compare_digest(request.headers.get("x-csrf-token", "").encode(),
+                                   session.csrf.encode()):
+            raise ApiError(403, "csrf", "the X-CSRF-Token header is missing or wrong")
+    return Principal(session.tenant_id, session)
+
+
+Who = Annotated[Principal, Depends(principal)]
+
+
+def tenant_scope(tenant_id: str, who: Who) -> str:
+    """The tenant a route names, if the principal may see it; another tenant's, or one
+    that does not exist, is the same 404."""
+    if not who.is_operator and who.tenant_id != tenant_id:
+        raise TenantNotFound(tenant_id)
+    get_tenants().get(tenant_id)
+    return tenant_id
+
+
+def operator(who: Who) -> Principal:
+    """Only the operator passes."""
+    if not who.is_operator:
+        raise ApiError(403, "operator_only", "this needs the operator's token")
+    return who

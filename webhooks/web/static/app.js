@@ -1,0 +1,547 @@
+// The console (/console) and the customer portal (/portal): one page over the JSON API.
+//
+// Everything shown comes from the API and much of it from strangers (receivers'
+// response bodies, endpoint descriptions, URLs), so nothing here ever parses HTML:
+// every node is built with createElement and filled with textContent. The
+// Content-Security-Policy forbids inline script as a second line.
+"use strict";
+
+const MODE = location.pathname.startsWith("/console") ? "console" : "portal";
+const BASE = "/" + MODE;
+const STATUSES = ["pending", "retrying", "delivered", "retries_exhausted"];
+const REFRESH_MS = 3000;
+
+const state = { session: null, csrf: "", tenant: null, timer: null, view: 0 };
+
+// --- DOM ------------------------------------------------------------------------
+
+function h(tag, props, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key in node && typeof value !== "string") node[key] = value;
+    else node.setAttribute(key, String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function link(path, ...children) {
+  return h("a", { href: BASE + path, onclick: (e) => { e.preventDefault(); go(path); } },
+    ...children);
+}
+
+function badge(text, kind) { return h("span", { class: "badge " + (kind || text) }, text); }
+
+function when(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  return isNaN(d) ? iso : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+}
+
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+}
+
+function show(...nodes) { fill(document.getElementById("main"), ...nodes); }
+
+function flash(message, ok) {
+  const box = document.getElementById("flash");
+  box.textContent = message;
+  box.className = ok ? "ok" : "";
+  box.hidden = !message;
+}
+
+// --- API ------------------------------------------------------------------------
+
+class ApiFailure extends Error {
+  constructor(status, error) {
+    super((error && error.message) || "the server answered " + status);
+    this.status = status;
+    this.code = error && error.code;
+    this.field = error && error.field;
+  }
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+  if (method !== "GET") init.headers["X-CSRF-Token"] = state.csrf;
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch("/api/v1" + path, init);
+  let data = null;
+  if (response.status !== 204) {
+    try { data = await response.json(); } catch (_) { data = null; }
+  }
+  if (!response.ok) throw new ApiFailure(response.status, data && data.error);
+  return data;
+}
+
+function enc(value) { return encodeURIComponent(value); }
+
+// --- Routing --------------------------------------------------------------------
+
+function go(path, replace) {
+  const url = BASE + path;
+  if (replace) history.replaceState(null, "", url);
+  else history.pushState(null, "", url);
+  route();
+}
+
+window.addEventListener("popstate", route);
+
+function stopRefresh() {
+  if (state.timer) clearInterval(state.timer);
+  state.timer = null;
+}
+
+function every(ms, fn) {
+  stopRefresh();
+  state.timer = setInterval(() => { if (!document.hidden) fn(); }, ms);
+}
+
+async function route() {
+  stopRefresh();
+  flash("");
+  const view = ++state.view;  // a slower answer for a view left meanwhile is dropped
+  const path = location.pathname.slice(BASE.length) || "/";
+  const query = new URLSearchParams(location.search);
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  try {
+    if (parts[0] !== "tenants" || parts.length < 2) return await home();
+    const tenant = parts[1];
+    await enterTenant(tenant);
+    if (view !== state.view) return;
+    if (parts[2] === "endpoints" && parts.length === 3) return await endpointsView(tenant, view);
+    if (parts[2] === "deliveries" && parts.length === 4) return await deliveryView(tenant, parts[3], view);
+    if ((parts[2] === "deliveries" || parts.length === 2) && parts.length <= 3) {
+      return await deliveriesView(tenant, query, view);
+    }
+    notFound("There is no such page.");
+  } catch (error) {
+    if (view !== state.view) return;
+    failed(error);
+  }
+}
+
+function failed(error) {
+  if (error instanceof ApiFailure && error.status === 401) return signIn("Your session has ended.");
+  if (error instanceof ApiFailure && error.status === 404) return notFound(error.message);
+  show(h("h1", {}, "Something went wrong"), h("p", {}, error.message));
+}
+
+function notFound(message) {
+  stopRefresh();
+  show(h("div", { id: "not-found", class: "card" },
+    h("h1", {}, "Not found"),
+    h("p", { class: "muted" }, message || "Nothing here."),
+    state.tenant ? link("/tenants/" + enc(state.tenant.id) + "/deliveries", "Back to deliveries") : null));
+}
+
+async function home() {
+  if (MODE === "portal" || state.session.role === "tenant") {
+    return go("/tenants/" + enc(state.session.tenant_id) + "/deliveries", true);
+  }
+  const page = await api("GET", "/tenants?limit=1");
+  if (page.data.length) return go("/tenants/" + enc(page.data[0].id) + "/deliveries", true);
+  await header(null);
+  show(h("h1", {}, "No tenants yet"),
+    h("p", { class: "muted" }, "Register one with the API (POST /api/v1/tenants) or `webhooks tenants add`."),
+    await statsPanel());
+}
+
+// --- Sessions -------------------------------------------------------------------
+
+async function start() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const token = fragment.get("token");
+  if (token !== null) {
+    // Out of the address bar (and history) before anything else happens.
+    history.replaceState(null, "", location.pathname + location.search);
+    try {
+      state.session = await api("POST", "/session", { token });
+    } catch (error) {
+      return signIn(error.status === 401 ? "This link is not valid, or it has expired. Ask for a new one." : error.message);
+    }
+  } else {
+    try {
+      state.session = await api("GET", "/session");
+    } catch (error) {
+      return signIn(error.status === 401 ? "" : error.message);
+    }
+  }
+  state.csrf = state.session.csrf_token;
+  if (MODE === "console" && state.session.role !== "operator") {
+    return signIn("The console needs the operator's token.");
+  }
+  if (MODE === "portal" && state.session.role === "operator") {
+    location.replace("/console");
+    return;
+  }
+  route();
+}
+
+function signIn(message) {
+  stopRefresh();
+  fill(document.getElementById("nav"));
+  fill(document.getElementById("who"));
+  if (MODE === "portal") {
+    show(h("div", { class: "card signin", id: "signed-out" },
+      h("h1", {}, "Portal"),
+      h("p", {}, message || "Open this portal with the link you were given; links expire.")));
+    return;
+  }
+  const input = h("input", { type: "password", name: "token", autocomplete: "current-password", required: true });
+  const form = h("form", { class: "stack", id: "signin", onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      state.session = await api("POST", "/session", { token: input.value });
+      state.csrf = state.session.csrf_token;
+      input.value = "";
+      if (state.session.role !== "operator") return signIn("That is a portal token, not the operator's.");
+      route();
+    } catch (error) {
+      flash(error.status === 401 ? "That token is not valid." : error.message);
+    }
+  } }, h("label", {}, "Operator token (WEBHOOKS_API_TOKEN)", input),
+  h("button", { class: "primary", type: "submit" }, "Sign in"));
+  show(h("div", { class: "card signin" }, h("h1", {}, "Console"),
+    message ? h("p", { class: "muted" }, message) : null, form));
+}
+
+async function signOut() {
+  try { await api("DELETE", "/session"); } catch (_) { /* signed out either way */ }
+  state.session = null;
+  state.tenant = null;
+  signIn("Signed out.");
+}
+
+// --- Frame: header, tenant switcher, stats ---------------------------------------
+
+async function enterTenant(tenantId) {
+  if (MODE === "portal" && tenantId !== state.session.tenant_id) {
+    throw new ApiFailure(404, { message: "tenant " + JSON.stringify(tenantId) + " not found" });
+  }
+  if (!state.tenant || state.tenant.id !== tenantId) {
+    state.tenant = await api("GET", "/tenants/" + enc(tenantId));
+  }
+  await header(state.tenant);
+}
+
+async function header(tenant) {
+  document.getElementById("mode").textContent = MODE === "console" ? "Console" : "Portal";
+  const brand = document.getElementById("brand");
+  brand.href = BASE;
+  brand.onclick = (e) => { e.preventDefault(); go("/"); };
+  const nav = document.getElementById("nav");
+  const here = location.pathname;
+  fill(nav);
+  if (tenant) {
+    const root = "/tenants/" + enc(tenant.id);
+    for (const [label, path] of [["Deliveries", root + "/deliveries"], ["Endpoints", root + "/endpoints"]]) {
+      const a = link(path, label);
+      if (here.startsWith(BASE + path)) a.className = "current";
+      nav.append(a);
+    }
+  }
+  const who = document.getElementById("who");
+  const parts = [];
+  if (MODE === "console") parts.push(await switcher(tenant));
+  else if (tenant) parts.push(h("span", { id: "tenant-name" }, tenant.name || tenant.id));
+  parts.push(h("button", { id: "sign-out", type: "button", onclick: signOut }, "Sign out"));
+  fill(who, ...parts);
+}
+
+async function switcher(tenant) {
+  const page = await api("GET", "/tenants?limit=200");
+  const select = h("select", { id: "tenant-switcher", "aria-label": "Tenant", onchange: () => {
+    if (select.value) go("/tenants/" + enc(select.value) + "/deliveries");
+  } });
+  const ids = page.data.map((t) => t.id);
+  if (tenant && !ids.includes(tenant.id)) page.data.unshift(tenant);
+  select.append(h("option", { value: "" }, "Tenant…"));
+  for (const t of page.data) {
+    select.append(h("option", { value: t.id, selected: tenant && t.id === tenant.id },
+      t.name ? t.name + " (" + t.id + ")" : t.id));
+  }
+  const other = h("input", { id: "tenant-id", placeholder: "tenant id", size: 12, onkeydown: (e) => {
+    if (e.key === "Enter" && other.value.trim()) go("/tenants/" + enc(other.value.trim()) + "/deliveries");
+  } });
+  return h("span", {}, select, other);
+}
+
+function statTiles(numbers, id) {
+  return h("div", { class: "stats", id },
+    Object.entries(numbers).map(([name, value]) =>
+      h("div", { class: "stat" + (name === "overdue" && value ? " alert" : ""), dataset: { stat: name } },
+        h("b", {}, value.toLocaleString()), h("span", {}, name))));
+}
+
+async function statsPanel() {
+  return h("div", {}, h("h2", {}, "All tenants"), statTiles(await api("GET", "/stats"), "stats"));
+}
+
+// --- Deliveries -----------------------------------------------------------------
+
+async function deliveriesView(tenantId, query, view) {
+  const root = "/tenants/" + enc(tenantId);
+  const status = STATUSES.includes(query.get("status")) ? query.get("status") : "";
+  const endpointId = query.get("endpoint_id") || "";
+  const cursor = query.get("cursor") || "";
+  const endpoints = (await api("GET", root + "/endpoints")).data;
+
+  const params = () => {
+    const p = new URLSearchParams();
+    if (status) p.set("status", status);
+    if (endpointId) p.set("endpoint_id", endpointId);
+    return p;
+  };
+  const refilter = (name, value) => {
+    const p = params();
+    if (value) p.set(name, value); else p.delete(name);
+    const qs = p.toString();
+    go(root + "/deliveries" + (qs ? "?" + qs : ""));
+  };
+  const statusSelect = h("select", { id: "status-filter", onchange: () => refilter("status", statusSelect.value) },
+    h("option", { value: "" }, "any status"),
+    STATUSES.map((s) => h("option", { value: s, selected: s === status }, s)));
+  const endpointSelect = h("select", { id: "endpoint-filter", onchange: () => refilter("endpoint_id", endpointSelect.value) },
+    h("option", { value: "" }, "any endpoint"),
+    endpoints.map((e) => h("option", { value: e.id, selected: e.id === endpointId }, e.url)));
+
+  const body = h("tbody");
+  const pager = h("div", { class: "pager" });
+  const stats = h("div");
+  const table = h("table", { id: "deliveries" },
+    h("thead", {}, h("tr", {}, ["Created", "Status", "Event", "Destination", "Attempts", "Last answer"].map((c) => h("th", {}, c)))),
+    body);
+  const urls = Object.fromEntries(endpoints.map((e) => [e.id, e.url]));
+
+  let last = "";
+  async function load() {
+    const p = params();
+    p.set("limit", "25");
+    if (cursor) p.set("cursor", cursor);
+    const [page, numbers] = await Promise.all([
+      api("GET", root + "/deliveries?" + p.toString()), api("GET", root + "/stats")]);
+    if (view !== state.view) return;
+    const seen = JSON.stringify([page, numbers]);
+    if (seen === last) return;  // unchanged: keep the reader's selection and scroll
+    last = seen;
+    fill(stats, statTiles(numbers, "tenant-stats"));
+    fill(body, ...page.data.map((d) => deliveryRow(root, d, urls)));
+    if (!page.data.length) {
+      body.append(h("tr", {}, h("td", { colSpan: 6, class: "muted" }, "No deliveries" + (status || endpointId ? " match these filters." : " yet."))));
+    }
+    fill(pager,
+      cursor ? h("button", { type: "button", id: "newest", onclick: () => {
+        const qs = params().toString();
+        go(root + "/deliveries" + (qs ? "?" + qs : ""));
+      } }, "⇤ Newest") : null,
+      page.next_cursor ? h("button", { type: "button", id: "older", onclick: () => {
+        const q = params();
+        q.set("cursor", page.next_cursor);
+        go(root + "/deliveries?" + q.toString());
+      } }, "Older →") : null,
+      h("span", { class: "muted" }, cursor ? "" : "Refreshed every few seconds while open."));
+  }
+  const extra = MODE === "console" ? await statsPanel() : null;
+  if (view !== state.view) return;
+  show(h("h1", {}, "Deliveries"), stats,
+    h("div", { class: "filters" }, h("label", {}, "Status", statusSelect), h("label", {}, "Endpoint", endpointSelect)),
+    table, pager, extra);
+  await load();
+  every(REFRESH_MS, () => load().catch(failed));
+}
+
+function deliveryRow(root, d, urls) {
+  const lastAttempt = d.last_attempt;
+  let answer = "—";
+  if (lastAttempt) {
+    answer = lastAttempt.status_code !== null ? String(lastAttempt.status_code) : (lastAttempt.error ? lastAttempt.error.kind : "—");
+  }
+  return h("tr", { dataset: { delivery: d.id } },
+    h("td", {}, link(root + "/deliveries/" + enc(d.id), when(d.created_at))),
+    h("td", {}, badge(d.status)),
+    h("td", {}, d.event_type, h("div", { class: "muted" }, d.event_id)),
+    h("td", { class: "url" }, d.url, d.endpoint_id && !urls[d.endpoint_id] ? h("div", { class: "muted" }, "endpoint deleted") : null),
+    h("td", { class: "attempts" }, String(d.attempt_count)),
+    h("td", {}, answer));
+}
+
+async function deliveryView(tenantId, deliveryId, view) {
+  const root = "/tenants/" + enc(tenantId);
+  const path = root + "/deliveries/" + enc(deliveryId);
+  const holder = h("div");
+  let last = "";
+  async function load() {
+    const d = await api("GET", path);
+    if (view !== state.view) return;
+    const seen = JSON.stringify(d);
+    if (seen === last) return;
+    last = seen;
+    fill(holder, deliveryDetail(root, path, d, load));
+  }
+  show(h("p", {}, link(root + "/deliveries", "← Deliveries")), holder);
+  await load();
+  every(REFRESH_MS, () => load().catch(failed));
+}
+
+function deliveryDetail(root, path, d, reload) {
+  const redeliver = h("button", { id: "redeliver", class: "primary", type: "button", onclick: async () => {
+    redeliver.disabled = true;
+    try {
+      await api("POST", path + "/redeliver");
+      flash("Redelivering: a new attempt is on its way.", true);
+      await reload();
+    } catch (error) {
+      flash(error.message);
+    } finally {
+      redeliver.disabled = false;
+    }
+  } }, "Redeliver");
+  const fields = [["Delivery", d.id], ["Event", d.event_type + " · " + d.event_id], ["URL", d.url],
+    ["Endpoint", d.endpoint_id || "—"], ["Created", when(d.created_at)], ["Updated", when(d.updated_at)],
+    ["Next attempt", when(d.next_attempt_at)]];
+  const rows = d.attempts.slice().reverse().map((a) => h("tr", { dataset: { attempt: a.number } },
+    h("td", {}, String(a.number)),
+    h("td", {}, when(a.started_at)),
+    h("td", {}, Math.round(a.duration_ms) + " ms"),
+    h("td", {}, a.status_code === null ? "—" : badge(String(a.status_code), a.error ? "failed" : "delivered")),
+    h("td", {}, a.error ? a.error.kind : "—"),
+    h("td", { class: "wrap" }, a.error ? a.error.message : ""),
+    h("td", {}, a.response_body ? h("pre", { class: "body" }, a.response_body) : h("span", { class: "muted" }, "empty"))));
+  return h("div", {},
+    h("h1", {}, "Delivery ", badge(d.status)),
+    h("div", { class: "card" }, h("dl", { class: "fields" }, fields.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))),
+    h("div", { class: "actions" }, redeliver,
+      h("span", { class: "muted" }, "Sends the same event again with the same webhook-id; earlier attempts are kept.")),
+    h("h2", {}, "Attempts (" + d.attempts.length + ")"),
+    h("table", { id: "attempts" },
+      h("thead", {}, h("tr", {}, ["#", "Time", "Duration", "Status", "Error", "Message", "Response body"].map((c) => h("th", {}, c)))),
+      h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colSpan: 7, class: "muted" }, "No attempt yet.")))));
+}
+
+// --- Endpoints ------------------------------------------------------------------
+
+function secretBox(secret, url) {
+  return h("div", { class: "secret", id: "secret-box" },
+    h("strong", {}, "Signing secret for " + url), h("br"),
+    h("code", { id: "secret" }, secret), h("br"),
+    h("span", { class: "muted" }, "Copy it now: it is shown only this once. Receivers verify signatures with it."));
+}
+
+async function endpointsView(tenantId, view) {
+  const root = "/tenants/" + enc(tenantId);
+  const list = h("div");
+  const notice = h("div");
+  async function load() {
+    const endpoints = (await api("GET", root + "/endpoints")).data;
+    if (view !== state.view) return;
+    fill(list, endpointsTable(root, endpoints, load, notice));
+  }
+  const form = addEndpointForm(root, async (created) => {
+    fill(notice, secretBox(created.secret, created.url));
+    await load();
+  });
+  show(h("h1", {}, "Endpoints"), notice, list, h("h2", {}, "Add an endpoint"), form);
+  await load();
+}
+
+function parseHeaders(text) {
+  const headers = {};
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    const at = line.indexOf(":");
+    if (at < 1) throw new Error("headers: write one 'Name: value' per line");
+    headers[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  }
+  return headers;
+}
+
+function addEndpointForm(root, done) {
+  const url = h("input", { name: "url", type: "url", required: true, placeholder: "https://example.com/webhooks", size: 50 });
+  const description = h("input", { name: "description", maxLength: 1000 });
+  const types = h("input", { name: "event_types", placeholder: "screenshot_set.approved (empty: every type)" });
+  const headers = h("textarea", { name: "headers", placeholder: "Authorization: Bearer …" });
+  const form = h("form", { class: "stack card", id: "add-endpoint", onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      const body = { url: url.value.trim(), description: description.value };
+      const wanted = types.value.split(",").map((t) => t.trim()).filter(Boolean);
+      if (wanted.length) body.event_types = wanted;
+      const extra = parseHeaders(headers.value);
+      if (Object.keys(extra).length) body.headers = extra;
+      const created = await api("POST", root + "/endpoints", body);
+      form.reset();
+      flash("Endpoint added.", true);
+      await done(created);
+    } catch (error) {
+      flash(error.message);
+    }
+  } },
+  h("label", {}, "URL", url), h("label", {}, "Description", description),
+  h("label", {}, "Event types (comma-separated)", types), h("label", {}, "Headers sent with every attempt", headers),
+  h("div", {}, h("button", { class: "primary", type: "submit" }, "Add endpoint")));
+  return form;
+}
+
+function endpointsTable(root, endpoints, reload, notice) {
+  if (!endpoints.length) return h("p", { class: "muted", id: "no-endpoints" }, "No endpoints yet.");
+  const act = (fn) => async (e) => {
+    const button = e.currentTarget;
+    button.disabled = true;
+    try { await fn(); await reload(); } catch (error) { flash(error.message); } finally { button.disabled = false; }
+  };
+  const rows = endpoints.map((ep) => {
+    const path = root + "/endpoints/" + enc(ep.id);
+    const recoverRow = h("tr", { hidden: true, class: "recover-row" });
+    const since = h("input", { type: "datetime-local", name: "since", required: true, step: 1 });
+    const until = h("input", { type: "datetime-local", name: "until", step: 1 });
+    recoverRow.append(h("td", { colSpan: 5 }, h("form", { class: "inline-form", onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const body = { since: new Date(since.value).toISOString() };
+        if (until.value) body.until = new Date(until.value).toISOString();
+        const result = await api("POST", path + "/recover", body);
+        flash("Recovering " + result.delivery_ids.length + " exhausted deliveries.", true);
+        recoverRow.hidden = true;
+      } catch (error) { flash(error.message); }
+    } }, h("label", {}, "Since (your time)", since), h("label", {}, "Until (empty: now)", until),
+    h("button", { type: "submit", class: "primary" }, "Recover exhausted deliveries"))));
+    const row = h("tr", { dataset: { endpoint: ep.id } },
+      h("td", { class: "url" }, ep.url, ep.description ? h("div", { class: "muted" }, ep.description) : null),
+      h("td", {}, ep.event_types ? ep.event_types.join(", ") : "every type"),
+      h("td", {}, ep.enabled ? badge("enabled") : badge("disabled"),
+        ep.disabled_reason ? h("div", { class: "muted" }, ep.disabled_reason) : null),
+      h("td", {}, link(root + "/deliveries?endpoint_id=" + enc(ep.id), "deliveries")),
+      h("td", { class: "actions" },
+        h("button", { type: "button", class: "toggle", onclick: act(() => api("PATCH", path, { enabled: !ep.enabled })) },
+          ep.enabled ? "Disable" : "Enable"),
+        h("button", { type: "button", class: "rotate", onclick: act(async () => {
+          if (!confirm("Make a new signing secret? The old one keeps working for the grace period.")) return;
+          const rotated = await api("POST", path + "/rotate-secret");
+          fill(notice, secretBox(rotated.secret, rotated.url));
+        }) }, "Rotate secret"),
+        h("button", { type: "button", class: "recover", onclick: () => { recoverRow.hidden = !recoverRow.hidden; } }, "Recover…"),
+        h("button", { type: "button", class: "danger delete", onclick: act(async () => {
+          if (!confirm("Delete this endpoint? Its unfinished deliveries stop.")) return;
+          await api("DELETE", path);
+          flash("Endpoint deleted.", true);
+        }) }, "Delete")));
+    return [row, recoverRow];
+  });
+  return h("table", { id: "endpoints" },
+    h("thead", {}, h("tr", {}, ["URL", "Event types", "State", "", "Actions"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, rows.flat()));
+}
+
+start();
