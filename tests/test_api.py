@@ -120,6 +120,9 @@ def test_health_openapi_and_headers(web: Web) -> None:
     text = json.dumps(schemas)
     assert '"format": "date-time"' in text and '"then"' in text
     assert "#/$defs/" not in text  # every reference resolves inside the document
+    # Every error is JSON, also for a route or method that does not exist.
+    _error(web.call("GET", "/api/v1/nothing-here"), 404)
+    _error(web.call("PUT", "/api/v1/stats"), 405)
 
 
 def test_health_without_redis(tmp_path: Path) -> None:
@@ -455,6 +458,10 @@ def test_sessions_and_csrf(web: Web, make_tenant: Callable[[], str],
     browser = requests.Session()
     _error(web.call("POST", "/api/v1/session", None, json={"token": "nope"}, session=browser),
            401)
+    refused = web.call("POST", "/api/v1/session", None, json={"token": portal_token(tenant_id)},
+                       session=browser, headers={"Origin": "https://evil.example"})
+    _error(refused, 403)
+    assert "set-cookie" not in refused.headers
     _error(web.call("GET", "/api/v1/session", None, session=browser), 401)
     signed_in = web.call("POST", "/api/v1/session", None,
                          json={"token": portal_token(tenant_id, ttl_seconds=600)},

@@ -35,7 +35,7 @@ from ..storage.deliveries import Position, get_store
 from ..storage.endpoints import get_endpoints
 from ..storage.sessions import get_sessions
 from ..storage.tenants import get_tenants
-from .auth import COOKIE, Principal, Who, operator, tenant_scope, token_principal
+from .auth import COOKIE, Principal, Who, check_origin, operator, tenant_scope, token_principal
 from .errors import ApiError
 
 __all__ = ["router"]
@@ -120,7 +120,9 @@ def _session_body(tenant_id: str | None, csrf: str, expires_at: float) -> dict[s
 def create_session(body: SessionIn, request: Request) -> JSONResponse:
     """The page's sign-in: a token (from a portal link's fragment, or the operator's)
     becomes an HttpOnly, SameSite=Strict cookie, and the answer carries the CSRF token
-    that state-changing requests must send in ``X-CSRF-Token``."""
+    that state-changing requests must send in ``X-CSRF-Token``. Another site may not
+    sign a browser in (to its own account, say)."""
+    check_origin(request)
     try:
         who = token_principal(body.token)
     except ApiError:

@@ -27,7 +27,7 @@ from ..storage.tenants import get_tenants
 from .errors import ApiError
 from .tokens import read_portal_token
 
-__all__ = ["COOKIE", "Principal", "Who", "operator", "principal", "tenant_scope",
+__all__ = ["COOKIE", "Principal", "Who", "check_origin", "operator", "principal", "tenant_scope",
            "token_principal"]
 
 COOKIE = "webhooks_session"
@@ -59,10 +59,14 @@ def token_principal(token: str) -> Principal:
     return Principal(grant.tenant_id, expires_at=grant.expires_at)
 
 
-def _same_site(origin: str, request: Request) -> bool:
-    """Whether ``origin`` names this server's host and port (the scheme is left out: a
-    proxy in front may end TLS, and no other site can have our host)."""
-    return urlsplit(origin).netloc == request.headers.get("host", request.url.netloc)
+def check_origin(request: Request) -> None:
+    """Refuse a request whose ``Origin`` names another site than this server's host and
+    port (the scheme is left out: a proxy in front may end TLS, and no other site can
+    have our host). Browsers send it with every state-changing request."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get(
+            "host", request.url.netloc):
+        raise ApiError(403, "cross_site", "a request from another site is refused")
 
 
 def principal(request: Request) -> Principal:
@@ -79,9 +83,7 @@ def principal(request: Request) -> Principal:
     if session is None:
         raise ApiError(401, "unauthorized", "a bearer token or a session is required")
     if request.method not in _SAFE:
-        origin = request.headers.get("origin")
-        if origin is not None and not _same_site(origin, request):
-            raise ApiError(403, "cross_site", "a request from another site is refused")
+        check_origin(request)
         if not hmac.compare_digest(request.headers.get("x-csrf-token", "").encode(),
                                    session.csrf.encode()):
             raise ApiError(403, "csrf", "the X-CSRF-Token header is missing or wrong")

@@ -115,3 +115,8 @@ def install(app: FastAPI) -> None:
 
     for kind in UNAVAILABLE:
         app.add_exception_handler(kind, redis_unavailable)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Logged by the server with its traceback; the client gets JSON like every error.
+        return error_response(500, "internal", "the server failed; it is logged")
