@@ -1,4 +1,4 @@
-"""The benchmark scenarios (a) to (f). Each returns a row for the table and the JSON."""
+"""The benchmark scenarios (a) to (h). Each returns a row for the table and the JSON."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import requests
 from bench.receiver import FastReceiver
 from webhooks import deliver, deliver_many
 from webhooks.dev.worker import kill_worker, start_worker
+from webhooks.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 Row = dict[str, Any]
@@ -60,12 +61,12 @@ def _wait_for(count: Callable[[], int], wanted: int, cap: float) -> tuple[float,
 
 
 @contextmanager
-def _worker(*extra: str) -> Iterator[None]:
+def _worker(*extra: str, env: dict[str, str] | None = None) -> Iterator[None]:
     client = redis.Redis.from_url(os.environ["WEBHOOKS_REDIS_URL"])
     client.flushdb()
     with tempfile.TemporaryDirectory() as tmp:
         process = start_worker(Path(tmp) / "worker.log",
-                               {"WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8"},
+                               {"WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8", **(env or {})},
                                *procfile_worker(), *extra)
         try:
             yield
@@ -92,13 +93,38 @@ def throughput(rx: FastReceiver, count: int) -> Row:
     """
     before = bare_loop(rx.url("/bare"), count)
     with _worker():
-        start = time.perf_counter()
-        deliver_many([(rx.url("/a"), one_kb_event(n)) for n in range(count)])
-        _, seen = _wait_for(lambda: rx.count("a"), count, cap=120)
-        ours = seen / (time.perf_counter() - start)
+        ours = _end_to_end(rx, count, "a")
     after = bare_loop(rx.url("/bare"), count)
     return _row("(a) throughput, fast receiver (deliveries/s)", ours, (before + after) / 2, "/s",
                 ">= 1.0x", bare_before=before, bare_after=after)
+
+
+def _end_to_end(rx: FastReceiver, count: int, path: str) -> float:
+    """Deliveries per second from deliver_many to the receiver, with the worker running."""
+    start = time.perf_counter()
+    deliver_many([(rx.url(f"/{path}"), one_kb_event(n)) for n in range(count)])
+    _, seen = _wait_for(lambda: rx.count(path), count, cap=120)
+    return seen / (time.perf_counter() - start)
+
+
+def metrics_cost(rx: FastReceiver, count: int, rounds: int = 2) -> Row:
+    """(h) end-to-end throughput with metrics on (WEBHOOKS_METRICS, the default) against
+    off: turns in the order off, on, on, off (repeated ``rounds`` times), so that
+    warm-up and drift weigh on both sides alike; the medians of each side. Producer
+    and worker count in the same scripts that record, or skip it."""
+    rates: dict[str, list[float]] = {"true": [], "false": []}
+    for turn in range(rounds * 4):
+        setting = "true" if turn % 4 in (1, 2) else "false"
+        os.environ["WEBHOOKS_METRICS"] = setting  # this process, the producer
+        get_settings.cache_clear()
+        with _worker(env={"WEBHOOKS_METRICS": setting}):
+            rates[setting].append(_end_to_end(rx, count, f"h{turn}x{time.time_ns()}"))
+    os.environ.pop("WEBHOOKS_METRICS")
+    get_settings.cache_clear()
+    on, off = statistics.median(rates["true"]), statistics.median(rates["false"])
+    return _row("(h) throughput with metrics on vs off (deliveries/s)", on, off, "/s",
+                ">= 0.95x", on_runs=[round(r) for r in rates["true"]],
+                off_runs=[round(r) for r in rates["false"]])
 
 
 def enqueue_rate(rx: FastReceiver, count: int, runs: int = 5) -> Row:
@@ -214,6 +240,7 @@ def run_all(size: dict[str, Any]) -> list[Row]:
         rows.append(latency(rx, *size["e"]))
         rows.append(isolation(rx, other, *size["c"]))
         rows.append(blackhole(rx, other, size["d"]))
+        rows.append(metrics_cost(rx, size["a"]))
     rows.append(waiting(size["f"]))
     rows.append(tenants(*size["g"]))
     return rows

@@ -128,7 +128,8 @@ def counts(redis_client: redis.Redis) -> Iterator[Callable[[], tuple[int, int]]]
 
     def ours() -> list[str]:
         ids = [raw.decode() for raw in redis_client.zrangebyscore(keys.deliveries(), since, "+inf")]
-        return [delivery_id for delivery_id, queue in zip(ids, store.queues(ids), strict=True)
+        routes = store.routes(ids)
+        return [delivery_id for delivery_id, (queue, _) in zip(ids, routes, strict=True)
                 if queue == QUEUE]
 
     def snapshot() -> tuple[int, int]:
@@ -163,11 +164,13 @@ QUIET_URL = REDIS_URL.rsplit("/", 1)[0] + "/9"  # a database no worker uses
 def _forget_connections() -> None:
     from webhooks.settings import get_settings
     from webhooks.storage.connection import get_redis
+    from webhooks.storage.counters import get_counters
     from webhooks.storage.endpoints import get_endpoints
     from webhooks.storage.isolation import get_gate
     from webhooks.storage.schedule import get_schedule
 
-    for cached in (get_settings, get_redis, get_store, get_endpoints, get_schedule, get_gate):
+    for cached in (get_settings, get_redis, get_store, get_endpoints, get_schedule, get_gate,
+                   get_counters):
         cached.cache_clear()
 
 

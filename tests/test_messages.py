@@ -87,8 +87,11 @@ def test_a_broker_that_is_not_redis_gets_each_message_by_send_task():
         channel.queue_delete(QUEUE)
         try:
             messages.publish(rabbit, runs, queue=QUEUE)
-            got = []
             deadline = time.monotonic() + 10  # publishing is not confirmed: RabbitMQ routes
+            while (depth := messages.waiting(rabbit)) < len(runs) and (  # in its own time
+                    time.monotonic() < deadline):
+                time.sleep(0.05)
+            got = []
             while len(got) < len(runs) and time.monotonic() < deadline:  # in its own time
                 message = channel.basic_get(QUEUE, no_ack=True)
                 if message is None:
@@ -99,6 +102,23 @@ def test_a_broker_that_is_not_redis_gets_each_message_by_send_task():
         finally:
             channel.queue_delete(QUEUE)
     assert got == [(run.delivery_id, run.cycle, run.retries) for run in runs]
+    assert depth == len(runs)  # the queue depth metric, read from RabbitMQ
+
+
+def test_messages_carry_their_trace_context(redis_client, queue):
+    """The context current where a batch is published, on the bulk path too; a run's
+    own (the producer's, stored with its delivery) wins over it; none outside a span."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    given = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    runs = [Run("traced-1"), Run("traced-2")]
+    with TracerProvider().get_tracer("test").start_as_current_span("producer") as span:
+        messages.publish(app, runs, QUEUE, contexts={"traced-2": {"traceparent": given}})
+    context = span.get_span_context()
+    current = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    assert [m["headers"]["traceparent"] for m in _popped(redis_client)] == [current, given]
+    messages.publish(app, runs[:1], QUEUE)
+    assert "traceparent" not in _popped(redis_client)[0]["headers"]
 
 
 def test_every_relied_on_internal_is_there():

@@ -25,15 +25,17 @@ are deleted, replays are stopped, taken runs are put back), and
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from . import tracing
 from .broker import messages
 from .broker.app import app
-from .clock import now
+from .clock import isoformat, now
 from .errors import (
     DeliveryConflict,
     EndpointDisabled,
@@ -47,6 +49,7 @@ from .guard import check_url
 from .models import Delivery, DeliveryStatus, Run, check_tenant_id
 from .retry import BackoffPolicy
 from .settings import get_settings
+from .signals import OPERATIONAL_TYPES
 from .storage.deliveries import get_store
 from .storage.endpoints import get_endpoints
 from .storage.schedule import get_schedule
@@ -57,6 +60,7 @@ __all__ = [
     "encode_checked",
     "enqueue",
     "new_delivery",
+    "notify",
     "publish",
     "recover",
     "redeliver",
@@ -156,6 +160,24 @@ def publish(event: Any, *, tenant: str) -> list[str]:
     return _create_and_enqueue(deliveries, body)
 
 
+def notify(url: str, kind: str, subject: str, data: dict[str, Any]) -> str:
+    """Send an operational webhook (``delivery.exhausted``, ``endpoint.disabled``,
+    ``delivery.recovered``) to the operator's ``url``, as a delivery like any other;
+    returns its id. ``subject`` names the one occurrence (a delivery and its attempt,
+    an endpoint and when it was disabled): announcing it twice sends it once."""
+    if kind not in OPERATIONAL_TYPES:
+        raise InvalidInput("type", f"not an operational webhook type: {kind!r}")
+    message_id = "op_" + uuid.uuid5(_IDS, f"{kind}\n{subject}").hex
+    created = now()
+    body = json.dumps({"type": kind, "id": message_id, "timestamp": isoformat(created),
+                       "data": data}, separators=(",", ":")).encode()
+    delivery = Delivery(id=delivery_id(message_id, url, None), url=check_url(url),
+                        event_id=message_id, event_type=kind, status=DeliveryStatus.PENDING,
+                        created_at=created, updated_at=created, next_attempt_at=created)
+    (sent,) = _create_and_enqueue([delivery], body)
+    return sent
+
+
 def redeliver(delivery_id: str, *, tenant: str | None = None) -> None:
     """Start a new attempt cycle for any delivery, whatever its status.
 
@@ -182,11 +204,12 @@ def recover(endpoint_id: str, since: datetime, until: datetime | None = None, *,
 
 def enqueue(runs: Sequence[Run], queue: str | None = None, *,
             undo: Callable[[list[str]], object] | None = None,
-            due: datetime | None = None) -> None:
+            due: datetime | None = None, contexts: messages.Contexts | None = None) -> None:
     """Publish the messages of stored deliveries' runs (parked instead, when ``due`` is
     far enough off for the retry policy to park it); on failure, ``undo`` the ids and
-    raise :class:`~webhooks.errors.EnqueueFailed`."""
-    _enqueue(runs, queue, undo or (lambda _: None), due)
+    raise :class:`~webhooks.errors.EnqueueFailed`. ``contexts``: each run's trace
+    context, when not the current one."""
+    _enqueue(runs, queue, undo or (lambda _: None), due, contexts)
 
 
 def _create_and_enqueue(deliveries: Sequence[Delivery], body: bytes | Sequence[bytes],
@@ -207,9 +230,11 @@ def _create_and_enqueue(deliveries: Sequence[Delivery], body: bytes | Sequence[b
     if target is not None:
         name, key = target
         push = (key, messages.encode(app, [Run(i) for i in ids], name, eta))
+    context = tracing.carrier()  # kept with the records, for runs published later
     try:
         existing = store.create_many(deliveries, body, push=push,
-                                     park_at=due.timestamp() if parked and due else None)
+                                     park_at=due.timestamp() if parked and due else None,
+                                     trace=json.dumps(context) if context else "")
     except WebhooksError:
         raise
     except Exception as error:
@@ -230,7 +255,7 @@ def _restart(delivery_ids: list[str]) -> list[str]:
 
 
 def _enqueue(runs: Sequence[Run], queue: str | None, undo: Callable[[list[str]], object],
-             due: datetime | None) -> None:
+             due: datetime | None, contexts: messages.Contexts | None = None) -> None:
     """The one rule: publish the runs' messages, or undo what they were for and raise."""
     if not runs:
         return
@@ -240,7 +265,8 @@ def _enqueue(runs: Sequence[Run], queue: str | None, undo: Callable[[list[str]],
             # Far off: the run waits in Redis, and the promoter publishes it when due.
             get_schedule().park_nx(runs, due.timestamp())
         else:
-            messages.publish(app, runs, queue, eta=due if countdown > 0 else None)
+            messages.publish(app, runs, queue, eta=due if countdown > 0 else None,
+                             contexts=contexts)
     except Exception as exc:
         ids = [run.delivery_id for run in runs]
         try:

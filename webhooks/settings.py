@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import standardwebhooks
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -133,6 +134,31 @@ class Settings(BaseSettings):
         12, gt=0, description="How long a console session lasts; a portal session lasts as "
         "long as the link it was opened with."
     )
+    metrics: bool = Field(
+        True, description="Count deliveries and attempts in Redis for `GET /metrics` and "
+        "`webhooks metrics-server` (in the same call that records them)."
+    )
+    metrics_public: bool = Field(
+        False, description="Serve `GET /metrics` on `webhooks serve` without the operator's "
+        "token (for a scraper inside your network)."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json`: every log line of workers and `webhooks serve` is one "
+        "JSON object, and each attempt writes one line with `event` = `attempt`."
+    )
+    tracing: bool = Field(
+        False, description="With the `otel` extra installed: trace workers with "
+        "OpenTelemetry (Celery, requests and Redis instrumented), exporting over OTLP as the "
+        "standard `OTEL_*` variables say."
+    )
+    operational_url: str | None = Field(
+        None, description="Also send `delivery.exhausted`, `endpoint.disabled` and "
+        "`delivery.recovered` as signed webhooks to this URL."
+    )
+    operational_secret: SecretStr | None = Field(
+        None, description="The `whsec_` secret that signs operational webhooks; required "
+        "with WEBHOOKS_OPERATIONAL_URL."
+    )
 
 
     @property
@@ -147,6 +173,23 @@ class Settings(BaseSettings):
         if self.recovery_seconds < self.timeout_seconds + 1:
             raise ValueError("WEBHOOKS_RECOVERY_SECONDS must exceed WEBHOOKS_TIMEOUT_SECONDS by "
                              "at least 1 s, or live attempts would be run twice")
+        return self
+
+    @model_validator(mode="after")
+    def _operational_webhooks_are_signed(self) -> Settings:
+        if self.operational_url and self.operational_secret is None:
+            raise ValueError("WEBHOOKS_OPERATIONAL_URL needs WEBHOOKS_OPERATIONAL_SECRET (a "
+                             "whsec_ secret, as `webhooks endpoints add` prints), to sign them")
+        if self.operational_secret is not None:
+            value = self.operational_secret.get_secret_value()
+            try:
+                standardwebhooks.Webhook(value)
+                valid = value.startswith("whsec_")
+            except Exception:
+                valid = False
+            if not valid:
+                raise ValueError("WEBHOOKS_OPERATIONAL_SECRET must be a whsec_ secret: whsec_ "
+                                 "and base64 of 24 to 64 random bytes")
         return self
 
 

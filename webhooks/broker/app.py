@@ -11,6 +11,8 @@ import os
 
 from celery import Celery
 
+from .. import logs
+
 __all__ = ["DELIVER", "app"]
 
 #: The delivery task's name, as Flower and every message show it.
@@ -24,3 +26,6 @@ app.config_from_object(os.environ.get("CELERY_CONFIG_MODULE") or "webhooks.broke
 # production needs no extra process.
 app.steps["worker"].add("webhooks.worker.steps:PreflightStep")
 app.steps["worker"].add("webhooks.worker.steps:PromoterStep")
+# WEBHOOKS_LOG_FORMAT=json: Celery's logging is set up as JSON; this runs before the
+# worker sets up logging, which is before it imports the task module.
+logs.install()

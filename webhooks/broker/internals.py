@@ -26,6 +26,8 @@ RELIED_ON: tuple[tuple[str, str, str], ...] = (
     ("celery.app.amqp", "AMQP.as_task_v2", "broker/messages.py builds message headers with it"),
     ("celery.app.amqp", "AMQP.router", "broker/messages.py routes a batch with it"),
     ("celery.app.base", "Celery.thread_oid", "broker/messages.py sets reply_to from it"),
+    ("celery.apps.worker", "safe_say",
+     "logs.py replaces it in JSON mode: Celery prints its shutdown notices with it"),
 )
 
 

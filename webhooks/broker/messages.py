@@ -21,18 +21,20 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from amqp.exceptions import ChannelError
 from celery import Celery
 from kombu import Queue
 from kombu.transport import redis as kombu_redis
 
+from .. import tracing
 from ..models import Run
 from .app import DELIVER
 
-__all__ = ["encode", "publish", "queue_for", "store_list"]
+__all__ = ["Contexts", "encode", "publish", "queue_for", "store_list", "waiting"]
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -64,9 +66,14 @@ def store_list(app: Celery, queue: str | None, store_url: str) -> tuple[str, str
     return target.name, f"{prefix}{target.name}"
 
 
-def encode(app: Celery, runs: Sequence[Run], queue: str, eta: datetime | None = None
-           ) -> list[str]:
+#: Each run's trace context, by delivery id (see :func:`webhooks.tracing.carrier`).
+Contexts = Mapping[str, Mapping[str, str]]
+
+
+def encode(app: Celery, runs: Sequence[Run], queue: str, eta: datetime | None = None,
+           contexts: Contexts | None = None) -> list[str]:
     """Each run's message to ``queue``, as kombu's Redis transport keeps it (JSON text)."""
+    current, contexts = tracing.carrier(), contexts or {}
     template_id = "template"
     headers, properties, (_, _, embed), _ = app.amqp.as_task_v2(
         template_id, DELIVER, (template_id,), {"cycle": 0}, eta=eta, reply_to=app.thread_oid,
@@ -82,7 +89,8 @@ def encode(app: Celery, runs: Sequence[Run], queue: str, eta: datetime | None = 
             "content-type": "application/json",
             "headers": {**headers, "id": run.delivery_id, "root_id": run.delivery_id,
                         "retries": run.retries, "argsrepr": repr(args),
-                        "kwargsrepr": repr(kwargs)},
+                        "kwargsrepr": repr(kwargs),
+                        **(contexts.get(run.delivery_id) or current)},
             "properties": {**properties, "correlation_id": run.delivery_id, "delivery_mode": 2,
                            "delivery_info": route, "priority": 0, "body_encoding": "base64",
                            "delivery_tag": str(uuid.uuid4())},
@@ -91,7 +99,7 @@ def encode(app: Celery, runs: Sequence[Run], queue: str, eta: datetime | None = 
 
 
 def publish(app: Celery, runs: Sequence[Run], queue: str | None = None,
-            eta: datetime | None = None) -> None:
+            eta: datetime | None = None, contexts: Contexts | None = None) -> None:
     """Publish one message per run, in order, or raise.
 
     On a Redis broker the batch is one LPUSH: all of it or none. Elsewhere each
@@ -104,15 +112,39 @@ def publish(app: Celery, runs: Sequence[Run], queue: str | None = None,
         channel = producer.channel
         if target is not None and isinstance(channel, kombu_redis.Channel):
             producer.maybe_declare(target)
-            messages = encode(app, runs, target.name, eta)
+            messages = encode(app, runs, target.name, eta, contexts)
             with channel.conn_or_acquire() as client:
                 # LPUSH adds at the head and consumers pop the tail: first in, first out.
                 client.lpush(target.name, *messages)
             return
         routing: dict[str, Any] = {"queue": queue} if queue else {}
+        current, contexts = tracing.carrier(), contexts or {}
         with producer.batch(max_size=2 * len(runs) + 1):
             for run in runs:
                 app.send_task(DELIVER, args=(run.delivery_id,), kwargs={"cycle": run.cycle},
                               task_id=run.delivery_id, retries=run.retries, eta=eta,
                               producer=producer, ignore_result=True, add_to_parent=False,
+                              headers=dict(contexts.get(run.delivery_id) or current),
                               **routing)
+
+
+def waiting(app: Celery) -> int:
+    """Messages waiting in the broker, over every queue the app knows: the default one and
+    any configured (``task_queues``). Not counted: messages a worker has taken and not
+    acknowledged yet (prefetched, or held for a short retry)."""
+    names = sorted({*app.amqp.queues, app.conf.task_default_queue})
+    total = 0
+    with app.connection_for_read() as connection:
+        for name in names:
+            # A channel per queue: on AMQP, asking for a queue that does not exist
+            # closes the channel it was asked on.
+            with connection.channel() as channel:
+                declare = getattr(channel, "queue_declare")  # noqa: B009  (StdChannel's stub omits it)
+                try:
+                    total += declare(queue=name, passive=True).message_count
+                except ChannelError as error:
+                    # NOT_FOUND (AMQP's, and kombu's Redis channel's, as a string):
+                    # a queue never declared has nothing waiting.
+                    if str(error.reply_code) != "404":
+                        raise
+    return total

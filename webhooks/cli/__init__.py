@@ -17,6 +17,7 @@ from ..settings import get_settings
 from . import deliveries
 from .demo import demo
 from .endpoints import endpoints
+from .metrics import metrics_server
 from .tenants import tenants
 from .web import portal_link, serve
 
@@ -100,5 +101,5 @@ def flower(no_auth: bool, flower_args: tuple[str, ...]) -> None:
 
 for command in (deliveries.send, deliveries.show, deliveries.list_, deliveries.publish,
                 deliveries.redeliver, deliveries.recover, deliveries.stats, deliveries.schema,
-                demo, endpoints, tenants, serve, portal_link):
+                demo, endpoints, tenants, serve, portal_link, metrics_server):
     main.add_command(command)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from .. import logs
 from ..settings import get_settings
 from ..web.tokens import MAX_TTL_SECONDS, portal_token
 
@@ -39,8 +42,12 @@ def serve(host: str, port: int) -> None:
 
     from ..web.app import create_app
 
+    log_config: dict[str, Any] | None = uvicorn.config.LOGGING_CONFIG
+    if settings.log_format == "json":
+        logs.configure()  # uvicorn's lines too, once it is told to leave logging alone
+        log_config = None
     uvicorn.run(create_app(), host=host, port=port, server_header=False, proxy_headers=True,
-                log_level="info")
+                log_level="info", log_config=log_config)
 
 
 @click.command("portal-link")

@@ -24,6 +24,7 @@ from ..models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus, Run
 from ..settings import get_settings
 from . import keys
 from .connection import get_redis, persist, transaction, zrange_ids
+from .counters import attempt_args, metric_keys
 from .isolation import Entry, destination, enter_args, entry, leave_args
 from .scripts import Script, fields
 
@@ -49,6 +50,7 @@ class Claim:
     url: str = ""
     tenant_id: str | None = None
     endpoint_id: str | None = None
+    event_type: str = ""
     body: bytes = b""
     number: int = 0
     endpoint: bytes | None = None  # the endpoint's JSON, read with the claim (None: gone)
@@ -131,13 +133,14 @@ class DeliveryStore:
 
     def create_many(self, deliveries: Sequence[Delivery], body: bytes | Sequence[bytes], *,
                     push: tuple[str, Sequence[str]] | None = None,
-                    park_at: float | None = None) -> set[str]:
+                    park_at: float | None = None, trace: str = "") -> set[str]:
         """Write new deliveries (``body`` shared, or one per delivery), each with its
         first run: a message pushed to a queue's list (``push``: the list's key and a
         message per delivery), parked until ``park_at``, or neither (the caller
         publishes). Idempotent: returns the ids that were there already, which get
         nothing written. Raises :class:`~webhooks.errors.DeliveryConflict`, writing
-        nothing, if one of those was stored with another body.
+        nothing, if one of those was stored with another body. ``trace``: the
+        producer's trace context (JSON), kept for the runs published later.
 
         Atomic per slice of :data:`CREATE_SLICE` deliveries (one Lua call each): a
         record and its message both exist or neither does.
@@ -150,11 +153,12 @@ class DeliveryStore:
         for first in range(0, len(deliveries), CREATE_SLICE):
             chunk = slice(first, first + CREATE_SLICE)
             existing |= self._create(deliveries[chunk], bodies[chunk], messages[chunk],
-                                     push[0] if push else "", park_at)
+                                     push[0] if push else "", park_at, trace)
         return existing
 
     def _create(self, deliveries: Sequence[Delivery], bodies: Sequence[bytes],
-                messages: Sequence[str], queue_key: str, park_at: float | None) -> set[str]:
+                messages: Sequence[str], queue_key: str, park_at: float | None,
+                trace: str) -> set[str]:
         (status,) = {delivery.status for delivery in deliveries}
         (tenant_id,) = {delivery.tenant_id for delivery in deliveries}
         numbered: dict[bytes, int] = {}  # a fan-out shares one body: it is sent once
@@ -168,6 +172,8 @@ class DeliveryStore:
             if target not in destinations:
                 destinations[target] = destination(*target)
             fields: list[str] = ["destination", destinations[target]]
+            if trace:
+                fields += ["trace", trace]
             for name in _FIELDS:
                 value = getattr(delivery, name)
                 if isinstance(value, datetime):
@@ -185,6 +191,7 @@ class DeliveryStore:
             keys={"due_key": keys.due(), "scheduled_key": keys.scheduled(),
                   "queue_key": queue_key,
                   "tenant_key": keys.tenant(tenant_id) if tenant_id else "",
+                  "metrics_key": metric_keys(get_settings())["metrics_key"],
                   "index_keys": [*into, *out_of]},
             args={"cutoff": cutoff, "ttl": int(self.retention.total_seconds()),
                   "delivery_template": keys.template(keys.delivery),
@@ -263,6 +270,7 @@ class DeliveryStore:
         return Claim(outcome, url=reply["url"].decode(),
                      tenant_id=reply["tenant_id"].decode() or None,
                      endpoint_id=reply["endpoint_id"].decode() or None,
+                     event_type=reply["event_type"].decode(),
                      body=reply.get("body", b""), number=int(reply["number"]),
                      endpoint=reply.get("endpoint") or None,
                      entry=entry(entered) if entered else None,
@@ -280,14 +288,15 @@ class DeliveryStore:
         while Redis cannot be reached, the write is tried again for up to
         ``persist_for`` seconds (it is safe to repeat).
         """
-        moment = now()
+        moment, settings = now(), get_settings()
         waiting = status not in FINAL_STATUSES and next_attempt_at is not None
         into, out_of = _indexes(status, tenant_id)
         persist(lambda: self._record_script(
             keys={"delivery_key": keys.delivery(run.delivery_id),
                   "attempts_key": keys.attempts(run.delivery_id),
                   "running_key": keys.running(), "scheduled_key": keys.scheduled(),
-                  "due_key": keys.due(), "index_keys": [*into, *out_of]},
+                  "due_key": keys.due(), **metric_keys(settings),
+                  "index_keys": [*into, *out_of]},
             args={"delivery_id": run.delivery_id, "number": attempt.number,
                   "attempt": attempt.model_dump_json(),
                   "status": status.value, "updated_at": isoformat(moment),
@@ -298,8 +307,8 @@ class DeliveryStore:
                   "due_at": next_attempt_at.timestamp() if waiting and next_attempt_at else "",
                   "updated_score": moment.timestamp(),
                   "ttl": int(self.retention.total_seconds()),
-                  "index_count": len(into),
-                  **leave_args(get_settings(), destination, attempt.succeeded,
+                  "index_count": len(into), **attempt_args(attempt),
+                  **leave_args(settings, destination, attempt.succeeded,
                                attempt.duration_ms)}),
                 persist_for, f"recording attempt {attempt.number} of {run.delivery_id}")
 
@@ -342,7 +351,9 @@ class DeliveryStore:
         self._status_script(
             keys={"delivery_key": keys.delivery(delivery_id),
                   "attempts_key": keys.attempts(delivery_id), "due_key": keys.due(),
-                  "running_key": keys.running(), "index_keys": [*into, *out_of]},
+                  "running_key": keys.running(),
+                  "metrics_key": metric_keys(get_settings())["metrics_key"],
+                  "index_keys": [*into, *out_of]},
             args={"delivery_id": delivery_id, "status": status.value,
                   "updated_at": isoformat(moment),
                   "next_attempt_at": _hash_value(next_attempt_at),
@@ -394,12 +405,14 @@ class DeliveryStore:
 
         return transaction(self._redis, start, key)
 
-    def queues(self, delivery_ids: Sequence[str]) -> list[str | None]:
-        """The Celery queue of each delivery (None: the default queue)."""
+    def routes(self, delivery_ids: Sequence[str]) -> list[tuple[str | None, str]]:
+        """Where each delivery's messages go and what they carry: its Celery queue (None:
+        the default queue) and its producer's trace context ('' for none)."""
         with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in delivery_ids:
-                pipe.hget(keys.delivery(delivery_id), "queue")
-            return [value.decode() if value else None for value in pipe.execute()]
+                pipe.hmget(keys.delivery(delivery_id), "queue", "trace")
+            return [(queue.decode() if queue else None, trace.decode() if trace else "")
+                    for queue, trace in pipe.execute()]
 
     def statuses(self, delivery_ids: Sequence[str]) -> list[DeliveryStatus | None]:
         """Each delivery's status; None for one that does not exist."""

@@ -19,6 +19,7 @@ from ..errors import EndpointNotFound, InvalidInput, TenantNotFound
 from ..events import EVENT_TYPES
 from ..guard import check_url
 from ..models import Endpoint, EndpointSecret, check_tenant_id
+from ..settings import get_settings
 from ..signing import new_secret
 from . import keys
 from .connection import get_redis, transaction, zrange_ids
@@ -162,9 +163,10 @@ class EndpointStore:
         return [Endpoint.model_validate_json(raw) for raw in raws if raw is not None]
 
     def _update(self, endpoint_id: str, change: Callable[[Endpoint], Endpoint],
-                tenant: str | None = None) -> Endpoint:
+                tenant: str | None = None, count: str | None = None) -> Endpoint:
         """Read, change and write one endpoint (of ``tenant``, when given); retried if
-        another writer got there first."""
+        another writer got there first. ``count``: a counter to bump in the same
+        transaction, should the change turn an enabled endpoint into a disabled one."""
         key = keys.endpoint(endpoint_id)
 
         def body(pipe: redis.client.Pipeline) -> Endpoint:
@@ -177,6 +179,8 @@ class EndpointStore:
             updated = change(endpoint)
             pipe.multi()
             pipe.set(key, updated.model_dump_json())
+            if count and endpoint.enabled and not updated.enabled:
+                pipe.hincrby(keys.metrics(), count, 1)
             return updated
 
         return transaction(self._redis, body, key)
@@ -195,11 +199,15 @@ class EndpointStore:
         return self._update(endpoint_id, lambda e: e.model_copy(update=checked), tenant)
 
     def disable(self, endpoint_id: str, reason: str, *, stop: bool = True,
-                tenant: str | None = None) -> Endpoint:
+                tenant: str | None = None, cause: str | None = None) -> Endpoint:
         """Stop sending to the endpoint and, unless ``stop`` is False, stop the retries
-        of its unfinished deliveries (:meth:`stop_deliveries`)."""
+        of its unfinished deliveries (:meth:`stop_deliveries`). ``cause``: why a worker
+        disabled it (gone, failing), counted once in the metrics."""
+        counted = (f"endpoints_disabled:{cause}" if cause and get_settings().metrics
+                   else None)
         endpoint = self._update(endpoint_id, lambda e: e.model_copy(update={
-            "enabled": False, "disabled_reason": reason, "disabled_at": now()}), tenant)
+            "enabled": False, "disabled_reason": reason, "disabled_at": now()}), tenant,
+            counted)
         if stop:
             self.stop_deliveries(endpoint_id, f"endpoint disabled: {reason}")
         return endpoint

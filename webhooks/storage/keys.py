@@ -118,3 +118,16 @@ def destination_breaker(destination: str) -> str:
 def destination_waiting(destination: str) -> str:
     """Sorted set of runs waiting for a slot at a busy destination, oldest first."""
     return f"{PREFIX}destination:{destination}:waiting"
+
+
+def metrics() -> str:
+    """Hash: the cluster's counters (deliveries created and finished, attempts by outcome,
+    the attempt-duration histogram, endpoints disabled), written by the same scripts that
+    record what they count."""
+    return f"{PREFIX}metrics"
+
+
+def open_circuits() -> str:
+    """Sorted set of destinations whose circuit is open or half-open, by when it opened
+    until; a success at the destination removes it."""
+    return f"{PREFIX}open-circuits"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -21,9 +21,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._version import __version__
 from ..events import event_schema
+from ..metrics import CONTENT_TYPE, exposition
 from ..settings import get_settings
 from ..storage.connection import get_redis
 from . import api
+from .auth import operator, principal
 from .errors import BodyTooLarge, install, too_large
 
 __all__ = ["create_app"]
@@ -132,6 +134,15 @@ def create_app() -> FastAPI:
         except Exception:
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", tags=["health"], response_class=Response,
+             summary="Prometheus metrics of the whole cluster (the operator's, unless "
+             "WEBHOOKS_METRICS_PUBLIC=true)",
+             responses={200: {"content": {CONTENT_TYPE: {}}}})
+    def metrics(request: Request) -> Response:
+        if not get_settings().metrics_public:
+            operator(principal(request))
+        return Response(exposition(), media_type=CONTENT_TYPE)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -16,6 +16,7 @@ exactly one of them, and each idle pass costs one Redis call.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -48,20 +49,26 @@ class Promoter:
         """Publish taken runs to their deliveries' own queues; what does not go out is
         put back in the schedule, due now."""
         by_queue: dict[str | None, list[Run]] = {}
-        queues = get_store().queues([run.delivery_id for run in runs])
-        for run, queue in zip(runs, queues, strict=True):
+        # Each message goes on with its producer's trace: the promoter has none of its own.
+        contexts: dict[str, dict[str, str]] = {}
+        routes = get_store().routes([run.delivery_id for run in runs])
+        for run, (queue, trace) in zip(runs, routes, strict=True):
             by_queue.setdefault(queue, []).append(run)
+            if trace:
+                contexts[run.delivery_id] = json.loads(trace)
         refused: EnqueueFailed | None = None
         for queue, taken in by_queue.items():
             try:
-                self._publish(taken, queue, now)
+                self._publish(taken, queue, now, contexts)
             except EnqueueFailed as exc:
                 refused = exc  # the other queues' runs still go out
         if refused is not None:
             raise refused
 
-    def _publish(self, taken: list[Run], queue: str | None, now: float) -> None:
-        enqueue(taken, queue, undo=lambda _: self.schedule.put_back(taken, now))
+    def _publish(self, taken: list[Run], queue: str | None, now: float,
+                 contexts: dict[str, dict[str, str]]) -> None:
+        enqueue(taken, queue, undo=lambda _: self.schedule.put_back(taken, now),
+                contexts=contexts)
         self.schedule.promoted(taken)
 
     def tick(self) -> int:

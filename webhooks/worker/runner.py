@@ -8,23 +8,26 @@ and a :class:`Done` into its return value.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
 
+from .. import logs, tracing
 from ..clock import now
 from ..errors import EndpointNotFound
-from ..models import Delivery, DeliveryStatus, Endpoint, Run
+from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, Run
 from ..retry import BackoffPolicy, RetriesExhausted, Retry
 from ..sending.attempt import send
 from ..settings import get_settings
+from ..signals import OPERATIONAL_TYPES
 from ..storage.deliveries import Claim, ClaimOutcome, get_store
 from ..storage.endpoints import get_endpoints
 from ..storage.isolation import EntryOutcome, destination, get_gate
 from ..storage.schedule import get_schedule
-from . import health
+from . import announce, health
 from .leases import holding
 
 __all__ = ["Done", "RunResult", "run_attempt"]
@@ -52,9 +55,11 @@ class Done:
     result: RunResult
 
 
-def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
+def run_attempt(delivery_id: str, cycle: int, retries: int,
+                trace: Mapping[str, str] | None = None) -> Done | Retry:
     """Claim attempt ``retries + 1`` of the cycle, make it if it is ours to make, record
-    it with what it led to, and say whether a retry follows."""
+    it with what it led to, and say whether a retry follows. ``trace``: the trace
+    context its message carried."""
     store, settings = get_store(), get_settings()
     run = Run(delivery_id, cycle, retries)
     lease = settings.claim_lease_seconds
@@ -88,16 +93,48 @@ def run_attempt(delivery_id: str, cycle: int, retries: int) -> Done | Retry:
         gate.defer(run, entry.retry_at)
         return Done(RunResult.DEFERRED)
     with holding(run, dest, lease):
-        return _attempt(run, claim, endpoint, dest)
+        return _attempt(run, claim, endpoint, dest, trace or {})
 
 
-def _attempt(run: Run, claim: Claim, endpoint: Endpoint | None, dest: str) -> Done | Retry:
-    """Make the claimed attempt and record what it led to."""
+def _attempt(run: Run, claim: Claim, endpoint: Endpoint | None, dest: str,
+             trace: Mapping[str, str]) -> Done | Retry:
+    """Make the claimed attempt, record what it led to, log it, and announce a failure."""
+    with tracing.attempt_span(trace, run.delivery_id, claim.number, claim.url) as span:
+        step, attempt, next_at, disabled = _make_and_record(run, claim, endpoint, dest)
+        kind = attempt.error.kind.value if attempt.error is not None else "none"
+        span.finish(attempt.status_code, "succeeded" if attempt.succeeded else "failed", kind)
+    logs.attempt(run.delivery_id, claim.tenant_id, claim.endpoint_id, attempt, next_at)
+    if claim.event_type in OPERATIONAL_TYPES and claim.endpoint_id is None:
+        return step  # an operational webhook announces nothing of its own
+    if disabled is not None and endpoint is not None:
+        announce.disabled(endpoint.id, disabled)
+    if isinstance(step, Done) and step.result is RunResult.RETRIES_EXHAUSTED:
+        announce.exhausted(run.delivery_id)
+    elif attempt.succeeded and claim.number > 1:
+        announce.recovered(run.delivery_id)
+    return step
+
+
+def _secrets(claim: Claim, endpoint: Endpoint | None) -> list[str]:
+    """The secrets that sign the attempt: its endpoint's, the operator's for an
+    operational webhook, none for a bare URL."""
+    if endpoint is not None:
+        return endpoint.signing_secrets(now())
+    secret = get_settings().operational_secret
+    if claim.event_type in OPERATIONAL_TYPES and secret is not None:
+        return [secret.get_secret_value()]
+    return []
+
+
+def _make_and_record(run: Run, claim: Claim, endpoint: Endpoint | None, dest: str
+                     ) -> tuple[Done | Retry, Attempt, datetime | None, str | None]:
+    """Make the attempt and record it with what it led to: the step that follows, the
+    attempt, when the next one is due, and why the endpoint was disabled (gone,
+    failing) if this attempt disabled it."""
     store, settings = get_store(), get_settings()
-    secrets = endpoint.signing_secrets(now()) if endpoint is not None else []
     extra = endpoint.headers if endpoint is not None else {}
-    outcome = send(run.delivery_id, claim.number, claim.url, claim.body, secrets,
-                   extra)  # never raises
+    outcome = send(run.delivery_id, claim.number, claim.url, claim.body,
+                   _secrets(claim, endpoint), extra)  # never raises
     attempt = outcome.attempt
     policy = BackoffPolicy.from_settings(settings)
     decision = policy.after_failure(run.retries, outcome.retry_after)
@@ -112,27 +149,28 @@ def _attempt(run: Run, claim: Claim, endpoint: Endpoint | None, dest: str) -> Do
                      tenant_id=claim.tenant_id, persist_for=settings.recovery_seconds)
     if attempt.succeeded:
         record(DeliveryStatus.DELIVERED)
-        return Done(RunResult.DELIVERED)
+        return Done(RunResult.DELIVERED), attempt, None, None
     if disable_reason is not None and endpoint is not None:
         # Disabled before the attempt is recorded, so that whoever sees this delivery
         # exhausted sees its endpoint disabled; the endpoint's other deliveries after.
         reason = f"endpoint disabled: {disable_reason}"
+        cause = "gone" if attempt.status_code == health.GONE else "failing"
         with suppress(EndpointNotFound):  # deleted meanwhile: its deliveries stopped already
-            get_endpoints().disable(endpoint.id, disable_reason, stop=False)
+            get_endpoints().disable(endpoint.id, disable_reason, stop=False, cause=cause)
         record(DeliveryStatus.RETRIES_EXHAUSTED, stop_reason=reason)
         get_endpoints().stop_deliveries(endpoint.id, reason)
         logger.warning("endpoint %s disabled: %s", endpoint.id, disable_reason)
-        return Done(RunResult.RETRIES_EXHAUSTED)
+        return Done(RunResult.RETRIES_EXHAUSTED), attempt, None, cause
     if isinstance(decision, RetriesExhausted):
         record(DeliveryStatus.RETRIES_EXHAUSTED)
         logger.warning("delivery %s: retries exhausted after %d attempts", run.delivery_id,
                        claim.number)
-        return Done(RunResult.RETRIES_EXHAUSTED)
+        return Done(RunResult.RETRIES_EXHAUSTED), attempt, None, None
     # A long wait is parked in the same transaction that records the attempt, so
     # no crash can leave the delivery retrying with nothing scheduled.
-    record(DeliveryStatus.RETRYING, now() + timedelta(seconds=decision.countdown),
-           park=decision.parked)
-    return decision
+    due = now() + timedelta(seconds=decision.countdown)
+    record(DeliveryStatus.RETRYING, due, park=decision.parked)
+    return decision, attempt, due, None
 
 
 def _not_claimed(run: Run, claim: Claim) -> Done | Retry:

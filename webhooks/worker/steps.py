@@ -3,7 +3,7 @@
 - :class:`PreflightStep` checks, before anything runs, that the Celery and kombu
   internals this package relies on are there, and stops the worker with one
   line naming the first one that is not; then it warns, loudly, if Redis may
-  evict keys.
+  evict keys. With ``WEBHOOKS_TRACING`` on, it has each pool process traced.
 - :class:`PromoterStep` runs a :class:`~.promoter.Promoter` thread for as long as
   the worker runs.
 """
@@ -15,9 +15,11 @@ import sys
 import threading
 from typing import Any
 
-from celery import bootsteps
+from celery import bootsteps, signals
 
+from .. import tracing
 from ..broker import internals
+from ..settings import get_settings
 from ..storage.connection import eviction_policy
 from .promoter import Promoter
 
@@ -38,6 +40,17 @@ class PreflightStep(bootsteps.StartStopStep):
             print(f"webhooks: the installed Celery/kombu lacks {absent[0]}, which webhooks "
                   "relies on; install the versions pinned in pyproject.toml", file=sys.stderr)
             sys.exit(1)
+        if get_settings().tracing:
+            if not tracing.available():
+                print("webhooks: WEBHOOKS_TRACING is on but OpenTelemetry is not installed; "
+                      "pip install 'celery-webhooks[otel]'", file=sys.stderr)
+                sys.exit(1)
+            # Instrumented in each pool process, as OpenTelemetry asks of forking
+            # servers: a provider's export thread does not survive a fork.
+            signals.worker_process_init.connect(_trace_process, weak=False)
+            signals.worker_process_shutdown.connect(_flush_traces, weak=False)
+            if "prefork" not in getattr(worker.pool_cls, "__module__", str(worker.pool_cls)):
+                tracing.instrument()  # no pool processes: this one runs the tasks
 
     def start(self, worker: Any) -> None:
         try:
@@ -50,6 +63,14 @@ class PreflightStep(bootsteps.StartStopStep):
                 "Redis maxmemory-policy is %s, not noeviction: under memory pressure Redis "
                 "may silently evict waiting deliveries and their records (they carry TTLs). "
                 "Set maxmemory-policy noeviction on this Redis.", policy)
+
+
+def _trace_process(**_: Any) -> None:
+    tracing.instrument()
+
+
+def _flush_traces(**_: Any) -> None:
+    tracing.flush()
 
 
 class PromoterStep(bootsteps.StartStopStep):

@@ -27,6 +27,7 @@ from celery.exceptions import Retry as CeleryRetry
 from celery.result import AsyncResult
 from celery.worker.request import Request
 
+from .. import tracing
 from ..broker.app import DELIVER, app
 from ..clock import now
 from ..errors import InvalidInput
@@ -153,7 +154,8 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
 @app.task(base=DeliveryTask, bind=True, name=DELIVER)
 def deliver(self: DeliveryTask, delivery_id: str, cycle: int = 0) -> str:
     """Make attempt ``retries + 1`` of the delivery's current cycle, then retry or finish."""
-    step = run_attempt(delivery_id, cycle, self.request.retries)
+    step = run_attempt(delivery_id, cycle, self.request.retries,
+                       tracing.from_headers(self.request))
     if isinstance(step, Retry):
         raise self.retry(countdown=step.countdown, parked=step.parked)
     return step.result.value

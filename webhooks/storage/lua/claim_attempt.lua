@@ -8,21 +8,23 @@
 -- Returns named fields:
 --   outcome      claimed | missing | stale (an older cycle) | final | recorded (already
 --                made) | busy (running elsewhere)
---   url, tenant_id, endpoint_id, number (the attempt's), destination (as stored), body
+--   url, tenant_id, endpoint_id, event_type, number (the attempt's), destination (as
+--   stored), body
 --   (when claimed)
 --   endpoint     the endpoint's JSON, when the claim read it ('' if it is gone)
 --   entry...     what entering the destination said, prefixed 'entry_' (enter's
 --                fields); absent when not entered: a record with no destination, or
 --                an endpoint that is gone or disabled.
 local f = redis.call('HMGET', delivery_key, 'url', 'endpoint_id', 'body', 'cycle',
-                     'cycle_offset', 'status', 'destination', 'tenant_id')
+                     'cycle_offset', 'status', 'destination', 'tenant_id', 'event_type')
 local url, endpoint_id, body, stored_cycle, offset, status, destination, tenant_id =
   f[1], f[2] or '', f[3], tonumber(f[4] or '0') or 0, tonumber(f[5] or '0') or 0, f[6],
   f[7] or '', f[8] or ''
 if not url then return {'outcome', 'missing'} end
 local number = offset + tonumber(retries) + 1
 local reply = {'url', url, 'tenant_id', tenant_id, 'endpoint_id', endpoint_id,
-               'number', tostring(number), 'destination', destination}
+               'event_type', f[9] or '', 'number', tostring(number),
+               'destination', destination}
 local function answer(outcome)
   table.insert(reply, 'outcome')
   table.insert(reply, outcome)

@@ -4,7 +4,7 @@
 -- deliveries already there and creates nothing more. One whose stored body differs
 -- from the new one is a conflict (an event id reused for another event): then
 -- nothing at all is written. So is a tenant that does not exist (it was deleted).
--- KEYS: due_key scheduled_key queue_key tenant_key *index_keys
+-- KEYS: due_key scheduled_key queue_key tenant_key metrics_key *index_keys
 -- ARGV: cutoff ttl delivery_template endpoint_template index_count body_count *rest
 -- rest: body_count bodies, then one group per delivery:
 --   delivery_id endpoint_id body_number score due_score message park_score field_count
@@ -14,6 +14,8 @@
 -- delivery's place in the indexes (its creation time).
 -- tenant_key: the deliveries' tenant ('' for none), which must exist and not be in
 -- the middle of its deletion.
+-- metrics_key: the counters hash, whose 'created' counts the new deliveries ('' for
+-- metrics off).
 -- index_keys: the first index_count are the indexes the new deliveries enter; all of
 -- them are trimmed of entries older than cutoff (their records have expired).
 -- Returns: {'conflict', delivery_id} or {'no_tenant'} and writes nothing, or
@@ -92,6 +94,9 @@ for _, item in ipairs(items) do
   end
 end
 for n = 1, tonumber(index_count) do add_all(index_keys[n], created) end
+if metrics_key ~= '' and #created > 0 then
+  redis.call('HINCRBY', metrics_key, 'created', #created / 2)
+end
 add_all(due_key, due)
 add_all(scheduled_key, parked)
 for endpoint_id, scored in pairs(by_endpoint) do

@@ -4,10 +4,14 @@
 -- retention, and leave the destination (moving its circuit breaker). Safe to
 -- repeat: an attempt already on record (a retried call whose answer was lost)
 -- changes nothing.
--- KEYS: delivery_key attempts_key running_key scheduled_key due_key *index_keys
--- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination succeeded failures_to_open cooldown max_cooldown duration_ms inflight_template breaker_template waiting_template index_count
+-- KEYS: delivery_key attempts_key running_key scheduled_key due_key metrics_key circuits_key *index_keys
+-- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination succeeded failures_to_open cooldown max_cooldown duration_ms inflight_template breaker_template waiting_template index_count attempt_counter duration_bucket duration_seconds
 -- Uses: destination status
 -- index_keys, due_at: as status.lua takes them.
+-- metrics_key, circuits_key: the counters hash and the open circuits ('' for both:
+-- metrics off). attempt_counter: the counter of this attempt's kind
+-- (attempts:outcome:error_kind:status_class); duration_bucket: the histogram bucket
+-- its duration falls in; a final status also counts in finished:<status>.
 -- park_at / due_at: '' for none. destination: '' when none was entered.
 -- Returns named fields: open_until (when the destination's circuit opened; 0: closed),
 -- and recorded: 0 when the attempt was on record already, or its delivery is gone
@@ -23,12 +27,25 @@ if redis.call('LLEN', attempts_key) >= tonumber(number) then
   return {'open_until', '0', 'recorded', '0'}
 end
 redis.call('RPUSH', attempts_key, attempt)
+if metrics_key ~= '' then
+  redis.call('HINCRBY', metrics_key, attempt_counter, 1)
+  redis.call('HINCRBY', metrics_key, 'duration_bucket:' .. duration_bucket, 1)
+  redis.call('HINCRBYFLOAT', metrics_key, 'duration_sum', duration_seconds)
+  if status == 'delivered' or status == 'retries_exhausted' then
+    redis.call('HINCRBY', metrics_key, 'finished:' .. status, 1)
+  end
+end
 settle(delivery_key, attempts_key, due_key, index_keys, index_count, delivery_id, status,
        updated_at, next_attempt_at, stop_reason, due_at, updated_score, ttl)
 redis.call('ZREM', running_key, member)
 if park_at ~= '' then redis.call('ZADD', scheduled_key, park_at, next_member) end
 if destination == '' then return {'open_until', '0', 'recorded', '1'} end
-return {'open_until', tostring(leave(
+local open_until = leave(
   string.format(inflight_template, destination), string.format(breaker_template, destination),
   string.format(waiting_template, destination), scheduled_key, member, succeeded,
-  updated_score, failures_to_open, cooldown, max_cooldown, duration_ms)), 'recorded', '1'}
+  updated_score, failures_to_open, cooldown, max_cooldown, duration_ms)
+if circuits_key ~= '' then
+  if tonumber(open_until) > 0 then redis.call('ZADD', circuits_key, open_until, destination)
+  elseif succeeded == '1' then redis.call('ZREM', circuits_key, destination) end
+end
+return {'open_until', tostring(open_until), 'recorded', '1'}

@@ -1,0 +1,105 @@
+"""The cluster's counters, kept in Redis by the scripts that record what they count.
+
+Recording an attempt, creating deliveries and stopping them each bump their
+counters in the same Lua call that writes the record (``metrics_key`` in their
+headers): no extra round trip, nothing lost when a worker restarts, and every
+worker on every host adds to the same figures. The Prometheus collector
+(:mod:`webhooks.metrics`) reads them at scrape time with the gauges beside them.
+
+Fields of the hash :func:`~.keys.metrics`:
+
+- ``created``; ``finished:<status>`` (delivered, retries_exhausted);
+- ``attempts:<outcome>:<error_kind>:<status_class>``;
+- ``duration_bucket:<i>`` (attempts whose duration falls in bucket ``i`` of
+  :data:`BUCKETS`, not cumulative; ``i == len(BUCKETS)`` is +Inf) and
+  ``duration_sum`` (seconds);
+- ``endpoints_disabled:<reason>`` (gone, failing).
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import redis
+
+from ..models import Attempt
+from ..settings import Settings
+from . import keys
+from .connection import get_redis
+
+__all__ = ["BUCKETS", "Counters", "Snapshot", "attempt_args", "get_counters", "metric_keys",
+           "status_class"]
+
+#: Upper bounds of the attempt-duration histogram, in seconds: 5 ms to 30 s.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
+
+#: A breaker's hash expires a day after its last attempt; an open circuit left in the
+#: index longer than that belongs to a destination nobody sends to any more.
+CIRCUIT_MEMORY_SECONDS = 86400
+
+
+def status_class(status_code: int | None) -> str:
+    """``2xx`` ... ``5xx`` for an answer, ``none`` for no answer (or a nonsense code)."""
+    if status_code is None or not 100 <= status_code < 600:
+        return "none"
+    return f"{status_code // 100}xx"
+
+
+def metric_keys(settings: Settings) -> dict[str, str]:
+    """The keys the scripts count into, or '' each when ``WEBHOOKS_METRICS`` is off."""
+    on = settings.metrics
+    return {"metrics_key": keys.metrics() if on else "",
+            "circuits_key": keys.open_circuits() if on else ""}
+
+
+def attempt_args(attempt: Attempt) -> dict[str, Any]:
+    """What record_attempt.lua counts an attempt under."""
+    outcome = "succeeded" if attempt.succeeded else "failed"
+    kind = attempt.error.kind.value if attempt.error is not None else "none"
+    seconds = attempt.duration_ms / 1000
+    return {"attempt_counter": f"attempts:{outcome}:{kind}:{status_class(attempt.status_code)}",
+            "duration_bucket": bisect_left(BUCKETS, seconds), "duration_seconds": seconds}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The counters and gauges of one scrape."""
+
+    counters: Mapping[str, float]
+    parked: int
+    overdue: int
+    open_circuits: int
+
+
+class Counters:
+    """Reads the counters, with the gauges kept beside them in the store."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def snapshot(self, overdue_after: float) -> Snapshot:
+        """Everything one scrape shows but the broker's queue depth, in one round trip.
+        ``overdue`` counts as ``webhooks stats`` does: unfinished deliveries whose next
+        attempt was due more than ``overdue_after`` seconds ago."""
+        moment = time.time()
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.metrics())
+            pipe.zcard(keys.scheduled())
+            pipe.zcount(keys.due(), "-inf", moment - overdue_after)
+            pipe.zremrangebyscore(keys.open_circuits(), "-inf",
+                                  moment - CIRCUIT_MEMORY_SECONDS)
+            pipe.zcard(keys.open_circuits())
+            fields, parked, overdue, _, circuits = pipe.execute()
+        return Snapshot({name.decode(): float(value) for name, value in fields.items()},
+                        int(parked), int(overdue), int(circuits))
+
+
+@lru_cache(maxsize=1)
+def get_counters() -> Counters:
+    """The process's counters reader, on the shared client."""
+    return Counters(get_redis())
