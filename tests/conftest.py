@@ -271,3 +271,58 @@ def event(**overrides: object) -> dict[str, object]:
 
 
 __all__ = ["QUEUE", "QUIET_URL", "REDIS_URL", "DeliveryStatus", "event", "stored"]
+
+
+PG_ADMIN = os.environ.get("WEBHOOKS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_DATABASE = "webhooks_test"
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """The tests' own PostgreSQL database, with the outbox table; skips, saying why, when
+    no PostgreSQL answers (`.ci/run` starts the machine's)."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
+            if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                 [PG_DATABASE]).fetchone():
+                admin.execute(f"CREATE DATABASE {PG_DATABASE}")
+    except psycopg.OperationalError as error:
+        pytest.skip(f"PostgreSQL at {PG_ADMIN} is not reachable: "
+                    f"{str(error).strip().splitlines()[0]}")
+    dsn = PG_ADMIN.rsplit("/", 1)[0] + "/" + PG_DATABASE
+    from webhooks.outbox import DDL
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(DDL)
+    return dsn
+
+
+@pytest.fixture
+def outbox_dsn(pg_dsn: str) -> Iterator[str]:
+    """The database with an empty outbox, emptied again afterwards."""
+    import psycopg
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE webhooks_outbox RESTART IDENTITY")
+    yield pg_dsn
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE webhooks_outbox RESTART IDENTITY")
+
+
+def tenant_deliveries(tenant: str) -> list[tuple[str, str | None]]:
+    """(event id, endpoint id) of every delivery of the tenant, from this process's store."""
+    ids, _ = get_store().page(tenant=tenant, limit=10_000)
+    return [(d.event_id, d.endpoint_id) for d, _ in get_store().summaries(ids)]
+
+
+@pytest.fixture
+def two_endpoints(tenant: str, receiver: Receiver) -> tuple[str, list[str]]:
+    """A tenant with two endpoints that take the event and one that does not."""
+    from webhooks.storage.endpoints import get_endpoints
+
+    store = get_endpoints()
+    taking = [store.add(receiver.url(f"/ok/outbox-{n}"), tenant=tenant)[0].id for n in (1, 2)]
+    other, _ = store.add(receiver.url("/ok/outbox-off"), tenant=tenant)
+    store.disable(other.id, "not this one")  # a disabled endpoint matches no event
+    return tenant, taking

@@ -30,3 +30,14 @@ def test_every_scenario_runs_and_reports(tmp_path, redis_client):
     for row in report["scenarios"]:
         assert isinstance(row["values"]["ours"], float) and row["values"]["ours"] > 0, row
     assert "(a) throughput" in result.stdout  # the table was printed
+
+
+def test_the_outbox_latency_benchmark_runs(pg_dsn):
+    """`python -m bench.outbox`, a second's worth: it prints its three lines."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.outbox", "--rate", "50", "--seconds", "1"], cwd=ROOT,
+        env=os.environ.copy(), capture_output=True, text=True, timeout=110)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("commit to first attempt, 50 of 50 events at 50/s: p50 ")
+    assert "the relay" in lines[1] and "the worker" in lines[2]

@@ -55,6 +55,7 @@ from .storage.endpoints import get_endpoints
 from .storage.schedule import get_schedule
 
 __all__ = [
+    "check_event",
     "deliver_many",
     "delivery_id",
     "encode_checked",
@@ -62,6 +63,7 @@ __all__ = [
     "new_delivery",
     "notify",
     "publish",
+    "publish_checked",
     "recover",
     "redeliver",
     "send",
@@ -151,9 +153,21 @@ def publish(event: Any, *, tenant: str) -> list[str]:
     :class:`~webhooks.TenantNotFound`; an invalid event raises
     :class:`~webhooks.InvalidEvent`. Both write nothing.
     """
+    return publish_checked(*check_event(event, tenant))
+
+
+def check_event(event: Any, tenant: Any) -> tuple[Event, bytes, str]:
+    """What :func:`publish` checks before it reads anything: the event (parsed, and its
+    body within the size limit) and the tenant id. For the helpers that publish
+    later (on commit, from an outbox): a bad event fails where it was written."""
     parsed = parse_event(event)
-    body, created = encode_checked(parsed), now()
-    endpoints = get_endpoints().all(check_tenant_id(tenant))
+    return parsed, encode_checked(parsed), check_tenant_id(tenant)
+
+
+def publish_checked(parsed: Event, body: bytes, tenant: str) -> list[str]:
+    """:func:`publish` of an event :func:`check_event` passed."""
+    created = now()
+    endpoints = get_endpoints().all(tenant)
     deliveries = [new_delivery(parsed, endpoint.url, endpoint.id, created=created,
                                tenant_id=tenant)
                   for endpoint in endpoints if endpoint.accepts(parsed.type)]

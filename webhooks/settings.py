@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import standardwebhooks
-from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -155,6 +155,16 @@ class Settings(BaseSettings):
         None, description="Also send `delivery.exhausted`, `endpoint.disabled` and "
         "`delivery.recovered` as signed webhooks to this URL."
     )
+    outbox_dsn: SecretStr | None = Field(
+        None, description="The PostgreSQL database of the transactional outbox: the default "
+        "of `webhooks outbox --dsn`, and, when set, every worker also runs a relay."
+    )
+    outbox_batch: int = Field(
+        100, ge=1, le=10_000, description="Outbox rows a relay takes per transaction."
+    )
+    outbox_poll_seconds: float = Field(
+        1.0, gt=0, description="How often an idle relay looks for rows when no NOTIFY wakes it."
+    )
     operational_secret: SecretStr | None = Field(
         None, description="The `whsec_` secret that signs operational webhooks; required "
         "with WEBHOOKS_OPERATIONAL_URL."
@@ -174,6 +184,11 @@ class Settings(BaseSettings):
             raise ValueError("WEBHOOKS_RECOVERY_SECONDS must exceed WEBHOOKS_TIMEOUT_SECONDS by "
                              "at least 1 s, or live attempts would be run twice")
         return self
+
+    @field_validator("outbox_dsn", "operational_url", "operational_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _operational_webhooks_are_signed(self) -> Settings:

@@ -26,6 +26,7 @@ app.config_from_object(os.environ.get("CELERY_CONFIG_MODULE") or "webhooks.broke
 # production needs no extra process.
 app.steps["worker"].add("webhooks.worker.steps:PreflightStep")
 app.steps["worker"].add("webhooks.worker.steps:PromoterStep")
+app.steps["worker"].add("webhooks.worker.steps:OutboxStep")
 # WEBHOOKS_LOG_FORMAT=json: Celery's logging is set up as JSON; this runs before the
 # worker sets up logging, which is before it imports the task module.
 logs.install()

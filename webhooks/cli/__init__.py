@@ -18,6 +18,7 @@ from . import deliveries
 from .demo import demo
 from .endpoints import endpoints
 from .metrics import metrics_server
+from .outbox import outbox
 from .tenants import tenants
 from .web import portal_link, serve
 
@@ -101,5 +102,5 @@ def flower(no_auth: bool, flower_args: tuple[str, ...]) -> None:
 
 for command in (deliveries.send, deliveries.show, deliveries.list_, deliveries.publish,
                 deliveries.redeliver, deliveries.recover, deliveries.stats, deliveries.schema,
-                demo, endpoints, tenants, serve, portal_link, metrics_server):
+                demo, endpoints, tenants, serve, portal_link, metrics_server, outbox):
     main.add_command(command)

@@ -6,6 +6,8 @@
   evict keys. With ``WEBHOOKS_TRACING`` on, it has each pool process traced.
 - :class:`PromoterStep` runs a :class:`~.promoter.Promoter` thread for as long as
   the worker runs.
+- :class:`OutboxStep` runs an outbox relay thread beside it when
+  ``WEBHOOKS_OUTBOX_DSN`` is set.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from celery import bootsteps, signals
 
 from .. import tracing
 from ..broker import internals
+from ..outbox.relay import Relay
 from ..settings import get_settings
 from ..storage.connection import eviction_policy
 from .promoter import Promoter
 
-__all__ = ["PreflightStep", "PromoterStep"]
+__all__ = ["OutboxStep", "PreflightStep", "PromoterStep"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,22 +77,52 @@ def _flush_traces(**_: Any) -> None:
     tracing.flush()
 
 
-class PromoterStep(bootsteps.StartStopStep):
-    """Runs a :class:`~.promoter.Promoter` thread for as long as the worker runs."""
+class _ThreadStep(bootsteps.StartStopStep):
+    """Runs one loop in a thread of the worker's main process while the worker runs."""
 
     requires = ("celery.worker.components:Pool",)
+    name_of_thread = ""
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def loop(self) -> Callable[[threading.Event], None] | None:
+        raise NotImplementedError
+
     def start(self, worker: Any) -> None:
-        self._thread = threading.Thread(target=Promoter().run_forever, args=(self._stop,),
-                                        name="webhooks-promoter", daemon=True)
+        loop = self.loop()
+        if loop is None:
+            return
+        self._thread = threading.Thread(target=loop, args=(self._stop,),
+                                        name=self.name_of_thread, daemon=True)
         self._thread.start()
 
     def stop(self, worker: Any) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class PromoterStep(_ThreadStep):
+    """Runs a :class:`~.promoter.Promoter` thread for as long as the worker runs."""
+
+    name_of_thread = "webhooks-promoter"
+
+    def loop(self) -> Callable[[threading.Event], None]:
+        return Promoter().run_forever
+
+
+class OutboxStep(_ThreadStep):
+    """With ``WEBHOOKS_OUTBOX_DSN``, runs an outbox relay thread: every worker relays,
+    each taking rows the others have not locked."""
+
+    name_of_thread = "webhooks-outbox-relay"
+
+    def loop(self) -> Callable[[threading.Event], None] | None:
+        settings = get_settings()
+        if settings.outbox_dsn is None:
+            return None
+        return Relay(settings.outbox_dsn.get_secret_value(), settings.outbox_batch,
+                     settings.outbox_poll_seconds).run_forever

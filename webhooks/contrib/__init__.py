@@ -1,0 +1,1 @@
+"""Integrations with the producer's framework: Django and SQLAlchemy (optional extras)."""
