@@ -240,7 +240,7 @@ def run_all(size: dict[str, Any]) -> list[Row]:
         rows.append(latency(rx, *size["e"]))
         rows.append(isolation(rx, other, *size["c"]))
         rows.append(blackhole(rx, other, size["d"]))
-        rows.append(metrics_cost(rx, size["a"]))
+        rows.append(metrics_cost(rx, size["a"], rounds=size["h"]))
     rows.append(waiting(size["f"]))
     rows.append(tenants(*size["g"]))
     return rows

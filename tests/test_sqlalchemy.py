@@ -63,6 +63,23 @@ def test_a_rollback_publishes_nothing_then_or_later(engine: Engine,
     assert sorted(tenant_deliveries(tenant)) == sorted((later["id"], e) for e in endpoints)
 
 
+def test_a_rolled_back_savepoint_drops_what_it_added(
+        engine: Engine, two_endpoints: tuple[str, list[str]]) -> None:
+    from webhooks.contrib.sqlalchemy import publish_on_commit
+
+    tenant, endpoints = two_endpoints
+    kept, inner = event(), event()
+    with Session(engine) as session, session.begin():
+        publish_on_commit(session, kept, tenant=tenant)
+        with pytest.raises(ZeroDivisionError), session.begin_nested():
+            publish_on_commit(session, inner, tenant=tenant)
+            1 / 0  # noqa: B018
+        with session.begin_nested():  # a savepoint released: its event stays
+            publish_on_commit(session, later := event(), tenant=tenant)
+    assert sorted(tenant_deliveries(tenant)) == sorted(
+        (sent["id"], e) for sent in (kept, later) for e in endpoints)
+
+
 def test_a_bad_event_fails_at_the_call(engine: Engine, tenant: str) -> None:
     from webhooks.contrib.sqlalchemy import publish_on_commit
 

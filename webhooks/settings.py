@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         "redis://localhost:6379/0",
         description="Redis used both as the Celery broker and as the delivery store.",
     )
+    key_prefix: str = Field(
+        "webhooks", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Starts every Redis key and names the Celery queue: deployments with "
+        "different prefixes share one Redis database without seeing each other's data.",
+    )
     redis_timeout_seconds: float = Field(
         5.0, gt=0, description="A Redis command that gets no answer in this long fails (a "
         "stalled Redis); each is tried again up to 3 times on a lost connection or a timeout."

@@ -48,7 +48,9 @@ worker_disable_rate_limits = True
 # copy in flight. Celery 6 turns cancelling on by default; it stays off here.
 worker_cancel_long_running_tasks_on_connection_loss = False
 
-task_default_queue = "webhooks"
+# The queue is named by WEBHOOKS_KEY_PREFIX ("webhooks"), so that deployments with
+# different prefixes on one broker never take each other's messages.
+task_default_queue = _settings.key_prefix
 enable_utc = True
 timezone = "UTC"
 
@@ -71,7 +73,7 @@ task_send_sent_event = False
 # an attempt that had started comes back sooner, through its lapsed claim
 # (WEBHOOKS_RECOVERY_SECONDS). Should a message still come back early, the
 # attempt claim makes the duplicate a no-op instead of a second POST.
-broker_transport_options = {
+broker_transport_options: dict[str, object] = {
     "visibility_timeout": math.ceil(
         _settings.visibility_timeout_seconds
         or _settings.park_threshold_seconds + (PREFETCH + 1) * _settings.timeout_seconds + 30
@@ -83,6 +85,11 @@ broker_transport_options = {
     "unacked_restore_interval": 2,
     "unacked_restore_throttle": 1,
 }
+# On Redis, kombu's own keys (the queue's list, unacked messages, bindings) start
+# with the prefix too, unless it is the default: a deployment that upgrades keeps
+# the keys it has.
+if _settings.key_prefix != "webhooks":
+    broker_transport_options["global_keyprefix"] = f"{_settings.key_prefix}:"
 
 # On a warm shutdown (SIGTERM), the Redis transport puts every unacknowledged
 # message, waiting retries included, back on the queue. The soft shutdown lets

@@ -1,12 +1,21 @@
-"""Every Redis key this package writes, in one place. No key ever contains a secret."""
+"""Every Redis key this package writes, in one place. No key ever contains a secret.
+
+Every key starts with ``WEBHOOKS_KEY_PREFIX`` and a colon (``webhooks:`` by
+default), so that deployments with different prefixes share a Redis database
+without seeing each other's data (their queues differ too: see
+``webhooks/broker/config.py``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from ..models import DeliveryStatus
+from ..settings import get_settings
 
-PREFIX = "webhooks:"
+
+def _p() -> str:
+    return get_settings().key_prefix + ":"
 
 
 def template(key: Callable[[str], str]) -> str:
@@ -17,30 +26,30 @@ def template(key: Callable[[str], str]) -> str:
 
 def delivery(delivery_id: str) -> str:
     """Hash: the delivery's fields and ``body``, the exact bytes POSTed on every attempt."""
-    return f"{PREFIX}delivery:{delivery_id}"
+    return f"{_p()}delivery:{delivery_id}"
 
 
 def attempts(delivery_id: str) -> str:
     """List: one JSON Attempt per attempt, in order."""
-    return f"{PREFIX}delivery:{delivery_id}:attempts"
+    return f"{_p()}delivery:{delivery_id}:attempts"
 
 
 def deliveries(status: DeliveryStatus | None = None) -> str:
     """Sorted set of delivery ids: all of them by creation time, or those in one status by
     ``updated_at`` (when they reached it)."""
-    return f"{PREFIX}deliveries" + (f":{status.value}" if status else "")
+    return f"{_p()}deliveries" + (f":{status.value}" if status else "")
 
 
 # A tenant's id is the producer's own and may hold ':', so it sits between braces,
 # which no id may contain: no tenant's keys can be read as another's.
 def tenant(tenant_id: str) -> str:
     """Hash: the tenant's id, name and creation time."""
-    return f"{PREFIX}tenant:{{{tenant_id}}}"
+    return f"{_p()}tenant:{{{tenant_id}}}"
 
 
 def tenants() -> str:
     """Sorted set of tenant ids, all scored 0: ordered by id (ZRANGE BYLEX)."""
-    return f"{PREFIX}tenants"
+    return f"{_p()}tenants"
 
 
 def tenant_endpoints(tenant_id: str) -> str:
@@ -62,72 +71,72 @@ def tenant_sessions(tenant_id: str) -> str:
 def session(digest: str) -> str:
     """Hash: one web session (role, tenant, CSRF token, expiry), under the SHA-256 of its
     id, so that what Redis holds cannot be used as a cookie."""
-    return f"{PREFIX}session:{digest}"
+    return f"{_p()}session:{digest}"
 
 
 def endpoint(endpoint_id: str) -> str:
     """String: the endpoint as JSON, secrets included."""
-    return f"{PREFIX}endpoint:{endpoint_id}"
+    return f"{_p()}endpoint:{endpoint_id}"
 
 
 def endpoints() -> str:
     """Sorted set of endpoint ids by creation time."""
-    return f"{PREFIX}endpoints"
+    return f"{_p()}endpoints"
 
 
 def endpoint_deliveries(endpoint_id: str) -> str:
     """Sorted set of an endpoint's delivery ids by creation time (for recover)."""
-    return f"{PREFIX}endpoint:{endpoint_id}:deliveries"
+    return f"{_p()}endpoint:{endpoint_id}:deliveries"
 
 
 def endpoint_health(endpoint_id: str) -> str:
     """Hash: ``failing_since`` (first failure after the last 2XX) and ``exhausted`` since then."""
-    return f"{PREFIX}endpoint:{endpoint_id}:health"
+    return f"{_p()}endpoint:{endpoint_id}:health"
 
 
 def scheduled() -> str:
     """Sorted set of task runs waiting for their due time (see :mod:`.schedule`)."""
-    return f"{PREFIX}scheduled"
+    return f"{_p()}scheduled"
 
 
 def promoting() -> str:
     """Sorted set of task runs taken for publishing, by when they were taken."""
-    return f"{PREFIX}promoting"
+    return f"{_p()}promoting"
 
 
 def running() -> str:
     """Sorted set of claimed attempts, by when the claim lapses."""
-    return f"{PREFIX}running"
+    return f"{_p()}running"
 
 
 def due() -> str:
     """Sorted set of unfinished delivery ids by ``next_attempt_at`` (overdue checks)."""
-    return f"{PREFIX}due"
+    return f"{_p()}due"
 
 
 def destination_inflight(destination: str) -> str:
     """Sorted set of the attempts in flight to one destination, by when their lease ends."""
-    return f"{PREFIX}destination:{destination}:inflight"
+    return f"{_p()}destination:{destination}:inflight"
 
 
 def destination_breaker(destination: str) -> str:
     """Hash: a destination's circuit breaker (failures, open_until, cooldown, probing)."""
-    return f"{PREFIX}destination:{destination}:breaker"
+    return f"{_p()}destination:{destination}:breaker"
 
 
 def destination_waiting(destination: str) -> str:
     """Sorted set of runs waiting for a slot at a busy destination, oldest first."""
-    return f"{PREFIX}destination:{destination}:waiting"
+    return f"{_p()}destination:{destination}:waiting"
 
 
 def metrics() -> str:
     """Hash: the cluster's counters (deliveries created and finished, attempts by outcome,
     the attempt-duration histogram, endpoints disabled), written by the same scripts that
     record what they count."""
-    return f"{PREFIX}metrics"
+    return f"{_p()}metrics"
 
 
 def open_circuits() -> str:
     """Sorted set of destinations whose circuit is open or half-open, by when it opened
     until; a success at the destination removes it."""
-    return f"{PREFIX}open-circuits"
+    return f"{_p()}open-circuits"
