@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -232,6 +234,22 @@ def tenants(few: int, many: int) -> Row:
             "values": {**row["values"], "few": small, "many": large}}
 
 
+def redis_cost(count: int, idle_seconds: float) -> Row:
+    """(i) Redis commands and CPU per delivery, first try and retried once, on a Redis
+    server of its own (see bench/capacity.py)."""
+    done = subprocess.run([sys.executable, "-m", "bench.capacity", "--count", str(count),
+                           "--idle", str(idle_seconds), "--json"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, check=True)
+    figures = json.loads(done.stdout.splitlines()[-1])
+    first, retried = figures["first_try"], figures["retried_once"]
+    row = _row("(i) Redis CPU per delivery, first try (ms; commands in the target column)",
+               first["cpu_ms"], retried["cpu_ms"], "ms", "")
+    return {**row, "baseline": f"retried once: {retried['cpu_ms']:.3f} ms",
+            "ours": f"{first['cpu_ms']:.3f} ms", "ratio": "",
+            "target": f"{first['commands']} / {retried['commands']} commands",
+            "values": {**row["values"], **figures}}
+
+
 def run_all(size: dict[str, Any]) -> list[Row]:
     rows = []
     with FastReceiver() as rx, FastReceiver() as other:
@@ -243,4 +261,5 @@ def run_all(size: dict[str, Any]) -> list[Row]:
         rows.append(metrics_cost(rx, size["a"], rounds=size["h"]))
     rows.append(waiting(size["f"]))
     rows.append(tenants(*size["g"]))
+    rows.append(redis_cost(*size["i"]))
     return rows

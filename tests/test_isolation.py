@@ -79,3 +79,26 @@ def test_records_without_a_stored_destination_are_limited_too(own_receiver, wait
     assert own_receiver.max_inflight == 2
     port = own_receiver.base.rsplit(":", 1)[1]
     assert redis_client.zcard(keys.destination_inflight(f"127.0.0.1:{port}")) == 0
+
+
+def test_a_run_queued_after_the_slots_freed_is_woken_at_once(quiet_db, settings_env):
+    """The claim found the destination full, but every attempt in flight left before
+    the run joined the queue (their leaves popped a queue it was not in yet): joining
+    wakes it then, instead of leaving it to wait for an attempt that never comes."""
+    from webhooks.storage.isolation import Entry, EntryOutcome, get_gate
+
+    settings_env(destination_concurrency="1")
+    (delivery,) = stored(event(), [("https://a.example/", None)])
+    dest, run = "a.example:443", Run(delivery.id)
+    full = Entry(EntryOutcome.BUSY, average_ms=50.0, ahead=0)
+    other = Run("someone-else")
+    quiet_db.zadd(keys.destination_inflight(dest), {other.member: time.time() + 60})
+    get_gate().wait_for_slot(dest, run, full)  # still full: it waits
+    assert quiet_db.zrange(keys.destination_waiting(dest), 0, -1) == [run.member.encode()]
+    assert quiet_db.zscore(keys.scheduled(), run.member) is None
+    quiet_db.zrem(keys.destination_inflight(dest), other.member)  # it left, popping nothing
+    late = Run(stored(event(), [("https://a.example/x", None)])[0].id)
+    get_gate().wait_for_slot(dest, late, full)  # joins a queue with a slot free
+    # The oldest goes now, one per free slot; the other waits for its leave.
+    assert quiet_db.zrange(keys.destination_waiting(dest), 0, -1) == [late.member.encode()]
+    assert quiet_db.zrange(keys.scheduled(), 0, -1) == [run.member.encode()]

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
         "redis://localhost:6379/0",
         description="Redis used both as the Celery broker and as the delivery store.",
     )
+    broker_url: str | None = Field(
+        None, description="The Celery broker, when not the store's Redis: `amqp://...` for "
+        "RabbitMQ. Unset: WEBHOOKS_REDIS_URL.",
+    )
     key_prefix: str = Field(
         "webhooks", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         description="Starts every Redis key and names the Celery queue: deployments with "
@@ -190,7 +194,8 @@ class Settings(BaseSettings):
                              "at least 1 s, or live attempts would be run twice")
         return self
 
-    @field_validator("outbox_dsn", "operational_url", "operational_secret", mode="before")
+    @field_validator("outbox_dsn", "operational_url", "operational_secret", "broker_url",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value

@@ -13,9 +13,11 @@ from ..settings import get_settings
 
 _settings = get_settings()
 
-broker_url = _settings.redis_url
+# The store's Redis, unless WEBHOOKS_BROKER_URL names another broker (RabbitMQ).
+broker_url = _settings.broker_url or _settings.redis_url
 # kombu's Redis transport with one fix for speed (transport.py). Other schemes
-# (rediss://, sentinel://) keep kombu's own transport and its URL handling.
+# (rediss://, amqp:// with WEBHOOKS_BROKER_URL) keep kombu's own transport. Sentinel
+# is not supported yet: the store connects with redis.Redis.from_url.
 if broker_url.startswith("redis://"):
     broker_transport = "webhooks.broker.transport:Transport"
 broker_connection_retry_on_startup = True

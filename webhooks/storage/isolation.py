@@ -138,10 +138,13 @@ class Gate:
             get_settings().destination_concurrency)
         self._wait(keys={"running_key": keys.running(),
                          "waiting_key": keys.destination_waiting(dest),
-                         "delivery_key": keys.delivery(run.delivery_id), "due_key": keys.due()},
+                         "delivery_key": keys.delivery(run.delivery_id), "due_key": keys.due(),
+                         "inflight_key": keys.destination_inflight(dest),
+                         "scheduled_key": keys.scheduled()},
                    args={"member": run.member, "now": now, "expected_at": expected,
                          "expected_iso": isoformat(at(expected)),
-                         "delivery_id": run.delivery_id})
+                         "delivery_id": run.delivery_id,
+                         "limit": get_settings().destination_concurrency})
 
     def defer(self, run: Run, until: float) -> None:
         """Put a claimed run back in the schedule without attempting it."""

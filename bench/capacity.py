@@ -1,0 +1,120 @@
+"""What one delivery costs Redis: commands and CPU, first try and retried once.
+
+    python -m bench.capacity [--count 1000]
+
+On a Redis server of its own (started here, so that nothing else is counted), with
+a worker started with the Procfile's command and a receiver on loopback: the
+Redis commands per delivery (INFO commandstats, those run inside Lua scripts
+included) and Redis's CPU per delivery (INFO cpu, user + system), for deliveries
+answered 200 at once and for deliveries answered 500 once, then 200. What the
+workers' idle polling costs over the same time is measured first and taken out.
+`python -m bench` reports it as scenario (i), running this in a process of its own
+(the settings are read once per process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from webhooks.dev.receiver import Receiver
+from webhooks.dev.redis_server import RedisProcess
+from webhooks.dev.worker import start_worker, stop_worker
+
+
+def _snapshot(client: redis.Redis) -> tuple[float, Counter[str]]:
+    cpu = client.info("cpu")
+    calls = Counter({name.removeprefix("cmdstat_"): int(stats["calls"])
+                     for name, stats in client.info("commandstats").items()})
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls
+
+
+def measure(count: int, idle_seconds: float = 3.0) -> dict[str, Any]:
+    """Per delivery: Redis commands and Redis CPU (ms), first try and retried once."""
+    with tempfile.TemporaryDirectory() as tmp, RedisProcess(Path(tmp)) as server, \
+            Receiver() as receiver:
+        env = {"WEBHOOKS_REDIS_URL": server.url, "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
+               # the retried ones wait 10 ms, not 5 s: time compressed, work the same
+               "WEBHOOKS_RETRY_BASE_SECONDS": "0.01", "WEBHOOKS_RETRY_JITTER": "0",
+               # every delivery goes to one receiver: its limit and breaker lifted, so
+               # that what is counted is a delivery's cost, not a queue at one door
+               "WEBHOOKS_DESTINATION_CONCURRENCY": "1000", "WEBHOOKS_BREAKER_FAILURES": "1000000"}
+        os.environ.update(env)
+        # Imported now: the settings are read once, with the environment above.
+        from bench.scenarios import one_kb_event, procfile_worker
+        from webhooks import deliver_many
+
+        client = redis.Redis.from_url(server.url)
+        worker = start_worker(Path(tmp) / "worker.log", env, *procfile_worker())
+        figures: dict[str, Any] = {}
+        try:
+            time.sleep(1.0)
+            cpu0, calls0 = _snapshot(client)
+            time.sleep(idle_seconds)
+            cpu1, calls1 = _snapshot(client)
+            idle_cpu = (cpu1 - cpu0) / idle_seconds
+            idle_calls = sum((calls1 - calls0).values()) / idle_seconds
+            figures["idle"] = {"commands_per_s": round(idle_calls, 1),
+                               "cpu_ms_per_s": round(idle_cpu * 1000, 2)}
+            for kind, path in (("first_try", "/ok/capacity"), ("retried_once", "/fail/1/capacity")):
+                client.config_resetstat()
+                before_cpu, before_calls = _snapshot(client)
+                start = time.monotonic()
+                deliver_many([(receiver.url(path), one_kb_event(n)) for n in range(count)])
+                deadline = start + 120
+                while client.zcard("webhooks:deliveries:delivered") < count and (
+                        time.monotonic() < deadline):
+                    time.sleep(0.02)
+                elapsed = time.monotonic() - start
+                after_cpu, after_calls = _snapshot(client)
+                calls = after_calls - before_calls
+                total = sum(calls.values()) - idle_calls * elapsed
+                cpu = (after_cpu - before_cpu) - idle_cpu * elapsed
+                figures[kind] = {
+                    "commands": round(total / count, 1),
+                    "cpu_ms": round(cpu * 1000 / count, 3),
+                    "deliveries_per_redis_core_s": round(count / cpu) if cpu > 0 else None,
+                    "seconds": round(elapsed, 2),
+                    "top": {name: round(n / count, 2) for name, n in calls.most_common(8)},
+                }
+                client.flushdb()
+                time.sleep(0.5)
+        finally:
+            stop_worker(worker)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.capacity")
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--idle", type=float, default=3.0,
+                        help="seconds of idle workers measured first")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    figures = measure(args.count, args.idle)
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    idle = figures["idle"]
+    print(f"idle workers: {idle['commands_per_s']} commands/s, {idle['cpu_ms_per_s']} ms of "
+          "Redis CPU per s (taken out below)")
+    for kind in ("first_try", "retried_once"):
+        row = figures[kind]
+        print(f"{kind.replace('_', ' ')}: {row['commands']} Redis commands and "
+              f"{row['cpu_ms']} ms of Redis CPU per delivery "
+              f"(one Redis core: {row['deliveries_per_redis_core_s']:,}/s; all done in "
+              f"{row['seconds']} s); most called: "
+              + ", ".join(f"{name} {n}" for name, n in row["top"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
