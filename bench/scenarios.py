@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -250,6 +251,30 @@ def redis_cost(count: int, idle_seconds: float) -> Row:
             "values": {**row["values"], **figures}}
 
 
+def brokers(count: int) -> Row:
+    """(j) end-to-end throughput with RabbitMQ as the broker, against Redis, in turns
+    (Redis, RabbitMQ, Redis; the baseline is the two Redis runs' mean), each in a
+    process of its own (bench/brokers.py)."""
+
+    def rate(broker: str) -> float:
+        done = subprocess.run([sys.executable, "-m", "bench.brokers", "--broker", broker,
+                               "--count", str(count), "--json"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600, check=True)
+        return float(json.loads(done.stdout.splitlines()[-1])["rate"])
+
+    name = "(j) throughput, RabbitMQ broker vs Redis broker (deliveries/s)"
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=2):
+            pass
+    except OSError:
+        return _row(name, 0.0, None, "/s", "no RabbitMQ at 127.0.0.1:5672: not measured")
+    before = rate("redis")
+    amqp = rate("amqp")
+    after = rate("redis")
+    return _row(name, amqp, (before + after) / 2, "/s", "reported", redis_before=before,
+                redis_after=after)
+
+
 def run_all(size: dict[str, Any]) -> list[Row]:
     rows = []
     with FastReceiver() as rx, FastReceiver() as other:
@@ -262,4 +287,5 @@ def run_all(size: dict[str, Any]) -> list[Row]:
     rows.append(waiting(size["f"]))
     rows.append(tenants(*size["g"]))
     rows.append(redis_cost(*size["i"]))
+    rows.append(brokers(size["j"]))
     return rows

@@ -26,8 +26,10 @@ def test_every_scenario_runs_and_reports(tmp_path, redis_client):
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
     names = [row["name"][:3] for row in report["scenarios"]]
-    assert names == ["(b)", "(a)", "(e)", "(c)", "(d)", "(h)", "(f)", "(g)", "(i)"]
+    assert names == ["(b)", "(a)", "(e)", "(c)", "(d)", "(h)", "(f)", "(g)", "(i)", "(j)"]
     for row in report["scenarios"]:
+        if "not measured" in row["target"]:  # (j) on a machine without RabbitMQ
+            continue
         assert isinstance(row["values"]["ours"], float) and row["values"]["ours"] > 0, row
     assert "(a) throughput" in result.stdout  # the table was printed
 
