@@ -17,12 +17,12 @@ import logging
 import os
 import sys
 from collections.abc import MutableMapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from celery import signals
 
-from .clock import isoformat
+from .clock import isoformat, now
 from .models import Attempt
 from .settings import get_settings
 
@@ -37,17 +37,16 @@ _attempts = logging.getLogger("webhooks.attempts")
 def attempt(delivery_id: str, tenant_id: str | None, endpoint_id: str | None,
             made: Attempt, next_attempt_at: datetime | None) -> None:
     """The one line an attempt writes, once it is on record."""
-    outcome = "succeeded" if made.succeeded else "failed"
-    kind = made.error.kind.value if made.error is not None else "none"
     fields = {"event": "attempt", "delivery_id": delivery_id, "tenant_id": tenant_id,
-              "endpoint_id": endpoint_id, "attempt": made.number, "outcome": outcome,
+              "endpoint_id": endpoint_id, "attempt": made.number, "outcome": made.outcome,
               "status_code": made.status_code, "duration_ms": made.duration_ms,
-              "error_kind": kind,
+              "error_kind": made.error_kind,
               "next_attempt_at": isoformat(next_attempt_at) if next_attempt_at else None}
     answer = f"HTTP {made.status_code}" if made.status_code is not None else "no answer"
     then = f"; next attempt at {fields['next_attempt_at']}" if next_attempt_at else ""
     _attempts.info("attempt %d of %s %s (%s, %s) in %.1f ms%s", made.number, delivery_id,
-                   outcome, kind, answer, made.duration_ms, then, extra={FIELDS: fields})
+                   made.outcome, made.error_kind, answer, made.duration_ms, then,
+                   extra={FIELDS: fields})
 
 
 def _lift_fields(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -100,7 +99,7 @@ def _json_say(msg: str, f: Any = None) -> None:
     JSON line: written straight to the file descriptor, as Celery does, since a
     signal handler must not wait for the logging lock."""
     line = json.dumps({"event": msg.strip(), "level": "warning", "logger": "celery.apps.worker",
-                       "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z")})
+                       "timestamp": isoformat(now())})
     target: Any = f if f is not None else sys.__stderr__
     os.write(target.fileno(), (line + "\n").encode())
 

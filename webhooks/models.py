@@ -99,6 +99,16 @@ class Attempt(BaseModel):
     def succeeded(self) -> bool:
         return self.error is None
 
+    @property
+    def outcome(self) -> str:
+        """``succeeded`` or ``failed``: how metrics, logs and traces name it."""
+        return "succeeded" if self.succeeded else "failed"
+
+    @property
+    def error_kind(self) -> str:
+        """Why it failed (an :class:`ErrorKind` value), or ``none``."""
+        return self.error.kind.value if self.error is not None else "none"
+
 
 class Tenant(BaseModel):
     """One of the producer's customers, named by the producer's own id."""

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+from .models import Attempt
+
 try:
     from opentelemetry import propagate, trace
 except ImportError:  # the otel extra is not installed
@@ -61,15 +63,15 @@ class AttemptSpan:
     def __init__(self, span: Any = None) -> None:
         self._span = span
 
-    def finish(self, status_code: int | None, outcome: str, error_kind: str) -> None:
+    def finish(self, attempt: Attempt) -> None:
         if self._span is None:
             return
-        if status_code is not None:
-            self._span.set_attribute("http.response.status_code", status_code)
-        self._span.set_attribute("webhooks.outcome", outcome)
-        self._span.set_attribute("webhooks.error_kind", error_kind)
-        if outcome != "succeeded":
-            self._span.set_status(trace.Status(trace.StatusCode.ERROR, error_kind))
+        if attempt.status_code is not None:
+            self._span.set_attribute("http.response.status_code", attempt.status_code)
+        self._span.set_attribute("webhooks.outcome", attempt.outcome)
+        self._span.set_attribute("webhooks.error_kind", attempt.error_kind)
+        if not attempt.succeeded:
+            self._span.set_status(trace.Status(trace.StatusCode.ERROR, attempt.error_kind))
 
 
 @contextmanager

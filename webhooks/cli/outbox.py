@@ -14,7 +14,7 @@ import psycopg
 from rich.markup import escape
 from rich.table import Table
 
-from ..outbox.relay import Relay
+from ..outbox.relay import Relay, first_line
 from ..outbox.table import DDL, LIST, RETRY
 from ..settings import get_settings
 from .options import console
@@ -31,18 +31,13 @@ def _dsn(given: str | None) -> str:
     return configured.get_secret_value()
 
 
-def _first_line(error: BaseException) -> str:
-    # A psycopg message may repeat the DSN, password included: its first line only.
-    return str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
-
-
 @contextlib.contextmanager
 def _connect(dsn: str) -> Iterator[psycopg.Connection]:
     """A connection, and every database error while it is used as one line."""
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
     except psycopg.Error as error:
-        raise click.ClickException(f"could not connect to PostgreSQL: {_first_line(error)}"
+        raise click.ClickException(f"could not connect to PostgreSQL: {first_line(error)}"
                                    ) from None
     try:
         with conn:
@@ -51,7 +46,7 @@ def _connect(dsn: str) -> Iterator[psycopg.Connection]:
         raise click.ClickException("there is no webhooks_outbox table in this database; "
                                    "create it with: webhooks outbox init") from None
     except psycopg.Error as error:
-        raise click.ClickException(f"PostgreSQL refused: {_first_line(error)}") from None
+        raise click.ClickException(f"PostgreSQL refused: {first_line(error)}") from None
 
 
 _DSN = click.option("--dsn", metavar="DSN", help="PostgreSQL connection string "

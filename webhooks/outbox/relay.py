@@ -27,7 +27,7 @@ from ..events import loads_event
 from ..producer import publish
 from .table import CHANNEL, DELETE, FAIL, TAKE
 
-__all__ = ["Relay", "drain"]
+__all__ = ["Relay", "drain", "first_line"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Relay:
             except Exception as error:
                 if not away:
                     logger.warning("outbox relay: %s (%s); trying again", type(error).__name__,
-                                   _first_line(error))
+                                   first_line(error))
                 away = min(max(away * 2, 0.1), 5.0)
                 stop.wait(away)
 
@@ -105,8 +105,9 @@ class Relay:
             yield work, listen
 
 
-def _first_line(error: BaseException) -> str:
-    # A connection error may repeat the DSN, password included: only its first line.
+def first_line(error: BaseException) -> str:
+    """What a PostgreSQL error may show: its first line (the rest may repeat the DSN,
+    password included), at most 200 characters."""
     return str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
 
 

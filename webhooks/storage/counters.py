@@ -59,10 +59,9 @@ def metric_keys(settings: Settings) -> dict[str, str]:
 
 def attempt_args(attempt: Attempt) -> dict[str, Any]:
     """What record_attempt.lua counts an attempt under."""
-    outcome = "succeeded" if attempt.succeeded else "failed"
-    kind = attempt.error.kind.value if attempt.error is not None else "none"
     seconds = attempt.duration_ms / 1000
-    return {"attempt_counter": f"attempts:{outcome}:{kind}:{status_class(attempt.status_code)}",
+    return {"attempt_counter": f"attempts:{attempt.outcome}:{attempt.error_kind}:"
+                               f"{status_class(attempt.status_code)}",
             "duration_bucket": bisect_left(BUCKETS, seconds), "duration_seconds": seconds}
 
 

@@ -101,10 +101,9 @@ def _attempt(run: Run, claim: Claim, endpoint: Endpoint | None, dest: str,
     """Make the claimed attempt, record what it led to, log it, and announce a failure."""
     with tracing.attempt_span(trace, run.delivery_id, claim.number, claim.url) as span:
         step, attempt, next_at, disabled = _make_and_record(run, claim, endpoint, dest)
-        kind = attempt.error.kind.value if attempt.error is not None else "none"
-        span.finish(attempt.status_code, "succeeded" if attempt.succeeded else "failed", kind)
+        span.finish(attempt)
     logs.attempt(run.delivery_id, claim.tenant_id, claim.endpoint_id, attempt, next_at)
-    if claim.event_type in OPERATIONAL_TYPES and claim.endpoint_id is None:
+    if _operational(claim):
         return step  # an operational webhook announces nothing of its own
     if disabled is not None and endpoint is not None:
         announce.disabled(endpoint.id, disabled)
@@ -115,13 +114,18 @@ def _attempt(run: Run, claim: Claim, endpoint: Endpoint | None, dest: str,
     return step
 
 
+def _operational(claim: Claim) -> bool:
+    """An operational webhook: a bare delivery of a type no producer's event can have."""
+    return claim.event_type in OPERATIONAL_TYPES and claim.endpoint_id is None
+
+
 def _secrets(claim: Claim, endpoint: Endpoint | None) -> list[str]:
     """The secrets that sign the attempt: its endpoint's, the operator's for an
     operational webhook, none for a bare URL."""
     if endpoint is not None:
         return endpoint.signing_secrets(now())
     secret = get_settings().operational_secret
-    if claim.event_type in OPERATIONAL_TYPES and secret is not None:
+    if _operational(claim) and secret is not None:
         return [secret.get_secret_value()]
     return []
 
