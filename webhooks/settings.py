@@ -3,14 +3,79 @@
 from __future__ import annotations
 
 import ipaddress
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs, quote, urlsplit
 
 import standardwebhooks
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["SentinelURL", "Settings", "get_settings"]
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
+_SENTINEL_OPTIONS = {"master", "password", "sentinel_password", "username"}
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """A ``sentinel://host:port[,host:port...]/DB?master=NAME`` Redis URL, read.
+
+    ``password`` (and ``username``) are the Redis primary's, ``sentinel_password``
+    the sentinels' own; both are query parameters, so that one URL can name them
+    apart. A sentinel without a port is on 26379.
+    """
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelURL:
+        parts = urlsplit(url)
+        if parts.scheme != "sentinel":
+            raise ValueError(f"not a sentinel:// URL: {parts.scheme}://")
+        if "@" in parts.netloc:
+            raise ValueError("a sentinel:// URL takes its passwords as ?password= (the "
+                             "primary's) and ?sentinel_password=, not before an @")
+        sentinels = []
+        for address in filter(None, parts.netloc.split(",")):
+            match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::(\d{1,5}))?", address)
+            if match is None or not 0 < int(match[2] or 26379) < 65536:
+                raise ValueError(f"sentinel address {address!r} is not host:port")
+            sentinels.append((match[1].strip("[]"), int(match[2] or 26379)))
+        if not sentinels:
+            raise ValueError("a sentinel:// URL names at least one sentinel: "
+                             "sentinel://host:port[,host:port...]/DB?master=NAME")
+        path = parts.path.strip("/") or "0"
+        if not path.isdigit():
+            raise ValueError(f"the database after the sentinels must be a number, not {path!r}")
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+        if unknown := sorted(set(query) - _SENTINEL_OPTIONS):
+            raise ValueError(f"unknown sentinel:// option {unknown[0]!r}; known: "
+                             f"{', '.join(sorted(_SENTINEL_OPTIONS))}")
+        single = {name: values[-1] for name, values in query.items()}
+        if not single.get("master"):
+            raise ValueError("a sentinel:// URL names the monitored primary: ?master=NAME")
+        return cls(tuple(sentinels), single["master"], int(path),
+                   single.get("username") or None, single.get("password") or None,
+                   single.get("sentinel_password") or None)
+
+    def kombu_url(self) -> str:
+        """The same, as kombu's sentinel transport reads it: one ``sentinel://`` URL per
+        sentinel, joined by ``;``, the primary's credentials in each; the primary's name
+        and the sentinels' password go in transport options."""
+        auth = ""
+        if self.password is not None or self.username is not None:
+            auth = (f"{quote(self.username or '', safe='')}:"
+                    f"{quote(self.password or '', safe='')}@")
+        return ";".join(f"sentinel://{auth}{f'[{host}]' if ':' in host else host}:{port}/"
+                        f"{self.db}" for host, port in self.sentinels)
 
 
 def _networks(value: Any) -> Any:
@@ -31,7 +96,10 @@ class Settings(BaseSettings):
 
     redis_url: str = Field(
         "redis://localhost:6379/0",
-        description="Redis used both as the Celery broker and as the delivery store.",
+        description="Redis used both as the Celery broker and as the delivery store: "
+        "`redis://`, `rediss://`, `unix://`, or `sentinel://host:port[,host:port...]/DB"
+        "?master=NAME` (with `password` and `sentinel_password` when they are set) for a "
+        "primary that Redis Sentinel fails over.",
     )
     broker_url: str | None = Field(
         None, description="The Celery broker, when not the store's Redis: `amqp://...` for "
@@ -193,6 +261,26 @@ class Settings(BaseSettings):
             raise ValueError("WEBHOOKS_RECOVERY_SECONDS must exceed WEBHOOKS_TIMEOUT_SECONDS by "
                              "at least 1 s, or live attempts would be run twice")
         return self
+
+    @field_validator("redis_url", "broker_url")
+    @classmethod
+    def _known_redis_scheme(cls, value: str | None, info: Any) -> str | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value).scheme
+        if info.field_name == "redis_url" and scheme not in _REDIS_SCHEMES:
+            known = ", ".join(f"{known}://" for known in _REDIS_SCHEMES)
+            raise ValueError(f"must start with one of {known}, not {scheme or value!r}")
+        if scheme == "sentinel":
+            SentinelURL.parse(value)
+        return value
+
+    @property
+    def sentinel(self) -> SentinelURL | None:
+        """The store's Sentinel setup, when WEBHOOKS_REDIS_URL is a ``sentinel://`` URL."""
+        if urlsplit(self.redis_url).scheme != "sentinel":
+            return None
+        return SentinelURL.parse(self.redis_url)
 
     @field_validator("outbox_dsn", "operational_url", "operational_secret", "broker_url",
                      mode="before")

@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import math
 
-from ..settings import get_settings
+from ..settings import SentinelURL, get_settings
 
 _settings = get_settings()
 
 # The store's Redis, unless WEBHOOKS_BROKER_URL names another broker (RabbitMQ).
 broker_url = _settings.broker_url or _settings.redis_url
-# kombu's Redis transport with one fix for speed (transport.py). Other schemes
-# (rediss://, amqp:// with WEBHOOKS_BROKER_URL) keep kombu's own transport. Sentinel
-# is not supported yet: the store connects with redis.Redis.from_url.
+broker_transport_options: dict[str, object] = {}
+# kombu's Redis transport with one fix for speed (transport.py), and its Sentinel
+# transport with the same fix for a sentinel:// URL, which kombu reads as one URL
+# per sentinel with the primary's name and the sentinels' password as transport
+# options. Other schemes (rediss://, amqp://) keep kombu's own transport.
 if broker_url.startswith("redis://"):
     broker_transport = "webhooks.broker.transport:Transport"
+elif broker_url.startswith("sentinel://"):
+    _sentinel = SentinelURL.parse(broker_url)
+    broker_url = _sentinel.kombu_url()
+    broker_transport = "webhooks.broker.transport:SentinelTransport"
+    broker_transport_options["master_name"] = _sentinel.master
+    broker_transport_options["sentinel_kwargs"] = {
+        "password": _sentinel.sentinel_password,
+        "socket_timeout": _settings.redis_timeout_seconds,
+        "socket_connect_timeout": _settings.redis_timeout_seconds}
 broker_connection_retry_on_startup = True
 
 # JSON only: a pickle payload from anyone who can write to Redis would run code in the worker.
@@ -75,7 +86,7 @@ task_send_sent_event = False
 # an attempt that had started comes back sooner, through its lapsed claim
 # (WEBHOOKS_RECOVERY_SECONDS). Should a message still come back early, the
 # attempt claim makes the duplicate a no-op instead of a second POST.
-broker_transport_options: dict[str, object] = {
+broker_transport_options |= {
     "visibility_timeout": math.ceil(
         _settings.visibility_timeout_seconds
         or _settings.park_threshold_seconds + (PREFETCH + 1) * _settings.timeout_seconds + 30

@@ -23,6 +23,8 @@ RELIED_ON: tuple[tuple[str, str, str], ...] = (
     ("kombu.transport.redis", "Channel.conn_or_acquire",
      "broker/messages.py pushes a batch through it"),
     ("kombu.transport.redis", "Channel.pool", "broker/transport.py compares pools"),
+    ("kombu.transport.redis", "SentinelChannel._sentinel_managed_pool",
+     "broker/transport.py keeps the sentinels for use after the connection closed"),
     ("celery.app.amqp", "AMQP.as_task_v2", "broker/messages.py builds message headers with it"),
     ("celery.app.amqp", "AMQP.router", "broker/messages.py routes a batch with it"),
     ("celery.app.base", "Celery.thread_oid", "broker/messages.py sets reply_to from it"),

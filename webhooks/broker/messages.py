@@ -32,11 +32,12 @@ from kombu.transport import redis as kombu_redis
 
 from .. import tracing
 from ..models import Run
+from ..settings import SentinelURL
 from .app import DELIVER
 
 __all__ = ["Contexts", "encode", "publish", "queue_for", "store_list", "waiting"]
 
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
 
 
 def queue_for(app: Celery, queue: str | None) -> Queue | None:
@@ -56,6 +57,8 @@ def store_list(app: Celery, queue: str | None, store_url: str) -> tuple[str, str
     delivery store's own Redis (the broker URL is the store's): then a record and its
     message can be written in one transaction. None otherwise."""
     broker = app.conf.broker_url
+    if store_url.startswith("sentinel://"):  # as config.py hands it to kombu
+        store_url = SentinelURL.parse(store_url).kombu_url()
     if not isinstance(broker, str) or broker != store_url or not broker.startswith(
             _REDIS_SCHEMES):
         return None

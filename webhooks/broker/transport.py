@@ -23,9 +23,14 @@ queue while the channel closes (the gossip step's) is skipped when Redis cannot
 be reached: otherwise the error cut the close short, leaving its pools open
 (kombu's binding expiry sweeps the stale binding).
 
+The Sentinel transport gets the same channel. Its pools come from the
+sentinels named by the connection, which a closed connection has forgotten too,
+so the channel keeps those as well (``_sentinel_managed_pool``).
+
 Selected by ``broker_transport`` in config.py; everything else is kombu's.
-``_create_client``, ``_connparams``, ``_delete`` and ``_closing`` are private to
-kombu: :mod:`.internals` checks at worker start that they are still there.
+``_create_client``, ``_connparams``, ``_delete``, ``_closing`` and
+``_sentinel_managed_pool`` are private to kombu: :mod:`.internals` checks at
+worker start that they are still there.
 """
 
 from __future__ import annotations
@@ -33,14 +38,18 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+import redis.sentinel
 from kombu.transport import redis as kombu_redis
+from kombu.utils.url import url_to_parts
 
-__all__ = ["Channel", "Transport"]
+__all__ = ["Channel", "SentinelChannel", "SentinelTransport", "Transport"]
 
 
 # kombu's type stubs leave out the private methods used here.
 _RedisChannel: Any = kombu_redis.Channel
 _RedisTransport: Any = kombu_redis.Transport
+_SentinelChannel: Any = kombu_redis.SentinelChannel
+_SentinelTransport: Any = kombu_redis.SentinelTransport
 
 
 class Channel(_RedisChannel):  # type: ignore[misc]
@@ -81,3 +90,37 @@ class Transport(_RedisTransport):  # type: ignore[misc]
     """kombu's Redis transport with :class:`Channel`."""
 
     Channel = Channel
+
+
+class SentinelChannel(Channel, _SentinelChannel):  # type: ignore[misc]
+    """kombu's Sentinel channel with :class:`Channel`'s fixes, and the sentinels kept."""
+
+    _sentinel_urls: list[str] | None = None
+
+    def _sentinel_managed_pool(self, asynchronous: bool = False) -> Any:
+        client = self.connection.client
+        if client is not None:
+            self._sentinel_urls = list(client.alt)
+            return super()._sentinel_managed_pool(asynchronous)
+        if asynchronous or self._sentinel_urls is None:
+            raise redis.exceptions.ConnectionError("the broker connection is closed")
+        # kombu's own steps, from what the open connection said.
+        params = self._connparams()
+        credentials = {name: params[name] for name in ("username", "password") if name in params}
+        params.pop("host", None)
+        params.pop("port", None)
+        addresses = []
+        for url in self._sentinel_urls:
+            parts = url_to_parts(url)
+            addresses.append((parts.hostname, parts.port or _SentinelTransport.default_port))
+        manager: Any = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            addresses, min_other_sentinels=getattr(self, "min_other_sentinels", 0),
+            sentinel_kwargs=getattr(self, "sentinel_kwargs", None), **params)
+        self._sentinel_manager = manager  # closed with the channel's pools
+        return manager.master_for(self.master_name, redis.Redis, **credentials).connection_pool
+
+
+class SentinelTransport(_SentinelTransport):  # type: ignore[misc]
+    """kombu's Sentinel transport with :class:`SentinelChannel`."""
+
+    Channel = SentinelChannel

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any
 from urllib.parse import urlsplit
 
 import click
 import redis
+import redis.sentinel
 from kombu.exceptions import KombuError
 
 from .._version import __version__
@@ -47,7 +49,10 @@ class _OneLineErrors(click.Group):
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
         except redis.RedisError as exc:
-            click.echo(f"Error: Redis at {_shown_url()} failed: {exc}; retrying the same "
+            # Its own message carries the repr of every sentinel client.
+            reason = ("no sentinel answered with the primary's address" if isinstance(
+                exc, redis.sentinel.MasterNotFoundError) else str(exc))
+            click.echo(f"Error: Redis at {_shown_url()} failed: {reason}; retrying the same "
                        "command is safe", err=True)
             sys.exit(1)
         except KombuError as exc:
@@ -58,11 +63,13 @@ class _OneLineErrors(click.Group):
 
 
 def _shown_url() -> str:
-    """The Redis URL without its password, for messages."""
+    """The Redis URL without its passwords, for messages."""
     parts = urlsplit(get_settings().redis_url)
-    if parts.password is None:
-        return parts.geturl()
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+    netloc = parts.netloc if parts.password is None else parts.netloc.replace(
+        f":{parts.password}@", ":***@")
+    # A sentinel:// URL carries them as query parameters.
+    query = re.sub(r"((?:^|&)(?:sentinel_)?password=)[^&]*", r"\1***", parts.query)
+    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 @click.group(cls=_OneLineErrors)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-__all__ = ["RedisProcess", "ensure_redis", "redis_answers"]
+__all__ = ["RedisProcess", "SentinelProcess", "ensure_redis", "redis_answers"]
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
@@ -54,7 +54,11 @@ def _server_binary() -> str:
 
 @contextmanager
 def ensure_redis(url: str) -> Iterator[bool]:
-    """Yield True if this call started an embedded Redis for ``url``, False if one answered."""
+    """Yield True if this call started an embedded Redis for ``url``, False if one answered
+    (or ``url`` names sentinels, which only a real deployment has)."""
+    if urlsplit(url).scheme == "sentinel":
+        yield False
+        return
     if redis_answers(url):
         yield False
         return
@@ -94,12 +98,14 @@ class RedisProcess:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> list[str]:
+        return [_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.workdir),
+                "--daemonize", "no", *self.extra]
+
     def start(self) -> RedisProcess:
-        self.process = subprocess.Popen(
-            [_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.workdir),
-             "--daemonize", "no", *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while not redis_answers(self.url):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -133,3 +139,25 @@ class RedisProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SentinelProcess(RedisProcess):
+    """``redis-server --sentinel`` watching the primary at ``127.0.0.1:primary_port`` as
+    ``master``: down after ``down_after_ms`` without an answer, failed over when
+    ``quorum`` sentinels agree. Its replicas and fellow sentinels it finds by itself."""
+
+    def __init__(self, workdir: Path, master: str, primary_port: int, quorum: int = 2,
+                 down_after_ms: int = 1000) -> None:
+        super().__init__(workdir)
+        self.url = f"redis://127.0.0.1:{self.port}"
+        # Sentinel rewrites its configuration file as it learns: one file each.
+        self.config = workdir / f"sentinel-{self.port}.conf"
+        self.config.write_text(
+            f"sentinel monitor {master} 127.0.0.1 {primary_port} {quorum}\n"
+            f"sentinel down-after-milliseconds {master} {down_after_ms}\n"
+            f"sentinel failover-timeout {master} 10000\n"
+            f"sentinel parallel-syncs {master} 1\n")
+
+    def command(self) -> list[str]:
+        return [_server_binary(), str(self.config), "--sentinel", "--port", str(self.port),
+                "--bind", "127.0.0.1", "--dir", str(self.workdir), "--daemonize", "no"]

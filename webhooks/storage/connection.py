@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 import redis
+import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
@@ -30,15 +31,35 @@ T = TypeVar("T")
 #: script is safe to repeat.
 RETRIES = 3
 
+_Sentinel: Any = redis.sentinel.Sentinel  # untyped in redis-py
+
 
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
-    """The client every store shares: one connection pool per process."""
+    """The client every store shares: one connection pool per process.
+
+    With a ``sentinel://`` URL it is redis-py's Sentinel client of the primary: each
+    new connection asks the sentinels where the primary is, and a connection to a
+    primary that died or was demoted (READONLY) is dropped, so after a failover the
+    retried command reaches the promoted replica.
+    """
     settings = get_settings()
-    return redis.Redis.from_url(
-        settings.redis_url, socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds, health_check_interval=30,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), RETRIES))
+    timeouts: dict[str, Any] = {"socket_timeout": settings.redis_timeout_seconds,
+                                "socket_connect_timeout": settings.redis_timeout_seconds}
+    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), RETRIES)
+    sentinel = settings.sentinel
+    if sentinel is None:
+        return redis.Redis.from_url(settings.redis_url, health_check_interval=30, retry=retry,
+                                    **timeouts)
+    sentinels = _Sentinel(
+        list(sentinel.sentinels),
+        # One quick retry per sentinel: discovering the primary already tries each of
+        # them, and redis-py's default backoff would make that take 17 s when none answers.
+        sentinel_kwargs={**timeouts, "password": sentinel.sentinel_password,
+                         "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 1)},
+        db=sentinel.db, username=sentinel.username, password=sentinel.password,
+        health_check_interval=30, retry=retry, **timeouts)
+    return cast(redis.Redis, sentinels.master_for(sentinel.master))
 
 
 def eviction_policy() -> str:
