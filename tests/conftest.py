@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -39,6 +40,33 @@ from webhooks.dev.worker import start_worker, stop_worker  # noqa: E402
 from webhooks.models import FINAL_STATUSES, Delivery, DeliveryStatus  # noqa: E402
 from webhooks.storage import keys  # noqa: E402
 from webhooks.storage.deliveries import get_store  # noqa: E402
+
+# The machine's RabbitMQ, for the tests that run a worker on it as the broker.
+RABBITMQ = os.environ.get("WEBHOOKS_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def _rabbitmq_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+NEEDS_RABBITMQ = pytest.mark.skipif(not _rabbitmq_answers(),
+                                    reason="no RabbitMQ answers at 127.0.0.1:5672")
+
+
+def forget_queue(name: str) -> None:
+    """Delete a RabbitMQ queue and its exchange: a run starts on an empty quorum queue,
+    and one declared by an earlier version (classic, direct) cannot be redeclared."""
+    from kombu import Connection
+
+    with Connection(RABBITMQ) as connection:
+        channel = connection.default_channel
+        channel.queue_delete(name)
+        channel.exchange_delete(name)
+
 
 WORKER_ENV = {
     "WEBHOOKS_REDIS_URL": REDIS_URL,
@@ -96,6 +124,14 @@ def web(redis_client: redis.Redis, tmp_path_factory: pytest.TempPathFactory) -> 
 def receiver() -> Iterator[Receiver]:
     with Receiver() as running:
         yield running
+
+
+def until(check: Callable[[], object], seconds: float, failure: str) -> None:
+    """Poll ``check`` until it holds, failing with ``failure`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
 
 
 @pytest.fixture

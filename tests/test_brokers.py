@@ -1,14 +1,13 @@
 """RabbitMQ as the broker (WEBHOOKS_BROKER_URL), Redis as the store: a real worker on the
-machine's RabbitMQ delivers, retries through ETA messages and through the parked
-schedule, and exhausts, exactly as on Redis. Skips with the reason when no RabbitMQ
-answers."""
+machine's RabbitMQ, on a quorum queue, delivers, retries through Celery's native
+delayed delivery (a wait of a second or more) and through the parked schedule
+(shorter ones), and exhausts, exactly as on Redis. Skips with the reason when no
+RabbitMQ answers; tests/test_durability.py runs its chaos test on both brokers."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,35 +18,31 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import REDIS_URL, WORKER_ENV, event
+from tests.conftest import NEEDS_RABBITMQ, RABBITMQ, REDIS_URL, WORKER_ENV, event, forget_queue
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
 
 ROOT = Path(__file__).resolve().parent.parent
-RABBITMQ = os.environ.get("WEBHOOKS_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 STORE_URL = REDIS_URL.rsplit("/", 1)[0] + "/10"  # this module's store only
 PREFIX = "rabbit-check"  # the queue's name on RabbitMQ
 
 
-def _rabbitmq_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5672), timeout=2):
-            return True
-    except OSError:
-        return False
+pytestmark = NEEDS_RABBITMQ
 
 
-pytestmark = pytest.mark.skipif(not _rabbitmq_answers(),
-                                reason="no RabbitMQ answers at 127.0.0.1:5672")
+def _delayed_messages() -> int:
+    """Messages in Celery's native delay queues (celery_delayed_0 holds 1 s, _1 2 s...)."""
+    from kombu import Connection
+
+    with Connection(RABBITMQ) as connection:
+        channel = connection.default_channel
+        return sum(channel.queue_declare(f"celery_delayed_{level}", passive=True).message_count
+                   for level in range(3))
 
 
 @pytest.fixture
 def rabbit_env(redis_client: redis.Redis) -> Iterator[dict[str, str]]:
-    from amqp.exceptions import NotFound
-    from kombu import Connection
-
-    with Connection(RABBITMQ) as connection, contextlib.suppress(NotFound):
-        connection.default_channel.queue_purge(PREFIX)  # NotFound: never declared yet
+    forget_queue(PREFIX)
     store = redis.Redis.from_url(STORE_URL)
     store.flushdb()
     yield {**WORKER_ENV, "WEBHOOKS_REDIS_URL": STORE_URL, "WEBHOOKS_BROKER_URL": RABBITMQ,
@@ -62,7 +57,9 @@ def test_rabbitmq_delivers_retries_and_exhausts(rabbit_env: dict[str, str],
     store = redis.Redis.from_url(STORE_URL)
     plan = {"bulk": [[receiver.url("/ok/rabbit"), event()] for _ in range(20)]
             + [[receiver.url("/fail/3/rabbit"), event()] for _ in range(3)]
-            + [[receiver.url("/status/503/rabbit"), event()] for _ in range(2)],
+            + [[receiver.url("/status/503/rabbit"), event()] for _ in range(2)]
+            # Retry-After: 2 makes a wait RabbitMQ's delay queues hold.
+            + [[receiver.url("/retry-after/2/rabbit"), event()]],
             "tenant": "", "published": []}
     worker = start_worker(tmp_path / "worker.log", rabbit_env, "--concurrency=4")
     try:
@@ -71,6 +68,19 @@ def test_rabbitmq_delivers_retries_and_exhausts(rabbit_env: dict[str, str],
                               env={**os.environ, **rabbit_env})
         assert done.returncode == 0, done.stderr
         ids = json.loads(done.stdout)["bulk"]
+        delayed = ids[-1]
+        deadline = time.monotonic() + 30
+        while not receiver.received("/retry-after/2/rabbit"):
+            assert time.monotonic() < deadline, "the Retry-After delivery was never attempted"
+            time.sleep(0.02)
+        # Its retry waits on RabbitMQ, not in the Redis schedule.
+        waiting_in_rabbitmq, parked = 0, []
+        while not waiting_in_rabbitmq and time.monotonic() < deadline:
+            waiting_in_rabbitmq = _delayed_messages()
+            parked += [m for m in store.zrange(f"{PREFIX}:scheduled", 0, -1)
+                       if m.decode().startswith(delayed)]
+            time.sleep(0.05)
+        assert waiting_in_rabbitmq and parked == []
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             final = (store.zcard(f"{PREFIX}:deliveries:delivered")
@@ -81,9 +91,11 @@ def test_rabbitmq_delivers_retries_and_exhausts(rabbit_env: dict[str, str],
     finally:
         stop_worker(worker)
     statuses = [store.hget(f"{PREFIX}:delivery:{i}", "status") for i in ids]
-    assert statuses == [b"delivered"] * 23 + [b"retries_exhausted"] * 2
+    assert statuses == [b"delivered"] * 23 + [b"retries_exhausted"] * 2 + [b"delivered"]
     attempts = [store.llen(f"{PREFIX}:delivery:{i}:attempts") for i in ids]
-    assert attempts == [1] * 20 + [4] * 3 + [15] * 2
+    assert attempts == [1] * 20 + [4] * 3 + [15] * 2 + [2]
+    first, second = receiver.received("/retry-after/2/rabbit")
+    assert 2 <= second.at - first.at < 4, second.at - first.at
     # Each first-try delivery reached the receiver exactly once.
     got = Counter(r.headers["webhook-id"] for r in receiver.received("/ok/rabbit"))
     assert got == Counter(ids[:20])

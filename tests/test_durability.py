@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.conftest import WORKER_ENV, event
+from tests.conftest import NEEDS_RABBITMQ, RABBITMQ, WORKER_ENV, event, forget_queue
+from tests.producer import Producer
 from webhooks.dev.worker import kill_worker, start_worker, stop_worker
 from webhooks.models import FINAL_STATUSES, DeliveryStatus
 from webhooks.storage.deliveries import get_store
@@ -74,9 +75,15 @@ def test_short_visibility_timeout_and_longer_countdown_give_no_duplicates(receiv
 
 
 @pytest.mark.timeout(240)
-def test_chaos_sigkill_and_flaky_receiver(receiver, tmp_path, redis_client):
+@pytest.mark.parametrize("broker", ["redis", pytest.param("rabbitmq", marks=NEEDS_RABBITMQ)])
+def test_chaos_sigkill_and_flaky_receiver(broker, receiver, tmp_path, redis_client):
     total, concurrency = 2000, 4
     env = _env(recovery_seconds="3", visibility_timeout_seconds="5")
+    if broker == "rabbitmq":
+        env["WEBHOOKS_BROKER_URL"] = RABBITMQ
+        forget_queue("chaos")
+    # A producer process: this one's Celery app is configured for the Redis broker.
+    producer = Producer({**env, "PRODUCER_QUEUE": "chaos"})
     workers = [start_worker(tmp_path / f"chaos{n}.log", env, "-Q", "chaos",
                             f"--concurrency={concurrency}", "-n", f"chaos{n}-0@%h")
                for n in range(2)]
@@ -98,11 +105,10 @@ def test_chaos_sigkill_and_flaky_receiver(receiver, tmp_path, redis_client):
     chaos = threading.Thread(target=killer)
     try:
         chaos.start()
-        ids = []
         for _ in range(total // 100):  # paced over ~8 s, so the kills land mid-run
-            ids += [deliver.apply_async((receiver.url("/flaky/30"), event()), queue="chaos").id
-                    for _ in range(100)]
+            producer.send(receiver.url("/flaky/30"), [event() for _ in range(100)])
             time.sleep(0.4)
+        ids = [str(line["id"]) for line in producer.wait(total, 60)]
         chaos.join()
         store = get_store()
         deadline = time.monotonic() + 150
@@ -115,6 +121,7 @@ def test_chaos_sigkill_and_flaky_receiver(receiver, tmp_path, redis_client):
     finally:
         stop.set()
         chaos.join()
+        producer.close()
         for worker in workers:
             stop_worker(worker)
 
@@ -131,7 +138,7 @@ def test_chaos_sigkill_and_flaky_receiver(receiver, tmp_path, redis_client):
     duplicates = sum(n - 1 for n in answered.values())
     assert kills == 6
     assert duplicates <= kills * concurrency, duplicates
-    print(f"\nchaos: {total} deliveries, {counts[DeliveryStatus.DELIVERED]} delivered, "
+    print(f"\nchaos on {broker}: {total} deliveries, {counts[DeliveryStatus.DELIVERED]} delivered, "
           f"{counts[DeliveryStatus.RETRIES_EXHAUSTED]} exhausted, {kills} SIGKILLs, "
           f"{duplicates} duplicate 2XX at the receiver (bound {kills * concurrency})")
 

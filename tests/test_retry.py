@@ -38,6 +38,14 @@ def test_waits_double_and_the_15th_failure_exhausts():
     assert policy.after_failure(14) == RetriesExhausted(attempts=15)
 
 
+def test_on_rabbitmq_every_wait_of_a_second_or_more_waits_in_the_broker():
+    policy = BackoffPolicy.from_settings(Settings(broker_url="amqp://guest:guest@127.0.0.1//"))
+    assert policy.native_delays
+    assert [policy.wait(w).parked for w in (0.001, 1.4, 1.5, 60, 12 * 3600)] == [
+        True, True, False, False, False]
+    assert not BackoffPolicy.from_settings(Settings()).native_delays
+
+
 def test_jitter_stays_within_its_fraction():
     policy = BackoffPolicy(base=10.0, jitter=0.1)
     waits = {policy.after_failure(3).countdown for _ in range(500)}  # type: ignore[union-attr]

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,8 @@ import redis.sentinel
 import requests
 from pydantic import ValidationError
 
-from tests.conftest import OPERATOR_TOKEN, PORTAL_SECRET, WORKER_ENV, event
+from tests.conftest import OPERATOR_TOKEN, PORTAL_SECRET, WORKER_ENV, event, until
+from tests.producer import Producer
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.redis_server import RedisProcess, SentinelProcess
 from webhooks.dev.server import start_server, stop_server
@@ -67,7 +67,7 @@ class Topology:
         self.primary.start()
         self.replica.start()
         replica = redis.Redis(port=self.replica.port)
-        _until(lambda: replica.info("replication").get("master_link_status") == "up", 10,
+        until(lambda: replica.info("replication").get("master_link_status") == "up", 10,
                "the replica never synced")
         for sentinel in self.sentinels:
             sentinel.start()
@@ -79,7 +79,7 @@ class Topology:
                     return False
             return True
 
-        _until(agreed, 20, "the sentinels never found the replica and each other")
+        until(agreed, 20, "the sentinels never found the replica and each other")
 
     def master_port(self) -> int | None:
         try:
@@ -95,13 +95,6 @@ class Topology:
             process.stop()
 
 
-def _until(check: object, seconds: float, failure: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, failure
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def topology(tmp_path: Path) -> Iterator[Topology]:
     running = Topology(tmp_path)
@@ -110,42 +103,6 @@ def topology(tmp_path: Path) -> Iterator[Topology]:
         yield running
     finally:
         running.stop()
-
-
-class Producer:
-    """``python -m tests.producer``: a long-lived producer process, fed line by line."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.producer"], cwd=ROOT, env={**os.environ, **env},
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.accepted: list[dict[str, object]] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.accepted.append(json.loads(line))
-
-    def send(self, url: str, count: int) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write("".join(f"{url}\t{json.dumps(event())}\n"
-                                         for _ in range(count)))
-        self.process.stdin.flush()
-
-    def wait(self, count: int, seconds: float) -> list[dict[str, object]]:
-        _until(lambda: len(self.accepted) >= count, seconds,
-               f"the producer had {len(self.accepted)} of {count} accepted")
-        return self.accepted[:count]
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(timeout=30)
-        self.reader.join(timeout=10)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
 
 
 def _delivered_by_now(receiver: Receiver) -> int:
@@ -172,19 +129,19 @@ def test_failover_with_500_deliveries_under_way(topology: Topology, receiver: Re
     producer = Producer(env)
     first_port = topology.master_port()
     try:
-        producer.send(receiver.url(PATH), FIRST)
+        producer.send(receiver.url(PATH), [event() for _ in range(FIRST)])
         before = producer.wait(FIRST, 60)
         # Mid-way: some delivered, most between attempts (ETA messages, parked retries,
         # claims held).
-        _until(lambda: _delivered_by_now(receiver) >= 50, 60, "the workers never got going")
+        until(lambda: _delivered_by_now(receiver) >= 50, 60, "the workers never got going")
         killed_at = time.time()
         topology.primary.kill()
         started = time.monotonic()
-        _until(lambda: topology.master_port() not in (None, first_port), 30,
+        until(lambda: topology.master_port() not in (None, first_port), 30,
                "the sentinels did not promote the replica")
         promoted_in = time.monotonic() - started
         # The same producer process, which never restarted, goes on publishing.
-        producer.send(receiver.url(PATH), AFTER)
+        producer.send(receiver.url(PATH), [event() for _ in range(AFTER)])
         accepted = producer.wait(FIRST + AFTER, 60)
         assert all("id" in line for line in accepted), [a for a in accepted if "id" not in a]
         ids = [str(line["id"]) for line in accepted]

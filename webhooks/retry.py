@@ -28,6 +28,12 @@ class Retry:
     parked: bool = False
 
 
+#: The shortest wait RabbitMQ's delay queues take (Celery rounds a countdown down to
+#: whole seconds, and refuses zero): shorter ones park in Redis, with some margin
+#: for the time between deciding and publishing.
+NATIVE_DELAY_MIN = 1.5
+
+
 @dataclass(frozen=True)
 class RetriesExhausted:
     """No attempt follows: the delivery is ``retries_exhausted`` after ``attempts``."""
@@ -53,21 +59,28 @@ class BackoffPolicy:
     max_retries: int = MAX_RETRIES
     retry_after_max: float = 3600.0
     park_threshold: float = 30.0
+    native_delays: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BackoffPolicy:
         return cls(base=settings.retry_base_seconds, jitter=settings.retry_jitter,
                    retry_after_max=settings.retry_after_max_seconds,
-                   park_threshold=settings.park_threshold_seconds)
+                   park_threshold=settings.park_threshold_seconds,
+                   native_delays=settings.native_delays)
 
     def wait(self, countdown: float) -> Retry:
         """A run ``countdown`` seconds from now, and where it waits: the one place
         that decides between parking and a broker ETA message.
 
-        A broker ETA message is held unacknowledged by a worker until due: memory
-        per waiting retry, and a redelivery to another worker whenever the wait
-        outlasts the visibility timeout. Short waits stay ETAs; long ones park.
+        On Redis, a broker ETA message is held unacknowledged by a worker until
+        due: memory per waiting retry, and a redelivery to another worker whenever
+        the wait outlasts the visibility timeout. Short waits stay ETAs; long ones
+        park. On RabbitMQ (``native_delays``), a wait of any length waits in its
+        delay queues, which count whole seconds: Celery refuses a delay under one
+        second there, so only such waits park.
         """
+        if self.native_delays:
+            return Retry(countdown, parked=countdown < NATIVE_DELAY_MIN)
         return Retry(countdown, parked=countdown > self.park_threshold)
 
     def nominal_wait(self, retries: int) -> float:

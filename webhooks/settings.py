@@ -276,6 +276,11 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def native_delays(self) -> bool:
+        """Whether the broker is RabbitMQ, whose quorum queues hold retries until due."""
+        return urlsplit(self.broker_url or "").scheme in ("amqp", "amqps", "pyamqp")
+
+    @property
     def sentinel(self) -> SentinelURL | None:
         """The store's Sentinel setup, when WEBHOOKS_REDIS_URL is a ``sentinel://`` URL."""
         if urlsplit(self.redis_url).scheme != "sentinel":

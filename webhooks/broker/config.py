@@ -64,6 +64,22 @@ worker_cancel_long_running_tasks_on_connection_loss = False
 # The queue is named by WEBHOOKS_KEY_PREFIX ("webhooks"), so that deployments with
 # different prefixes on one broker never take each other's messages.
 task_default_queue = _settings.key_prefix
+
+# On RabbitMQ, every queue is a quorum queue: replicated over the cluster's nodes
+# (Raft), and with publisher confirms a published message is on a majority of
+# them before the producer goes on. Quorum queues also give Celery's native
+# delayed delivery, which needs topic exchanges: a retry then waits in
+# RabbitMQ's delay queues instead of unacknowledged in a worker, so on RabbitMQ
+# every backoff wait goes there, however long (retry.py), and the schedule in
+# Redis keeps what it is still needed for: circuits, destination slots, and a
+# retry the broker refused. Queues declared otherwise by an earlier version must
+# be deleted first (RabbitMQ refuses to change a queue's type).
+if _settings.native_delays:
+    task_default_queue_type = "quorum"
+    task_create_missing_queue_type = "quorum"
+    task_default_exchange_type = "topic"
+    task_create_missing_queue_exchange_type = "topic"
+    broker_transport_options["confirm_publish"] = True
 enable_utc = True
 timezone = "UTC"
 

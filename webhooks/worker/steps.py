@@ -57,6 +57,8 @@ class PreflightStep(bootsteps.StartStopStep):
                 tracing.instrument()  # no pool processes: this one runs the tasks
 
     def start(self, worker: Any) -> None:
+        if get_settings().native_delays:
+            _declare_queues(worker.app)
         try:
             policy = eviction_policy()
         except Exception as error:  # the worker keeps trying to connect; so will we, then
@@ -67,6 +69,20 @@ class PreflightStep(bootsteps.StartStopStep):
                 "Redis maxmemory-policy is %s, not noeviction: under memory pressure Redis "
                 "may silently evict waiting deliveries and their records (they carry TTLs). "
                 "Set maxmemory-policy noeviction on this Redis.", policy)
+
+
+def _declare_queues(app: Any) -> None:
+    """Declare every queue the app knows, with its exchange. Celery's native delayed
+    delivery (started after this step) binds each of them, consumed here or not, to
+    its delay exchange, and one missing turns native delays off for the whole
+    worker (seen with ``-Q`` naming only other queues)."""
+    try:
+        with app.connection_for_write() as connection:
+            channel = connection.default_channel
+            for queue in app.amqp.queues.values():
+                queue.bind(channel).declare()
+    except Exception as error:  # Celery's own connection retries report the broker
+        logger.warning("could not declare the queues on the broker: %s", error)
 
 
 def _trace_process(**_: Any) -> None:
