@@ -55,6 +55,7 @@ def measure(broker: str, count: int) -> float:
 
         with Connection(AMQP) as connection:
             connection.default_channel.queue_delete(prefix)
+            connection.default_channel.exchange_delete(prefix)
     return rate
 
 
