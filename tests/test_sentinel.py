@@ -248,3 +248,28 @@ def test_the_cli_hides_sentinel_passwords() -> None:
     assert done.stderr.startswith("Error: Redis at sentinel://127.0.0.1:1/0?master=m"
                                   "&password=***&sentinel_password=*** failed"), done.stderr
     assert "hunter" not in done.stderr
+
+
+def test_the_broker_channel_reaches_the_primary_after_its_connection_closed(
+        topology: Topology) -> None:
+    # kombu builds pools from a closed connection (to put unacknowledged messages back,
+    # and for acks that come after a reconnect): the channel keeps the sentinels.
+    from kombu import Connection
+
+    from webhooks.broker.transport import SentinelTransport
+
+    read = SentinelURL.parse(topology.url)
+    connection = Connection(read.kombu_url(), transport=SentinelTransport,
+                            transport_options={"master_name": MASTER})
+    channel = connection.channel()
+    with channel.conn_or_acquire() as client:  # what acks and restores go through
+        assert client.ping()
+    transport = channel.connection
+    transport.client = None  # as kombu's Connection._do_close_transport leaves it
+    pool = channel._get_pool()
+    assert redis.Redis(connection_pool=pool).info("replication")["role"] == "master"
+    assert pool.connection_kwargs.get("db", 0) == 0
+    with pytest.raises(redis.ConnectionError, match="closed"):
+        channel._get_pool(asynchronous=True)
+    channel._sentinel_manager.close()
+    connection.release()

@@ -45,14 +45,23 @@ def test_create_load_and_move_through_statuses(store, redis_client):
     assert delivery.next_attempt_at == later
     assert [a.number for a in delivery.attempts] == [1]
 
-    store.record_attempt(Run("store-a", 0, 1), _attempt(2, ok=True), DeliveryStatus.DELIVERED)
+    # In exactly one status index at each step (the scripts leave only the one it was
+    # in), and in the index of all deliveries.
+    def memberships() -> list[DeliveryStatus]:
+        return [s for s in DeliveryStatus if redis_client.zscore(
+            f"webhooks:deliveries:{s.value}", "store-a") is not None]
+
+    assert memberships() == [DeliveryStatus.RETRYING]
+    store.record_attempt(Run("store-a", 0, 1), _attempt(2, ok=False), DeliveryStatus.RETRYING,
+                         later)
+    assert memberships() == [DeliveryStatus.RETRYING]
+    store.record_attempt(Run("store-a", 0, 2), _attempt(3, ok=True), DeliveryStatus.DELIVERED)
     delivery = store.get("store-a")
     assert delivery.status is DeliveryStatus.DELIVERED and delivery.next_attempt_at is None
-    # In exactly one status index, and in the index of all deliveries.
-    memberships = [s for s in DeliveryStatus
-                   if redis_client.zscore(f"webhooks:deliveries:{s.value}", "store-a") is not None]
-    assert memberships == [DeliveryStatus.DELIVERED]
+    assert memberships() == [DeliveryStatus.DELIVERED]
     assert redis_client.zscore("webhooks:deliveries", "store-a") is not None
+    store.set_status("store-a", DeliveryStatus.PENDING, now())  # as a redelivery begins
+    assert memberships() == [DeliveryStatus.PENDING]
 
 
 def test_listing_by_status_newest_first(store):

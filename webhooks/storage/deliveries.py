@@ -98,8 +98,18 @@ def _indexes(status: DeliveryStatus, tenant_id: str | None) -> tuple[list[str], 
     """The status index keys a delivery in ``status`` is in, and those it is not in."""
     scopes = _scopes(tenant_id)
     into = [scope(status) for scope in scopes]
-    out_of = [scope(other) for scope in scopes for other in DeliveryStatus if other is not status]
+    out_of = [scope(other) for scope in scopes for other in _others(status)]
     return into, out_of
+
+
+def _others(status: DeliveryStatus) -> list[DeliveryStatus]:
+    return [other for other in DeliveryStatus if other is not status]
+
+
+def _index_statuses(status: DeliveryStatus, tenant_id: str | None) -> list[str]:
+    """The status of each index :func:`_indexes` says a delivery in ``status`` is not in,
+    in the same order: the scripts leave only those of the status it had."""
+    return [other.value for _ in _scopes(tenant_id) for other in _others(status)]
 
 
 def _delivery(fields: Mapping[bytes, bytes | None], attempts: list[bytes]) -> Delivery:
@@ -308,6 +318,7 @@ class DeliveryStore:
                   "updated_score": moment.timestamp(),
                   "ttl": int(self.retention.total_seconds()),
                   "index_count": len(into), **attempt_args(attempt),
+                  "index_statuses": _index_statuses(status, tenant_id),
                   **leave_args(settings, destination, attempt.succeeded,
                                attempt.duration_ms)}),
                 persist_for, f"recording attempt {attempt.number} of {run.delivery_id}")
@@ -362,7 +373,8 @@ class DeliveryStore:
                   "updated_score": moment.timestamp(),
                   "ttl": int(self.retention.total_seconds()),
                   "release_member": release.member if release else "",
-                  "index_count": len(into)},
+                  "index_count": len(into),
+                  "index_statuses": _index_statuses(status, tenant_id)},
             client=client)
 
     def _owners(self, delivery_ids: Sequence[str]

@@ -40,18 +40,23 @@ end
 
 -- After an attempt: leave the destination, let the longest-waiting run in, and move
 -- the circuit breaker. The attempt's duration is kept as a moving average, to pace
--- waiting runs. Returns the time the circuit is open until (0 when closed).
+-- waiting runs. Returns the time the circuit is open until (0 when closed), and
+-- whether a success cleared a breaker that had counted failures, or found none at all
+-- (it expired: the circuit may have been open either way, and only then is the
+-- open-circuits index touched).
 local function leave(inflight, breaker, waiting, scheduled, member, succeeded, now,
                      failures_to_open, cooldown_default, max_cooldown, duration)
   redis.call('ZREM', inflight, member)
   local next_run = redis.call('ZPOPMIN', waiting)
   if next_run[1] then redis.call('ZADD', scheduled, now, next_run[1]) end
-  local avg = tonumber(redis.call('HGET', breaker, 'avg_ms') or duration)
+  local known = redis.call('HGET', breaker, 'avg_ms')
+  local avg = tonumber(known or duration)
   redis.call('HSET', breaker, 'avg_ms', tostring(avg * 0.8 + tonumber(duration) * 0.2))
   redis.call('EXPIRE', breaker, 86400)
   if succeeded == '1' then
-    redis.call('HDEL', breaker, 'failures', 'open_until', 'cooldown', 'probing', 'probe_until')
-    return 0
+    local cleared = redis.call('HDEL', breaker, 'failures', 'open_until', 'cooldown',
+                               'probing', 'probe_until')
+    return 0, cleared > 0 or not known
   end
   local failures = redis.call('HINCRBY', breaker, 'failures', 1)
   local probing = redis.call('HGET', breaker, 'probing')
@@ -59,10 +64,10 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
   if probing == member then
     cooldown = math.min(cooldown * 2, tonumber(max_cooldown))  -- the probe failed: wait longer
   elseif failures < tonumber(failures_to_open) then
-    return 0
+    return 0, false
   end
   local open_until = tonumber(now) + cooldown
   redis.call('HSET', breaker, 'open_until', open_until, 'cooldown', cooldown)
   redis.call('HDEL', breaker, 'probing')
-  return tostring(open_until)
+  return tostring(open_until), false
 end

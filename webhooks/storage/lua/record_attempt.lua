@@ -5,9 +5,9 @@
 -- repeat: an attempt already on record (a retried call whose answer was lost)
 -- changes nothing.
 -- KEYS: delivery_key attempts_key running_key scheduled_key due_key metrics_key circuits_key *index_keys
--- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination succeeded failures_to_open cooldown max_cooldown duration_ms inflight_template breaker_template waiting_template index_count attempt_counter duration_bucket duration_seconds
+-- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination succeeded failures_to_open cooldown max_cooldown duration_ms inflight_template breaker_template waiting_template index_count attempt_counter duration_bucket duration_seconds *index_statuses
 -- Uses: destination status
--- index_keys, due_at: as status.lua takes them.
+-- index_keys, index_statuses, due_at: as status.lua takes them.
 -- metrics_key, circuits_key: the counters hash and the open circuits ('' for both:
 -- metrics off). attempt_counter: the counter of this attempt's kind
 -- (attempts:outcome:error_kind:status_class); duration_bucket: the histogram bucket
@@ -16,7 +16,8 @@
 -- Returns named fields: open_until (when the destination's circuit opened; 0: closed),
 -- and recorded: 0 when the attempt was on record already, or its delivery is gone
 -- (deleted while the attempt was in flight: nothing of it is written back).
-if redis.call('EXISTS', delivery_key) == 0 then
+local was = redis.call('HGET', delivery_key, 'status')
+if not was then
   redis.call('ZREM', running_key, member)
   if destination ~= '' then
     redis.call('ZREM', string.format(inflight_template, destination), member)
@@ -35,17 +36,18 @@ if metrics_key ~= '' then
     redis.call('HINCRBY', metrics_key, 'finished:' .. status, 1)
   end
 end
-settle(delivery_key, attempts_key, due_key, index_keys, index_count, delivery_id, status,
-       updated_at, next_attempt_at, stop_reason, due_at, updated_score, ttl)
+settle(delivery_key, attempts_key, due_key, index_keys, index_count, index_statuses, was,
+       delivery_id, status, updated_at, next_attempt_at, stop_reason, due_at, updated_score,
+       ttl)
 redis.call('ZREM', running_key, member)
 if park_at ~= '' then redis.call('ZADD', scheduled_key, park_at, next_member) end
 if destination == '' then return {'open_until', '0', 'recorded', '1'} end
-local open_until = leave(
+local open_until, cleared = leave(
   string.format(inflight_template, destination), string.format(breaker_template, destination),
   string.format(waiting_template, destination), scheduled_key, member, succeeded,
   updated_score, failures_to_open, cooldown, max_cooldown, duration_ms)
 if circuits_key ~= '' then
   if tonumber(open_until) > 0 then redis.call('ZADD', circuits_key, open_until, destination)
-  elseif succeeded == '1' then redis.call('ZREM', circuits_key, destination) end
+  elseif cleared then redis.call('ZREM', circuits_key, destination) end
 end
 return {'open_until', tostring(open_until), 'recorded', '1'}

@@ -3,20 +3,20 @@
 -- an attempt claim. A delivery that is gone (deleted meanwhile) stays gone: no key of
 -- it comes back.
 -- KEYS: delivery_key attempts_key due_key running_key metrics_key *index_keys
--- ARGV: delivery_id status updated_at next_attempt_at stop_reason due_at updated_score ttl release_member index_count
+-- ARGV: delivery_id status updated_at next_attempt_at stop_reason due_at updated_score ttl release_member index_count *index_statuses
 -- Uses: status
--- index_keys, due_at: as status.lua takes them. release_member: '' for none.
+-- index_keys, index_statuses, due_at: as status.lua takes them. release_member: '' for none.
 -- metrics_key: a delivery that becomes final here counts in its finished:<status>
 -- ('' for metrics off).
 -- Returns: 1, or 0 when the delivery is gone.
 if release_member ~= '' then redis.call('ZREM', running_key, release_member) end
-if redis.call('EXISTS', delivery_key) == 0 then return 0 end
-if metrics_key ~= '' and (status == 'delivered' or status == 'retries_exhausted') then
-  local was = redis.call('HGET', delivery_key, 'status')
-  if was ~= 'delivered' and was ~= 'retries_exhausted' then
-    redis.call('HINCRBY', metrics_key, 'finished:' .. status, 1)
-  end
+local was = redis.call('HGET', delivery_key, 'status')
+if not was then return 0 end
+if metrics_key ~= '' and (status == 'delivered' or status == 'retries_exhausted')
+    and was ~= 'delivered' and was ~= 'retries_exhausted' then
+  redis.call('HINCRBY', metrics_key, 'finished:' .. status, 1)
 end
-settle(delivery_key, attempts_key, due_key, index_keys, index_count, delivery_id, status,
-       updated_at, next_attempt_at, stop_reason, due_at, updated_score, ttl)
+settle(delivery_key, attempts_key, due_key, index_keys, index_count, index_statuses, was,
+       delivery_id, status, updated_at, next_attempt_at, stop_reason, due_at, updated_score,
+       ttl)
 return 1
