@@ -109,6 +109,18 @@ def test_unreachable_redis_is_one_line(tmp_path):
     assert_one_line_error(result, "Redis at redis://127.0.0.1:1/0")
 
 
+@pytest.mark.parametrize(("setting", "value", "says"), [
+    ("WEBHOOKS_REDIS_URL", "http://127.0.0.1:6379/0", "WEBHOOKS_REDIS_URL: must start with"),
+    ("WEBHOOKS_TIMEOUT_SECONDS", "soon", "WEBHOOKS_TIMEOUT_SECONDS: Input should be a valid"),
+    ("WEBHOOKS_RECOVERY_SECONDS", "1", "WEBHOOKS_RECOVERY_SECONDS must exceed"),
+])
+def test_a_bad_setting_is_one_line_naming_it(setting, value, says):
+    result = subprocess.run([sys.executable, "-m", "webhooks", "stats"], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, setting: value})
+    assert_one_line_error(result, says)
+    assert "Traceback" not in result.stderr
+
+
 def test_schema_prints_the_committed_schema():
     result = run("schema")
     assert result.returncode == 0

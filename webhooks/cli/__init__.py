@@ -12,17 +12,36 @@ import click
 import redis
 import redis.sentinel
 from kombu.exceptions import KombuError
+from pydantic import ValidationError
 
 from .._version import __version__
 from ..errors import WebhooksError
 from ..settings import get_settings
-from . import deliveries
-from .demo import demo
-from .endpoints import endpoints
-from .metrics import metrics_server
-from .outbox import outbox
-from .tenants import tenants
-from .web import portal_link, serve
+
+
+def _settings_or_exit() -> None:
+    """Bad WEBHOOKS_* settings as one line, before the modules that read them load
+    (they would stop with pydantic's traceback)."""
+    try:
+        get_settings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["loc"]:
+            message = f"WEBHOOKS_{str(error['loc'][0]).upper()}: {message}"
+        click.echo(f"Error: {message}", err=True)
+        sys.exit(1)
+
+
+_settings_or_exit()
+
+from . import deliveries  # noqa: E402
+from .demo import demo  # noqa: E402
+from .endpoints import endpoints  # noqa: E402
+from .metrics import metrics_server  # noqa: E402
+from .outbox import outbox  # noqa: E402
+from .tenants import tenants  # noqa: E402
+from .web import portal_link, serve  # noqa: E402
 
 __all__ = ["main"]
 
