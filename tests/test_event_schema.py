@@ -13,7 +13,7 @@ from typing import Any
 
 import hypothesis_jsonschema._from_schema as hjs
 import pytest
-from hypothesis import Phase, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.internal.conjecture import utils as conjecture_utils
 from hypothesis_jsonschema import from_schema
@@ -121,8 +121,10 @@ def _hypothesis_jsonschema_fixed() -> Iterator[None]:
 
 
 # Not shrunk: shrinking one of these events takes minutes, past the suite's timeout, and
-# the failure names the field anyway.
-@settings(max_examples=30, deadline=None,
+# the failure names the field anyway. hypothesis-jsonschema discards many drafts of an
+# event with patterns and formats (seen: 50 of 59 in one run, which failed Hypothesis's
+# filter health check); the 30 examples are still 30.
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.filter_too_much],
           phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(from_schema(schema_of("screenshot_set.approved")))
 def test_every_event_the_schema_allows_is_accepted(raw: dict[str, Any]) -> None:
