@@ -61,6 +61,8 @@ def test_rabbitmq_delivers_retries_and_exhausts(rabbit_env: dict[str, str],
             # Retry-After: 2 makes a wait RabbitMQ's delay queues hold.
             + [[receiver.url("/retry-after/2/rabbit"), event()]],
             "tenant": "", "published": []}
+    # As if this store's workers had been on the Redis broker until now.
+    store.set(f"{PREFIX}:broker", STORE_URL)
     worker = start_worker(tmp_path / "worker.log", rabbit_env, "--concurrency=4")
     try:
         done = subprocess.run([sys.executable, "-m", "tests.observed", json.dumps(plan)],
@@ -96,6 +98,10 @@ def test_rabbitmq_delivers_retries_and_exhausts(rabbit_env: dict[str, str],
     assert attempts == [1] * 20 + [4] * 3 + [15] * 2 + [2]
     first, second = receiver.received("/retry-after/2/rabbit")
     assert 2 <= second.at - first.at < 4, second.at - first.at
+    # The worker said that the store's workers changed broker, and recorded its own.
+    assert (f"this store's workers last started with the broker {STORE_URL}; this one uses "
+            "amqp://guest:***@127.0.0.1:5672//") in (tmp_path / "worker.log").read_text()
+    assert store.get(f"{PREFIX}:broker") == b"amqp://guest:***@127.0.0.1:5672//"
     # Each first-try delivery reached the receiver exactly once.
     got = Counter(r.headers["webhook-id"] for r in receiver.received("/ok/rabbit"))
     assert got == Counter(ids[:20])

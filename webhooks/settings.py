@@ -13,10 +13,23 @@ import standardwebhooks
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["SentinelURL", "Settings", "get_settings"]
+__all__ = ["SentinelURL", "Settings", "get_settings", "shown_url"]
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 _SENTINEL_OPTIONS = {"master", "password", "sentinel_password", "username"}
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its passwords hidden, for messages and logs: the one before an @,
+    and a ``sentinel://`` URL's ``password`` and ``sentinel_password`` parameters."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, _, hosts = netloc.rpartition("@")
+        user, colon, _ = credentials.partition(":")
+        netloc = f"{user}{':***' if colon else ''}@{hosts}"
+    query = re.sub(r"((?:^|&)(?:sentinel_)?password=)[^&]*", r"\1***", parts.query)
+    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 @dataclass(frozen=True)

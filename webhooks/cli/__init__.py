@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 import redis
@@ -16,7 +14,7 @@ from pydantic import ValidationError
 
 from .._version import __version__
 from ..errors import WebhooksError
-from ..settings import get_settings
+from ..settings import get_settings, shown_url
 
 
 def _settings_or_exit() -> None:
@@ -83,12 +81,7 @@ class _OneLineErrors(click.Group):
 
 def _shown_url() -> str:
     """The Redis URL without its passwords, for messages."""
-    parts = urlsplit(get_settings().redis_url)
-    netloc = parts.netloc if parts.password is None else parts.netloc.replace(
-        f":{parts.password}@", ":***@")
-    # A sentinel:// URL carries them as query parameters.
-    query = re.sub(r"((?:^|&)(?:sentinel_)?password=)[^&]*", r"\1***", parts.query)
-    return parts._replace(netloc=netloc, query=query).geturl()
+    return shown_url(get_settings().redis_url)
 
 
 @click.group(cls=_OneLineErrors)

@@ -94,6 +94,11 @@ def endpoint_health(endpoint_id: str) -> str:
     return f"{_p()}endpoint:{endpoint_id}:health"
 
 
+def broker() -> str:
+    """String: the broker (password hidden) the store's workers last started with."""
+    return f"{_p()}broker"
+
+
 def scheduled() -> str:
     """Sorted set of task runs waiting for their due time (see :mod:`.schedule`)."""
     return f"{_p()}scheduled"

@@ -7,6 +7,7 @@ A member names one run of the delivery task, ``{delivery_id}:{cycle}:{retries}``
 - ``webhooks:promoting``  runs taken off ``scheduled`` whose message is being
                           published (score: when taken); put back if a promoter dies
 - ``webhooks:running``    runs whose attempt is claimed (score: when the claim lapses)
+- ``webhooks:broker``     the broker the workers publish to (see :meth:`Schedule.note_broker`)
 
 Each transition is one Lua script or one MULTI, so a run is in at most one of them.
 """
@@ -33,6 +34,15 @@ class Schedule:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._move = Script(client, "move_due")
+
+    def note_broker(self, broker: str) -> str | None:
+        """Record ``broker`` as the one this store's workers publish to; the broker
+        recorded before, when it was another. Any promoter may take any parked run, and
+        publishes it to its own broker: workers of one store must share one."""
+        previous = cast(bytes | None, self._redis.set(keys.broker(), broker, get=True))
+        if previous is None or previous.decode() == broker:
+            return None
+        return previous.decode()
 
     def park_nx(self, runs: Sequence[Run], due: float) -> None:
         """Park ``runs`` until ``due``, unless already parked (then their due time stands)."""

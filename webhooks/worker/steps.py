@@ -23,8 +23,9 @@ from celery import bootsteps, signals
 from .. import tracing
 from ..broker import internals
 from ..outbox.relay import Relay
-from ..settings import get_settings
+from ..settings import get_settings, shown_url
 from ..storage.connection import eviction_policy
+from ..storage.schedule import get_schedule
 from .promoter import Promoter
 
 __all__ = ["OutboxStep", "PreflightStep", "PromoterStep"]
@@ -59,11 +60,23 @@ class PreflightStep(bootsteps.StartStopStep):
     def start(self, worker: Any) -> None:
         if get_settings().native_delays:
             _declare_queues(worker.app)
+        settings = get_settings()
+        broker = shown_url(settings.broker_url or settings.redis_url)
         try:
             policy = eviction_policy()
+            previous = get_schedule().note_broker(broker)
         except Exception as error:  # the worker keeps trying to connect; so will we, then
-            logger.warning("could not read Redis's maxmemory-policy: %s", error)
+            logger.warning("could not check Redis's settings at start: %s", error)
             return
+        if previous is not None:
+            # Any worker's promoter may take any parked run and publishes it to its own
+            # broker, where workers on another broker never see it: until the backstop
+            # finds it, 2 x WEBHOOKS_RECOVERY_SECONDS late.
+            logger.warning(
+                "this store's workers last started with the broker %s; this one uses %s. "
+                "Workers of one store (and key prefix) must share one broker: expected "
+                "once per worker while moving to a new broker, a misconfiguration "
+                "otherwise.", previous, broker)
         if policy != "noeviction":
             logger.warning(
                 "Redis maxmemory-policy is %s, not noeviction: under memory pressure Redis "
