@@ -289,9 +289,14 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def broker(self) -> str:
+        """The Celery broker's URL: WEBHOOKS_BROKER_URL, else the store's Redis."""
+        return self.broker_url or self.redis_url
+
+    @property
     def native_delays(self) -> bool:
         """Whether the broker is RabbitMQ, whose quorum queues hold retries until due."""
-        return urlsplit(self.broker_url or "").scheme in ("amqp", "amqps", "pyamqp")
+        return urlsplit(self.broker).scheme in ("amqp", "amqps", "pyamqp")
 
     @property
     def sentinel(self) -> SentinelURL | None:

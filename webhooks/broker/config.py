@@ -14,7 +14,7 @@ from ..settings import SentinelURL, get_settings
 _settings = get_settings()
 
 # The store's Redis, unless WEBHOOKS_BROKER_URL names another broker (RabbitMQ).
-broker_url = _settings.broker_url or _settings.redis_url
+broker_url = _settings.broker
 broker_transport_options: dict[str, object] = {}
 # kombu's Redis transport with one fix for speed (transport.py), and its Sentinel
 # transport with the same fix for a sentinel:// URL, which kombu reads as one URL

@@ -69,19 +69,15 @@ class _OneLineErrors(click.Group):
             # Its own message carries the repr of every sentinel client.
             reason = ("no sentinel answered with the primary's address" if isinstance(
                 exc, redis.sentinel.MasterNotFoundError) else str(exc))
-            click.echo(f"Error: Redis at {_shown_url()} failed: {reason}; retrying the same "
-                       "command is safe", err=True)
+            where = shown_url(get_settings().redis_url)
+            click.echo(f"Error: Redis at {where} failed: {reason}; retrying the same command "
+                       "is safe", err=True)
             sys.exit(1)
         except KombuError as exc:
             click.echo(f"Error: the broker failed: {exc}; retrying the same command is safe",
                        err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
-
-
-def _shown_url() -> str:
-    """The Redis URL without its passwords, for messages."""
-    return shown_url(get_settings().redis_url)
 
 
 @click.group(cls=_OneLineErrors)

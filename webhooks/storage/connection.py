@@ -34,6 +34,10 @@ RETRIES = 3
 _Sentinel: Any = redis.sentinel.Sentinel  # untyped in redis-py
 
 
+def _retry(retries: int) -> Retry:
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries)
+
+
 @lru_cache(maxsize=1)
 def get_redis() -> redis.Redis:
     """The client every store shares: one connection pool per process.
@@ -46,7 +50,7 @@ def get_redis() -> redis.Redis:
     settings = get_settings()
     timeouts: dict[str, Any] = {"socket_timeout": settings.redis_timeout_seconds,
                                 "socket_connect_timeout": settings.redis_timeout_seconds}
-    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), RETRIES)
+    retry = _retry(RETRIES)
     sentinel = settings.sentinel
     if sentinel is None:
         return redis.Redis.from_url(settings.redis_url, health_check_interval=30, retry=retry,
@@ -56,7 +60,7 @@ def get_redis() -> redis.Redis:
         # One quick retry per sentinel: discovering the primary already tries each of
         # them, and redis-py's default backoff would make that take 17 s when none answers.
         sentinel_kwargs={**timeouts, "password": sentinel.sentinel_password,
-                         "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 1)},
+                         "retry": _retry(1)},
         db=sentinel.db, username=sentinel.username, password=sentinel.password,
         health_check_interval=30, retry=retry, **timeouts)
     return cast(redis.Redis, sentinels.master_for(sentinel.master))

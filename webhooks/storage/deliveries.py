@@ -84,7 +84,7 @@ def _scopes(tenant_id: str | None) -> list[Callable[..., str]]:
 
 def _every_index(tenant_id: str | None) -> list[str]:
     """Every index key a delivery of this tenant (or of none) can be in."""
-    into, out_of = _indexes(DeliveryStatus.PENDING, tenant_id)
+    into, out_of, _ = _indexes(DeliveryStatus.PENDING, tenant_id)
     return _created_indexes(tenant_id) + into + out_of
 
 
@@ -94,22 +94,15 @@ def _created_indexes(tenant_id: str | None) -> list[str]:
     return [scope(None) for scope in _scopes(tenant_id)]
 
 
-def _indexes(status: DeliveryStatus, tenant_id: str | None) -> tuple[list[str], list[str]]:
-    """The status index keys a delivery in ``status`` is in, and those it is not in."""
+def _indexes(status: DeliveryStatus, tenant_id: str | None
+             ) -> tuple[list[str], list[str], list[str]]:
+    """The status index keys a delivery in ``status`` is in, those it is not in, and the
+    status of each of the latter (the scripts leave only those of the status it had)."""
     scopes = _scopes(tenant_id)
     into = [scope(status) for scope in scopes]
-    out_of = [scope(other) for scope in scopes for other in _others(status)]
-    return into, out_of
-
-
-def _others(status: DeliveryStatus) -> list[DeliveryStatus]:
-    return [other for other in DeliveryStatus if other is not status]
-
-
-def _index_statuses(status: DeliveryStatus, tenant_id: str | None) -> list[str]:
-    """The status of each index :func:`_indexes` says a delivery in ``status`` is not in,
-    in the same order: the scripts leave only those of the status it had."""
-    return [other.value for _ in _scopes(tenant_id) for other in _others(status)]
+    leaving = [(scope(other), other.value) for scope in scopes for other in DeliveryStatus
+               if other is not status]
+    return into, [key for key, _ in leaving], [value for _, value in leaving]
 
 
 def _delivery(fields: Mapping[bytes, bytes | None], attempts: list[bytes]) -> Delivery:
@@ -195,7 +188,7 @@ class DeliveryStore:
                       (delivery.next_attempt_at or delivery.created_at).timestamp(), message,
                       park_at if park_at is not None else "", len(fields) // 2, *fields]
         cutoff = (deliveries[0].created_at - self.retention).timestamp()
-        into, out_of = _indexes(status, tenant_id)
+        into, out_of, _ = _indexes(status, tenant_id)
         into = _created_indexes(tenant_id) + into
         reply = self._create_script(
             keys={"due_key": keys.due(), "scheduled_key": keys.scheduled(),
@@ -300,7 +293,7 @@ class DeliveryStore:
         """
         moment, settings = now(), get_settings()
         waiting = status not in FINAL_STATUSES and next_attempt_at is not None
-        into, out_of = _indexes(status, tenant_id)
+        into, out_of, leaving = _indexes(status, tenant_id)
         persist(lambda: self._record_script(
             keys={"delivery_key": keys.delivery(run.delivery_id),
                   "attempts_key": keys.attempts(run.delivery_id),
@@ -318,7 +311,7 @@ class DeliveryStore:
                   "updated_score": moment.timestamp(),
                   "ttl": int(self.retention.total_seconds()),
                   "index_count": len(into), **attempt_args(attempt),
-                  "index_statuses": _index_statuses(status, tenant_id),
+                  "index_statuses": leaving,
                   **leave_args(settings, destination, attempt.succeeded,
                                attempt.duration_ms)}),
                 persist_for, f"recording attempt {attempt.number} of {run.delivery_id}")
@@ -357,7 +350,7 @@ class DeliveryStore:
                     stop_reason: str | None, tenant_id: str | None,
                     release: Run | None = None) -> None:
         moment = now()
-        into, out_of = _indexes(status, tenant_id)
+        into, out_of, leaving = _indexes(status, tenant_id)
         waiting = status not in FINAL_STATUSES and next_attempt_at is not None
         self._status_script(
             keys={"delivery_key": keys.delivery(delivery_id),
@@ -374,7 +367,7 @@ class DeliveryStore:
                   "ttl": int(self.retention.total_seconds()),
                   "release_member": release.member if release else "",
                   "index_count": len(into),
-                  "index_statuses": _index_statuses(status, tenant_id)},
+                  "index_statuses": leaving},
             client=client)
 
     def _owners(self, delivery_ids: Sequence[str]

@@ -40,9 +40,8 @@ class Schedule:
         recorded before, when it was another. Any promoter may take any parked run, and
         publishes it to its own broker: workers of one store must share one."""
         previous = cast(bytes | None, self._redis.set(keys.broker(), broker, get=True))
-        if previous is None or previous.decode() == broker:
-            return None
-        return previous.decode()
+        before = previous.decode() if previous is not None else None
+        return before if before != broker else None
 
     def park_nx(self, runs: Sequence[Run], due: float) -> None:
         """Park ``runs`` until ``due``, unless already parked (then their due time stands)."""

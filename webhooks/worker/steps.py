@@ -58,10 +58,10 @@ class PreflightStep(bootsteps.StartStopStep):
                 tracing.instrument()  # no pool processes: this one runs the tasks
 
     def start(self, worker: Any) -> None:
-        if get_settings().native_delays:
-            _declare_queues(worker.app)
         settings = get_settings()
-        broker = shown_url(settings.broker_url or settings.redis_url)
+        if settings.native_delays:
+            _declare_queues(worker.app)
+        broker = shown_url(settings.broker)
         try:
             policy = eviction_policy()
             previous = get_schedule().note_broker(broker)
