@@ -112,8 +112,10 @@ class SentinelChannel(Channel, _SentinelChannel):  # type: ignore[misc]
         addresses = []
         for url in self._sentinel_urls:
             parts = url_to_parts(url)
-            addresses.append((parts.hostname, parts.port or _SentinelTransport.default_port))
-        manager: Any = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            # kombu reads a URL without a host as localhost's, as here.
+            addresses.append((parts.hostname or "localhost",
+                              parts.port or _SentinelTransport.default_port))
+        manager: Any = redis.sentinel.Sentinel(
             addresses, min_other_sentinels=getattr(self, "min_other_sentinels", 0),
             sentinel_kwargs=getattr(self, "sentinel_kwargs", None), **params)
         self._sentinel_manager = manager  # closed with the channel's pools
