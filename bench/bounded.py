@@ -22,7 +22,7 @@ from webhooks.dev.receiver import Receiver
 from webhooks.dev.redis_server import ensure_redis
 from webhooks.dev.worker import start_worker, stop_worker, tree_rss_kb
 from webhooks.models import FINAL_STATUSES
-from webhooks.storage.deliveries import get_store
+from webhooks.system import get_store
 
 TIMEOUT = 1.0
 

@@ -69,9 +69,7 @@ def main() -> int:
         from bench.scenarios import one_kb_event, procfile_worker
         from webhooks import outbox
         from webhooks.producer import delivery_id
-        from webhooks.storage.deliveries import get_store
-        from webhooks.storage.endpoints import get_endpoints
-        from webhooks.storage.tenants import get_tenants
+        from webhooks.system import get_endpoints, get_store, get_tenants
 
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(outbox.DDL)

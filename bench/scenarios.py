@@ -21,7 +21,7 @@ import requests
 from bench.receiver import FastReceiver
 from webhooks import deliver, deliver_many
 from webhooks.dev.worker import kill_worker, start_worker
-from webhooks.settings import get_settings
+from webhooks.system import System, set_default
 
 ROOT = Path(__file__).resolve().parent.parent
 Row = dict[str, Any]
@@ -150,11 +150,11 @@ def metrics_cost(rx: FastReceiver, count: int, rounds: int = 2) -> Row:
     for turn in range(rounds * 4):
         setting = "true" if turn % 4 in (1, 2) else "false"
         os.environ["WEBHOOKS_METRICS"] = setting  # this process, the producer
-        get_settings.cache_clear()
+        set_default(System())
         with _worker(env={"WEBHOOKS_METRICS": setting}):
             rates[setting].append(_end_to_end(rx, count, f"h{turn}x{time.time_ns()}"))
     os.environ.pop("WEBHOOKS_METRICS")
-    get_settings.cache_clear()
+    set_default(System())
     on, off = statistics.median(rates["true"]), statistics.median(rates["false"])
     return _row(
         "(h) throughput with metrics on vs off (deliveries/s)",

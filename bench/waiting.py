@@ -13,7 +13,6 @@ import os
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 os.environ.setdefault("WEBHOOKS_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -25,9 +24,7 @@ from webhooks.dev.redis_server import ensure_redis
 from webhooks.dev.seed import seed_waiting
 from webhooks.dev.worker import start_worker, stop_worker, tree_rss_kb
 from webhooks.events import parse_event
-from webhooks.storage import keys
-from webhooks.storage.deliveries import DeliveryStore
-from webhooks.storage.schedule import Schedule
+from webhooks.system import System
 
 
 def measure(count: int) -> dict[str, float]:
@@ -42,10 +39,11 @@ def measure(count: int) -> dict[str, float]:
             time.sleep(2)
             rss_before = tree_rss_kb(worker.pid)
             used_before = int(client.info("memory")["used_memory"])
+            system = System(client=client)
             started = time.perf_counter()
             seed_waiting(
-                DeliveryStore(client, timedelta(days=1)),
-                Schedule(client),
+                system.deliveries,
+                system.schedule,
                 parse_event(one_kb_event()),
                 "https://example.com/hook",
                 count,
@@ -54,7 +52,7 @@ def measure(count: int) -> dict[str, float]:
             seeded = time.perf_counter() - started
             time.sleep(3)  # promoter passes over the parked set
             used = int(client.info("memory")["used_memory"]) - used_before
-            schedule = int(client.memory_usage(keys.scheduled()) or 0)
+            schedule = int(client.memory_usage(system.keys.scheduled()) or 0)
             rss = (tree_rss_kb(worker.pid) - rss_before) * 1024
         finally:
             stop_worker(worker)

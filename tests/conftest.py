@@ -32,14 +32,18 @@ os.environ["WEBHOOKS_PORTAL_SECRET"] = PORTAL_SECRET
 
 import redis  # noqa: E402
 
-from tests.web import Web  # noqa: E402
+from tests.web import InProcess, Web  # noqa: E402
 from webhooks.dev.receiver import Receiver  # noqa: E402
 from webhooks.dev.redis_server import ensure_redis  # noqa: E402
 from webhooks.dev.server import start_server, stop_server  # noqa: E402
 from webhooks.dev.worker import start_worker, stop_worker  # noqa: E402
 from webhooks.models import FINAL_STATUSES, Delivery, DeliveryStatus  # noqa: E402
-from webhooks.storage import keys  # noqa: E402
-from webhooks.storage.deliveries import get_store  # noqa: E402
+from webhooks.storage.keys import Keys  # noqa: E402
+from webhooks.system import System, get_default, get_store, set_default  # noqa: E402
+
+# This process's System, built from the environment above: its event modules (the
+# catalog) register the event types the tests send.
+get_default()
 
 # The machine's RabbitMQ, for the tests that run a worker on it as the broker.
 RABBITMQ = os.environ.get("WEBHOOKS_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
@@ -127,6 +131,13 @@ def web(redis_client: redis.Redis, tmp_path_factory: pytest.TempPathFactory) -> 
     stop_server(process)
 
 
+@pytest.fixture
+def api(redis_client: redis.Redis) -> InProcess:
+    """The application ``webhooks serve`` runs, called in this process (the fast tier's
+    way to every route): the same interface as ``web``."""
+    return InProcess(get_default(), OPERATOR_TOKEN)
+
+
 @pytest.fixture(scope="session")
 def receiver() -> Iterator[Receiver]:
     with Receiver() as running:
@@ -171,7 +182,9 @@ def counts(redis_client: redis.Redis) -> Iterator[Callable[[], tuple[int, int]]]
     since = time.time()
 
     def ours() -> list[str]:
-        ids = [raw.decode() for raw in redis_client.zrangebyscore(keys.deliveries(), since, "+inf")]
+        ids = [
+            raw.decode() for raw in redis_client.zrangebyscore(keys().deliveries(), since, "+inf")
+        ]
         routes = store.routes(ids)
         return [
             delivery_id
@@ -183,9 +196,9 @@ def counts(redis_client: redis.Redis) -> Iterator[Callable[[], tuple[int, int]]]
         # Deliveries accepted into QUEUE are never run; out of the overdue index,
         # the worker's backstop cannot publish them into QUEUE again mid-test.
         if accepted := ours():
-            redis_client.zrem(keys.due(), *accepted)
+            redis_client.zrem(keys().due(), *accepted)
         # Every record is written with its index entry in one transaction.
-        return int(redis_client.llen(QUEUE)), int(redis_client.zcard(keys.deliveries()))
+        return int(redis_client.llen(QUEUE)), int(redis_client.zcard(keys().deliveries()))
 
     yield snapshot
     store.delete_many(ours())
@@ -196,7 +209,7 @@ def counts(redis_client: redis.Redis) -> Iterator[Callable[[], tuple[int, int]]]
 def tenant(redis_client: redis.Redis) -> Iterator[str]:
     """A tenant of the test's own; deleted afterwards, with all it owns."""
     from webhooks.errors import TenantNotFound
-    from webhooks.storage.tenants import get_tenants
+    from webhooks.system import get_tenants
 
     tenant_id = f"acct_{uuid.uuid4().hex[:10]}"
     get_tenants().add(tenant_id, "A test customer")
@@ -205,57 +218,48 @@ def tenant(redis_client: redis.Redis) -> Iterator[str]:
         get_tenants().delete(tenant_id)
 
 
+def keys() -> Keys:
+    """The key names of this process's default System."""
+    return get_default().keys
+
+
 QUIET_URL = REDIS_URL.rsplit("/", 1)[0] + "/9"  # a database no worker uses
 
 
-def _forget_connections() -> None:
-    from webhooks.settings import get_settings
-    from webhooks.storage.connection import get_redis
-    from webhooks.storage.counters import get_counters
-    from webhooks.storage.endpoints import get_endpoints
-    from webhooks.storage.isolation import get_gate
-    from webhooks.storage.schedule import get_schedule
-
-    for cached in (
-        get_settings,
-        get_redis,
-        get_store,
-        get_endpoints,
-        get_schedule,
-        get_gate,
-        get_counters,
-    ):
-        cached.cache_clear()
+def _swap_default(system: System | None) -> System | None:
+    """Make ``system`` this process's default (as a test's own), returning the old one."""
+    return set_default(system)
 
 
 @pytest.fixture
 def quiet_db(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    """This process's store on a database of its own, which no worker touches, so that
-    DBSIZE counts only what the test writes."""
+    """This process's System on a database of its own, which no worker touches, so that
+    DBSIZE counts only what the test writes (processes it starts use it too)."""
     client = redis.Redis.from_url(QUIET_URL)
     client.flushdb()
     monkeypatch.setenv("WEBHOOKS_REDIS_URL", QUIET_URL)
-    _forget_connections()
+    previous = _swap_default(System())
     yield client
     monkeypatch.undo()
-    _forget_connections()
+    _swap_default(previous)
     client.flushdb()
     client.close()
 
 
 @pytest.fixture
 def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
-    """Change WEBHOOKS_* settings of this process for one test."""
-    from webhooks.settings import get_settings
+    """Change WEBHOOKS_* settings of this process for one test: each change makes a new
+    default System from the environment."""
+    previous = get_default()
 
     def change(**values: str) -> None:
         for name, value in values.items():
             monkeypatch.setenv(f"WEBHOOKS_{name.upper()}", value)
-        get_settings.cache_clear()
+        _swap_default(System())
 
     yield change
     monkeypatch.undo()
-    get_settings.cache_clear()
+    _swap_default(previous)
 
 
 @pytest.fixture
@@ -288,14 +292,14 @@ def stored(
     """Deliveries written to the store without their messages: for tests that publish
     (or withhold) the messages themselves."""
     from webhooks.events import parse_event
-    from webhooks.producer import encode_checked, new_delivery
+    from webhooks.producer import Producer, new_delivery
 
     parsed = parse_event(raw_event)
     deliveries = [
         new_delivery(parsed, url, endpoint_id, queue=queue, tenant_id=tenant)
         for url, endpoint_id in targets
     ]
-    get_store().create_many(deliveries, encode_checked(parsed))
+    get_store().create_many(deliveries, Producer(get_default()).encode_checked(parsed))
     return deliveries
 
 
@@ -380,7 +384,7 @@ def tenant_deliveries(tenant: str) -> list[tuple[str, str | None]]:
 @pytest.fixture
 def two_endpoints(tenant: str, receiver: Receiver) -> tuple[str, list[str]]:
     """A tenant with two endpoints that take the event and one that does not."""
-    from webhooks.storage.endpoints import get_endpoints
+    from webhooks.system import get_endpoints
 
     store = get_endpoints()
     taking = [store.add(receiver.url(f"/ok/outbox-{n}"), tenant=tenant)[0].id for n in (1, 2)]

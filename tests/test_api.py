@@ -17,21 +17,25 @@ import redis
 import requests
 from click.testing import CliRunner
 
-from tests.conftest import event
-from tests.web import Web
+from tests.conftest import event, keys
+from tests.web import Answer, InProcess, Web
 from webhooks import portal_token
 from webhooks.cli import main
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.server import start_server, stop_server
 from webhooks.errors import InvalidInput, TenantNotFound
 from webhooks.models import Delivery, DeliveryStatus
-from webhooks.storage import keys
-from webhooks.storage.tenants import get_tenants
-
-pytestmark = pytest.mark.usefixtures("worker")
+from webhooks.system import get_tenants
 
 
-def _error(response: requests.Response, status: int, field: str | None = None) -> dict[str, Any]:
+@pytest.fixture(params=["in-process", pytest.param("server", marks=pytest.mark.slow)])
+def served(request: pytest.FixtureRequest) -> Web | InProcess:
+    """The API in this process (the fast tier), and the same tests against a real
+    ``webhooks serve`` process (the slow tier)."""
+    return request.getfixturevalue("api" if request.param == "in-process" else "web")
+
+
+def _error(response: Answer, status: int, field: str | None = None) -> dict[str, Any]:
     """The response's error, checked: its status, the JSON shape, and the field."""
     assert response.status_code == status, response.text
     body = response.json()
@@ -46,17 +50,17 @@ def _error(response: requests.Response, status: int, field: str | None = None) -
 def _snapshot(client: redis.Redis, tenant_id: str) -> dict[str, Any]:
     """Everything Redis holds for a tenant, to show that a refused request wrote nothing."""
     found: dict[str, Any] = {}
-    for key in sorted(client.scan_iter(match=f"{keys.tenant(tenant_id)}*")):
+    for key in sorted(client.scan_iter(match=f"{keys().tenant(tenant_id)}*")):
         found[key.decode()] = client.dump(key)
-    endpoint_ids = sorted(m.decode() for m in client.smembers(keys.tenant_endpoints(tenant_id)))
+    endpoint_ids = sorted(m.decode() for m in client.smembers(keys().tenant_endpoints(tenant_id)))
     for endpoint_id in endpoint_ids:
-        found[endpoint_id] = client.get(keys.endpoint(endpoint_id))
-    for delivery_id in client.zrange(keys.tenant_deliveries(tenant_id), 0, -1):
+        found[endpoint_id] = client.get(keys().endpoint(endpoint_id))
+    for delivery_id in client.zrange(keys().tenant_deliveries(tenant_id), 0, -1):
         found[delivery_id.decode()] = (
-            client.hgetall(keys.delivery(delivery_id.decode())),
-            client.lrange(keys.attempts(delivery_id.decode()), 0, -1),
+            client.hgetall(keys().delivery(delivery_id.decode())),
+            client.lrange(keys().attempts(delivery_id.decode()), 0, -1),
         )
-    found["deliveries"] = client.zcard(keys.deliveries())
+    found["deliveries"] = client.zcard(keys().deliveries())
     return found
 
 
@@ -93,12 +97,13 @@ def _wait(
         time.sleep(0.05)
 
 
-def test_health_openapi_and_headers(web: Web) -> None:
-    health = requests.get(web.base + "/healthz", timeout=10)
+def test_health_openapi_and_headers(served: Web | InProcess) -> None:
+    web = served
+    health = web.call("GET", "/healthz", None)
     assert health.status_code == 200 and health.json() == {"status": "ok"}
     assert "script-src 'self'" in health.headers["content-security-policy"]
     assert "unsafe-inline" not in health.headers["content-security-policy"]
-    document = requests.get(web.base + "/openapi.json", timeout=10).json()
+    document = web.call("GET", "/openapi.json", None).json()
     routes = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
     expected = {
         ("POST", "/api/v1/tenants"),
@@ -135,6 +140,7 @@ def test_health_openapi_and_headers(web: Web) -> None:
     _error(web.call("PUT", "/api/v1/stats"), 405)
 
 
+@pytest.mark.slow
 def test_health_without_redis(tmp_path: Path) -> None:
     process, base = start_server(
         tmp_path / "serve.log",
@@ -167,7 +173,10 @@ def test_serve_refuses_without_its_tokens(
     assert result.exit_code == 2 and complaint in result.output, result.output
 
 
-def test_unauthorized(web: Web, make_tenant: Callable[[], str], redis_client: redis.Redis) -> None:
+def test_unauthorized(
+    served: Web | InProcess, make_tenant: Callable[[], str], redis_client: redis.Redis
+) -> None:
+    web = served
     tenant_id = make_tenant()
     path = f"/api/v1/tenants/{tenant_id}/endpoints"
     body = {"url": "https://example.com/hook"}
@@ -199,7 +208,10 @@ def test_unauthorized(web: Web, make_tenant: Callable[[], str], redis_client: re
     assert web.call("GET", path, portal_token(tenant_id)).status_code == 200
 
 
-def test_tenants(web: Web, make_tenant: Callable[[], str], redis_client: redis.Redis) -> None:
+def test_tenants(
+    served: Web | InProcess, make_tenant: Callable[[], str], redis_client: redis.Redis
+) -> None:
+    web = served
     prefix = f"api_{uuid.uuid4().hex[:8]}"
     made = []
     try:
@@ -210,7 +222,7 @@ def test_tenants(web: Web, make_tenant: Callable[[], str], redis_client: redis.R
             assert created.status_code == 201, created.text
             assert created.json()["id"] == f"{prefix}_{n}"
             made.append(f"{prefix}_{n}")
-        count = redis_client.zcard(keys.tenants())
+        count = redis_client.zcard(keys().tenants())
         _error(web.call("POST", "/api/v1/tenants", json={"id": made[0]}), 409, "id")
         _error(web.call("POST", "/api/v1/tenants", json={"id": "bad id!"}), 422, "id")
         _error(
@@ -227,7 +239,7 @@ def test_tenants(web: Web, make_tenant: Callable[[], str], redis_client: redis.R
             ),
             422,
         )
-        assert redis_client.zcard(keys.tenants()) == count
+        assert redis_client.zcard(keys().tenants()) == count
         # Paging by id, with after.
         seen, after = [], f"{prefix}"
         while after is not None:
@@ -258,15 +270,19 @@ def test_tenants(web: Web, make_tenant: Callable[[], str], redis_client: redis.R
         _error(web.call("GET", f"/api/v1/tenants/{made[1]}", own), 404)
         _error(web.call("DELETE", f"/api/v1/tenants/{made[1]}", own), 404)
         _error(web.call("GET", "/api/v1/stats", own), 403)
-        assert redis_client.zcard(keys.tenants()) == count - 1
+        assert redis_client.zcard(keys().tenants()) == count - 1
     finally:
         for tenant_id in made:
             get_tenants().delete(tenant_id)
 
 
 def test_endpoints(
-    web: Web, make_tenant: Callable[[], str], receiver: Receiver, redis_client: redis.Redis
+    served: Web | InProcess,
+    make_tenant: Callable[[], str],
+    receiver: Receiver,
+    redis_client: redis.Redis,
 ) -> None:
+    web = served
     tenant_id = make_tenant()
     base = f"/api/v1/tenants/{tenant_id}/endpoints"
     token = portal_token(tenant_id)  # the customer does all of this through the portal
@@ -362,6 +378,8 @@ def test_endpoints(
     _error(web.call("DELETE", path, token), 404)
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("worker")
 def test_publish_list_show_redeliver(
     web: Web, make_tenant: Callable[[], str], receiver: Receiver, redis_client: redis.Redis
 ) -> None:
@@ -476,6 +494,8 @@ def test_publish_list_show_redeliver(
     assert totals["delivered"] >= 8 and "parked" in totals
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("worker")
 def test_another_tenants_objects_are_not_found(
     web: Web, make_tenant: Callable[[], str], receiver: Receiver, redis_client: redis.Redis
 ) -> None:
@@ -544,10 +564,11 @@ def test_another_tenants_objects_are_not_found(
 
 
 def test_sessions_and_csrf(
-    web: Web, make_tenant: Callable[[], str], redis_client: redis.Redis
+    served: Web | InProcess, make_tenant: Callable[[], str], redis_client: redis.Redis
 ) -> None:
+    web = served
     tenant_id = make_tenant()
-    browser = requests.Session()
+    browser = web.browser()
     _error(web.call("POST", "/api/v1/session", None, json={"token": "nope"}, session=browser), 401)
     refused = web.call(
         "POST",
@@ -609,7 +630,7 @@ def test_sessions_and_csrf(
         web.call("GET", f"/api/v1/tenants/{make_tenant()}/endpoints", None, session=browser), 404
     )
     # Operator sessions reach everything; signing out ends a session.
-    operator = requests.Session()
+    operator = web.browser()
     web.call("POST", "/api/v1/session", None, json={"token": web.operator_token}, session=operator)
     assert web.call("GET", "/api/v1/stats", None, session=operator).status_code == 200
     assert (
@@ -620,7 +641,7 @@ def test_sessions_and_csrf(
     )
     _error(web.call("GET", path, None, session=browser), 401)
     # Deleting a tenant ends its sessions.
-    other = requests.Session()
+    other = web.browser()
     web.call(
         "POST", "/api/v1/session", None, json={"token": portal_token(tenant_id)}, session=other
     )
@@ -629,7 +650,8 @@ def test_sessions_and_csrf(
     _error(web.call("GET", path, None, session=other), 401)
 
 
-def test_portal_link_command(make_tenant: Callable[[], str], web: Web) -> None:
+def test_portal_link_command(make_tenant: Callable[[], str], served: Web | InProcess) -> None:
+    web = served
     tenant_id = make_tenant()
     result = CliRunner().invoke(
         main, ["portal-link", tenant_id, "--ttl", "60", "--base-url", web.base + "/"]
@@ -646,7 +668,8 @@ def test_portal_link_command(make_tenant: Callable[[], str], web: Web) -> None:
     ]:
         refused = CliRunner().invoke(main, ["portal-link", *args])
         assert refused.exit_code != 0 and complaint in refused.output, refused.output
-    assert token not in web.log.read_text()  # tokens are never logged
+    if isinstance(web, Web):  # a server's access log: tokens are never logged
+        assert token not in web.log.read_text()
     for ttl in (0, -1, 91 * 86400, True):
         with pytest.raises(InvalidInput) as refused_ttl:
             portal_token(tenant_id, ttl_seconds=ttl)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from tests.conftest import REDIS_URL, event
 from webhooks.cli import main
 from webhooks.events import event_schema
-from webhooks.storage.deliveries import get_store
+from webhooks.system import get_store
 
 KEYS = [
     "id",

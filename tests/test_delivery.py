@@ -12,8 +12,8 @@ import pytest
 from tests.conftest import QUEUE, event
 from webhooks import __version__
 from webhooks.models import DeliveryStatus, Run
-from webhooks.producer import enqueue
-from webhooks.storage.deliveries import get_store
+from webhooks.producer import Producer
+from webhooks.system import get_default, get_store
 from webhooks.worker.task import deliver
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -183,7 +183,7 @@ def test_redelivered_message_of_a_finished_delivery_sends_nothing(receiver, wait
     result = deliver.delay(receiver.url("/ok"), event())
     wait_for(result.id)
     # The same message again, as Redis would hand it out after a visibility timeout.
-    enqueue([Run(result.id, 0, 1)])
+    Producer(get_default()).enqueue([Run(result.id, 0, 1)])
     time.sleep(1)
     assert len(receiver.received("/ok", result.id)) == 1
     assert len(get_store().get(result.id).attempts) == 1
@@ -196,7 +196,9 @@ def test_message_of_a_replaced_cycle_is_dropped(receiver, wait_for, worker_log):
     wait_for(result.id)
     redeliver(result.id)
     wait_for(result.id, lambda d: len(d.attempts) == 2)
-    enqueue([Run(result.id, 0)])  # a straggler of cycle 0, as a crashed worker might leave
+    Producer(get_default()).enqueue(
+        [Run(result.id, 0)]
+    )  # a straggler of cycle 0, as a crashed worker might leave
     time.sleep(1)
     assert len(receiver.received("/ok", result.id)) == 2
     assert f"delivery {result.id}: dropping attempt" in worker_log.read_text()

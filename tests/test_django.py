@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import event, tenant_deliveries
 from webhooks.errors import InvalidInput
 from webhooks.outbox.relay import drain
+from webhooks.system import get_default
 
 django = pytest.importorskip("django")
 
@@ -93,12 +94,12 @@ def test_the_outbox_through_a_connection_alias(
         shop.objects.create(screenshot_set="set_3")
         outbox.add("default", event(), tenant=tenant)
         1 / 0  # noqa: B018
-    assert drain(outbox_dsn) == 0
+    assert drain(get_default(), outbox_dsn) == 0
     sent = event()
     with transaction.atomic():
         shop.objects.create(screenshot_set="set_4")
         outbox.add("default", sent, tenant=tenant)
-    assert drain(outbox_dsn) == 1
+    assert drain(get_default(), outbox_dsn) == 1
     assert sorted(tenant_deliveries(tenant)) == sorted((sent["id"], e) for e in endpoints)
     with pytest.raises(InvalidInput, match="no Django database named 'elsewhere'"):
         outbox.add("elsewhere", event(), tenant=tenant)

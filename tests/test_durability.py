@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from datetime import timedelta
 
 import pytest
 import redis
@@ -14,7 +13,7 @@ from tests.conftest import NEEDS_RABBITMQ, RABBITMQ, REDIS_URL, WORKER_ENV, even
 from tests.producer import Producer
 from webhooks.dev.worker import kill_worker, start_worker, stop_worker
 from webhooks.models import FINAL_STATUSES, DeliveryStatus
-from webhooks.storage.deliveries import DeliveryStore, get_store
+from webhooks.system import System, get_store
 from webhooks.worker.task import deliver
 
 
@@ -99,7 +98,7 @@ def test_chaos_sigkill_and_flaky_receiver(broker, receiver, tmp_path, redis_clie
         own = redis.Redis.from_url(store_url)
         own.flushdb()
         request.addfinalizer(own.close)
-        store = DeliveryStore(own, timedelta(days=1))
+        store = System(client=own).deliveries
         env.update(WEBHOOKS_REDIS_URL=store_url, WEBHOOKS_BROKER_URL=RABBITMQ)
         forget_queue("chaos")
     # A producer process: this one's Celery app is configured for the Redis broker.

@@ -16,8 +16,7 @@ from webhooks import WebhookVerificationFailed, publish, recover, redeliver, ver
 from webhooks.clock import now
 from webhooks.errors import EndpointDisabled
 from webhooks.models import DeliveryStatus
-from webhooks.storage.deliveries import get_store
-from webhooks.storage.endpoints import get_endpoints
+from webhooks.system import get_default, get_endpoints, get_store
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -280,12 +279,14 @@ def test_a_deleted_endpoint_stops_its_delivery_and_frees_the_claim(
     tenant, receiver, wait_for, redis_client
 ):
     from webhooks.models import Run
-    from webhooks.producer import enqueue
+    from webhooks.producer import Producer
 
     endpoint, _ = get_endpoints().add(receiver.url(unique("/ok")), tenant=tenant)
     (delivery,) = stored(event(), [(endpoint.url, endpoint.id)], tenant=tenant)
     get_endpoints().delete(endpoint.id)
-    enqueue([Run(delivery.id)])  # its message arrives after the endpoint is gone
+    Producer(get_default()).enqueue(
+        [Run(delivery.id)]
+    )  # its message arrives after the endpoint is gone
 
     stopped = wait_for(delivery.id)
     assert stopped.status is DeliveryStatus.RETRIES_EXHAUSTED and stopped.attempts == []

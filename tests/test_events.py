@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import event
+from webhooks.catalog import AdStatus, ScreenshotStatus
 from webhooks.errors import InvalidEvent
 from webhooks.events import (
     EVENT_TYPES,
-    AdStatus,
-    ScreenshotStatus,
     encode,
     event_schema,
     event_type,

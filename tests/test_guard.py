@@ -14,7 +14,7 @@ from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.errors import InvalidEvent, InvalidURL
 from webhooks.guard import blocked_reason, check_url
 from webhooks.models import DeliveryStatus
-from webhooks.storage.deliveries import get_store
+from webhooks.system import get_settings, get_store
 from webhooks.worker.task import deliver
 
 # One address from every range the guard forbids. Checked here without any
@@ -274,7 +274,7 @@ NEVER_SENDABLE = [
 
 @pytest.mark.parametrize("url", NEVER_SENDABLE)
 def test_hosts_that_can_never_be_sent_to_are_refused_everywhere(url, counts, redis_client, tenant):
-    from webhooks.storage.endpoints import get_endpoints
+    from webhooks.system import get_endpoints
 
     before, endpoints_before = counts(), redis_client.zcard("webhooks:endpoints")
     with pytest.raises(InvalidURL, match=r"can never be sent to.*IDNA") as caught:
@@ -286,12 +286,15 @@ def test_hosts_that_can_never_be_sent_to_are_refused_everywhere(url, counts, red
 
 
 def test_an_internationalised_host_is_sent_to_its_ascii_form(counts):
-    from webhooks.storage.deliveries import get_store
+    from webhooks.system import get_store
 
-    assert check_url("https://bücher.example/päth?q=ü") == (
+    assert check_url("https://bücher.example/päth?q=ü", get_settings()) == (
         "https://xn--bcher-kva.example/päth?q=ü"
     )
-    assert check_url("https://BÜCHER.example:8443/") == "https://xn--bcher-kva.example:8443/"
+    assert (
+        check_url("https://BÜCHER.example:8443/", get_settings())
+        == "https://xn--bcher-kva.example:8443/"
+    )
     result = deliver.apply_async(("https://bücher.example/hook", event()), queue=QUEUE)
     assert get_store().get(result.id).url == "https://xn--bcher-kva.example/hook"
 
@@ -299,10 +302,12 @@ def test_an_internationalised_host_is_sent_to_its_ascii_form(counts):
 def test_the_guard_checks_the_normalised_host(settings_env):
     settings_env(allowed_networks="")
     with pytest.raises(InvalidURL, match="loopback"):
-        check_url("http://bücher.localhost/")  # xn--bcher-kva.localhost: loopback by name
+        check_url(
+            "http://bücher.localhost/", get_settings()
+        )  # xn--bcher-kva.localhost: loopback by name
 
 
 def test_port_zero_and_empty_labels_are_refused():
     for url in ("http://example.com:0/", "http://.example.com/", "http://*.example.com/"):
         with pytest.raises(InvalidURL):
-            check_url(url)
+            check_url(url, get_settings())

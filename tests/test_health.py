@@ -10,9 +10,9 @@ import pytest
 
 from webhooks.clock import now
 from webhooks.models import Attempt, AttemptError
-from webhooks.retry import BackoffPolicy, Retry
+from webhooks.retry import BackoffPolicy, RetryLater
 from webhooks.sending.attempt import parse_retry_after
-from webhooks.storage.endpoints import get_endpoints
+from webhooks.system import get_endpoints
 from webhooks.worker.health import judge
 
 
@@ -65,6 +65,6 @@ def test_retry_after_forms():
 
 def test_retry_after_lengthens_never_shortens_and_is_capped():
     policy = BackoffPolicy(base=10.0, jitter=0.0, retry_after_max=100.0)
-    assert policy.after_failure(0, retry_after=30) == Retry(30.0)
-    assert policy.after_failure(2, retry_after=5) == Retry(40.0, parked=True)
-    assert policy.after_failure(0, retry_after=10_000) == Retry(100.0, parked=True)
+    assert policy.after_failure(0, retry_after=30) == RetryLater(30.0)
+    assert policy.after_failure(2, retry_after=5) == RetryLater(40.0, parked=True)
+    assert policy.after_failure(0, retry_after=10_000) == RetryLater(100.0, parked=True)

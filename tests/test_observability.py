@@ -48,9 +48,8 @@ from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.models import Attempt, AttemptError, DeliveryStatus, ErrorKind, Run
 from webhooks.settings import Settings
 from webhooks.signing import new_secret, verify
-from webhooks.storage.counters import get_counters
-from webhooks.storage.deliveries import get_store
-from webhooks.storage.isolation import destination
+from webhooks.storage.destinations import destination
+from webhooks.system import get_default, get_store
 
 OBSERVED_URL = REDIS_URL.rsplit("/", 1)[0] + "/12"  # this module's cluster only
 OPERATIONAL_SECRET = new_secret()
@@ -457,7 +456,7 @@ def test_open_circuits_count_destinations_until_a_success(
         event(),
         [("https://a.example/", None), ("https://a.example/2", None), ("https://b.example/", None)],
     )
-    store, counters = get_store(), get_counters()
+    store, counters = get_store(), get_default().counters
     for delivery, status in ((first, 503), (second, 503), (third, 503)):
         store.record_attempt(
             Run(delivery.id),
@@ -500,7 +499,7 @@ def test_stopping_counts_a_delivery_finished_once(quiet_db: redis.Redis) -> None
     assert store.stop_unfinished([one.id], "endpoint disabled") == [one.id]
     store.set_status(one.id, DeliveryStatus.RETRIES_EXHAUSTED, stop_reason="again")
     store.stop_unfinished([one.id, two.id], "endpoint disabled")
-    assert get_counters().snapshot(3).counters["finished:retries_exhausted"] == 2
+    assert get_default().counters.snapshot(3).counters["finished:retries_exhausted"] == 2
 
 
 @pytest.mark.parametrize(

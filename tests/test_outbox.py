@@ -27,6 +27,7 @@ from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.errors import InvalidInput
 from webhooks.outbox.relay import drain
+from webhooks.system import get_default
 
 ROOT = Path(__file__).resolve().parent.parent
 RELAYED_URL = REDIS_URL.rsplit("/", 1)[0] + "/14"  # the relay processes' store, no worker
@@ -50,7 +51,7 @@ def test_a_rollback_leaves_nothing(outbox_dsn: str, two_endpoints: tuple[str, li
         outbox.add(conn, event(), tenant=tenant)
         1 / 0  # noqa: B018  (the caller's own failure, after the add)
     assert rows(outbox_dsn) == []
-    assert drain(outbox_dsn) == 0
+    assert drain(get_default(), outbox_dsn) == 0
     assert tenant_deliveries(tenant) == []
 
 
@@ -62,13 +63,13 @@ def test_a_commit_makes_one_delivery_per_matching_endpoint_once(
     with psycopg.connect(outbox_dsn) as conn, conn.transaction():
         row_id = outbox.add(conn, sent, tenant=tenant)
     assert [row for row, _ in rows(outbox_dsn)] == [row_id]
-    assert drain(outbox_dsn) == 1
+    assert drain(get_default(), outbox_dsn) == 1
     assert sorted(tenant_deliveries(tenant)) == sorted((sent["id"], e) for e in taking)
-    assert rows(outbox_dsn) == [] and drain(outbox_dsn) == 0
+    assert rows(outbox_dsn) == [] and drain(get_default(), outbox_dsn) == 0
     # The same row again (a relay killed before its delete): nothing more is made.
     with psycopg.connect(outbox_dsn) as conn, conn.transaction():
         outbox.add(conn, sent, tenant=tenant)
-    assert drain(outbox_dsn) == 1
+    assert drain(get_default(), outbox_dsn) == 1
     assert len(tenant_deliveries(tenant)) == len(taking)
 
 
@@ -110,12 +111,12 @@ def test_rows_that_cannot_go_are_kept_with_why(outbox_dsn: str, tenant: str) -> 
             "INSERT INTO webhooks_outbox (tenant, event) VALUES (%s, %s)",
             [tenant, json.dumps({**event(), "type": "screenshot_set.vanished"})],
         )
-    assert drain(outbox_dsn) == 2
+    assert drain(get_default(), outbox_dsn) == 2
     failed = rows(outbox_dsn, failed=True)
     assert [row for row, _ in failed] == [lost, lost + 1]
     assert "TenantNotFound" in (failed[0][1] or "") and missing in (failed[0][1] or "")
     assert "InvalidEvent" in (failed[1][1] or "") and "vanished" in (failed[1][1] or "")
-    assert drain(outbox_dsn) == 0  # never retried by itself
+    assert drain(get_default(), outbox_dsn) == 0  # never retried by itself
 
     listed = _cli("outbox", "list", "--failed", "--json", "--dsn", outbox_dsn)
     assert listed.returncode == 0, listed.stderr
@@ -124,13 +125,13 @@ def test_rows_that_cannot_go_are_kept_with_why(outbox_dsn: str, tenant: str) -> 
     table = _cli("outbox", "list", "--failed", "--dsn", outbox_dsn)
     assert "TenantNotFound" in table.stdout
 
-    from webhooks.storage.tenants import get_tenants
+    from webhooks.system import get_tenants
 
     get_tenants().add(missing, "Came back")
     try:
         again = _cli("outbox", "retry", str(lost), "--dsn", outbox_dsn)
         assert again.returncode == 0, again.stderr
-        assert drain(outbox_dsn) == 1 and rows(outbox_dsn, failed=False) == []
+        assert drain(get_default(), outbox_dsn) == 1 and rows(outbox_dsn, failed=False) == []
         refused = _cli("outbox", "retry", str(lost), "--dsn", outbox_dsn)
         assert refused.returncode == 1 and f"not failed rows: {lost}" in refused.stderr
     finally:

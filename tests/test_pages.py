@@ -18,8 +18,7 @@ from webhooks import portal_token
 from webhooks.dev.receiver import Receiver
 from webhooks.models import DeliveryStatus
 from webhooks.producer import publish
-from webhooks.storage.endpoints import get_endpoints
-from webhooks.storage.tenants import get_tenants
+from webhooks.system import get_endpoints, get_tenants
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

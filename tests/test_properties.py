@@ -18,7 +18,7 @@ from webhooks.cli import main
 from webhooks.errors import InvalidEvent, InvalidInput, InvalidURL
 from webhooks.events import parse_event
 from webhooks.guard import check_url
-from webhooks.storage.deliveries import get_store
+from webhooks.system import get_settings, get_store
 from webhooks.worker.task import deliver
 
 fixture_ok = settings(
@@ -115,7 +115,7 @@ url_like = st.builds(
 @settings(deadline=None, max_examples=400)
 def test_url_is_kept_unchanged_or_refused_with_invalid_url(url):
     try:
-        checked = check_url(url)
+        checked = check_url(url, get_settings())
     except InvalidURL as exc:
         assert exc.field == "url" and "\n" not in str(exc)
     else:
@@ -187,7 +187,7 @@ def test_cli_send_accepts_or_refuses_in_one_line(url, event_bytes, counts, tmp_p
 )
 @fixture_ok
 def test_endpoint_registration_accepts_or_refuses(url, events, description, redis_client, tenant):
-    from webhooks.storage.endpoints import get_endpoints
+    from webhooks.system import get_endpoints
 
     before = redis_client.zcard("webhooks:endpoints")
     try:
@@ -196,7 +196,7 @@ def test_endpoint_registration_accepts_or_refuses(url, events, description, redi
         assert redis_client.zcard("webhooks:endpoints") == before
     else:
         get_endpoints().delete(endpoint.id)
-        assert endpoint.url == check_url(url) and endpoint.tenant_id == tenant
+        assert endpoint.url == check_url(url, get_settings()) and endpoint.tenant_id == tenant
 
 
 spans = st.one_of(

@@ -13,7 +13,7 @@ import requests
 from tests.conftest import event
 from webhooks import publish
 from webhooks.models import DeliveryStatus
-from webhooks.storage.endpoints import get_endpoints
+from webhooks.system import get_endpoints
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "receiver.py"
 

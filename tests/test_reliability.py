@@ -134,7 +134,7 @@ _PRODUCE = """
 import json, sys
 from webhooks import producer
 url, events = json.load(sys.stdin)
-print(json.dumps([producer.send(url, raw) for raw in events]))
+print(json.dumps([producer.deliver_one(url, raw) for raw in events]))
 """
 
 

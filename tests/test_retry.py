@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from webhooks.retry import MAX_RETRIES, BackoffPolicy, RetriesExhausted, Retry
+from webhooks.retry import MAX_RETRIES, BackoffPolicy, RetriesExhausted, RetryLater
 from webhooks.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,12 +33,12 @@ def test_readme_states_the_real_sum_and_schedule():
 def test_waits_double_and_the_15th_failure_exhausts():
     policy = BackoffPolicy(base=2.0, jitter=0.0)
     assert [policy.after_failure(n) for n in range(4)] == [
-        Retry(2.0),
-        Retry(4.0),
-        Retry(8.0),
-        Retry(16.0),
+        RetryLater(2.0),
+        RetryLater(4.0),
+        RetryLater(8.0),
+        RetryLater(16.0),
     ]
-    assert policy.after_failure(13) == Retry(2.0 * 2**13, parked=True)
+    assert policy.after_failure(13) == RetryLater(2.0 * 2**13, parked=True)
     assert policy.after_failure(14) == RetriesExhausted(attempts=15)
 
 
@@ -70,15 +70,16 @@ def test_no_cap_shortens_the_longest_wait():
 
 
 def test_visibility_timeout_outlasts_what_a_worker_holds():
-    from webhooks.broker import config as celeryconfig
+    from webhooks.broker.config import PREFETCH, celery_config
 
     settings = Settings()
-    held = settings.park_threshold_seconds + (celeryconfig.PREFETCH + 1) * settings.timeout_seconds
-    timeout = celeryconfig.broker_transport_options["visibility_timeout"]
+    celeryconfig = celery_config(settings)
+    held = settings.park_threshold_seconds + (PREFETCH + 1) * settings.timeout_seconds
+    timeout = celeryconfig["broker_transport_options"]["visibility_timeout"]
     assert held < timeout <= 180  # short, because long waits are parked in Redis
     assert BackoffPolicy.from_settings(settings).wait(held).parked
-    assert celeryconfig.task_acks_late and celeryconfig.task_reject_on_worker_lost
-    assert celeryconfig.accept_content == ["json"]
+    assert celeryconfig["task_acks_late"] and celeryconfig["task_reject_on_worker_lost"]
+    assert celeryconfig["accept_content"] == ["json"]
 
 
 def test_settings_come_from_the_environment(monkeypatch):

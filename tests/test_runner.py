@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import QUEUE, event, stored
+from tests.conftest import QUEUE, event, keys, stored
 from webhooks.models import DeliveryStatus, Run
-from webhooks.retry import Retry
-from webhooks.storage import keys
-from webhooks.storage.deliveries import get_store
-from webhooks.storage.endpoints import get_endpoints
+from webhooks.retry import RetryLater
+from webhooks.system import get_default, get_endpoints, get_store
 from webhooks.worker.runner import Done, RunResult, run_attempt
 
 
@@ -23,7 +21,7 @@ def fresh(redis_client, receiver):
 
     def make(path: str, endpoint_id: str | None = None) -> str:
         (delivery,) = stored(event(), [(receiver.url(path), endpoint_id)], queue=QUEUE)
-        redis_client.zrem(keys.due(), delivery.id)  # no worker's backstop may take it
+        redis_client.zrem(keys().due(), delivery.id)  # no worker's backstop may take it
         made.append(delivery.id)
         return delivery.id
 
@@ -35,7 +33,7 @@ def _held(redis_client, delivery_id: str) -> list[bytes]:
     """The delivery's runs in the claim set and the schedule."""
     return [
         member
-        for key in (keys.running(), keys.scheduled())
+        for key in (keys().running(), keys().scheduled())
         for member in redis_client.zrange(key, 0, -1)
         if member.startswith(delivery_id.encode())
     ]
@@ -43,7 +41,7 @@ def _held(redis_client, delivery_id: str) -> list[bytes]:
 
 def test_a_2xx_is_delivered_once_and_lets_go_of_everything(fresh, receiver, redis_client):
     delivery_id = fresh("/ok/runner")
-    assert run_attempt(delivery_id, 0, 0) == Done(RunResult.DELIVERED)
+    assert run_attempt(get_default(), delivery_id, 0, 0) == Done(RunResult.DELIVERED)
     (request,) = receiver.received("/ok/runner", delivery_id)
     assert request.headers["webhook-id"] == delivery_id
     delivery = get_store().get(delivery_id)
@@ -51,9 +49,9 @@ def test_a_2xx_is_delivered_once_and_lets_go_of_everything(fresh, receiver, redi
     assert [(a.number, a.status_code) for a in delivery.attempts] == [(1, 200)]
     assert _held(redis_client, delivery_id) == []
     port = receiver.base.rsplit(":", 1)[1]
-    assert redis_client.zcard(keys.destination_inflight(f"127.0.0.1:{port}")) == 0
+    assert redis_client.zcard(keys().destination_inflight(f"127.0.0.1:{port}")) == 0
     # The same run again, as a redelivered message: nothing more is sent.
-    assert run_attempt(delivery_id, 0, 0) == Done(RunResult.FINAL)
+    assert run_attempt(get_default(), delivery_id, 0, 0) == Done(RunResult.FINAL)
     assert len(receiver.received("/ok/runner", delivery_id)) == 1
 
 
@@ -62,35 +60,37 @@ def test_a_failure_asks_for_a_retry_that_waits_as_an_eta_when_short(
 ):
     settings_env(retry_base_seconds="2", retry_jitter="0")
     delivery_id = fresh("/status/503")
-    assert run_attempt(delivery_id, 0, 0) == Retry(2.0, parked=False)
+    assert run_attempt(get_default(), delivery_id, 0, 0) == RetryLater(2.0, parked=False)
     delivery = get_store().get(delivery_id)
     assert delivery.status is DeliveryStatus.RETRYING and delivery.next_attempt_at is not None
     assert [a.error.kind for a in delivery.attempts if a.error] == ["http_status"]
     assert _held(redis_client, delivery_id) == []  # the task publishes the ETA message
     # Its message again, with nothing scheduled after it (the retry was never
     # published): the attempt is not repeated, its retry is asked for again.
-    assert run_attempt(delivery_id, 0, 0) == Retry(pytest.approx(2.0, abs=0.5), parked=False)
+    assert run_attempt(get_default(), delivery_id, 0, 0) == RetryLater(
+        pytest.approx(2.0, abs=0.5), parked=False
+    )
     assert len(receiver.received("/status/503", delivery_id)) == 1
 
 
 def test_a_long_wait_is_parked_with_the_attempts_record(fresh, redis_client, settings_env):
     settings_env(retry_base_seconds="100", retry_jitter="0")
     delivery_id = fresh("/status/500")
-    assert run_attempt(delivery_id, 0, 0) == Retry(100.0, parked=True)
+    assert run_attempt(get_default(), delivery_id, 0, 0) == RetryLater(100.0, parked=True)
     assert _held(redis_client, delivery_id) == [Run(delivery_id, 0, 1).member.encode()]
     assert get_store().get(delivery_id).status is DeliveryStatus.RETRYING
     # The parked retry is the next step: this run's message again is only a duplicate.
-    assert run_attempt(delivery_id, 0, 0) == Done(RunResult.DUPLICATE)
+    assert run_attempt(get_default(), delivery_id, 0, 0) == Done(RunResult.DUPLICATE)
 
 
 def test_runs_that_must_not_attempt(fresh, receiver, redis_client):
-    assert run_attempt("runner-no-such-delivery", 0, 0) == Done(RunResult.MISSING)
+    assert run_attempt(get_default(), "runner-no-such-delivery", 0, 0) == Done(RunResult.MISSING)
     delivery_id = fresh("/ok/runner-stale")
-    assert run_attempt(delivery_id, 1, 0) == Done(RunResult.STALE)  # no cycle 1 yet
+    assert run_attempt(get_default(), delivery_id, 1, 0) == Done(RunResult.STALE)  # no cycle 1 yet
     # An attempt claimed by someone else, still within its lease.
     claim = get_store().claim_attempt(Run(delivery_id, 0, 0), lease=30)
     assert claim.outcome == "claimed"
-    assert run_attempt(delivery_id, 0, 0) == Done(RunResult.DUPLICATE)
+    assert run_attempt(get_default(), delivery_id, 0, 0) == Done(RunResult.DUPLICATE)
     assert receiver.received("/ok/runner-stale") == []
 
 
@@ -101,8 +101,8 @@ def test_a_deleted_endpoint_stops_the_delivery_and_frees_its_claim(
     delivery_id = fresh("/ok/runner-deleted", endpoint.id)
     # Gone between the delivery's creation and its run (deleting an endpoint also stops
     # its deliveries; this is the run that comes first).
-    redis_client.delete(keys.endpoint(endpoint.id))
-    assert run_attempt(delivery_id, 0, 0) == Done(RunResult.RETRIES_EXHAUSTED)
+    redis_client.delete(keys().endpoint(endpoint.id))
+    assert run_attempt(get_default(), delivery_id, 0, 0) == Done(RunResult.RETRIES_EXHAUSTED)
     delivery = get_store().get(delivery_id)
     assert "was deleted" in (delivery.stop_reason or "") and delivery.attempts == []
     assert _held(redis_client, delivery_id) == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 import pytest
 import redis
@@ -12,8 +11,7 @@ from tests.conftest import REDIS_URL, WORKER_ENV, event
 from webhooks.dev.seed import seed_waiting
 from webhooks.dev.worker import start_worker, stop_worker, tree_rss_kb
 from webhooks.events import parse_event
-from webhooks.storage.deliveries import DeliveryStore
-from webhooks.storage.schedule import Schedule
+from webhooks.system import System
 
 SCALE_URL = REDIS_URL.rsplit("/", 1)[0] + "/12"  # a database of its own, flushed after
 
@@ -36,8 +34,8 @@ def test_100k_waiting_retries_keep_worker_memory_flat_and_promotion_on_time(
     try:
         time.sleep(2)
         idle_kb = tree_rss_kb(worker.pid)
-        store = DeliveryStore(scale_redis, retention=timedelta(days=1))
-        schedule, parsed = Schedule(scale_redis), parse_event(event())
+        system = System(client=scale_redis)
+        store, schedule, parsed = system.deliveries, system.schedule, parse_event(event())
         seed_waiting(store, schedule, parsed, receiver.url("/ok"), 100_000, due=time.time() + 3600)
         assert schedule.waiting() == 100_000
 

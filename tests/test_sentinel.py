@@ -19,7 +19,6 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,7 @@ from webhooks.dev.server import start_server, stop_server
 from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.models import FINAL_STATUSES
 from webhooks.settings import SentinelURL, Settings
-from webhooks.storage.deliveries import DeliveryStore
+from webhooks.system import System
 
 ROOT = Path(__file__).resolve().parent.parent
 MASTER = "webhooks-primary"
@@ -184,7 +183,7 @@ def test_failover_with_500_deliveries_under_way(
         ids = [str(line["id"]) for line in accepted]
 
         client = redis.Redis(port=topology.master_port(), socket_timeout=5)
-        store = DeliveryStore(client, timedelta(days=1))
+        store = System(client=client).deliveries
         deadline = time.monotonic() + 60
         while True:
             statuses = store.statuses(ids)

@@ -11,6 +11,7 @@ from tests.conftest import event, tenant_deliveries
 from webhooks import outbox
 from webhooks.errors import InvalidInput
 from webhooks.outbox.relay import drain
+from webhooks.system import get_default
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 from sqlalchemy import text  # noqa: E402
@@ -117,8 +118,8 @@ def test_the_outbox_through_a_session_or_a_connection(
 
     with pytest.raises(ZeroDivisionError):
         add(event(), fail=True)
-    assert drain(outbox_dsn) == 0
+    assert drain(get_default(), outbox_dsn) == 0
     sent = event()
     add(sent, fail=False)
-    assert drain(outbox_dsn) == 1
+    assert drain(get_default(), outbox_dsn) == 1
     assert sorted(tenant_deliveries(tenant)) == sorted((sent["id"], e) for e in endpoints)

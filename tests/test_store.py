@@ -9,12 +9,13 @@ import pytest
 from webhooks.clock import now
 from webhooks.errors import DeliveryNotFound
 from webhooks.models import Attempt, AttemptError, Delivery, DeliveryStatus, Run
-from webhooks.storage.deliveries import DeliveryStore
+from webhooks.settings import Settings
+from webhooks.system import System
 
 
 @pytest.fixture
 def store(redis_client):
-    store = DeliveryStore(redis_client, retention=timedelta(days=30))
+    store = System(client=redis_client).deliveries
     yield store
 
 
@@ -92,7 +93,7 @@ def test_listing_by_status_newest_first(store):
 
 
 def test_records_expire_after_the_retention(store, redis_client):
-    short = DeliveryStore(redis_client, retention=timedelta(seconds=100))
+    short = System(Settings(retention_days=100 / 86400), client=redis_client).deliveries
     short.create(_delivery("store-e"), b"{}")
     short.record_attempt(Run("store-e", 0, 0), _attempt(1, ok=True), DeliveryStatus.DELIVERED)
     assert 90 < redis_client.ttl("webhooks:delivery:store-e") <= 100

@@ -3,16 +3,20 @@
 The public surface: register endpoints with :func:`get_endpoints`, send with
 :func:`publish` (fan-out to endpoints) or ``deliver.delay(url, event)`` (one URL),
 replay with :func:`redeliver` and :func:`recover`, read back with
-:func:`get_store`; receivers check requests with :func:`verify`.
+:func:`get_store`; receivers check requests with :func:`verify`. Each of these
+works on the default :class:`System`, built from the ``WEBHOOKS_*`` environment
+(:func:`get_default`, :func:`set_default`); a :class:`Producer` works on any.
 
 Importing the package is light: what needs Celery, kombu or Redis (the task,
-the producer API, the stores) is imported on first use, so a receiver that only
-calls :func:`verify` never loads them.
+the producer API, the System and its stores) is imported on first use, so a
+receiver that only calls :func:`verify` never loads them. The event models of
+this product's own catalog are in :mod:`webhooks.catalog`.
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -25,6 +29,7 @@ from .errors import (
     InvalidEvent,
     InvalidInput,
     InvalidURL,
+    MissingExtra,
     NotFound,
     TenantExists,
     TenantNotFound,
@@ -32,55 +37,80 @@ from .errors import (
     WebhooksError,
     WebhookVerificationFailed,
 )
-from .events import (
-    EVENT_TYPES,
-    Ad,
-    AdStatus,
-    Event,
-    Screenshot,
-    ScreenshotSet,
-    ScreenshotSetApproved,
-    ScreenshotStatus,
-    event_type,
-    parse_event,
-)
+from .events import EVENT_TYPES, Event, event_type, parse_event
 from .models import Attempt, AttemptError, Delivery, DeliveryStatus, Endpoint, Tenant
 from .retry import BackoffPolicy
-from .settings import Settings, get_settings
+from .settings import Settings
 from .signing import verify
 
 if TYPE_CHECKING:
-    from .broker.app import app
-    from .producer import deliver_many, publish, recover, redeliver
-    from .storage.deliveries import DeliveryStore, get_store
-    from .storage.endpoints import EndpointStore, get_endpoints
-    from .storage.tenants import TenantStore, get_tenants
+    from .broker.app import WebhooksApp
+    from .producer import Producer, deliver_many, publish, recover, redeliver
+    from .storage.deliveries import DeliveryStore
+    from .storage.endpoints import EndpointStore
+    from .storage.tenants import TenantStore
+    from .system import (
+        System,
+        get_default,
+        get_endpoints,
+        get_settings,
+        get_store,
+        get_tenants,
+        set_default,
+    )
     from .web.tokens import portal_token
     from .worker.task import deliver
 
+    app: WebhooksApp
+
 # Each name below is imported from its module on first use.
 _LAZY = {
-    "app": "webhooks.broker.app",
     "deliver": "webhooks.worker.task",
+    "Producer": "webhooks.producer",
     "deliver_many": "webhooks.producer",
     "publish": "webhooks.producer",
     "recover": "webhooks.producer",
     "redeliver": "webhooks.producer",
+    "System": "webhooks.system",
+    "get_default": "webhooks.system",
+    "set_default": "webhooks.system",
+    "get_settings": "webhooks.system",
+    "get_store": "webhooks.system",
+    "get_endpoints": "webhooks.system",
+    "get_tenants": "webhooks.system",
     "DeliveryStore": "webhooks.storage.deliveries",
-    "get_store": "webhooks.storage.deliveries",
     "EndpointStore": "webhooks.storage.endpoints",
-    "get_endpoints": "webhooks.storage.endpoints",
     "TenantStore": "webhooks.storage.tenants",
-    "get_tenants": "webhooks.storage.tenants",
     "portal_token": "webhooks.web.tokens",
+}
+
+# Names this package exported before the catalog had a module of its own.
+_MOVED_TO_CATALOG = {
+    "Ad",
+    "AdStatus",
+    "Screenshot",
+    "ScreenshotSet",
+    "ScreenshotSetApproved",
+    "ScreenshotStatus",
 }
 
 
 def __getattr__(name: str) -> Any:
+    if name == "app":
+        # The default System's Celery app, which ``celery -A webhooks`` runs; looked up
+        # each time, since set_default may replace the System.
+        return importlib.import_module("webhooks.system").get_default().app
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value  # later look-ups skip this function
         return value
+    if name in _MOVED_TO_CATALOG:
+        warnings.warn(
+            f"webhooks.{name} is deprecated: import it from webhooks.catalog",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module("webhooks.catalog"), name)
     raise AttributeError(f"module 'webhooks' has no attribute {name!r}")
 
 
@@ -90,8 +120,6 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "EVENT_TYPES",
-    "Ad",
-    "AdStatus",
     "Attempt",
     "AttemptError",
     "BackoffPolicy",
@@ -109,12 +137,11 @@ __all__ = [
     "InvalidEvent",
     "InvalidInput",
     "InvalidURL",
+    "MissingExtra",
     "NotFound",
-    "Screenshot",
-    "ScreenshotSet",
-    "ScreenshotSetApproved",
-    "ScreenshotStatus",
+    "Producer",
     "Settings",
+    "System",
     "Tenant",
     "TenantExists",
     "TenantNotFound",
@@ -127,6 +154,7 @@ __all__ = [
     "deliver",
     "deliver_many",
     "event_type",
+    "get_default",
     "get_endpoints",
     "get_settings",
     "get_store",
@@ -136,5 +164,6 @@ __all__ = [
     "publish",
     "recover",
     "redeliver",
+    "set_default",
     "verify",
 ]

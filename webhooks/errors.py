@@ -14,6 +14,7 @@ WebhooksError
 ├── EnqueueFailed           messages could not be published; what they were for is undone
 ├── BlockedDestination      an attempt's destination resolved to a forbidden address
 ├── TokenInvalid            a portal token that is not ours, was altered, or expired
+├── MissingExtra            what was asked for needs an extra that is not installed
 └── WebhookVerificationFailed
                             a received webhook's signature or timestamp did not verify
 """
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidEvent",
     "InvalidInput",
     "InvalidURL",
+    "MissingExtra",
     "NotFound",
     "TenantExists",
     "TenantNotFound",
@@ -171,6 +173,17 @@ class BlockedDestination(WebhooksError):
 
 class TokenInvalid(WebhooksError):
     """A portal token that is not ours, was tampered with, or has expired."""
+
+
+class MissingExtra(WebhooksError, ImportError):
+    """What was asked for needs one of the package's extras, which is not installed."""
+
+    def __init__(self, extra: str, what: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"{what} needs the {extra!r} extra, which is not installed: "
+            f"pip install 'celery-webhooks[{extra}]'"
+        )
 
 
 class WebhookVerificationFailed(WebhooksError):

@@ -1,20 +1,24 @@
-"""The events we send, in the words of the webhooks reference.
+"""Events: the envelope every event shares, the registry of event types, and how an
+event is read, checked and written.
 
 A new event type is a model plus a name: subclass :class:`Event`, give it a
-``type`` literal and a ``data`` model, and decorate it with :func:`event_type`.
-Nothing else in the package branches on the type.
+``type`` literal and a ``data`` model (built from :class:`Model`, with the field
+types :data:`Id`, :data:`HttpURL` and :data:`Time` where they fit), and decorate it
+with :func:`event_type`. Nothing else in the package branches on the type. The
+modules that register a deployment's types are named by ``WEBHOOKS_EVENT_MODULES``
+(:func:`load_event_modules`); ``webhooks.catalog`` holds this product's own.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping
-from enum import StrEnum
+from collections.abc import Callable, Mapping, Sequence
 from functools import reduce
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -24,26 +28,23 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     WithJsonSchema,
-    model_validator,
 )
 from pydantic.json_schema import DEFAULT_REF_TEMPLATE
 
 from .clock import UTCDatetime
-from .errors import InvalidEvent
+from .errors import InvalidEvent, InvalidInput
 
 __all__ = [
     "EVENT_TYPES",
-    "Ad",
-    "AdStatus",
     "Event",
-    "Screenshot",
-    "ScreenshotSet",
-    "ScreenshotSetApproved",
-    "ScreenshotSetApprovedData",
-    "ScreenshotStatus",
+    "HttpURL",
+    "Id",
+    "Model",
+    "Time",
     "encode",
     "event_schema",
     "event_type",
+    "load_event_modules",
     "loads_event",
     "parse_event",
 ]
@@ -122,7 +123,7 @@ Time = Annotated[
 ]
 
 
-class _Strict(BaseModel):
+class Model(BaseModel):
     """A frozen model that refuses unknown keys."""
 
     # Unknown keys are refused so that a typo in a producer shows up at once
@@ -130,97 +131,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class AdStatus(StrEnum):
-    """What happened when the ad creative was loaded."""
-
-    UPLOADED = "uploaded"  # the ad creative was captured successfully
-    NOT_FOUND = "not_found"  # the creative asset could not be found when loading the ad
-    NET_READ_TIMEOUT = "net_read_timeout"  # network issues while loading the ad
-    GENERIC_ERROR = "generic_error"  # another error while loading the ad
-
-
-class ScreenshotStatus(StrEnum):
-    """What happened when the screenshot was generated."""
-
-    UPLOADED = "uploaded"  # the screenshot was generated successfully
-    AD_NOT_CAPTURED = "ad_not_captured"  # the ad was not captured, so no screenshot
-    NET_READ_TIMEOUT = "net_read_timeout"  # network issues while generating it
-    NO_SLOTS_FOUND = "no_slots_found"  # the site had no ad slot matching the ad's dimensions
-    SITE_UNREACHABLE = "site_unreachable"  # the requested site was not reachable
-    SSL_ERROR = "ssl_error"  # an SSL error while generating it
-    GENERIC_ERROR = "generic_error"  # another error while capturing it
-
-
-class Ad(_Strict):
-    """The ad creative placed in the screenshot."""
-
-    id: Id = Field(description="Identifier of the ad.")
-    status: AdStatus = Field(description="Outcome of loading the ad creative.")
-    name: str | None = Field(None, max_length=500, description="Human-readable name of the ad.")
-    creative_url: HttpURL | None = Field(
-        None, description="Where the creative asset was loaded from."
-    )
-
-
-class Screenshot(_Strict):
-    """One screenshot of the set: the ad shown on one site."""
-
-    # The schema's form of _uploaded_has_download_url below.
-    model_config = ConfigDict(
-        json_schema_extra={
-            "if": {
-                "properties": {"status": {"const": ScreenshotStatus.UPLOADED.value}},
-                "required": ["status"],
-            },
-            "then": {
-                "properties": {"download_url": {"type": "string"}},
-                "required": ["download_url"],
-            },
-        }
-    )
-
-    id: Id = Field(description="Identifier of the screenshot.")
-    status: ScreenshotStatus = Field(description="Outcome of generating the screenshot.")
-    ad: Ad = Field(description="The ad this screenshot shows.")
-    site_url: HttpURL | None = Field(None, description="The page the screenshot was taken on.")
-    download_url: HttpURL | None = Field(
-        None,
-        description="Where to download the image. Present whenever status is 'uploaded'.",
-    )
-    captured_at: Time | None = Field(
-        None, description="When the screenshot was taken (UTC, ISO-8601)."
-    )
-
-    @model_validator(mode="after")
-    def _uploaded_has_download_url(self) -> Screenshot:
-        # "Ready for download" is the point of the event: an uploaded screenshot
-        # with nothing to download would leave the receiver stuck.
-        if self.status is ScreenshotStatus.UPLOADED and self.download_url is None:
-            raise ValueError("download_url is required when status is 'uploaded'")
-        return self
-
-
-class ScreenshotSet(_Strict):
-    """A set of screenshots approved together."""
-
-    id: Id = Field(description="Identifier of the screenshot set.")
-    screenshots: list[Screenshot] = Field(
-        min_length=1, max_length=10_000, description="The screenshots of the set."
-    )
-    name: str | None = Field(None, max_length=500, description="Human-readable name of the set.")
-    download_url: HttpURL | None = Field(
-        None, description="An archive with every uploaded screenshot of the set, if one is offered."
-    )
-    approved_at: Time | None = Field(None, description="When the set was approved (UTC, ISO-8601).")
-
-
-class ScreenshotSetApprovedData(_Strict):
-    """The ``data`` of ``screenshot_set.approved``."""
-
-    screenshot_set: ScreenshotSet
-
-
-class Event(_Strict):
+class Event(Model):
     """The envelope every event shares. Subclasses narrow ``type`` and ``data``."""
 
     id: Id = Field(description="Unique id of the event; receivers use it to deduplicate.")
@@ -245,12 +156,15 @@ def event_type(name: str) -> Callable[[E], E]:
     return register
 
 
-@event_type("screenshot_set.approved")
-class ScreenshotSetApproved(Event):
-    """Fired when a set of screenshots is ready for download."""
-
-    type: Literal["screenshot_set.approved"] = Field(description="The event type.")
-    data: ScreenshotSetApprovedData
+def load_event_modules(modules: Sequence[str]) -> None:
+    """Import the modules that register event types (``WEBHOOKS_EVENT_MODULES``); each
+    registers its types once, however often this runs. A module that cannot be
+    imported raises :class:`~webhooks.InvalidInput` naming it."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise InvalidInput("WEBHOOKS_EVENT_MODULES", f"cannot import {name!r}: {exc}") from None
 
 
 def _field(loc: tuple[int | str, ...]) -> str:

@@ -24,7 +24,7 @@ import urllib3.exceptions
 import urllib3.util
 
 from .errors import BlockedDestination, InvalidURL
-from .settings import get_settings
+from .settings import Settings
 
 __all__ = [
     "MAX_URL_LENGTH",
@@ -151,8 +151,9 @@ def resolve(host: str, port: int, allowed: Sequence[IPNetwork]) -> IPAddress:
     return addresses[0]
 
 
-def check_url(url: object) -> str:
-    """The URL deliveries to ``url`` are sent to, or :class:`~webhooks.InvalidURL`.
+def check_url(url: object, settings: Settings) -> str:
+    """The URL deliveries to ``url`` are sent to, or :class:`~webhooks.InvalidURL`,
+    under ``settings``' rules (https only, the networks allowed).
 
     That is ``url`` itself, but for an internationalised host, which becomes the
     ASCII form the worker's HTTP stack sends to (urllib3's IDNA 2008 encoding):
@@ -175,7 +176,6 @@ def check_url(url: object) -> str:
         port = parts.port  # raises ValueError on a port that is not a number in range
     except ValueError as exc:
         raise InvalidURL(f"cannot be parsed: {exc}") from None
-    settings = get_settings()
     allowed_schemes = ("https",) if settings.https_only else ("http", "https")
     if parts.scheme not in allowed_schemes:
         raise InvalidURL(

@@ -24,7 +24,7 @@ from celery import signals
 
 from .clock import isoformat, now
 from .models import Attempt
-from .settings import get_settings
+from .settings import Settings
 
 __all__ = ["FIELDS", "attempt", "configure", "install"]
 
@@ -145,11 +145,12 @@ def _celery_quiet(instance: Any = None, **_: Any) -> None:
         instance.quiet = True
 
 
-def install() -> None:
+def install(settings: Settings) -> None:
     """With ``WEBHOOKS_LOG_FORMAT=json``, take over Celery's logging setup (workers,
-    Flower) so that every line is JSON, the startup banner left out."""
-    if get_settings().log_format != "json":
+    Flower) so that every line is JSON, the startup banner left out. Once per process:
+    a second call connects nothing more."""
+    if settings.log_format != "json":
         return
-    signals.celeryd_init.connect(_celery_worker_starts, weak=False)
-    signals.setup_logging.connect(_celery_logging, weak=False)
-    signals.celeryd_after_setup.connect(_celery_quiet, weak=False)
+    signals.celeryd_init.connect(_celery_worker_starts, weak=False, dispatch_uid=__name__)
+    signals.setup_logging.connect(_celery_logging, weak=False, dispatch_uid=__name__)
+    signals.celeryd_after_setup.connect(_celery_quiet, weak=False, dispatch_uid=__name__)

@@ -13,7 +13,6 @@ Served by ``webhooks serve`` at ``GET /metrics`` and by ``webhooks metrics-serve
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from functools import lru_cache
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (
@@ -24,10 +23,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from .broker.app import app
 from .broker.messages import waiting
-from .settings import get_settings
-from .storage.counters import BUCKETS, Counters, Snapshot, get_counters
+from .storage.counters import BUCKETS, Counters, Snapshot
+from .system import System
 
 __all__ = ["CONTENT_TYPE", "WebhooksCollector", "exposition", "registry"]
 
@@ -144,20 +142,20 @@ class WebhooksCollector(Collector):
         )
 
 
-@lru_cache(maxsize=1)
-def registry() -> CollectorRegistry:
-    """The registry to expose: these metrics only (no per-process ones, which would
-    differ from one scrape target to the next)."""
-    settings = get_settings()
+def registry(system: System) -> CollectorRegistry:
+    """The registry to expose for ``system``: these metrics only (no per-process ones,
+    which would differ from one scrape target to the next)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         WebhooksCollector(
-            get_counters(), lambda: waiting(app), overdue_after=settings.recovery_seconds
+            system.counters,
+            lambda: waiting(system.app),
+            overdue_after=system.settings.recovery_seconds,
         )
     )
     return registry
 
 
-def exposition() -> bytes:
-    """The metrics in Prometheus's text format (:data:`CONTENT_TYPE`)."""
-    return generate_latest(registry())
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The registry's metrics in Prometheus's text format (:data:`CONTENT_TYPE`)."""
+    return generate_latest(registry)

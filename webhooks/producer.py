@@ -1,9 +1,12 @@
 """The producer API: create deliveries and publish their task messages.
 
-Every way in ends here: ``deliver.delay(url, event)`` (:func:`send`),
-:func:`deliver_many`, :func:`publish` (fan-out to endpoints), and the replays
-:func:`redeliver` and :func:`recover`. The promoter in each worker publishes due
-parked runs through :func:`enqueue` too.
+Every way in ends here, as a method of :class:`Producer`, which works on one
+:class:`~webhooks.system.System`: ``deliver.delay(url, event)``
+(:meth:`~Producer.deliver_one`), :meth:`~Producer.deliver_many`,
+:meth:`~Producer.publish` (fan-out to endpoints), and the replays
+:meth:`~Producer.redeliver` and :meth:`~Producer.recover`. The promoter in each
+worker publishes due parked runs through :meth:`~Producer.enqueue` too. The
+module's functions of the same names do the same on the default System.
 
 Creating is idempotent and, on a Redis broker, atomic:
 
@@ -34,7 +37,6 @@ from typing import Any
 
 from . import tracing
 from .broker import messages
-from .broker.app import app
 from .clock import isoformat, now
 from .errors import (
     DeliveryConflict,
@@ -48,25 +50,20 @@ from .events import Event, encode, parse_event
 from .guard import check_url
 from .models import Delivery, DeliveryStatus, Run, check_tenant_id
 from .retry import BackoffPolicy
-from .settings import get_settings
 from .signals import OPERATIONAL_TYPES
-from .storage.deliveries import get_store
-from .storage.endpoints import get_endpoints
-from .storage.schedule import get_schedule
+from .system import System, get_default
 
 __all__ = [
+    "Producer",
     "check_event",
     "deliver_many",
+    "deliver_one",
     "delivery_id",
-    "encode_checked",
-    "enqueue",
     "new_delivery",
-    "notify",
     "publish",
     "publish_checked",
     "recover",
     "redeliver",
-    "send",
 ]
 
 logger = logging.getLogger(__name__)
@@ -75,15 +72,6 @@ _IDS = uuid.UUID("6f1b8f9e-2c1d-4c5a-9a53-3f3f8d7b2e10")  # the namespace of del
 
 #: Where one delivery goes: a URL, and the endpoint it belongs to (None for a bare URL).
 Target = tuple[str, str | None]
-
-
-def encode_checked(event: Event) -> bytes:
-    """The event's body, refused if larger than ``WEBHOOKS_MAX_PAYLOAD_BYTES``."""
-    body = encode(event)
-    limit = get_settings().max_payload_bytes
-    if len(body) > limit:
-        raise InvalidEvent([("event", f"is {len(body):,} bytes encoded; the limit is {limit:,}")])
-    return body
 
 
 def delivery_id(event_id: str, url: str, endpoint_id: str | None) -> str:
@@ -119,240 +107,313 @@ def new_delivery(
     )
 
 
-def send(url: Any, event: Any, *, due: datetime | None = None, queue: str | None = None) -> str:
-    """Deliver ``event`` to ``url`` (what ``deliver.delay(url, event)`` does); returns the
-    delivery id. ``due`` delays the first attempt; ``queue`` names the Celery queue.
+class Producer:
+    """Creates deliveries in a System's store and publishes their messages through its
+    Celery app: every way in, as methods. The module's functions of the same names use
+    the default System."""
 
-    A bad URL or event raises :class:`~webhooks.InvalidInput` and writes nothing.
-    Calling again with the same event and URL returns the same delivery.
-    """
-    checked_url, parsed = check_url(url), parse_event(event)
-    delivery = new_delivery(parsed, checked_url, due=due, queue=queue)
-    (created,) = _create_and_enqueue([delivery], encode_checked(parsed), queue, due)
-    return created
+    def __init__(self, system: System) -> None:
+        self._system = system
+        self._settings = system.settings
+
+    def encode_checked(self, event: Event) -> bytes:
+        """The event's body, refused if larger than ``WEBHOOKS_MAX_PAYLOAD_BYTES``."""
+        body = encode(event)
+        limit = self._settings.max_payload_bytes
+        if len(body) > limit:
+            raise InvalidEvent(
+                [("event", f"is {len(body):,} bytes encoded; the limit is {limit:,}")]
+            )
+        return body
+
+    def deliver_one(
+        self, url: Any, event: Any, *, due: datetime | None = None, queue: str | None = None
+    ) -> str:
+        """Deliver ``event`` to ``url`` (what ``deliver.delay(url, event)`` does); returns the
+        delivery id. ``due`` delays the first attempt; ``queue`` names the Celery queue.
+
+        A bad URL or event raises :class:`~webhooks.InvalidInput` and writes nothing.
+        Calling again with the same event and URL returns the same delivery.
+        """
+        checked_url, parsed = check_url(url, self._settings), parse_event(event)
+        delivery = new_delivery(parsed, checked_url, due=due, queue=queue)
+        (created,) = self._create_and_enqueue([delivery], self.encode_checked(parsed), queue, due)
+        return created
+
+    def deliver_many(self, items: Iterable[tuple[Any, Any]]) -> list[str]:
+        """The bulk form of ``deliver.delay(url, event)``: many (url, event) pairs at once.
+
+        Every pair is validated first; one bad pair raises :class:`~webhooks.InvalidInput`
+        naming it (``[3].url``, ``[7].data.screenshot_set.id``) and nothing is written.
+        Then all records go in one transaction and all messages in one command.
+        """
+        deliveries, bodies = [], []
+        created = now()  # one batch, one creation time
+        checked_urls: dict[Any, str] = {}  # a batch usually goes to a few URLs, checked once each
+        for index, (url, event) in enumerate(items):
+            try:
+                checked = checked_urls.get(url) if isinstance(url, str) else None
+                if checked is None:
+                    checked = checked_urls[url] = check_url(url, self._settings)
+                parsed = parse_event(event)
+                bodies.append(self.encode_checked(parsed))
+            except InvalidInput as exc:
+                raise InvalidInput(f"[{index}].{exc.field}", exc.problem) from None
+            deliveries.append(new_delivery(parsed, checked, created=created))
+        try:
+            return self._create_and_enqueue(deliveries, bodies)
+        except DeliveryConflict as conflict:
+            index = [delivery.id for delivery in deliveries].index(conflict.delivery_id)
+            raise DeliveryConflict(conflict.delivery_id, f"[{index}].id") from None
+
+    def publish(self, event: Any, *, tenant: str) -> list[str]:
+        """Validate ``event`` once, create a delivery per enabled endpoint of ``tenant`` whose
+        filter matches, enqueue them together, and return the delivery ids.
+
+        The cost grows with the tenant's own endpoints, never with other tenants'. A
+        tenant with no matching endpoint gets an empty list; an unknown one raises
+        :class:`~webhooks.TenantNotFound`; an invalid event raises
+        :class:`~webhooks.InvalidEvent`. Both write nothing.
+        """
+        return self.publish_checked(*self.check_event(event, tenant))
+
+    def check_event(self, event: Any, tenant: Any) -> tuple[Event, bytes, str]:
+        """What :func:`publish` checks before it reads anything: the event (parsed, and its
+        body within the size limit) and the tenant id. For the helpers that publish
+        later (on commit, from an outbox): a bad event fails where it was written."""
+        parsed = parse_event(event)
+        return parsed, self.encode_checked(parsed), check_tenant_id(tenant)
+
+    def publish_checked(self, parsed: Event, body: bytes, tenant: str) -> list[str]:
+        """:func:`publish` of an event :func:`check_event` passed."""
+        created = now()
+        endpoints = self._system.endpoints.all(tenant)
+        deliveries = [
+            new_delivery(parsed, endpoint.url, endpoint.id, created=created, tenant_id=tenant)
+            for endpoint in endpoints
+            if endpoint.accepts(parsed.type)
+        ]
+        return self._create_and_enqueue(deliveries, body)
+
+    def notify(self, url: str, kind: str, subject: str, data: dict[str, Any]) -> str:
+        """Send an operational webhook (``delivery.exhausted``, ``endpoint.disabled``,
+        ``delivery.recovered``) to the operator's ``url``, as a delivery like any other;
+        returns its id. ``subject`` names the one occurrence (a delivery and its attempt,
+        an endpoint and when it was disabled): announcing it twice sends it once."""
+        if kind not in OPERATIONAL_TYPES:
+            raise InvalidInput("type", f"not an operational webhook type: {kind!r}")
+        message_id = "op_" + uuid.uuid5(_IDS, f"{kind}\n{subject}").hex
+        created = now()
+        body = json.dumps(
+            {"type": kind, "id": message_id, "timestamp": isoformat(created), "data": data},
+            separators=(",", ":"),
+        ).encode()
+        delivery = Delivery(
+            id=delivery_id(message_id, url, None),
+            url=check_url(url, self._settings),
+            event_id=message_id,
+            event_type=kind,
+            status=DeliveryStatus.PENDING,
+            created_at=created,
+            updated_at=created,
+            next_attempt_at=created,
+        )
+        (sent,) = self._create_and_enqueue([delivery], body)
+        return sent
+
+    def redeliver(self, delivery_id: str, *, tenant: str | None = None) -> None:
+        """Start a new attempt cycle for any delivery, whatever its status.
+
+        The ``webhook-id`` stays the same, earlier attempts are kept, and the new
+        attempts are numbered on from them. Messages of the old cycle still waiting
+        in Celery are dropped when they come due. With ``tenant``, another tenant's
+        delivery is not found, exactly as a missing one is.
+        """
+        self._check_endpoint(self._system.deliveries.get(delivery_id, tenant).endpoint_id)
+        self._restart([delivery_id])
+
+    def recover(
+        self,
+        endpoint_id: str,
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        tenant: str | None = None,
+    ) -> list[str]:
+        """Redeliver every ``retries_exhausted`` delivery of the endpoint created in the window.
+        With ``tenant``, another tenant's endpoint is not found, as a missing one is."""
+        self._check_endpoint(self._system.endpoints.get(endpoint_id, tenant).id)
+        ids = self._system.endpoints.delivery_ids(endpoint_id, since, until or now())
+        statuses = self._system.deliveries.statuses(ids)
+        exhausted = [
+            delivery_id
+            for delivery_id, status in zip(ids, statuses, strict=True)
+            if status is DeliveryStatus.RETRIES_EXHAUSTED
+        ]
+        return self._restart(exhausted)
+
+    def enqueue(
+        self,
+        runs: Sequence[Run],
+        queue: str | None = None,
+        *,
+        undo: Callable[[list[str]], object] | None = None,
+        due: datetime | None = None,
+        contexts: messages.Contexts | None = None,
+    ) -> None:
+        """Publish the messages of stored deliveries' runs (parked instead, when ``due`` is
+        far enough off for the retry policy to park it); on failure, ``undo`` the ids and
+        raise :class:`~webhooks.errors.EnqueueFailed`. ``contexts``: each run's trace
+        context, when not the current one."""
+        self._enqueue(runs, queue, undo or (lambda _: None), due, contexts)
+
+    def _create_and_enqueue(
+        self,
+        deliveries: Sequence[Delivery],
+        body: bytes | Sequence[bytes],
+        queue: str | None = None,
+        due: datetime | None = None,
+    ) -> list[str]:
+        """Store the deliveries that are new, each with its first run; returns every id."""
+        store, ids = self._system.deliveries, [delivery.id for delivery in deliveries]
+        if not deliveries:
+            return ids
+        countdown = (due - now()).total_seconds() if due is not None else 0.0
+        eta = due if countdown > 0 else None
+        # Where each first run goes: parked in Redis when far off (the promoter publishes
+        # it when due), its message in the same Lua call when the broker's list lives in
+        # the store's Redis, or published after the records by another broker.
+        parked = (
+            due is not None and BackoffPolicy.from_settings(self._settings).wait(countdown).parked
+        )
+        target = (
+            None
+            if parked
+            else messages.store_list(self._system.app, queue, self._settings.redis_url)
+        )
+        push = None
+        if target is not None:
+            name, key = target
+            push = (key, messages.encode(self._system.app, [Run(i) for i in ids], name, eta))
+        context = tracing.carrier()  # kept with the records, for runs published later
+        try:
+            existing = store.create_many(
+                deliveries,
+                body,
+                push=push,
+                park_at=due.timestamp() if parked and due else None,
+                trace=json.dumps(context) if context else "",
+            )
+        except WebhooksError:
+            raise
+        except Exception as error:
+            raise EnqueueFailed(
+                f"could not write {len(ids)} deliveries to Redis ({error}); the "
+                "outcome is unknown, and retrying the same call is safe"
+            ) from error
+        if not parked and push is None:
+            # Another broker: what does not go out is undone, and a retry is safe.
+            self._enqueue([Run(i) for i in ids if i not in existing], queue, store.delete_many, eta)
+        return ids
+
+    def _restart(self, delivery_ids: list[str]) -> list[str]:
+        store = self._system.deliveries
+        runs = [Run(delivery_id, store.start_cycle(delivery_id)) for delivery_id in delivery_ids]
+        self._enqueue(
+            runs,
+            None,
+            lambda ids: store.stop_unfinished(ids, "replay could not be enqueued; run it again"),
+            None,
+        )
+        return delivery_ids
+
+    def _enqueue(
+        self,
+        runs: Sequence[Run],
+        queue: str | None,
+        undo: Callable[[list[str]], object],
+        due: datetime | None,
+        contexts: messages.Contexts | None = None,
+    ) -> None:
+        """The one rule: publish the runs' messages, or undo what they were for and raise."""
+        if not runs:
+            return
+        countdown = (due - now()).total_seconds() if due is not None else 0.0
+        try:
+            if (
+                due is not None
+                and BackoffPolicy.from_settings(self._settings).wait(countdown).parked
+            ):
+                # Far off: the run waits in Redis, and the promoter publishes it when due.
+                self._system.schedule.park_nx(runs, due.timestamp())
+            else:
+                messages.publish(
+                    self._system.app,
+                    runs,
+                    queue,
+                    eta=due if countdown > 0 else None,
+                    contexts=contexts,
+                )
+        except Exception as exc:
+            ids = [run.delivery_id for run in runs]
+            try:
+                undo(ids)
+            except Exception:
+                logger.exception("could not undo %d runs that were not published", len(ids))
+                raise EnqueueFailed(
+                    f"could not publish {len(ids)} messages ({exc}), and undoing "
+                    "what they were for failed too"
+                ) from exc
+            raise EnqueueFailed(
+                f"could not publish {len(ids)} messages ({exc}); what they were "
+                "for was undone, and retrying the same call is safe"
+            ) from exc
+
+    def _check_endpoint(self, endpoint_id: str | None) -> None:
+        if endpoint_id is not None:
+            endpoint = self._system.endpoints.get(endpoint_id)
+            if not endpoint.enabled:
+                raise EndpointDisabled(endpoint.id, endpoint.disabled_reason)
+
+
+# The producer API on the default System, as the package documents it.
+
+
+def deliver_one(
+    url: Any, event: Any, *, due: datetime | None = None, queue: str | None = None
+) -> str:
+    """:meth:`Producer.deliver_one` on the default System: what ``deliver.delay(url, event)``
+    does."""
+    return Producer(get_default()).deliver_one(url, event, due=due, queue=queue)
 
 
 def deliver_many(items: Iterable[tuple[Any, Any]]) -> list[str]:
-    """The bulk form of ``deliver.delay(url, event)``: many (url, event) pairs at once.
-
-    Every pair is validated first; one bad pair raises :class:`~webhooks.InvalidInput`
-    naming it (``[3].url``, ``[7].data.screenshot_set.id``) and nothing is written.
-    Then all records go in one transaction and all messages in one command.
-    """
-    deliveries, bodies = [], []
-    created = now()  # one batch, one creation time
-    checked_urls: dict[Any, str] = {}  # a batch usually goes to a few URLs, checked once each
-    for index, (url, event) in enumerate(items):
-        try:
-            checked = checked_urls.get(url) if isinstance(url, str) else None
-            if checked is None:
-                checked = checked_urls[url] = check_url(url)
-            parsed = parse_event(event)
-            bodies.append(encode_checked(parsed))
-        except InvalidInput as exc:
-            raise InvalidInput(f"[{index}].{exc.field}", exc.problem) from None
-        deliveries.append(new_delivery(parsed, checked, created=created))
-    try:
-        return _create_and_enqueue(deliveries, bodies)
-    except DeliveryConflict as conflict:
-        index = [delivery.id for delivery in deliveries].index(conflict.delivery_id)
-        raise DeliveryConflict(conflict.delivery_id, f"[{index}].id") from None
+    """:meth:`Producer.deliver_many` on the default System."""
+    return Producer(get_default()).deliver_many(items)
 
 
 def publish(event: Any, *, tenant: str) -> list[str]:
-    """Validate ``event`` once, create a delivery per enabled endpoint of ``tenant`` whose
-    filter matches, enqueue them together, and return the delivery ids.
-
-    The cost grows with the tenant's own endpoints, never with other tenants'. A
-    tenant with no matching endpoint gets an empty list; an unknown one raises
-    :class:`~webhooks.TenantNotFound`; an invalid event raises
-    :class:`~webhooks.InvalidEvent`. Both write nothing.
-    """
-    return publish_checked(*check_event(event, tenant))
+    """:meth:`Producer.publish` on the default System."""
+    return Producer(get_default()).publish(event, tenant=tenant)
 
 
 def check_event(event: Any, tenant: Any) -> tuple[Event, bytes, str]:
-    """What :func:`publish` checks before it reads anything: the event (parsed, and its
-    body within the size limit) and the tenant id. For the helpers that publish
-    later (on commit, from an outbox): a bad event fails where it was written."""
-    parsed = parse_event(event)
-    return parsed, encode_checked(parsed), check_tenant_id(tenant)
+    """:meth:`Producer.check_event` on the default System."""
+    return Producer(get_default()).check_event(event, tenant)
 
 
 def publish_checked(parsed: Event, body: bytes, tenant: str) -> list[str]:
-    """:func:`publish` of an event :func:`check_event` passed."""
-    created = now()
-    endpoints = get_endpoints().all(tenant)
-    deliveries = [
-        new_delivery(parsed, endpoint.url, endpoint.id, created=created, tenant_id=tenant)
-        for endpoint in endpoints
-        if endpoint.accepts(parsed.type)
-    ]
-    return _create_and_enqueue(deliveries, body)
-
-
-def notify(url: str, kind: str, subject: str, data: dict[str, Any]) -> str:
-    """Send an operational webhook (``delivery.exhausted``, ``endpoint.disabled``,
-    ``delivery.recovered``) to the operator's ``url``, as a delivery like any other;
-    returns its id. ``subject`` names the one occurrence (a delivery and its attempt,
-    an endpoint and when it was disabled): announcing it twice sends it once."""
-    if kind not in OPERATIONAL_TYPES:
-        raise InvalidInput("type", f"not an operational webhook type: {kind!r}")
-    message_id = "op_" + uuid.uuid5(_IDS, f"{kind}\n{subject}").hex
-    created = now()
-    body = json.dumps(
-        {"type": kind, "id": message_id, "timestamp": isoformat(created), "data": data},
-        separators=(",", ":"),
-    ).encode()
-    delivery = Delivery(
-        id=delivery_id(message_id, url, None),
-        url=check_url(url),
-        event_id=message_id,
-        event_type=kind,
-        status=DeliveryStatus.PENDING,
-        created_at=created,
-        updated_at=created,
-        next_attempt_at=created,
-    )
-    (sent,) = _create_and_enqueue([delivery], body)
-    return sent
+    """:meth:`Producer.publish_checked` on the default System."""
+    return Producer(get_default()).publish_checked(parsed, body, tenant)
 
 
 def redeliver(delivery_id: str, *, tenant: str | None = None) -> None:
-    """Start a new attempt cycle for any delivery, whatever its status.
-
-    The ``webhook-id`` stays the same, earlier attempts are kept, and the new
-    attempts are numbered on from them. Messages of the old cycle still waiting
-    in Celery are dropped when they come due. With ``tenant``, another tenant's
-    delivery is not found, exactly as a missing one is.
-    """
-    _check_endpoint(get_store().get(delivery_id, tenant).endpoint_id)
-    _restart([delivery_id])
+    """:meth:`Producer.redeliver` on the default System."""
+    Producer(get_default()).redeliver(delivery_id, tenant=tenant)
 
 
 def recover(
     endpoint_id: str, since: datetime, until: datetime | None = None, *, tenant: str | None = None
 ) -> list[str]:
-    """Redeliver every ``retries_exhausted`` delivery of the endpoint created in the window.
-    With ``tenant``, another tenant's endpoint is not found, as a missing one is."""
-    _check_endpoint(get_endpoints().get(endpoint_id, tenant).id)
-    ids = get_endpoints().delivery_ids(endpoint_id, since, until or now())
-    statuses = get_store().statuses(ids)
-    exhausted = [
-        delivery_id
-        for delivery_id, status in zip(ids, statuses, strict=True)
-        if status is DeliveryStatus.RETRIES_EXHAUSTED
-    ]
-    return _restart(exhausted)
-
-
-def enqueue(
-    runs: Sequence[Run],
-    queue: str | None = None,
-    *,
-    undo: Callable[[list[str]], object] | None = None,
-    due: datetime | None = None,
-    contexts: messages.Contexts | None = None,
-) -> None:
-    """Publish the messages of stored deliveries' runs (parked instead, when ``due`` is
-    far enough off for the retry policy to park it); on failure, ``undo`` the ids and
-    raise :class:`~webhooks.errors.EnqueueFailed`. ``contexts``: each run's trace
-    context, when not the current one."""
-    _enqueue(runs, queue, undo or (lambda _: None), due, contexts)
-
-
-def _create_and_enqueue(
-    deliveries: Sequence[Delivery],
-    body: bytes | Sequence[bytes],
-    queue: str | None = None,
-    due: datetime | None = None,
-) -> list[str]:
-    """Store the deliveries that are new, each with its first run; returns every id."""
-    store, ids = get_store(), [delivery.id for delivery in deliveries]
-    if not deliveries:
-        return ids
-    countdown = (due - now()).total_seconds() if due is not None else 0.0
-    eta = due if countdown > 0 else None
-    # Where each first run goes: parked in Redis when far off (the promoter publishes
-    # it when due), its message in the same Lua call when the broker's list lives in
-    # the store's Redis, or published after the records by another broker.
-    parked = due is not None and BackoffPolicy.from_settings(get_settings()).wait(countdown).parked
-    target = None if parked else messages.store_list(app, queue, get_settings().redis_url)
-    push = None
-    if target is not None:
-        name, key = target
-        push = (key, messages.encode(app, [Run(i) for i in ids], name, eta))
-    context = tracing.carrier()  # kept with the records, for runs published later
-    try:
-        existing = store.create_many(
-            deliveries,
-            body,
-            push=push,
-            park_at=due.timestamp() if parked and due else None,
-            trace=json.dumps(context) if context else "",
-        )
-    except WebhooksError:
-        raise
-    except Exception as error:
-        raise EnqueueFailed(
-            f"could not write {len(ids)} deliveries to Redis ({error}); the "
-            "outcome is unknown, and retrying the same call is safe"
-        ) from error
-    if not parked and push is None:
-        # Another broker: what does not go out is undone, and a retry is safe.
-        _enqueue([Run(i) for i in ids if i not in existing], queue, store.delete_many, eta)
-    return ids
-
-
-def _restart(delivery_ids: list[str]) -> list[str]:
-    store = get_store()
-    runs = [Run(delivery_id, store.start_cycle(delivery_id)) for delivery_id in delivery_ids]
-    _enqueue(
-        runs,
-        None,
-        lambda ids: store.stop_unfinished(ids, "replay could not be enqueued; run it again"),
-        None,
-    )
-    return delivery_ids
-
-
-def _enqueue(
-    runs: Sequence[Run],
-    queue: str | None,
-    undo: Callable[[list[str]], object],
-    due: datetime | None,
-    contexts: messages.Contexts | None = None,
-) -> None:
-    """The one rule: publish the runs' messages, or undo what they were for and raise."""
-    if not runs:
-        return
-    countdown = (due - now()).total_seconds() if due is not None else 0.0
-    try:
-        if due is not None and BackoffPolicy.from_settings(get_settings()).wait(countdown).parked:
-            # Far off: the run waits in Redis, and the promoter publishes it when due.
-            get_schedule().park_nx(runs, due.timestamp())
-        else:
-            messages.publish(
-                app, runs, queue, eta=due if countdown > 0 else None, contexts=contexts
-            )
-    except Exception as exc:
-        ids = [run.delivery_id for run in runs]
-        try:
-            undo(ids)
-        except Exception:
-            logger.exception("could not undo %d runs that were not published", len(ids))
-            raise EnqueueFailed(
-                f"could not publish {len(ids)} messages ({exc}), and undoing "
-                "what they were for failed too"
-            ) from exc
-        raise EnqueueFailed(
-            f"could not publish {len(ids)} messages ({exc}); what they were "
-            "for was undone, and retrying the same call is safe"
-        ) from exc
-
-
-def _check_endpoint(endpoint_id: str | None) -> None:
-    if endpoint_id is not None:
-        endpoint = get_endpoints().get(endpoint_id)
-        if not endpoint.enabled:
-            raise EndpointDisabled(endpoint.id, endpoint.disabled_reason)
+    """:meth:`Producer.recover` on the default System."""
+    return Producer(get_default()).recover(endpoint_id, since, until, tenant=tenant)

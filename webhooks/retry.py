@@ -1,7 +1,7 @@
 """The retry policy: when a failed attempt is tried again, where it waits, and when we give up.
 
 Two named outcomes, so nothing else computes a schedule:
-:class:`Retry` (wait ``countdown`` seconds, parked in Redis or as a broker ETA
+:class:`RetryLater` (wait ``countdown`` seconds, parked in Redis or as a broker ETA
 message, then attempt again) and :class:`RetriesExhausted` (stop; the delivery
 is marked ``retries_exhausted``).
 """
@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 from .settings import Settings
 
-__all__ = ["MAX_RETRIES", "BackoffPolicy", "RetriesExhausted", "Retry", "ScheduleRow"]
+__all__ = ["MAX_RETRIES", "BackoffPolicy", "RetriesExhausted", "RetryLater", "ScheduleRow"]
 
 #: Retries after the first attempt, so a delivery gets at most 15 attempts.
 MAX_RETRIES = 14
 
 
 @dataclass(frozen=True)
-class Retry:
+class RetryLater:
     """Attempt again in ``countdown`` seconds. ``parked``: the wait is long, so the
     run waits in Redis's schedule, not in a worker's memory as an ETA message."""
 
@@ -71,7 +71,7 @@ class BackoffPolicy:
             native_delays=settings.native_delays,
         )
 
-    def wait(self, countdown: float) -> Retry:
+    def wait(self, countdown: float) -> RetryLater:
         """A run ``countdown`` seconds from now, and where it waits: the one place
         that decides between parking and a broker ETA message.
 
@@ -83,15 +83,15 @@ class BackoffPolicy:
         second there, so only such waits park.
         """
         if self.native_delays:
-            return Retry(countdown, parked=countdown < NATIVE_DELAY_MIN)
-        return Retry(countdown, parked=countdown > self.park_threshold)
+            return RetryLater(countdown, parked=countdown < NATIVE_DELAY_MIN)
+        return RetryLater(countdown, parked=countdown > self.park_threshold)
 
     def nominal_wait(self, retries: int) -> float:
         return self.base * float(2**retries)
 
     def after_failure(
         self, retries: int, retry_after: float | None = None
-    ) -> Retry | RetriesExhausted:
+    ) -> RetryLater | RetriesExhausted:
         """Decide what follows a failed attempt, given the retries already made.
 
         A receiver's Retry-After (429, 503) can lengthen the wait, up to

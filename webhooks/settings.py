@@ -1,11 +1,11 @@
-"""Settings, read once from ``WEBHOOKS_*`` environment variables."""
+"""Settings: every knob of a deployment, read from ``WEBHOOKS_*`` environment variables
+when a :class:`Settings` is made (a :class:`~webhooks.system.System` makes one)."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -13,7 +13,7 @@ import standardwebhooks
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["SentinelURL", "Settings", "get_settings", "shown_url"]
+__all__ = ["SentinelURL", "Settings", "shown_url"]
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 _SENTINEL_OPTIONS = {"master", "password", "sentinel_password", "username"}
@@ -103,19 +103,30 @@ class SentinelURL:
         )
 
 
-def _networks(value: Any) -> Any:
+def _comma_separated(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
 
 
+EventModules = Annotated[
+    tuple[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")], ...
+    ],
+    NoDecode,
+    BeforeValidator(_comma_separated),
+]
+
 Networks = Annotated[
-    tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode, BeforeValidator(_networks)
+    tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+    NoDecode,
+    BeforeValidator(_comma_separated),
 ]
 
 
 class Settings(BaseSettings):
-    """Every knob of the service. The README's settings table mirrors this class."""
+    """Every knob of the service; the settings reference in the docs is generated from
+    these fields and their descriptions."""
 
     model_config = SettingsConfigDict(env_prefix="WEBHOOKS_", frozen=True, extra="ignore")
 
@@ -136,6 +147,12 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         description="Starts every Redis key and names the Celery queue: deployments with "
         "different prefixes share one Redis database without seeing each other's data.",
+    )
+    event_modules: EventModules = Field(
+        ("webhooks.catalog",),
+        description="Comma-separated Python modules that register the event types this "
+        "deployment sends (with `webhooks.events.event_type`), imported when it starts; "
+        "the default is this product's own catalog, `screenshot_set.approved`.",
     )
     redis_timeout_seconds: float = Field(
         5.0,
@@ -212,8 +229,9 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: float | None = Field(
         None,
         gt=0,
-        description="Redis broker visibility timeout; derived from the other "
-        "settings when unset (see celeryconfig.py).",
+        description="Redis broker visibility timeout; when unset, derived from the "
+        "other settings: the park threshold plus five attempt timeouts plus 30 s (see "
+        "webhooks/broker/config.py).",
     )
     destination_concurrency: int = Field(
         4,
@@ -372,8 +390,3 @@ class Settings(BaseSettings):
                     "and base64 of 24 to 64 random bytes"
                 )
         return self
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()

@@ -7,39 +7,63 @@ import sys
 from typing import Any
 
 import click
-import redis
-import redis.sentinel
-from kombu.exceptions import KombuError
 from pydantic import ValidationError
 
+from .. import extras
 from .._version import __version__
-from ..errors import WebhooksError
-from ..settings import get_settings, shown_url
+from ..broker.app import broker_failure
+from ..errors import MissingExtra, WebhooksError
+from ..settings import shown_url
+from ..storage.connection import failure as redis_failure
+from ..system import get_default
+from . import deliveries
+from .demo import demo
+from .endpoints import endpoints
+from .metrics import metrics_server
+from .tenants import tenants
 
 
-def _settings_or_exit() -> None:
-    """Bad WEBHOOKS_* settings as one line, before the modules that read them load
-    (they would stop with pydantic's traceback)."""
-    try:
-        get_settings()
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["loc"]:
-            message = f"WEBHOOKS_{str(error['loc'][0]).upper()}: {message}"
-        click.echo(f"Error: {message}", err=True)
-        sys.exit(1)
+def _needs(extra: str, name: str, summary: str) -> click.Command:
+    """The command ``name``, which needs ``extra``: without it, one line saying so."""
+
+    def refuse() -> None:
+        raise MissingExtra(extra, f"webhooks {name}")
+
+    return click.Command(
+        name,
+        callback=refuse,
+        help=f"{summary} (needs the {extra!r} extra: pip install 'celery-webhooks[{extra}]')",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
 
 
-_settings_or_exit()
+# The commands whose modules import an extra's packages load only with it installed.
+serve: click.Command
+portal_link: click.Command
+outbox: click.Command
+if extras.installed("server"):
+    from . import web
 
-from . import deliveries  # noqa: E402
-from .demo import demo  # noqa: E402
-from .endpoints import endpoints  # noqa: E402
-from .metrics import metrics_server  # noqa: E402
-from .outbox import outbox  # noqa: E402
-from .tenants import tenants  # noqa: E402
-from .web import portal_link, serve  # noqa: E402
+    serve, portal_link = web.serve, web.portal_link
+else:
+    serve = _needs("server", "serve", "Run the HTTP API, the console and the portal.")
+    portal_link = _needs("server", "portal-link", "Print a link that opens a tenant's portal.")
+if extras.installed("outbox"):
+    from . import outbox as outbox_commands
+
+    outbox = outbox_commands.outbox
+else:
+    outbox = _needs("outbox", "outbox", "The transactional outbox in PostgreSQL.")
+
+
+def _bad_settings(exc: ValidationError) -> str:
+    """A bad WEBHOOKS_* setting as one line naming it, not pydantic's traceback."""
+    error = exc.errors()[0]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["loc"]:
+        message = f"WEBHOOKS_{str(error['loc'][0]).upper()}: {message}"
+    return message
+
 
 __all__ = ["main"]
 
@@ -65,23 +89,23 @@ class _OneLineErrors(click.Group):
         except WebhooksError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
-        except redis.RedisError as exc:
-            # Its own message carries the repr of every sentinel client.
-            reason = (
-                "no sentinel answered with the primary's address"
-                if isinstance(exc, redis.sentinel.MasterNotFoundError)
-                else str(exc)
-            )
-            where = shown_url(get_settings().redis_url)
-            click.echo(
-                f"Error: Redis at {where} failed: {reason}; retrying the same command is safe",
-                err=True,
-            )
+        except ValidationError as exc:
+            click.echo(f"Error: {_bad_settings(exc)}", err=True)
             sys.exit(1)
-        except KombuError as exc:
-            click.echo(
-                f"Error: the broker failed: {exc}; retrying the same command is safe", err=True
-            )
+        except Exception as exc:
+            if (reason := redis_failure(exc)) is not None:
+                where = shown_url(get_default().settings.redis_url)
+                click.echo(
+                    f"Error: Redis at {where} failed: {reason}; retrying the same command is safe",
+                    err=True,
+                )
+            elif (reason := broker_failure(exc)) is not None:
+                click.echo(
+                    f"Error: the broker failed: {reason}; retrying the same command is safe",
+                    err=True,
+                )
+            else:
+                raise
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 

@@ -9,13 +9,10 @@ from typing import IO
 import click
 from rich.table import Table
 
-from .. import producer
-from ..events import event_schema
+from ..events import event_schema, load_event_modules
 from ..models import DeliveryStatus
-from ..settings import get_settings
-from ..storage.deliveries import get_store
-from ..storage.endpoints import get_endpoints
-from ..storage.tenants import get_tenants
+from ..producer import Producer
+from ..system import get_default
 from .options import Moment, console, read_event
 from .render import attempts_table, deliveries_table
 
@@ -27,7 +24,7 @@ __all__ = ["list_", "publish", "recover", "redeliver", "schema", "send", "show",
 @click.argument("event_file", type=click.File("rb"))
 def send(url: str, event_file: IO[bytes]) -> None:
     """Deliver the event in EVENT_FILE (JSON, or - for stdin) to URL; print the delivery id."""
-    click.echo(producer.send(url, read_event(event_file)))
+    click.echo(Producer(get_default()).deliver_one(url, read_event(event_file)))
 
 
 tenant_option = click.option(
@@ -44,7 +41,7 @@ tenant_option = click.option(
 @click.option("--json", "as_json", is_flag=True, help="Print the delivery as JSON.")
 def show(delivery_id: str, tenant: str | None, as_json: bool) -> None:
     """Show one delivery and every attempt made for it."""
-    delivery = get_store().get(delivery_id, tenant)
+    delivery = get_default().deliveries.get(delivery_id, tenant)
     if as_json:
         click.echo(delivery.model_dump_json(indent=2))
     else:
@@ -68,10 +65,10 @@ def list_(
 ) -> None:
     """List deliveries, newest first: by creation, or with --status by when they reached it."""
     if tenant is not None:
-        get_tenants().get(tenant)
+        get_default().tenants.get(tenant)
     if endpoint_id is not None:
-        get_endpoints().get(endpoint_id, tenant)  # another tenant's: not found
-    deliveries = get_store().recent(
+        get_default().endpoints.get(endpoint_id, tenant)  # another tenant's: not found
+    deliveries = get_default().deliveries.recent(
         DeliveryStatus(status) if status else None, limit, tenant=tenant, endpoint_id=endpoint_id
     )
     if as_json:
@@ -88,7 +85,7 @@ def publish(event_file: IO[bytes], tenant: str, as_json: bool) -> None:
     """Send the event in EVENT_FILE to every enabled endpoint of the tenant that wants it;
     print the delivery ids."""
     event = read_event(event_file)
-    ids = producer.publish(event, tenant=tenant)
+    ids = Producer(get_default()).publish(event, tenant=tenant)
     if as_json:
         click.echo(json.dumps({"event_id": event["id"], "tenant_id": tenant, "delivery_ids": ids}))
     elif ids:
@@ -105,7 +102,7 @@ def publish(event_file: IO[bytes], tenant: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def redeliver(delivery_id: str, tenant: str | None, as_json: bool) -> None:
     """Start a new attempt cycle for a delivery, whatever its status (same webhook-id)."""
-    producer.redeliver(delivery_id, tenant=tenant)
+    Producer(get_default()).redeliver(delivery_id, tenant=tenant)
     click.echo(
         json.dumps({"delivery_id": delivery_id, "redelivered": True})
         if as_json
@@ -133,7 +130,7 @@ def recover(
     endpoint_id: str, since: datetime, until: datetime | None, tenant: str | None, as_json: bool
 ) -> None:
     """Redeliver every retries_exhausted delivery of an endpoint created in the window."""
-    ids = producer.recover(endpoint_id, since, until, tenant=tenant)
+    ids = Producer(get_default()).recover(endpoint_id, since, until, tenant=tenant)
     if as_json:
         click.echo(json.dumps({"endpoint_id": endpoint_id, "delivery_ids": ids}))
     else:
@@ -146,8 +143,10 @@ def recover(
 def stats(tenant: str | None, as_json: bool) -> None:
     """Deliveries by status, how many are overdue, and (for all) how many retries are parked."""
     if tenant is not None:
-        get_tenants().get(tenant)
-    numbers = get_store().stats(overdue_after=get_settings().recovery_seconds, tenant=tenant)
+        get_default().tenants.get(tenant)
+    numbers = get_default().deliveries.stats(
+        overdue_after=get_default().settings.recovery_seconds, tenant=tenant
+    )
     if as_json:
         click.echo(json.dumps(numbers))
         return
@@ -157,12 +156,13 @@ def stats(tenant: str | None, as_json: bool) -> None:
         table.add_row(name, f"[{style}]{value:,}[/]" if style else f"{value:,}")
     console.print(table)
     click.echo(
-        f"overdue: unfinished and more than {get_settings().recovery_seconds:g} s past "
+        f"overdue: unfinished and more than {get_default().settings.recovery_seconds:g} s past "
         "their next_attempt_at; parked: retries waiting in Redis"
     )
 
 
 @click.command()
 def schema() -> None:
-    """Print the JSON Schema of every event type."""
+    """Print the JSON Schema of every event type (those WEBHOOKS_EVENT_MODULES register)."""
+    load_event_modules(get_default().settings.event_modules)
     click.echo(json.dumps(event_schema(), indent=2))

@@ -11,14 +11,14 @@ import click
 from rich.console import Console
 from rich.live import Live
 
-from .. import producer
 from ..clock import isoformat, now
 from ..dev.receiver import Receiver
 from ..dev.redis_server import ensure_redis
 from ..dev.worker import start_worker, stop_worker
 from ..models import FINAL_STATUSES, DeliveryStatus
-from ..settings import get_settings
-from ..storage.deliveries import get_store
+from ..producer import Producer
+from ..settings import Settings
+from ..system import System
 from .options import console
 from .render import deliveries_table
 
@@ -65,9 +65,8 @@ def demo(retry_base: float) -> None:
 def run_demo(console: Console, retry_base: float, timeout: float = 120.0) -> int:
     """Deliveries that succeed, succeed after failures, and exhaust; 0 if they did."""
     # The receiver is on loopback, which the destination guard refuses by default.
-    os.environ["WEBHOOKS_ALLOWED_NETWORKS"] = _LOOPBACK
-    get_settings.cache_clear()
-    settings = get_settings()
+    system = System(Settings.model_validate({"allowed_networks": _LOOPBACK}))
+    settings = system.settings
     with ensure_redis(settings.redis_url) as embedded, Receiver() as receiver:
         if embedded:
             console.print(f"No Redis answered at {settings.redis_url}: started an embedded one.")
@@ -98,8 +97,11 @@ def run_demo(console: Console, retry_base: float, timeout: float = 120.0) -> int
             + [("/status/500", DeliveryStatus.RETRIES_EXHAUSTED, 15)]
         )
         try:
-            ids = [producer.send(base + path, _event(n)) for n, (path, _, _) in enumerate(plan)]
-            store = get_store()
+            producer = Producer(system)
+            ids = [
+                producer.deliver_one(base + path, _event(n)) for n, (path, _, _) in enumerate(plan)
+            ]
+            store = system.deliveries
             deadline = time.monotonic() + timeout
             with Live(console=console, refresh_per_second=4) as live:
                 while True:

@@ -12,8 +12,7 @@ from rich.table import Table
 
 from ..clock import isoformat
 from ..models import Endpoint
-from ..settings import get_settings
-from ..storage.endpoints import get_endpoints
+from ..system import get_default
 from .options import console, json_option
 
 tenant_option = click.option(
@@ -130,7 +129,7 @@ def add(
     extra = dict(pairs)
     if len(extra) < len(pairs):
         raise click.BadParameter("a header name is given twice", param_hint="--header")
-    endpoint, secret = get_endpoints().add(
+    endpoint, secret = get_default().endpoints.add(
         url, list(event_types) or None, description, tenant=tenant, headers=extra
     )
     _emit(endpoint, as_json, secret)
@@ -141,7 +140,7 @@ def add(
 @json_option
 def list_(tenant: str | None, as_json: bool) -> None:
     """List endpoints (secrets and header values masked)."""
-    found = get_endpoints().all(tenant)
+    found = get_default().endpoints.all(tenant)
     if as_json:
         click.echo(json.dumps([endpoint.public() for endpoint in found], indent=2))
     else:
@@ -154,7 +153,7 @@ def list_(tenant: str | None, as_json: bool) -> None:
 @json_option
 def show(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
     """Show one endpoint (secrets and header values masked)."""
-    _emit(get_endpoints().get(endpoint_id, tenant), as_json)
+    _emit(get_default().endpoints.get(endpoint_id, tenant), as_json)
 
 
 @endpoints.command()
@@ -164,7 +163,7 @@ def show(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
 @json_option
 def disable(endpoint_id: str, reason: str, tenant: str | None, as_json: bool) -> None:
     """Stop sending to the endpoint; its unfinished deliveries stop retrying."""
-    _emit(get_endpoints().disable(endpoint_id, reason, tenant=tenant), as_json)
+    _emit(get_default().endpoints.disable(endpoint_id, reason, tenant=tenant), as_json)
 
 
 @endpoints.command()
@@ -173,7 +172,7 @@ def disable(endpoint_id: str, reason: str, tenant: str | None, as_json: bool) ->
 @json_option
 def enable(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
     """Send to the endpoint again (see `webhooks recover` for what it missed)."""
-    _emit(get_endpoints().enable(endpoint_id, tenant), as_json)
+    _emit(get_default().endpoints.enable(endpoint_id, tenant), as_json)
 
 
 @endpoints.command("rotate-secret")
@@ -189,8 +188,8 @@ def enable(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
 @json_option
 def rotate_secret(endpoint_id: str, grace: float | None, tenant: str | None, as_json: bool) -> None:
     """Add a new signing secret and print it once; the old one expires after the grace."""
-    seconds = get_settings().secret_rotation_grace_seconds if grace is None else grace
-    endpoint, secret = get_endpoints().rotate_secret(
+    seconds = get_default().settings.secret_rotation_grace_seconds if grace is None else grace
+    endpoint, secret = get_default().endpoints.rotate_secret(
         endpoint_id, timedelta(seconds=seconds), tenant
     )
     _emit(endpoint, as_json, secret)
@@ -202,7 +201,7 @@ def rotate_secret(endpoint_id: str, grace: float | None, tenant: str | None, as_
 @json_option
 def delete(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
     """Delete the endpoint; its unfinished deliveries stop retrying."""
-    get_endpoints().delete(endpoint_id, tenant)
+    get_default().endpoints.delete(endpoint_id, tenant)
     click.echo(
         json.dumps({"id": endpoint_id, "deleted": True}) if as_json else f"deleted {endpoint_id}"
     )

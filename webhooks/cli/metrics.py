@@ -7,6 +7,7 @@ import click
 from prometheus_client import start_http_server
 
 from ..metrics import registry
+from ..system import get_default
 
 __all__ = ["metrics_server"]
 
@@ -28,7 +29,7 @@ def metrics_server(host: str, port: int) -> None:
     scraper reaches, or use `webhooks serve`'s /metrics, which takes the
     operator's token.
     """
-    server, thread = start_http_server(port, addr=host, registry=registry())
+    server, thread = start_http_server(port, addr=host, registry=registry(get_default()))
     click.echo(f"serving metrics at http://{host}:{port}/metrics", err=True)
     try:
         while thread.is_alive():

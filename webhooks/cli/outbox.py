@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ..outbox.relay import Relay, first_line
 from ..outbox.table import DDL, LIST, RETRY
-from ..settings import get_settings
+from ..system import get_default
 from .options import console
 
 __all__ = ["outbox"]
@@ -25,7 +25,7 @@ __all__ = ["outbox"]
 def _dsn(given: str | None) -> str:
     if given:
         return given
-    configured = get_settings().outbox_dsn
+    configured = get_default().settings.outbox_dsn
     if configured is None:
         raise click.UsageError("no database: pass --dsn, or set WEBHOOKS_OUTBOX_DSN")
     return configured.get_secret_value()
@@ -90,10 +90,15 @@ def relay(dsn: str | None, batch: int | None, poll: float | None) -> None:
 
     Run as many as you like: each takes rows the others have not locked.
     """
-    settings = get_settings()
+    settings = get_default().settings
     with _connect(_dsn(dsn)) as conn:  # a wrong DSN or a missing table fails here, in one line
         conn.execute("SELECT 1 FROM webhooks_outbox LIMIT 1")
-    worker = Relay(_dsn(dsn), batch or settings.outbox_batch, poll or settings.outbox_poll_seconds)
+    worker = Relay(
+        get_default(),
+        _dsn(dsn),
+        batch or settings.outbox_batch,
+        poll or settings.outbox_poll_seconds,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo("relaying outbox rows; Ctrl-C to stop", err=True)

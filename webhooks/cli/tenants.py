@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..clock import isoformat
 from ..models import Tenant
-from ..storage.tenants import get_tenants
+from ..system import get_default
 from .options import console, json_option
 
 __all__ = ["tenants"]
@@ -44,7 +44,7 @@ def tenants() -> None:
 @json_option
 def add(tenant_id: str, name: str, as_json: bool) -> None:
     """Register a tenant under your own id for the customer (such as acct_42)."""
-    _emit([get_tenants().add(tenant_id, name)], as_json, one=True)
+    _emit([get_default().tenants.add(tenant_id, name)], as_json, one=True)
 
 
 @tenants.command("list")
@@ -53,7 +53,7 @@ def add(tenant_id: str, name: str, as_json: bool) -> None:
 @json_option
 def list_(limit: int, after: str | None, as_json: bool) -> None:
     """List tenants, ordered by id."""
-    _emit(get_tenants().list(limit, after), as_json)
+    _emit(get_default().tenants.list(limit, after), as_json)
 
 
 @tenants.command()
@@ -61,7 +61,7 @@ def list_(limit: int, after: str | None, as_json: bool) -> None:
 @json_option
 def show(tenant_id: str, as_json: bool) -> None:
     """Show one tenant."""
-    _emit([get_tenants().get(tenant_id)], as_json, one=True)
+    _emit([get_default().tenants.get(tenant_id)], as_json, one=True)
 
 
 @tenants.command()
@@ -69,7 +69,7 @@ def show(tenant_id: str, as_json: bool) -> None:
 @json_option
 def delete(tenant_id: str, as_json: bool) -> None:
     """Delete a tenant and everything it owns: endpoints, secrets and deliveries."""
-    gone = get_tenants().delete(tenant_id)
+    gone = get_default().tenants.delete(tenant_id)
     if as_json:
         click.echo(
             json.dumps(

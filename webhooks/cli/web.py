@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from .. import logs
-from ..settings import get_settings
+from ..system import get_default
 from ..web.tokens import MAX_TTL_SECONDS, portal_token
 
 __all__ = ["portal_link", "serve"]
@@ -31,7 +31,7 @@ def serve(host: str, port: int) -> None:
     Needs WEBHOOKS_API_TOKEN (the operator's bearer token, at least 24 characters)
     and WEBHOOKS_PORTAL_SECRET (signs portal links, at least 32 characters).
     """
-    settings = get_settings()
+    settings = get_default().settings
     token, secret = settings.api_token, settings.portal_secret
     if token is None or len(token.get_secret_value()) < MIN_TOKEN:
         raise click.UsageError(
@@ -86,7 +86,7 @@ def portal_link(tenant_id: str, ttl: float, base_url: str | None) -> None:
     The token rides in the URL's fragment, which browsers never send to a server,
     and the page trades it for a session cookie at once.
     """
-    base = (base_url or get_settings().public_url).rstrip("/")
+    base = (base_url or get_default().settings.public_url).rstrip("/")
     if not base.lower().startswith(("http://", "https://")) or any(c in base for c in "#? "):
         raise click.BadParameter(
             f"must be an http(s) URL without a query or fragment, not {base[:100]!r}",

@@ -24,7 +24,8 @@ import psycopg
 
 from ..errors import InvalidInput, TenantNotFound
 from ..events import loads_event
-from ..producer import publish
+from ..producer import Producer
+from ..system import System
 from .table import CHANNEL, DELETE, FAIL, TAKE
 
 __all__ = ["Relay", "drain", "first_line"]
@@ -38,7 +39,10 @@ FAILURE_LIMIT = 1000
 class Relay:
     """Moves committed outbox rows into deliveries, batch after batch."""
 
-    def __init__(self, dsn: str, batch: int = 100, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self, system: System, dsn: str, batch: int = 100, poll_seconds: float = 1.0
+    ) -> None:
+        self.producer = Producer(system)
         self.dsn, self.batch, self.poll_seconds = dsn, batch, poll_seconds
         self.relayed = 0  # rows turned into deliveries by this relay
         self.failed = 0  # rows it marked failed
@@ -50,7 +54,7 @@ class Relay:
             done: list[int] = []
             for row_id, tenant, text in rows:
                 try:
-                    publish(loads_event(text), tenant=tenant)
+                    self.producer.publish(loads_event(text), tenant=tenant)
                 except (InvalidInput, TenantNotFound) as refused:
                     # The event no longer validates, its id went to another event,
                     # or its tenant is gone: no retry makes it go, so it is kept
@@ -121,10 +125,10 @@ def first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
 
 
-def drain(dsn: str, batch: int = 100) -> int:
+def drain(system: System, dsn: str, batch: int = 100) -> int:
     """Relay every committed row now, then return how many were taken (for tests and
     one-off runs)."""
-    relay, taken = Relay(dsn, batch), 0
+    relay, taken = Relay(system, dsn, batch), 0
     with psycopg.connect(dsn, autocommit=True) as conn:
         while (n := relay.run_batch(conn)) > 0:
             taken += n

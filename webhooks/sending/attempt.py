@@ -20,33 +20,15 @@ from .._version import __version__
 from ..clock import now
 from ..errors import BlockedDestination
 from ..models import RESPONSE_BODY_LIMIT, Attempt, AttemptError, ErrorKind
-from ..settings import get_settings
+from ..settings import Settings
 from ..signing import signature_header
 from .transport import GuardedAdapter, deadline
 
-__all__ = ["USER_AGENT", "Outcome", "classify", "make_attempt", "parse_retry_after", "send"]
+__all__ = ["USER_AGENT", "Outcome", "Sender", "classify", "parse_retry_after"]
 
 USER_AGENT = f"webhooks/{__version__}"
 
 _MESSAGE_LIMIT = 300
-_local = threading.local()
-
-
-def _session() -> requests.Session:
-    # One Session per thread keeps connections to a receiver alive between
-    # attempts. trust_env is off: proxies and .netrc from the worker's
-    # environment have no business in deliveries (and the lookup costs time).
-    session: requests.Session | None = getattr(_local, "session", None)
-    if session is None:
-        settings = get_settings()
-        session = requests.Session()
-        session.trust_env = False
-        session.verify = settings.ca_bundle or True
-        adapter = GuardedAdapter(settings.allowed_networks, https_only=settings.https_only)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        _local.session = session
-    return session
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -154,90 +136,104 @@ def _read_prefix(response: requests.Response, deadline: float) -> bytes:
     return prefix[:RESPONSE_BODY_LIMIT]
 
 
-def make_attempt(
-    number: int,
-    url: str,
-    body: bytes,
-    headers: Mapping[str, str],
-    connect_timeout: float,
-    total_timeout: float,
-) -> Outcome:
-    """POST ``body`` to ``url`` once; any 2XX succeeds, anything else is a failed attempt."""
-    started_at = now()
-    start = time.monotonic()
-    status_code: int | None = None
-    error: AttemptError | None = None
-    prefix = b""
-    retry_after = None
-    with deadline(total_timeout) as alarm:
-        try:
-            response = _session().post(
-                url,
-                data=body,
-                headers={"Accept-Encoding": "identity", **headers},
-                timeout=(min(connect_timeout, total_timeout), total_timeout),
-                allow_redirects=False,  # a 3XX is a failed attempt, never followed
-                stream=True,
-            )
-            if alarm.fired:
-                # The watchdog cut the headers short; http.client takes the early
-                # end for the end of the headers, so the status line proves nothing.
-                response.close()
-                raise requests.Timeout("deadline passed before the response headers ended")
-            with response:
-                status_code = response.status_code
-                prefix = _read_prefix(response, start + total_timeout)
-            if status_code in (429, 503):
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), now())
-            if not 200 <= status_code < 300:
-                reason = f"HTTP {status_code} {response.reason or ''}".strip()
-                error = AttemptError(kind=ErrorKind.HTTP_STATUS, message=reason[:_MESSAGE_LIMIT])
-        except (
-            requests.RequestException,
-            urllib3.exceptions.HTTPError,
-            OSError,
-            ValueError,
-            BlockedDestination,
-        ) as exc:
-            error = classify(exc, deadline_passed=alarm.fired)
-    attempt = Attempt(
-        number=number,
-        started_at=started_at,
-        duration_ms=round((time.monotonic() - start) * 1000, 1),
-        status_code=status_code,
-        error=error,
-        response_body=prefix.decode("utf-8", errors="replace"),
-    )
-    return Outcome(attempt, retry_after)
+class Sender:
+    """Makes the attempts of one deployment, under its settings: the deadlines, the
+    networks its guard allows, https only or not, the CA bundle."""
 
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._local = threading.local()
 
-def send(
-    delivery_id: str,
-    number: int,
-    url: str,
-    body: bytes,
-    secrets: Sequence[str],
-    extra: Mapping[str, str] | None = None,
-) -> Outcome:
-    """Attempt ``number`` of a delivery: the endpoint's own ``extra`` headers, then the
-    Standard Webhooks ones, signed afresh by every secret given (none for a bare URL),
-    under the settings' deadlines."""
-    settings = get_settings()
-    timestamp = int(time.time())
-    headers = {
-        **(extra or {}),
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        "webhook-id": delivery_id,
-        "webhook-timestamp": str(timestamp),
-    }
-    if secrets:
-        headers["webhook-signature"] = signature_header(delivery_id, timestamp, body, secrets)
-    return make_attempt(
-        number,
-        url,
-        body,
-        headers,
-        connect_timeout=settings.connect_timeout_seconds,
-        total_timeout=settings.timeout_seconds,
-    )
+    def _session(self) -> requests.Session:
+        # One Session per thread keeps connections to a receiver alive between
+        # attempts. trust_env is off: proxies and .netrc from the worker's
+        # environment have no business in deliveries (and the lookup costs time).
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            settings = self._settings
+            session = requests.Session()
+            session.trust_env = False
+            session.verify = settings.ca_bundle or True
+            adapter = GuardedAdapter(settings.allowed_networks, https_only=settings.https_only)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._local.session = session
+        return session
+
+    def attempt(
+        self,
+        delivery_id: str,
+        number: int,
+        url: str,
+        body: bytes,
+        secrets: Sequence[str],
+        extra: Mapping[str, str] | None = None,
+    ) -> Outcome:
+        """Attempt ``number`` of a delivery: the endpoint's own ``extra`` headers, then
+        the Standard Webhooks ones, signed afresh by every secret given (none for a bare
+        URL)."""
+        timestamp = int(time.time())
+        headers = {
+            **(extra or {}),
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "webhook-id": delivery_id,
+            "webhook-timestamp": str(timestamp),
+        }
+        if secrets:
+            headers["webhook-signature"] = signature_header(delivery_id, timestamp, body, secrets)
+        return self.post(number, url, body, headers)
+
+    def post(self, number: int, url: str, body: bytes, headers: Mapping[str, str]) -> Outcome:
+        """POST ``body`` to ``url`` once, within the settings' deadlines; any 2XX
+        succeeds, anything else is a failed attempt."""
+        connect_timeout = self._settings.connect_timeout_seconds
+        total_timeout = self._settings.timeout_seconds
+        started_at = now()
+        start = time.monotonic()
+        status_code: int | None = None
+        error: AttemptError | None = None
+        prefix = b""
+        retry_after = None
+        with deadline(total_timeout) as alarm:
+            try:
+                response = self._session().post(
+                    url,
+                    data=body,
+                    headers={"Accept-Encoding": "identity", **headers},
+                    timeout=(min(connect_timeout, total_timeout), total_timeout),
+                    allow_redirects=False,  # a 3XX is a failed attempt, never followed
+                    stream=True,
+                )
+                if alarm.fired:
+                    # The watchdog cut the headers short; http.client takes the early
+                    # end for the end of the headers, so the status line proves nothing.
+                    response.close()
+                    raise requests.Timeout("deadline passed before the response headers ended")
+                with response:
+                    status_code = response.status_code
+                    prefix = _read_prefix(response, start + total_timeout)
+                if status_code in (429, 503):
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"), now())
+                if not 200 <= status_code < 300:
+                    reason = f"HTTP {status_code} {response.reason or ''}".strip()
+                    error = AttemptError(
+                        kind=ErrorKind.HTTP_STATUS, message=reason[:_MESSAGE_LIMIT]
+                    )
+            except (
+                requests.RequestException,
+                urllib3.exceptions.HTTPError,
+                OSError,
+                ValueError,
+                BlockedDestination,
+            ) as exc:
+                error = classify(exc, deadline_passed=alarm.fired)
+        attempt = Attempt(
+            number=number,
+            started_at=started_at,
+            duration_ms=round((time.monotonic() - start) * 1000, 1),
+            status_code=status_code,
+            error=error,
+            response_body=prefix.decode("utf-8", errors="replace"),
+        )
+        return Outcome(attempt, retry_after)

@@ -1,7 +1,8 @@
-"""The one Redis connection of the delivery store, and typed wrappers for redis-py.
+"""The Redis client of a deployment's store, and typed wrappers for redis-py.
 
-Every store in :mod:`webhooks.storage` is handed the client from
-:func:`get_redis`; nothing else builds one, and nothing reaches into a store for it.
+:func:`connect` builds the one client of a :class:`~webhooks.system.System`, which
+hands it to each of its stores; nothing else builds one, and nothing reaches into a
+store for it.
 """
 
 from __future__ import annotations
@@ -10,20 +11,20 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 import redis
 import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.retry import Retry
+from redis.retry import Retry as RedisRetry
 
-from ..settings import get_settings
+from ..settings import Settings
 
 __all__ = [
     "UNAVAILABLE",
+    "connect",
     "eviction_policy",
-    "get_redis",
+    "failure",
     "persist",
     "transaction",
     "unavailable",
@@ -38,23 +39,20 @@ T = TypeVar("T")
 #: script is safe to repeat.
 RETRIES = 3
 
-_Sentinel: Any = redis.sentinel.Sentinel  # untyped in redis-py
+
+def _retry(retries: int) -> RedisRetry:
+    return RedisRetry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries)
 
 
-def _retry(retries: int) -> Retry:
-    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries)
-
-
-@lru_cache(maxsize=1)
-def get_redis() -> redis.Redis:
-    """The client every store shares: one connection pool per process.
+def connect(settings: Settings) -> redis.Redis:
+    """The client every store of a deployment shares: one connection pool, which
+    connects on first use.
 
     With a ``sentinel://`` URL it is redis-py's Sentinel client of the primary: each
     new connection asks the sentinels where the primary is, and a connection to a
     primary that died or was demoted (READONLY) is dropped, so after a failover the
     retried command reaches the promoted replica.
     """
-    settings = get_settings()
     timeouts: dict[str, Any] = {
         "socket_timeout": settings.redis_timeout_seconds,
         "socket_connect_timeout": settings.redis_timeout_seconds,
@@ -65,7 +63,7 @@ def get_redis() -> redis.Redis:
         return redis.Redis.from_url(
             settings.redis_url, health_check_interval=30, retry=retry, **timeouts
         )
-    sentinels = _Sentinel(
+    sentinels = redis.sentinel.Sentinel(
         list(sentinel.sentinels),
         # One quick retry per sentinel: discovering the primary already tries each of
         # them, and redis-py's default backoff would make that take 17 s when none answers.
@@ -80,9 +78,9 @@ def get_redis() -> redis.Redis:
     return cast(redis.Redis, sentinels.master_for(sentinel.master))
 
 
-def eviction_policy() -> str:
+def eviction_policy(client: redis.Redis) -> str:
     """Redis's ``maxmemory-policy``: anything but ``noeviction`` may drop records."""
-    return str(get_redis().info("memory").get("maxmemory_policy", "unknown"))
+    return str(client.info("memory").get("maxmemory_policy", "unknown"))
 
 
 #: The errors that say Redis could not be reached or did not answer in time.
@@ -91,6 +89,15 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
     redis.TimeoutError,
     redis.BusyLoadingError,
 )
+
+
+def failure(error: BaseException) -> str | None:
+    """What went wrong with Redis, in one line fit to show; None for an error that is
+    not Redis's."""
+    if isinstance(error, redis.sentinel.MasterNotFoundError):
+        # Its own message carries the repr of every sentinel client.
+        return "no sentinel answered with the primary's address"
+    return str(error) if isinstance(error, redis.RedisError) else None
 
 
 def unavailable(error: BaseException) -> bool:

@@ -22,22 +22,19 @@ import time
 from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import redis
 
 from ..models import Attempt
 from ..settings import Settings
-from . import keys
-from .connection import get_redis
+from .keys import Keys
 
 __all__ = [
     "BUCKETS",
     "Counters",
     "Snapshot",
     "attempt_args",
-    "get_counters",
     "metric_keys",
     "status_class",
 ]
@@ -57,7 +54,7 @@ def status_class(status_code: int | None) -> str:
     return f"{status_code // 100}xx"
 
 
-def metric_keys(settings: Settings) -> dict[str, str]:
+def metric_keys(settings: Settings, keys: Keys) -> dict[str, str]:
     """The keys the scripts count into, or '' each when ``WEBHOOKS_METRICS`` is off."""
     on = settings.metrics
     return {
@@ -90,8 +87,9 @@ class Snapshot:
 class Counters:
     """Reads the counters, with the gauges kept beside them in the store."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._redis = client
+        self._keys = keys
 
     def snapshot(self, overdue_after: float) -> Snapshot:
         """Everything one scrape shows but the broker's queue depth, in one round trip.
@@ -99,11 +97,13 @@ class Counters:
         attempt was due more than ``overdue_after`` seconds ago."""
         moment = time.time()
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.metrics())
-            pipe.zcard(keys.scheduled())
-            pipe.zcount(keys.due(), "-inf", moment - overdue_after)
-            pipe.zremrangebyscore(keys.open_circuits(), "-inf", moment - CIRCUIT_MEMORY_SECONDS)
-            pipe.zcard(keys.open_circuits())
+            pipe.hgetall(self._keys.metrics())
+            pipe.zcard(self._keys.scheduled())
+            pipe.zcount(self._keys.due(), "-inf", moment - overdue_after)
+            pipe.zremrangebyscore(
+                self._keys.open_circuits(), "-inf", moment - CIRCUIT_MEMORY_SECONDS
+            )
+            pipe.zcard(self._keys.open_circuits())
             fields, parked, overdue, _, circuits = pipe.execute()
         return Snapshot(
             {name.decode(): float(value) for name, value in fields.items()},
@@ -111,9 +111,3 @@ class Counters:
             int(overdue),
             int(circuits),
         )
-
-
-@lru_cache(maxsize=1)
-def get_counters() -> Counters:
-    """The process's counters reader, on the shared client."""
-    return Counters(get_redis())

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import lru_cache, partial
+from functools import partial
 from typing import cast
 
 import redis
@@ -21,14 +21,14 @@ import redis
 from ..clock import isoformat, now
 from ..errors import DeliveryConflict, DeliveryNotFound, TenantNotFound
 from ..models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus, Run
-from ..settings import get_settings
-from . import keys
-from .connection import get_redis, persist, transaction, zrange_ids
+from ..settings import Settings
+from .connection import persist, transaction, zrange_ids
 from .counters import attempt_args, metric_keys
-from .isolation import Entry, destination, enter_args, entry, leave_args
+from .destinations import Entry, destination, enter_args, entry, leave_args
+from .keys import Keys, template
 from .scripts import Script, fields
 
-__all__ = ["Claim", "ClaimOutcome", "DeliveryStore", "Position", "get_store"]
+__all__ = ["Claim", "ClaimOutcome", "DeliveryStore", "Position"]
 
 
 class ClaimOutcome(StrEnum):
@@ -91,28 +91,28 @@ _FIELDS = (
 _OPTIONAL = ("next_attempt_at", "tenant_id", "endpoint_id", "stop_reason", "queue")
 
 
-def _scopes(tenant_id: str | None) -> list[Callable[..., str]]:
+def _scopes(keys: Keys, tenant_id: str | None) -> list[Callable[..., str]]:
     return [keys.deliveries] + ([partial(keys.tenant_deliveries, tenant_id)] if tenant_id else [])
 
 
-def _every_index(tenant_id: str | None) -> list[str]:
+def _every_index(keys: Keys, tenant_id: str | None) -> list[str]:
     """Every index key a delivery of this tenant (or of none) can be in."""
-    into, out_of, _ = _indexes(DeliveryStatus.PENDING, tenant_id)
-    return _created_indexes(tenant_id) + into + out_of
+    into, out_of, _ = _indexes(keys, DeliveryStatus.PENDING, tenant_id)
+    return _created_indexes(keys, tenant_id) + into + out_of
 
 
-def _created_indexes(tenant_id: str | None) -> list[str]:
+def _created_indexes(keys: Keys, tenant_id: str | None) -> list[str]:
     """The indexes of every delivery by creation time (all, and the tenant's): entered
     once, never moved, so that a log read page by page stays in place."""
-    return [scope(None) for scope in _scopes(tenant_id)]
+    return [scope(None) for scope in _scopes(keys, tenant_id)]
 
 
 def _indexes(
-    status: DeliveryStatus, tenant_id: str | None
+    keys: Keys, status: DeliveryStatus, tenant_id: str | None
 ) -> tuple[list[str], list[str], list[str]]:
     """The status index keys a delivery in ``status`` is in, those it is not in, and the
     status of each of the latter (the scripts leave only those of the status it had)."""
-    scopes = _scopes(tenant_id)
+    scopes = _scopes(keys, tenant_id)
     into = [scope(status) for scope in scopes]
     leaving = [
         (scope(other), other.value)
@@ -146,9 +146,11 @@ class DeliveryStore:
     """Owns every delivery's record: fields and body, attempts, status indexes, the
     overdue index, and the claim and record steps of each attempt."""
 
-    def __init__(self, client: redis.Redis, retention: timedelta) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
         self._redis = client
-        self.retention = retention
+        self._keys = keys
+        self._settings = settings
+        self.retention = timedelta(days=settings.retention_days)
         self._claim_script = Script(client, "claim_attempt")
         self._record_script = Script(client, "record_attempt")
         self._abandon_script = Script(client, "abandon_attempt")
@@ -234,22 +236,22 @@ class DeliveryStore:
                 *fields,
             ]
         cutoff = (deliveries[0].created_at - self.retention).timestamp()
-        into, out_of, _ = _indexes(status, tenant_id)
-        into = _created_indexes(tenant_id) + into
+        into, out_of, _ = _indexes(self._keys, status, tenant_id)
+        into = _created_indexes(self._keys, tenant_id) + into
         reply = self._create_script(
             keys={
-                "due_key": keys.due(),
-                "scheduled_key": keys.scheduled(),
+                "due_key": self._keys.due(),
+                "scheduled_key": self._keys.scheduled(),
                 "queue_key": queue_key,
-                "tenant_key": keys.tenant(tenant_id) if tenant_id else "",
-                "metrics_key": metric_keys(get_settings())["metrics_key"],
+                "tenant_key": self._keys.tenant(tenant_id) if tenant_id else "",
+                "metrics_key": metric_keys(self._settings, self._keys)["metrics_key"],
                 "index_keys": [*into, *out_of],
             },
             args={
                 "cutoff": cutoff,
                 "ttl": int(self.retention.total_seconds()),
-                "delivery_template": keys.template(keys.delivery),
-                "endpoint_template": keys.template(keys.endpoint_deliveries),
+                "delivery_template": template(self._keys.delivery),
+                "endpoint_template": template(self._keys.endpoint_deliveries),
                 "index_count": len(into),
                 "body_count": len(numbered),
                 "rest": [*numbered, *items],
@@ -268,7 +270,7 @@ class DeliveryStore:
         """Append an attempt to each delivery's list, in one round trip (bulk seeding)."""
         with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id, attempt in attempts.items():
-                pipe.rpush(keys.attempts(delivery_id), attempt.model_dump_json())
+                pipe.rpush(self._keys.attempts(delivery_id), attempt.model_dump_json())
             pipe.execute()
 
     def delete_many(self, delivery_ids: Sequence[str]) -> None:
@@ -277,34 +279,38 @@ class DeliveryStore:
         with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in delivery_ids:
                 pipe.hmget(
-                    keys.delivery(delivery_id), "tenant_id", "endpoint_id", "cycle", "cycle_offset"
+                    self._keys.delivery(delivery_id),
+                    "tenant_id",
+                    "endpoint_id",
+                    "cycle",
+                    "cycle_offset",
                 )
-                pipe.llen(keys.attempts(delivery_id))
+                pipe.llen(self._keys.attempts(delivery_id))
             replies = pipe.execute()
         with self._redis.pipeline(transaction=True) as pipe:
             for delivery_id, (tenant_id, endpoint_id, cycle, offset), made in zip(
                 delivery_ids, replies[::2], replies[1::2], strict=True
             ):
                 tenant = tenant_id.decode() if tenant_id else None
-                pipe.delete(keys.delivery(delivery_id), keys.attempts(delivery_id))
-                pipe.zrem(keys.due(), delivery_id)
-                for key in _every_index(tenant):
+                pipe.delete(self._keys.delivery(delivery_id), self._keys.attempts(delivery_id))
+                pipe.zrem(self._keys.due(), delivery_id)
+                for key in _every_index(self._keys, tenant):
                     pipe.zrem(key, delivery_id)
                 if endpoint_id:
-                    pipe.zrem(keys.endpoint_deliveries(endpoint_id.decode()), delivery_id)
+                    pipe.zrem(self._keys.endpoint_deliveries(endpoint_id.decode()), delivery_id)
                 run = Run(delivery_id, int(cycle or 0), int(made) - int(offset or 0))
-                for key in (keys.scheduled(), keys.promoting()):
+                for key in (self._keys.scheduled(), self._keys.promoting()):
                     pipe.zrem(key, run.member)
             pipe.execute()
 
     def forget_tenant(self, tenant_id: str) -> int:
         """Forget every delivery of a tenant and its indexes; returns how many."""
-        index, forgotten = keys.tenant_deliveries(tenant_id), 0
+        index, forgotten = self._keys.tenant_deliveries(tenant_id), 0
         while batch := zrange_ids(self._redis, index, 0, FORGET_BATCH - 1):
             self.delete_many(batch)
             forgotten += len(batch)
         self._redis.delete(
-            *(keys.tenant_deliveries(tenant_id, status) for status in (None, *DeliveryStatus))
+            *(self._keys.tenant_deliveries(tenant_id, status) for status in (None, *DeliveryStatus))
         )
         return forgotten
 
@@ -313,14 +319,14 @@ class DeliveryStore:
 
     def claim_attempt(self, run: Run, lease: float) -> Claim:
         """Claim the attempt ``run`` makes, with what it needs to send, in one step: the
-        delivery's fields, its endpoint, and a place at its destination (see isolation)."""
+        delivery's fields, its endpoint, and a place at its destination (see destinations)."""
         now_ = time.time()
         reply = fields(
             self._claim_script(
                 keys={
-                    "delivery_key": keys.delivery(run.delivery_id),
-                    "attempts_key": keys.attempts(run.delivery_id),
-                    "running_key": keys.running(),
+                    "delivery_key": self._keys.delivery(run.delivery_id),
+                    "attempts_key": self._keys.attempts(run.delivery_id),
+                    "running_key": self._keys.running(),
                 },
                 args={
                     "cycle": run.cycle,
@@ -328,8 +334,8 @@ class DeliveryStore:
                     "now": now_,
                     "lease_until": now_ + lease,
                     "member": run.member,
-                    "endpoint_template": keys.template(keys.endpoint),
-                    **enter_args(get_settings()),
+                    "endpoint_template": template(self._keys.endpoint),
+                    **enter_args(self._settings, self._keys),
                 },
             )
         )
@@ -375,18 +381,18 @@ class DeliveryStore:
         while Redis cannot be reached, the write is tried again for up to
         ``persist_for`` seconds (it is safe to repeat).
         """
-        moment, settings = now(), get_settings()
+        moment, settings = now(), self._settings
         waiting = status not in FINAL_STATUSES and next_attempt_at is not None
-        into, out_of, leaving = _indexes(status, tenant_id)
+        into, out_of, leaving = _indexes(self._keys, status, tenant_id)
         persist(
             lambda: self._record_script(
                 keys={
-                    "delivery_key": keys.delivery(run.delivery_id),
-                    "attempts_key": keys.attempts(run.delivery_id),
-                    "running_key": keys.running(),
-                    "scheduled_key": keys.scheduled(),
-                    "due_key": keys.due(),
-                    **metric_keys(settings),
+                    "delivery_key": self._keys.delivery(run.delivery_id),
+                    "attempts_key": self._keys.attempts(run.delivery_id),
+                    "running_key": self._keys.running(),
+                    "scheduled_key": self._keys.scheduled(),
+                    "due_key": self._keys.due(),
+                    **metric_keys(settings, self._keys),
                     "index_keys": [*into, *out_of],
                 },
                 args={
@@ -406,7 +412,9 @@ class DeliveryStore:
                     "index_count": len(into),
                     **attempt_args(attempt),
                     "index_statuses": leaving,
-                    **leave_args(settings, destination, attempt.succeeded, attempt.duration_ms),
+                    **leave_args(
+                        settings, self._keys, destination, attempt.succeeded, attempt.duration_ms
+                    ),
                 },
             ),
             persist_for,
@@ -418,9 +426,9 @@ class DeliveryStore:
         ``until``; a claim that is gone (recorded, or lapsed and taken) stays gone."""
         with self._redis.pipeline(transaction=False) as pipe:
             for run, dest in held:
-                pipe.zadd(keys.running(), {run.member: until}, xx=True)
+                pipe.zadd(self._keys.running(), {run.member: until}, xx=True)
                 if dest:
-                    pipe.zadd(keys.destination_inflight(dest), {run.member: until}, xx=True)
+                    pipe.zadd(self._keys.destination_inflight(dest), {run.member: until}, xx=True)
             pipe.execute()
 
     def abandon_attempt(self, run: Run) -> bool:
@@ -429,15 +437,15 @@ class DeliveryStore:
         return bool(
             self._abandon_script(
                 keys={
-                    "delivery_key": keys.delivery(run.delivery_id),
-                    "running_key": keys.running(),
-                    "scheduled_key": keys.scheduled(),
+                    "delivery_key": self._keys.delivery(run.delivery_id),
+                    "running_key": self._keys.running(),
+                    "scheduled_key": self._keys.scheduled(),
                 },
                 args={
                     "member": run.member,
                     "now": time.time(),
-                    "inflight_template": keys.template(keys.destination_inflight),
-                    "waiting_template": keys.template(keys.destination_waiting),
+                    "inflight_template": template(self._keys.destination_inflight),
+                    "waiting_template": template(self._keys.destination_waiting),
                 },
             )
         )
@@ -468,15 +476,15 @@ class DeliveryStore:
         release: Run | None = None,
     ) -> None:
         moment = now()
-        into, out_of, leaving = _indexes(status, tenant_id)
+        into, out_of, leaving = _indexes(self._keys, status, tenant_id)
         waiting = status not in FINAL_STATUSES and next_attempt_at is not None
         self._status_script(
             keys={
-                "delivery_key": keys.delivery(delivery_id),
-                "attempts_key": keys.attempts(delivery_id),
-                "due_key": keys.due(),
-                "running_key": keys.running(),
-                "metrics_key": metric_keys(get_settings())["metrics_key"],
+                "delivery_key": self._keys.delivery(delivery_id),
+                "attempts_key": self._keys.attempts(delivery_id),
+                "due_key": self._keys.due(),
+                "running_key": self._keys.running(),
+                "metrics_key": metric_keys(self._settings, self._keys)["metrics_key"],
                 "index_keys": [*into, *out_of],
             },
             args={
@@ -501,7 +509,7 @@ class DeliveryStore:
         """Each delivery's status (None: no such delivery) and tenant."""
         with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in delivery_ids:
-                pipe.hmget(keys.delivery(delivery_id), "status", "tenant_id")
+                pipe.hmget(self._keys.delivery(delivery_id), "status", "tenant_id")
             replies = pipe.execute()
         return [
             (
@@ -528,13 +536,13 @@ class DeliveryStore:
 
     def start_cycle(self, delivery_id: str) -> int:
         """Begin a new attempt cycle (redeliver): numbering goes on after the last attempt."""
-        key = keys.delivery(delivery_id)
+        key = self._keys.delivery(delivery_id)
 
         def start(pipe: redis.client.Pipeline) -> int:
             cycle, tenant_id = cast(list[bytes | None], pipe.hmget(key, "cycle", "tenant_id"))
             if not pipe.exists(key):
                 raise DeliveryNotFound(delivery_id)
-            made = pipe.llen(keys.attempts(delivery_id))
+            made = pipe.llen(self._keys.attempts(delivery_id))
             pipe.multi()
             pipe.hset(key, mapping={"cycle": int(cycle or 0) + 1, "cycle_offset": made})
             self._set_status(
@@ -554,7 +562,7 @@ class DeliveryStore:
         the default queue) and its producer's trace context ('' for none)."""
         with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in delivery_ids:
-                pipe.hmget(keys.delivery(delivery_id), "queue", "trace")
+                pipe.hmget(self._keys.delivery(delivery_id), "queue", "trace")
             return [
                 (queue.decode() if queue else None, trace.decode() if trace else "")
                 for queue, trace in pipe.execute()
@@ -568,8 +576,8 @@ class DeliveryStore:
         """The delivery with all its attempts, and the body it sends. With ``tenant``,
         another tenant's delivery is not found, exactly as a missing one is."""
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.delivery(delivery_id))
-            pipe.lrange(keys.attempts(delivery_id), 0, -1)
+            pipe.hgetall(self._keys.delivery(delivery_id))
+            pipe.lrange(self._keys.attempts(delivery_id), 0, -1)
             fields, attempts = pipe.execute()
         if not fields or (tenant is not None and fields.get(b"tenant_id") != tenant.encode()):
             raise DeliveryNotFound(delivery_id)
@@ -610,13 +618,13 @@ class DeliveryStore:
         """
         if endpoint_id is None:
             index = (
-                keys.tenant_deliveries(tenant, status)
+                self._keys.tenant_deliveries(tenant, status)
                 if tenant is not None
-                else keys.deliveries(status)
+                else self._keys.deliveries(status)
             )
             wanted = None
         else:
-            index, wanted = keys.endpoint_deliveries(endpoint_id), status
+            index, wanted = self._keys.endpoint_deliveries(endpoint_id), status
         found: list[str] = []
         position, scanned = after, 0
         batch = limit + 1 if wanted is None else max(limit + 1, 200)
@@ -673,9 +681,9 @@ class DeliveryStore:
         deliveries that are gone are left out."""
         with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
-                pipe.hmget(keys.delivery(delivery_id), _FIELDS)
-                pipe.lrange(keys.attempts(delivery_id), -1, -1)
-                pipe.llen(keys.attempts(delivery_id))
+                pipe.hmget(self._keys.delivery(delivery_id), _FIELDS)
+                pipe.lrange(self._keys.attempts(delivery_id), -1, -1)
+                pipe.llen(self._keys.attempts(delivery_id))
             replies = pipe.execute()
         found = []
         for values, last, count in zip(replies[::3], replies[1::3], replies[2::3], strict=True):
@@ -687,8 +695,8 @@ class DeliveryStore:
     def _read_many(self, ids: Sequence[str]) -> list[Delivery]:
         with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
-                pipe.hmget(keys.delivery(delivery_id), _FIELDS)
-                pipe.lrange(keys.attempts(delivery_id), 0, -1)
+                pipe.hmget(self._keys.delivery(delivery_id), _FIELDS)
+                pipe.lrange(self._keys.attempts(delivery_id), 0, -1)
             replies = pipe.execute()
         deliveries = []
         for values, attempts in zip(replies[::2], replies[1::2], strict=True):
@@ -705,9 +713,9 @@ class DeliveryStore:
             return self._tenant_stats(tenant, cutoff)
         with self._redis.pipeline(transaction=False) as pipe:
             for status in DeliveryStatus:
-                pipe.zcard(keys.deliveries(status))
-            pipe.zcount(keys.due(), "-inf", cutoff)
-            pipe.zcard(keys.scheduled())
+                pipe.zcard(self._keys.deliveries(status))
+            pipe.zcount(self._keys.due(), "-inf", cutoff)
+            pipe.zcard(self._keys.scheduled())
             *counts, overdue, parked = pipe.execute()
         stats = {
             status.value: int(count) for status, count in zip(DeliveryStatus, counts, strict=True)
@@ -717,7 +725,7 @@ class DeliveryStore:
     def _tenant_stats(self, tenant: str, cutoff: float) -> dict[str, int]:
         with self._redis.pipeline(transaction=False) as pipe:
             for status in DeliveryStatus:
-                pipe.zcard(keys.tenant_deliveries(tenant, status))
+                pipe.zcard(self._keys.tenant_deliveries(tenant, status))
             counts = pipe.execute()
         stats = {
             status.value: int(count) for status, count in zip(DeliveryStatus, counts, strict=True)
@@ -725,22 +733,18 @@ class DeliveryStore:
         # Overdue: the tenant's unfinished deliveries, looked up in the due index.
         overdue = 0
         for status in (DeliveryStatus.PENDING, DeliveryStatus.RETRYING):
-            ids = zrange_ids(self._redis, keys.tenant_deliveries(tenant, status), 0, -1)
+            ids = zrange_ids(self._redis, self._keys.tenant_deliveries(tenant, status), 0, -1)
             for first in range(0, len(ids), 1000):
-                scores = self._redis.zmscore(keys.due(), ids[first : first + 1000])
+                scores = self._redis.zmscore(self._keys.due(), ids[first : first + 1000])
                 overdue += sum(1 for score in scores if score is not None and score <= cutoff)
         return {**stats, "overdue": overdue}
 
     def push_due(self, delivery_id: str, due: float) -> None:
         """Move a delivery's due time in the overdue index only (the backstop's mark)."""
-        self._redis.zadd(keys.due(), {delivery_id: due}, xx=True)
+        self._redis.zadd(self._keys.due(), {delivery_id: due}, xx=True)
 
     def overdue(self, older_than: float, limit: int) -> list[str]:
         """Unfinished deliveries whose next attempt was due before ``older_than``."""
-        return zrange_ids(self._redis, keys.due(), "-inf", older_than, byscore=True, limit=limit)
-
-
-@lru_cache(maxsize=1)
-def get_store() -> DeliveryStore:
-    """The process's delivery store, on the shared client."""
-    return DeliveryStore(get_redis(), retention=timedelta(days=get_settings().retention_days))
+        return zrange_ids(
+            self._redis, self._keys.due(), "-inf", older_than, byscore=True, limit=limit
+        )

@@ -9,7 +9,6 @@ import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any, cast
 
 import redis
@@ -19,14 +18,14 @@ from ..errors import EndpointNotFound, InvalidInput, TenantNotFound
 from ..events import EVENT_TYPES
 from ..guard import check_url
 from ..models import Endpoint, EndpointSecret, check_tenant_id
-from ..settings import get_settings
+from ..settings import Settings
 from ..signing import new_secret
-from . import keys
-from .connection import get_redis, transaction, zrange_ids
-from .deliveries import get_store
+from .connection import transaction, zrange_ids
+from .deliveries import DeliveryStore
+from .keys import Keys
 from .scripts import Script, fields
 
-__all__ = ["FORBIDDEN_HEADERS", "EndpointStore", "check_headers", "get_endpoints"]
+__all__ = ["FORBIDDEN_HEADERS", "EndpointStore", "check_headers"]
 
 
 #: Headers an endpoint may not set: framing and identity are ours, and the
@@ -110,8 +109,13 @@ class EndpointStore:
     """Owns the endpoint records, their indexes (all, and each tenant's), and each
     endpoint's failure clock."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, settings: Settings, deliveries: DeliveryStore
+    ) -> None:
         self._redis = client
+        self._keys = keys
+        self._settings = settings
+        self._deliveries = deliveries
         self._health = Script(client, "record_health")
 
     def add(
@@ -131,7 +135,7 @@ class EndpointStore:
         endpoint = Endpoint(
             id="ep_" + secrets.token_hex(12),
             tenant_id=tenant,
-            url=check_url(url),
+            url=check_url(url, self._settings),
             description=_check_description(description),
             event_types=_check_event_types(event_types),
             created_at=created,
@@ -141,20 +145,20 @@ class EndpointStore:
 
         def register(pipe: redis.client.Pipeline) -> None:
             # Watched: a tenant being deleted gets no new endpoint.
-            if not _live(pipe.hmget(keys.tenant(tenant), "id", "deleting")):
+            if not _live(pipe.hmget(self._keys.tenant(tenant), "id", "deleting")):
                 raise TenantNotFound(tenant)
             pipe.multi()
-            pipe.set(keys.endpoint(endpoint.id), endpoint.model_dump_json())
-            pipe.zadd(keys.endpoints(), {endpoint.id: created.timestamp()})
-            pipe.sadd(keys.tenant_endpoints(tenant), endpoint.id)
+            pipe.set(self._keys.endpoint(endpoint.id), endpoint.model_dump_json())
+            pipe.zadd(self._keys.endpoints(), {endpoint.id: created.timestamp()})
+            pipe.sadd(self._keys.tenant_endpoints(tenant), endpoint.id)
 
-        transaction(self._redis, register, keys.tenant(tenant))
+        transaction(self._redis, register, self._keys.tenant(tenant))
         return endpoint, secret
 
     def get(self, endpoint_id: str, tenant: str | None = None) -> Endpoint:
         """The endpoint; with ``tenant``, another tenant's is not found, exactly as a
         missing one is."""
-        raw = self._redis.get(keys.endpoint(endpoint_id))
+        raw = self._redis.get(self._keys.endpoint(endpoint_id))
         if raw is None:
             raise EndpointNotFound(endpoint_id)
         endpoint = Endpoint.model_validate_json(raw)
@@ -165,10 +169,10 @@ class EndpointStore:
     def all(self, tenant: str | None = None) -> list[Endpoint]:
         """Every endpoint, or one tenant's (unknown tenant: TenantNotFound), oldest first."""
         if tenant is None:
-            return self._read(zrange_ids(self._redis, keys.endpoints(), 0, -1))
+            return self._read(zrange_ids(self._redis, self._keys.endpoints(), 0, -1))
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.tenant(tenant), "id", "deleting")
-            pipe.smembers(keys.tenant_endpoints(tenant))
+            pipe.hmget(self._keys.tenant(tenant), "id", "deleting")
+            pipe.smembers(self._keys.tenant_endpoints(tenant))
             record, members = pipe.execute()
         if not _live(record):
             raise TenantNotFound(tenant)
@@ -178,7 +182,7 @@ class EndpointStore:
     def _read(self, ids: Sequence[str]) -> list[Endpoint]:
         if not ids:
             return []
-        raws = self._redis.mget([keys.endpoint(endpoint_id) for endpoint_id in ids])
+        raws = self._redis.mget([self._keys.endpoint(endpoint_id) for endpoint_id in ids])
         return [Endpoint.model_validate_json(raw) for raw in raws if raw is not None]
 
     def _update(
@@ -191,7 +195,7 @@ class EndpointStore:
         """Read, change and write one endpoint (of ``tenant``, when given); retried if
         another writer got there first. ``count``: a counter to bump in the same
         transaction, should the change turn an enabled endpoint into a disabled one."""
-        key = keys.endpoint(endpoint_id)
+        key = self._keys.endpoint(endpoint_id)
 
         def body(pipe: redis.client.Pipeline) -> Endpoint:
             raw = pipe.get(key)
@@ -204,7 +208,7 @@ class EndpointStore:
             pipe.multi()
             pipe.set(key, updated.model_dump_json())
             if count and endpoint.enabled and not updated.enabled:
-                pipe.hincrby(keys.metrics(), count, 1)
+                pipe.hincrby(self._keys.metrics(), count, 1)
             return updated
 
         return transaction(self._redis, body, key)
@@ -215,7 +219,7 @@ class EndpointStore:
         """Change an endpoint's ``url``, ``event_types``, ``description`` or ``headers``,
         each checked as ``add`` checks it; nothing changes if one is refused."""
         checks: dict[str, Callable[[Any], Any]] = {
-            "url": check_url,
+            "url": lambda url: check_url(url, self._settings),
             "event_types": _check_event_types,
             "description": _check_description,
             "headers": check_headers,
@@ -238,7 +242,7 @@ class EndpointStore:
         """Stop sending to the endpoint and, unless ``stop`` is False, stop the retries
         of its unfinished deliveries (:meth:`stop_deliveries`). ``cause``: why a worker
         disabled it (gone, failing), counted once in the metrics."""
-        counted = f"endpoints_disabled:{cause}" if cause and get_settings().metrics else None
+        counted = f"endpoints_disabled:{cause}" if cause and self._settings.metrics else None
         endpoint = self._update(
             endpoint_id,
             lambda e: e.model_copy(
@@ -253,8 +257,8 @@ class EndpointStore:
 
     def stop_deliveries(self, endpoint_id: str, reason: str) -> None:
         """Mark the endpoint's unfinished deliveries retries_exhausted, with the reason."""
-        ids = zrange_ids(self._redis, keys.endpoint_deliveries(endpoint_id), 0, -1)
-        get_store().stop_unfinished(ids, reason)
+        ids = zrange_ids(self._redis, self._keys.endpoint_deliveries(endpoint_id), 0, -1)
+        self._deliveries.stop_unfinished(ids, reason)
 
     def enable(self, endpoint_id: str, tenant: str | None = None) -> Endpoint:
         """Send to the endpoint again, with a fresh start for its failure clock."""
@@ -265,7 +269,7 @@ class EndpointStore:
             ),
             tenant,
         )
-        self._redis.delete(keys.endpoint_health(endpoint_id))
+        self._redis.delete(self._keys.endpoint_health(endpoint_id))
         return endpoint
 
     def rotate_secret(
@@ -294,8 +298,8 @@ class EndpointStore:
         reply = fields(
             self._health(
                 keys={
-                    "endpoint_key": keys.endpoint(endpoint_id),
-                    "health_key": keys.endpoint_health(endpoint_id),
+                    "endpoint_key": self._keys.endpoint(endpoint_id),
+                    "health_key": self._keys.endpoint_health(endpoint_id),
                 },
                 args={
                     "succeeded": int(succeeded),
@@ -321,40 +325,34 @@ class EndpointStore:
     def forget_tenant(self, tenant_id: str) -> int:
         """Forget every endpoint of a tenant (their deliveries are the delivery store's
         to forget); returns how many."""
-        members = cast(set[bytes], self._redis.smembers(keys.tenant_endpoints(tenant_id)))
+        members = cast(set[bytes], self._redis.smembers(self._keys.tenant_endpoints(tenant_id)))
         ids = [member.decode() for member in members]
         endpoints = self._read(ids)
         self._forget(endpoints)
-        self._redis.delete(keys.tenant_endpoints(tenant_id))
+        self._redis.delete(self._keys.tenant_endpoints(tenant_id))
         return len(endpoints)
 
     def _forget(self, endpoints: Sequence[Endpoint]) -> None:
         with self._redis.pipeline(transaction=True) as pipe:
             for endpoint in endpoints:
                 pipe.delete(
-                    keys.endpoint(endpoint.id),
-                    keys.endpoint_deliveries(endpoint.id),
-                    keys.endpoint_health(endpoint.id),
-                    keys.destination_inflight(endpoint.id),
-                    keys.destination_breaker(endpoint.id),
-                    keys.destination_waiting(endpoint.id),
+                    self._keys.endpoint(endpoint.id),
+                    self._keys.endpoint_deliveries(endpoint.id),
+                    self._keys.endpoint_health(endpoint.id),
+                    self._keys.destination_inflight(endpoint.id),
+                    self._keys.destination_breaker(endpoint.id),
+                    self._keys.destination_waiting(endpoint.id),
                 )
-                pipe.zrem(keys.endpoints(), endpoint.id)
+                pipe.zrem(self._keys.endpoints(), endpoint.id)
                 if endpoint.tenant_id:
-                    pipe.srem(keys.tenant_endpoints(endpoint.tenant_id), endpoint.id)
+                    pipe.srem(self._keys.tenant_endpoints(endpoint.tenant_id), endpoint.id)
             pipe.execute()
 
     def delivery_ids(self, endpoint_id: str, since: datetime, until: datetime) -> list[str]:
         return zrange_ids(
             self._redis,
-            keys.endpoint_deliveries(endpoint_id),
+            self._keys.endpoint_deliveries(endpoint_id),
             since.timestamp(),
             until.timestamp(),
             byscore=True,
         )
-
-
-@lru_cache(maxsize=1)
-def get_endpoints() -> EndpointStore:
-    """The process's endpoint store, on the shared client."""
-    return EndpointStore(get_redis())

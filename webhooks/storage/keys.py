@@ -1,9 +1,10 @@
 """Every Redis key this package writes, in one place. No key ever contains a secret.
 
-Every key starts with ``WEBHOOKS_KEY_PREFIX`` and a colon (``webhooks:`` by
-default), so that deployments with different prefixes share a Redis database
-without seeing each other's data (their queues differ too: see
-``webhooks/broker/config.py``).
+Every key starts with the deployment's ``WEBHOOKS_KEY_PREFIX`` and a colon
+(``webhooks:`` by default), so that deployments with different prefixes share a
+Redis database without seeing each other's data (their queues differ too: see
+``webhooks/broker/config.py``). A :class:`Keys` is made for one prefix and handed
+to every store of that deployment.
 """
 
 from __future__ import annotations
@@ -11,11 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..models import DeliveryStatus
-from ..settings import get_settings
 
-
-def _p() -> str:
-    return get_settings().key_prefix + ":"
+__all__ = ["Keys", "template"]
 
 
 def template(key: Callable[[str], str]) -> str:
@@ -24,124 +22,110 @@ def template(key: Callable[[str], str]) -> str:
     return key("\0").replace("%", "%%").replace("\0", "%s")
 
 
-def delivery(delivery_id: str) -> str:
-    """Hash: the delivery's fields and ``body``, the exact bytes POSTed on every attempt."""
-    return f"{_p()}delivery:{delivery_id}"
+class Keys:
+    """The key names of one deployment, all under its prefix."""
 
+    def __init__(self, prefix: str = "webhooks") -> None:
+        self.prefix = prefix
+        self._p = prefix + ":"
 
-def attempts(delivery_id: str) -> str:
-    """List: one JSON Attempt per attempt, in order."""
-    return f"{_p()}delivery:{delivery_id}:attempts"
+    def delivery(self, delivery_id: str) -> str:
+        """Hash: the delivery's fields and ``body``, the exact bytes POSTed on every attempt."""
+        return f"{self._p}delivery:{delivery_id}"
 
+    def attempts(self, delivery_id: str) -> str:
+        """List: one JSON Attempt per attempt, in order."""
+        return f"{self._p}delivery:{delivery_id}:attempts"
 
-def deliveries(status: DeliveryStatus | None = None) -> str:
-    """Sorted set of delivery ids: all of them by creation time, or those in one status by
-    ``updated_at`` (when they reached it)."""
-    return f"{_p()}deliveries" + (f":{status.value}" if status else "")
+    def deliveries(self, status: DeliveryStatus | None = None) -> str:
+        """Sorted set of delivery ids: all of them by creation time, or those in one status by
+        ``updated_at`` (when they reached it)."""
+        return f"{self._p}deliveries" + (f":{status.value}" if status else "")
 
+    def tenant(self, tenant_id: str) -> str:
+        """Hash: the tenant's id, name and creation time."""
+        # A tenant's id is the producer's own and may hold ':', so it sits between
+        # braces, which no id may contain: no tenant's keys can be read as another's.
+        return f"{self._p}tenant:{{{tenant_id}}}"
 
-# A tenant's id is the producer's own and may hold ':', so it sits between braces,
-# which no id may contain: no tenant's keys can be read as another's.
-def tenant(tenant_id: str) -> str:
-    """Hash: the tenant's id, name and creation time."""
-    return f"{_p()}tenant:{{{tenant_id}}}"
+    def tenants(self) -> str:
+        """Sorted set of tenant ids, all scored 0: ordered by id (ZRANGE BYLEX)."""
+        return f"{self._p}tenants"
 
+    def tenant_endpoints(self, tenant_id: str) -> str:
+        """Set of the tenant's endpoint ids: publishing reads this, not every endpoint."""
+        return f"{self.tenant(tenant_id)}:endpoints"
 
-def tenants() -> str:
-    """Sorted set of tenant ids, all scored 0: ordered by id (ZRANGE BYLEX)."""
-    return f"{_p()}tenants"
+    def tenant_deliveries(self, tenant_id: str, status: DeliveryStatus | None = None) -> str:
+        """Sorted set of the tenant's delivery ids: all by creation time, or one status's by
+        ``updated_at``."""
+        return f"{self.tenant(tenant_id)}:deliveries" + (f":{status.value}" if status else "")
 
+    def tenant_sessions(self, tenant_id: str) -> str:
+        """Set of the tenant's portal session keys: deleting the tenant ends them."""
+        return f"{self.tenant(tenant_id)}:sessions"
 
-def tenant_endpoints(tenant_id: str) -> str:
-    """Set of the tenant's endpoint ids: publishing reads this, not every endpoint."""
-    return f"{tenant(tenant_id)}:endpoints"
+    def session(self, digest: str) -> str:
+        """Hash: one web session (role, tenant, CSRF token, expiry), under the SHA-256 of its
+        id, so that what Redis holds cannot be used as a cookie."""
+        return f"{self._p}session:{digest}"
 
+    def endpoint(self, endpoint_id: str) -> str:
+        """String: the endpoint as JSON, secrets included."""
+        return f"{self._p}endpoint:{endpoint_id}"
 
-def tenant_deliveries(tenant_id: str, status: DeliveryStatus | None = None) -> str:
-    """Sorted set of the tenant's delivery ids: all by creation time, or one status's by
-    ``updated_at``."""
-    return f"{tenant(tenant_id)}:deliveries" + (f":{status.value}" if status else "")
+    def endpoints(self) -> str:
+        """Sorted set of endpoint ids by creation time."""
+        return f"{self._p}endpoints"
 
+    def endpoint_deliveries(self, endpoint_id: str) -> str:
+        """Sorted set of an endpoint's delivery ids by creation time (for recover)."""
+        return f"{self._p}endpoint:{endpoint_id}:deliveries"
 
-def tenant_sessions(tenant_id: str) -> str:
-    """Set of the tenant's portal session keys: deleting the tenant ends them."""
-    return f"{tenant(tenant_id)}:sessions"
+    def endpoint_health(self, endpoint_id: str) -> str:
+        """Hash: ``failing_since`` (first failure after the last 2XX) and ``exhausted``
+        since then."""
+        return f"{self._p}endpoint:{endpoint_id}:health"
 
+    def broker(self) -> str:
+        """String: the broker (password hidden) the store's workers last started with."""
+        return f"{self._p}broker"
 
-def session(digest: str) -> str:
-    """Hash: one web session (role, tenant, CSRF token, expiry), under the SHA-256 of its
-    id, so that what Redis holds cannot be used as a cookie."""
-    return f"{_p()}session:{digest}"
+    def scheduled(self) -> str:
+        """Sorted set of task runs waiting for their due time (see :mod:`.schedule`)."""
+        return f"{self._p}scheduled"
 
+    def promoting(self) -> str:
+        """Sorted set of task runs taken for publishing, by when they were taken."""
+        return f"{self._p}promoting"
 
-def endpoint(endpoint_id: str) -> str:
-    """String: the endpoint as JSON, secrets included."""
-    return f"{_p()}endpoint:{endpoint_id}"
+    def running(self) -> str:
+        """Sorted set of claimed attempts, by when the claim lapses."""
+        return f"{self._p}running"
 
+    def due(self) -> str:
+        """Sorted set of unfinished delivery ids by ``next_attempt_at`` (overdue checks)."""
+        return f"{self._p}due"
 
-def endpoints() -> str:
-    """Sorted set of endpoint ids by creation time."""
-    return f"{_p()}endpoints"
+    def destination_inflight(self, destination: str) -> str:
+        """Sorted set of the attempts in flight to one destination, by when their lease ends."""
+        return f"{self._p}destination:{destination}:inflight"
 
+    def destination_breaker(self, destination: str) -> str:
+        """Hash: a destination's circuit breaker (failures, open_until, cooldown, probing)."""
+        return f"{self._p}destination:{destination}:breaker"
 
-def endpoint_deliveries(endpoint_id: str) -> str:
-    """Sorted set of an endpoint's delivery ids by creation time (for recover)."""
-    return f"{_p()}endpoint:{endpoint_id}:deliveries"
+    def destination_waiting(self, destination: str) -> str:
+        """Sorted set of runs waiting for a slot at a busy destination, oldest first."""
+        return f"{self._p}destination:{destination}:waiting"
 
+    def metrics(self) -> str:
+        """Hash: the cluster's counters (deliveries created and finished, attempts by outcome,
+        the attempt-duration histogram, endpoints disabled), written by the same scripts that
+        record what they count."""
+        return f"{self._p}metrics"
 
-def endpoint_health(endpoint_id: str) -> str:
-    """Hash: ``failing_since`` (first failure after the last 2XX) and ``exhausted`` since then."""
-    return f"{_p()}endpoint:{endpoint_id}:health"
-
-
-def broker() -> str:
-    """String: the broker (password hidden) the store's workers last started with."""
-    return f"{_p()}broker"
-
-
-def scheduled() -> str:
-    """Sorted set of task runs waiting for their due time (see :mod:`.schedule`)."""
-    return f"{_p()}scheduled"
-
-
-def promoting() -> str:
-    """Sorted set of task runs taken for publishing, by when they were taken."""
-    return f"{_p()}promoting"
-
-
-def running() -> str:
-    """Sorted set of claimed attempts, by when the claim lapses."""
-    return f"{_p()}running"
-
-
-def due() -> str:
-    """Sorted set of unfinished delivery ids by ``next_attempt_at`` (overdue checks)."""
-    return f"{_p()}due"
-
-
-def destination_inflight(destination: str) -> str:
-    """Sorted set of the attempts in flight to one destination, by when their lease ends."""
-    return f"{_p()}destination:{destination}:inflight"
-
-
-def destination_breaker(destination: str) -> str:
-    """Hash: a destination's circuit breaker (failures, open_until, cooldown, probing)."""
-    return f"{_p()}destination:{destination}:breaker"
-
-
-def destination_waiting(destination: str) -> str:
-    """Sorted set of runs waiting for a slot at a busy destination, oldest first."""
-    return f"{_p()}destination:{destination}:waiting"
-
-
-def metrics() -> str:
-    """Hash: the cluster's counters (deliveries created and finished, attempts by outcome,
-    the attempt-duration histogram, endpoints disabled), written by the same scripts that
-    record what they count."""
-    return f"{_p()}metrics"
-
-
-def open_circuits() -> str:
-    """Sorted set of destinations whose circuit is open or half-open, by when it opened
-    until; a success at the destination removes it."""
-    return f"{_p()}open-circuits"
+    def open_circuits(self) -> str:
+        """Sorted set of destinations whose circuit is open or half-open, by when it opened
+        until; a success at the destination removes it."""
+        return f"{self._p}open-circuits"

@@ -11,15 +11,13 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import cast
 
 import redis
 
-from . import keys
-from .connection import get_redis
+from .keys import Keys
 
-__all__ = ["OPERATOR", "Session", "SessionStore", "get_sessions"]
+__all__ = ["OPERATOR", "Session", "SessionStore"]
 
 OPERATOR = "operator"
 
@@ -34,15 +32,15 @@ class Session:
     expires_at: float
 
 
-def _key(session_id: str) -> str:
-    return keys.session(hashlib.sha256(session_id.encode()).hexdigest())
-
-
 class SessionStore:
     """Owns the session records and each tenant's set of them."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._redis = client
+        self._keys = keys
+
+    def _key(self, session_id: str) -> str:
+        return self._keys.session(hashlib.sha256(session_id.encode()).hexdigest())
 
     def create(self, tenant_id: str | None, expires_at: float) -> tuple[str, Session]:
         """A new session (the operator's when ``tenant_id`` is None); returns its id,
@@ -55,7 +53,7 @@ class SessionStore:
             expires_at,
         )
         ttl = max(1, int(expires_at - time.time()))
-        key = _key(session_id)
+        key = self._key(session_id)
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 key,
@@ -68,14 +66,14 @@ class SessionStore:
             )
             pipe.expire(key, ttl)
             if tenant_id is not None:
-                pipe.sadd(keys.tenant_sessions(tenant_id), key)
-                pipe.expire(keys.tenant_sessions(tenant_id), 90 * 86400)
+                pipe.sadd(self._keys.tenant_sessions(tenant_id), key)
+                pipe.expire(self._keys.tenant_sessions(tenant_id), 90 * 86400)
             pipe.execute()
         return session_id, session
 
     def get(self, session_id: str) -> Session | None:
         """The session, or None if there is none (or it expired)."""
-        fields = cast(dict[bytes, bytes], self._redis.hgetall(_key(session_id)))
+        fields = cast(dict[bytes, bytes], self._redis.hgetall(self._key(session_id)))
         if not fields or float(fields[b"expires_at"]) <= time.time():
             return None
         return Session(
@@ -86,15 +84,9 @@ class SessionStore:
         )
 
     def delete(self, session_id: str) -> None:
-        self._redis.delete(_key(session_id))
+        self._redis.delete(self._key(session_id))
 
     def forget_tenant(self, tenant_id: str) -> None:
         """End every session of a tenant."""
-        members = cast(set[bytes], self._redis.smembers(keys.tenant_sessions(tenant_id)))
-        self._redis.delete(*members, keys.tenant_sessions(tenant_id))
-
-
-@lru_cache(maxsize=1)
-def get_sessions() -> SessionStore:
-    """The process's session store, on the shared client."""
-    return SessionStore(get_redis())
+        members = cast(set[bytes], self._redis.smembers(self._keys.tenant_sessions(tenant_id)))
+        self._redis.delete(*members, self._keys.tenant_sessions(tenant_id))

@@ -9,7 +9,6 @@ is found by looking through the others'.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import cast
 
 import redis
@@ -17,13 +16,13 @@ import redis
 from ..clock import isoformat, now
 from ..errors import InvalidInput, TenantExists, TenantNotFound
 from ..models import Tenant, check_tenant_id
-from . import keys
-from .connection import get_redis, zrange_ids
-from .deliveries import DeliveryStore, get_store
-from .endpoints import EndpointStore, get_endpoints
+from .connection import zrange_ids
+from .deliveries import DeliveryStore
+from .endpoints import EndpointStore
+from .keys import Keys
 from .sessions import SessionStore
 
-__all__ = ["Forgotten", "TenantStore", "get_tenants"]
+__all__ = ["Forgotten", "TenantStore"]
 
 
 @dataclass(frozen=True)
@@ -39,11 +38,18 @@ class TenantStore:
     """Owns the tenant records and their index; deleting a tenant forgets all it owns."""
 
     def __init__(
-        self, client: redis.Redis, deliveries: DeliveryStore, endpoints: EndpointStore
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        deliveries: DeliveryStore,
+        endpoints: EndpointStore,
+        sessions: SessionStore,
     ) -> None:
         self._redis = client
+        self._keys = keys
         self._deliveries = deliveries
         self._endpoints = endpoints
+        self._sessions = sessions
 
     def add(self, tenant_id: str, name: str = "") -> Tenant:
         """Register a tenant; a taken id raises TenantExists."""
@@ -51,21 +57,23 @@ class TenantStore:
         if not isinstance(name, str) or len(name) > 200 or not name.isprintable():
             raise InvalidInput("name", "must be at most 200 printable characters")
         tenant = Tenant(id=tenant_id, name=name, created_at=now())
-        created = self._redis.hsetnx(keys.tenant(tenant_id), "id", tenant_id)
+        created = self._redis.hsetnx(self._keys.tenant(tenant_id), "id", tenant_id)
         if not created:
             raise TenantExists(tenant_id)
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
-                keys.tenant(tenant_id),
+                self._keys.tenant(tenant_id),
                 mapping={"name": name, "created_at": isoformat(tenant.created_at)},
             )
-            pipe.zadd(keys.tenants(), {tenant_id: 0})
+            pipe.zadd(self._keys.tenants(), {tenant_id: 0})
             pipe.execute()
         return tenant
 
     def get(self, tenant_id: str) -> Tenant:
         """The tenant, or TenantNotFound (also while it is being deleted)."""
-        tenant = _tenant(cast(dict[bytes, bytes], self._redis.hgetall(keys.tenant(tenant_id))))
+        tenant = _tenant(
+            cast(dict[bytes, bytes], self._redis.hgetall(self._keys.tenant(tenant_id)))
+        )
         if tenant is None:
             raise TenantNotFound(tenant_id)
         return tenant
@@ -73,11 +81,16 @@ class TenantStore:
     def list(self, limit: int = 100, after: str | None = None) -> list[Tenant]:
         """Tenants ordered by id; ``after`` is the previous page's last id."""
         ids = zrange_ids(
-            self._redis, keys.tenants(), f"({after}" if after else "-", "+", bylex=True, limit=limit
+            self._redis,
+            self._keys.tenants(),
+            f"({after}" if after else "-",
+            "+",
+            bylex=True,
+            limit=limit,
         )
         with self._redis.pipeline(transaction=False) as pipe:
             for tenant_id in ids:
-                pipe.hgetall(keys.tenant(tenant_id))
+                pipe.hgetall(self._keys.tenant(tenant_id))
             records = pipe.execute()
         return [tenant for fields in records if (tenant := _tenant(fields)) is not None]
 
@@ -91,14 +104,14 @@ class TenantStore:
         tenant under its id) while the rest goes; a deletion cut short is finished by
         deleting again.
         """
-        key = keys.tenant(tenant_id)
+        key = self._keys.tenant(tenant_id)
         if not self._redis.hexists(key, "id"):
             raise TenantNotFound(tenant_id)
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, "deleting", isoformat(now()))
-            pipe.zrem(keys.tenants(), tenant_id)
+            pipe.zrem(self._keys.tenants(), tenant_id)
             pipe.execute()
-        SessionStore(self._redis).forget_tenant(tenant_id)
+        self._sessions.forget_tenant(tenant_id)
         deliveries = self._deliveries.forget_tenant(tenant_id)
         endpoints = self._endpoints.forget_tenant(tenant_id)
         self._redis.delete(key)
@@ -110,9 +123,3 @@ def _tenant(fields: dict[bytes, bytes]) -> Tenant | None:
     if not fields or b"created_at" not in fields or b"deleting" in fields:
         return None
     return Tenant.model_validate({name.decode(): value.decode() for name, value in fields.items()})
-
-
-@lru_cache(maxsize=1)
-def get_tenants() -> TenantStore:
-    """The process's tenant store, on the shared client."""
-    return TenantStore(get_redis(), get_store(), get_endpoints())

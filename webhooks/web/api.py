@@ -25,17 +25,14 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from .. import producer
 from ..clock import isoformat, now
 from ..errors import InvalidInput
 from ..events import loads_event
 from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, Tenant
-from ..settings import get_settings
-from ..storage.deliveries import Position, get_store
-from ..storage.endpoints import get_endpoints
-from ..storage.sessions import get_sessions
-from ..storage.tenants import get_tenants
+from ..producer import Producer
+from ..storage.deliveries import Position
 from .auth import COOKIE, Principal, Who, check_origin, operator, tenant_scope, token_principal
+from .deps import Deliveries, Endpoints, Sessions, SettingsDep, SystemDep, Tenants
 from .errors import ApiError
 
 __all__ = ["router"]
@@ -129,21 +126,21 @@ def _session_body(tenant_id: str | None, csrf: str, expires_at: float) -> dict[s
 
 
 @router.post("/session", tags=["session"], summary="Trade a token for a session cookie")
-def create_session(body: SessionIn, request: Request) -> JSONResponse:
+def create_session(body: SessionIn, request: Request, system: SystemDep) -> JSONResponse:
     """The page's sign-in: a token (from a portal link's fragment, or the operator's)
     becomes an HttpOnly, SameSite=Strict cookie, and the answer carries the CSRF token
     that state-changing requests must send in ``X-CSRF-Token``. Another site may not
     sign a browser in (to its own account, say)."""
     check_origin(request)
     try:
-        who = token_principal(body.token)
+        who = token_principal(system, body.token)
     except ApiError:
         raise ApiError(401, "unauthorized", "the token is not valid, or has expired") from None
-    lasts = get_settings().session_hours * 3600
+    lasts = system.settings.session_hours * 3600
     expires_at = time.time() + lasts
     if who.expires_at is not None:  # a portal session ends with its link
         expires_at = min(expires_at, who.expires_at)
-    session_id, session = get_sessions().create(who.tenant_id, expires_at)
+    session_id, session = system.sessions.create(who.tenant_id, expires_at)
     response = JSONResponse(_session_body(who.tenant_id, session.csrf, expires_at), status_code=201)
     response.set_cookie(
         COOKIE,
@@ -165,9 +162,9 @@ def read_session(who: Who) -> dict[str, Any]:
 
 
 @router.delete("/session", tags=["session"], status_code=204, summary="Sign out")
-def delete_session(request: Request, who: Who) -> Response:
+def delete_session(request: Request, who: Who, sessions: Sessions) -> Response:
     if who.session is not None:
-        get_sessions().delete(request.cookies.get(COOKIE, ""))
+        sessions.delete(request.cookies.get(COOKIE, ""))
     response = Response(status_code=204)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response
@@ -183,18 +180,19 @@ def delete_session(request: Request, who: Who) -> Response:
     response_model=Tenant,
     summary="Register a tenant",
 )
-def create_tenant(body: TenantIn, _: Operator) -> Tenant:
-    return get_tenants().add(body.id, body.name)
+def create_tenant(body: TenantIn, _: Operator, tenants: Tenants) -> Tenant:
+    return tenants.add(body.id, body.name)
 
 
 @router.get("/tenants", tags=["tenants"], summary="List tenants, ordered by id")
 def list_tenants(
     _: Operator,
+    tenants: Tenants,
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT)] = 50,
     after: Annotated[str | None, Query(max_length=128)] = None,
 ) -> dict[str, Any]:
     """Pages by id: pass the ``next_after`` of one page as ``after`` for the next."""
-    found = get_tenants().list(limit + 1, after)
+    found = tenants.list(limit + 1, after)
     page = found[:limit]
     return {
         "data": [tenant.model_dump(mode="json") for tenant in page],
@@ -203,15 +201,15 @@ def list_tenants(
 
 
 @router.get("/tenants/{tenant_id}", tags=["tenants"], response_model=Tenant, summary="One tenant")
-def read_tenant(tenant_id: TenantId) -> Tenant:
-    return get_tenants().get(tenant_id)
+def read_tenant(tenant_id: TenantId, tenants: Tenants) -> Tenant:
+    return tenants.get(tenant_id)
 
 
 @router.delete(
     "/tenants/{tenant_id}", tags=["tenants"], summary="Delete a tenant and everything it owns"
 )
-def delete_tenant(tenant_id: TenantId, _: Operator) -> dict[str, Any]:
-    forgotten = get_tenants().delete(tenant_id)
+def delete_tenant(tenant_id: TenantId, _: Operator, tenants: Tenants) -> dict[str, Any]:
+    forgotten = tenants.delete(tenant_id)
     return {
         "tenant_id": forgotten.tenant_id,
         "deleted": True,
@@ -228,8 +226,8 @@ def delete_tenant(tenant_id: TenantId, _: Operator) -> dict[str, Any]:
     tags=["endpoints"],
     summary="The tenant's endpoints, oldest first",
 )
-def list_endpoints(tenant_id: TenantId) -> dict[str, Any]:
-    return {"data": [endpoint.public() for endpoint in get_endpoints().all(tenant_id)]}
+def list_endpoints(tenant_id: TenantId, endpoints: Endpoints) -> dict[str, Any]:
+    return {"data": [endpoint.public() for endpoint in endpoints.all(tenant_id)]}
 
 
 @router.post(
@@ -238,8 +236,8 @@ def list_endpoints(tenant_id: TenantId) -> dict[str, Any]:
     status_code=201,
     summary="Add an endpoint; its secret is in this answer only",
 )
-def create_endpoint(tenant_id: TenantId, body: EndpointIn) -> dict[str, Any]:
-    endpoint, secret = get_endpoints().add(
+def create_endpoint(tenant_id: TenantId, body: EndpointIn, endpoints: Endpoints) -> dict[str, Any]:
+    endpoint, secret = endpoints.add(
         body.url, body.event_types, body.description, tenant=tenant_id, headers=body.headers
     )
     return {**endpoint.public(), "secret": secret}
@@ -250,19 +248,18 @@ def create_endpoint(tenant_id: TenantId, body: EndpointIn) -> dict[str, Any]:
     tags=["endpoints"],
     summary="One endpoint (secrets and header values masked)",
 )
-def read_endpoint(tenant_id: TenantId, endpoint_id: str) -> dict[str, Any]:
-    return get_endpoints().get(endpoint_id, tenant_id).public()
+def read_endpoint(tenant_id: TenantId, endpoint_id: str, endpoints: Endpoints) -> dict[str, Any]:
+    return endpoints.get(endpoint_id, tenant_id).public()
 
 
 @router.patch(
     "/tenants/{tenant_id}/endpoints/{endpoint_id}", tags=["endpoints"], summary="Change an endpoint"
 )
 def update_endpoint(
-    tenant_id: TenantId, endpoint_id: str, body: EndpointPatch, who: Who
+    tenant_id: TenantId, endpoint_id: str, body: EndpointPatch, who: Who, store: Endpoints
 ) -> dict[str, Any]:
     """Only the fields sent change; ``headers`` replaces them all. Every field is
     checked before anything is written."""
-    store = get_endpoints()
     changes = {name: getattr(body, name) for name in body.model_fields_set - {"enabled"}}
     for name in ("url", "description", "headers"):
         if name in changes and changes[name] is None:
@@ -285,8 +282,8 @@ def update_endpoint(
     tags=["endpoints"],
     summary="Delete an endpoint; its unfinished deliveries stop",
 )
-def delete_endpoint(tenant_id: TenantId, endpoint_id: str) -> dict[str, Any]:
-    get_endpoints().delete(endpoint_id, tenant_id)
+def delete_endpoint(tenant_id: TenantId, endpoint_id: str, endpoints: Endpoints) -> dict[str, Any]:
+    endpoints.delete(endpoint_id, tenant_id)
     return {"endpoint_id": endpoint_id, "deleted": True}
 
 
@@ -295,11 +292,13 @@ def delete_endpoint(tenant_id: TenantId, endpoint_id: str) -> dict[str, Any]:
     tags=["endpoints"],
     summary="A new signing secret, in this answer only",
 )
-def rotate_secret(tenant_id: TenantId, endpoint_id: str) -> dict[str, Any]:
+def rotate_secret(
+    tenant_id: TenantId, endpoint_id: str, endpoints: Endpoints, settings: SettingsDep
+) -> dict[str, Any]:
     """The old secret keeps signing for ``WEBHOOKS_SECRET_ROTATION_GRACE_SECONDS``, so the
     receiver can switch without a failed delivery."""
-    grace = timedelta(seconds=get_settings().secret_rotation_grace_seconds)
-    endpoint, secret = get_endpoints().rotate_secret(endpoint_id, grace, tenant_id)
+    grace = timedelta(seconds=settings.secret_rotation_grace_seconds)
+    endpoint, secret = endpoints.rotate_secret(endpoint_id, grace, tenant_id)
     return {**endpoint.public(), "secret": secret}
 
 
@@ -309,13 +308,15 @@ def rotate_secret(tenant_id: TenantId, endpoint_id: str) -> dict[str, Any]:
     status_code=202,
     summary="Redeliver what was exhausted in a time window",
 )
-def recover(tenant_id: TenantId, endpoint_id: str, body: RecoverIn) -> dict[str, Any]:
+def recover(
+    tenant_id: TenantId, endpoint_id: str, body: RecoverIn, system: SystemDep
+) -> dict[str, Any]:
     """Every ``retries_exhausted`` delivery of the endpoint created in the window
     starts a new attempt cycle."""
     until = body.until or now()
     if body.since >= until:
         raise InvalidInput("until", "must be later than since")
-    ids = producer.recover(endpoint_id, body.since, until, tenant=tenant_id)
+    ids = Producer(system).recover(endpoint_id, body.since, until, tenant=tenant_id)
     return {"endpoint_id": endpoint_id, "delivery_ids": ids}
 
 
@@ -336,12 +337,14 @@ _EVENT_BODY = {
     openapi_extra=_EVENT_BODY,
     summary="Publish an event to every endpoint of the tenant that wants it",
 )
-async def publish(tenant_id: TenantId, request: Request, _: Operator) -> dict[str, Any]:
+async def publish(
+    tenant_id: TenantId, request: Request, _: Operator, system: SystemDep
+) -> dict[str, Any]:
     """The body is the event. The answer lists a delivery per enabled endpoint whose
     filter matches (none: an empty list). Publishing the same event again creates
     nothing new and answers the same ids, so a retry after a lost answer is safe."""
     event = loads_event(await request.body())
-    ids = await run_in_threadpool(producer.publish, event, tenant=tenant_id)
+    ids = await run_in_threadpool(Producer(system).publish, event, tenant=tenant_id)
     return {"delivery_ids": ids}
 
 
@@ -382,6 +385,8 @@ def _summary(delivery: Delivery, attempt_count: int) -> dict[str, Any]:
 )
 def list_deliveries(
     tenant_id: TenantId,
+    store: Deliveries,
+    endpoints: Endpoints,
     status: DeliveryStatus | None = None,
     endpoint_id: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT)] = 50,
@@ -394,8 +399,7 @@ def list_deliveries(
     items and still have a ``next_cursor``."""
     after = _position(cursor) if cursor is not None else None
     if endpoint_id is not None:
-        get_endpoints().get(endpoint_id, tenant_id)  # another tenant's: not found
-    store = get_store()
+        endpoints.get(endpoint_id, tenant_id)  # another tenant's: not found
     ids, position = store.page(
         status, limit, tenant=tenant_id, endpoint_id=endpoint_id, after=after
     )
@@ -415,9 +419,9 @@ def list_deliveries(
     response_model=Delivery,
     summary="One delivery with every attempt",
 )
-def read_delivery(tenant_id: TenantId, delivery_id: str) -> Response:
+def read_delivery(tenant_id: TenantId, delivery_id: str, store: Deliveries) -> Response:
     """The same JSON as ``webhooks show --json``."""
-    delivery = get_store().get(delivery_id, tenant_id)
+    delivery = store.get(delivery_id, tenant_id)
     return Response(delivery.model_dump_json(), media_type="application/json")
 
 
@@ -427,9 +431,9 @@ def read_delivery(tenant_id: TenantId, delivery_id: str) -> Response:
     status_code=202,
     summary="Start a new attempt cycle, whatever the status",
 )
-def redeliver(tenant_id: TenantId, delivery_id: str) -> dict[str, Any]:
+def redeliver(tenant_id: TenantId, delivery_id: str, system: SystemDep) -> dict[str, Any]:
     """Same ``webhook-id``; earlier attempts are kept and new ones numbered on."""
-    producer.redeliver(delivery_id, tenant=tenant_id)
+    Producer(system).redeliver(delivery_id, tenant=tenant_id)
     return {"delivery_id": delivery_id, "redelivered": True}
 
 
@@ -437,8 +441,8 @@ def redeliver(tenant_id: TenantId, delivery_id: str) -> dict[str, Any]:
 
 
 @router.get("/stats", tags=["stats"], summary="Deliveries by status, overdue and parked")
-def stats(_: Operator) -> dict[str, int]:
-    return get_store().stats(overdue_after=get_settings().recovery_seconds)
+def stats(_: Operator, store: Deliveries, settings: SettingsDep) -> dict[str, int]:
+    return store.stats(overdue_after=settings.recovery_seconds)
 
 
 @router.get(
@@ -446,5 +450,5 @@ def stats(_: Operator) -> dict[str, int]:
     tags=["stats"],
     summary="The tenant's deliveries by status, and overdue",
 )
-def tenant_stats(tenant_id: TenantId) -> dict[str, int]:
-    return get_store().stats(overdue_after=get_settings().recovery_seconds, tenant=tenant_id)
+def tenant_stats(tenant_id: TenantId, store: Deliveries, settings: SettingsDep) -> dict[str, int]:
+    return store.stats(overdue_after=settings.recovery_seconds, tenant=tenant_id)

@@ -21,9 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._version import __version__
 from ..events import event_schema
-from ..metrics import CONTENT_TYPE, exposition
-from ..settings import get_settings
-from ..storage.connection import get_redis
+from ..metrics import CONTENT_TYPE, exposition, registry
+from ..system import System, get_default
 from . import api
 from .auth import operator, principal
 from .errors import BodyTooLarge, install, too_large
@@ -46,7 +45,7 @@ HEADERS = [
 ]
 
 
-class Guard:
+class SecurityMiddleware:
     """ASGI middleware: the security headers on every answer, and the body limit.
 
     A body is counted as it arrives, so a chunked upload without a Content-Length
@@ -122,8 +121,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-def create_app() -> FastAPI:
-    """The application ``webhooks serve`` runs."""
+def create_app(system: System | None = None) -> FastAPI:
+    """The application ``webhooks serve`` runs, serving ``system`` (the default System
+    unless given): every route is handed its stores (:mod:`.deps`)."""
+    system = system or get_default()
     app = FastAPI(
         title="webhooks",
         version=__version__,
@@ -133,13 +134,15 @@ def create_app() -> FastAPI:
         "deliveries and their attempts. Authenticate with `Authorization: Bearer <token>`: "
         "the operator's WEBHOOKS_API_TOKEN, or a portal token for one tenant.",
     )
+    app.state.system = system
     install(app)
     app.include_router(api.router)
+    scraped = registry(system)
 
     @app.get("/healthz", tags=["health"], summary="Whether Redis answers")
     def healthz() -> JSONResponse:
         try:
-            get_redis().ping()
+            system.redis.ping()
         except Exception:
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
@@ -153,9 +156,9 @@ def create_app() -> FastAPI:
         responses={200: {"content": {CONTENT_TYPE: {}}}},
     )
     def metrics(request: Request) -> Response:
-        if not get_settings().metrics_public:
-            operator(principal(request))
-        return Response(exposition(), media_type=CONTENT_TYPE)
+        if not system.settings.metrics_public:
+            operator(principal(request, system))
+        return Response(exposition(scraped), media_type=CONTENT_TYPE)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
@@ -166,5 +169,5 @@ def create_app() -> FastAPI:
         app.add_api_route(base + "/{path:path}", _page, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    app.add_middleware(Guard, limit=get_settings().max_payload_bytes)
+    app.add_middleware(SecurityMiddleware, limit=system.settings.max_payload_bytes)
     return app

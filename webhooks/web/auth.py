@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 
 from ..errors import TenantNotFound, TokenInvalid
-from ..settings import get_settings
-from ..storage.sessions import Session, get_sessions
-from ..storage.tenants import get_tenants
+from ..storage.sessions import Session
+from ..system import System
+from .deps import SystemDep, Tenants
 from .errors import ApiError
 from .tokens import read_portal_token
 
@@ -55,15 +55,15 @@ class Principal:
         return self.tenant_id is None
 
 
-def token_principal(token: str) -> Principal:
+def token_principal(system: System, token: str) -> Principal:
     """The principal a bearer token stands for, or a 401."""
-    operator_token = get_settings().api_token
+    operator_token = system.settings.api_token
     if operator_token is not None and hmac.compare_digest(
         token.encode(), operator_token.get_secret_value().encode()
     ):
         return Principal(None)
     try:
-        grant = read_portal_token(token)
+        grant = read_portal_token(system, token)
     except TokenInvalid as exc:
         raise ApiError(401, "unauthorized", str(exc)) from None
     return Principal(grant.tenant_id, expires_at=grant.expires_at)
@@ -80,16 +80,16 @@ def check_origin(request: Request) -> None:
         raise ApiError(403, "cross_site", "a request from another site is refused")
 
 
-def principal(request: Request) -> Principal:
+def principal(request: Request, system: SystemDep) -> Principal:
     """The request's principal, from its bearer token or its session; else a 401."""
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthorized", "the Authorization header must be 'Bearer <token>'")
-        return token_principal(token.strip())
+        return token_principal(system, token.strip())
     session_id = request.cookies.get(COOKIE)
-    session = get_sessions().get(session_id) if session_id else None
+    session = system.sessions.get(session_id) if session_id else None
     if session is None:
         raise ApiError(401, "unauthorized", "a bearer token or a session is required")
     if request.method not in _SAFE:
@@ -104,12 +104,12 @@ def principal(request: Request) -> Principal:
 Who = Annotated[Principal, Depends(principal)]
 
 
-def tenant_scope(tenant_id: str, who: Who) -> str:
+def tenant_scope(tenant_id: str, who: Who, tenants: Tenants) -> str:
     """The tenant a route names, if the principal may see it; another tenant's, or one
     that does not exist, is the same 404."""
     if not who.is_operator and who.tenant_id != tenant_id:
         raise TenantNotFound(tenant_id)
-    get_tenants().get(tenant_id)
+    tenants.get(tenant_id)
     return tenant_id
 
 

@@ -17,8 +17,7 @@ import itsdangerous
 
 from ..errors import InvalidInput, NotFound, TokenInvalid
 from ..models import Tenant
-from ..settings import get_settings
-from ..storage.tenants import get_tenants
+from ..system import System, get_default
 
 __all__ = ["MAX_TTL_SECONDS", "PortalGrant", "portal_token", "read_portal_token"]
 
@@ -36,8 +35,8 @@ class PortalGrant:
     expires_at: float
 
 
-def _serializer() -> itsdangerous.URLSafeSerializer:
-    secret = get_settings().portal_secret
+def _serializer(system: System) -> itsdangerous.URLSafeSerializer:
+    secret = system.settings.portal_secret
     if secret is None:
         raise InvalidInput("WEBHOOKS_PORTAL_SECRET", "is not set, so there are no portal tokens")
     return itsdangerous.URLSafeSerializer(secret.get_secret_value(), salt=_SALT)
@@ -47,9 +46,11 @@ def _born(tenant: Tenant) -> int:
     return round(tenant.created_at.timestamp() * 1_000_000)
 
 
-def portal_token(tenant_id: str, ttl_seconds: float = 3600) -> str:
+def portal_token(tenant_id: str, ttl_seconds: float = 3600, *, system: System | None = None) -> str:
     """A token granting ``tenant_id``'s resources for ``ttl_seconds``; an unknown
-    tenant raises :class:`~webhooks.TenantNotFound`."""
+    tenant raises :class:`~webhooks.TenantNotFound`. ``system``: the deployment whose
+    portal it opens (the default System's unless given)."""
+    system = system or get_default()
     if (
         isinstance(ttl_seconds, bool)
         or not isinstance(ttl_seconds, int | float)
@@ -58,18 +59,18 @@ def portal_token(tenant_id: str, ttl_seconds: float = 3600) -> str:
         raise InvalidInput(
             "ttl_seconds", f"must be more than 0 and at most {MAX_TTL_SECONDS} (90 days)"
         )
-    serializer = _serializer()
-    tenant = get_tenants().get(tenant_id)
+    serializer = _serializer(system)
+    tenant = system.tenants.get(tenant_id)
     return str(
         serializer.dumps({"t": tenant.id, "c": _born(tenant), "e": int(time.time() + ttl_seconds)})
     )
 
 
-def read_portal_token(token: str) -> PortalGrant:
+def read_portal_token(system: System, token: str) -> PortalGrant:
     """The grant a token carries, or :class:`~webhooks.errors.TokenInvalid` (also when
     its tenant is gone, or is another tenant registered under the same id)."""
     try:
-        payload: Any = _serializer().loads(token)
+        payload: Any = _serializer(system).loads(token)
     except itsdangerous.BadData:
         raise TokenInvalid("the token is not valid") from None
     if (
@@ -82,7 +83,7 @@ def read_portal_token(token: str) -> PortalGrant:
     if payload["e"] <= time.time():
         raise TokenInvalid("the token has expired")
     try:
-        tenant = get_tenants().get(payload["t"])
+        tenant = system.tenants.get(payload["t"])
     except NotFound:
         raise TokenInvalid("the token's tenant no longer exists") from None
     if _born(tenant) != payload["c"]:

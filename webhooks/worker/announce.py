@@ -17,19 +17,17 @@ from celery.utils.dispatch import Signal
 
 from ..clock import isoformat
 from ..models import Delivery, Endpoint
-from ..producer import notify
-from ..settings import get_settings
+from ..producer import Producer
 from ..signals import delivery_exhausted, delivery_recovered, endpoint_disabled
-from ..storage.deliveries import get_store
-from ..storage.endpoints import get_endpoints
+from ..system import System
 
 __all__ = ["disabled", "exhausted", "recovered"]
 
 logger = logging.getLogger(__name__)
 
 
-def _listened(signal: Signal) -> bool:
-    return bool(signal.receivers) or bool(get_settings().operational_url)
+def _listened(system: System, signal: Signal) -> bool:
+    return bool(signal.receivers) or bool(system.settings.operational_url)
 
 
 def _delivery_data(delivery: Delivery) -> dict[str, Any]:
@@ -53,20 +51,21 @@ def _delivery_data(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-def _send(kind: str, subject: str, data: dict[str, Any]) -> None:
-    url = get_settings().operational_url
+def _send(system: System, kind: str, subject: str, data: dict[str, Any]) -> None:
+    url = system.settings.operational_url
     if url:
-        notify(url, kind, subject, data)
+        Producer(system).notify(url, kind, subject, data)
 
 
-def exhausted(delivery_id: str) -> None:
+def exhausted(system: System, delivery_id: str) -> None:
     """The delivery's retries ran out (or its endpoint was disabled by its attempt)."""
-    if not _listened(delivery_exhausted):
+    if not _listened(system, delivery_exhausted):
         return
     try:
-        delivery = get_store().get(delivery_id)
+        delivery = system.deliveries.get(delivery_id)
         delivery_exhausted.send(sender=__name__, delivery=delivery)
         _send(
+            system,
             "delivery.exhausted",
             f"{delivery.id}\n{len(delivery.attempts)}",
             _delivery_data(delivery),
@@ -75,16 +74,17 @@ def exhausted(delivery_id: str) -> None:
         logger.exception("delivery %s: could not announce that it was exhausted", delivery_id)
 
 
-def recovered(delivery_id: str) -> None:
+def recovered(system: System, delivery_id: str) -> None:
     """Delivered: announced when the attempt before this one had failed."""
-    if not _listened(delivery_recovered):
+    if not _listened(system, delivery_recovered):
         return
     try:
-        delivery = get_store().get(delivery_id)
+        delivery = system.deliveries.get(delivery_id)
         if len(delivery.attempts) < 2 or delivery.attempts[-2].succeeded:
             return
         delivery_recovered.send(sender=__name__, delivery=delivery)
         _send(
+            system,
             "delivery.recovered",
             f"{delivery.id}\n{len(delivery.attempts)}",
             _delivery_data(delivery),
@@ -93,14 +93,15 @@ def recovered(delivery_id: str) -> None:
         logger.exception("delivery %s: could not announce its recovery", delivery_id)
 
 
-def disabled(endpoint_id: str, reason: str) -> None:
+def disabled(system: System, endpoint_id: str, reason: str) -> None:
     """A worker disabled the endpoint: ``reason`` is gone (a 410) or failing."""
-    if not _listened(endpoint_disabled):
+    if not _listened(system, endpoint_disabled):
         return
     try:
-        endpoint: Endpoint = get_endpoints().get(endpoint_id)
+        endpoint: Endpoint = system.endpoints.get(endpoint_id)
         endpoint_disabled.send(sender=__name__, endpoint=endpoint, reason=reason)
         _send(
+            system,
             "endpoint.disabled",
             f"{endpoint.id}\n{endpoint.disabled_at}",
             {

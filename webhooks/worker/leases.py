@@ -14,11 +14,12 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..models import Run
-from ..storage.deliveries import get_store
+from ..storage.deliveries import DeliveryStore
 
 __all__ = ["holding"]
 
@@ -26,9 +27,10 @@ logger = logging.getLogger(__name__)
 
 
 class _Keeper:
-    """The renewing thread of one process, and the attempts it keeps."""
+    """The renewing thread of one process, and the attempts it keeps in one store."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: DeliveryStore) -> None:
+        self._store = store
         self._held: dict[str, tuple[Run, str | None, float]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -63,7 +65,7 @@ class _Keeper:
             if not held:
                 continue
             try:
-                get_store().renew_claims(
+                self._store.renew_claims(
                     [(run, dest) for run, dest, _ in held], time.time() + lease
                 )
             except Exception as error:
@@ -72,14 +74,21 @@ class _Keeper:
                 logger.warning("could not renew %d attempt claims: %s", len(held), error)
 
 
-_keeper = _Keeper()
+#: One keeper per store: a worker process has one, a test process may have several.
+_keepers: weakref.WeakKeyDictionary[DeliveryStore, _Keeper] = weakref.WeakKeyDictionary()
+_keepers_lock = threading.Lock()
 
 
 @contextmanager
-def holding(run: Run, dest: str | None, lease: float) -> Iterator[None]:
-    """Renew ``run``'s claim (and its slot at ``dest``) for as long as the block runs."""
-    _keeper.hold(run, dest, lease)
+def holding(store: DeliveryStore, run: Run, dest: str | None, lease: float) -> Iterator[None]:
+    """Renew ``run``'s claim in ``store`` (and its slot at ``dest``) for as long as the
+    block runs."""
+    with _keepers_lock:
+        keeper = _keepers.get(store)
+        if keeper is None:
+            keeper = _keepers[store] = _Keeper(store)
+    keeper.hold(run, dest, lease)
     try:
         yield
     finally:
-        _keeper.release(run)
+        keeper.release(run)

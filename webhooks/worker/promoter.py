@@ -23,11 +23,9 @@ import time
 
 from ..errors import EnqueueFailed
 from ..models import Run
-from ..producer import enqueue
-from ..settings import get_settings
+from ..producer import Producer
 from ..storage.connection import unavailable
-from ..storage.deliveries import get_store
-from ..storage.schedule import get_schedule
+from ..system import System
 
 __all__ = ["Promoter"]
 
@@ -39,9 +37,11 @@ STALE_PROMOTION_SECONDS = 30.0
 class Promoter:
     """Publishes due parked runs, and runs the two recoveries, one pass at a time."""
 
-    def __init__(self) -> None:
-        self.settings = get_settings()
-        self.schedule = get_schedule()
+    def __init__(self, system: System) -> None:
+        self.settings = system.settings
+        self.schedule = system.schedule
+        self.store = system.deliveries
+        self.producer = Producer(system)
         self._next_recovery = 0.0
         self._next_backstop = 0.0
 
@@ -51,7 +51,7 @@ class Promoter:
         by_queue: dict[str | None, list[Run]] = {}
         # Each message goes on with its producer's trace: the promoter has none of its own.
         contexts: dict[str, dict[str, str]] = {}
-        routes = get_store().routes([run.delivery_id for run in runs])
+        routes = self.store.routes([run.delivery_id for run in runs])
         for run, (queue, trace) in zip(runs, routes, strict=True):
             by_queue.setdefault(queue, []).append(run)
             if trace:
@@ -68,7 +68,9 @@ class Promoter:
     def _publish(
         self, taken: list[Run], queue: str | None, now: float, contexts: dict[str, dict[str, str]]
     ) -> None:
-        enqueue(taken, queue, undo=lambda _: self.schedule.put_back(taken, now), contexts=contexts)
+        self.producer.enqueue(
+            taken, queue, undo=lambda _: self.schedule.put_back(taken, now), contexts=contexts
+        )
         self.schedule.promoted(taken)
 
     def tick(self) -> int:
@@ -96,7 +98,7 @@ class Promoter:
 
     def backstop(self, now: float) -> None:
         """Schedule overdue deliveries that have no next step anywhere."""
-        store = get_store()
+        store = self.store
         overdue = store.overdue(now - 2 * self.settings.recovery_seconds, limit=200)
         for delivery_id in overdue:
             try:

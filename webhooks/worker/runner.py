@@ -1,7 +1,7 @@
 """One run of the delivery task: make the attempt that is due, decide what follows it.
 
 Kept apart from Celery, so that it can be run and tested on its own: the task
-(:mod:`.task`) turns a :class:`~webhooks.retry.Retry` into ``self.retry(...)``
+(:mod:`.task`) turns a :class:`~webhooks.retry.RetryLater` into ``self.retry(...)``
 and a :class:`Done` into its return value.
 """
 
@@ -19,14 +19,11 @@ from .. import logs, tracing
 from ..clock import now
 from ..errors import EndpointNotFound
 from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, Run
-from ..retry import BackoffPolicy, RetriesExhausted, Retry
-from ..sending.attempt import send
-from ..settings import get_settings
+from ..retry import BackoffPolicy, RetriesExhausted, RetryLater
 from ..signals import OPERATIONAL_TYPES
-from ..storage.deliveries import Claim, ClaimOutcome, get_store
-from ..storage.endpoints import get_endpoints
-from ..storage.isolation import EntryOutcome, destination, get_gate
-from ..storage.schedule import get_schedule
+from ..storage.deliveries import Claim, ClaimOutcome
+from ..storage.destinations import EntryOutcome, destination
+from ..system import System
 from . import announce, health
 from .leases import holding
 
@@ -56,31 +53,35 @@ class Done:
 
 
 def run_attempt(
-    delivery_id: str, cycle: int, retries: int, trace: Mapping[str, str] | None = None
-) -> Done | Retry:
+    system: System,
+    delivery_id: str,
+    cycle: int,
+    retries: int,
+    trace: Mapping[str, str] | None = None,
+) -> Done | RetryLater:
     """Claim attempt ``retries + 1`` of the cycle, make it if it is ours to make, record
     it with what it led to, and say whether a retry follows. ``trace``: the trace
     context its message carried."""
-    store, settings = get_store(), get_settings()
+    store, settings = system.deliveries, system.settings
     run = Run(delivery_id, cycle, retries)
     lease = settings.claim_lease_seconds
     # One Redis call claims the attempt and reads what it needs; the whole record
     # is loaded only on the rare paths below.
     claim = store.claim_attempt(run, lease)
     if claim.outcome is not ClaimOutcome.CLAIMED:
-        return _not_claimed(run, claim)
+        return _not_claimed(system, run, claim)
 
     endpoint = None
     if claim.endpoint_id:
         if claim.endpoint is None:
-            return _stop(run, f"endpoint {claim.endpoint_id} was deleted")
+            return _stop(system, run, f"endpoint {claim.endpoint_id} was deleted")
         endpoint = Endpoint.model_validate_json(claim.endpoint)
         if not endpoint.enabled:
-            return _stop(run, f"endpoint disabled: {endpoint.disabled_reason}")
+            return _stop(system, run, f"endpoint disabled: {endpoint.disabled_reason}")
 
     # The destination stored with the record, the one the claim entered: leaving
     # another (should how destinations are named ever change) would hold a slot.
-    gate = get_gate()
+    gate = system.gate
     dest = claim.destination or destination(claim.url, claim.endpoint_id)
     # The claim entered the destination too, unless the record predates that.
     entry = claim.entry or gate.enter(dest, run, lease)
@@ -93,26 +94,31 @@ def run_attempt(
         # Its circuit is open: wait in the schedule until the next probe.
         gate.defer(run, entry.retry_at)
         return Done(RunResult.DEFERRED)
-    with holding(run, dest, lease):
-        return _attempt(run, claim, endpoint, dest, trace or {})
+    with holding(store, run, dest, lease):
+        return _attempt(system, run, claim, endpoint, dest, trace or {})
 
 
 def _attempt(
-    run: Run, claim: Claim, endpoint: Endpoint | None, dest: str, trace: Mapping[str, str]
-) -> Done | Retry:
+    system: System,
+    run: Run,
+    claim: Claim,
+    endpoint: Endpoint | None,
+    dest: str,
+    trace: Mapping[str, str],
+) -> Done | RetryLater:
     """Make the claimed attempt, record what it led to, log it, and announce a failure."""
     with tracing.attempt_span(trace, run.delivery_id, claim.number, claim.url) as span:
-        step, attempt, next_at, disabled = _make_and_record(run, claim, endpoint, dest)
+        step, attempt, next_at, disabled = _make_and_record(system, run, claim, endpoint, dest)
         span.finish(attempt)
     logs.attempt(run.delivery_id, claim.tenant_id, claim.endpoint_id, attempt, next_at)
     if _operational(claim):
         return step  # an operational webhook announces nothing of its own
     if disabled is not None and endpoint is not None:
-        announce.disabled(endpoint.id, disabled)
+        announce.disabled(system, endpoint.id, disabled)
     if isinstance(step, Done) and step.result is RunResult.RETRIES_EXHAUSTED:
-        announce.exhausted(run.delivery_id)
+        announce.exhausted(system, run.delivery_id)
     elif attempt.succeeded and claim.number > 1:
-        announce.recovered(run.delivery_id)
+        announce.recovered(system, run.delivery_id)
     return step
 
 
@@ -121,27 +127,32 @@ def _operational(claim: Claim) -> bool:
     return claim.event_type in OPERATIONAL_TYPES and claim.endpoint_id is None
 
 
-def _secrets(claim: Claim, endpoint: Endpoint | None) -> list[str]:
+def _secrets(system: System, claim: Claim, endpoint: Endpoint | None) -> list[str]:
     """The secrets that sign the attempt: its endpoint's, the operator's for an
     operational webhook, none for a bare URL."""
     if endpoint is not None:
         return endpoint.signing_secrets(now())
-    secret = get_settings().operational_secret
+    secret = system.settings.operational_secret
     if _operational(claim) and secret is not None:
         return [secret.get_secret_value()]
     return []
 
 
 def _make_and_record(
-    run: Run, claim: Claim, endpoint: Endpoint | None, dest: str
-) -> tuple[Done | Retry, Attempt, datetime | None, str | None]:
+    system: System, run: Run, claim: Claim, endpoint: Endpoint | None, dest: str
+) -> tuple[Done | RetryLater, Attempt, datetime | None, str | None]:
     """Make the attempt and record it with what it led to: the step that follows, the
     attempt, when the next one is due, and why the endpoint was disabled (gone,
     failing) if this attempt disabled it."""
-    store, settings = get_store(), get_settings()
+    store, settings = system.deliveries, system.settings
     extra = endpoint.headers if endpoint is not None else {}
-    outcome = send(
-        run.delivery_id, claim.number, claim.url, claim.body, _secrets(claim, endpoint), extra
+    outcome = system.sender.attempt(
+        run.delivery_id,
+        claim.number,
+        claim.url,
+        claim.body,
+        _secrets(system, claim, endpoint),
+        extra,
     )  # never raises
     attempt = outcome.attempt
     policy = BackoffPolicy.from_settings(settings)
@@ -150,7 +161,7 @@ def _make_and_record(
     disable_reason = None
     if endpoint is not None:
         disable_reason = health.judge(
-            get_endpoints(),
+            system.endpoints,
             endpoint,
             attempt,
             exhausted,
@@ -175,9 +186,9 @@ def _make_and_record(
         reason = f"endpoint disabled: {disable_reason}"
         cause = "gone" if attempt.status_code == health.GONE else "failing"
         with suppress(EndpointNotFound):  # deleted meanwhile: its deliveries stopped already
-            get_endpoints().disable(endpoint.id, disable_reason, stop=False, cause=cause)
+            system.endpoints.disable(endpoint.id, disable_reason, stop=False, cause=cause)
         record(DeliveryStatus.RETRIES_EXHAUSTED, stop_reason=reason)
-        get_endpoints().stop_deliveries(endpoint.id, reason)
+        system.endpoints.stop_deliveries(endpoint.id, reason)
         logger.warning("endpoint %s disabled: %s", endpoint.id, disable_reason)
         return Done(RunResult.RETRIES_EXHAUSTED), attempt, None, cause
     if isinstance(decision, RetriesExhausted):
@@ -193,7 +204,7 @@ def _make_and_record(
     return decision, attempt, due, None
 
 
-def _not_claimed(run: Run, claim: Claim) -> Done | Retry:
+def _not_claimed(system: System, run: Run, claim: Claim) -> Done | RetryLater:
     """Why this run makes no attempt, logged; a recorded attempt may still owe its retry."""
     if claim.outcome is ClaimOutcome.MISSING:
         logger.warning("delivery %s not found (expired or deleted); dropping", run.delivery_id)
@@ -214,7 +225,7 @@ def _not_claimed(run: Run, claim: Claim) -> Done | Retry:
         )
         return Done(RunResult.FINAL)
     if claim.outcome is ClaimOutcome.RECORDED:
-        return _already_ran(get_store().get(run.delivery_id), run, claim.number)
+        return _already_ran(system, system.deliveries.get(run.delivery_id), run, claim.number)
     logger.warning(
         "delivery %s: attempt %d is running elsewhere; dropping the duplicate",
         run.delivery_id,
@@ -223,20 +234,20 @@ def _not_claimed(run: Run, claim: Claim) -> Done | Retry:
     return Done(RunResult.DUPLICATE)
 
 
-def _stop(run: Run, reason: str) -> Done:
+def _stop(system: System, run: Run, reason: str) -> Done:
     # The attempt was claimed: release the claim with the stop, or it would lapse and
     # be run again for nothing.
-    get_store().set_status(
+    system.deliveries.set_status(
         run.delivery_id, DeliveryStatus.RETRIES_EXHAUSTED, stop_reason=reason, release=run
     )
     logger.warning("delivery %s stopped: %s", run.delivery_id, reason)
     return Done(RunResult.RETRIES_EXHAUSTED)
 
 
-def _already_ran(delivery: Delivery, run: Run, number: int) -> Done | Retry:
+def _already_ran(system: System, delivery: Delivery, run: Run, number: int) -> Done | RetryLater:
     """A message for an attempt that is on record: a duplicate, or a retry that got lost."""
     later = any(attempt.number > number for attempt in delivery.attempts)
-    if later or delivery.status is not DeliveryStatus.RETRYING or get_schedule().has_next(run):
+    if later or delivery.status is not DeliveryStatus.RETRYING or system.schedule.has_next(run):
         logger.warning(
             "delivery %s: attempt %d already ran; dropping the duplicate", delivery.id, number
         )
@@ -245,9 +256,9 @@ def _already_ran(delivery: Delivery, run: Run, number: int) -> Done | Retry:
     # published, or the worker died in between): schedule it now, send nothing.
     logger.warning("delivery %s: attempt %d already ran; scheduling its retry", delivery.id, number)
     due = delivery.next_attempt_at or now()
-    retry = BackoffPolicy.from_settings(get_settings()).wait(
+    retry = BackoffPolicy.from_settings(system.settings).wait(
         max(0.0, (due - now()).total_seconds())
     )
     if retry.parked:
-        get_schedule().park_nx([run.next()], due.timestamp())
+        system.schedule.park_nx([run.next()], due.timestamp())
     return retry

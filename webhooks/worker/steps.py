@@ -20,12 +20,12 @@ from typing import Any
 
 from celery import bootsteps, signals
 
-from .. import tracing
+from .. import extras, tracing
 from ..broker import internals
-from ..outbox.relay import Relay
-from ..settings import get_settings, shown_url
+from ..errors import MissingExtra
+from ..settings import shown_url
 from ..storage.connection import eviction_policy
-from ..storage.schedule import get_schedule
+from ..system import System
 from .promoter import Promoter
 
 __all__ = ["OutboxStep", "PreflightStep", "PromoterStep"]
@@ -48,7 +48,14 @@ class PreflightStep(bootsteps.StartStopStep):
                 file=sys.stderr,
             )
             sys.exit(1)
-        if get_settings().tracing:
+        settings = System.of(worker.app).settings
+        if settings.outbox_dsn is not None:
+            try:
+                extras.require("outbox", "WEBHOOKS_OUTBOX_DSN (a relay in every worker)")
+            except MissingExtra as missing:
+                print(f"webhooks: {missing}", file=sys.stderr)
+                sys.exit(1)
+        if settings.tracing:
             if not tracing.available():
                 print(
                     "webhooks: WEBHOOKS_TRACING is on but OpenTelemetry is not installed; "
@@ -64,13 +71,14 @@ class PreflightStep(bootsteps.StartStopStep):
                 tracing.instrument()  # no pool processes: this one runs the tasks
 
     def start(self, worker: Any) -> None:
-        settings = get_settings()
+        system = System.of(worker.app)
+        settings = system.settings
         if settings.native_delays:
             _declare_queues(worker.app)
         broker = shown_url(settings.broker)
         try:
-            policy = eviction_policy()
-            previous = get_schedule().note_broker(broker)
+            policy = eviction_policy(system.redis)
+            previous = system.schedule.note_broker(broker)
         except Exception as error:  # the worker keeps trying to connect; so will we, then
             logger.warning("could not check Redis's settings at start: %s", error)
             return
@@ -128,11 +136,11 @@ class _ThreadStep(bootsteps.StartStopStep):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def loop(self) -> Callable[[threading.Event], None] | None:
+    def loop(self, system: System) -> Callable[[threading.Event], None] | None:
         raise NotImplementedError
 
     def start(self, worker: Any) -> None:
-        loop = self.loop()
+        loop = self.loop(System.of(worker.app))
         if loop is None:
             return
         self._thread = threading.Thread(
@@ -151,8 +159,8 @@ class PromoterStep(_ThreadStep):
 
     name_of_thread = "webhooks-promoter"
 
-    def loop(self) -> Callable[[threading.Event], None]:
-        return Promoter().run_forever
+    def loop(self, system: System) -> Callable[[threading.Event], None]:
+        return Promoter(system).run_forever
 
 
 class OutboxStep(_ThreadStep):
@@ -161,11 +169,15 @@ class OutboxStep(_ThreadStep):
 
     name_of_thread = "webhooks-outbox-relay"
 
-    def loop(self) -> Callable[[threading.Event], None] | None:
-        settings = get_settings()
+    def loop(self, system: System) -> Callable[[threading.Event], None] | None:
+        settings = system.settings
         if settings.outbox_dsn is None:
             return None
+        # Only here: psycopg is the outbox extra's, which a worker without a DSN lacks.
+        from ..outbox.relay import Relay
+
         return Relay(
+            system,
             settings.outbox_dsn.get_secret_value(),
             settings.outbox_batch,
             settings.outbox_poll_seconds,

@@ -21,21 +21,21 @@ from billiard.einfo import (  # type: ignore[attr-defined]  # the stubs lack the
     ExceptionWithTraceback,
 )
 from billiard.exceptions import Terminated, WorkerLostError
-from celery import Task
+from celery import Task, shared_task
 from celery.exceptions import Reject
 from celery.exceptions import Retry as CeleryRetry
+from celery.local import Proxy
 from celery.result import AsyncResult
 from celery.worker.request import Request
 
 from .. import tracing
-from ..broker.app import DELIVER, app
+from ..broker.app import DELIVER
 from ..clock import now
 from ..errors import InvalidInput
 from ..models import Run
-from ..producer import enqueue, send
-from ..retry import MAX_RETRIES, Retry
-from ..storage.deliveries import get_store
-from ..storage.schedule import get_schedule
+from ..producer import Producer
+from ..retry import MAX_RETRIES, RetryLater
+from ..system import System, get_default
 from .runner import run_attempt
 
 __all__ = ["DeliveryRequest", "DeliveryTask", "deliver"]
@@ -77,7 +77,7 @@ class DeliveryRequest(Request):
                 int(self.request_dict.get("retries") or 0),
             )
             try:
-                get_store().abandon_attempt(run)
+                System.of(self.task.app).deliveries.abandon_attempt(run)
             except Exception as error:  # its claim lapses by itself
                 logger.warning(
                     "delivery %s: could not release the lost attempt: %s", run.delivery_id, error
@@ -124,7 +124,9 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
         if due is None and options.get("countdown") is not None:
             due = now() + timedelta(seconds=float(options["countdown"]))
         queue = options.get("queue")
-        delivery_id = send(url, event, due=due, queue=getattr(queue, "name", queue))
+        delivery_id = Producer(System.of(self.app)).deliver_one(
+            url, event, due=due, queue=getattr(queue, "name", queue)
+        )
         return AsyncResult(delivery_id, app=self.app)
 
     def retry(
@@ -159,7 +161,7 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
             run = Run(str(request.id), int((request.kwargs or {}).get("cycle", 0)), retries)
             queue = (request.delivery_info or {}).get("routing_key")
             try:
-                enqueue([run], queue, due=due)
+                Producer(System.of(self.app)).enqueue([run], queue, due=due)
             except Exception as refused:
                 logger.warning(
                     "delivery %s: the retry could not be published (%s); parking it",
@@ -167,7 +169,7 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
                     refused,
                 )
                 try:
-                    get_schedule().park_nx([run], due.timestamp())
+                    System.of(self.app).schedule.park_nx([run], due.timestamp())
                 except Exception:
                     raise Reject(str(refused), requeue=True) from refused
         # The stubs say numbers.Real, which a float is at run time but not to mypy.
@@ -177,10 +179,21 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
         return retry
 
 
-@app.task(base=DeliveryTask, bind=True, name=DELIVER)
-def deliver(self: DeliveryTask, delivery_id: str, cycle: int = 0) -> str:
+@shared_task(base=DeliveryTask, bind=True, name=DELIVER)
+def _deliver(self: DeliveryTask, delivery_id: str, cycle: int = 0) -> str:
     """Make attempt ``retries + 1`` of the delivery's current cycle, then retry or finish."""
-    step = run_attempt(delivery_id, cycle, self.request.retries, tracing.from_headers(self.request))
-    if isinstance(step, Retry):
+    step = run_attempt(
+        System.of(self.app),
+        delivery_id,
+        cycle,
+        self.request.retries,
+        tracing.from_headers(self.request),
+    )
+    if isinstance(step, RetryLater):
         raise self.retry(countdown=step.countdown, parked=step.parked)
     return step.result.value
+
+
+#: The task on the default System's app: ``deliver.delay(url, event)``. Each System's
+#: app has the task registered (it is shared); this names the default's.
+deliver: DeliveryTask = Proxy(lambda: get_default().app.tasks[DELIVER])  # type: ignore[assignment]

@@ -1,6 +1,6 @@
 -- The destination rules, as Lua functions the claim and record scripts share:
 -- a concurrency limit and a circuit breaker per destination (an endpoint, or
--- host:port for bare URLs). webhooks/storage/isolation.py explains them and passes
+-- host:port for bare URLs). webhooks/storage/destinations.py explains them and passes
 -- their parameters; this file is where Redis applies them atomically.
 --
 -- Keys of one destination: `inflight` (zset of attempts in flight, scored by when

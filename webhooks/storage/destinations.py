@@ -27,7 +27,6 @@ import random
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,9 +34,8 @@ import redis
 
 from ..clock import at, isoformat
 from ..models import Run
-from ..settings import Settings, get_settings
-from . import keys
-from .connection import get_redis
+from ..settings import Settings
+from .keys import Keys, template
 from .scripts import Script, fields
 
 __all__ = [
@@ -47,7 +45,6 @@ __all__ = [
     "Gate",
     "destination",
     "entry",
-    "get_gate",
     "leave_args",
 ]
 
@@ -97,18 +94,18 @@ def entry(reply: dict[str, bytes]) -> Entry:
     return Entry(outcome)
 
 
-def enter_args(settings: Settings) -> dict[str, Any]:
+def enter_args(settings: Settings, keys: Keys) -> dict[str, Any]:
     """The rules' parameters and key templates that entering needs (claim_attempt.lua)."""
     return {
         "limit": settings.destination_concurrency,
-        "inflight_template": keys.template(keys.destination_inflight),
-        "breaker_template": keys.template(keys.destination_breaker),
-        "waiting_template": keys.template(keys.destination_waiting),
+        "inflight_template": template(keys.destination_inflight),
+        "breaker_template": template(keys.destination_breaker),
+        "waiting_template": template(keys.destination_waiting),
     }
 
 
 def leave_args(
-    settings: Settings, dest: str | None, succeeded: bool, duration_ms: float
+    settings: Settings, keys: Keys, dest: str | None, succeeded: bool, duration_ms: float
 ) -> dict[str, Any]:
     """What leaving a destination after an attempt needs (record_attempt.lua)."""
     return {
@@ -118,9 +115,9 @@ def leave_args(
         "cooldown": settings.breaker_cooldown_seconds,
         "max_cooldown": MAX_COOLDOWN,
         "duration_ms": duration_ms,
-        "inflight_template": keys.template(keys.destination_inflight),
-        "breaker_template": keys.template(keys.destination_breaker),
-        "waiting_template": keys.template(keys.destination_waiting),
+        "inflight_template": template(keys.destination_inflight),
+        "breaker_template": template(keys.destination_breaker),
+        "waiting_template": template(keys.destination_waiting),
     }
 
 
@@ -128,7 +125,9 @@ class Gate:
     """Owns each destination's in-flight set, waiting queue and breaker outside the
     claim and record scripts: entering on its own, waiting for a slot, deferring."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
+        self._keys = keys
+        self._settings = settings
         self._enter = Script(client, "enter_destination")
         self._defer = Script(client, "defer_attempt")
         self._wait = Script(client, "wait_for_slot")
@@ -138,15 +137,15 @@ class Gate:
         now = time.time()
         reply = self._enter(
             keys={
-                "inflight_key": keys.destination_inflight(dest),
-                "breaker_key": keys.destination_breaker(dest),
-                "waiting_key": keys.destination_waiting(dest),
+                "inflight_key": self._keys.destination_inflight(dest),
+                "breaker_key": self._keys.destination_breaker(dest),
+                "waiting_key": self._keys.destination_waiting(dest),
             },
             args={
                 "now": now,
                 "lease_until": now + lease,
                 "member": run.member,
-                "limit": get_settings().destination_concurrency,
+                "limit": self._settings.destination_concurrency,
             },
         )
         return entry(fields(reply))
@@ -157,16 +156,16 @@ class Gate:
         # Expected start: the queue ahead drains a slot's worth per attempt time. Only
         # shown in the record (and overdue counts); the real start is a slot freeing.
         expected = now + (entry.ahead + 1) * entry.average_ms / 1000 / (
-            get_settings().destination_concurrency
+            self._settings.destination_concurrency
         )
         self._wait(
             keys={
-                "running_key": keys.running(),
-                "waiting_key": keys.destination_waiting(dest),
-                "delivery_key": keys.delivery(run.delivery_id),
-                "due_key": keys.due(),
-                "inflight_key": keys.destination_inflight(dest),
-                "scheduled_key": keys.scheduled(),
+                "running_key": self._keys.running(),
+                "waiting_key": self._keys.destination_waiting(dest),
+                "delivery_key": self._keys.delivery(run.delivery_id),
+                "due_key": self._keys.due(),
+                "inflight_key": self._keys.destination_inflight(dest),
+                "scheduled_key": self._keys.scheduled(),
             },
             args={
                 "member": run.member,
@@ -174,7 +173,7 @@ class Gate:
                 "expected_at": expected,
                 "expected_iso": isoformat(at(expected)),
                 "delivery_id": run.delivery_id,
-                "limit": get_settings().destination_concurrency,
+                "limit": self._settings.destination_concurrency,
             },
         )
 
@@ -182,10 +181,10 @@ class Gate:
         """Put a claimed run back in the schedule without attempting it."""
         self._defer(
             keys={
-                "running_key": keys.running(),
-                "scheduled_key": keys.scheduled(),
-                "delivery_key": keys.delivery(run.delivery_id),
-                "due_key": keys.due(),
+                "running_key": self._keys.running(),
+                "scheduled_key": self._keys.scheduled(),
+                "delivery_key": self._keys.delivery(run.delivery_id),
+                "due_key": self._keys.due(),
             },
             args={
                 "member": run.member,
@@ -194,9 +193,3 @@ class Gate:
                 "delivery_id": run.delivery_id,
             },
         )
-
-
-@lru_cache(maxsize=1)
-def get_gate() -> Gate:
-    """The process's gate, on the shared client."""
-    return Gate(get_redis())
