@@ -26,10 +26,30 @@ from bench import scenarios  # noqa: E402
 from webhooks.dev.redis_server import ensure_redis  # noqa: E402
 
 SIZES = {
-    "tiny": {"a": 30, "b": 50, "c": (40, 4), "d": 20, "e": (20, 1.0), "f": 2000,
-             "g": (10, 100), "h": 1, "i": (30, 1.0), "j": 30},
-    "full": {"a": 3000, "b": 5000, "c": (2000, 200), "d": 1000, "e": (100, 10.0), "f": 100_000,
-             "g": (10, 10_000), "h": 2, "i": (1000, 3.0), "j": 3000},
+    "tiny": {
+        "a": 30,
+        "b": 50,
+        "c": (40, 4),
+        "d": 20,
+        "e": (20, 1.0),
+        "f": 2000,
+        "g": (10, 100),
+        "h": 1,
+        "i": (30, 1.0),
+        "j": 30,
+    },
+    "full": {
+        "a": 3000,
+        "b": 5000,
+        "c": (2000, 200),
+        "d": 1000,
+        "e": (100, 10.0),
+        "f": 100_000,
+        "g": (10, 10_000),
+        "h": 2,
+        "i": (1000, 3.0),
+        "j": 3000,
+    },
 }
 
 
@@ -45,7 +65,7 @@ def main() -> int:
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}",
         "size": args.size,
         "seconds": round(time.time() - started, 1),
         "scenarios": rows,
@@ -53,8 +73,10 @@ def main() -> int:
     print(f"\n{report['date']}  {report['machine']}  size={args.size}")
     print(f"{'scenario':<58} {'ours':>12} {'baseline':>12} {'ratio':>7}  target")
     for row in rows:
-        print(f"{row['name']:<58} {row['ours']:>12} {row['baseline']:>12} "
-              f"{row['ratio']:>7}  {row['target']}")
+        print(
+            f"{row['name']:<58} {row['ours']:>12} {row['baseline']:>12} "
+            f"{row['ratio']:>7}  {row['target']}"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     print(f"written to {args.json}")

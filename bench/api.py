@@ -32,12 +32,24 @@ SECRET = "bench-portal-secret-0000000000000000000"
 
 
 def _event() -> dict[str, Any]:
-    return {"id": f"evt_{uuid.uuid4().hex}", "type": "screenshot_set.approved",
-            "created_at": "2026-11-27T10:00:00Z",
-            "data": {"screenshot_set": {"id": "set_1", "screenshots": [
-                {"id": "shot_1", "status": "uploaded",
-                 "download_url": "https://cdn.example.com/1.png",
-                 "ad": {"id": "ad_1", "status": "uploaded"}}]}}}
+    return {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "screenshot_set.approved",
+        "created_at": "2026-11-27T10:00:00Z",
+        "data": {
+            "screenshot_set": {
+                "id": "set_1",
+                "screenshots": [
+                    {
+                        "id": "shot_1",
+                        "status": "uploaded",
+                        "download_url": "https://cdn.example.com/1.png",
+                        "ad": {"id": "ad_1", "status": "uploaded"},
+                    }
+                ],
+            }
+        },
+    }
 
 
 def _timed(call: Callable[[], object], count: int) -> list[float]:
@@ -53,8 +65,10 @@ def _row(name: str, over_http: list[float], in_python: list[float]) -> str:
     def p(values: list[float], q: int) -> float:
         return statistics.quantiles(values, n=100)[q - 1]
 
-    return (f"{name:<34} HTTP p50 {p(over_http, 50):6.2f} ms  p99 {p(over_http, 99):6.2f} ms"
-            f"   in Python p50 {p(in_python, 50):6.2f} ms   ({len(over_http)} each)")
+    return (
+        f"{name:<34} HTTP p50 {p(over_http, 50):6.2f} ms  p99 {p(over_http, 99):6.2f} ms"
+        f"   in Python p50 {p(in_python, 50):6.2f} ms   ({len(over_http)} each)"
+    )
 
 
 def main() -> int:
@@ -62,8 +76,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=500)
     count = parser.parse_args().requests
     with tempfile.TemporaryDirectory() as tmp, RedisProcess(Path(tmp)) as server:
-        env = {"WEBHOOKS_REDIS_URL": server.url, "WEBHOOKS_API_TOKEN": TOKEN,
-               "WEBHOOKS_PORTAL_SECRET": SECRET}
+        env = {
+            "WEBHOOKS_REDIS_URL": server.url,
+            "WEBHOOKS_API_TOKEN": TOKEN,
+            "WEBHOOKS_PORTAL_SECRET": SECRET,
+        }
         os.environ.update(env)  # this process's own calls use the same Redis
         from webhooks import get_endpoints, get_store, get_tenants, publish
 
@@ -71,8 +88,7 @@ def main() -> int:
         try:
             get_tenants().add("acct_bench", "Bench")
             for k in range(2):
-                get_endpoints().add(f"https://customer.example.com/hooks/{k}",
-                                    tenant="acct_bench")
+                get_endpoints().add(f"https://customer.example.com/hooks/{k}", tenant="acct_bench")
             http = requests.Session()
             http.headers["Authorization"] = f"Bearer {TOKEN}"
             api = f"{base}/api/v1/tenants/acct_bench"
@@ -83,26 +99,51 @@ def main() -> int:
                 answer.raise_for_status()
                 return answer
 
-            rows = [_row("publish (2 deliveries)", _timed(post, count),
-                         _timed(lambda: publish(_event(), tenant="acct_bench"), count))]
+            rows = [
+                _row(
+                    "publish (2 deliveries)",
+                    _timed(post, count),
+                    _timed(lambda: publish(_event(), tenant="acct_bench"), count),
+                )
+            ]
             first = http.get(f"{api}/deliveries?limit=50").json()
             cursor = first["next_cursor"]
             store = get_store()
-            rows.append(_row("list 50, first page",
-                             _timed(lambda: http.get(f"{api}/deliveries?limit=50").json(), count),
-                             _timed(lambda: store.summaries(
-                                 store.page(limit=50, tenant="acct_bench")[0]), count)))
-            rows.append(_row("list 50, next page (cursor)",
-                             _timed(lambda: http.get(
-                                 f"{api}/deliveries?limit=50&cursor={cursor}").json(), count),
-                             _timed(lambda: store.summaries(store.page(
-                                 limit=50, tenant="acct_bench",
-                                 after=store.page(limit=50, tenant="acct_bench")[1])[0]),
-                                 count)))
+            rows.append(
+                _row(
+                    "list 50, first page",
+                    _timed(lambda: http.get(f"{api}/deliveries?limit=50").json(), count),
+                    _timed(
+                        lambda: store.summaries(store.page(limit=50, tenant="acct_bench")[0]), count
+                    ),
+                )
+            )
+            rows.append(
+                _row(
+                    "list 50, next page (cursor)",
+                    _timed(
+                        lambda: http.get(f"{api}/deliveries?limit=50&cursor={cursor}").json(), count
+                    ),
+                    _timed(
+                        lambda: store.summaries(
+                            store.page(
+                                limit=50,
+                                tenant="acct_bench",
+                                after=store.page(limit=50, tenant="acct_bench")[1],
+                            )[0]
+                        ),
+                        count,
+                    ),
+                )
+            )
             one = first["data"][0]["id"]
-            rows.append(_row("one delivery with its attempts",
-                             _timed(lambda: http.get(f"{api}/deliveries/{one}").json(), count),
-                             _timed(lambda: store.get(one, "acct_bench"), count)))
+            rows.append(
+                _row(
+                    "one delivery with its attempts",
+                    _timed(lambda: http.get(f"{api}/deliveries/{one}").json(), count),
+                    _timed(lambda: store.get(one, "acct_bench"), count),
+                )
+            )
         finally:
             stop_server(process)
     print(f"webhooks serve, one client on loopback, {count} requests each:")

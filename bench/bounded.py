@@ -36,24 +36,34 @@ def finished(delivery_id: str) -> object:
 def main() -> None:
     url = os.environ["WEBHOOKS_REDIS_URL"]
     with ensure_redis(url), Receiver() as receiver, tempfile.TemporaryDirectory() as tmp:
-        worker = start_worker(Path(tmp) / "worker.log", {
-            "WEBHOOKS_TIMEOUT_SECONDS": str(TIMEOUT), "WEBHOOKS_RETRY_BASE_SECONDS": "0.001",
-            "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8"}, "--concurrency=4")
+        worker = start_worker(
+            Path(tmp) / "worker.log",
+            {
+                "WEBHOOKS_TIMEOUT_SECONDS": str(TIMEOUT),
+                "WEBHOOKS_RETRY_BASE_SECONDS": "0.001",
+                "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
+            },
+            "--concurrency=4",
+        )
         try:
             print(f"attempt deadline {TIMEOUT:.1f} s")
             for path in ("/drip-once", "/slow-headers-once"):
                 delivery = finished(deliver.delay(receiver.url(path), one_kb_event()).id)
                 first = delivery.attempts[0]  # type: ignore[attr-defined]
-                print(f"  {path:<20} first attempt: {first.error.kind}, "
-                      f"{first.duration_ms / 1000:.2f} s")
+                print(
+                    f"  {path:<20} first attempt: {first.error.kind}, "
+                    f"{first.duration_ms / 1000:.2f} s"
+                )
             for _ in range(8):
                 finished(deliver.delay(receiver.url("/ok"), one_kb_event()).id)
             before = tree_rss_kb(worker.pid)
             for _ in range(8):
                 finished(deliver.delay(receiver.url("/huge50"), one_kb_event()).id)
             after = tree_rss_kb(worker.pid)
-            print(f"8 answers of 50 MB: worker tree RSS {before / 1024:.1f} MB -> "
-                  f"{after / 1024:.1f} MB ({(after - before) / 1024:+.1f} MB)")
+            print(
+                f"8 answers of 50 MB: worker tree RSS {before / 1024:.1f} MB -> "
+                f"{after / 1024:.1f} MB ({(after - before) / 1024:+.1f} MB)"
+            )
         finally:
             stop_worker(worker)
 

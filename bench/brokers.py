@@ -25,8 +25,11 @@ AMQP = os.environ.get("WEBHOOKS_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672/
 
 def measure(broker: str, count: int) -> float:
     prefix = f"bench-{broker}-{uuid.uuid4().hex[:6]}"  # its own queue and keys
-    env = {"WEBHOOKS_KEY_PREFIX": prefix, "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
-           **({"WEBHOOKS_BROKER_URL": AMQP} if broker == "amqp" else {})}
+    env = {
+        "WEBHOOKS_KEY_PREFIX": prefix,
+        "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
+        **({"WEBHOOKS_BROKER_URL": AMQP} if broker == "amqp" else {}),
+    }
     os.environ.update(env)
     # Imported now: the settings are read once, with the environment above.
     import redis
@@ -66,8 +69,11 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the rate as JSON")
     args = parser.parse_args()
     rate = measure(args.broker, args.count)
-    print(json.dumps({"rate": rate}) if args.json else
-          f"{args.broker}: {rate:,.1f} deliveries/s end to end ({args.count:,})")
+    print(
+        json.dumps({"rate": rate})
+        if args.json
+        else f"{args.broker}: {rate:,.1f} deliveries/s end to end ({args.count:,})"
+    )
     return 0
 
 

@@ -32,21 +32,33 @@ from webhooks.dev.worker import start_worker, stop_worker
 
 def _snapshot(client: redis.Redis) -> tuple[float, Counter[str]]:
     cpu = client.info("cpu")
-    calls = Counter({name.removeprefix("cmdstat_"): int(stats["calls"])
-                     for name, stats in client.info("commandstats").items()})
+    calls = Counter(
+        {
+            name.removeprefix("cmdstat_"): int(stats["calls"])
+            for name, stats in client.info("commandstats").items()
+        }
+    )
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls
 
 
 def measure(count: int, idle_seconds: float = 3.0) -> dict[str, Any]:
     """Per delivery: Redis commands and Redis CPU (ms), first try and retried once."""
-    with tempfile.TemporaryDirectory() as tmp, RedisProcess(Path(tmp)) as server, \
-            Receiver() as receiver:
-        env = {"WEBHOOKS_REDIS_URL": server.url, "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
-               # the retried ones wait 10 ms, not 5 s: time compressed, work the same
-               "WEBHOOKS_RETRY_BASE_SECONDS": "0.01", "WEBHOOKS_RETRY_JITTER": "0",
-               # every delivery goes to one receiver: its limit and breaker lifted, so
-               # that what is counted is a delivery's cost, not a queue at one door
-               "WEBHOOKS_DESTINATION_CONCURRENCY": "1000", "WEBHOOKS_BREAKER_FAILURES": "1000000"}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        RedisProcess(Path(tmp)) as server,
+        Receiver() as receiver,
+    ):
+        env = {
+            "WEBHOOKS_REDIS_URL": server.url,
+            "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
+            # the retried ones wait 10 ms, not 5 s: time compressed, work the same
+            "WEBHOOKS_RETRY_BASE_SECONDS": "0.01",
+            "WEBHOOKS_RETRY_JITTER": "0",
+            # every delivery goes to one receiver: its limit and breaker lifted, so
+            # that what is counted is a delivery's cost, not a queue at one door
+            "WEBHOOKS_DESTINATION_CONCURRENCY": "1000",
+            "WEBHOOKS_BREAKER_FAILURES": "1000000",
+        }
         os.environ.update(env)
         # Imported now: the settings are read once, with the environment above.
         from bench.scenarios import one_kb_event, procfile_worker
@@ -62,8 +74,10 @@ def measure(count: int, idle_seconds: float = 3.0) -> dict[str, Any]:
             cpu1, calls1 = _snapshot(client)
             idle_cpu = (cpu1 - cpu0) / idle_seconds
             idle_calls = sum((calls1 - calls0).values()) / idle_seconds
-            figures["idle"] = {"commands_per_s": round(idle_calls, 1),
-                               "cpu_ms_per_s": round(idle_cpu * 1000, 2)}
+            figures["idle"] = {
+                "commands_per_s": round(idle_calls, 1),
+                "cpu_ms_per_s": round(idle_cpu * 1000, 2),
+            }
             for kind, path in (("first_try", "/ok/capacity"), ("retried_once", "/fail/1/capacity")):
                 client.config_resetstat()
                 before_cpu, before_calls = _snapshot(client)
@@ -71,7 +85,8 @@ def measure(count: int, idle_seconds: float = 3.0) -> dict[str, Any]:
                 deliver_many([(receiver.url(path), one_kb_event(n)) for n in range(count)])
                 deadline = start + 120
                 while client.zcard("webhooks:deliveries:delivered") < count and (
-                        time.monotonic() < deadline):
+                    time.monotonic() < deadline
+                ):
                     time.sleep(0.02)
                 elapsed = time.monotonic() - start
                 after_cpu, after_calls = _snapshot(client)
@@ -95,8 +110,9 @@ def measure(count: int, idle_seconds: float = 3.0) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.capacity")
     parser.add_argument("--count", type=int, default=1000)
-    parser.add_argument("--idle", type=float, default=3.0,
-                        help="seconds of idle workers measured first")
+    parser.add_argument(
+        "--idle", type=float, default=3.0, help="seconds of idle workers measured first"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     figures = measure(args.count, args.idle)
@@ -104,15 +120,19 @@ def main() -> int:
         print(json.dumps(figures))
         return 0
     idle = figures["idle"]
-    print(f"idle workers: {idle['commands_per_s']} commands/s, {idle['cpu_ms_per_s']} ms of "
-          "Redis CPU per s (taken out below)")
+    print(
+        f"idle workers: {idle['commands_per_s']} commands/s, {idle['cpu_ms_per_s']} ms of "
+        "Redis CPU per s (taken out below)"
+    )
     for kind in ("first_try", "retried_once"):
         row = figures[kind]
-        print(f"{kind.replace('_', ' ')}: {row['commands']} Redis commands and "
-              f"{row['cpu_ms']} ms of Redis CPU per delivery "
-              f"(one Redis core: {row['deliveries_per_redis_core_s']:,}/s; all done in "
-              f"{row['seconds']} s); most called: "
-              + ", ".join(f"{name} {n}" for name, n in row["top"].items()))
+        print(
+            f"{kind.replace('_', ' ')}: {row['commands']} Redis commands and "
+            f"{row['cpu_ms']} ms of Redis CPU per delivery "
+            f"(one Redis core: {row['deliveries_per_redis_core_s']:,}/s; all done in "
+            f"{row['seconds']} s); most called: "
+            + ", ".join(f"{name} {n}" for name, n in row["top"].items())
+        )
     return 0
 
 

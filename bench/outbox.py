@@ -35,8 +35,9 @@ PG_ADMIN = os.environ.get("WEBHOOKS_BENCH_PG", "postgresql://postgres@127.0.0.1:
 
 def _database() -> str:
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = 'webhooks_bench'"
-                             ).fetchone():
+        if not admin.execute(
+            "SELECT 1 FROM pg_database WHERE datname = 'webhooks_bench'"
+        ).fetchone():
             admin.execute("CREATE DATABASE webhooks_bench")
     return PG_ADMIN.rsplit("/", 1)[0] + "/webhooks_bench"
 
@@ -45,15 +46,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.outbox")
     parser.add_argument("--rate", type=float, default=100.0, help="commits per second")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--relay", choices=["worker", "process"], default="worker",
-                        help="the worker's own relay (WEBHOOKS_OUTBOX_DSN), or "
-                             "`webhooks outbox relay` beside it")
+    parser.add_argument(
+        "--relay",
+        choices=["worker", "process"],
+        default="worker",
+        help="the worker's own relay (WEBHOOKS_OUTBOX_DSN), or `webhooks outbox relay` beside it",
+    )
     args = parser.parse_args()
     dsn = _database()
-    with tempfile.TemporaryDirectory() as tmp, RedisProcess(Path(tmp)) as redis_server, \
-            FastReceiver() as receiver:
-        env = {"WEBHOOKS_REDIS_URL": redis_server.url, "WEBHOOKS_OUTBOX_DSN": dsn,
-               "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8"}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        RedisProcess(Path(tmp)) as redis_server,
+        FastReceiver() as receiver,
+    ):
+        env = {
+            "WEBHOOKS_REDIS_URL": redis_server.url,
+            "WEBHOOKS_OUTBOX_DSN": dsn,
+            "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
+        }
         os.environ.update(env)  # this process's own calls use the same Redis
         # Imported now: the settings are read once, with the environment above.
         from bench.scenarios import one_kb_event, procfile_worker
@@ -71,8 +81,13 @@ def main() -> int:
         # The worker's own relay, or none: an empty DSN is no DSN.
         worker_env = {**env, "WEBHOOKS_OUTBOX_DSN": dsn if args.relay == "worker" else ""}
         worker = start_worker(Path(tmp) / "worker.log", worker_env, *procfile_worker())
-        relay = None if args.relay == "worker" else subprocess.Popen(
-            [sys.executable, "-m", "webhooks", "outbox", "relay"], env={**os.environ, **env})
+        relay = (
+            None
+            if args.relay == "worker"
+            else subprocess.Popen(
+                [sys.executable, "-m", "webhooks", "outbox", "relay"], env={**os.environ, **env}
+            )
+        )
         committed: dict[str, float] = {}
         try:
             count = int(args.rate * args.seconds)
@@ -84,8 +99,7 @@ def main() -> int:
                     sent = {**one_kb_event(n), "id": f"evt_{uuid.uuid4().hex}"}
                     with conn.transaction():
                         outbox.add(conn, sent, tenant="acct_bench")
-                    committed[delivery_id(str(sent["id"]), endpoint.url, endpoint.id)] = (
-                        time.time())
+                    committed[delivery_id(str(sent["id"]), endpoint.url, endpoint.id)] = time.time()
             deadline = time.monotonic() + 60
             while receiver.count("outbox") < count and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -99,18 +113,20 @@ def main() -> int:
             first[webhook_id] = min(first.get(webhook_id, at), at)
         made = {i: get_store().get(i).created_at.timestamp() for i in committed}
     done = [i for i in committed if i in first]
-    _print(f"commit to first attempt, {len(done):,} of {count:,} events at {args.rate:g}/s",
-           [first[i] - committed[i] for i in done])
-    _print("  of which the relay (commit to delivery created)",
-           [made[i] - committed[i] for i in done])
+    _print(
+        f"commit to first attempt, {len(done):,} of {count:,} events at {args.rate:g}/s",
+        [first[i] - committed[i] for i in done],
+    )
+    _print(
+        "  of which the relay (commit to delivery created)", [made[i] - committed[i] for i in done]
+    )
     _print("  and the worker (delivery created to first POST)", [first[i] - made[i] for i in done])
     return 0 if len(done) == count else 1
 
 
 def _print(what: str, seconds: list[float]) -> None:
     cuts = statistics.quantiles([s * 1000 for s in seconds], n=100)
-    print(f"{what}: p50 {cuts[49]:.1f} ms, p99 {cuts[98]:.1f} ms, "
-          f"max {max(seconds) * 1000:.1f} ms")
+    print(f"{what}: p50 {cuts[49]:.1f} ms, p99 {cuts[98]:.1f} ms, max {max(seconds) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -43,9 +43,12 @@ def worker_cpu_per_message(client: redis.Redis, count: int, kombu_transport: boo
         env = {}
         if kombu_transport:
             (Path(tmp) / "kombu_transport_config.py").write_text(
-                "from webhooks.broker.config import *  # noqa: F403\nbroker_transport = None\n")
-            env = {"CELERY_CONFIG_MODULE": "kombu_transport_config",
-                   "PYTHONPATH": os.pathsep.join([tmp, os.getcwd()])}
+                "from webhooks.broker.config import *  # noqa: F403\nbroker_transport = None\n"
+            )
+            env = {
+                "CELERY_CONFIG_MODULE": "kombu_transport_config",
+                "PYTHONPATH": os.pathsep.join([tmp, os.getcwd()]),
+            }
         worker = start_worker(Path(tmp) / "worker.log", env, "--pool=solo", "-Q", QUEUE)
         try:
             time.sleep(1)
@@ -68,9 +71,16 @@ def publish_rates(client: redis.Redis, count: int) -> tuple[float, float]:
     start = time.perf_counter()
     with app.producer_or_acquire() as producer, producer.batch(max_size=2 * count + 1):
         for run in runs:
-            app.send_task(DELIVER, args=(run.delivery_id,), kwargs={"cycle": 0},
-                          task_id=run.delivery_id, queue=QUEUE, producer=producer,
-                          ignore_result=True, add_to_parent=False)
+            app.send_task(
+                DELIVER,
+                args=(run.delivery_id,),
+                kwargs={"cycle": 0},
+                task_id=run.delivery_id,
+                queue=QUEUE,
+                producer=producer,
+                ignore_result=True,
+                add_to_parent=False,
+            )
     celery = count / (time.perf_counter() - start)
     client.delete(QUEUE)
     return ours, celery
@@ -86,12 +96,16 @@ def main() -> int:
         client.flushdb()
         try:
             ours, celery = publish_rates(client, count)
-            print(f"publish {count:,} messages: bulk envelope {ours:,.0f}/s, "
-                  f"send_task batch {celery:,.0f}/s ({ours / celery:.1f}x)")
+            print(
+                f"publish {count:,} messages: bulk envelope {ours:,.0f}/s, "
+                f"send_task batch {celery:,.0f}/s ({ours / celery:.1f}x)"
+            )
             with_ours = worker_cpu_per_message(client, count, kombu_transport=False)
             with_kombu = worker_cpu_per_message(client, count, kombu_transport=True)
-            print(f"worker CPU per message: our transport {with_ours:.3f} ms, kombu's "
-                  f"{with_kombu:.3f} ms ({with_kombu / with_ours:.2f}x)")
+            print(
+                f"worker CPU per message: our transport {with_ours:.3f} ms, kombu's "
+                f"{with_kombu:.3f} ms ({with_kombu / with_ours:.2f}x)"
+            )
         finally:
             client.flushdb()
     return 0

@@ -70,31 +70,61 @@ def main() -> int:
     parser.add_argument("--no-spy", action="store_true")
     args = parser.parse_args()
     beside = Path(sys.executable).with_name("py-spy")  # in the venv, if not on PATH
-    spy = None if args.no_spy else shutil.which("py-spy") or (
-        str(beside) if beside.exists() else None)
+    spy = (
+        None
+        if args.no_spy
+        else shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+    )
     report: dict[str, object] = {}
-    with ensure_redis(os.environ["WEBHOOKS_REDIS_URL"]), FastReceiver() as rx, \
-            tempfile.TemporaryDirectory() as tmp, scenarios._worker():
-        main_pid = max(pid for pid in _pgrep("-f", "celery -A webhooks worker")
-                       if _children(pid))
+    with (
+        ensure_redis(os.environ["WEBHOOKS_REDIS_URL"]),
+        FastReceiver() as rx,
+        tempfile.TemporaryDirectory() as tmp,
+        scenarios._worker(),
+    ):
+        main_pid = max(pid for pid in _pgrep("-f", "celery -A webhooks worker") if _children(pid))
         pool = _children(main_pid)
         receiver = [p for p in _children(os.getpid()) if p != main_pid]  # forked by rx
-        roles = {"worker main process": [main_pid], "worker pool processes": pool,
-                 "redis-server": _pgrep("-f", "redis-server"), "receiver": receiver,
-                 "producer (deliver_many)": [os.getpid()]}
+        roles = {
+            "worker main process": [main_pid],
+            "worker pool processes": pool,
+            "redis-server": _pgrep("-f", "redis-server"),
+            "receiver": receiver,
+            "producer (deliver_many)": [os.getpid()],
+        }
         spies = []
         if spy:
             for name, pid in (("main", main_pid), ("pool", pool[0])):
                 out = Path(tmp) / f"{name}.txt"
-                spies.append((name, out, subprocess.Popen(
-                    [spy, "record", "--nonblocking", "-p", str(pid), "-r", "100", "-f", "raw",
-                     "-o", str(out)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+                spies.append(
+                    (
+                        name,
+                        out,
+                        subprocess.Popen(
+                            [
+                                spy,
+                                "record",
+                                "--nonblocking",
+                                "-p",
+                                str(pid),
+                                "-r",
+                                "100",
+                                "-f",
+                                "raw",
+                                "-o",
+                                str(out),
+                            ],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        ),
+                    )
+                )
             time.sleep(1)
         before = {name: sum(cpu_seconds(p) for p in pids) for name, pids in roles.items()}
         start = time.perf_counter()
-        scenarios.deliver_many([(rx.url("/p"), scenarios.one_kb_event(n))
-                                for n in range(args.count)])
+        scenarios.deliver_many(
+            [(rx.url("/p"), scenarios.one_kb_event(n)) for n in range(args.count)]
+        )
         _, seen = scenarios._wait_for(lambda: rx.count("p"), args.count, cap=300)
         elapsed = time.perf_counter() - start
         after = {name: sum(cpu_seconds(p) for p in pids) for name, pids in roles.items()}

@@ -24,15 +24,18 @@ class _State:
         self.arrivals: dict[str, list[tuple[float, str]]] = defaultdict(list)
 
 
-async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                  state: _State) -> None:
+async def _handle(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: _State
+) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             method, path, _ = lines[0].split(" ", 2)
-            headers = {k.lower(): v.strip() for k, _, v in
-                       (line.partition(":") for line in lines[1:] if line)}
+            headers = {
+                k.lower(): v.strip()
+                for k, _, v in (line.partition(":") for line in lines[1:] if line)
+            }
             length = int(headers.get("content-length", 0))
             if length:
                 await reader.readexactly(length)
@@ -40,8 +43,9 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
             if method == "GET" and kind in ("_stats", "_count"):
                 wanted = path.strip("/").split("/")[1:]
                 counts = {k: len(v) for k, v in state.arrivals.items()}
-                body = json.dumps(state.arrivals if kind == "_stats" else
-                                  sum(counts.get(k, 0) for k in wanted)).encode()
+                body = json.dumps(
+                    state.arrivals if kind == "_stats" else sum(counts.get(k, 0) for k in wanted)
+                ).encode()
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
                 await writer.drain()
                 continue
@@ -62,8 +66,9 @@ def _serve(sock: socket.socket) -> None:
     state = _State()
 
     async def main() -> None:
-        server = await asyncio.start_server(lambda r, w: _handle(r, w, state), sock=sock,
-                                           backlog=1024)
+        server = await asyncio.start_server(
+            lambda r, w: _handle(r, w, state), sock=sock, backlog=1024
+        )
         async with server:
             await server.serve_forever()
 
@@ -80,7 +85,8 @@ class FastReceiver:
         self.sock.listen(1024)
         self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.process = multiprocessing.get_context("fork").Process(
-            target=_serve, args=(self.sock,), daemon=True)
+            target=_serve, args=(self.sock,), daemon=True
+        )
 
     def __enter__(self) -> FastReceiver:
         self.process.start()

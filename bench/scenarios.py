@@ -32,27 +32,48 @@ def procfile_worker() -> list[str]:
     for line in (ROOT / "Procfile").read_text().splitlines():
         if line.startswith("worker:"):
             words = line.split(":", 1)[1].split()
-            return words[words.index("worker") + 1:]
+            return words[words.index("worker") + 1 :]
     raise RuntimeError("no worker line in the Procfile")
 
 
 def one_kb_event(number: int = 0) -> dict[str, Any]:
-    shots = [{"id": f"shot_{n}", "status": "uploaded", "site_url": "https://news.example.com/",
-              "download_url": f"https://cdn.example.com/sets/{number}/shot_{n}.png",
-              "ad": {"id": f"ad_{n}", "status": "uploaded"}} for n in range(5)]
-    return {"id": f"evt_{number}", "type": "screenshot_set.approved",
-            "created_at": "2026-11-26T10:00:00Z",
-            "data": {"screenshot_set": {"id": f"set_{number}", "screenshots": shots}}}
+    shots = [
+        {
+            "id": f"shot_{n}",
+            "status": "uploaded",
+            "site_url": "https://news.example.com/",
+            "download_url": f"https://cdn.example.com/sets/{number}/shot_{n}.png",
+            "ad": {"id": f"ad_{n}", "status": "uploaded"},
+        }
+        for n in range(5)
+    ]
+    return {
+        "id": f"evt_{number}",
+        "type": "screenshot_set.approved",
+        "created_at": "2026-11-26T10:00:00Z",
+        "data": {"screenshot_set": {"id": f"set_{number}", "screenshots": shots}},
+    }
 
 
-def _row(name: str, ours: float, baseline: float | None, unit: str, target: str,
-         ratio: float | None = None, **extra: Any) -> Row:
+def _row(
+    name: str,
+    ours: float,
+    baseline: float | None,
+    unit: str,
+    target: str,
+    ratio: float | None = None,
+    **extra: Any,
+) -> Row:
     if ratio is None and baseline:
         ratio = ours / baseline
-    return {"name": name, "ours": f"{ours:,.1f} {unit}",
-            "baseline": f"{baseline:,.1f} {unit}" if baseline is not None else "",
-            "ratio": f"{ratio:.2f}x" if ratio is not None else "", "target": target,
-            "values": {"ours": ours, "baseline": baseline, "ratio": ratio, **extra}}
+    return {
+        "name": name,
+        "ours": f"{ours:,.1f} {unit}",
+        "baseline": f"{baseline:,.1f} {unit}" if baseline is not None else "",
+        "ratio": f"{ratio:.2f}x" if ratio is not None else "",
+        "target": target,
+        "values": {"ours": ours, "baseline": baseline, "ratio": ratio, **extra},
+    }
 
 
 def _wait_for(count: Callable[[], int], wanted: int, cap: float) -> tuple[float, int]:
@@ -68,9 +89,12 @@ def _worker(*extra: str, env: dict[str, str] | None = None) -> Iterator[None]:
     client = redis.Redis.from_url(os.environ["WEBHOOKS_REDIS_URL"])
     client.flushdb()
     with tempfile.TemporaryDirectory() as tmp:
-        process = start_worker(Path(tmp) / "worker.log",
-                               {"WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8", **(env or {})},
-                               *procfile_worker(), *extra)
+        process = start_worker(
+            Path(tmp) / "worker.log",
+            {"WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8", **(env or {})},
+            *procfile_worker(),
+            *extra,
+        )
         try:
             yield
         finally:
@@ -98,8 +122,15 @@ def throughput(rx: FastReceiver, count: int) -> Row:
     with _worker():
         ours = _end_to_end(rx, count, "a")
     after = bare_loop(rx.url("/bare"), count)
-    return _row("(a) throughput, fast receiver (deliveries/s)", ours, (before + after) / 2, "/s",
-                ">= 1.0x", bare_before=before, bare_after=after)
+    return _row(
+        "(a) throughput, fast receiver (deliveries/s)",
+        ours,
+        (before + after) / 2,
+        "/s",
+        ">= 1.0x",
+        bare_before=before,
+        bare_after=after,
+    )
 
 
 def _end_to_end(rx: FastReceiver, count: int, path: str) -> float:
@@ -125,9 +156,15 @@ def metrics_cost(rx: FastReceiver, count: int, rounds: int = 2) -> Row:
     os.environ.pop("WEBHOOKS_METRICS")
     get_settings.cache_clear()
     on, off = statistics.median(rates["true"]), statistics.median(rates["false"])
-    return _row("(h) throughput with metrics on vs off (deliveries/s)", on, off, "/s",
-                ">= 0.95x", on_runs=[round(r) for r in rates["true"]],
-                off_runs=[round(r) for r in rates["false"]])
+    return _row(
+        "(h) throughput with metrics on vs off (deliveries/s)",
+        on,
+        off,
+        "/s",
+        ">= 0.95x",
+        on_runs=[round(r) for r in rates["true"]],
+        off_runs=[round(r) for r in rates["false"]],
+    )
 
 
 def enqueue_rate(rx: FastReceiver, count: int, runs: int = 5) -> Row:
@@ -150,9 +187,16 @@ def enqueue_rate(rx: FastReceiver, count: int, runs: int = 5) -> Row:
         deliver_many([(rx.url("/b"), event) for event in events])
         bulk.append(count / (time.perf_counter() - start))
     client.flushdb()
-    return _row("(b) enqueue, deliver_many vs deliver.delay loop (/s)", statistics.median(bulk),
-                statistics.median(loop), "/s", ">= 5,000/s", runs=runs,
-                bulk_runs=[round(rate) for rate in bulk], loop_runs=[round(rate) for rate in loop])
+    return _row(
+        "(b) enqueue, deliver_many vs deliver.delay loop (/s)",
+        statistics.median(bulk),
+        statistics.median(loop),
+        "/s",
+        ">= 5,000/s",
+        runs=runs,
+        bulk_runs=[round(rate) for rate in bulk],
+        loop_runs=[round(rate) for rate in loop],
+    )
 
 
 def isolation(rx: FastReceiver, other: FastReceiver, fast: int, slow: int) -> Row:
@@ -173,8 +217,16 @@ def isolation(rx: FastReceiver, other: FastReceiver, fast: int, slow: int) -> Ro
             pairs.append((rx.url("/c1"), one_kb_event(n)))
         deliver_many(pairs)
         mixed, seen = _wait_for(lambda: rx.count("c1"), fast, cap=max(60, 10 * alone))
-    return _row("(c) isolation: all fast done, with 2 s endpoint vs without (s)", mixed, alone,
-                "s", "<= 1.5x", fast_done=seen, fast=fast, slow=slow)
+    return _row(
+        "(c) isolation: all fast done, with 2 s endpoint vs without (s)",
+        mixed,
+        alone,
+        "s",
+        "<= 1.5x",
+        fast_done=seen,
+        fast=fast,
+        slow=slow,
+    )
 
 
 def blackhole(rx: FastReceiver, other: FastReceiver, healthy: int) -> Row:
@@ -184,13 +236,26 @@ def blackhole(rx: FastReceiver, other: FastReceiver, healthy: int) -> Row:
         deliver_many([(rx.url("/d0"), one_kb_event(n)) for n in range(healthy)])
         alone, _ = _wait_for(lambda: rx.count("d0"), healthy, cap=300)
     with _worker():
-        pairs = [pair for n in range(healthy) for pair in (
-            (other.url("/blackhole/d"), one_kb_event(n)), (rx.url("/d1"), one_kb_event(n)))]
+        pairs = [
+            pair
+            for n in range(healthy)
+            for pair in (
+                (other.url("/blackhole/d"), one_kb_event(n)),
+                (rx.url("/d1"), one_kb_event(n)),
+            )
+        ]
         deliver_many(pairs)
         mixed, seen = _wait_for(lambda: rx.count("d1"), healthy, cap=max(30, 5 * alone))
     ours, baseline = seen / mixed, healthy / alone
-    return _row("(d) healthy throughput beside a blackhole (deliveries/s)", ours, baseline, "/s",
-                ">= 0.7x", healthy_done=seen, healthy=healthy)
+    return _row(
+        "(d) healthy throughput beside a blackhole (deliveries/s)",
+        ours,
+        baseline,
+        "/s",
+        ">= 0.7x",
+        healthy_done=seen,
+        healthy=healthy,
+    )
 
 
 def latency(rx: FastReceiver, rate: int, seconds: float) -> Row:
@@ -208,8 +273,12 @@ def latency(rx: FastReceiver, rate: int, seconds: float) -> Row:
     p50 = statistics.median(waits)
     p99 = waits[min(len(waits) - 1, int(len(waits) * 0.99))]
     row = _row(f"(e) latency at {rate}/s, p50 (ms)", p50, None, "ms", "p50 <= 25 ms")
-    return {**row, "baseline": f"p99 {p99:,.1f} ms", "target": "p50 <= 25, p99 <= 150 ms",
-            "values": {**row["values"], "p99": p99, "count": len(waits)}}
+    return {
+        **row,
+        "baseline": f"p99 {p99:,.1f} ms",
+        "target": "p50 <= 25, p99 <= 150 ms",
+        "values": {**row["values"], "p99": p99, "count": len(waits)},
+    }
 
 
 def waiting(count: int) -> Row:
@@ -217,10 +286,18 @@ def waiting(count: int) -> Row:
     from bench.waiting import measure
 
     figures = measure(count)
-    row = _row(f"(f) {count:,} waiting retries: Redis bytes each (parked entry)",
-               figures["schedule_bytes_each"], None, "B", "<= 1 KB, RSS flat")
-    return {**row, "baseline": f"RSS {figures['rss_bytes_each']:+.1f} B each",
-            "values": {**row["values"], **figures}}
+    row = _row(
+        f"(f) {count:,} waiting retries: Redis bytes each (parked entry)",
+        figures["schedule_bytes_each"],
+        None,
+        "B",
+        "<= 1 KB, RSS flat",
+    )
+    return {
+        **row,
+        "baseline": f"RSS {figures['rss_bytes_each']:+.1f} B each",
+        "values": {**row["values"], **figures},
+    }
 
 
 def tenants(few: int, many: int) -> Row:
@@ -228,27 +305,58 @@ def tenants(few: int, many: int) -> Row:
     from bench.tenants import publish_cost
 
     small, large = publish_cost(few), publish_cost(many)
-    row = _row(f"(g) one publish among {many:,} tenants vs {few:,}: Redis commands",
-               float(large["calls"]), float(small["calls"]), "", "flat")
-    return {**row, "baseline": f"{small['calls']:.0f} ({small['bytes']:,.0f} B)",
-            "ours": f"{large['calls']:.0f} ({large['bytes']:,.0f} B)",
-            "values": {**row["values"], "few": small, "many": large}}
+    row = _row(
+        f"(g) one publish among {many:,} tenants vs {few:,}: Redis commands",
+        float(large["calls"]),
+        float(small["calls"]),
+        "",
+        "flat",
+    )
+    return {
+        **row,
+        "baseline": f"{small['calls']:.0f} ({small['bytes']:,.0f} B)",
+        "ours": f"{large['calls']:.0f} ({large['bytes']:,.0f} B)",
+        "values": {**row["values"], "few": small, "many": large},
+    }
 
 
 def redis_cost(count: int, idle_seconds: float) -> Row:
     """(i) Redis commands and CPU per delivery, first try and retried once, on a Redis
     server of its own (see bench/capacity.py)."""
-    done = subprocess.run([sys.executable, "-m", "bench.capacity", "--count", str(count),
-                           "--idle", str(idle_seconds), "--json"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, check=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.capacity",
+            "--count",
+            str(count),
+            "--idle",
+            str(idle_seconds),
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     figures = json.loads(done.stdout.splitlines()[-1])
     first, retried = figures["first_try"], figures["retried_once"]
-    row = _row("(i) Redis CPU per delivery, first try (ms; commands in the target column)",
-               first["cpu_ms"], retried["cpu_ms"], "ms", "")
-    return {**row, "baseline": f"retried once: {retried['cpu_ms']:.3f} ms",
-            "ours": f"{first['cpu_ms']:.3f} ms", "ratio": "",
-            "target": f"{first['commands']} / {retried['commands']} commands",
-            "values": {**row["values"], **figures}}
+    row = _row(
+        "(i) Redis CPU per delivery, first try (ms; commands in the target column)",
+        first["cpu_ms"],
+        retried["cpu_ms"],
+        "ms",
+        "",
+    )
+    return {
+        **row,
+        "baseline": f"retried once: {retried['cpu_ms']:.3f} ms",
+        "ours": f"{first['cpu_ms']:.3f} ms",
+        "ratio": "",
+        "target": f"{first['commands']} / {retried['commands']} commands",
+        "values": {**row["values"], **figures},
+    }
 
 
 def brokers(count: int) -> Row:
@@ -257,9 +365,23 @@ def brokers(count: int) -> Row:
     process of its own (bench/brokers.py)."""
 
     def rate(broker: str) -> float:
-        done = subprocess.run([sys.executable, "-m", "bench.brokers", "--broker", broker,
-                               "--count", str(count), "--json"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=600, check=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.brokers",
+                "--broker",
+                broker,
+                "--count",
+                str(count),
+                "--json",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
         return float(json.loads(done.stdout.splitlines()[-1])["rate"])
 
     name = "(j) throughput, RabbitMQ broker vs Redis broker (deliveries/s)"
@@ -271,8 +393,9 @@ def brokers(count: int) -> Row:
     before = rate("redis")
     amqp = rate("amqp")
     after = rate("redis")
-    return _row(name, amqp, (before + after) / 2, "/s", "reported", redis_before=before,
-                redis_after=after)
+    return _row(
+        name, amqp, (before + after) / 2, "/s", "reported", redis_before=before, redis_after=after
+    )
 
 
 def run_all(size: dict[str, Any]) -> list[Row]:

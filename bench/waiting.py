@@ -35,16 +35,22 @@ def measure(count: int) -> dict[str, float]:
     with ensure_redis(url), tempfile.TemporaryDirectory() as tmp:
         client = redis.Redis.from_url(url)
         client.flushdb()
-        worker = start_worker(Path(tmp) / "worker.log", {"WEBHOOKS_REDIS_URL": url},
-                              *procfile_worker())
+        worker = start_worker(
+            Path(tmp) / "worker.log", {"WEBHOOKS_REDIS_URL": url}, *procfile_worker()
+        )
         try:
             time.sleep(2)
             rss_before = tree_rss_kb(worker.pid)
             used_before = int(client.info("memory")["used_memory"])
             started = time.perf_counter()
-            seed_waiting(DeliveryStore(client, timedelta(days=1)), Schedule(client),
-                         parse_event(one_kb_event()), "https://example.com/hook", count,
-                         due=time.time() + 3600)
+            seed_waiting(
+                DeliveryStore(client, timedelta(days=1)),
+                Schedule(client),
+                parse_event(one_kb_event()),
+                "https://example.com/hook",
+                count,
+                due=time.time() + 3600,
+            )
             seeded = time.perf_counter() - started
             time.sleep(3)  # promoter passes over the parked set
             used = int(client.info("memory")["used_memory"]) - used_before
@@ -53,19 +59,28 @@ def measure(count: int) -> dict[str, float]:
         finally:
             stop_worker(worker)
             client.flushdb()
-    return {"count": count, "seed_seconds": seeded, "schedule_bytes_each": schedule / count,
-            "record_bytes_each": used / count, "rss_bytes_each": rss / count,
-            "rss_mb": rss / 2**20}
+    return {
+        "count": count,
+        "seed_seconds": seeded,
+        "schedule_bytes_each": schedule / count,
+        "record_bytes_each": used / count,
+        "rss_bytes_each": rss / count,
+        "rss_mb": rss / 2**20,
+    }
 
 
 def main(count: int) -> None:
     figures = measure(count)
     print(f"{count:,} waiting retries (seeded in {figures['seed_seconds']:.1f} s)")
     print(f"  Redis, parked-retry entry only : {figures['schedule_bytes_each']:8.0f} bytes each")
-    print(f"  Redis, whole delivery record   : {figures['record_bytes_each']:8.0f} bytes each "
-          "(body, one attempt, indexes)")
-    print(f"  worker RSS                     : {figures['rss_bytes_each']:8.1f} bytes each "
-          f"({figures['rss_mb']:+.1f} MB in all)")
+    print(
+        f"  Redis, whole delivery record   : {figures['record_bytes_each']:8.0f} bytes each "
+        "(body, one attempt, indexes)"
+    )
+    print(
+        f"  worker RSS                     : {figures['rss_bytes_each']:8.1f} bytes each "
+        f"({figures['rss_mb']:+.1f} MB in all)"
+    )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,9 @@ def _rabbitmq_answers() -> bool:
         return False
 
 
-NEEDS_RABBITMQ = pytest.mark.skipif(not _rabbitmq_answers(),
-                                    reason="no RabbitMQ answers at 127.0.0.1:5672")
+NEEDS_RABBITMQ = pytest.mark.skipif(
+    not _rabbitmq_answers(), reason="no RabbitMQ answers at 127.0.0.1:5672"
+)
 
 
 def forget_queue(name: str) -> None:
@@ -114,8 +115,14 @@ def worker(redis_client: redis.Redis, worker_log: Path) -> Iterator[subprocess.P
 def web(redis_client: redis.Redis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     """A real ``webhooks serve`` process on this Redis, for the API and the pages."""
     log = tmp_path_factory.mktemp("web") / "serve.log"
-    process, base = start_server(log, {**WORKER_ENV, "WEBHOOKS_API_TOKEN": OPERATOR_TOKEN,
-                                       "WEBHOOKS_PORTAL_SECRET": PORTAL_SECRET})
+    process, base = start_server(
+        log,
+        {
+            **WORKER_ENV,
+            "WEBHOOKS_API_TOKEN": OPERATOR_TOKEN,
+            "WEBHOOKS_PORTAL_SECRET": PORTAL_SECRET,
+        },
+    )
     yield Web(base, OPERATOR_TOKEN, log)
     stop_server(process)
 
@@ -136,8 +143,9 @@ def until(check: Callable[[], object], seconds: float, failure: str) -> None:
 
 @pytest.fixture
 def wait_for() -> Callable[..., Delivery]:
-    def wait(delivery_id: str, until: Callable[[Delivery], bool] | None = None,
-             timeout: float = 30) -> Delivery:
+    def wait(
+        delivery_id: str, until: Callable[[Delivery], bool] | None = None, timeout: float = 30
+    ) -> Delivery:
         """Poll the store until ``until`` holds (by default: a final status)."""
         check = until or (lambda d: d.status in FINAL_STATUSES)
         deadline = time.monotonic() + timeout
@@ -165,8 +173,11 @@ def counts(redis_client: redis.Redis) -> Iterator[Callable[[], tuple[int, int]]]
     def ours() -> list[str]:
         ids = [raw.decode() for raw in redis_client.zrangebyscore(keys.deliveries(), since, "+inf")]
         routes = store.routes(ids)
-        return [delivery_id for delivery_id, (queue, _) in zip(ids, routes, strict=True)
-                if queue == QUEUE]
+        return [
+            delivery_id
+            for delivery_id, (queue, _) in zip(ids, routes, strict=True)
+            if queue == QUEUE
+        ]
 
     def snapshot() -> tuple[int, int]:
         # Deliveries accepted into QUEUE are never run; out of the overdue index,
@@ -205,14 +216,20 @@ def _forget_connections() -> None:
     from webhooks.storage.isolation import get_gate
     from webhooks.storage.schedule import get_schedule
 
-    for cached in (get_settings, get_redis, get_store, get_endpoints, get_schedule, get_gate,
-                   get_counters):
+    for cached in (
+        get_settings,
+        get_redis,
+        get_store,
+        get_endpoints,
+        get_schedule,
+        get_gate,
+        get_counters,
+    ):
         cached.cache_clear()
 
 
 @pytest.fixture
-def quiet_db(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-             ) -> Iterator[redis.Redis]:
+def quiet_db(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
     """This process's store on a database of its own, which no worker touches, so that
     DBSIZE counts only what the test writes."""
     client = redis.Redis.from_url(QUIET_URL)
@@ -262,16 +279,22 @@ def other_event_type() -> Iterator[str]:
     del EVENT_TYPES["order.shipped"]
 
 
-def stored(raw_event: dict[str, object], targets: list[tuple[str, str | None]],
-           queue: str | None = None, tenant: str | None = None) -> list[Delivery]:
+def stored(
+    raw_event: dict[str, object],
+    targets: list[tuple[str, str | None]],
+    queue: str | None = None,
+    tenant: str | None = None,
+) -> list[Delivery]:
     """Deliveries written to the store without their messages: for tests that publish
     (or withhold) the messages themselves."""
     from webhooks.events import parse_event
     from webhooks.producer import encode_checked, new_delivery
 
     parsed = parse_event(raw_event)
-    deliveries = [new_delivery(parsed, url, endpoint_id, queue=queue, tenant_id=tenant)
-                  for url, endpoint_id in targets]
+    deliveries = [
+        new_delivery(parsed, url, endpoint_id, queue=queue, tenant_id=tenant)
+        for url, endpoint_id in targets
+    ]
     get_store().create_many(deliveries, encode_checked(parsed))
     return deliveries
 
@@ -320,12 +343,14 @@ def pg_dsn() -> str:
     psycopg = pytest.importorskip("psycopg")
     try:
         with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
-            if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                                 [PG_DATABASE]).fetchone():
+            if not admin.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [PG_DATABASE]
+            ).fetchone():
                 admin.execute(f"CREATE DATABASE {PG_DATABASE}")
     except psycopg.OperationalError as error:
-        pytest.skip(f"PostgreSQL at {PG_ADMIN} is not reachable: "
-                    f"{str(error).strip().splitlines()[0]}")
+        pytest.skip(
+            f"PostgreSQL at {PG_ADMIN} is not reachable: {str(error).strip().splitlines()[0]}"
+        )
     dsn = PG_ADMIN.rsplit("/", 1)[0] + "/" + PG_DATABASE
     from webhooks.outbox import DDL
 

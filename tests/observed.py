@@ -29,8 +29,12 @@ def _note(signal: str, **fields: Any) -> None:
 
 @delivery_exhausted.connect
 def _exhausted(sender: Any, delivery: Any, **_: Any) -> None:
-    _note("delivery_exhausted", id=delivery.id, status=delivery.status.value,
-          attempts=len(delivery.attempts))
+    _note(
+        "delivery_exhausted",
+        id=delivery.id,
+        status=delivery.status.value,
+        attempts=len(delivery.attempts),
+    )
 
 
 @delivery_exhausted.connect
@@ -40,8 +44,12 @@ def _raises(sender: Any, **_: Any) -> None:
 
 @delivery_recovered.connect
 def _recovered(sender: Any, delivery: Any, **_: Any) -> None:
-    _note("delivery_recovered", id=delivery.id, status=delivery.status.value,
-          attempts=len(delivery.attempts))
+    _note(
+        "delivery_recovered",
+        id=delivery.id,
+        status=delivery.status.value,
+        attempts=len(delivery.attempts),
+    )
 
 
 @endpoint_disabled.connect
@@ -67,9 +75,13 @@ def produce(plan: dict[str, Any]) -> dict[str, Any]:
         for url, event, countdown in plan.get("delayed", []):
             deliver.apply_async((url, event), countdown=countdown)
     context = span.get_span_context()
-    return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}",
-            "exported": [finished.name for finished in exporter.get_finished_spans()],
-            "bulk": bulk, "published": [i for ids in published for i in ids]}
+    return {
+        "trace_id": f"{context.trace_id:032x}",
+        "span_id": f"{context.span_id:016x}",
+        "exported": [finished.name for finished in exporter.get_finished_spans()],
+        "bulk": bulk,
+        "published": [i for ids in published for i in ids],
+    }
 
 
 if __name__ == "__main__":

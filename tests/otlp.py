@@ -38,11 +38,18 @@ class Collector:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 request = ExportTraceServiceRequest.FromString(body)
-                spans = [Span(span.name, span.trace_id.hex(), span.span_id.hex(),
-                              span.parent_span_id.hex(),
-                              {a.key: _value(a.value) for a in span.attributes})
-                         for resource in request.resource_spans
-                         for scope in resource.scope_spans for span in scope.spans]
+                spans = [
+                    Span(
+                        span.name,
+                        span.trace_id.hex(),
+                        span.span_id.hex(),
+                        span.parent_span_id.hex(),
+                        {a.key: _value(a.value) for a in span.attributes},
+                    )
+                    for resource in request.resource_spans
+                    for scope in resource.scope_spans
+                    for span in scope.spans
+                ]
                 with collector.lock:
                     collector.spans.extend(spans)
                 answer = ExportTraceServiceResponse().SerializeToString()

@@ -44,8 +44,9 @@ def main() -> None:
                     break
                 time.sleep(0.05)
                 continue
-            print(json.dumps({"id": delivery_id, "at": time.time(), "refused": refused}),
-                  flush=True)
+            print(
+                json.dumps({"id": delivery_id, "at": time.time(), "refused": refused}), flush=True
+            )
             break
 
 
@@ -55,8 +56,13 @@ class Producer:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.producer"], cwd=ROOT, env={**os.environ, **env},
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [sys.executable, "-m", "tests.producer"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.accepted: list[dict[str, object]] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -76,7 +82,8 @@ class Producer:
         deadline = time.monotonic() + seconds
         while len(self.accepted) < count:
             assert time.monotonic() < deadline, (
-                f"the producer had {len(self.accepted)} of {count} accepted")
+                f"the producer had {len(self.accepted)} of {count} accepted"
+            )
             time.sleep(0.02)
         return self.accepted[:count]
 

@@ -41,8 +41,14 @@ class Proxy:
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def arm(self, marker: bytes, *, cut: bool = False, refuse_for: float = 0.0,
-            on_command: Callable[[], None] | None = None) -> None:
+    def arm(
+        self,
+        marker: bytes,
+        *,
+        cut: bool = False,
+        refuse_for: float = 0.0,
+        on_command: Callable[[], None] | None = None,
+    ) -> None:
         with self._lock:
             self.marker, self.cut, self.refuse_for = marker, cut, refuse_for
             self.on_command = on_command
@@ -71,13 +77,12 @@ class Proxy:
                 continue
             server.settimeout(None)
             state = {"cut_pending": False}
-            threading.Thread(target=self._upward, args=(client, server, state),
-                             daemon=True).start()
-            threading.Thread(target=self._downward, args=(server, client, state),
-                             daemon=True).start()
+            threading.Thread(target=self._upward, args=(client, server, state), daemon=True).start()
+            threading.Thread(
+                target=self._downward, args=(server, client, state), daemon=True
+            ).start()
 
-    def _upward(self, client: socket.socket, server: socket.socket, state: dict[str, bool]
-                ) -> None:
+    def _upward(self, client: socket.socket, server: socket.socket, state: dict[str, bool]) -> None:
         try:
             while data := client.recv(65536):
                 with self._lock:
@@ -96,8 +101,9 @@ class Proxy:
             with contextlib.suppress(OSError):
                 server.shutdown(socket.SHUT_WR)
 
-    def _downward(self, server: socket.socket, client: socket.socket, state: dict[str, bool]
-                  ) -> None:
+    def _downward(
+        self, server: socket.socket, client: socket.socket, state: dict[str, bool]
+    ) -> None:
         try:
             while data := server.recv(65536):
                 if state["cut_pending"]:

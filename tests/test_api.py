@@ -52,8 +52,10 @@ def _snapshot(client: redis.Redis, tenant_id: str) -> dict[str, Any]:
     for endpoint_id in endpoint_ids:
         found[endpoint_id] = client.get(keys.endpoint(endpoint_id))
     for delivery_id in client.zrange(keys.tenant_deliveries(tenant_id), 0, -1):
-        found[delivery_id.decode()] = (client.hgetall(keys.delivery(delivery_id.decode())),
-                                       client.lrange(keys.attempts(delivery_id.decode()), 0, -1))
+        found[delivery_id.decode()] = (
+            client.hgetall(keys.delivery(delivery_id.decode())),
+            client.lrange(keys.attempts(delivery_id.decode()), 0, -1),
+        )
     found["deliveries"] = client.zcard(keys.deliveries())
     return found
 
@@ -75,8 +77,13 @@ def make_tenant(redis_client: redis.Redis) -> Iterator[Callable[[], str]]:
             get_tenants().delete(tenant_id)
 
 
-def _wait(web: Web, tenant_id: str, delivery_id: str, until: Callable[[dict[str, Any]], bool],
-          timeout: float = 20) -> dict[str, Any]:
+def _wait(
+    web: Web,
+    tenant_id: str,
+    delivery_id: str,
+    until: Callable[[dict[str, Any]], bool],
+    timeout: float = 20,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         found = web.call("GET", f"/api/v1/tenants/{tenant_id}/deliveries/{delivery_id}").json()
@@ -92,11 +99,12 @@ def test_health_openapi_and_headers(web: Web) -> None:
     assert "script-src 'self'" in health.headers["content-security-policy"]
     assert "unsafe-inline" not in health.headers["content-security-policy"]
     document = requests.get(web.base + "/openapi.json", timeout=10).json()
-    routes = {(method.upper(), path) for path, item in document["paths"].items()
-              for method in item}
+    routes = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
     expected = {
-        ("POST", "/api/v1/tenants"), ("GET", "/api/v1/tenants"),
-        ("GET", "/api/v1/tenants/{tenant_id}"), ("DELETE", "/api/v1/tenants/{tenant_id}"),
+        ("POST", "/api/v1/tenants"),
+        ("GET", "/api/v1/tenants"),
+        ("GET", "/api/v1/tenants/{tenant_id}"),
+        ("DELETE", "/api/v1/tenants/{tenant_id}"),
         ("GET", "/api/v1/tenants/{tenant_id}/endpoints"),
         ("POST", "/api/v1/tenants/{tenant_id}/endpoints"),
         ("GET", "/api/v1/tenants/{tenant_id}/endpoints/{endpoint_id}"),
@@ -108,7 +116,8 @@ def test_health_openapi_and_headers(web: Web) -> None:
         ("GET", "/api/v1/tenants/{tenant_id}/deliveries"),
         ("GET", "/api/v1/tenants/{tenant_id}/deliveries/{delivery_id}"),
         ("POST", "/api/v1/tenants/{tenant_id}/deliveries/{delivery_id}/redeliver"),
-        ("GET", "/api/v1/stats"), ("GET", "/api/v1/tenants/{tenant_id}/stats"),
+        ("GET", "/api/v1/stats"),
+        ("GET", "/api/v1/tenants/{tenant_id}/stats"),
         ("GET", "/healthz"),
     }
     assert expected <= routes, expected - routes
@@ -116,7 +125,8 @@ def test_health_openapi_and_headers(web: Web) -> None:
     schemas = document["components"]["schemas"]
     publish = document["paths"]["/api/v1/tenants/{tenant_id}/events"]["post"]
     assert publish["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/Event"}
+        "$ref": "#/components/schemas/Event"
+    }
     text = json.dumps(schemas)
     assert '"format": "date-time"' in text and '"then"' in text
     assert "#/$defs/" not in text  # every reference resolves inside the document
@@ -126,33 +136,38 @@ def test_health_openapi_and_headers(web: Web) -> None:
 
 
 def test_health_without_redis(tmp_path: Path) -> None:
-    process, base = start_server(tmp_path / "serve.log",
-                                 {"WEBHOOKS_REDIS_URL": "redis://127.0.0.1:9/0",
-                                  "WEBHOOKS_REDIS_TIMEOUT_SECONDS": "0.2"})
+    process, base = start_server(
+        tmp_path / "serve.log",
+        {"WEBHOOKS_REDIS_URL": "redis://127.0.0.1:9/0", "WEBHOOKS_REDIS_TIMEOUT_SECONDS": "0.2"},
+    )
     try:
         assert requests.get(base + "/healthz", timeout=20).status_code == 503
         down = Web(base, "operator-token-for-the-tests-only", tmp_path).call(
-            "GET", "/api/v1/tenants")
+            "GET", "/api/v1/tenants"
+        )
         _error(down, 503)
     finally:
         stop_server(process)
 
 
-@pytest.mark.parametrize(("env", "complaint"), [
-    ({"WEBHOOKS_API_TOKEN": ""}, "WEBHOOKS_API_TOKEN"),
-    ({"WEBHOOKS_API_TOKEN": "short"}, "WEBHOOKS_API_TOKEN"),
-    ({"WEBHOOKS_PORTAL_SECRET": ""}, "WEBHOOKS_PORTAL_SECRET"),
-    ({"WEBHOOKS_PORTAL_SECRET": "x" * 31}, "WEBHOOKS_PORTAL_SECRET"),
-])
-def test_serve_refuses_without_its_tokens(env: dict[str, str], complaint: str,
-                                         settings_env: Callable[..., None]) -> None:
+@pytest.mark.parametrize(
+    ("env", "complaint"),
+    [
+        ({"WEBHOOKS_API_TOKEN": ""}, "WEBHOOKS_API_TOKEN"),
+        ({"WEBHOOKS_API_TOKEN": "short"}, "WEBHOOKS_API_TOKEN"),
+        ({"WEBHOOKS_PORTAL_SECRET": ""}, "WEBHOOKS_PORTAL_SECRET"),
+        ({"WEBHOOKS_PORTAL_SECRET": "x" * 31}, "WEBHOOKS_PORTAL_SECRET"),
+    ],
+)
+def test_serve_refuses_without_its_tokens(
+    env: dict[str, str], complaint: str, settings_env: Callable[..., None]
+) -> None:
     settings_env(**{name.removeprefix("WEBHOOKS_").lower(): value for name, value in env.items()})
     result = CliRunner().invoke(main, ["serve", "--port", "1"])
     assert result.exit_code == 2 and complaint in result.output, result.output
 
 
-def test_unauthorized(web: Web, make_tenant: Callable[[], str],
-                      redis_client: redis.Redis) -> None:
+def test_unauthorized(web: Web, make_tenant: Callable[[], str], redis_client: redis.Redis) -> None:
     tenant_id = make_tenant()
     path = f"/api/v1/tenants/{tenant_id}/endpoints"
     body = {"url": "https://example.com/hook"}
@@ -160,9 +175,15 @@ def test_unauthorized(web: Web, make_tenant: Callable[[], str],
     forged = portal_token(tenant_id)[:-3] + "abc"
     expired = portal_token(tenant_id, ttl_seconds=0.001)
     time.sleep(0.01)
-    for token, headers in [(None, {}), (None, {"Authorization": "Basic dXNlcjpwYXNz"}),
-                           (None, {"Authorization": "Bearer "}), ("wrong" * 6, {}),
-                           (forged, {}), (expired, {}), (web.operator_token + "x", {})]:
+    for token, headers in [
+        (None, {}),
+        (None, {"Authorization": "Basic dXNlcjpwYXNz"}),
+        (None, {"Authorization": "Bearer "}),
+        ("wrong" * 6, {}),
+        (forged, {}),
+        (expired, {}),
+        (web.operator_token + "x", {}),
+    ]:
         for method in ("GET", "POST"):
             response = web.call(method, path, token, json=body, headers=headers)
             _error(response, 401)
@@ -183,29 +204,40 @@ def test_tenants(web: Web, make_tenant: Callable[[], str], redis_client: redis.R
     made = []
     try:
         for n in range(5):
-            created = web.call("POST", "/api/v1/tenants",
-                               json={"id": f"{prefix}_{n}", "name": f"Name {n}"})
+            created = web.call(
+                "POST", "/api/v1/tenants", json={"id": f"{prefix}_{n}", "name": f"Name {n}"}
+            )
             assert created.status_code == 201, created.text
             assert created.json()["id"] == f"{prefix}_{n}"
             made.append(f"{prefix}_{n}")
         count = redis_client.zcard(keys.tenants())
         _error(web.call("POST", "/api/v1/tenants", json={"id": made[0]}), 409, "id")
         _error(web.call("POST", "/api/v1/tenants", json={"id": "bad id!"}), 422, "id")
-        _error(web.call("POST", "/api/v1/tenants", json={"id": "ok_1", "name": "x" * 201}),
-               422, "name")
+        _error(
+            web.call("POST", "/api/v1/tenants", json={"id": "ok_1", "name": "x" * 201}), 422, "name"
+        )
         _error(web.call("POST", "/api/v1/tenants", json={"name": "no id"}), 422, "id")
-        _error(web.call("POST", "/api/v1/tenants", json={"id": "ok_2", "extra": 1}), 422,
-               "extra")
-        _error(web.call("POST", "/api/v1/tenants", data=b"{not json",
-                        headers={"Content-Type": "application/json"}), 422)
+        _error(web.call("POST", "/api/v1/tenants", json={"id": "ok_2", "extra": 1}), 422, "extra")
+        _error(
+            web.call(
+                "POST",
+                "/api/v1/tenants",
+                data=b"{not json",
+                headers={"Content-Type": "application/json"},
+            ),
+            422,
+        )
         assert redis_client.zcard(keys.tenants()) == count
         # Paging by id, with after.
         seen, after = [], f"{prefix}"
         while after is not None:
             page = web.call("GET", f"/api/v1/tenants?limit=2&after={after}").json()
             seen += [t["id"] for t in page["data"] if t["id"].startswith(prefix)]
-            after = page["next_after"] if all(t["id"].startswith(prefix)
-                                               for t in page["data"]) else None
+            after = (
+                page["next_after"]
+                if all(t["id"].startswith(prefix) for t in page["data"])
+                else None
+            )
         assert seen == made
         _error(web.call("GET", "/api/v1/tenants?limit=0"), 422, "limit")
         _error(web.call("GET", "/api/v1/tenants?limit=abc"), 422, "limit")
@@ -232,14 +264,23 @@ def test_tenants(web: Web, make_tenant: Callable[[], str], redis_client: redis.R
             get_tenants().delete(tenant_id)
 
 
-def test_endpoints(web: Web, make_tenant: Callable[[], str], receiver: Receiver,
-                   redis_client: redis.Redis) -> None:
+def test_endpoints(
+    web: Web, make_tenant: Callable[[], str], receiver: Receiver, redis_client: redis.Redis
+) -> None:
     tenant_id = make_tenant()
     base = f"/api/v1/tenants/{tenant_id}/endpoints"
     token = portal_token(tenant_id)  # the customer does all of this through the portal
-    created = web.call("POST", base, token, json={
-        "url": receiver.url("/ok/api"), "event_types": ["screenshot_set.approved"],
-        "description": "<b>ours</b>", "headers": {"X-Receiver-Key": "k-123"}})
+    created = web.call(
+        "POST",
+        base,
+        token,
+        json={
+            "url": receiver.url("/ok/api"),
+            "event_types": ["screenshot_set.approved"],
+            "description": "<b>ours</b>",
+            "headers": {"X-Receiver-Key": "k-123"},
+        },
+    )
     assert created.status_code == 201, created.text
     endpoint = created.json()
     secret = endpoint["secret"]
@@ -262,24 +303,45 @@ def test_endpoints(web: Web, make_tenant: Callable[[], str], receiver: Receiver,
         ({"url": "https://example.com/", "secret": "mine"}, "secret"),
     ]:
         _error(web.call("POST", base, token, json=body), 422, field)
-    for body, field in [({"url": "http://10.0.0.1/"}, "url"), ({"enabled": "maybe"}, "enabled"),
-                        ({"description": "new", "enabled": None}, "enabled"),
-                        ({"url": "https://ok.example.com/", "description": "y" * 1001},
-                         "description"),
-                        ({"url": None}, "url"), ({"secrets": []}, "secrets")]:
+    for body, field in [
+        ({"url": "http://10.0.0.1/"}, "url"),
+        ({"enabled": "maybe"}, "enabled"),
+        ({"description": "new", "enabled": None}, "enabled"),
+        ({"url": "https://ok.example.com/", "description": "y" * 1001}, "description"),
+        ({"url": None}, "url"),
+        ({"secrets": []}, "secrets"),
+    ]:
         _error(web.call("PATCH", path, token, json=body), 422, field)
-    _error(web.call("POST", f"{path}/recover", token,
-                    json={"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}),
-           422, "until")
+    _error(
+        web.call(
+            "POST",
+            f"{path}/recover",
+            token,
+            json={"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+        ),
+        422,
+        "until",
+    )
     _error(web.call("POST", f"{path}/recover", token, json={"since": "yesterday"}), 422, "since")
-    _error(web.call("POST", f"{path}/recover", token, json={"since": "2026-01-01T00:00:00"}),
-           422, "since")
+    _error(
+        web.call("POST", f"{path}/recover", token, json={"since": "2026-01-01T00:00:00"}),
+        422,
+        "since",
+    )
     _error(web.call("GET", f"{base}/ep_missing", token), 404)
     assert _snapshot(redis_client, tenant_id) == before
 
-    changed = web.call("PATCH", path, token, json={
-        "url": receiver.url("/ok/api2"), "description": "changed", "event_types": None,
-        "headers": {"X-Other": "v"}}).json()
+    changed = web.call(
+        "PATCH",
+        path,
+        token,
+        json={
+            "url": receiver.url("/ok/api2"),
+            "description": "changed",
+            "event_types": None,
+            "headers": {"X-Other": "v"},
+        },
+    ).json()
     assert changed["url"] == receiver.url("/ok/api2") and changed["description"] == "changed"
     assert changed["event_types"] is None and list(changed["headers"]) == ["X-Other"]
     disabled = web.call("PATCH", path, token, json={"enabled": False}).json()
@@ -289,18 +351,20 @@ def test_endpoints(web: Web, make_tenant: Callable[[], str], receiver: Receiver,
 
     rotated = web.call("POST", f"{path}/rotate-secret", token)
     assert rotated.status_code == 200 and rotated.json()["secret"] not in (secret, None)
-    recovered = web.call("POST", f"{path}/recover", token,
-                         json={"since": "2026-01-01T00:00:00Z"})
+    recovered = web.call("POST", f"{path}/recover", token, json={"since": "2026-01-01T00:00:00Z"})
     assert recovered.status_code == 202 and recovered.json()["delivery_ids"] == []
 
-    assert web.call("DELETE", path, token).json() == {"endpoint_id": endpoint["id"],
-                                                      "deleted": True}
+    assert web.call("DELETE", path, token).json() == {
+        "endpoint_id": endpoint["id"],
+        "deleted": True,
+    }
     _error(web.call("GET", path, token), 404)
     _error(web.call("DELETE", path, token), 404)
 
 
-def test_publish_list_show_redeliver(web: Web, make_tenant: Callable[[], str],
-                                     receiver: Receiver, redis_client: redis.Redis) -> None:
+def test_publish_list_show_redeliver(
+    web: Web, make_tenant: Callable[[], str], receiver: Receiver, redis_client: redis.Redis
+) -> None:
     tenant_id = make_tenant()
     base = f"/api/v1/tenants/{tenant_id}"
     first = web.call("POST", f"{base}/endpoints", json={"url": receiver.url("/fail/1/api")}).json()
@@ -309,20 +373,34 @@ def test_publish_list_show_redeliver(web: Web, make_tenant: Callable[[], str],
     before = _snapshot(redis_client, tenant_id)
     bad = event()
     bad["data"]["screenshot_set"]["screenshots"][0]["status"] = "blurry"  # type: ignore[index]
-    _error(web.call("POST", f"{base}/events", json=bad), 422,
-           "data.screenshot_set.screenshots.0.status")
+    _error(
+        web.call("POST", f"{base}/events", json=bad),
+        422,
+        "data.screenshot_set.screenshots.0.status",
+    )
     _error(web.call("POST", f"{base}/events", data=b"[1, 2"), 422)
     _error(web.call("POST", f"{base}/events", json=event(id="x" * 300)), 422, "id")
     too_big = json.dumps(event(padding="x" * 300_000)).encode()
-    _error(web.call("POST", f"{base}/events", data=too_big,
-                    headers={"Content-Type": "application/json"}), 413)
+    _error(
+        web.call(
+            "POST", f"{base}/events", data=too_big, headers={"Content-Type": "application/json"}
+        ),
+        413,
+    )
 
     def chunks() -> Iterator[bytes]:
         for _ in range(40):
             yield b" " * 10_000
 
-    _error(web.call("POST", f"{base}/endpoints", data=chunks(),  # type: ignore[arg-type]
-                    headers={"Content-Type": "application/json"}), 413)
+    _error(
+        web.call(
+            "POST",
+            f"{base}/endpoints",
+            data=chunks(),  # type: ignore[arg-type]
+            headers={"Content-Type": "application/json"},
+        ),
+        413,
+    )
     _error(web.call("POST", f"{base}/events", token=portal_token(tenant_id), json=event()), 403)
     assert _snapshot(redis_client, tenant_id) == before
 
@@ -360,8 +438,9 @@ def test_publish_list_show_redeliver(web: Web, make_tenant: Callable[[], str],
         if cursor is None:
             break
     assert paged == [d["id"] for d in everything["data"]]
-    by_endpoint = web.call("GET", f"{base}/deliveries?endpoint_id={first['id']}&status=delivered"
-                           ).json()["data"]
+    by_endpoint = web.call(
+        "GET", f"{base}/deliveries?endpoint_id={first['id']}&status=delivered"
+    ).json()["data"]
     assert {d["endpoint_id"] for d in by_endpoint} == {first["id"]} and len(by_endpoint) == 4
     assert all(d["attempt_count"] == 2 for d in by_endpoint)  # 500, then 200
     assert web.call("GET", f"{base}/deliveries?status=retrying").json()["data"] == []
@@ -375,11 +454,16 @@ def test_publish_list_show_redeliver(web: Web, make_tenant: Callable[[], str],
     # Redeliver: a new attempt, numbered on.
     target = ids[1]
     count = len(done[target]["attempts"])
-    redelivered = web.call("POST", f"{base}/deliveries/{target}/redeliver",
-                           token=portal_token(tenant_id))
+    redelivered = web.call(
+        "POST", f"{base}/deliveries/{target}/redeliver", token=portal_token(tenant_id)
+    )
     assert redelivered.status_code == 202
-    after = _wait(web, tenant_id, target, lambda d: len(d["attempts"]) == count + 1
-                  and d["status"] == "delivered")
+    after = _wait(
+        web,
+        tenant_id,
+        target,
+        lambda d: len(d["attempts"]) == count + 1 and d["status"] == "delivered",
+    )
     assert after["attempts"][-1]["number"] == count + 1
     _error(web.call("POST", f"{base}/deliveries/nope/redeliver"), 404)
     web.call("PATCH", f"{base}/endpoints/{second['id']}", json={"enabled": False})
@@ -392,16 +476,19 @@ def test_publish_list_show_redeliver(web: Web, make_tenant: Callable[[], str],
     assert totals["delivered"] >= 8 and "parked" in totals
 
 
-def test_another_tenants_objects_are_not_found(web: Web, make_tenant: Callable[[], str],
-                                               receiver: Receiver,
-                                               redis_client: redis.Redis) -> None:
+def test_another_tenants_objects_are_not_found(
+    web: Web, make_tenant: Callable[[], str], receiver: Receiver, redis_client: redis.Redis
+) -> None:
     a, b = make_tenant(), make_tenant()
-    endpoint_b = web.call("POST", f"/api/v1/tenants/{b}/endpoints",
-                          json={"url": receiver.url("/ok/b")}).json()["id"]
-    delivery_b = web.call("POST", f"/api/v1/tenants/{b}/events", json=event()
-                          ).json()["delivery_ids"][0]
-    endpoint_a = web.call("POST", f"/api/v1/tenants/{a}/endpoints",
-                          json={"url": receiver.url("/ok/a")}).json()["id"]
+    endpoint_b = web.call(
+        "POST", f"/api/v1/tenants/{b}/endpoints", json={"url": receiver.url("/ok/b")}
+    ).json()["id"]
+    delivery_b = web.call("POST", f"/api/v1/tenants/{b}/events", json=event()).json()[
+        "delivery_ids"
+    ][0]
+    endpoint_a = web.call(
+        "POST", f"/api/v1/tenants/{a}/endpoints", json={"url": receiver.url("/ok/a")}
+    ).json()["id"]
     token_a = portal_token(a)
     # Once delivered, nothing of B's changes unless one of the refused calls wrote.
     _wait(web, b, delivery_b, lambda d: d["status"] == "delivered")
@@ -410,7 +497,8 @@ def test_another_tenants_objects_are_not_found(web: Web, make_tenant: Callable[[
     since = {"since": "2026-01-01T00:00:00Z"}
     # Tenant A's token on every one of tenant B's URLs...
     b_urls = [
-        ("GET", f"/api/v1/tenants/{b}", None), ("DELETE", f"/api/v1/tenants/{b}", None),
+        ("GET", f"/api/v1/tenants/{b}", None),
+        ("DELETE", f"/api/v1/tenants/{b}", None),
         ("GET", f"/api/v1/tenants/{b}/endpoints", None),
         ("POST", f"/api/v1/tenants/{b}/endpoints", {"url": "https://example.com/"}),
         ("GET", f"/api/v1/tenants/{b}/endpoints/{endpoint_b}", None),
@@ -442,30 +530,43 @@ def test_another_tenants_objects_are_not_found(web: Web, make_tenant: Callable[[
         answers[(method, path)] = _error(response, 404)["message"]
     # Exactly what a tenant that does not exist gets: nothing tells B exists.
     assert answers[("GET", f"/api/v1/tenants/{b}/endpoints")] == _error(
-        web.call("GET", missing, token_a), 404)["message"].replace(missing.split("/")[4], b)
-    assert web.call("GET", f"/api/v1/tenants/{a}/endpoints/{endpoint_a}",
-                    token_a).status_code == 200
+        web.call("GET", missing, token_a), 404
+    )["message"].replace(missing.split("/")[4], b)
+    assert (
+        web.call("GET", f"/api/v1/tenants/{a}/endpoints/{endpoint_a}", token_a).status_code == 200
+    )
     before_b = {k: v for k, v in before_b.items() if k != "deliveries"}
     after_b = {k: v for k, v in _snapshot(redis_client, b).items() if k != "deliveries"}
     assert after_b == before_b
     assert {k: v for k, v in _snapshot(redis_client, a).items() if k != "deliveries"} == {
-        k: v for k, v in before_a.items() if k != "deliveries"}
+        k: v for k, v in before_a.items() if k != "deliveries"
+    }
 
 
-def test_sessions_and_csrf(web: Web, make_tenant: Callable[[], str],
-                           redis_client: redis.Redis) -> None:
+def test_sessions_and_csrf(
+    web: Web, make_tenant: Callable[[], str], redis_client: redis.Redis
+) -> None:
     tenant_id = make_tenant()
     browser = requests.Session()
-    _error(web.call("POST", "/api/v1/session", None, json={"token": "nope"}, session=browser),
-           401)
-    refused = web.call("POST", "/api/v1/session", None, json={"token": portal_token(tenant_id)},
-                       session=browser, headers={"Origin": "https://evil.example"})
+    _error(web.call("POST", "/api/v1/session", None, json={"token": "nope"}, session=browser), 401)
+    refused = web.call(
+        "POST",
+        "/api/v1/session",
+        None,
+        json={"token": portal_token(tenant_id)},
+        session=browser,
+        headers={"Origin": "https://evil.example"},
+    )
     _error(refused, 403)
     assert "set-cookie" not in refused.headers
     _error(web.call("GET", "/api/v1/session", None, session=browser), 401)
-    signed_in = web.call("POST", "/api/v1/session", None,
-                         json={"token": portal_token(tenant_id, ttl_seconds=600)},
-                         session=browser)
+    signed_in = web.call(
+        "POST",
+        "/api/v1/session",
+        None,
+        json={"token": portal_token(tenant_id, ttl_seconds=600)},
+        session=browser,
+    )
     assert signed_in.status_code == 201
     cookie = signed_in.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
@@ -477,30 +578,52 @@ def test_sessions_and_csrf(web: Web, make_tenant: Callable[[], str],
     body = {"url": "https://example.com/hook"}
     before = _snapshot(redis_client, tenant_id)
     _error(web.call("POST", path, None, json=body, session=browser), 403)
-    _error(web.call("POST", path, None, json=body, session=browser,
-                    headers={"X-CSRF-Token": "guess"}), 403)
-    _error(web.call("POST", path, None, json=body, session=browser,
-                    headers={"X-CSRF-Token": csrf, "Origin": "https://evil.example"}), 403)
+    _error(
+        web.call("POST", path, None, json=body, session=browser, headers={"X-CSRF-Token": "guess"}),
+        403,
+    )
+    _error(
+        web.call(
+            "POST",
+            path,
+            None,
+            json=body,
+            session=browser,
+            headers={"X-CSRF-Token": csrf, "Origin": "https://evil.example"},
+        ),
+        403,
+    )
     assert _snapshot(redis_client, tenant_id) == before
     origin = web.base
-    made = web.call("POST", path, None, json=body, session=browser,
-                    headers={"X-CSRF-Token": csrf, "Origin": origin})
+    made = web.call(
+        "POST",
+        path,
+        None,
+        json=body,
+        session=browser,
+        headers={"X-CSRF-Token": csrf, "Origin": origin},
+    )
     assert made.status_code == 201
     assert web.call("GET", path, None, session=browser).status_code == 200
-    _error(web.call("GET", f"/api/v1/tenants/{make_tenant()}/endpoints", None,
-                    session=browser), 404)
+    _error(
+        web.call("GET", f"/api/v1/tenants/{make_tenant()}/endpoints", None, session=browser), 404
+    )
     # Operator sessions reach everything; signing out ends a session.
     operator = requests.Session()
-    web.call("POST", "/api/v1/session", None, json={"token": web.operator_token},
-             session=operator)
+    web.call("POST", "/api/v1/session", None, json={"token": web.operator_token}, session=operator)
     assert web.call("GET", "/api/v1/stats", None, session=operator).status_code == 200
-    assert web.call("DELETE", "/api/v1/session", None, session=browser,
-                    headers={"X-CSRF-Token": csrf}).status_code == 204
+    assert (
+        web.call(
+            "DELETE", "/api/v1/session", None, session=browser, headers={"X-CSRF-Token": csrf}
+        ).status_code
+        == 204
+    )
     _error(web.call("GET", path, None, session=browser), 401)
     # Deleting a tenant ends its sessions.
     other = requests.Session()
-    web.call("POST", "/api/v1/session", None, json={"token": portal_token(tenant_id)},
-             session=other)
+    web.call(
+        "POST", "/api/v1/session", None, json={"token": portal_token(tenant_id)}, session=other
+    )
     assert web.call("GET", path, None, session=other).status_code == 200
     get_tenants().delete(tenant_id)
     _error(web.call("GET", path, None, session=other), 401)
@@ -508,16 +631,19 @@ def test_sessions_and_csrf(web: Web, make_tenant: Callable[[], str],
 
 def test_portal_link_command(make_tenant: Callable[[], str], web: Web) -> None:
     tenant_id = make_tenant()
-    result = CliRunner().invoke(main, ["portal-link", tenant_id, "--ttl", "60",
-                                       "--base-url", web.base + "/"])
+    result = CliRunner().invoke(
+        main, ["portal-link", tenant_id, "--ttl", "60", "--base-url", web.base + "/"]
+    )
     assert result.exit_code == 0, result.output
     link = result.output.strip()
     assert link.startswith(f"{web.base}/portal#token=")
     token = link.split("#token=", 1)[1]
     assert web.call("GET", f"/api/v1/tenants/{tenant_id}/stats", token).status_code == 200
-    for args, complaint in [(["nobody_at_all"], "no tenant"),
-                            ([tenant_id, "--ttl", "0"], "--ttl"),
-                            ([tenant_id, "--base-url", "ftp://x"], "--base-url")]:
+    for args, complaint in [
+        (["nobody_at_all"], "no tenant"),
+        ([tenant_id, "--ttl", "0"], "--ttl"),
+        ([tenant_id, "--base-url", "ftp://x"], "--base-url"),
+    ]:
         refused = CliRunner().invoke(main, ["portal-link", *args])
         assert refused.exit_code != 0 and complaint in refused.output, refused.output
     assert token not in web.log.read_text()  # tokens are never logged

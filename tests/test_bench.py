@@ -20,9 +20,13 @@ def test_every_scenario_runs_and_reports(tmp_path, redis_client):
     out = tmp_path / "bench.json"
     bench_db = REDIS_URL.rsplit("/", 1)[0] + "/11"
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--size", "tiny", "--json", str(out)], cwd=ROOT,
-        env={**os.environ, "WEBHOOKS_REDIS_URL": bench_db}, capture_output=True, text=True,
-        timeout=230)
+        [sys.executable, "-m", "bench", "--size", "tiny", "--json", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "WEBHOOKS_REDIS_URL": bench_db},
+        capture_output=True,
+        text=True,
+        timeout=230,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
     names = [row["name"][:3] for row in report["scenarios"]]
@@ -37,8 +41,13 @@ def test_every_scenario_runs_and_reports(tmp_path, redis_client):
 def test_the_outbox_latency_benchmark_runs(pg_dsn):
     """`python -m bench.outbox`, a second's worth: it prints its three lines."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.outbox", "--rate", "50", "--seconds", "1"], cwd=ROOT,
-        env=os.environ.copy(), capture_output=True, text=True, timeout=110)
+        [sys.executable, "-m", "bench.outbox", "--rate", "50", "--seconds", "1"],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("commit to first attempt, 50 of 50 events at 50/s: p50 ")

@@ -36,8 +36,10 @@ def _delayed_messages() -> int:
 
     with Connection(RABBITMQ) as connection:
         channel = connection.default_channel
-        return sum(channel.queue_declare(f"celery_delayed_{level}", passive=True).message_count
-                   for level in range(3))
+        return sum(
+            channel.queue_declare(f"celery_delayed_{level}", passive=True).message_count
+            for level in range(3)
+        )
 
 
 @pytest.fixture
@@ -45,29 +47,42 @@ def rabbit_env(redis_client: redis.Redis) -> Iterator[dict[str, str]]:
     forget_queue(PREFIX)
     store = redis.Redis.from_url(STORE_URL)
     store.flushdb()
-    yield {**WORKER_ENV, "WEBHOOKS_REDIS_URL": STORE_URL, "WEBHOOKS_BROKER_URL": RABBITMQ,
-           "WEBHOOKS_RETRY_BASE_SECONDS": "0.0001",
-           "WEBHOOKS_KEY_PREFIX": PREFIX}
+    yield {
+        **WORKER_ENV,
+        "WEBHOOKS_REDIS_URL": STORE_URL,
+        "WEBHOOKS_BROKER_URL": RABBITMQ,
+        "WEBHOOKS_RETRY_BASE_SECONDS": "0.0001",
+        "WEBHOOKS_KEY_PREFIX": PREFIX,
+    }
     store.flushdb()
     store.close()
 
 
-def test_rabbitmq_delivers_retries_and_exhausts(rabbit_env: dict[str, str],
-                                                receiver: Receiver, tmp_path: Path) -> None:
+def test_rabbitmq_delivers_retries_and_exhausts(
+    rabbit_env: dict[str, str], receiver: Receiver, tmp_path: Path
+) -> None:
     store = redis.Redis.from_url(STORE_URL)
-    plan = {"bulk": [[receiver.url("/ok/rabbit"), event()] for _ in range(20)]
-            + [[receiver.url("/fail/3/rabbit"), event()] for _ in range(3)]
-            + [[receiver.url("/status/503/rabbit"), event()] for _ in range(2)]
-            # Retry-After: 2 makes a wait RabbitMQ's delay queues hold.
-            + [[receiver.url("/retry-after/2/rabbit"), event()]],
-            "tenant": "", "published": []}
+    plan = {
+        "bulk": [[receiver.url("/ok/rabbit"), event()] for _ in range(20)]
+        + [[receiver.url("/fail/3/rabbit"), event()] for _ in range(3)]
+        + [[receiver.url("/status/503/rabbit"), event()] for _ in range(2)]
+        # Retry-After: 2 makes a wait RabbitMQ's delay queues hold.
+        + [[receiver.url("/retry-after/2/rabbit"), event()]],
+        "tenant": "",
+        "published": [],
+    }
     # As if this store's workers had been on the Redis broker until now.
     store.set(f"{PREFIX}:broker", STORE_URL)
     worker = start_worker(tmp_path / "worker.log", rabbit_env, "--concurrency=4")
     try:
-        done = subprocess.run([sys.executable, "-m", "tests.observed", json.dumps(plan)],
-                              capture_output=True, text=True, timeout=60, cwd=ROOT,
-                              env={**os.environ, **rabbit_env})
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.observed", json.dumps(plan)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env={**os.environ, **rabbit_env},
+        )
         assert done.returncode == 0, done.stderr
         ids = json.loads(done.stdout)["bulk"]
         delayed = ids[-1]
@@ -79,14 +94,18 @@ def test_rabbitmq_delivers_retries_and_exhausts(rabbit_env: dict[str, str],
         waiting_in_rabbitmq, parked = 0, []
         while not waiting_in_rabbitmq and time.monotonic() < deadline:
             waiting_in_rabbitmq = _delayed_messages()
-            parked += [m for m in store.zrange(f"{PREFIX}:scheduled", 0, -1)
-                       if m.decode().startswith(delayed)]
+            parked += [
+                m
+                for m in store.zrange(f"{PREFIX}:scheduled", 0, -1)
+                if m.decode().startswith(delayed)
+            ]
             time.sleep(0.05)
         assert waiting_in_rabbitmq and parked == []
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            final = (store.zcard(f"{PREFIX}:deliveries:delivered")
-                     + store.zcard(f"{PREFIX}:deliveries:retries_exhausted"))
+            final = store.zcard(f"{PREFIX}:deliveries:delivered") + store.zcard(
+                f"{PREFIX}:deliveries:retries_exhausted"
+            )
             if final == len(ids):
                 break
             time.sleep(0.2)
@@ -99,8 +118,10 @@ def test_rabbitmq_delivers_retries_and_exhausts(rabbit_env: dict[str, str],
     first, second = receiver.received("/retry-after/2/rabbit")
     assert 2 <= second.at - first.at < 4, second.at - first.at
     # The worker said that the store's workers changed broker, and recorded its own.
-    assert (f"this store's workers last started with the broker {STORE_URL}; this one uses "
-            "amqp://guest:***@127.0.0.1:5672//") in (tmp_path / "worker.log").read_text()
+    assert (
+        f"this store's workers last started with the broker {STORE_URL}; this one uses "
+        "amqp://guest:***@127.0.0.1:5672//"
+    ) in (tmp_path / "worker.log").read_text()
     assert store.get(f"{PREFIX}:broker") == b"amqp://guest:***@127.0.0.1:5672//"
     # Each first-try delivery reached the receiver exactly once.
     got = Counter(r.headers["webhook-id"] for r in receiver.received("/ok/rabbit"))

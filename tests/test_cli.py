@@ -16,15 +16,30 @@ from webhooks.cli import main
 from webhooks.events import event_schema
 from webhooks.storage.deliveries import get_store
 
-KEYS = ["id", "url", "tenant_id", "endpoint_id", "event_id", "event_type", "status",
-        "created_at", "updated_at", "next_attempt_at", "attempts"]
+KEYS = [
+    "id",
+    "url",
+    "tenant_id",
+    "endpoint_id",
+    "event_id",
+    "event_type",
+    "status",
+    "created_at",
+    "updated_at",
+    "next_attempt_at",
+    "attempts",
+]
 ATTEMPT_KEYS = ["number", "started_at", "duration_ms", "status_code", "error", "response_body"]
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "webhooks", *args], input=stdin, capture_output=True, text=True,
-        timeout=60, env={**os.environ, "WEBHOOKS_REDIS_URL": REDIS_URL},
+        [sys.executable, "-m", "webhooks", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "WEBHOOKS_REDIS_URL": REDIS_URL},
     )
 
 
@@ -56,8 +71,11 @@ def test_send_then_show_and_list(tmp_path, receiver, wait_for):
     shown = json.loads(run("show", delivery_id, "--json").stdout)
     assert list(shown) == KEYS
     assert list(shown["attempts"][0]) == ATTEMPT_KEYS
-    assert (shown["id"], shown["status"], shown["event_id"]) == (delivery_id, "delivered",
-                                                                 "evt_cli")
+    assert (shown["id"], shown["status"], shown["event_id"]) == (
+        delivery_id,
+        "delivered",
+        "evt_cli",
+    )
     assert shown["created_at"].endswith("Z")
 
     human = run("show", delivery_id)
@@ -77,8 +95,9 @@ def test_send_reads_stdin(receiver, redis_client):
 
 def _records(redis_client) -> int:
     # Delivery records only: earlier tests' retries still add attempt lists meanwhile.
-    return sum(1 for key in redis_client.scan_iter("webhooks:delivery:*")
-               if not key.endswith(b":attempts"))
+    return sum(
+        1 for key in redis_client.scan_iter("webhooks:delivery:*") if not key.endswith(b":attempts")
+    )
 
 
 def test_bad_input_is_one_line_and_non_zero(tmp_path, redis_client):
@@ -91,8 +110,9 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, redis_client):
     wrong.write_text(json.dumps(event(created_at="soon")))
     assert_one_line_error(run("send", "https://example.com/", str(wrong)), "created_at")
     assert_one_line_error(run("send", "gopher://example.com/", str(wrong)), "url")
-    assert_one_line_error(run("send", "https://example.com/", str(tmp_path / "missing.json")),
-                          "missing.json")
+    assert_one_line_error(
+        run("send", "https://example.com/", str(tmp_path / "missing.json")), "missing.json"
+    )
     assert_one_line_error(run("show", "no-such-delivery"), "no-such-delivery")
     assert_one_line_error(run("list", "--status", "lost"), "lost")
     assert_one_line_error(run("list", "--limit", "0"), "limit")
@@ -103,20 +123,31 @@ def test_unreachable_redis_is_one_line(tmp_path):
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(event()))
     result = subprocess.run(
-        [sys.executable, "-m", "webhooks", "show", "x"], capture_output=True, text=True,
-        timeout=60, env={**os.environ, "WEBHOOKS_REDIS_URL": "redis://127.0.0.1:1/0"},
+        [sys.executable, "-m", "webhooks", "show", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "WEBHOOKS_REDIS_URL": "redis://127.0.0.1:1/0"},
     )
     assert_one_line_error(result, "Redis at redis://127.0.0.1:1/0")
 
 
-@pytest.mark.parametrize(("setting", "value", "says"), [
-    ("WEBHOOKS_REDIS_URL", "http://127.0.0.1:6379/0", "WEBHOOKS_REDIS_URL: must start with"),
-    ("WEBHOOKS_TIMEOUT_SECONDS", "soon", "WEBHOOKS_TIMEOUT_SECONDS: Input should be a valid"),
-    ("WEBHOOKS_RECOVERY_SECONDS", "1", "WEBHOOKS_RECOVERY_SECONDS must exceed"),
-])
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("WEBHOOKS_REDIS_URL", "http://127.0.0.1:6379/0", "WEBHOOKS_REDIS_URL: must start with"),
+        ("WEBHOOKS_TIMEOUT_SECONDS", "soon", "WEBHOOKS_TIMEOUT_SECONDS: Input should be a valid"),
+        ("WEBHOOKS_RECOVERY_SECONDS", "1", "WEBHOOKS_RECOVERY_SECONDS must exceed"),
+    ],
+)
 def test_a_bad_setting_is_one_line_naming_it(setting, value, says):
-    result = subprocess.run([sys.executable, "-m", "webhooks", "stats"], capture_output=True,
-                            text=True, timeout=60, env={**os.environ, setting: value})
+    result = subprocess.run(
+        [sys.executable, "-m", "webhooks", "stats"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, setting: value},
+    )
     assert_one_line_error(result, says)
     assert "Traceback" not in result.stderr
 
@@ -132,11 +163,22 @@ def test_endpoint_commands_end_to_end(tmp_path, receiver, wait_for):
     # In this process: the commands are the same, and a process each would take a
     # second apiece (the commands above run as real processes).
     tenant = f"acct_cli_{uuid.uuid4().hex[:8]}"
-    assert json.loads(invoke("tenants", "add", tenant, "--name", "CLI", "--json").stdout)[
-        "id"] == tenant
-    added = invoke("endpoints", "add", receiver.url("/gone-once/cli"), "--tenant", tenant,
-                   "--event", "screenshot_set.approved", "--description", "from the CLI",
-                   "--json")
+    assert (
+        json.loads(invoke("tenants", "add", tenant, "--name", "CLI", "--json").stdout)["id"]
+        == tenant
+    )
+    added = invoke(
+        "endpoints",
+        "add",
+        receiver.url("/gone-once/cli"),
+        "--tenant",
+        tenant,
+        "--event",
+        "screenshot_set.approved",
+        "--description",
+        "from the CLI",
+        "--json",
+    )
     assert added.returncode == 0, added.stderr
     endpoint = json.loads(added.stdout)
     endpoint_id, secret = endpoint["id"], endpoint["secret"]
@@ -160,22 +202,24 @@ def test_endpoint_commands_end_to_end(tmp_path, receiver, wait_for):
     assert secret not in json.dumps(shown)
 
     assert json.loads(invoke("endpoints", "enable", endpoint_id, "--json").stdout)["enabled"]
-    recovered = json.loads(invoke("recover", "--endpoint", endpoint_id, "--since", "10m",
-                               "--json").stdout)
+    recovered = json.loads(
+        invoke("recover", "--endpoint", endpoint_id, "--since", "10m", "--json").stdout
+    )
     assert len(recovered["delivery_ids"]) == 1
-    delivery = wait_for(recovered["delivery_ids"][0],
-                        lambda d: d.status.value == "delivered")
+    delivery = wait_for(recovered["delivery_ids"][0], lambda d: d.status.value == "delivered")
     assert [a.number for a in delivery.attempts] == [1, 2]
 
     assert invoke("redeliver", delivery.id, "--json").returncode == 0
     wait_for(delivery.id, lambda d: len(d.attempts) == 3 and d.status.value == "delivered")
 
-    rotated = json.loads(invoke("endpoints", "rotate-secret", endpoint_id, "--grace", "60",
-                             "--json").stdout)
+    rotated = json.loads(
+        invoke("endpoints", "rotate-secret", endpoint_id, "--grace", "60", "--json").stdout
+    )
     assert rotated["secret"] != secret and len(rotated["secrets"]) == 2
     assert rotated["secrets"][0]["expires_at"] is not None
-    disabled = json.loads(invoke("endpoints", "disable", endpoint_id, "--reason", "maintenance",
-                              "--json").stdout)
+    disabled = json.loads(
+        invoke("endpoints", "disable", endpoint_id, "--reason", "maintenance", "--json").stdout
+    )
     assert disabled["disabled_reason"] == "maintenance"
     listed = json.loads(invoke("endpoints", "list", "--json").stdout)
     assert endpoint_id in [e["id"] for e in listed]
@@ -186,32 +230,42 @@ def test_endpoint_commands_end_to_end(tmp_path, receiver, wait_for):
 
 def test_endpoint_and_replay_commands_refuse_bad_input(redis_client, tenant):
     before = redis_client.zcard("webhooks:endpoints")
-    assert_one_line_error(invoke("endpoints", "add", "ftp://example.com/", "--tenant", tenant),
-                          "url")
-    assert_one_line_error(invoke("endpoints", "add", "https://example.com/", "--tenant", tenant,
-                              "--event", "nope"), "nope")
+    assert_one_line_error(
+        invoke("endpoints", "add", "ftp://example.com/", "--tenant", tenant), "url"
+    )
+    assert_one_line_error(
+        invoke("endpoints", "add", "https://example.com/", "--tenant", tenant, "--event", "nope"),
+        "nope",
+    )
     assert_one_line_error(invoke("endpoints", "add", "https://example.com/"), "--tenant")
-    assert_one_line_error(invoke("endpoints", "add", "https://example.com/", "--tenant",
-                              "acct_nobody"), "no tenant")
+    assert_one_line_error(
+        invoke("endpoints", "add", "https://example.com/", "--tenant", "acct_nobody"), "no tenant"
+    )
     assert redis_client.zcard("webhooks:endpoints") == before
     assert_one_line_error(invoke("endpoints", "disable", "ep_missing"), "ep_missing")
     assert_one_line_error(invoke("endpoints", "rotate-secret", "ep_missing"), "ep_missing")
     assert_one_line_error(invoke("redeliver", "no-such-delivery"), "no-such-delivery")
-    assert_one_line_error(invoke("recover", "--endpoint", "ep_x", "--since", "last week"),
-                          "last week")
-    assert_one_line_error(invoke("recover", "--endpoint", "ep_missing", "--since", "1h"),
-                          "ep_missing")
+    assert_one_line_error(
+        invoke("recover", "--endpoint", "ep_x", "--since", "last week"), "last week"
+    )
+    assert_one_line_error(
+        invoke("recover", "--endpoint", "ep_missing", "--since", "1h"), "ep_missing"
+    )
 
 
-@pytest.mark.parametrize(("content", "fragment"), [
-    (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
-    ('{"id": "x"}'.encode("utf-16"), "unknown event type"),  # decoded, then checked
-    (b"\xff\xfe", "not valid JSON"),
-    (b'{"id": "\xc3\x28"}', "not UTF-8"),
-    (b'{"id": ' + b"9" * 5000 + b"}", "4300 digits"),
-    (b'{"id": 1e999}', "too large"),
-    (b'{"id": "a", "id": "b"}', "id: appears twice"),
-], ids=["deep", "utf-16", "bom-only", "bad-utf-8", "huge-int", "huge-float", "duplicate-key"])
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+        ('{"id": "x"}'.encode("utf-16"), "unknown event type"),  # decoded, then checked
+        (b"\xff\xfe", "not valid JSON"),
+        (b'{"id": "\xc3\x28"}', "not UTF-8"),
+        (b'{"id": ' + b"9" * 5000 + b"}", "4300 digits"),
+        (b'{"id": 1e999}', "too large"),
+        (b'{"id": "a", "id": "b"}', "id: appears twice"),
+    ],
+    ids=["deep", "utf-16", "bom-only", "bad-utf-8", "huge-int", "huge-float", "duplicate-key"],
+)
 def test_hostile_event_files_are_one_line(tmp_path, quiet_db, content, fragment):
     before = quiet_db.dbsize()
     event_file = tmp_path / "event.json"

@@ -67,7 +67,8 @@ def test_the_dashboard_is_importable_with_a_prometheus_data_source():
     assert dashboard["uid"] == "webhooks-overview" and dashboard["title"] == "Webhooks"
     assert dashboard["schemaVersion"] == 39
     assert [(i["name"], i["pluginId"]) for i in dashboard["__inputs"]] == [
-        ("DS_PROMETHEUS", "prometheus")]
+        ("DS_PROMETHEUS", "prometheus")
+    ]
     variable = next(v for v in dashboard["templating"]["list"] if v["name"] == "datasource")
     assert variable["type"] == "datasource" and variable["query"] == "prometheus"
     rows = [panel["title"] for panel in _panels() if panel["type"] == "row"]
@@ -123,6 +124,11 @@ def test_promtool_accepts_the_rules():
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is not installed")
-    result = subprocess.run([promtool, "check", "rules", str(ALERTS)],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [promtool, "check", "rules", str(ALERTS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -48,7 +48,11 @@ def test_delivered_after_k_failures_with_k_plus_one_attempts(receiver, wait_for)
     assert [a.number for a in delivery.attempts] == [1, 2, 3, 4]
     assert [a.status_code for a in delivery.attempts] == [500, 500, 500, 200]
     assert [a.error.kind if a.error else None for a in delivery.attempts] == [
-        "http_status", "http_status", "http_status", None]
+        "http_status",
+        "http_status",
+        "http_status",
+        None,
+    ]
     requests = receiver.received(f"/fail/{k}", result.id)
     assert len(requests) == k + 1
     # One webhook-id for the whole delivery; a fresh timestamp each attempt.
@@ -65,8 +69,10 @@ def test_retries_exhausted_after_exactly_15_attempts_with_exponential_gaps(recei
     assert delivery.status is DeliveryStatus.RETRIES_EXHAUSTED
     assert delivery.next_attempt_at is None
     assert [a.number for a in delivery.attempts] == list(range(1, 16))
-    assert all(a.status_code == 503 and a.error and a.error.kind == "http_status"
-               for a in delivery.attempts)
+    assert all(
+        a.status_code == 503 and a.error and a.error.kind == "http_status"
+        for a in delivery.attempts
+    )
     starts = [a.started_at.timestamp() for a in delivery.attempts]
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     for n, gap in enumerate(gaps):
@@ -94,8 +100,9 @@ UNRESOLVABLE = ".".join(["a" * 63] * 4) + ".test"
 @pytest.mark.parametrize(
     ("url", "kind"),
     [
-        pytest.param(lambda r: f"http://127.0.0.1:{_closed_port()}/", "connect_refused",
-                     id="refused"),
+        pytest.param(
+            lambda r: f"http://127.0.0.1:{_closed_port()}/", "connect_refused", id="refused"
+        ),
         pytest.param(lambda r: f"http://{UNRESOLVABLE}/", "dns", id="dns"),
         pytest.param(lambda r: r.url("/ok").replace("http://", "https://"), "tls", id="tls"),
         pytest.param(lambda r: r.url("/sleep-once/3"), "timeout", id="read-timeout"),
@@ -198,13 +205,16 @@ def test_message_of_a_replaced_cycle_is_dropped(receiver, wait_for, worker_log):
 def test_deliver_many_is_the_bulk_form(receiver, wait_for):
     from webhooks import deliver_many
 
-    ids = deliver_many([(receiver.url("/ok"), event(id=f"evt_bulk_{n}")) for n in range(30)]
-                       + [(receiver.url("/fail/1"), event(id="evt_bulk_retry"))])
+    ids = deliver_many(
+        [(receiver.url("/ok"), event(id=f"evt_bulk_{n}")) for n in range(30)]
+        + [(receiver.url("/fail/1"), event(id="evt_bulk_retry"))]
+    )
     assert len(set(ids)) == 31
     deliveries = [wait_for(delivery_id) for delivery_id in ids]
     assert all(d.status is DeliveryStatus.DELIVERED for d in deliveries)
     assert sorted(json.loads(get_store().load(d.id)[1])["id"] for d in deliveries[:30]) == sorted(
-        f"evt_bulk_{n}" for n in range(30))
+        f"evt_bulk_{n}" for n in range(30)
+    )
     assert len(deliveries[-1].attempts) == 2
 
 
@@ -213,8 +223,13 @@ def test_deliver_many_refuses_the_whole_batch_naming_the_item(counts):
 
     before = counts()
     with pytest.raises(InvalidInput) as caught:
-        deliver_many([("https://example.com/", event()), ("ftp://x/", event()),
-                      ("https://example.com/", event())])
+        deliver_many(
+            [
+                ("https://example.com/", event()),
+                ("ftp://x/", event()),
+                ("https://example.com/", event()),
+            ]
+        )
     assert caught.value.field == "[1].url"
     with pytest.raises(InvalidInput) as caught:
         deliver_many([("https://example.com/", event()), ("https://example.com/", event(id=""))])
@@ -251,7 +266,11 @@ def test_an_event_id_reused_for_another_body_is_refused(counts):
         deliver.apply_async(("https://example.com/conflict", changed), queue=QUEUE)
     assert caught.value.field == "id" and "another body" in str(caught.value)
     with pytest.raises(InvalidInput) as caught:
-        deliver_many([("https://example.com/conflict-new", event()),
-                      ("https://example.com/conflict", changed)])
+        deliver_many(
+            [
+                ("https://example.com/conflict-new", event()),
+                ("https://example.com/conflict", changed),
+            ]
+        )
     assert caught.value.field == "[1].id"
     assert counts() == before  # nothing of either call was written

@@ -15,7 +15,10 @@ def test_demo_delivers_retries_and_exhausts(redis_client):
     result = subprocess.run(
         [sys.executable, "-m", "webhooks", "demo", "--retry-base", "0.0005"],
         env={**os.environ, "WEBHOOKS_REDIS_URL": REDIS_URL.rsplit("/", 1)[0] + "/10"},
-        capture_output=True, text=True, timeout=90)
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "As expected" in result.stdout
     # 8 s of compressed retries plus worker start and stop; nothing may park it longer.

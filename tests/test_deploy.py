@@ -47,10 +47,16 @@ def test_only_flower_and_web_require_their_credentials():
     text = (ROOT / "docker-compose.yml").read_text()
     assert ":?" not in text
     services = yaml.safe_load(text)["services"]
-    for secret, owner in [("FLOWER_BASIC_AUTH", "flower"), ("WEBHOOKS_API_TOKEN", "web"),
-                          ("WEBHOOKS_PORTAL_SECRET", "web")]:
-        wanting = [name for name, service in services.items()
-                   if secret in str(service.get("environment", {}))]
+    for secret, owner in [
+        ("FLOWER_BASIC_AUTH", "flower"),
+        ("WEBHOOKS_API_TOKEN", "web"),
+        ("WEBHOOKS_PORTAL_SECRET", "web"),
+    ]:
+        wanting = [
+            name
+            for name, service in services.items()
+            if secret in str(service.get("environment", {}))
+        ]
         assert wanting == [owner]
         assert services[owner]["environment"][secret] == f"${{{secret}:-}}"
 

@@ -30,8 +30,7 @@ def shop(pg_dsn: str) -> Iterator[type]:
     connections.close_all()
 
 
-def test_published_after_the_commit_only(shop: type, two_endpoints: tuple[str, list[str]]
-                                         ) -> None:
+def test_published_after_the_commit_only(shop: type, two_endpoints: tuple[str, list[str]]) -> None:
     from django.db import transaction
 
     from webhooks.contrib.django import publish_on_commit
@@ -60,9 +59,9 @@ def test_a_rollback_publishes_nothing(shop: type, two_endpoints: tuple[str, list
     assert tenant_deliveries(tenant) == []
 
 
-def test_outside_a_transaction_it_publishes_at_once(shop: type,
-                                                    two_endpoints: tuple[str, list[str]]
-                                                    ) -> None:
+def test_outside_a_transaction_it_publishes_at_once(
+    shop: type, two_endpoints: tuple[str, list[str]]
+) -> None:
     from webhooks.contrib.django import publish_on_commit
 
     tenant, endpoints = two_endpoints
@@ -82,8 +81,9 @@ def test_a_bad_event_fails_at_the_call(shop: type, tenant: str) -> None:
     assert tenant_deliveries(tenant) == []
 
 
-def test_the_outbox_through_a_connection_alias(shop: type, outbox_dsn: str,
-                                               two_endpoints: tuple[str, list[str]]) -> None:
+def test_the_outbox_through_a_connection_alias(
+    shop: type, outbox_dsn: str, two_endpoints: tuple[str, list[str]]
+) -> None:
     from django.db import transaction
 
     from webhooks import outbox

@@ -22,8 +22,9 @@ def _env(**values: str) -> dict[str, str]:
     return {**WORKER_ENV, **{f"WEBHOOKS_{k.upper()}": v for k, v in values.items()}}
 
 
-def test_an_attempt_cut_by_sigkill_is_run_again_within_the_bound(receiver, wait_for, tmp_path,
-                                                                  redis_client):
+def test_an_attempt_cut_by_sigkill_is_run_again_within_the_bound(
+    receiver, wait_for, tmp_path, redis_client
+):
     env = _env(timeout_seconds="3", recovery_seconds="4", visibility_timeout_seconds="5")
     worker = start_worker(tmp_path / "a.log", env, "-Q", "crash", "--concurrency=2", "-n", "a@%h")
     try:
@@ -34,8 +35,9 @@ def test_an_attempt_cut_by_sigkill_is_run_again_within_the_bound(receiver, wait_
             time.sleep(0.01)
         killed_at = time.time()
         kill_worker(worker)  # mid-attempt: the receiver is still sleeping on it
-        worker = start_worker(tmp_path / "b.log", env, "-Q", "crash", "--concurrency=2",
-                              "-n", "b@%h")
+        worker = start_worker(
+            tmp_path / "b.log", env, "-Q", "crash", "--concurrency=2", "-n", "b@%h"
+        )
         delivery = wait_for(result.id, timeout=30)
         assert delivery.status is DeliveryStatus.DELIVERED
         first, second = receiver.received("/sleep-once/2", result.id)
@@ -52,26 +54,32 @@ def test_an_attempt_cut_by_sigkill_is_run_again_within_the_bound(receiver, wait_
         stop_worker(worker)
 
 
-def test_short_visibility_timeout_and_longer_countdown_give_no_duplicates(receiver, wait_for,
-                                                                          tmp_path):
+def test_short_visibility_timeout_and_longer_countdown_give_no_duplicates(
+    receiver, wait_for, tmp_path
+):
     # Measured before parking and claims: a 5 s visibility timeout and a 20 s
     # countdown ran every task 4 times. Here the timeout is 1 s; the first wait
     # (1.5 s) stays an ETA message that Redis hands out again, the second (3 s)
     # is parked.
-    env = _env(retry_base_seconds="1.5", park_threshold_seconds="2",
-               visibility_timeout_seconds="1")
-    worker = start_worker(tmp_path / "v.log", env, "-Q", "visibility", "--concurrency=4",
-                          "-n", "v@%h")
+    env = _env(retry_base_seconds="1.5", park_threshold_seconds="2", visibility_timeout_seconds="1")
+    worker = start_worker(
+        tmp_path / "v.log", env, "-Q", "visibility", "--concurrency=4", "-n", "v@%h"
+    )
     try:
-        ids = [deliver.apply_async((receiver.url("/fail/2"), event()), queue="visibility").id
-               for _ in range(50)]
+        ids = [
+            deliver.apply_async((receiver.url("/fail/2"), event()), queue="visibility").id
+            for _ in range(50)
+        ]
         for delivery_id in ids:
             assert wait_for(delivery_id, timeout=60).status is DeliveryStatus.DELIVERED
         time.sleep(2)
     finally:
         stop_worker(worker)
-    per_id = collections.Counter(r.headers["webhook-id"] for r in receiver.received("/fail/2")
-                                 if r.headers["webhook-id"] in set(ids))
+    per_id = collections.Counter(
+        r.headers["webhook-id"]
+        for r in receiver.received("/fail/2")
+        if r.headers["webhook-id"] in set(ids)
+    )
     assert per_id == {delivery_id: 3 for delivery_id in ids}  # 0 duplicate attempts
     assert all(len(get_store().get(i).attempts) == 3 for i in ids)
 
@@ -96,9 +104,18 @@ def test_chaos_sigkill_and_flaky_receiver(broker, receiver, tmp_path, redis_clie
         forget_queue("chaos")
     # A producer process: this one's Celery app is configured for the Redis broker.
     producer = Producer({**env, "PRODUCER_QUEUE": "chaos"})
-    workers = [start_worker(tmp_path / f"chaos{n}.log", env, "-Q", "chaos",
-                            f"--concurrency={concurrency}", "-n", f"chaos{n}-0@%h")
-               for n in range(2)]
+    workers = [
+        start_worker(
+            tmp_path / f"chaos{n}.log",
+            env,
+            "-Q",
+            "chaos",
+            f"--concurrency={concurrency}",
+            "-n",
+            f"chaos{n}-0@%h",
+        )
+        for n in range(2)
+    ]
     kills = 0
     stop = threading.Event()
 
@@ -110,9 +127,15 @@ def test_chaos_sigkill_and_flaky_receiver(broker, receiver, tmp_path, redis_clie
                     return
                 kill_worker(workers[n])
                 kills += 1
-                workers[n] = start_worker(tmp_path / f"chaos{n}-{round_}.log", env, "-Q",
-                                          "chaos", f"--concurrency={concurrency}",
-                                          "-n", f"chaos{n}-{round_ + 1}@%h")
+                workers[n] = start_worker(
+                    tmp_path / f"chaos{n}-{round_}.log",
+                    env,
+                    "-Q",
+                    "chaos",
+                    f"--concurrency={concurrency}",
+                    "-n",
+                    f"chaos{n}-{round_ + 1}@%h",
+                )
 
     chaos = threading.Thread(target=killer)
     try:
@@ -141,16 +164,17 @@ def test_chaos_sigkill_and_flaky_receiver(broker, receiver, tmp_path, redis_clie
     assert store.stats(overdue_after=3)["overdue"] == 0
     wanted = set(ids)
     answered = collections.Counter(
-        webhook_id for path, webhook_id, code in receiver.answers
-        if path == "/flaky/30" and webhook_id in wanted and code == 200)
-    delivered = [i for i, s in zip(ids, statuses, strict=True)
-                 if s is DeliveryStatus.DELIVERED]
+        webhook_id
+        for path, webhook_id, code in receiver.answers
+        if path == "/flaky/30" and webhook_id in wanted and code == 200
+    )
+    delivered = [i for i, s in zip(ids, statuses, strict=True) if s is DeliveryStatus.DELIVERED]
     assert all(answered[i] >= 1 for i in delivered)  # each delivered event arrived
     duplicates = sum(n - 1 for n in answered.values())
     assert kills == 6
     assert duplicates <= kills * concurrency, duplicates
-    print(f"\nchaos on {broker}: {total} deliveries, {counts[DeliveryStatus.DELIVERED]} delivered, "
-          f"{counts[DeliveryStatus.RETRIES_EXHAUSTED]} exhausted, {kills} SIGKILLs, "
-          f"{duplicates} duplicate 2XX at the receiver (bound {kills * concurrency})")
-
-
+    print(
+        f"\nchaos on {broker}: {total} deliveries, {counts[DeliveryStatus.DELIVERED]} delivered, "
+        f"{counts[DeliveryStatus.RETRIES_EXHAUSTED]} exhausted, {kills} SIGKILLs, "
+        f"{duplicates} duplicate 2XX at the receiver (bound {kills * concurrency})"
+    )

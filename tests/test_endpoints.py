@@ -26,12 +26,12 @@ def unique(path: str) -> str:
     return f"{path}/{uuid.uuid4().hex[:8]}"
 
 
-def test_fan_out_respects_filters_and_skips_disabled_endpoints(tenant, receiver, wait_for,
-                                                               other_event_type):
+def test_fan_out_respects_filters_and_skips_disabled_endpoints(
+    tenant, receiver, wait_for, other_event_type
+):
     store = get_endpoints()
     every, _ = store.add(receiver.url(unique("/ok")), tenant=tenant)
-    approved, _ = store.add(receiver.url(unique("/ok")), ["screenshot_set.approved"],
-                            tenant=tenant)
+    approved, _ = store.add(receiver.url(unique("/ok")), ["screenshot_set.approved"], tenant=tenant)
     shipped, _ = store.add(receiver.url(unique("/ok")), [other_event_type], tenant=tenant)
     disabled, _ = store.add(receiver.url(unique("/ok")), tenant=tenant)
     store.disable(disabled.id, "test")
@@ -103,9 +103,11 @@ def test_verify_rejects_tampering_and_stale_timestamps(tenant, receiver, wait_fo
     from webhooks.signing import signature_header
 
     old_stamp = int(time.time()) - 600
-    stale = {**headers, "webhook-timestamp": str(old_stamp),
-             "webhook-signature": signature_header(headers["webhook-id"], old_stamp, body,
-                                                   [secret])}
+    stale = {
+        **headers,
+        "webhook-timestamp": str(old_stamp),
+        "webhook-signature": signature_header(headers["webhook-id"], old_stamp, body, [secret]),
+    }
     with pytest.raises(WebhookVerificationFailed, match="too old"):
         verify(body, stale, secret)
     without = {k: v for k, v in headers.items() if k != "webhook-signature"}
@@ -128,8 +130,9 @@ def test_redeliver_keeps_the_webhook_id_and_numbers_on(tenant, receiver, wait_fo
     wait_for(delivery_id)
 
     redeliver(delivery_id)
-    delivery = wait_for(delivery_id, lambda d: len(d.attempts) == 2
-                        and d.status is DeliveryStatus.DELIVERED)
+    delivery = wait_for(
+        delivery_id, lambda d: len(d.attempts) == 2 and d.status is DeliveryStatus.DELIVERED
+    )
     assert [a.number for a in delivery.attempts] == [1, 2]
     requests = receiver.received(endpoint.url.removeprefix(receiver.base))
     assert [r.headers["webhook-id"] for r in requests] == [delivery_id, delivery_id]
@@ -188,8 +191,11 @@ def test_sustained_failure_disables_and_stops_the_other_retries(tenant, receiver
     attempts_then = len(disabled.attempts)
     assert attempts_then < 15
     time.sleep(1)
-    assert len(receiver.received(path, second)) == attempts_then == len(
-        get_store().get(second).attempts)
+    assert (
+        len(receiver.received(path, second))
+        == attempts_then
+        == len(get_store().get(second).attempts)
+    )
 
 
 @pytest.mark.parametrize("path", ["/retry-after/2", "/too-many/2"])
@@ -205,8 +211,9 @@ def test_retry_after_is_respected(tenant, receiver, wait_for, path):
     assert 2.0 <= gap < 3.5  # the base alone would have said under a millisecond
 
 
-def test_no_secret_in_messages_logs_or_listings(tenant, receiver, wait_for, redis_client,
-                                                worker_log):
+def test_no_secret_in_messages_logs_or_listings(
+    tenant, receiver, wait_for, redis_client, worker_log
+):
     from tests.test_cli import invoke
 
     endpoint, secret = get_endpoints().add(receiver.url(unique("/fail/1")), tenant=tenant)
@@ -236,8 +243,11 @@ def test_no_secret_in_messages_logs_or_listings(tenant, receiver, wait_for, redi
     redis_client.ping()  # wakes the monitor so it sees the stop flag
     watcher.join(5)
 
-    signatures = [s.split(",", 1)[1] for r in receiver.received(path)
-                  for s in r.headers["webhook-signature"].split(" ")]
+    signatures = [
+        s.split(",", 1)[1]
+        for r in receiver.received(path)
+        for s in r.headers["webhook-signature"].split(" ")
+    ]
     assert len(signatures) == 4  # two attempts, two secrets each
     pushes = [c for c in seen if c.startswith(("LPUSH", "PUBLISH"))]
     assert any(delivery_id in c for c in pushes), "the monitor saw the task message"
@@ -249,10 +259,13 @@ def test_no_secret_in_messages_logs_or_listings(tenant, receiver, wait_for, redi
     assert delivery_id in log
     for forbidden in (secret, rotated, secret[6:], rotated[6:], *signatures):
         assert forbidden not in log
-    listings = [invoke("endpoints", "list").stdout, invoke("endpoints", "list", "--json").stdout,
-                invoke("endpoints", "show", endpoint.id, "--json").stdout,
-                invoke("list", "--json", "--limit", "1000").stdout,
-                invoke("show", delivery_id, "--json").stdout]
+    listings = [
+        invoke("endpoints", "list").stdout,
+        invoke("endpoints", "list", "--json").stdout,
+        invoke("endpoints", "show", endpoint.id, "--json").stdout,
+        invoke("list", "--json", "--limit", "1000").stdout,
+        invoke("show", delivery_id, "--json").stdout,
+    ]
     assert endpoint.id in listings[1]
     for text in listings:
         for forbidden in (secret, rotated, secret[6:], rotated[6:]):
@@ -263,8 +276,9 @@ def test_no_secret_in_messages_logs_or_listings(tenant, receiver, wait_for, redi
             assert forbidden.encode() not in key
 
 
-def test_a_deleted_endpoint_stops_its_delivery_and_frees_the_claim(tenant, receiver, wait_for,
-                                                                  redis_client):
+def test_a_deleted_endpoint_stops_its_delivery_and_frees_the_claim(
+    tenant, receiver, wait_for, redis_client
+):
     from webhooks.models import Run
     from webhooks.producer import enqueue
 

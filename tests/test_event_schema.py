@@ -105,8 +105,7 @@ def _hypothesis_jsonschema_fixed() -> Iterator[None]:
     def _built(schema: Any, *, alphabet: Any, custom_formats: Any) -> st.SearchStrategy[Any]:
         key = (id(schema), id(alphabet), id(custom_formats))
         if key not in built:
-            built[key] = (schema, build(schema, alphabet=alphabet,
-                                        custom_formats=custom_formats))
+            built[key] = (schema, build(schema, alphabet=alphabet, custom_formats=custom_formats))
         return built[key][1]
 
     with pytest.MonkeyPatch.context() as patch:
@@ -124,8 +123,12 @@ def _hypothesis_jsonschema_fixed() -> Iterator[None]:
 # the failure names the field anyway. hypothesis-jsonschema discards many drafts of an
 # event with patterns and formats (seen: 50 of 59 in one run, which failed Hypothesis's
 # filter health check); the 30 examples are still 30.
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.filter_too_much],
-          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
 @given(from_schema(schema_of("screenshot_set.approved")))
 def test_every_event_the_schema_allows_is_accepted(raw: dict[str, Any]) -> None:
     assert VALIDATOR.is_valid(raw)  # hypothesis-jsonschema and jsonschema agree
@@ -213,8 +216,9 @@ def _refused_at(raw: dict[str, Any]) -> Iterator[tuple[str | int, ...]]:
 
 
 @pytest.mark.parametrize(("where", "value"), REFUSED.values(), ids=REFUSED.keys())
-def test_what_the_validator_refuses_the_schema_refuses(where: tuple[str | int, ...],
-                                                       value: Any) -> None:
+def test_what_the_validator_refuses_the_schema_refuses(
+    where: tuple[str | int, ...], value: Any
+) -> None:
     raw = event()
     _set(where, value)(raw)
     with pytest.raises(InvalidEvent) as refused:
@@ -224,7 +228,7 @@ def test_what_the_validator_refuses_the_schema_refuses(where: tuple[str | int, .
     assert refused.value.field.startswith(".".join(map(str, place)))
     places = list(_refused_at(raw))
     assert places, "the schema allows what the validator refuses"
-    assert any(found[:len(place)] == place for found in places), places
+    assert any(found[: len(place)] == place for found in places), places
 
 
 ACCEPTED: dict[str, tuple[tuple[str | int, ...], Any]] = {
@@ -237,14 +241,17 @@ ACCEPTED: dict[str, tuple[tuple[str | int, ...], Any]] = {
     "time with a far offset": (("created_at",), "2026-11-26T10:00:00-23:59"),
     "time on 29 February 2000": (("created_at",), "2000-02-29T10:00:00+01:00"),
     "id with a zero-width no-break space": (("id",), "evt\ufeff1"),
-    "screenshot not uploaded, no download_url": (("data", "screenshot_set", "screenshots", 1,
-                                                  "download_url"), None),
+    "screenshot not uploaded, no download_url": (
+        ("data", "screenshot_set", "screenshots", 1, "download_url"),
+        None,
+    ),
 }
 
 
 @pytest.mark.parametrize(("where", "value"), ACCEPTED.values(), ids=ACCEPTED.keys())
-def test_what_the_validator_accepts_the_schema_allows(where: tuple[str | int, ...],
-                                                      value: Any) -> None:
+def test_what_the_validator_accepts_the_schema_allows(
+    where: tuple[str | int, ...], value: Any
+) -> None:
     raw = event()
     _set(where, value)(raw)
     parse_event(raw)
@@ -271,8 +278,10 @@ def test_an_instant_python_cannot_hold_is_an_invalid_event(moment: str) -> None:
 # Every character that one of the engines concerned counts as whitespace (Python's
 # str.isspace, Rust's White_Space, ECMA-262's \s) or folds to an ASCII letter
 # (U+017F, U+212A) is in the Basic Multilingual Plane; the other planes are sampled.
-CHARACTERS = [chr(code) for code in [*range(0xD800), *range(0xE000, 0x10000),
-                                     0x10000, 0x1F600, 0xE0020, 0x10FFFF]]
+CHARACTERS = [
+    chr(code)
+    for code in [*range(0xD800), *range(0xE000, 0x10000), 0x10000, 0x1F600, 0xE0020, 0x10FFFF]
+]
 
 
 def _validates(adapter: TypeAdapter[str], text: str) -> bool:
@@ -285,27 +294,43 @@ def _validates(adapter: TypeAdapter[str], text: str) -> bool:
 
 def test_the_url_pattern_accepts_what_the_validator_accepts() -> None:
     adapter = TypeAdapter(HttpURL)
-    templates = ["{}ttp://a", "http{}://a", "https://{}", "https://a{}b", "https://a/{}",
-                 "https://a?b{}", "https://a#{}"]
-    differ = [text for text in (template.format(char) for template in templates
-                                for char in CHARACTERS)
-              if _validates(adapter, text) != _matches(URL_PATTERN, text)]
+    templates = [
+        "{}ttp://a",
+        "http{}://a",
+        "https://{}",
+        "https://a{}b",
+        "https://a/{}",
+        "https://a?b{}",
+        "https://a#{}",
+    ]
+    differ = [
+        text
+        for text in (template.format(char) for template in templates for char in CHARACTERS)
+        if _validates(adapter, text) != _matches(URL_PATTERN, text)
+    ]
     assert differ == []
 
 
 def test_the_id_pattern_accepts_what_the_validator_accepts() -> None:
     adapter = TypeAdapter(Id)
-    differ = [char for char in CHARACTERS
-              if _validates(adapter, f"a{char}b") != _matches(ID_PATTERN, f"a{char}b")]
+    differ = [
+        char
+        for char in CHARACTERS
+        if _validates(adapter, f"a{char}b") != _matches(ID_PATTERN, f"a{char}b")
+    ]
     assert differ == []
 
 
 def test_times_are_date_times_and_urls_have_the_pattern() -> None:
-    times = [SCHEMA["properties"]["created_at"],
-             *DEFS["Screenshot"]["properties"]["captured_at"]["anyOf"][:1],
-             *DEFS["ScreenshotSet"]["properties"]["approved_at"]["anyOf"][:1]]
+    times = [
+        SCHEMA["properties"]["created_at"],
+        *DEFS["Screenshot"]["properties"]["captured_at"]["anyOf"][:1],
+        *DEFS["ScreenshotSet"]["properties"]["approved_at"]["anyOf"][:1],
+    ]
     assert [time.get("format") for time in times] == ["date-time"] * 3
-    urls = [DEFS["Ad"]["properties"]["creative_url"], DEFS["ScreenshotSet"]["properties"][
-        "download_url"], *(DEFS["Screenshot"]["properties"][name] for name in (
-            "site_url", "download_url"))]
+    urls = [
+        DEFS["Ad"]["properties"]["creative_url"],
+        DEFS["ScreenshotSet"]["properties"]["download_url"],
+        *(DEFS["Screenshot"]["properties"][name] for name in ("site_url", "download_url")),
+    ]
     assert {_pattern(url).pattern for url in urls} == {URL_PATTERN.pattern}

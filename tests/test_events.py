@@ -24,14 +24,24 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_statuses_are_exactly_the_references():
     assert [s.value for s in AdStatus] == [
-        "uploaded", "not_found", "net_read_timeout", "generic_error"]
+        "uploaded",
+        "not_found",
+        "net_read_timeout",
+        "generic_error",
+    ]
     assert [s.value for s in ScreenshotStatus] == [
-        "uploaded", "ad_not_captured", "net_read_timeout", "no_slots_found",
-        "site_unreachable", "ssl_error", "generic_error"]
+        "uploaded",
+        "ad_not_captured",
+        "net_read_timeout",
+        "no_slots_found",
+        "site_unreachable",
+        "ssl_error",
+        "generic_error",
+    ]
 
 
 def test_reference_mentions_every_status():
-    reference = (ROOT.parent / "shared" / "reference" / "webhooks-reference.txt")
+    reference = ROOT.parent / "shared" / "reference" / "webhooks-reference.txt"
     if not reference.exists():
         pytest.skip("the shared reference is not beside this checkout")
     words = set(reference.read_text().split())
@@ -44,7 +54,8 @@ def test_valid_event_round_trips_and_times_become_utc():
     assert body["created_at"] == "2026-11-26T10:00:00Z"
     assert body["type"] == "screenshot_set.approved"
     assert body["data"]["screenshot_set"]["screenshots"][0]["download_url"] == (
-        "https://cdn.example.com/shot_1.png")
+        "https://cdn.example.com/shot_1.png"
+    )
     # The same event always encodes to the same bytes: signatures will rely on it.
     assert encode(parse_event(body)) == encode(parsed)
 
@@ -66,8 +77,14 @@ def test_every_problem_is_reported_not_only_the_first():
 
 
 def test_a_new_event_type_is_a_model_and_a_name(other_event_type):
-    parsed = parse_event({"id": "e", "type": other_event_type,
-                          "created_at": "2026-01-01T00:00:00Z", "data": {"order_id": "o"}})
+    parsed = parse_event(
+        {
+            "id": "e",
+            "type": other_event_type,
+            "created_at": "2026-01-01T00:00:00Z",
+            "data": {"order_id": "o"},
+        }
+    )
     model = EVENT_TYPES[other_event_type]
     assert type(parsed) is model and model.__name__ == "OrderShipped"
     schema = event_schema()
@@ -96,8 +113,11 @@ def test_a_key_twice_in_one_object_is_refused_naming_it():
         loads_event(b'{"id": "a", "id": "b"}')
     assert caught.value.field == "id" and "appears twice" in str(caught.value)
     with pytest.raises(InvalidEvent) as caught:
-        loads_event(json.dumps(event()).replace('"status": "uploaded"',
-                                                 '"status": "uploaded", "status": "x"', 1))
+        loads_event(
+            json.dumps(event()).replace(
+                '"status": "uploaded"', '"status": "uploaded", "status": "x"', 1
+            )
+        )
     assert caught.value.field == "status"
     raw = event()
     assert loads_event(json.dumps(raw).encode()) == raw

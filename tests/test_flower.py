@@ -20,8 +20,13 @@ def _flower(*args: str, auth: str | None) -> subprocess.Popen[str]:
     env["WEBHOOKS_REDIS_URL"] = REDIS_URL
     if auth is not None:
         env["FLOWER_BASIC_AUTH"] = auth
-    return subprocess.Popen([sys.executable, "-m", "webhooks", "flower", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "webhooks", "flower", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_refuses_to_start_without_auth():
@@ -69,7 +74,7 @@ def _listening_on(port: int) -> set[str]:
                 if len(raw) == 4:
                     found.add(str(ipaddress.IPv4Address(raw[::-1])))
                 else:  # four little-endian words
-                    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
                     found.add(str(ipaddress.IPv6Address(words)))
     return found
 

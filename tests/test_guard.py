@@ -22,28 +22,55 @@ from webhooks.worker.task import deliver
 # the machine if the guard ever broke, so those go through the same function
 # the transport calls, and the end-to-end corpus below aims only at loopback.
 FORBIDDEN = {
-    "127.0.0.1": "loopback", "127.255.0.9": "loopback", "::1": "loopback",
-    "10.0.0.5": "private", "172.16.0.1": "private", "172.31.255.254": "private",
+    "127.0.0.1": "loopback",
+    "127.255.0.9": "loopback",
+    "::1": "loopback",
+    "10.0.0.5": "private",
+    "172.16.0.1": "private",
+    "172.31.255.254": "private",
     "192.168.1.1": "private",
-    "169.254.169.254": "link-local", "fe80::1": "link-local",
-    "fd00:ec2::254": "unique local", "fc00::1": "unique local",
-    "100.64.0.1": "carrier-grade NAT", "100.127.255.254": "carrier-grade NAT",
-    "0.0.0.0": "unspecified", "::": "unspecified",
-    "224.0.0.1": "multicast", "239.255.255.250": "multicast", "ff02::1": "multicast",
-    "240.0.0.1": "reserved", "255.255.255.255": "reserved",
-    "192.0.0.8": "IETF protocol assignments", "198.18.0.1": "benchmarking",
-    "192.0.2.1": "documentation", "2001:db8::1": "documentation",
+    "169.254.169.254": "link-local",
+    "fe80::1": "link-local",
+    "fd00:ec2::254": "unique local",
+    "fc00::1": "unique local",
+    "100.64.0.1": "carrier-grade NAT",
+    "100.127.255.254": "carrier-grade NAT",
+    "0.0.0.0": "unspecified",
+    "::": "unspecified",
+    "224.0.0.1": "multicast",
+    "239.255.255.250": "multicast",
+    "ff02::1": "multicast",
+    "240.0.0.1": "reserved",
+    "255.255.255.255": "reserved",
+    "192.0.0.8": "IETF protocol assignments",
+    "198.18.0.1": "benchmarking",
+    "192.0.2.1": "documentation",
+    "2001:db8::1": "documentation",
     "::ffff:10.0.0.5": "IPv4-mapped form of a private",
     "::ffff:127.0.0.1": "IPv4-mapped form of a loopback",
     "::ffff:169.254.169.254": "IPv4-mapped form of a link-local",
-    "::127.0.0.1": "IPv4-compatible", "::10.0.0.5": "IPv4-compatible",
-    "2002:7f00:1::": "6to4 form of a loopback", "2002:a9fe:a9fe::1": "6to4 form of a link-local",
-    "64:ff9b::7f00:1": "NAT64 form of a loopback", "64:ff9b::a00:5": "NAT64 form of a private",
-    "64:ff9b:1::1": "local NAT64", "2001::1": "IETF protocol assignments",
+    "::127.0.0.1": "IPv4-compatible",
+    "::10.0.0.5": "IPv4-compatible",
+    "2002:7f00:1::": "6to4 form of a loopback",
+    "2002:a9fe:a9fe::1": "6to4 form of a link-local",
+    "64:ff9b::7f00:1": "NAT64 form of a loopback",
+    "64:ff9b::a00:5": "NAT64 form of a private",
+    "64:ff9b:1::1": "local NAT64",
+    "2001::1": "IETF protocol assignments",
     "fec0::1": "site-local",
 }
-PUBLIC = ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "2002:808:808::1", "64:ff9b::808:808",
-          "::ffff:8.8.8.8", "100.63.255.255", "100.128.0.0", "172.32.0.1", "11.0.0.1"]
+PUBLIC = [
+    "8.8.8.8",
+    "1.1.1.1",
+    "2606:4700::1111",
+    "2002:808:808::1",
+    "64:ff9b::808:808",
+    "::ffff:8.8.8.8",
+    "100.63.255.255",
+    "100.128.0.0",
+    "172.32.0.1",
+    "11.0.0.1",
+]
 
 
 @pytest.mark.parametrize(("address", "reason"), FORBIDDEN.items())
@@ -57,13 +84,29 @@ def test_public_addresses_pass(address):
 
 
 DOOR = [
-    "http://127.0.0.1/", "http://127.1/", "http://2130706433/", "http://0x7f.1/",
-    "http://0x7f000001/", "http://017700000001/", "http://0177.0.0.1/", "http://localhost/",
-    "http://app.localhost/", "http://[::1]/", "http://[::ffff:127.0.0.1]/",
-    "http://[::ffff:a00:5]/", "http://169.254.169.254/latest/meta-data/",
-    "http://[fd00:ec2::254]/", "http://10.0.0.5/", "http://0xa.0.0.5/", "http://167772165/",
-    "http://100.64.0.1/", "http://0.0.0.0/", "http://224.0.0.1/", "http://[2002:7f00:1::]/",
-    "http://[64:ff9b::a00:5]/", "http://192.168.0.1:8080/x",
+    "http://127.0.0.1/",
+    "http://127.1/",
+    "http://2130706433/",
+    "http://0x7f.1/",
+    "http://0x7f000001/",
+    "http://017700000001/",
+    "http://0177.0.0.1/",
+    "http://localhost/",
+    "http://app.localhost/",
+    "http://[::1]/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://[::ffff:a00:5]/",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[fd00:ec2::254]/",
+    "http://10.0.0.5/",
+    "http://0xa.0.0.5/",
+    "http://167772165/",
+    "http://100.64.0.1/",
+    "http://0.0.0.0/",
+    "http://224.0.0.1/",
+    "http://[2002:7f00:1::]/",
+    "http://[64:ff9b::a00:5]/",
+    "http://192.168.0.1:8080/x",
 ]
 
 
@@ -77,11 +120,20 @@ def test_internal_literals_are_refused_at_the_door(settings_env, counts, url):
     assert counts() == before
 
 
-@pytest.mark.parametrize("url", [
-    "http://user:pw@example.com/", "http://token@example.com/", "ftp://example.com/",
-    "file:///etc/passwd", "gopher://example.com/", "javascript:alert(1)",
-    "https://example.com/" + "a" * 2100, "http://exa\tmple.com/", "http://example.com\x00/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:pw@example.com/",
+        "http://token@example.com/",
+        "ftp://example.com/",
+        "file:///etc/passwd",
+        "gopher://example.com/",
+        "javascript:alert(1)",
+        "https://example.com/" + "a" * 2100,
+        "http://exa\tmple.com/",
+        "http://example.com\x00/",
+    ],
+)
 def test_malformed_urls_are_refused(counts, url):
     before = counts()
     with pytest.raises(InvalidURL):
@@ -112,13 +164,20 @@ def test_default_cap_is_256_kb(counts):
     big = event()
     big["data"]["screenshot_set"]["name"] = "x" * 500
     big["data"]["screenshot_set"]["screenshots"] = [
-        {"id": f"s{n}", "status": "site_unreachable", "ad": {"id": "a", "status": "uploaded"},
-         "site_url": "https://example.com/" + "p" * 1500} for n in range(200)]
+        {
+            "id": f"s{n}",
+            "status": "site_unreachable",
+            "ad": {"id": "a", "status": "uploaded"},
+            "site_url": "https://example.com/" + "p" * 1500,
+        }
+        for n in range(200)
+    ]
     with pytest.raises(InvalidEvent, match="the limit is 262,144"):
         deliver.apply_async(("https://example.com/", big), queue=QUEUE)
 
 
 # --- end to end: a canary on 127.0.0.1, and workers with and without the allowlist ---
+
 
 @pytest.fixture(scope="module")
 def canary() -> Iterator[Receiver]:
@@ -129,13 +188,22 @@ def canary() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def guard_workers(redis_client, tmp_path_factory):
     logs = tmp_path_factory.mktemp("guard-workers")
+
     def env(allowed: str) -> dict[str, str]:
         return {**WORKER_ENV, "WEBHOOKS_ALLOWED_NETWORKS": allowed}
 
-    closed = start_worker(logs / "closed.log", env(""), "-Q", "guard-closed",
-                          "--concurrency=2", "-n", "closed@%h")
-    opened = start_worker(logs / "open.log", env("127.0.0.0/8"), "-Q", "guard-open",
-                          "--concurrency=2", "-n", "open@%h")
+    closed = start_worker(
+        logs / "closed.log", env(""), "-Q", "guard-closed", "--concurrency=2", "-n", "closed@%h"
+    )
+    opened = start_worker(
+        logs / "open.log",
+        env("127.0.0.0/8"),
+        "-Q",
+        "guard-open",
+        "--concurrency=2",
+        "-n",
+        "open@%h",
+    )
     yield
     stop_worker(closed)
     stop_worker(opened)
@@ -143,8 +211,16 @@ def guard_workers(redis_client, tmp_path_factory):
 
 def corpus(port: int) -> dict[str, bool]:
     """URL → whether it reaches the canary once 127.0.0.0/8 is allowed."""
-    loopback = ["127.0.0.1", "127.1", "2130706433", "0x7f.1", "0x7f000001", "017700000001",
-                "localhost", "[::ffff:127.0.0.1]"]
+    loopback = [
+        "127.0.0.1",
+        "127.1",
+        "2130706433",
+        "0x7f.1",
+        "0x7f000001",
+        "017700000001",
+        "localhost",
+        "[::ffff:127.0.0.1]",
+    ]
     other = ["[::1]", "[::127.0.0.1]", "[2002:7f00:1::]", "[64:ff9b::7f00:1]", "0.0.0.0"]
     urls = {f"http://{host}:{port}/canary": True for host in loopback}
     urls |= {f"http://{host}:{port}/canary": False for host in other}
@@ -188,13 +264,16 @@ def test_forbidden_destinations_never_reach_the_canary(canary, settings_env, wai
 
 # Hosts the worker's HTTP stack (urllib3, IDNA 2008) could never send to: refused at
 # the door rather than failing every attempt for a day.
-NEVER_SENDABLE = ["http://１２７.０.０.１:8000/",  # noqa: RUF001 - fullwidth, on purpose
-                  "http://127。0。0。1/", "http://ⓛⓞⓒⓐⓛⓗⓞⓢⓣ/", "http://☃.net/"]
+NEVER_SENDABLE = [
+    "http://１２７.０.０.１:8000/",  # noqa: RUF001 - fullwidth, on purpose
+    "http://127。0。0。1/",
+    "http://ⓛⓞⓒⓐⓛⓗⓞⓢⓣ/",
+    "http://☃.net/",
+]
 
 
 @pytest.mark.parametrize("url", NEVER_SENDABLE)
-def test_hosts_that_can_never_be_sent_to_are_refused_everywhere(url, counts, redis_client,
-                                                                tenant):
+def test_hosts_that_can_never_be_sent_to_are_refused_everywhere(url, counts, redis_client, tenant):
     from webhooks.storage.endpoints import get_endpoints
 
     before, endpoints_before = counts(), redis_client.zcard("webhooks:endpoints")
@@ -210,7 +289,8 @@ def test_an_internationalised_host_is_sent_to_its_ascii_form(counts):
     from webhooks.storage.deliveries import get_store
 
     assert check_url("https://bücher.example/päth?q=ü") == (
-        "https://xn--bcher-kva.example/päth?q=ü")
+        "https://xn--bcher-kva.example/päth?q=ü"
+    )
     assert check_url("https://BÜCHER.example:8443/") == "https://xn--bcher-kva.example:8443/"
     result = deliver.apply_async(("https://bücher.example/hook", event()), queue=QUEUE)
     assert get_store().get(result.id).url == "https://xn--bcher-kva.example/hook"

@@ -18,8 +18,9 @@ from webhooks.worker.health import judge
 
 def _attempt(code: int) -> Attempt:
     error = None if 200 <= code < 300 else AttemptError(kind="http_status", message=str(code))
-    return Attempt(number=1, started_at=now(), duration_ms=1.0, status_code=code, error=error,
-                   response_body="")
+    return Attempt(
+        number=1, started_at=now(), duration_ms=1.0, status_code=code, error=error, response_body=""
+    )
 
 
 @pytest.fixture
@@ -59,8 +60,7 @@ def test_retry_after_forms():
     assert 88 <= parse_retry_after(date, moment) <= 91
     assert parse_retry_after("soon", moment) is None
     assert parse_retry_after(None, moment) is None
-    assert parse_retry_after(format_datetime(moment - timedelta(hours=1), usegmt=True),
-                             moment) == 0
+    assert parse_retry_after(format_datetime(moment - timedelta(hours=1), usegmt=True), moment) == 0
 
 
 def test_retry_after_lengthens_never_shortens_and_is_capped():

@@ -18,10 +18,21 @@ from webhooks.worker.task import deliver
 
 @pytest.fixture(scope="module")
 def isolation_worker(redis_client, tmp_path_factory):
-    env = {**WORKER_ENV, "WEBHOOKS_DESTINATION_CONCURRENCY": "2",
-           "WEBHOOKS_BREAKER_FAILURES": "3", "WEBHOOKS_BREAKER_COOLDOWN_SECONDS": "1"}
-    worker = start_worker(tmp_path_factory.mktemp("isolation") / "worker.log", env,
-                          "-Q", "isolation", "--concurrency=6", "-n", "isolation@%h")
+    env = {
+        **WORKER_ENV,
+        "WEBHOOKS_DESTINATION_CONCURRENCY": "2",
+        "WEBHOOKS_BREAKER_FAILURES": "3",
+        "WEBHOOKS_BREAKER_COOLDOWN_SECONDS": "1",
+    }
+    worker = start_worker(
+        tmp_path_factory.mktemp("isolation") / "worker.log",
+        env,
+        "-Q",
+        "isolation",
+        "--concurrency=6",
+        "-n",
+        "isolation@%h",
+    )
     yield
     stop_worker(worker)
 
@@ -34,8 +45,10 @@ def own_receiver():
 
 @pytest.mark.usefixtures("isolation_worker")
 def test_at_most_the_limit_in_flight_to_one_destination(own_receiver, wait_for):
-    ids = [deliver.apply_async((own_receiver.url("/sleep/0.5"), event()), queue="isolation").id
-           for _ in range(6)]
+    ids = [
+        deliver.apply_async((own_receiver.url("/sleep/0.5"), event()), queue="isolation").id
+        for _ in range(6)
+    ]
     deliveries = [wait_for(delivery_id, timeout=30) for delivery_id in ids]
     assert all(d.status is DeliveryStatus.DELIVERED for d in deliveries)
     assert own_receiver.max_inflight == 2  # six worker processes, two at a time here
@@ -45,8 +58,10 @@ def test_at_most_the_limit_in_flight_to_one_destination(own_receiver, wait_for):
 
 @pytest.mark.usefixtures("isolation_worker")
 def test_breaker_opens_parks_and_closes_on_a_good_probe(own_receiver, wait_for, redis_client):
-    ids = [deliver.apply_async((own_receiver.url("/switch"), event()), queue="isolation").id
-           for _ in range(10)]
+    ids = [
+        deliver.apply_async((own_receiver.url("/switch"), event()), queue="isolation").id
+        for _ in range(10)
+    ]
     time.sleep(0.8)
     # Three failures in a row opened the circuit: the rest are parked, unattempted.
     sent_while_open = len(own_receiver.received("/switch"))
@@ -65,12 +80,14 @@ def test_breaker_opens_parks_and_closes_on_a_good_probe(own_receiver, wait_for, 
 
 
 @pytest.mark.usefixtures("isolation_worker")
-def test_records_without_a_stored_destination_are_limited_too(own_receiver, wait_for,
-                                                              redis_client):
+def test_records_without_a_stored_destination_are_limited_too(own_receiver, wait_for, redis_client):
     # As written by a version that did not store the destination with the record:
     # the claim cannot enter it, so the runner enters on its own.
-    deliveries = [delivery for _ in range(6) for delivery in stored(
-        event(), [(own_receiver.url("/sleep/0.5"), None)], queue="isolation")]
+    deliveries = [
+        delivery
+        for _ in range(6)
+        for delivery in stored(event(), [(own_receiver.url("/sleep/0.5"), None)], queue="isolation")
+    ]
     for delivery in deliveries:
         redis_client.hdel(keys.delivery(delivery.id), "destination")
     enqueue([Run(delivery.id) for delivery in deliveries], queue="isolation")

@@ -44,8 +44,16 @@ def _without_ids(message: dict[str, Any], delivery_id: str) -> dict[str, Any]:
 
 def test_bulk_message_is_the_message_celery_writes(redis_client, queue):
     # Celery's own send_task through kombu's own publish, beside ours.
-    app.send_task(DELIVER, args=("bulk-one",), kwargs={"cycle": 3}, task_id="bulk-one",
-                  retries=2, queue=queue, ignore_result=True, add_to_parent=False)
+    app.send_task(
+        DELIVER,
+        args=("bulk-one",),
+        kwargs={"cycle": 3},
+        task_id="bulk-one",
+        retries=2,
+        queue=queue,
+        ignore_result=True,
+        add_to_parent=False,
+    )
     messages.publish(app, [Run("bulk-two", 3, 2)], queue=queue)
     one, two = _popped(redis_client)
     assert two["headers"]["id"] == "bulk-two" and two["body"][0] == ["bulk-two"]
@@ -59,8 +67,9 @@ def test_bulk_keeps_the_order_and_each_run(redis_client, queue):
     runs = [Run(names.get(n, f"bulk-{n}"), n % 2, n % 3) for n in range(5)]
     messages.publish(app, runs, queue=queue)
     popped = _popped(redis_client)
-    assert [(m["headers"]["id"], m["body"][1]["cycle"], m["headers"]["retries"])
-            for m in popped] == [(run.delivery_id, run.cycle, run.retries) for run in runs]
+    assert [
+        (m["headers"]["id"], m["body"][1]["cycle"], m["headers"]["retries"]) for m in popped
+    ] == [(run.delivery_id, run.cycle, run.retries) for run in runs]
     assert len({m["properties"]["delivery_tag"] for m in popped}) == 5
 
 
@@ -89,7 +98,8 @@ def test_a_broker_that_is_not_redis_gets_each_message_by_send_task():
             messages.publish(rabbit, runs, queue=QUEUE)
             deadline = time.monotonic() + 10  # publishing is not confirmed: RabbitMQ routes
             while (depth := messages.waiting(rabbit)) < len(runs) and (  # in its own time
-                    time.monotonic() < deadline):
+                time.monotonic() < deadline
+            ):
                 time.sleep(0.05)
             got = []
             while len(got) < len(runs) and time.monotonic() < deadline:  # in its own time
@@ -97,8 +107,13 @@ def test_a_broker_that_is_not_redis_gets_each_message_by_send_task():
                 if message is None:
                     time.sleep(0.05)
                     continue
-                got.append((message.headers["id"], json.loads(message.body)[1]["cycle"],
-                            message.headers["retries"]))
+                got.append(
+                    (
+                        message.headers["id"],
+                        json.loads(message.body)[1]["cycle"],
+                        message.headers["retries"],
+                    )
+                )
         finally:
             channel.queue_delete(QUEUE)
     assert got == [(run.delivery_id, run.cycle, run.retries) for run in runs]

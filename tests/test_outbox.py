@@ -33,18 +33,20 @@ RELAYED_URL = REDIS_URL.rsplit("/", 1)[0] + "/14"  # the relay processes' store,
 
 
 def rows(dsn: str, failed: bool | None = None) -> list[tuple[int, str | None]]:
-    where = "" if failed is None else (" WHERE failed_at IS NOT NULL" if failed
-                                       else " WHERE failed_at IS NULL")
+    where = (
+        ""
+        if failed is None
+        else (" WHERE failed_at IS NOT NULL" if failed else " WHERE failed_at IS NULL")
+    )
     with psycopg.connect(dsn) as conn:
-        return conn.execute(f"SELECT id, failure FROM webhooks_outbox{where} ORDER BY id"
-                            ).fetchall()
+        return conn.execute(
+            f"SELECT id, failure FROM webhooks_outbox{where} ORDER BY id"
+        ).fetchall()
 
 
-def test_a_rollback_leaves_nothing(outbox_dsn: str, two_endpoints: tuple[str, list[str]]
-                                   ) -> None:
+def test_a_rollback_leaves_nothing(outbox_dsn: str, two_endpoints: tuple[str, list[str]]) -> None:
     tenant, _ = two_endpoints
-    with psycopg.connect(outbox_dsn) as conn, pytest.raises(ZeroDivisionError), (
-            conn.transaction()):
+    with psycopg.connect(outbox_dsn) as conn, pytest.raises(ZeroDivisionError), conn.transaction():
         outbox.add(conn, event(), tenant=tenant)
         1 / 0  # noqa: B018  (the caller's own failure, after the add)
     assert rows(outbox_dsn) == []
@@ -53,7 +55,8 @@ def test_a_rollback_leaves_nothing(outbox_dsn: str, two_endpoints: tuple[str, li
 
 
 def test_a_commit_makes_one_delivery_per_matching_endpoint_once(
-        outbox_dsn: str, two_endpoints: tuple[str, list[str]]) -> None:
+    outbox_dsn: str, two_endpoints: tuple[str, list[str]]
+) -> None:
     tenant, taking = two_endpoints
     sent = event()
     with psycopg.connect(outbox_dsn) as conn, conn.transaction():
@@ -87,8 +90,14 @@ def test_add_refuses_a_connection_it_does_not_know(tenant: str) -> None:
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhooks", *args], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "webhooks", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_rows_that_cannot_go_are_kept_with_why(outbox_dsn: str, tenant: str) -> None:
@@ -97,8 +106,10 @@ def test_rows_that_cannot_go_are_kept_with_why(outbox_dsn: str, tenant: str) -> 
     missing = f"acct_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(outbox_dsn) as conn, conn.transaction():
         lost = outbox.add(conn, event(), tenant=missing)
-        conn.execute("INSERT INTO webhooks_outbox (tenant, event) VALUES (%s, %s)",
-                     [tenant, json.dumps({**event(), "type": "screenshot_set.vanished"})])
+        conn.execute(
+            "INSERT INTO webhooks_outbox (tenant, event) VALUES (%s, %s)",
+            [tenant, json.dumps({**event(), "type": "screenshot_set.vanished"})],
+        )
     assert drain(outbox_dsn) == 2
     failed = rows(outbox_dsn, failed=True)
     assert [row for row, _ in failed] == [lost, lost + 1]
@@ -166,8 +177,15 @@ def relayed(outbox_dsn: str, receiver: Receiver) -> Iterator[tuple[str, list[str
     assert _cli("tenants", "add", tenant, env=env).returncode == 0
     endpoints = []
     for n in (1, 2):
-        added = _cli("endpoints", "add", receiver.url(f"/ok/relayed-{n}"), "--tenant", tenant,
-                     "--json", env=env)
+        added = _cli(
+            "endpoints",
+            "add",
+            receiver.url(f"/ok/relayed-{n}"),
+            "--tenant",
+            tenant,
+            "--json",
+            env=env,
+        )
         assert added.returncode == 0, added.stderr
         endpoints.append(json.loads(added.stdout)["id"])
     yield tenant, endpoints, env
@@ -176,10 +194,14 @@ def relayed(outbox_dsn: str, receiver: Receiver) -> Iterator[tuple[str, list[str
 
 
 def _relay(dsn: str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "webhooks", "outbox", "relay", "--dsn", dsn,
-                             *args], cwd=ROOT, env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "webhooks", "outbox", "relay", "--dsn", dsn, *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _made(client: redis.Redis, tenant: str) -> list[tuple[str, str]]:
@@ -200,8 +222,9 @@ def _wait(check: Callable[[], bool], within: float, what: str) -> float:
     return time.monotonic() - start
 
 
-def test_a_relay_wakes_on_the_commit(relayed: tuple[str, list[str], dict[str, str]],
-                                     outbox_dsn: str) -> None:
+def test_a_relay_wakes_on_the_commit(
+    relayed: tuple[str, list[str], dict[str, str]], outbox_dsn: str
+) -> None:
     """Polling every 60 s, it still relays at once: the commit's NOTIFY woke it."""
     tenant, endpoints, env = relayed
     client = redis.Redis.from_url(RELAYED_URL)
@@ -218,8 +241,9 @@ def test_a_relay_wakes_on_the_commit(relayed: tuple[str, list[str], dict[str, st
 
 
 @pytest.mark.timeout(240)
-def test_two_relays_one_killed_again_and_again(relayed: tuple[str, list[str], dict[str, str]],
-                                               outbox_dsn: str) -> None:
+def test_two_relays_one_killed_again_and_again(
+    relayed: tuple[str, list[str], dict[str, str]], outbox_dsn: str
+) -> None:
     """1,000 events committed while two relays run and one is SIGKILLed again and again,
     mid-batch: each event ends as exactly one delivery per endpoint, each with one
     task message, and the outbox ends empty."""
@@ -259,29 +283,47 @@ def test_two_relays_one_killed_again_and_again(relayed: tuple[str, list[str], di
             process.terminate()
             process.wait(10)
     made = _made(client, tenant)
-    print(f"\n{len(sent)} events, {kills} SIGKILLs of one relay: {len(made)} deliveries, "
-          f"{len(set(made))} distinct, {client.llen('webhooks')} messages")
+    print(
+        f"\n{len(sent)} events, {kills} SIGKILLs of one relay: {len(made)} deliveries, "
+        f"{len(set(made))} distinct, {client.llen('webhooks')} messages"
+    )
     assert kills >= 10
     assert Counter(made) == Counter((e, p) for e in sent for p in endpoints)
     assert client.llen("webhooks") == len(sent) * len(endpoints)  # one message each
     assert int(client.hget("webhooks:metrics", "created") or 0) == len(made)
 
 
-def test_a_worker_relays_when_given_the_dsn(relayed: tuple[str, list[str], dict[str, str]],
-                                            outbox_dsn: str, receiver: Receiver,
-                                            tmp_path: Path) -> None:
+def test_a_worker_relays_when_given_the_dsn(
+    relayed: tuple[str, list[str], dict[str, str]],
+    outbox_dsn: str,
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
     """WEBHOOKS_OUTBOX_DSN: the worker's own relay, then its attempt, end to end."""
     tenant, endpoints, env = relayed
-    worker = start_worker(tmp_path / "worker.log", {**WORKER_ENV, **env,
-                                                    "WEBHOOKS_OUTBOX_DSN": outbox_dsn},
-                          "--concurrency=1")
+    worker = start_worker(
+        tmp_path / "worker.log",
+        {**WORKER_ENV, **env, "WEBHOOKS_OUTBOX_DSN": outbox_dsn},
+        "--concurrency=1",
+    )
     try:
         sent = event()
         with psycopg.connect(outbox_dsn) as conn, conn.transaction():
             outbox.add(conn, sent, tenant=tenant)
-        _wait(lambda: len([r for r in receiver.requests
-                           if r.path.startswith("/ok/relayed-")
-                           and json.loads(r.body)["id"] == sent["id"]]) == len(endpoints),
-              15, "both endpoints to receive it")
+        _wait(
+            lambda: (
+                len(
+                    [
+                        r
+                        for r in receiver.requests
+                        if r.path.startswith("/ok/relayed-")
+                        and json.loads(r.body)["id"] == sent["id"]
+                    ]
+                )
+                == len(endpoints)
+            ),
+            15,
+            "both endpoints to receive it",
+        )
     finally:
         stop_worker(worker)

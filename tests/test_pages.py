@@ -26,9 +26,10 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 pytestmark = [
     pytest.mark.usefixtures("worker"),
-    pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
-                       reason="no browser: install Debian's chromium and chromium-driver "
-                              "(.ci/run does)"),
+    pytest.mark.skipif(
+        CHROMIUM is None or CHROMEDRIVER is None,
+        reason="no browser: install Debian's chromium and chromium-driver (.ci/run does)",
+    ),
 ]
 
 
@@ -40,8 +41,15 @@ def browser() -> Iterator[Any]:
 
     options = Options()
     options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,860", "--disable-extensions", "--no-first-run"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,860",
+        "--disable-extensions",
+        "--no-first-run",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
@@ -78,8 +86,10 @@ def _until(browser: Any, check: Callable[[], Any], timeout: float = 20) -> Any:
         except (NoSuchElementException, StaleElementReferenceException):
             pass
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out on {browser.current_url}; the page says:\n"
-                                 + browser.find_element("css selector", "body").text[:2000])
+            raise AssertionError(
+                f"timed out on {browser.current_url}; the page says:\n"
+                + browser.find_element("css selector", "body").text[:2000]
+            )
         time.sleep(0.1)
 
 
@@ -91,8 +101,11 @@ def _no_page_errors(browser: Any) -> None:
     """No script error so far (refused requests, such as a 401 or 404, are expected),
     and nothing rendered as "[object …]"."""
     assert "[object " not in browser.find_element("css selector", "body").text
-    errors = [entry for entry in browser.get_log("browser")
-              if entry["level"] == "SEVERE" and entry.get("source") != "network"]
+    errors = [
+        entry
+        for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE" and entry.get("source") != "network"
+    ]
     assert errors == [], errors
 
 
@@ -102,14 +115,18 @@ def _sign_in(browser: Any, web: Web, tenant_id: str) -> None:
 
 
 def test_portal_link_deliveries_redeliver_and_endpoints(
-        browser: Any, web: Web, receiver: Receiver, customers: Callable[[str], str],
-        wait_for: Callable[..., Any]) -> None:
+    browser: Any,
+    web: Web,
+    receiver: Receiver,
+    customers: Callable[[str], str],
+    wait_for: Callable[..., Any],
+) -> None:
     tenant_id = customers("Northwind Ads")
     endpoints = get_endpoints()
-    flaky, _ = endpoints.add(receiver.url("/fail/1/portal"), tenant=tenant_id,
-                             description="Production receiver")
-    endpoints.add(receiver.url("/ok/portal-archive"), tenant=tenant_id,
-                  description="Archive")
+    flaky, _ = endpoints.add(
+        receiver.url("/fail/1/portal"), tenant=tenant_id, description="Production receiver"
+    )
+    endpoints.add(receiver.url("/ok/portal-archive"), tenant=tenant_id, description="Archive")
     ids = [i for _ in range(3) for i in publish(event(), tenant=tenant_id)]
     for delivery_id in ids:
         wait_for(delivery_id)
@@ -124,22 +141,31 @@ def test_portal_link_deliveries_redeliver_and_endpoints(
     assert _css(browser, "#tenant-name")[0].text == "Northwind Ads"
     assert browser.get_cookies()[0]["httpOnly"] is True
     assert browser.get_cookies()[0]["sameSite"] == "Strict"
-    statuses = {row.find_element("css selector", ".badge").text
-                for row in _css(browser, "#deliveries tbody tr")}
+    statuses = {
+        row.find_element("css selector", ".badge").text
+        for row in _css(browser, "#deliveries tbody tr")
+    }
     assert statuses == {"delivered"}
 
     # Filters: the flaky endpoint's deliveries only.
     from selenium.webdriver.support.ui import Select
 
     Select(_css(browser, "#endpoint-filter")[0]).select_by_value(flaky.id)
-    _until(browser, lambda: len(_css(browser, "#deliveries tbody tr[data-delivery]")) == 3
-           and "endpoint_id=" in browser.current_url)
+    _until(
+        browser,
+        lambda: (
+            len(_css(browser, "#deliveries tbody tr[data-delivery]")) == 3
+            and "endpoint_id=" in browser.current_url
+        ),
+    )
     # The detail: every attempt, with its status code and response body.
     row = _css(browser, f'tr[data-delivery="{first}"] a')[0]
     row.click()
     _until(browser, lambda: len(_css(browser, "#attempts tbody tr[data-attempt]")) == 2)
-    cells = [[cell.text for cell in tr.find_elements("css selector", "td")]
-             for tr in _css(browser, "#attempts tbody tr")]
+    cells = [
+        [cell.text for cell in tr.find_elements("css selector", "td")]
+        for tr in _css(browser, "#attempts tbody tr")
+    ]
     assert [c[0] for c in cells] == ["2", "1"]  # newest first
     assert cells[1][3] == "500" and cells[1][4] == "http_status"
     assert cells[0][3] == "200"
@@ -175,13 +201,19 @@ def test_portal_link_deliveries_redeliver_and_endpoints(
     _no_page_errors(browser)
 
 
-def test_hostile_response_bodies_never_run(browser: Any, web: Web, receiver: Receiver,
-                                           customers: Callable[[str], str],
-                                           wait_for: Callable[..., Any]) -> None:
-    tenant_id = customers('<img src=x onerror="window.__xss=\'name\'">')
+def test_hostile_response_bodies_never_run(
+    browser: Any,
+    web: Web,
+    receiver: Receiver,
+    customers: Callable[[str], str],
+    wait_for: Callable[..., Any],
+) -> None:
+    tenant_id = customers("<img src=x onerror=\"window.__xss='name'\">")
     endpoint, _ = get_endpoints().add(
-        receiver.url("/hostile"), tenant=tenant_id,
-        description='<script>window.__xss="description"</script>')
+        receiver.url("/hostile"),
+        tenant=tenant_id,
+        description='<script>window.__xss="description"</script>',
+    )
     markup_id = "<img/src=x/onerror=window.__xss='event'>"
     (delivery_id,) = publish(event(id=markup_id), tenant=tenant_id)
     wait_for(delivery_id, lambda d: len(d.attempts) >= 1)
@@ -199,31 +231,41 @@ def test_hostile_response_bodies_never_run(browser: Any, web: Web, receiver: Rec
     assert _css(browser, "main script, main img, main svg") == []
 
 
-def test_another_tenants_delivery_is_not_found(browser: Any, web: Web, receiver: Receiver,
-                                               customers: Callable[[str], str],
-                                               wait_for: Callable[..., Any]) -> None:
+def test_another_tenants_delivery_is_not_found(
+    browser: Any,
+    web: Web,
+    receiver: Receiver,
+    customers: Callable[[str], str],
+    wait_for: Callable[..., Any],
+) -> None:
     a, b = customers("Tenant A"), customers("Tenant B")
     get_endpoints().add(receiver.url("/ok/b-pages"), tenant=b)
     (delivery_b,) = publish(event(), tenant=b)
     wait_for(delivery_b)
     _sign_in(browser, web, a)
-    for path in (f"/portal/tenants/{b}/deliveries/{delivery_b}",
-                 f"/portal/tenants/{a}/deliveries/{delivery_b}",
-                 f"/portal/tenants/{b}/deliveries", f"/portal/tenants/{b}/endpoints"):
+    for path in (
+        f"/portal/tenants/{b}/deliveries/{delivery_b}",
+        f"/portal/tenants/{a}/deliveries/{delivery_b}",
+        f"/portal/tenants/{b}/deliveries",
+        f"/portal/tenants/{b}/endpoints",
+    ):
         browser.get(web.base + path)
         shown = _until(browser, lambda: _css(browser, "#not-found"))[0].text
         assert "Not found" in shown and delivery_b not in browser.find_element(
-            "id", "main").text.replace(shown, "")
+            "id", "main"
+        ).text.replace(shown, "")
         assert "Tenant B" not in browser.page_source
     # The same JSON API, from inside the page with A's session, says the same.
     status = browser.execute_async_script(
         "const done = arguments[arguments.length - 1];"
-        f"fetch('/api/v1/tenants/{b}/deliveries/{delivery_b}').then(r => done(r.status));")
+        f"fetch('/api/v1/tenants/{b}/deliveries/{delivery_b}').then(r => done(r.status));"
+    )
     assert status == 404
 
 
-def test_console_signs_in_with_the_operator_token(browser: Any, web: Web,
-                                                  customers: Callable[[str], str]) -> None:
+def test_console_signs_in_with_the_operator_token(
+    browser: Any, web: Web, customers: Callable[[str], str]
+) -> None:
     tenant_id = customers("Console Co")
     browser.delete_all_cookies()
     browser.get(f"{web.base}/console/tenants/{tenant_id}/deliveries")

@@ -29,8 +29,14 @@ def _env(prefix: str) -> dict[str, str]:
 
 
 def _cli(prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhooks", *args], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT, env={**os.environ, **_env(prefix)})
+    return subprocess.run(
+        [sys.executable, "-m", "webhooks", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, **_env(prefix)},
+    )
 
 
 def _stats(prefix: str) -> dict[str, int]:
@@ -55,15 +61,24 @@ def shared(redis_client: redis.Redis) -> Iterator[redis.Redis]:
     client.close()
 
 
-def test_two_prefixes_on_one_database_never_meet(shared: redis.Redis, receiver: Receiver,
-                                                 tmp_path: Path) -> None:
+def test_two_prefixes_on_one_database_never_meet(
+    shared: redis.Redis, receiver: Receiver, tmp_path: Path
+) -> None:
     sent: dict[str, list[str]] = {}
     for prefix in PREFIXES:  # each deployment's producer: one deliver_many of 5
-        plan = {"bulk": [[receiver.url(f"/ok/prefix-{prefix}"), event()] for _ in range(5)],
-                "tenant": "", "published": []}
-        done = subprocess.run([sys.executable, "-m", "tests.observed", json.dumps(plan)],
-                              capture_output=True, text=True, timeout=60, cwd=ROOT,
-                              env={**os.environ, **_env(prefix)})
+        plan = {
+            "bulk": [[receiver.url(f"/ok/prefix-{prefix}"), event()] for _ in range(5)],
+            "tenant": "",
+            "published": [],
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.observed", json.dumps(plan)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env={**os.environ, **_env(prefix)},
+        )
         assert done.returncode == 0, done.stderr
         sent[prefix] = json.loads(done.stdout)["bulk"]
 
@@ -87,17 +102,24 @@ def test_two_prefixes_on_one_database_never_meet(shared: redis.Redis, receiver: 
         got = {r.headers["webhook-id"] for r in receiver.received(f"/ok/prefix-{prefix}")}
         assert got == set(sent[prefix])
     # Each delivery went once, to its own deployment's URL.
-    assert len(receiver.received("/ok/prefix-alpha")) == len(receiver.received(
-        "/ok/prefix-beta")) == 5
+    assert (
+        len(receiver.received("/ok/prefix-alpha")) == len(receiver.received("/ok/prefix-beta")) == 5
+    )
     names = [key.decode() for key in shared.scan_iter()]
     assert names and all(name.startswith(("alpha:", "beta:")) for name in names), [
-        name for name in names if not name.startswith(("alpha:", "beta:"))]
+        name for name in names if not name.startswith(("alpha:", "beta:"))
+    ]
 
 
 def test_a_prefix_that_is_not_a_name_is_refused() -> None:
-    done = subprocess.run([sys.executable, "-m", "webhooks", "stats"], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT,
-                          env={**os.environ, "WEBHOOKS_KEY_PREFIX": "two words"})
+    done = subprocess.run(
+        [sys.executable, "-m", "webhooks", "stats"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "WEBHOOKS_KEY_PREFIX": "two words"},
+    )
     assert done.returncode != 0
     assert done.stderr.startswith("Error: WEBHOOKS_KEY_PREFIX: String should match pattern")
     assert len(done.stderr.splitlines()) == 1

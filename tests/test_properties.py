@@ -21,13 +21,15 @@ from webhooks.guard import check_url
 from webhooks.storage.deliveries import get_store
 from webhooks.worker.task import deliver
 
-fixture_ok = settings(deadline=None, max_examples=120,
-                      suppress_health_check=[HealthCheck.function_scoped_fixture])
+fixture_ok = settings(
+    deadline=None, max_examples=120, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
-                                                                 max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -87,9 +89,23 @@ url_like = st.builds(
     lambda scheme, userinfo, host, port, path: f"{scheme}://{userinfo}{host}{port}{path}",
     st.sampled_from(["http", "https", "ftp", "HTTP", "", "javascript"]),
     st.sampled_from(["", "user@", "user:pw@", "@"]),
-    st.one_of(st.from_regex(r"[a-z0-9.-]{0,20}", fullmatch=True),
-              st.sampled_from(["127.0.0.1", "[::1]", "2130706433", "0x7f.1", "10.1.2.3",
-                               "[fd00::1]", "localhost", "[::ffff:10.0.0.1]", "[bad", "a..b"])),
+    st.one_of(
+        st.from_regex(r"[a-z0-9.-]{0,20}", fullmatch=True),
+        st.sampled_from(
+            [
+                "127.0.0.1",
+                "[::1]",
+                "2130706433",
+                "0x7f.1",
+                "10.1.2.3",
+                "[fd00::1]",
+                "localhost",
+                "[::ffff:10.0.0.1]",
+                "[bad",
+                "a..b",
+            ]
+        ),
+    ),
     st.sampled_from(["", ":80", ":0", ":99999", ":abc", ":"]),
     st.text(alphabet=string.printable, max_size=30),
 )
@@ -119,30 +135,39 @@ CLOSED = _closed_port()
 # closed loopback port: whatever the CLI accepts here sends nothing off the machine.
 cli_urls = url_text.filter(lambda text: "://" not in text) | st.builds(
     lambda path: f"http://127.0.0.1:{CLOSED}/{path}",
-    st.text(alphabet=string.ascii_letters + string.digits + "/-_.~?=&", max_size=20))
+    st.text(alphabet=string.ascii_letters + string.digits + "/-_.~?=&", max_size=20),
+)
 # The bytes of an event file: JSON text in several encodings, and anything at all.
-event_files = st.one_of(
-    mutated_events().map(json.dumps),
-    st.just(json.dumps(VALID)),
-    st.text(max_size=40),
-    json_values.map(json.dumps),
-).flatmap(lambda text: st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-32"]).map(
-    lambda encoding: text.encode(encoding, "surrogatepass"))) | st.binary(max_size=60) | (
-    st.integers(1, 200_000).map(lambda depth: b"[" * depth + b"]" * depth)) | (
-    st.integers(4000, 6000).map(lambda digits: b'{"id": ' + b"7" * digits + b"}"))
+event_files = (
+    st.one_of(
+        mutated_events().map(json.dumps),
+        st.just(json.dumps(VALID)),
+        st.text(max_size=40),
+        json_values.map(json.dumps),
+    ).flatmap(
+        lambda text: st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-32"]).map(
+            lambda encoding: text.encode(encoding, "surrogatepass")
+        )
+    )
+    | st.binary(max_size=60)
+    | (st.integers(1, 200_000).map(lambda depth: b"[" * depth + b"]" * depth))
+    | (st.integers(4000, 6000).map(lambda digits: b'{"id": ' + b"7" * digits + b"}"))
+)
 
 
 @given(url=cli_urls, event_bytes=event_files)
-@settings(deadline=None, max_examples=120,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    deadline=None, max_examples=120, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 def test_cli_send_accepts_or_refuses_in_one_line(url, event_bytes, counts, tmp_path):
     assume(not url.startswith("-"))  # that would be an option, not a URL
     event_file = tmp_path / "event.json"
     event_file.write_bytes(event_bytes)
     before = counts()
     result = CliRunner().invoke(main, ["send", url, str(event_file)])
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception,
-                                                                      SystemExit), result.exc_info
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), result.exc_info
     if result.exit_code == 0:
         assert len(result.output.strip()) == 36  # the delivery id
         # One more record, or none when an earlier example sent this event to this URL.
@@ -155,11 +180,13 @@ def test_cli_send_accepts_or_refuses_in_one_line(url, event_bytes, counts, tmp_p
         assert counts() == before
 
 
-@given(url=url_like, events=st.lists(st.text(max_size=30), max_size=3),
-       description=st.text(max_size=50))
+@given(
+    url=url_like,
+    events=st.lists(st.text(max_size=30), max_size=3),
+    description=st.text(max_size=50),
+)
 @fixture_ok
-def test_endpoint_registration_accepts_or_refuses(url, events, description, redis_client,
-                                                  tenant):
+def test_endpoint_registration_accepts_or_refuses(url, events, description, redis_client, tenant):
     from webhooks.storage.endpoints import get_endpoints
 
     before = redis_client.zcard("webhooks:endpoints")
@@ -174,23 +201,31 @@ def test_endpoint_registration_accepts_or_refuses(url, events, description, redi
 
 spans = st.one_of(
     st.text(max_size=30),
-    st.builds(lambda digits, unit: f"{digits}{unit}",
-              st.from_regex(r"[0-9]{1,500}", fullmatch=True), st.sampled_from("smhdx")),
-    st.builds(lambda digits, decimals, unit: f"{digits}.{decimals}{unit}",
-              st.from_regex(r"[0-9]{1,400}", fullmatch=True),
-              st.from_regex(r"[0-9]{1,5}", fullmatch=True), st.sampled_from("smhd")),
+    st.builds(
+        lambda digits, unit: f"{digits}{unit}",
+        st.from_regex(r"[0-9]{1,500}", fullmatch=True),
+        st.sampled_from("smhdx"),
+    ),
+    st.builds(
+        lambda digits, decimals, unit: f"{digits}.{decimals}{unit}",
+        st.from_regex(r"[0-9]{1,400}", fullmatch=True),
+        st.from_regex(r"[0-9]{1,5}", fullmatch=True),
+        st.sampled_from("smhd"),
+    ),
     st.datetimes(timezones=st.none() | st.timezones()).map(lambda moment: moment.isoformat()),
 )
 
 
 @given(since=spans, until=spans)
-@settings(deadline=None, max_examples=150,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 def test_cli_recover_windows_are_taken_or_refused_in_one_line(since, until, quiet_db):
     assume(not since.startswith("-") and not until.startswith("-"))
     before = quiet_db.dbsize()
-    result = CliRunner().invoke(main, ["recover", "--endpoint", "ep_property", "--since", since,
-                                       "--until", until])
+    result = CliRunner().invoke(
+        main, ["recover", "--endpoint", "ep_property", "--since", since, "--until", until]
+    )
     assert isinstance(result.exception, SystemExit | None), result.exc_info
     assert result.exit_code != 0  # no such endpoint, when the window itself is fine
     (line,) = result.output.strip().splitlines()

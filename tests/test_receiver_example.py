@@ -43,9 +43,16 @@ def test_example_receiver_verifies_real_deliveries(example, wait_for, capsys, te
         assert module.seen_ids == {delivery_id}
         assert "ready: https://cdn.example.com/shot_1.png" in capsys.readouterr().out
 
-        forged = requests.post(url, data=b'{"id": "evt_forged"}', timeout=5, headers={
-            "webhook-id": "msg_forged", "webhook-timestamp": "1700000000",
-            "webhook-signature": "v1,AAAA"})
+        forged = requests.post(
+            url,
+            data=b'{"id": "evt_forged"}',
+            timeout=5,
+            headers={
+                "webhook-id": "msg_forged",
+                "webhook-timestamp": "1700000000",
+                "webhook-signature": "v1,AAAA",
+            },
+        )
         assert forged.status_code == 401
         assert "msg_forged" not in module.seen_ids
     finally:

@@ -16,8 +16,12 @@ from webhooks.worker.task import deliver
 
 
 def _screenshot(**overrides):
-    shot = {"id": "s", "status": "uploaded", "download_url": "https://cdn.example.com/s.png",
-            "ad": {"id": "a", "status": "uploaded"}}
+    shot = {
+        "id": "s",
+        "status": "uploaded",
+        "download_url": "https://cdn.example.com/s.png",
+        "ad": {"id": "a", "status": "uploaded"},
+    }
     return {**shot, **overrides}
 
 
@@ -35,14 +39,20 @@ def _with_screenshot(shot):
         (event(data={}), "data.screenshot_set"),
         (event(typo=1), "typo"),
         (_with_screenshot(_screenshot(status="done")), "data.screenshot_set.screenshots.0.status"),
-        (_with_screenshot(_screenshot(ad={"id": "a", "status": "captured"})),
-         "data.screenshot_set.screenshots.0.ad.status"),
+        (
+            _with_screenshot(_screenshot(ad={"id": "a", "status": "captured"})),
+            "data.screenshot_set.screenshots.0.ad.status",
+        ),
         (_with_screenshot(_screenshot(download_url=None)), "data.screenshot_set.screenshots.0"),
-        (_with_screenshot(_screenshot(site_url="ftp://x")),
-         "data.screenshot_set.screenshots.0.site_url"),
+        (
+            _with_screenshot(_screenshot(site_url="ftp://x")),
+            "data.screenshot_set.screenshots.0.site_url",
+        ),
         (_with_screenshot(_screenshot(extra=True)), "data.screenshot_set.screenshots.0.extra"),
-        (event(data={"screenshot_set": {"id": "set", "screenshots": []}}),
-         "data.screenshot_set.screenshots"),
+        (
+            event(data={"screenshot_set": {"id": "set", "screenshots": []}}),
+            "data.screenshot_set.screenshots",
+        ),
         ("not an object", "event"),
     ],
 )
@@ -57,8 +67,17 @@ def test_invalid_event_names_the_field_and_leaves_nothing(counts, bad_event, fie
 
 @pytest.mark.parametrize(
     "url",
-    ["", "example.com/hook", "ftp://example.com/", "http:///path", "https://exa mple.com/",
-     "http://example.com:99999999/", "https://example.com/" + "a" * 2048, 42, None],
+    [
+        "",
+        "example.com/hook",
+        "ftp://example.com/",
+        "http:///path",
+        "https://exa mple.com/",
+        "http://example.com:99999999/",
+        "https://example.com/" + "a" * 2048,
+        42,
+        None,
+    ],
 )
 def test_invalid_url_is_refused_and_leaves_nothing(counts, url):
     before = counts()
@@ -70,9 +89,12 @@ def test_invalid_url_is_refused_and_leaves_nothing(counts, url):
 
 @pytest.mark.parametrize(
     ("args", "kwargs", "field"),
-    [(("https://example.com/",), {}, "event"), ((), {"event": event()}, "url"),
-     (("https://example.com/", event(), "extra"), {}, "args"),
-     (("https://example.com/",), {"evnt": event()}, "evnt")],
+    [
+        (("https://example.com/",), {}, "event"),
+        ((), {"event": event()}, "url"),
+        (("https://example.com/", event(), "extra"), {}, "args"),
+        (("https://example.com/",), {"evnt": event()}, "evnt"),
+    ],
 )
 def test_wrong_call_shape_is_refused(counts, args, kwargs, field):
     before = counts()
@@ -94,8 +116,14 @@ def test_a_valid_event_does_write_one_message_and_one_record(counts, redis_clien
 def no_lpush_url(redis_client):
     """A Redis user that may do anything but LPUSH, the command that publishes a message."""
     user, password = f"no-lpush-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    redis_client.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"],
-                             channels=["*"], commands=["+@all", "-lpush"])
+    redis_client.acl_setuser(
+        user,
+        enabled=True,
+        passwords=[f"+{password}"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-lpush"],
+    )
     yield QUIET_URL.replace("redis://", f"redis://{user}:{password}@")
     redis_client.acl_deluser(user)
 
@@ -107,20 +135,23 @@ def test_a_message_that_cannot_be_published_leaves_no_record(no_lpush_url, tmp_p
     before = quiet_db.dbsize()
     result = subprocess.run(
         [sys.executable, "-m", "webhooks", "send", "https://example.com/hook", str(event_file)],
-        capture_output=True, text=True, timeout=60,
-        env={**os.environ, "WEBHOOKS_REDIS_URL": no_lpush_url})
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "WEBHOOKS_REDIS_URL": no_lpush_url},
+    )
     assert result.returncode == 1 and result.stdout == ""
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("Error: could not write 1 deliveries to Redis") and (
-        "can't run this command" in line and "retrying the same call is safe" in line), line
+        "can't run this command" in line and "retrying the same call is safe" in line
+    ), line
     assert quiet_db.dbsize() == before == 0
 
 
 def test_wrong_options_are_refused(counts):
     before = counts()
     with pytest.raises(InvalidInput) as caught:
-        deliver.apply_async(("https://example.com/hook", event()), queue=QUEUE,
-                            headers={"x": "y"})
+        deliver.apply_async(("https://example.com/hook", event()), queue=QUEUE, headers={"x": "y"})
     assert caught.value.field == "headers"
     with pytest.raises(InvalidInput, match="its own task id"):
         deliver.apply_async(("https://example.com/hook", event()), task_id="mine")

@@ -40,18 +40,28 @@ def own_receiver() -> Iterator[Receiver]:
 
 
 def _worker(tmp_path: Path, url: str, name: str, **settings: str):
-    env = {"WEBHOOKS_REDIS_URL": url, "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK,
-           **{f"WEBHOOKS_{key.upper()}": value for key, value in settings.items()}}
+    env = {
+        "WEBHOOKS_REDIS_URL": url,
+        "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK,
+        **{f"WEBHOOKS_{key.upper()}": value for key, value in settings.items()},
+    }
     return start_worker(tmp_path / f"{name}.log", env, "--concurrency=8", "-n", f"{name}@%h")
 
 
 def _send(url: str, event_file: Path, redis_url: str) -> subprocess.CompletedProcess[str]:
     """``webhooks send``, as a producer's script would run it, with a 1 s Redis timeout."""
     return subprocess.run(
-        [sys.executable, "-m", "webhooks", "send", url, str(event_file)], capture_output=True,
-        text=True, timeout=120,
-        env={**os.environ, "WEBHOOKS_REDIS_URL": redis_url, "WEBHOOKS_REDIS_TIMEOUT_SECONDS": "1",
-             "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK})
+        [sys.executable, "-m", "webhooks", "send", url, str(event_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "WEBHOOKS_REDIS_URL": redis_url,
+            "WEBHOOKS_REDIS_TIMEOUT_SECONDS": "1",
+            "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK,
+        },
+    )
 
 
 def _deliveries_of(client: redis.Redis, event_id: str) -> list[str]:
@@ -72,7 +82,8 @@ def _wait(check, timeout: float, what: str) -> float:
 
 @pytest.mark.parametrize("failure", ["cut after the write", "stall"])
 def test_retrying_a_failed_send_makes_one_delivery_and_one_webhook_id(
-        failure, own_redis, own_receiver, tmp_path):
+    failure, own_redis, own_receiver, tmp_path
+):
     client = redis.Redis.from_url(own_redis.url)
     client.script_load(scripts._source("create_deliveries")[2])  # no NOSCRIPT round first
     proxy = Proxy(own_redis.port)
@@ -103,12 +114,16 @@ def test_retrying_a_failed_send_makes_one_delivery_and_one_webhook_id(
         again = _send(url, event_file, proxy.url())
         assert again.returncode == 0, again.stderr
         delivery_id = again.stdout.strip()
-        _wait(lambda: client.hget(f"webhooks:delivery:{delivery_id}", "status") == b"delivered",
-              30, "the delivery")
+        _wait(
+            lambda: client.hget(f"webhooks:delivery:{delivery_id}", "status") == b"delivered",
+            30,
+            "the delivery",
+        )
         time.sleep(0.5)
         assert _deliveries_of(client, str(raw["id"])) == [delivery_id]
         assert [r.headers["webhook-id"] for r in own_receiver.received("/ok/retried")] == [
-            delivery_id]
+            delivery_id
+        ]
     finally:
         own_redis.resume()
         proxy.close()
@@ -125,35 +140,54 @@ print(json.dumps([producer.send(url, raw) for raw in events]))
 
 def _resumption(own_redis: RedisProcess, receiver: Receiver, tmp_path: Path, outage) -> None:
     """Deliveries to one busy destination; ``outage`` happens with attempts in flight."""
-    worker = _worker(tmp_path, own_redis.url, "resume", retry_base_seconds="0.5",
-                     retry_jitter="0")
+    worker = _worker(tmp_path, own_redis.url, "resume", retry_base_seconds="0.5", retry_jitter="0")
     try:
         produced = subprocess.run(
-            [sys.executable, "-c", _PRODUCE], capture_output=True, text=True, timeout=60,
+            [sys.executable, "-c", _PRODUCE],
+            capture_output=True,
+            text=True,
+            timeout=60,
             input=json.dumps([receiver.url("/sleep/1"), [event() for _ in range(24)]]),
-            env={**os.environ, "WEBHOOKS_REDIS_URL": own_redis.url,
-                 "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK})
+            env={
+                **os.environ,
+                "WEBHOOKS_REDIS_URL": own_redis.url,
+                "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK,
+            },
+        )
         ids = json.loads(produced.stdout)
         _wait(lambda: receiver.inflight >= 1, 20, "attempts in flight")
         time.sleep(1.2)  # AOF syncs every second: the records are on disk
         assert receiver.inflight >= 1
         outage()
         back = time.time()
-        first = _wait(lambda: any(r.at > back for r in receiver.received()), 10,
-                      "the first POST after Redis came back")
+        first = _wait(
+            lambda: any(r.at > back for r in receiver.received()),
+            10,
+            "the first POST after Redis came back",
+        )
         client = redis.Redis.from_url(own_redis.url)
-        _wait(lambda: all(client.hget(f"webhooks:delivery:{i}", "status") == b"delivered"
-                          for i in ids), 90, "every delivery")
+        _wait(
+            lambda: all(
+                client.hget(f"webhooks:delivery:{i}", "status") == b"delivered" for i in ids
+            ),
+            90,
+            "every delivery",
+        )
         assert worker.poll() is None  # the same worker process, never exited
         per_id = collections.Counter(r.headers["webhook-id"] for r in receiver.received())
         duplicates = sum(n - 1 for n in per_id.values())
         assert set(per_id) == set(ids)
         assert duplicates <= 4, per_id  # one outage x the destination's 4 slots
         # What the worker had fetched is done: nothing left unacknowledged or queued.
-        _wait(lambda: client.hlen("unacked") == 0 and client.llen("webhooks") == 0, 15,
-              "the unacked messages")
-        print(f"\nfirst POST {first:.1f} s after Redis answered; {len(ids)} delivered, "
-              f"{duplicates} duplicates")
+        _wait(
+            lambda: client.hlen("unacked") == 0 and client.llen("webhooks") == 0,
+            15,
+            "the unacked messages",
+        )
+        print(
+            f"\nfirst POST {first:.1f} s after Redis answered; {len(ids)} delivered, "
+            f"{duplicates} duplicates"
+        )
     finally:
         stop_worker(worker)
 
@@ -189,32 +223,52 @@ def test_a_worker_warns_when_redis_may_evict(tmp_path):
 
 def test_a_lost_pool_process_lets_go_of_its_claim_at_once(own_redis, own_receiver, tmp_path):
     # A 20 s lease: without the release, the attempt would wait for it to lapse.
-    worker = _worker(tmp_path, own_redis.url, "lost", timeout_seconds="15",
-                     recovery_seconds="60")
+    worker = _worker(tmp_path, own_redis.url, "lost", timeout_seconds="15", recovery_seconds="60")
     try:
         client = redis.Redis.from_url(own_redis.url)
-        env = {**os.environ, "WEBHOOKS_REDIS_URL": own_redis.url,
-               "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK}
+        env = {
+            **os.environ,
+            "WEBHOOKS_REDIS_URL": own_redis.url,
+            "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK,
+        }
         event_file = tmp_path / "event.json"
         event_file.write_text(json.dumps(event()))
-        sent = subprocess.run([sys.executable, "-m", "webhooks", "send",
-                               own_receiver.url("/sleep-once/30"), str(event_file)],
-                              capture_output=True, text=True, timeout=60, env=env)
+        sent = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "webhooks",
+                "send",
+                own_receiver.url("/sleep-once/30"),
+                str(event_file),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         delivery_id = sent.stdout.strip()
         _wait(lambda: own_receiver.received("/sleep-once/30", delivery_id), 20, "the attempt")
         # The pool process making the attempt dies, as an OOM kill would do it.
         (member,) = client.zrange("webhooks:running", 0, -1)
-        children = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True,
-                                  text=True).stdout.split()
+        children = subprocess.run(
+            ["pgrep", "-P", str(worker.pid)], capture_output=True, text=True
+        ).stdout.split()
         killed_at = time.time()
         for pid in children:
             os.kill(int(pid), 9)
-        _wait(lambda: len(own_receiver.received("/sleep-once/30", delivery_id)) == 2, 10,
-              "the attempt made again")
+        _wait(
+            lambda: len(own_receiver.received("/sleep-once/30", delivery_id)) == 2,
+            10,
+            "the attempt made again",
+        )
         again = own_receiver.received("/sleep-once/30", delivery_id)[1].at - killed_at
         assert again < 8, again  # well inside the 20 s lease
-        _wait(lambda: client.hget(f"webhooks:delivery:{delivery_id}", "status")
-              == b"delivered", 20, "the delivery")
+        _wait(
+            lambda: client.hget(f"webhooks:delivery:{delivery_id}", "status") == b"delivered",
+            20,
+            "the delivery",
+        )
         assert member.decode().startswith(delivery_id)
         assert worker.poll() is None
     finally:

@@ -33,7 +33,11 @@ def test_readme_states_the_real_sum_and_schedule():
 def test_waits_double_and_the_15th_failure_exhausts():
     policy = BackoffPolicy(base=2.0, jitter=0.0)
     assert [policy.after_failure(n) for n in range(4)] == [
-        Retry(2.0), Retry(4.0), Retry(8.0), Retry(16.0)]
+        Retry(2.0),
+        Retry(4.0),
+        Retry(8.0),
+        Retry(16.0),
+    ]
     assert policy.after_failure(13) == Retry(2.0 * 2**13, parked=True)
     assert policy.after_failure(14) == RetriesExhausted(attempts=15)
 
@@ -42,7 +46,12 @@ def test_on_rabbitmq_every_wait_of_a_second_or_more_waits_in_the_broker():
     policy = BackoffPolicy.from_settings(Settings(broker_url="amqp://guest:guest@127.0.0.1//"))
     assert policy.native_delays
     assert [policy.wait(w).parked for w in (0.001, 1.4, 1.5, 60, 12 * 3600)] == [
-        True, True, False, False, False]
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
     assert not BackoffPolicy.from_settings(Settings()).native_delays
 
 
@@ -64,8 +73,7 @@ def test_visibility_timeout_outlasts_what_a_worker_holds():
     from webhooks.broker import config as celeryconfig
 
     settings = Settings()
-    held = (settings.park_threshold_seconds
-            + (celeryconfig.PREFETCH + 1) * settings.timeout_seconds)
+    held = settings.park_threshold_seconds + (celeryconfig.PREFETCH + 1) * settings.timeout_seconds
     timeout = celeryconfig.broker_transport_options["visibility_timeout"]
     assert held < timeout <= 180  # short, because long waits are parked in Redis
     assert BackoffPolicy.from_settings(settings).wait(held).parked
@@ -79,7 +87,10 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("WEBHOOKS_TIMEOUT_SECONDS", "3")
     settings = Settings()
     assert (settings.retry_base_seconds, settings.retry_jitter, settings.timeout_seconds) == (
-        0.5, 0.0, 3.0)
+        0.5,
+        0.0,
+        3.0,
+    )
     monkeypatch.setenv("WEBHOOKS_RETRY_JITTER", "1.5")
     with pytest.raises(ValueError, match="retry_jitter"):
         Settings()

@@ -33,9 +33,12 @@ def fresh(redis_client, receiver):
 
 def _held(redis_client, delivery_id: str) -> list[bytes]:
     """The delivery's runs in the claim set and the schedule."""
-    return [member for key in (keys.running(), keys.scheduled())
-            for member in redis_client.zrange(key, 0, -1) if member.startswith(
-                delivery_id.encode())]
+    return [
+        member
+        for key in (keys.running(), keys.scheduled())
+        for member in redis_client.zrange(key, 0, -1)
+        if member.startswith(delivery_id.encode())
+    ]
 
 
 def test_a_2xx_is_delivered_once_and_lets_go_of_everything(fresh, receiver, redis_client):
@@ -54,9 +57,9 @@ def test_a_2xx_is_delivered_once_and_lets_go_of_everything(fresh, receiver, redi
     assert len(receiver.received("/ok/runner", delivery_id)) == 1
 
 
-def test_a_failure_asks_for_a_retry_that_waits_as_an_eta_when_short(fresh, receiver,
-                                                                       redis_client,
-                                                                       settings_env):
+def test_a_failure_asks_for_a_retry_that_waits_as_an_eta_when_short(
+    fresh, receiver, redis_client, settings_env
+):
     settings_env(retry_base_seconds="2", retry_jitter="0")
     delivery_id = fresh("/status/503")
     assert run_attempt(delivery_id, 0, 0) == Retry(2.0, parked=False)
@@ -91,8 +94,9 @@ def test_runs_that_must_not_attempt(fresh, receiver, redis_client):
     assert receiver.received("/ok/runner-stale") == []
 
 
-def test_a_deleted_endpoint_stops_the_delivery_and_frees_its_claim(fresh, receiver,
-                                                                    redis_client, tenant):
+def test_a_deleted_endpoint_stops_the_delivery_and_frees_its_claim(
+    fresh, receiver, redis_client, tenant
+):
     endpoint, _ = get_endpoints().add(receiver.url("/ok/runner-deleted"), tenant=tenant)
     delivery_id = fresh("/ok/runner-deleted", endpoint.id)
     # Gone between the delivery's creation and its run (deleting an endpoint also stops

@@ -29,7 +29,8 @@ def scale_redis(redis_client):
 
 @pytest.mark.timeout(180)
 def test_100k_waiting_retries_keep_worker_memory_flat_and_promotion_on_time(
-        scale_redis, receiver, tmp_path):
+    scale_redis, receiver, tmp_path
+):
     env = {**WORKER_ENV, "WEBHOOKS_REDIS_URL": SCALE_URL}
     worker = start_worker(tmp_path / "scale.log", env, "--concurrency=2")
     try:
@@ -37,8 +38,7 @@ def test_100k_waiting_retries_keep_worker_memory_flat_and_promotion_on_time(
         idle_kb = tree_rss_kb(worker.pid)
         store = DeliveryStore(scale_redis, retention=timedelta(days=1))
         schedule, parsed = Schedule(scale_redis), parse_event(event())
-        seed_waiting(store, schedule, parsed, receiver.url("/ok"), 100_000,
-                     due=time.time() + 3600)
+        seed_waiting(store, schedule, parsed, receiver.url("/ok"), 100_000, due=time.time() + 3600)
         assert schedule.waiting() == 100_000
 
         due = time.time() + 2
@@ -55,7 +55,9 @@ def test_100k_waiting_retries_keep_worker_memory_flat_and_promotion_on_time(
         growth_mb = (tree_rss_kb(worker.pid) - idle_kb) / 1024
         assert growth_mb < 50, f"RSS grew {growth_mb:.1f} MB"
         assert schedule.waiting() == 100_000
-        print(f"\n100,000 parked: worker RSS {idle_kb / 1024:.1f} MB idle, {growth_mb:+.1f} MB; "
-              f"20 due retries sent {max(arrivals) - due:.2f} s after due at the latest")
+        print(
+            f"\n100,000 parked: worker RSS {idle_kb / 1024:.1f} MB idle, {growth_mb:+.1f} MB; "
+            f"20 due retries sent {max(arrivals) - due:.2f} s after due at the latest"
+        )
     finally:
         stop_worker(worker)

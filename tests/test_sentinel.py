@@ -51,11 +51,17 @@ class Topology:
     def __init__(self, workdir: Path) -> None:
         for name in ("primary", "replica", "sentinels"):
             (workdir / name).mkdir()
-        self.primary = RedisProcess(workdir / "primary", "--min-replicas-to-write", "1",
-                                    "--min-replicas-max-lag", str(LAG_BOUND))
+        self.primary = RedisProcess(
+            workdir / "primary",
+            "--min-replicas-to-write",
+            "1",
+            "--min-replicas-max-lag",
+            str(LAG_BOUND),
+        )
         self.replica = RedisProcess(workdir / "replica")
-        self.sentinels = [SentinelProcess(workdir / "sentinels", MASTER, self.primary.port)
-                          for _ in range(3)]
+        self.sentinels = [
+            SentinelProcess(workdir / "sentinels", MASTER, self.primary.port) for _ in range(3)
+        ]
         self.replica.extra = ("--replicaof", "127.0.0.1", str(self.primary.port))
 
     @property
@@ -67,8 +73,11 @@ class Topology:
         self.primary.start()
         self.replica.start()
         replica = redis.Redis(port=self.replica.port)
-        until(lambda: replica.info("replication").get("master_link_status") == "up", 10,
-               "the replica never synced")
+        until(
+            lambda: replica.info("replication").get("master_link_status") == "up",
+            10,
+            "the replica never synced",
+        )
         for sentinel in self.sentinels:
             sentinel.start()
 
@@ -84,8 +93,8 @@ class Topology:
     def master_port(self) -> int | None:
         try:
             _, port = redis.sentinel.Sentinel(
-                [("127.0.0.1", s.port) for s in self.sentinels],
-                socket_timeout=0.5).discover_master(MASTER)
+                [("127.0.0.1", s.port) for s in self.sentinels], socket_timeout=0.5
+            ).discover_master(MASTER)
         except redis.RedisError:
             return None
         return int(port)
@@ -119,20 +128,36 @@ def _delivered_by_now(receiver: Receiver) -> int:
 
 
 @pytest.mark.timeout(150)
-def test_failover_with_500_deliveries_under_way(topology: Topology, own_receiver: Receiver,
-                                                tmp_path: Path) -> None:
+def test_failover_with_500_deliveries_under_way(
+    topology: Topology, own_receiver: Receiver, tmp_path: Path
+) -> None:
     receiver = own_receiver
-    env = {**WORKER_ENV, "WEBHOOKS_REDIS_URL": topology.url,
-           # 0.05, 0.1 s waits go out as ETA messages, 0.2 s ones are parked.
-           "WEBHOOKS_RETRY_BASE_SECONDS": "0.05", "WEBHOOKS_VISIBILITY_TIMEOUT_SECONDS": "3",
-           # A message lost with the primary is found by the backstop 2 x 2 s late.
-           "WEBHOOKS_RECOVERY_SECONDS": "2"}
+    env = {
+        **WORKER_ENV,
+        "WEBHOOKS_REDIS_URL": topology.url,
+        # 0.05, 0.1 s waits go out as ETA messages, 0.2 s ones are parked.
+        "WEBHOOKS_RETRY_BASE_SECONDS": "0.05",
+        "WEBHOOKS_VISIBILITY_TIMEOUT_SECONDS": "3",
+        # A message lost with the primary is found by the backstop 2 x 2 s late.
+        "WEBHOOKS_RECOVERY_SECONDS": "2",
+    }
     with ThreadPoolExecutor() as starting:  # each takes a few seconds to be ready
-        started_workers = [starting.submit(start_worker, tmp_path / f"worker{n}.log", env,
-                                           "--concurrency=4", "-n", f"failover{n}@%h")
-                           for n in range(2)]
-        started_server = starting.submit(start_server, tmp_path / "serve.log", {
-            **env, "WEBHOOKS_API_TOKEN": OPERATOR_TOKEN, "WEBHOOKS_PORTAL_SECRET": PORTAL_SECRET})
+        started_workers = [
+            starting.submit(
+                start_worker,
+                tmp_path / f"worker{n}.log",
+                env,
+                "--concurrency=4",
+                "-n",
+                f"failover{n}@%h",
+            )
+            for n in range(2)
+        ]
+        started_server = starting.submit(
+            start_server,
+            tmp_path / "serve.log",
+            {**env, "WEBHOOKS_API_TOKEN": OPERATOR_TOKEN, "WEBHOOKS_PORTAL_SECRET": PORTAL_SECRET},
+        )
     workers = [future.result() for future in started_workers]
     server, base = started_server.result()
     producer = Producer(env)
@@ -146,8 +171,11 @@ def test_failover_with_500_deliveries_under_way(topology: Topology, own_receiver
         killed_at = time.time()
         topology.primary.kill()
         started = time.monotonic()
-        until(lambda: topology.master_port() not in (None, first_port), 30,
-               "the sentinels did not promote the replica")
+        until(
+            lambda: topology.master_port() not in (None, first_port),
+            30,
+            "the sentinels did not promote the replica",
+        )
         promoted_in = time.monotonic() - started
         # The same producer process, which never restarted, goes on publishing.
         producer.send(receiver.url(PATH), [event() for _ in range(AFTER)])
@@ -160,8 +188,11 @@ def test_failover_with_500_deliveries_under_way(topology: Topology, own_receiver
         deadline = time.monotonic() + 60
         while True:
             statuses = store.statuses(ids)
-            open_ = [i for i, s in zip(ids, statuses, strict=True)
-                     if s is not None and s not in FINAL_STATUSES]
+            open_ = [
+                i
+                for i, s in zip(ids, statuses, strict=True)
+                if s is not None and s not in FINAL_STATUSES
+            ]
             if not open_:
                 break
             assert time.monotonic() < deadline, (len(open_), collections.Counter(statuses))
@@ -170,8 +201,11 @@ def test_failover_with_500_deliveries_under_way(topology: Topology, own_receiver
         stats = store.stats(overdue_after=float(env["WEBHOOKS_RECOVERY_SECONDS"]))
 
         # serve reconnected as well: its numbers are the new primary's.
-        answer = requests.get(f"{base}/api/v1/stats", timeout=10,
-                              headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+        answer = requests.get(
+            f"{base}/api/v1/stats",
+            timeout=10,
+            headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+        )
         assert answer.status_code == 200, answer.text
         assert answer.json()["delivered"] == stats["delivered"]
         assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
@@ -186,8 +220,9 @@ def test_failover_with_500_deliveries_under_way(topology: Topology, own_receiver
     posts = collections.defaultdict(list)
     for received in receiver.received(PATH):
         posts[received.headers["webhook-id"]].append(received.at)
-    unfinished = sum(1 for line in before
-                     if len([at for at in posts[str(line["id"])] if at < killed_at]) < 3)
+    unfinished = sum(
+        1 for line in before if len([at for at in posts[str(line["id"])] if at < killed_at]) < 3
+    )
     assert unfinished >= 100, f"only {unfinished} deliveries were under way at the crash"
 
     # Lost: accepted, then gone with the primary. Only the last LAG_BOUND seconds can be.
@@ -199,30 +234,50 @@ def test_failover_with_500_deliveries_under_way(topology: Topology, own_receiver
     assert stats["overdue"] == 0
     # Repeated: attempts made again because their record was lost, or cut by the crash.
     repeated = sum(max(0, len(posts[i]) - 3) for i in ids)
-    near = sum(1 for times in posts.values() for at in times
-               if killed_at - LAG_BOUND <= at <= killed_at + promoted_in + 1)
+    near = sum(
+        1
+        for times in posts.values()
+        for at in times
+        if killed_at - LAG_BOUND <= at <= killed_at + promoted_in + 1
+    )
     assert repeated <= near, (repeated, near)
-    print(f"\nsentinel failover: {len(ids)} accepted ({FIRST} before the SIGKILL, {unfinished} "
-          f"of them unfinished), replica promoted in {promoted_in:.1f} s; {survived} ended "
-          f"delivered or retries_exhausted {settled_in:.1f} s after the crash, {len(lost)} "
-          f"lost (bound: the {len(window)} accepted in the last {LAG_BOUND} s), {repeated} "
-          f"attempts repeated ({near} POSTs in the window), 0 overdue")
+    print(
+        f"\nsentinel failover: {len(ids)} accepted ({FIRST} before the SIGKILL, {unfinished} "
+        f"of them unfinished), replica promoted in {promoted_in:.1f} s; {survived} ended "
+        f"delivered or retries_exhausted {settled_in:.1f} s after the crash, {len(lost)} "
+        f"lost (bound: the {len(window)} accepted in the last {LAG_BOUND} s), {repeated} "
+        f"attempts repeated ({near} POSTs in the window), 0 overdue"
+    )
 
 
 def test_a_sentinel_url_is_read_into_the_store_and_broker_settings() -> None:
-    url = ("sentinel://10.0.0.1:26379,sentinel-b,[::1]:26380/3?master=main"
-           "&password=p%40ss&sentinel_password=s3")
+    url = (
+        "sentinel://10.0.0.1:26379,sentinel-b,[::1]:26380/3?master=main"
+        "&password=p%40ss&sentinel_password=s3"
+    )
     read = SentinelURL.parse(url)
-    assert read == SentinelURL((("10.0.0.1", 26379), ("sentinel-b", 26379), ("::1", 26380)),
-                               "main", 3, None, "p@ss", "s3")
-    assert read.kombu_url() == ("sentinel://:p%40ss@10.0.0.1:26379/3;"
-                                "sentinel://:p%40ss@sentinel-b:26379/3;"
-                                "sentinel://:p%40ss@[::1]:26380/3")
+    assert read == SentinelURL(
+        (("10.0.0.1", 26379), ("sentinel-b", 26379), ("::1", 26380)), "main", 3, None, "p@ss", "s3"
+    )
+    assert read.kombu_url() == (
+        "sentinel://:p%40ss@10.0.0.1:26379/3;"
+        "sentinel://:p%40ss@sentinel-b:26379/3;"
+        "sentinel://:p%40ss@[::1]:26380/3"
+    )
     config = subprocess.run(
-        [sys.executable, "-c", "import json; from webhooks.broker import config as c; "
-         "print(json.dumps([c.broker_url, c.broker_transport, c.broker_transport_options]))"],
-        cwd=ROOT, env={**os.environ, "WEBHOOKS_REDIS_URL": url}, capture_output=True,
-        text=True, timeout=60, check=True)
+        [
+            sys.executable,
+            "-c",
+            "import json; from webhooks.broker import config as c; "
+            "print(json.dumps([c.broker_url, c.broker_transport, c.broker_transport_options]))",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "WEBHOOKS_REDIS_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     broker_url, transport, options = json.loads(config.stdout)
     assert broker_url == read.kombu_url()
     assert transport == "webhooks.broker.transport:SentinelTransport"
@@ -230,16 +285,19 @@ def test_a_sentinel_url_is_read_into_the_store_and_broker_settings() -> None:
     assert options["sentinel_kwargs"]["password"] == "s3"
 
 
-@pytest.mark.parametrize(("url", "message"), [
-    ("sentinel://a:1/0", "?master=NAME"),
-    ("sentinel:///0?master=m", "names at least one sentinel"),
-    ("sentinel://a:port/0?master=m", "'a:port' is not host:port"),
-    ("sentinel://a:70000/0?master=m", "'a:70000' is not host:port"),
-    ("sentinel://a/zero?master=m", "must be a number, not 'zero'"),
-    ("sentinel://a?master=m&sentinel_pass=x", "unknown sentinel:// option 'sentinel_pass'"),
-    ("sentinel://:secret@a?master=m", "as ?password="),
-    ("http://a:6379/0", "must start with one of redis://"),
-])
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sentinel://a:1/0", "?master=NAME"),
+        ("sentinel:///0?master=m", "names at least one sentinel"),
+        ("sentinel://a:port/0?master=m", "'a:port' is not host:port"),
+        ("sentinel://a:70000/0?master=m", "'a:70000' is not host:port"),
+        ("sentinel://a/zero?master=m", "must be a number, not 'zero'"),
+        ("sentinel://a?master=m&sentinel_pass=x", "unknown sentinel:// option 'sentinel_pass'"),
+        ("sentinel://:secret@a?master=m", "as ?password="),
+        ("http://a:6379/0", "must start with one of redis://"),
+    ],
+)
 def test_a_bad_redis_url_is_refused_naming_the_setting(url: str, message: str) -> None:
     with pytest.raises(ValidationError) as refused:
         Settings(redis_url=url)
@@ -249,18 +307,29 @@ def test_a_bad_redis_url_is_refused_naming_the_setting(url: str, message: str) -
 
 def test_the_cli_hides_sentinel_passwords() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "webhooks", "stats"], cwd=ROOT, capture_output=True, text=True,
-        timeout=60, env={**os.environ, "WEBHOOKS_REDIS_TIMEOUT_SECONDS": "0.2",
-                         "WEBHOOKS_REDIS_URL": "sentinel://127.0.0.1:1/0?master=m"
-                                               "&password=hunter2&sentinel_password=hunter3"})
+        [sys.executable, "-m", "webhooks", "stats"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "WEBHOOKS_REDIS_TIMEOUT_SECONDS": "0.2",
+            "WEBHOOKS_REDIS_URL": "sentinel://127.0.0.1:1/0?master=m"
+            "&password=hunter2&sentinel_password=hunter3",
+        },
+    )
     assert done.returncode == 1
-    assert done.stderr.startswith("Error: Redis at sentinel://127.0.0.1:1/0?master=m"
-                                  "&password=***&sentinel_password=*** failed"), done.stderr
+    assert done.stderr.startswith(
+        "Error: Redis at sentinel://127.0.0.1:1/0?master=m"
+        "&password=***&sentinel_password=*** failed"
+    ), done.stderr
     assert "hunter" not in done.stderr
 
 
 def test_the_broker_channel_reaches_the_primary_after_its_connection_closed(
-        topology: Topology) -> None:
+    topology: Topology,
+) -> None:
     # kombu builds pools from a closed connection (to put unacknowledged messages back,
     # and for acks that come after a reconnect): the channel keeps the sentinels.
     from kombu import Connection
@@ -268,8 +337,9 @@ def test_the_broker_channel_reaches_the_primary_after_its_connection_closed(
     from webhooks.broker.transport import SentinelTransport
 
     read = SentinelURL.parse(topology.url)
-    connection = Connection(read.kombu_url(), transport=SentinelTransport,
-                            transport_options={"master_name": MASTER})
+    connection = Connection(
+        read.kombu_url(), transport=SentinelTransport, transport_options={"master_name": MASTER}
+    )
     channel = connection.channel()
     with channel.conn_or_acquire() as client:  # what acks and restores go through
         assert client.ping()

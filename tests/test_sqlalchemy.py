@@ -22,14 +22,19 @@ from sqlalchemy.orm import Session  # noqa: E402
 def engine(pg_dsn: str) -> Iterator[Engine]:
     engine = sqlalchemy.create_engine(pg_dsn.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE IF NOT EXISTS approvals (id serial PRIMARY KEY, "
-                          "screenshot_set text NOT NULL)"))
+        conn.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS approvals (id serial PRIMARY KEY, "
+                "screenshot_set text NOT NULL)"
+            )
+        )
     yield engine
     engine.dispose()
 
 
-def test_published_after_the_commit_only(engine: Engine,
-                                         two_endpoints: tuple[str, list[str]]) -> None:
+def test_published_after_the_commit_only(
+    engine: Engine, two_endpoints: tuple[str, list[str]]
+) -> None:
     from webhooks.contrib.sqlalchemy import publish_on_commit
 
     tenant, endpoints = two_endpoints
@@ -46,9 +51,9 @@ def test_published_after_the_commit_only(engine: Engine,
     assert len(tenant_deliveries(tenant)) == len(endpoints)
 
 
-def test_a_rollback_publishes_nothing_then_or_later(engine: Engine,
-                                                    two_endpoints: tuple[str, list[str]]
-                                                    ) -> None:
+def test_a_rollback_publishes_nothing_then_or_later(
+    engine: Engine, two_endpoints: tuple[str, list[str]]
+) -> None:
     from webhooks.contrib.sqlalchemy import publish_on_commit
 
     tenant, endpoints = two_endpoints
@@ -64,7 +69,8 @@ def test_a_rollback_publishes_nothing_then_or_later(engine: Engine,
 
 
 def test_a_rolled_back_savepoint_drops_what_it_added(
-        engine: Engine, two_endpoints: tuple[str, list[str]]) -> None:
+    engine: Engine, two_endpoints: tuple[str, list[str]]
+) -> None:
     from webhooks.contrib.sqlalchemy import publish_on_commit
 
     tenant, endpoints = two_endpoints
@@ -77,7 +83,8 @@ def test_a_rolled_back_savepoint_drops_what_it_added(
         with session.begin_nested():  # a savepoint released: its event stays
             publish_on_commit(session, later := event(), tenant=tenant)
     assert sorted(tenant_deliveries(tenant)) == sorted(
-        (sent["id"], e) for sent in (kept, later) for e in endpoints)
+        (sent["id"], e) for sent in (kept, later) for e in endpoints
+    )
 
 
 def test_a_bad_event_fails_at_the_call(engine: Engine, tenant: str) -> None:
@@ -92,8 +99,8 @@ def test_a_bad_event_fails_at_the_call(engine: Engine, tenant: str) -> None:
 
 @pytest.mark.parametrize("through", ["session", "connection"])
 def test_the_outbox_through_a_session_or_a_connection(
-        engine: Engine, outbox_dsn: str, two_endpoints: tuple[str, list[str]],
-        through: str) -> None:
+    engine: Engine, outbox_dsn: str, two_endpoints: tuple[str, list[str]], through: str
+) -> None:
     tenant, endpoints = two_endpoints
 
     def add(sent: dict[str, object], fail: bool) -> None:

@@ -20,16 +20,27 @@ def store(redis_client):
 
 def _delivery(delivery_id: str) -> Delivery:
     moment = now()
-    return Delivery(id=delivery_id, url="https://example.com/", event_id="evt", event_type="t",
-                    status=DeliveryStatus.PENDING, created_at=moment, updated_at=moment,
-                    next_attempt_at=moment)
+    return Delivery(
+        id=delivery_id,
+        url="https://example.com/",
+        event_id="evt",
+        event_type="t",
+        status=DeliveryStatus.PENDING,
+        created_at=moment,
+        updated_at=moment,
+        next_attempt_at=moment,
+    )
 
 
 def _attempt(number: int, ok: bool) -> Attempt:
-    return Attempt(number=number, started_at=now(), duration_ms=1.5,
-                   status_code=200 if ok else 500,
-                   error=None if ok else AttemptError(kind="http_status", message="HTTP 500"),
-                   response_body="r")
+    return Attempt(
+        number=number,
+        started_at=now(),
+        duration_ms=1.5,
+        status_code=200 if ok else 500,
+        error=None if ok else AttemptError(kind="http_status", message="HTTP 500"),
+        response_body="r",
+    )
 
 
 def test_create_load_and_move_through_statuses(store, redis_client):
@@ -38,8 +49,9 @@ def test_create_load_and_move_through_statuses(store, redis_client):
     assert (delivery.status, body, delivery.attempts) == (DeliveryStatus.PENDING, b'{"x": 1}', [])
 
     later = now() + timedelta(seconds=5)
-    store.record_attempt(Run("store-a", 0, 0), _attempt(1, ok=False), DeliveryStatus.RETRYING,
-                         later)
+    store.record_attempt(
+        Run("store-a", 0, 0), _attempt(1, ok=False), DeliveryStatus.RETRYING, later
+    )
     delivery = store.get("store-a")
     assert delivery.status is DeliveryStatus.RETRYING
     assert delivery.next_attempt_at == later
@@ -48,12 +60,16 @@ def test_create_load_and_move_through_statuses(store, redis_client):
     # In exactly one status index at each step (the scripts leave only the one it was
     # in), and in the index of all deliveries.
     def memberships() -> list[DeliveryStatus]:
-        return [s for s in DeliveryStatus if redis_client.zscore(
-            f"webhooks:deliveries:{s.value}", "store-a") is not None]
+        return [
+            s
+            for s in DeliveryStatus
+            if redis_client.zscore(f"webhooks:deliveries:{s.value}", "store-a") is not None
+        ]
 
     assert memberships() == [DeliveryStatus.RETRYING]
-    store.record_attempt(Run("store-a", 0, 1), _attempt(2, ok=False), DeliveryStatus.RETRYING,
-                         later)
+    store.record_attempt(
+        Run("store-a", 0, 1), _attempt(2, ok=False), DeliveryStatus.RETRYING, later
+    )
     assert memberships() == [DeliveryStatus.RETRYING]
     store.record_attempt(Run("store-a", 0, 2), _attempt(3, ok=True), DeliveryStatus.DELIVERED)
     delivery = store.get("store-a")

@@ -21,10 +21,27 @@ def certificate(tmp_path_factory):
         pytest.skip("openssl is needed to make a test certificate")
     folder = tmp_path_factory.mktemp("tls")
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-         "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")],
-        check=True, capture_output=True)
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            str(folder / "key.pem"),
+            "-out",
+            str(folder / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return folder / "cert.pem", folder / "key.pem"
 
 
@@ -43,8 +60,15 @@ def https_receiver(certificate):
 @pytest.fixture(scope="module")
 def tls_worker(redis_client, certificate, tmp_path_factory):
     env = {**WORKER_ENV, "WEBHOOKS_CA_BUNDLE": str(certificate[0])}
-    worker = start_worker(tmp_path_factory.mktemp("tls-worker") / "worker.log", env,
-                          "-Q", "tls", "--concurrency=2", "-n", "tls@%h")
+    worker = start_worker(
+        tmp_path_factory.mktemp("tls-worker") / "worker.log",
+        env,
+        "-Q",
+        "tls",
+        "--concurrency=2",
+        "-n",
+        "tls@%h",
+    )
     yield
     stop_worker(worker)
 
@@ -67,7 +91,8 @@ def test_a_certificate_for_another_name_fails_as_tls(https_receiver, wait_for):
     delivery = wait_for(result.id, lambda d: len(d.attempts) >= 1)
     assert delivery.attempts[0].error.kind == "tls"
     assert "127.0.0.1" in delivery.attempts[0].error.message or "match" in (
-        delivery.attempts[0].error.message)
+        delivery.attempts[0].error.message
+    )
     assert https_receiver.received("/ok", result.id) == []
 
 
@@ -77,5 +102,3 @@ def test_untrusted_certificate_fails_as_tls(https_receiver, worker, wait_for):
     delivery = wait_for(result.id, lambda d: len(d.attempts) >= 1)
     assert delivery.attempts[0].error.kind == "tls"
     assert "certificate" in delivery.attempts[0].error.message.lower()
-
-

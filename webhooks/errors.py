@@ -1,21 +1,21 @@
 """The exceptions this package raises, all under one base.
 
-    WebhooksError
-    ├── InvalidInput            bad input from a producer or the CLI; names the field
-    │   ├── InvalidEvent        the event does not match its registered model
-    │   ├── InvalidURL          the destination URL is not acceptable
-    │   ├── DeliveryConflict    the event's id was sent to the same place with another body
-    │   └── TenantExists        a tenant with that id is registered already
-    ├── NotFound
-    │   ├── DeliveryNotFound    no delivery with that id (never created, or expired)
-    │   ├── EndpointNotFound    no endpoint with that id
-    │   └── TenantNotFound      no tenant with that id
-    ├── EndpointDisabled        the endpoint is disabled, so nothing is sent to it
-    ├── EnqueueFailed           messages could not be published; what they were for is undone
-    ├── BlockedDestination      an attempt's destination resolved to a forbidden address
-    ├── TokenInvalid            a portal token that is not ours, was altered, or expired
-    └── WebhookVerificationFailed
-                                a received webhook's signature or timestamp did not verify
+WebhooksError
+├── InvalidInput            bad input from a producer or the CLI; names the field
+│   ├── InvalidEvent        the event does not match its registered model
+│   ├── InvalidURL          the destination URL is not acceptable
+│   ├── DeliveryConflict    the event's id was sent to the same place with another body
+│   └── TenantExists        a tenant with that id is registered already
+├── NotFound
+│   ├── DeliveryNotFound    no delivery with that id (never created, or expired)
+│   ├── EndpointNotFound    no endpoint with that id
+│   └── TenantNotFound      no tenant with that id
+├── EndpointDisabled        the endpoint is disabled, so nothing is sent to it
+├── EnqueueFailed           messages could not be published; what they were for is undone
+├── BlockedDestination      an attempt's destination resolved to a forbidden address
+├── TokenInvalid            a portal token that is not ours, was altered, or expired
+└── WebhookVerificationFailed
+                            a received webhook's signature or timestamp did not verify
 """
 
 from __future__ import annotations
@@ -106,9 +106,12 @@ class DeliveryConflict(InvalidInput):
 
     def __init__(self, delivery_id: str, field: str = "id") -> None:
         self.delivery_id = delivery_id
-        super().__init__(field, f"this event id was already sent to this destination with "
-                                f"another body (delivery {delivery_id}); an event id must "
-                                f"name one event")
+        super().__init__(
+            field,
+            f"this event id was already sent to this destination with "
+            f"another body (delivery {delivery_id}); an event id must "
+            f"name one event",
+        )
 
 
 class NotFound(WebhooksError, LookupError):
@@ -137,8 +140,9 @@ class EndpointDisabled(WebhooksError):
     def __init__(self, endpoint_id: str, reason: str | None) -> None:
         self.endpoint_id = endpoint_id
         self.reason = reason
-        super().__init__(f"endpoint {endpoint_id} is disabled ({reason or 'no reason given'}); "
-                         f"enable it first")
+        super().__init__(
+            f"endpoint {endpoint_id} is disabled ({reason or 'no reason given'}); enable it first"
+        )
 
 
 class EnqueueFailed(WebhooksError):

@@ -105,12 +105,21 @@ def _http_url(value: str) -> str:
 
 # json_schema_extra and WithJsonSchema change the schema only: what is checked at
 # run time is the Field constraints and the validators, as before.
-Id = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^\S+$",
-                          json_schema_extra={"pattern": _ID_PATTERN})]
-HttpURL = Annotated[str, Field(max_length=2048, json_schema_extra={"pattern": _HTTP_URL_PATTERN}),
-                    AfterValidator(_http_url)]
-Time = Annotated[UTCDatetime, WithJsonSchema(
-    {"type": "string", "format": "date-time", "pattern": _DATE_TIME_PATTERN})]
+Id = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=255, pattern=r"^\S+$", json_schema_extra={"pattern": _ID_PATTERN}
+    ),
+]
+HttpURL = Annotated[
+    str,
+    Field(max_length=2048, json_schema_extra={"pattern": _HTTP_URL_PATTERN}),
+    AfterValidator(_http_url),
+]
+Time = Annotated[
+    UTCDatetime,
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _DATE_TIME_PATTERN}),
+]
 
 
 class _Strict(BaseModel):
@@ -157,12 +166,18 @@ class Screenshot(_Strict):
     """One screenshot of the set: the ad shown on one site."""
 
     # The schema's form of _uploaded_has_download_url below.
-    model_config = ConfigDict(json_schema_extra={
-        "if": {"properties": {"status": {"const": ScreenshotStatus.UPLOADED.value}},
-               "required": ["status"]},
-        "then": {"properties": {"download_url": {"type": "string"}},
-                 "required": ["download_url"]},
-    })
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {
+                "properties": {"status": {"const": ScreenshotStatus.UPLOADED.value}},
+                "required": ["status"],
+            },
+            "then": {
+                "properties": {"download_url": {"type": "string"}},
+                "required": ["download_url"],
+            },
+        }
+    )
 
     id: Id = Field(description="Identifier of the screenshot.")
     status: ScreenshotStatus = Field(description="Outcome of generating the screenshot.")
@@ -196,9 +211,7 @@ class ScreenshotSet(_Strict):
     download_url: HttpURL | None = Field(
         None, description="An archive with every uploaded screenshot of the set, if one is offered."
     )
-    approved_at: Time | None = Field(
-        None, description="When the set was approved (UTC, ISO-8601)."
-    )
+    approved_at: Time | None = Field(None, description="When the set was approved (UTC, ISO-8601).")
 
 
 class ScreenshotSetApprovedData(_Strict):
@@ -265,8 +278,15 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for key, value in pairs:
         if key in found:
-            raise InvalidEvent([(key, "appears twice in one object; which value was meant is "
-                                      "not knowable, so neither is taken")])
+            raise InvalidEvent(
+                [
+                    (
+                        key,
+                        "appears twice in one object; which value was meant is "
+                        "not knowable, so neither is taken",
+                    )
+                ]
+            )
         found[key] = value
     return found
 
@@ -289,8 +309,9 @@ def _depth(value: Any) -> int:
         item, depth = stack.pop()
         if isinstance(item, dict | list):
             deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in (
-                item.values() if isinstance(item, dict) else item))
+            stack.extend(
+                (child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)
+            )
     return deepest
 
 
@@ -300,19 +321,26 @@ def loads_event(text: bytes | str) -> Any:
     the marks that tell them), a key twice in one object, a number too long, or
     nesting deeper than :data:`MAX_DEPTH`."""
     try:
-        raw = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_not_a_number,
-                         parse_float=_finite)
+        raw = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_not_a_number,
+            parse_float=_finite,
+        )
     except InvalidEvent:
         raise
     except json.JSONDecodeError as exc:
-        raise InvalidEvent([("event", f"not valid JSON: {exc.msg} at line {exc.lineno} "
-                                      f"column {exc.colno}")]) from None
+        raise InvalidEvent(
+            [("event", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
+        ) from None
     except UnicodeDecodeError as exc:
-        raise InvalidEvent([("event", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]
-                           ) from None
+        raise InvalidEvent(
+            [("event", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]
+        ) from None
     except RecursionError:
-        raise InvalidEvent([("event", f"nested too deep; the limit is {MAX_DEPTH} levels")]
-                           ) from None
+        raise InvalidEvent(
+            [("event", f"nested too deep; the limit is {MAX_DEPTH} levels")]
+        ) from None
     except ValueError as exc:  # a number over Python's 4,300 digits, NaN, Infinity
         raise InvalidEvent([("event", f"not valid JSON: {str(exc).split(';')[0]}")]) from None
     if _depth(raw) > MAX_DEPTH:
@@ -334,7 +362,8 @@ def event_schema(*, ref_template: str = DEFAULT_REF_TEMPLATE) -> dict[str, Any]:
     union: Any = reduce(operator.or_, models)
     if len(models) > 1:
         union = Annotated[union, Field(discriminator="type")]
-    schema: dict[str, Any] = TypeAdapter(union).json_schema(mode="serialization",
-                                                            ref_template=ref_template)
+    schema: dict[str, Any] = TypeAdapter(union).json_schema(
+        mode="serialization", ref_template=ref_template
+    )
     draft = "https://json-schema.org/draft/2020-12/schema"
     return {"$schema": draft, **schema, "title": "Webhook event"}

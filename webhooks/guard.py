@@ -26,8 +26,16 @@ import urllib3.util
 from .errors import BlockedDestination, InvalidURL
 from .settings import get_settings
 
-__all__ = ["MAX_URL_LENGTH", "IPAddress", "IPNetwork", "blocked_reason", "check_address",
-           "check_url", "literal_ip", "resolve"]
+__all__ = [
+    "MAX_URL_LENGTH",
+    "IPAddress",
+    "IPNetwork",
+    "blocked_reason",
+    "check_address",
+    "check_url",
+    "literal_ip",
+    "resolve",
+]
 
 MAX_URL_LENGTH = 2048
 _LOOPBACK_NAMES = ("localhost", "localhost.")
@@ -112,8 +120,9 @@ def check_address(ip: IPAddress, allowed: Sequence[IPNetwork], host: str) -> Non
     reason = blocked_reason(ip)
     if reason is not None:
         shown = host if host == str(ip) else f"{host} ({ip})"
-        raise BlockedDestination(f"{shown} is a {reason} address; refused "
-                                 f"(WEBHOOKS_ALLOWED_NETWORKS can allow it)")
+        raise BlockedDestination(
+            f"{shown} is a {reason} address; refused (WEBHOOKS_ALLOWED_NETWORKS can allow it)"
+        )
 
 
 def literal_ip(host: str) -> IPAddress | None:
@@ -169,8 +178,9 @@ def check_url(url: object) -> str:
     settings = get_settings()
     allowed_schemes = ("https",) if settings.https_only else ("http", "https")
     if parts.scheme not in allowed_schemes:
-        raise InvalidURL(f"scheme must be {' or '.join(allowed_schemes)}, "
-                         f"not {parts.scheme or 'missing'!r}")
+        raise InvalidURL(
+            f"scheme must be {' or '.join(allowed_schemes)}, not {parts.scheme or 'missing'!r}"
+        )
     if "@" in parts.netloc:
         # Credentials in a URL end up in logs, Flower and error messages.
         raise InvalidURL("must not contain a user name or password")
@@ -183,8 +193,9 @@ def check_url(url: object) -> str:
         try:
             host = str(urllib3.util.parse_url(f"http://{host}/").host)
         except urllib3.exceptions.LocationParseError as exc:
-            raise InvalidURL(f"host {host!r} can never be sent to: {exc} (hosts must be IDNA "
-                             "2008 names)") from None
+            raise InvalidURL(
+                f"host {host!r} can never be sent to: {exc} (hosts must be IDNA 2008 names)"
+            ) from None
         url = urlunsplit(parts._replace(netloc=host if port is None else f"{host}:{port}"))
     try:
         # What the worker's HTTP stack does with the URL before any attempt.

@@ -34,19 +34,39 @@ FIELDS = "webhooks_fields"
 _attempts = logging.getLogger("webhooks.attempts")
 
 
-def attempt(delivery_id: str, tenant_id: str | None, endpoint_id: str | None,
-            made: Attempt, next_attempt_at: datetime | None) -> None:
+def attempt(
+    delivery_id: str,
+    tenant_id: str | None,
+    endpoint_id: str | None,
+    made: Attempt,
+    next_attempt_at: datetime | None,
+) -> None:
     """The one line an attempt writes, once it is on record."""
-    fields = {"event": "attempt", "delivery_id": delivery_id, "tenant_id": tenant_id,
-              "endpoint_id": endpoint_id, "attempt": made.number, "outcome": made.outcome,
-              "status_code": made.status_code, "duration_ms": made.duration_ms,
-              "error_kind": made.error_kind,
-              "next_attempt_at": isoformat(next_attempt_at) if next_attempt_at else None}
+    fields = {
+        "event": "attempt",
+        "delivery_id": delivery_id,
+        "tenant_id": tenant_id,
+        "endpoint_id": endpoint_id,
+        "attempt": made.number,
+        "outcome": made.outcome,
+        "status_code": made.status_code,
+        "duration_ms": made.duration_ms,
+        "error_kind": made.error_kind,
+        "next_attempt_at": isoformat(next_attempt_at) if next_attempt_at else None,
+    }
     answer = f"HTTP {made.status_code}" if made.status_code is not None else "no answer"
     then = f"; next attempt at {fields['next_attempt_at']}" if next_attempt_at else ""
-    _attempts.info("attempt %d of %s %s (%s, %s) in %.1f ms%s", made.number, delivery_id,
-                   made.outcome, made.error_kind, answer, made.duration_ms, then,
-                   extra={FIELDS: fields})
+    _attempts.info(
+        "attempt %d of %s %s (%s, %s) in %.1f ms%s",
+        made.number,
+        delivery_id,
+        made.outcome,
+        made.error_kind,
+        answer,
+        made.duration_ms,
+        then,
+        extra={FIELDS: fields},
+    )
 
 
 def _lift_fields(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -88,18 +108,24 @@ def configure(level: int | str = logging.INFO, stream: Any = None) -> None:
     logging.captureWarnings(True)
 
 
-def _celery_logging(loglevel: int | str | None = None, logfile: str | None = None,
-                    **_: Any) -> None:
-    configure(loglevel or logging.INFO,
-              open(logfile, "a", buffering=1) if logfile else None)  # noqa: SIM115
+def _celery_logging(
+    loglevel: int | str | None = None, logfile: str | None = None, **_: Any
+) -> None:
+    configure(loglevel or logging.INFO, open(logfile, "a", buffering=1) if logfile else None)  # noqa: SIM115
 
 
 def _json_say(msg: str, f: Any = None) -> None:
     """Celery's ``safe_say`` (its shutdown notices, printed from signal handlers) as a
     JSON line: written straight to the file descriptor, as Celery does, since a
     signal handler must not wait for the logging lock."""
-    line = json.dumps({"event": msg.strip(), "level": "warning", "logger": "celery.apps.worker",
-                       "timestamp": isoformat(now())})
+    line = json.dumps(
+        {
+            "event": msg.strip(),
+            "level": "warning",
+            "logger": "celery.apps.worker",
+            "timestamp": isoformat(now()),
+        }
+    )
     target: Any = f if f is not None else sys.__stderr__
     os.write(target.fileno(), (line + "\n").encode())
 

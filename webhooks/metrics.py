@@ -35,24 +35,32 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 #: Series shown at 0 before anything happens, so that rate() and increase() see
 #: their first event rather than starting from it.
-_ATTEMPTS: list[tuple[str, ...]] = [("succeeded", "none", "2xx"), ("failed", "http_status", "5xx"),
-             ("failed", "timeout", "none"), ("failed", "connect_refused", "none")]
+_ATTEMPTS: list[tuple[str, ...]] = [
+    ("succeeded", "none", "2xx"),
+    ("failed", "http_status", "5xx"),
+    ("failed", "timeout", "none"),
+    ("failed", "connect_refused", "none"),
+]
 _FINISHED = ["delivered", "retries_exhausted"]
 _DISABLED = ["gone", "failing"]
 
 
 def _labelled(counters: Mapping[str, float], prefix: str) -> dict[tuple[str, ...], float]:
     """The counters ``prefix:a:b:...`` as {(a, b, ...): value}."""
-    return {tuple(name.split(":")[1:]): value for name, value in counters.items()
-            if name.startswith(prefix + ":")}
+    return {
+        tuple(name.split(":")[1:]): value
+        for name, value in counters.items()
+        if name.startswith(prefix + ":")
+    }
 
 
 class WebhooksCollector(Collector):
     """Reads the counters and gauges at each scrape: one Redis round trip and one broker
     query per queue."""
 
-    def __init__(self, counters: Counters, queue_depth: Callable[[], int],
-                 overdue_after: float) -> None:
+    def __init__(
+        self, counters: Counters, queue_depth: Callable[[], int], overdue_after: float
+    ) -> None:
         self._counters = counters
         self._queue_depth = queue_depth
         self._overdue_after = overdue_after
@@ -64,14 +72,18 @@ class WebhooksCollector(Collector):
         yield from self._gauges(snapshot)
 
     def _counter_families(self, counters: Mapping[str, float]) -> Iterator[Metric]:
-        created = CounterMetricFamily("webhooks_deliveries_created",
-                                      "Deliveries created (one per event and destination).")
+        created = CounterMetricFamily(
+            "webhooks_deliveries_created", "Deliveries created (one per event and destination)."
+        )
         created.add_metric([], counters.get("created", 0.0))
         yield created
 
         attempts = CounterMetricFamily(
-            "webhooks_attempts", "Attempts made, by outcome, why they failed, and the class "
-            "of the receiver's status code.", labels=["outcome", "error_kind", "status_class"])
+            "webhooks_attempts",
+            "Attempts made, by outcome, why they failed, and the class "
+            "of the receiver's status code.",
+            labels=["outcome", "error_kind", "status_class"],
+        )
         seen = _labelled(counters, "attempts")
         for labels in _ATTEMPTS:
             seen.setdefault(labels, 0.0)
@@ -80,16 +92,21 @@ class WebhooksCollector(Collector):
         yield attempts
 
         finished = CounterMetricFamily(
-            "webhooks_deliveries_finished", "Deliveries that reached a final status.",
-            labels=["status"])
+            "webhooks_deliveries_finished",
+            "Deliveries that reached a final status.",
+            labels=["status"],
+        )
         done = _labelled(counters, "finished")
         for status in _FINISHED:
             finished.add_metric([status], done.get((status,), 0.0))
         yield finished
 
         disabled = CounterMetricFamily(
-            "webhooks_endpoints_disabled", "Endpoints the workers disabled: gone (410) or "
-            "failing (no 2XX for WEBHOOKS_DISABLE_AFTER_SECONDS).", labels=["reason"])
+            "webhooks_endpoints_disabled",
+            "Endpoints the workers disabled: gone (410) or "
+            "failing (no 2XX for WEBHOOKS_DISABLE_AFTER_SECONDS).",
+            labels=["reason"],
+        )
         off = _labelled(counters, "endpoints_disabled")
         for reason in _DISABLED:
             disabled.add_metric([reason], off.get((reason,), 0.0))
@@ -101,21 +118,30 @@ class WebhooksCollector(Collector):
             cumulative += counters.get(f"duration_bucket:{index}", 0.0)
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
         return HistogramMetricFamily(
-            "webhooks_attempt_duration_seconds", "How long attempts took, connect to last "
-            "byte read.", buckets=buckets, sum_value=counters.get("duration_sum", 0.0))
+            "webhooks_attempt_duration_seconds",
+            "How long attempts took, connect to last byte read.",
+            buckets=buckets,
+            sum_value=counters.get("duration_sum", 0.0),
+        )
 
     def _gauges(self, snapshot: Snapshot) -> Iterator[Metric]:
-        yield GaugeMetricFamily("webhooks_queue_depth", "Messages waiting in the broker.",
-                                value=self._queue_depth())
-        yield GaugeMetricFamily("webhooks_parked", "Retries waiting in Redis for their time.",
-                                value=snapshot.parked)
         yield GaugeMetricFamily(
-            "webhooks_overdue", "Unfinished deliveries whose next attempt is more than "
+            "webhooks_queue_depth", "Messages waiting in the broker.", value=self._queue_depth()
+        )
+        yield GaugeMetricFamily(
+            "webhooks_parked", "Retries waiting in Redis for their time.", value=snapshot.parked
+        )
+        yield GaugeMetricFamily(
+            "webhooks_overdue",
+            "Unfinished deliveries whose next attempt is more than "
             "WEBHOOKS_RECOVERY_SECONDS late (as webhooks stats counts them).",
-            value=snapshot.overdue)
+            value=snapshot.overdue,
+        )
         yield GaugeMetricFamily(
-            "webhooks_open_circuits", "Destinations whose circuit breaker is open or "
-            "half-open.", value=snapshot.open_circuits)
+            "webhooks_open_circuits",
+            "Destinations whose circuit breaker is open or half-open.",
+            value=snapshot.open_circuits,
+        )
 
 
 @lru_cache(maxsize=1)
@@ -124,8 +150,11 @@ def registry() -> CollectorRegistry:
     differ from one scrape target to the next)."""
     settings = get_settings()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WebhooksCollector(get_counters(), lambda: waiting(app),
-                                        overdue_after=settings.recovery_seconds))
+    registry.register(
+        WebhooksCollector(
+            get_counters(), lambda: waiting(app), overdue_after=settings.recovery_seconds
+        )
+    )
     return registry
 
 

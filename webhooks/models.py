@@ -40,9 +40,12 @@ def check_tenant_id(value: object, field: str = "tenant") -> str:
     """``value`` if it is a tenant id: the producer's own id for a customer, such as
     ``acct_42`` (a letter or digit, then up to 127 of letters, digits and ``_.:-``)."""
     if not isinstance(value, str) or not _TENANT_ID.fullmatch(value):
-        raise InvalidInput(field, "a tenant id is 1 to 128 letters, digits and _.:- starting "
-                                  "with a letter or digit")
+        raise InvalidInput(
+            field,
+            "a tenant id is 1 to 128 letters, digits and _.:- starting with a letter or digit",
+        )
     return value
+
 
 #: How much of a receiver's answer is kept with each attempt.
 RESPONSE_BODY_LIMIT = 4096
@@ -210,8 +213,9 @@ class Endpoint(BaseModel):
         """The endpoint as shown to people and scripts: secrets and header values masked
         (a header may carry the customer's own credentials)."""
         shown = self.model_dump(mode="json", exclude={"secrets"})
-        shown["headers"] = {name: f"… ({len(value)} characters)"
-                            for name, value in self.headers.items()}
+        shown["headers"] = {
+            name: f"… ({len(value)} characters)" for name, value in self.headers.items()
+        }
         shown["secrets"] = [
             {"secret": mask(s.value), **s.model_dump(mode="json", exclude={"value"})}
             for s in self.secrets

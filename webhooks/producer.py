@@ -93,15 +93,30 @@ def delivery_id(event_id: str, url: str, endpoint_id: str | None) -> str:
     return str(uuid.uuid5(_IDS, f"{event_id}\n{destination}"))
 
 
-def new_delivery(event: Event, url: str, endpoint_id: str | None = None,
-                 due: datetime | None = None, queue: str | None = None,
-                 created: datetime | None = None, tenant_id: str | None = None) -> Delivery:
+def new_delivery(
+    event: Event,
+    url: str,
+    endpoint_id: str | None = None,
+    due: datetime | None = None,
+    queue: str | None = None,
+    created: datetime | None = None,
+    tenant_id: str | None = None,
+) -> Delivery:
     """A ``pending`` delivery of ``event`` to ``url``, not yet stored."""
     created = created or now()
-    return Delivery(id=delivery_id(event.id, url, endpoint_id), url=url, tenant_id=tenant_id,
-                    endpoint_id=endpoint_id, event_id=event.id, event_type=event.type,
-                    status=DeliveryStatus.PENDING, created_at=created, updated_at=created,
-                    next_attempt_at=due or created, queue=queue)
+    return Delivery(
+        id=delivery_id(event.id, url, endpoint_id),
+        url=url,
+        tenant_id=tenant_id,
+        endpoint_id=endpoint_id,
+        event_id=event.id,
+        event_type=event.type,
+        status=DeliveryStatus.PENDING,
+        created_at=created,
+        updated_at=created,
+        next_attempt_at=due or created,
+        queue=queue,
+    )
 
 
 def send(url: Any, event: Any, *, due: datetime | None = None, queue: str | None = None) -> str:
@@ -168,9 +183,11 @@ def publish_checked(parsed: Event, body: bytes, tenant: str) -> list[str]:
     """:func:`publish` of an event :func:`check_event` passed."""
     created = now()
     endpoints = get_endpoints().all(tenant)
-    deliveries = [new_delivery(parsed, endpoint.url, endpoint.id, created=created,
-                               tenant_id=tenant)
-                  for endpoint in endpoints if endpoint.accepts(parsed.type)]
+    deliveries = [
+        new_delivery(parsed, endpoint.url, endpoint.id, created=created, tenant_id=tenant)
+        for endpoint in endpoints
+        if endpoint.accepts(parsed.type)
+    ]
     return _create_and_enqueue(deliveries, body)
 
 
@@ -183,11 +200,20 @@ def notify(url: str, kind: str, subject: str, data: dict[str, Any]) -> str:
         raise InvalidInput("type", f"not an operational webhook type: {kind!r}")
     message_id = "op_" + uuid.uuid5(_IDS, f"{kind}\n{subject}").hex
     created = now()
-    body = json.dumps({"type": kind, "id": message_id, "timestamp": isoformat(created),
-                       "data": data}, separators=(",", ":")).encode()
-    delivery = Delivery(id=delivery_id(message_id, url, None), url=check_url(url),
-                        event_id=message_id, event_type=kind, status=DeliveryStatus.PENDING,
-                        created_at=created, updated_at=created, next_attempt_at=created)
+    body = json.dumps(
+        {"type": kind, "id": message_id, "timestamp": isoformat(created), "data": data},
+        separators=(",", ":"),
+    ).encode()
+    delivery = Delivery(
+        id=delivery_id(message_id, url, None),
+        url=check_url(url),
+        event_id=message_id,
+        event_type=kind,
+        status=DeliveryStatus.PENDING,
+        created_at=created,
+        updated_at=created,
+        next_attempt_at=created,
+    )
     (sent,) = _create_and_enqueue([delivery], body)
     return sent
 
@@ -204,21 +230,30 @@ def redeliver(delivery_id: str, *, tenant: str | None = None) -> None:
     _restart([delivery_id])
 
 
-def recover(endpoint_id: str, since: datetime, until: datetime | None = None, *,
-            tenant: str | None = None) -> list[str]:
+def recover(
+    endpoint_id: str, since: datetime, until: datetime | None = None, *, tenant: str | None = None
+) -> list[str]:
     """Redeliver every ``retries_exhausted`` delivery of the endpoint created in the window.
     With ``tenant``, another tenant's endpoint is not found, as a missing one is."""
     _check_endpoint(get_endpoints().get(endpoint_id, tenant).id)
     ids = get_endpoints().delivery_ids(endpoint_id, since, until or now())
     statuses = get_store().statuses(ids)
-    exhausted = [delivery_id for delivery_id, status in zip(ids, statuses, strict=True)
-                 if status is DeliveryStatus.RETRIES_EXHAUSTED]
+    exhausted = [
+        delivery_id
+        for delivery_id, status in zip(ids, statuses, strict=True)
+        if status is DeliveryStatus.RETRIES_EXHAUSTED
+    ]
     return _restart(exhausted)
 
 
-def enqueue(runs: Sequence[Run], queue: str | None = None, *,
-            undo: Callable[[list[str]], object] | None = None,
-            due: datetime | None = None, contexts: messages.Contexts | None = None) -> None:
+def enqueue(
+    runs: Sequence[Run],
+    queue: str | None = None,
+    *,
+    undo: Callable[[list[str]], object] | None = None,
+    due: datetime | None = None,
+    contexts: messages.Contexts | None = None,
+) -> None:
     """Publish the messages of stored deliveries' runs (parked instead, when ``due`` is
     far enough off for the retry policy to park it); on failure, ``undo`` the ids and
     raise :class:`~webhooks.errors.EnqueueFailed`. ``contexts``: each run's trace
@@ -226,8 +261,12 @@ def enqueue(runs: Sequence[Run], queue: str | None = None, *,
     _enqueue(runs, queue, undo or (lambda _: None), due, contexts)
 
 
-def _create_and_enqueue(deliveries: Sequence[Delivery], body: bytes | Sequence[bytes],
-                        queue: str | None = None, due: datetime | None = None) -> list[str]:
+def _create_and_enqueue(
+    deliveries: Sequence[Delivery],
+    body: bytes | Sequence[bytes],
+    queue: str | None = None,
+    due: datetime | None = None,
+) -> list[str]:
     """Store the deliveries that are new, each with its first run; returns every id."""
     store, ids = get_store(), [delivery.id for delivery in deliveries]
     if not deliveries:
@@ -237,8 +276,7 @@ def _create_and_enqueue(deliveries: Sequence[Delivery], body: bytes | Sequence[b
     # Where each first run goes: parked in Redis when far off (the promoter publishes
     # it when due), its message in the same Lua call when the broker's list lives in
     # the store's Redis, or published after the records by another broker.
-    parked = due is not None and BackoffPolicy.from_settings(get_settings()).wait(
-        countdown).parked
+    parked = due is not None and BackoffPolicy.from_settings(get_settings()).wait(countdown).parked
     target = None if parked else messages.store_list(app, queue, get_settings().redis_url)
     push = None
     if target is not None:
@@ -246,14 +284,20 @@ def _create_and_enqueue(deliveries: Sequence[Delivery], body: bytes | Sequence[b
         push = (key, messages.encode(app, [Run(i) for i in ids], name, eta))
     context = tracing.carrier()  # kept with the records, for runs published later
     try:
-        existing = store.create_many(deliveries, body, push=push,
-                                     park_at=due.timestamp() if parked and due else None,
-                                     trace=json.dumps(context) if context else "")
+        existing = store.create_many(
+            deliveries,
+            body,
+            push=push,
+            park_at=due.timestamp() if parked and due else None,
+            trace=json.dumps(context) if context else "",
+        )
     except WebhooksError:
         raise
     except Exception as error:
-        raise EnqueueFailed(f"could not write {len(ids)} deliveries to Redis ({error}); the "
-                            "outcome is unknown, and retrying the same call is safe") from error
+        raise EnqueueFailed(
+            f"could not write {len(ids)} deliveries to Redis ({error}); the "
+            "outcome is unknown, and retrying the same call is safe"
+        ) from error
     if not parked and push is None:
         # Another broker: what does not go out is undone, and a retry is safe.
         _enqueue([Run(i) for i in ids if i not in existing], queue, store.delete_many, eta)
@@ -263,13 +307,22 @@ def _create_and_enqueue(deliveries: Sequence[Delivery], body: bytes | Sequence[b
 def _restart(delivery_ids: list[str]) -> list[str]:
     store = get_store()
     runs = [Run(delivery_id, store.start_cycle(delivery_id)) for delivery_id in delivery_ids]
-    _enqueue(runs, None, lambda ids: store.stop_unfinished(
-        ids, "replay could not be enqueued; run it again"), None)
+    _enqueue(
+        runs,
+        None,
+        lambda ids: store.stop_unfinished(ids, "replay could not be enqueued; run it again"),
+        None,
+    )
     return delivery_ids
 
 
-def _enqueue(runs: Sequence[Run], queue: str | None, undo: Callable[[list[str]], object],
-             due: datetime | None, contexts: messages.Contexts | None = None) -> None:
+def _enqueue(
+    runs: Sequence[Run],
+    queue: str | None,
+    undo: Callable[[list[str]], object],
+    due: datetime | None,
+    contexts: messages.Contexts | None = None,
+) -> None:
     """The one rule: publish the runs' messages, or undo what they were for and raise."""
     if not runs:
         return
@@ -279,18 +332,23 @@ def _enqueue(runs: Sequence[Run], queue: str | None, undo: Callable[[list[str]],
             # Far off: the run waits in Redis, and the promoter publishes it when due.
             get_schedule().park_nx(runs, due.timestamp())
         else:
-            messages.publish(app, runs, queue, eta=due if countdown > 0 else None,
-                             contexts=contexts)
+            messages.publish(
+                app, runs, queue, eta=due if countdown > 0 else None, contexts=contexts
+            )
     except Exception as exc:
         ids = [run.delivery_id for run in runs]
         try:
             undo(ids)
         except Exception:
             logger.exception("could not undo %d runs that were not published", len(ids))
-            raise EnqueueFailed(f"could not publish {len(ids)} messages ({exc}), and undoing "
-                                "what they were for failed too") from exc
-        raise EnqueueFailed(f"could not publish {len(ids)} messages ({exc}); what they were "
-                            "for was undone, and retrying the same call is safe") from exc
+            raise EnqueueFailed(
+                f"could not publish {len(ids)} messages ({exc}), and undoing "
+                "what they were for failed too"
+            ) from exc
+        raise EnqueueFailed(
+            f"could not publish {len(ids)} messages ({exc}); what they were "
+            "for was undone, and retrying the same call is safe"
+        ) from exc
 
 
 def _check_endpoint(endpoint_id: str | None) -> None:

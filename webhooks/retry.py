@@ -63,10 +63,13 @@ class BackoffPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BackoffPolicy:
-        return cls(base=settings.retry_base_seconds, jitter=settings.retry_jitter,
-                   retry_after_max=settings.retry_after_max_seconds,
-                   park_threshold=settings.park_threshold_seconds,
-                   native_delays=settings.native_delays)
+        return cls(
+            base=settings.retry_base_seconds,
+            jitter=settings.retry_jitter,
+            retry_after_max=settings.retry_after_max_seconds,
+            park_threshold=settings.park_threshold_seconds,
+            native_delays=settings.native_delays,
+        )
 
     def wait(self, countdown: float) -> Retry:
         """A run ``countdown`` seconds from now, and where it waits: the one place
@@ -86,8 +89,9 @@ class BackoffPolicy:
     def nominal_wait(self, retries: int) -> float:
         return self.base * float(2**retries)
 
-    def after_failure(self, retries: int, retry_after: float | None = None
-                      ) -> Retry | RetriesExhausted:
+    def after_failure(
+        self, retries: int, retry_after: float | None = None
+    ) -> Retry | RetriesExhausted:
         """Decide what follows a failed attempt, given the retries already made.
 
         A receiver's Retry-After (429, 503) can lengthen the wait, up to

@@ -54,8 +54,10 @@ class SentinelURL:
         if parts.scheme != "sentinel":
             raise ValueError(f"not a sentinel:// URL: {parts.scheme}://")
         if "@" in parts.netloc:
-            raise ValueError("a sentinel:// URL takes its passwords as ?password= (the "
-                             "primary's) and ?sentinel_password=, not before an @")
+            raise ValueError(
+                "a sentinel:// URL takes its passwords as ?password= (the "
+                "primary's) and ?sentinel_password=, not before an @"
+            )
         sentinels = []
         for address in filter(None, parts.netloc.split(",")):
             match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::(\d{1,5}))?", address)
@@ -63,21 +65,30 @@ class SentinelURL:
                 raise ValueError(f"sentinel address {address!r} is not host:port")
             sentinels.append((match[1].strip("[]"), int(match[2] or 26379)))
         if not sentinels:
-            raise ValueError("a sentinel:// URL names at least one sentinel: "
-                             "sentinel://host:port[,host:port...]/DB?master=NAME")
+            raise ValueError(
+                "a sentinel:// URL names at least one sentinel: "
+                "sentinel://host:port[,host:port...]/DB?master=NAME"
+            )
         path = parts.path.strip("/") or "0"
         if not path.isdigit():
             raise ValueError(f"the database after the sentinels must be a number, not {path!r}")
         query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
         if unknown := sorted(set(query) - _SENTINEL_OPTIONS):
-            raise ValueError(f"unknown sentinel:// option {unknown[0]!r}; known: "
-                             f"{', '.join(sorted(_SENTINEL_OPTIONS))}")
+            raise ValueError(
+                f"unknown sentinel:// option {unknown[0]!r}; known: "
+                f"{', '.join(sorted(_SENTINEL_OPTIONS))}"
+            )
         single = {name: values[-1] for name, values in query.items()}
         if not single.get("master"):
             raise ValueError("a sentinel:// URL names the monitored primary: ?master=NAME")
-        return cls(tuple(sentinels), single["master"], int(path),
-                   single.get("username") or None, single.get("password") or None,
-                   single.get("sentinel_password") or None)
+        return cls(
+            tuple(sentinels),
+            single["master"],
+            int(path),
+            single.get("username") or None,
+            single.get("password") or None,
+            single.get("sentinel_password") or None,
+        )
 
     def kombu_url(self) -> str:
         """The same, as kombu's sentinel transport reads it: one ``sentinel://`` URL per
@@ -85,10 +96,11 @@ class SentinelURL:
         and the sentinels' password go in transport options."""
         auth = ""
         if self.password is not None or self.username is not None:
-            auth = (f"{quote(self.username or '', safe='')}:"
-                    f"{quote(self.password or '', safe='')}@")
-        return ";".join(f"sentinel://{auth}{f'[{host}]' if ':' in host else host}:{port}/"
-                        f"{self.db}" for host, port in self.sentinels)
+            auth = f"{quote(self.username or '', safe='')}:{quote(self.password or '', safe='')}@"
+        return ";".join(
+            f"sentinel://{auth}{f'[{host}]' if ':' in host else host}:{port}/{self.db}"
+            for host, port in self.sentinels
+        )
 
 
 def _networks(value: Any) -> Any:
@@ -115,17 +127,21 @@ class Settings(BaseSettings):
         "primary that Redis Sentinel fails over.",
     )
     broker_url: str | None = Field(
-        None, description="The Celery broker, when not the store's Redis: `amqp://...` for "
+        None,
+        description="The Celery broker, when not the store's Redis: `amqp://...` for "
         "RabbitMQ. Unset: WEBHOOKS_REDIS_URL.",
     )
     key_prefix: str = Field(
-        "webhooks", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        "webhooks",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         description="Starts every Redis key and names the Celery queue: deployments with "
         "different prefixes share one Redis database without seeing each other's data.",
     )
     redis_timeout_seconds: float = Field(
-        5.0, gt=0, description="A Redis command that gets no answer in this long fails (a "
-        "stalled Redis); each is tried again up to 3 times on a lost connection or a timeout."
+        5.0,
+        gt=0,
+        description="A Redis command that gets no answer in this long fails (a "
+        "stalled Redis); each is tried again up to 3 times on a lost connection or a timeout.",
     )
     retry_base_seconds: float = Field(
         5.27,
@@ -171,37 +187,48 @@ class Settings(BaseSettings):
     )
     https_only: bool = Field(False, description="Refuse http:// destinations.")
     ca_bundle: str | None = Field(
-        None, description="CA bundle (PEM file) to verify receivers' TLS certificates with, "
-        "instead of the certifi bundle."
+        None,
+        description="CA bundle (PEM file) to verify receivers' TLS certificates with, "
+        "instead of the certifi bundle.",
     )
     max_payload_bytes: int = Field(
         262_144, gt=0, description="Largest event body accepted, in bytes (256 KB)."
     )
     park_threshold_seconds: float = Field(
-        30, ge=0, description="A retry waiting longer than this is parked in Redis instead of "
-        "being held by a worker as a broker ETA message."
+        30,
+        ge=0,
+        description="A retry waiting longer than this is parked in Redis instead of "
+        "being held by a worker as a broker ETA message.",
     )
     recovery_seconds: float = Field(
-        120, gt=0, description="An attempt claimed but never recorded (its worker died) is run "
-        "again within this bound; also how late a delivery must be to count as overdue."
+        120,
+        gt=0,
+        description="An attempt claimed but never recorded (its worker died) is run "
+        "again within this bound; also how late a delivery must be to count as overdue.",
     )
     promote_interval_seconds: float = Field(
         0.1, gt=0, description="How often each worker's promoter looks for due parked retries."
     )
     visibility_timeout_seconds: float | None = Field(
-        None, gt=0, description="Redis broker visibility timeout; derived from the other "
-        "settings when unset (see celeryconfig.py)."
+        None,
+        gt=0,
+        description="Redis broker visibility timeout; derived from the other "
+        "settings when unset (see celeryconfig.py).",
     )
     destination_concurrency: int = Field(
-        4, ge=1, description="Attempts in flight to one destination (an endpoint, or a host "
-        "for bare URLs) across all workers; more wait their turn without counting."
+        4,
+        ge=1,
+        description="Attempts in flight to one destination (an endpoint, or a host "
+        "for bare URLs) across all workers; more wait their turn without counting.",
     )
     breaker_failures: int = Field(
         10, ge=1, description="Consecutive failed attempts that open a destination's circuit."
     )
     breaker_cooldown_seconds: float = Field(
-        30, gt=0, description="How long an open circuit parks a destination's deliveries "
-        "before one probe attempt; doubles after each failed probe, up to 15 minutes."
+        30,
+        gt=0,
+        description="How long an open circuit parks a destination's deliveries "
+        "before one probe attempt; doubles after each failed probe, up to 15 minutes.",
     )
     retention_days: float = Field(
         30,
@@ -209,45 +236,56 @@ class Settings(BaseSettings):
         description="How long a delivery and its attempts stay in Redis after their last change.",
     )
     api_token: SecretStr | None = Field(
-        None, description="The operator's bearer token for the HTTP API and the console; "
-        "`webhooks serve` refuses to start without one (at least 24 characters)."
+        None,
+        description="The operator's bearer token for the HTTP API and the console; "
+        "`webhooks serve` refuses to start without one (at least 24 characters).",
     )
     portal_secret: SecretStr | None = Field(
-        None, description="The key that signs portal tokens (customers' links); "
-        "`webhooks serve` refuses to start without one (at least 32 characters)."
+        None,
+        description="The key that signs portal tokens (customers' links); "
+        "`webhooks serve` refuses to start without one (at least 32 characters).",
     )
     public_url: str = Field(
-        "http://127.0.0.1:8000", description="Where people reach `webhooks serve`: the base "
-        "of the links `webhooks portal-link` prints."
+        "http://127.0.0.1:8000",
+        description="Where people reach `webhooks serve`: the base "
+        "of the links `webhooks portal-link` prints.",
     )
     session_hours: float = Field(
-        12, gt=0, description="How long a console session lasts; a portal session lasts as "
-        "long as the link it was opened with."
+        12,
+        gt=0,
+        description="How long a console session lasts; a portal session lasts as "
+        "long as the link it was opened with.",
     )
     metrics: bool = Field(
-        True, description="Count deliveries and attempts in Redis for `GET /metrics` and "
-        "`webhooks metrics-server` (in the same call that records them)."
+        True,
+        description="Count deliveries and attempts in Redis for `GET /metrics` and "
+        "`webhooks metrics-server` (in the same call that records them).",
     )
     metrics_public: bool = Field(
-        False, description="Serve `GET /metrics` on `webhooks serve` without the operator's "
-        "token (for a scraper inside your network)."
+        False,
+        description="Serve `GET /metrics` on `webhooks serve` without the operator's "
+        "token (for a scraper inside your network).",
     )
     log_format: Literal["text", "json"] = Field(
-        "text", description="`json`: every log line of workers and `webhooks serve` is one "
-        "JSON object, and each attempt writes one line with `event` = `attempt`."
+        "text",
+        description="`json`: every log line of workers and `webhooks serve` is one "
+        "JSON object, and each attempt writes one line with `event` = `attempt`.",
     )
     tracing: bool = Field(
-        False, description="With the `otel` extra installed: trace workers with "
+        False,
+        description="With the `otel` extra installed: trace workers with "
         "OpenTelemetry (Celery, requests and Redis instrumented), exporting over OTLP as the "
-        "standard `OTEL_*` variables say."
+        "standard `OTEL_*` variables say.",
     )
     operational_url: str | None = Field(
-        None, description="Also send `delivery.exhausted`, `endpoint.disabled` and "
-        "`delivery.recovered` as signed webhooks to this URL."
+        None,
+        description="Also send `delivery.exhausted`, `endpoint.disabled` and "
+        "`delivery.recovered` as signed webhooks to this URL.",
     )
     outbox_dsn: SecretStr | None = Field(
-        None, description="The PostgreSQL database of the transactional outbox: the default "
-        "of `webhooks outbox --dsn`, and, when set, every worker also runs a relay."
+        None,
+        description="The PostgreSQL database of the transactional outbox: the default "
+        "of `webhooks outbox --dsn`, and, when set, every worker also runs a relay.",
     )
     outbox_batch: int = Field(
         100, ge=1, le=10_000, description="Outbox rows a relay takes per transaction."
@@ -256,10 +294,10 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often an idle relay looks for rows when no NOTIFY wakes it."
     )
     operational_secret: SecretStr | None = Field(
-        None, description="The `whsec_` secret that signs operational webhooks; required "
-        "with WEBHOOKS_OPERATIONAL_URL."
+        None,
+        description="The `whsec_` secret that signs operational webhooks; required "
+        "with WEBHOOKS_OPERATIONAL_URL.",
     )
-
 
     @property
     def claim_lease_seconds(self) -> float:
@@ -271,8 +309,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _lease_outlasts_an_attempt(self) -> Settings:
         if self.recovery_seconds < self.timeout_seconds + 1:
-            raise ValueError("WEBHOOKS_RECOVERY_SECONDS must exceed WEBHOOKS_TIMEOUT_SECONDS by "
-                             "at least 1 s, or live attempts would be run twice")
+            raise ValueError(
+                "WEBHOOKS_RECOVERY_SECONDS must exceed WEBHOOKS_TIMEOUT_SECONDS by "
+                "at least 1 s, or live attempts would be run twice"
+            )
         return self
 
     @field_validator("redis_url", "broker_url")
@@ -305,8 +345,9 @@ class Settings(BaseSettings):
             return None
         return SentinelURL.parse(self.redis_url)
 
-    @field_validator("outbox_dsn", "operational_url", "operational_secret", "broker_url",
-                     mode="before")
+    @field_validator(
+        "outbox_dsn", "operational_url", "operational_secret", "broker_url", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -314,8 +355,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _operational_webhooks_are_signed(self) -> Settings:
         if self.operational_url and self.operational_secret is None:
-            raise ValueError("WEBHOOKS_OPERATIONAL_URL needs WEBHOOKS_OPERATIONAL_SECRET (a "
-                             "whsec_ secret, as `webhooks endpoints add` prints), to sign them")
+            raise ValueError(
+                "WEBHOOKS_OPERATIONAL_URL needs WEBHOOKS_OPERATIONAL_SECRET (a "
+                "whsec_ secret, as `webhooks endpoints add` prints), to sign them"
+            )
         if self.operational_secret is not None:
             value = self.operational_secret.get_secret_value()
             try:
@@ -324,8 +367,10 @@ class Settings(BaseSettings):
             except Exception:
                 valid = False
             if not valid:
-                raise ValueError("WEBHOOKS_OPERATIONAL_SECRET must be a whsec_ secret: whsec_ "
-                                 "and base64 of 24 to 64 random bytes")
+                raise ValueError(
+                    "WEBHOOKS_OPERATIONAL_SECRET must be a whsec_ secret: whsec_ "
+                    "and base64 of 24 to 64 random bytes"
+                )
         return self
 
 

@@ -32,8 +32,7 @@ def mask(secret: str) -> str:
     return secret[: len(SECRET_PREFIX) + 4] + "…"
 
 
-def signature_header(webhook_id: str, timestamp: int, body: bytes,
-                     secrets: Iterable[str]) -> str:
+def signature_header(webhook_id: str, timestamp: int, body: bytes, secrets: Iterable[str]) -> str:
     """The ``webhook-signature`` value: one ``v1,<base64>`` per secret, space-separated."""
     moment = at(timestamp)
     text = body.decode()

@@ -28,8 +28,16 @@ try:
 except ImportError:  # the otel extra is not installed
     trace = None  # type: ignore[assignment]
 
-__all__ = ["HEADERS", "AttemptSpan", "attempt_span", "available", "carrier", "flush",
-           "from_headers", "instrument"]
+__all__ = [
+    "HEADERS",
+    "AttemptSpan",
+    "attempt_span",
+    "available",
+    "carrier",
+    "flush",
+    "from_headers",
+    "instrument",
+]
 
 #: The message headers that carry a trace context (W3C Trace Context).
 HEADERS = ("traceparent", "tracestate")
@@ -75,8 +83,9 @@ class AttemptSpan:
 
 
 @contextmanager
-def attempt_span(headers: Mapping[str, str], delivery_id: str, number: int,
-                 url: str) -> Iterator[AttemptSpan]:
+def attempt_span(
+    headers: Mapping[str, str], delivery_id: str, number: int, url: str
+) -> Iterator[AttemptSpan]:
     """A span for one attempt: a child of the current span (Celery's task span), or of
     the context its message carried when there is none."""
     if trace is None:
@@ -88,11 +97,13 @@ def attempt_span(headers: Mapping[str, str], delivery_id: str, number: int,
     tracer = trace.get_tracer("webhooks")
     # The URL's host only: its path and query may carry the customer's credentials.
     attributes: dict[str, str | int] = {
-        "webhooks.delivery_id": delivery_id, "webhooks.attempt": number,
-        "server.address": _host(url)}
-    with tracer.start_as_current_span("webhooks.attempt", context=parent,
-                                      kind=trace.SpanKind.CLIENT,
-                                      attributes=attributes) as span:
+        "webhooks.delivery_id": delivery_id,
+        "webhooks.attempt": number,
+        "server.address": _host(url),
+    }
+    with tracer.start_as_current_span(
+        "webhooks.attempt", context=parent, kind=trace.SpanKind.CLIENT, attributes=attributes
+    ) as span:
         yield AttemptSpan(span)
 
 

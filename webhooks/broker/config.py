@@ -30,7 +30,8 @@ elif broker_url.startswith("sentinel://"):
     broker_transport_options["sentinel_kwargs"] = {
         "password": _sentinel.sentinel_password,
         "socket_timeout": _settings.redis_timeout_seconds,
-        "socket_connect_timeout": _settings.redis_timeout_seconds}
+        "socket_connect_timeout": _settings.redis_timeout_seconds,
+    }
 broker_connection_retry_on_startup = True
 
 # JSON only: a pickle payload from anyone who can write to Redis would run code in the worker.

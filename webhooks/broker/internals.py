@@ -13,23 +13,41 @@ __all__ = ["RELIED_ON", "missing"]
 
 #: (module, attribute path, what relies on it)
 RELIED_ON: tuple[tuple[str, str, str], ...] = (
-    ("kombu.transport.redis", "Channel._create_client",
-     "broker/transport.py overrides it to keep one client per pool"),
-    ("kombu.transport.redis", "Channel._connparams",
-     "broker/transport.py keeps its result for use after the connection closed"),
-    ("kombu.transport.redis", "Channel._delete",
-     "broker/transport.py lets a closing channel skip it when Redis is gone"),
+    (
+        "kombu.transport.redis",
+        "Channel._create_client",
+        "broker/transport.py overrides it to keep one client per pool",
+    ),
+    (
+        "kombu.transport.redis",
+        "Channel._connparams",
+        "broker/transport.py keeps its result for use after the connection closed",
+    ),
+    (
+        "kombu.transport.redis",
+        "Channel._delete",
+        "broker/transport.py lets a closing channel skip it when Redis is gone",
+    ),
     ("kombu.transport.redis", "Channel._closing", "broker/transport.py reads it in _delete"),
-    ("kombu.transport.redis", "Channel.conn_or_acquire",
-     "broker/messages.py pushes a batch through it"),
+    (
+        "kombu.transport.redis",
+        "Channel.conn_or_acquire",
+        "broker/messages.py pushes a batch through it",
+    ),
     ("kombu.transport.redis", "Channel.pool", "broker/transport.py compares pools"),
-    ("kombu.transport.redis", "SentinelChannel._sentinel_managed_pool",
-     "broker/transport.py keeps the sentinels for use after the connection closed"),
+    (
+        "kombu.transport.redis",
+        "SentinelChannel._sentinel_managed_pool",
+        "broker/transport.py keeps the sentinels for use after the connection closed",
+    ),
     ("celery.app.amqp", "AMQP.as_task_v2", "broker/messages.py builds message headers with it"),
     ("celery.app.amqp", "AMQP.router", "broker/messages.py routes a batch with it"),
     ("celery.app.base", "Celery.thread_oid", "broker/messages.py sets reply_to from it"),
-    ("celery.apps.worker", "safe_say",
-     "logs.py replaces it in JSON mode: Celery prints its shutdown notices with it"),
+    (
+        "celery.apps.worker",
+        "safe_say",
+        "logs.py replaces it in JSON mode: Celery prints its shutdown notices with it",
+    ),
 )
 
 

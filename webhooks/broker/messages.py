@@ -59,8 +59,7 @@ def store_list(app: Celery, queue: str | None, store_url: str) -> tuple[str, str
     broker = app.conf.broker_url
     if store_url.startswith("sentinel://"):  # as config.py hands it to kombu
         store_url = SentinelURL.parse(store_url).kombu_url()
-    if not isinstance(broker, str) or broker != store_url or not broker.startswith(
-            _REDIS_SCHEMES):
+    if not isinstance(broker, str) or broker != store_url or not broker.startswith(_REDIS_SCHEMES):
         return None
     target = queue_for(app, queue)
     if target is None:
@@ -73,36 +72,67 @@ def store_list(app: Celery, queue: str | None, store_url: str) -> tuple[str, str
 Contexts = Mapping[str, Mapping[str, str]]
 
 
-def encode(app: Celery, runs: Sequence[Run], queue: str, eta: datetime | None = None,
-           contexts: Contexts | None = None) -> list[str]:
+def encode(
+    app: Celery,
+    runs: Sequence[Run],
+    queue: str,
+    eta: datetime | None = None,
+    contexts: Contexts | None = None,
+) -> list[str]:
     """Each run's message to ``queue``, as kombu's Redis transport keeps it (JSON text)."""
     current, contexts = tracing.carrier(), contexts or {}
     template_id = "template"
     headers, properties, (_, _, embed), _ = app.amqp.as_task_v2(
-        template_id, DELIVER, (template_id,), {"cycle": 0}, eta=eta, reply_to=app.thread_oid,
-        ignore_result=True)
+        template_id,
+        DELIVER,
+        (template_id,),
+        {"cycle": 0},
+        eta=eta,
+        reply_to=app.thread_oid,
+        ignore_result=True,
+    )
     route = {"exchange": "", "routing_key": queue}  # the anonymous exchange, as Celery's
     encoded = []
     for run in runs:
         args, kwargs = (run.delivery_id,), {"cycle": run.cycle}
         body = json.dumps([list(args), kwargs, embed]).encode()
-        encoded.append(json.dumps({
-            "body": base64.b64encode(body).decode(),
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
-            "headers": {**headers, "id": run.delivery_id, "root_id": run.delivery_id,
-                        "retries": run.retries, "argsrepr": repr(args),
+        encoded.append(
+            json.dumps(
+                {
+                    "body": base64.b64encode(body).decode(),
+                    "content-encoding": "utf-8",
+                    "content-type": "application/json",
+                    "headers": {
+                        **headers,
+                        "id": run.delivery_id,
+                        "root_id": run.delivery_id,
+                        "retries": run.retries,
+                        "argsrepr": repr(args),
                         "kwargsrepr": repr(kwargs),
-                        **(contexts.get(run.delivery_id) or current)},
-            "properties": {**properties, "correlation_id": run.delivery_id, "delivery_mode": 2,
-                           "delivery_info": route, "priority": 0, "body_encoding": "base64",
-                           "delivery_tag": str(uuid.uuid4())},
-        }))
+                        **(contexts.get(run.delivery_id) or current),
+                    },
+                    "properties": {
+                        **properties,
+                        "correlation_id": run.delivery_id,
+                        "delivery_mode": 2,
+                        "delivery_info": route,
+                        "priority": 0,
+                        "body_encoding": "base64",
+                        "delivery_tag": str(uuid.uuid4()),
+                    },
+                }
+            )
+        )
     return encoded
 
 
-def publish(app: Celery, runs: Sequence[Run], queue: str | None = None,
-            eta: datetime | None = None, contexts: Contexts | None = None) -> None:
+def publish(
+    app: Celery,
+    runs: Sequence[Run],
+    queue: str | None = None,
+    eta: datetime | None = None,
+    contexts: Contexts | None = None,
+) -> None:
     """Publish one message per run, in order, or raise.
 
     On a Redis broker the batch is one LPUSH: all of it or none. Elsewhere each
@@ -124,11 +154,19 @@ def publish(app: Celery, runs: Sequence[Run], queue: str | None = None,
         current, contexts = tracing.carrier(), contexts or {}
         with producer.batch(max_size=2 * len(runs) + 1):
             for run in runs:
-                app.send_task(DELIVER, args=(run.delivery_id,), kwargs={"cycle": run.cycle},
-                              task_id=run.delivery_id, retries=run.retries, eta=eta,
-                              producer=producer, ignore_result=True, add_to_parent=False,
-                              headers=dict(contexts.get(run.delivery_id) or current),
-                              **routing)
+                app.send_task(
+                    DELIVER,
+                    args=(run.delivery_id,),
+                    kwargs={"cycle": run.cycle},
+                    task_id=run.delivery_id,
+                    retries=run.retries,
+                    eta=eta,
+                    producer=producer,
+                    ignore_result=True,
+                    add_to_parent=False,
+                    headers=dict(contexts.get(run.delivery_id) or current),
+                    **routing,
+                )
 
 
 def waiting(app: Celery) -> int:

@@ -113,11 +113,15 @@ class SentinelChannel(Channel, _SentinelChannel):  # type: ignore[misc]
         for url in self._sentinel_urls:
             parts = url_to_parts(url)
             # kombu reads a URL without a host as localhost's, as here.
-            addresses.append((parts.hostname or "localhost",
-                              parts.port or _SentinelTransport.default_port))
+            addresses.append(
+                (parts.hostname or "localhost", parts.port or _SentinelTransport.default_port)
+            )
         manager: Any = redis.sentinel.Sentinel(
-            addresses, min_other_sentinels=getattr(self, "min_other_sentinels", 0),
-            sentinel_kwargs=getattr(self, "sentinel_kwargs", None), **params)
+            addresses,
+            min_other_sentinels=getattr(self, "min_other_sentinels", 0),
+            sentinel_kwargs=getattr(self, "sentinel_kwargs", None),
+            **params,
+        )
         self._sentinel_manager = manager  # closed with the channel's pools
         return manager.master_for(self.master_name, redis.Redis, **credentials).connection_pool
 

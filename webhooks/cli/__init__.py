@@ -67,15 +67,21 @@ class _OneLineErrors(click.Group):
             sys.exit(1)
         except redis.RedisError as exc:
             # Its own message carries the repr of every sentinel client.
-            reason = ("no sentinel answered with the primary's address" if isinstance(
-                exc, redis.sentinel.MasterNotFoundError) else str(exc))
+            reason = (
+                "no sentinel answered with the primary's address"
+                if isinstance(exc, redis.sentinel.MasterNotFoundError)
+                else str(exc)
+            )
             where = shown_url(get_settings().redis_url)
-            click.echo(f"Error: Redis at {where} failed: {reason}; retrying the same command "
-                       "is safe", err=True)
+            click.echo(
+                f"Error: Redis at {where} failed: {reason}; retrying the same command is safe",
+                err=True,
+            )
             sys.exit(1)
         except KombuError as exc:
-            click.echo(f"Error: the broker failed: {exc}; retrying the same command is safe",
-                       err=True)
+            click.echo(
+                f"Error: the broker failed: {exc}; retrying the same command is safe", err=True
+            )
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -87,8 +93,11 @@ def main() -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--no-auth", is_flag=True,
-              help="Start Flower without authentication (only behind your own auth proxy).")
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="Start Flower without authentication (only behind your own auth proxy).",
+)
 @click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
 def flower(no_auth: bool, flower_args: tuple[str, ...]) -> None:
     """Start Flower (`celery -A webhooks flower`), refusing to do so without basic auth.
@@ -102,11 +111,14 @@ def flower(no_auth: bool, flower_args: tuple[str, ...]) -> None:
     pairs = [pair.partition(":") for pair in credentials.split(",") if pair]
     if not no_auth:
         if not pairs:
-            raise click.UsageError("FLOWER_BASIC_AUTH is not set; Flower would be open to "
-                                   "anyone. Set it to user:password, or pass --no-auth.")
+            raise click.UsageError(
+                "FLOWER_BASIC_AUTH is not set; Flower would be open to "
+                "anyone. Set it to user:password, or pass --no-auth."
+            )
         if any(not user or not sep or len(password) < 8 for user, sep, password in pairs):
-            raise click.UsageError("FLOWER_BASIC_AUTH must be user:password pairs, "
-                                   "each password at least 8 characters")
+            raise click.UsageError(
+                "FLOWER_BASIC_AUTH must be user:password pairs, each password at least 8 characters"
+            )
     else:
         click.echo("warning: Flower starts without authentication (--no-auth)", err=True)
     if not any(arg.startswith("--address") for arg in flower_args):
@@ -115,7 +127,21 @@ def flower(no_auth: bool, flower_args: tuple[str, ...]) -> None:
     os.execv(sys.executable, command)
 
 
-for command in (deliveries.send, deliveries.show, deliveries.list_, deliveries.publish,
-                deliveries.redeliver, deliveries.recover, deliveries.stats, deliveries.schema,
-                demo, endpoints, tenants, serve, portal_link, metrics_server, outbox):
+for command in (
+    deliveries.send,
+    deliveries.show,
+    deliveries.list_,
+    deliveries.publish,
+    deliveries.redeliver,
+    deliveries.recover,
+    deliveries.stats,
+    deliveries.schema,
+    demo,
+    endpoints,
+    tenants,
+    serve,
+    portal_link,
+    metrics_server,
+    outbox,
+):
     main.add_command(command)

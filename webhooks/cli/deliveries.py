@@ -31,8 +31,11 @@ def send(url: str, event_file: IO[bytes]) -> None:
 
 
 tenant_option = click.option(
-    "--tenant", default=None, metavar="T",
-    help="The delivery's tenant: another tenant's delivery is not found.")
+    "--tenant",
+    default=None,
+    metavar="T",
+    help="The delivery's tenant: another tenant's delivery is not found.",
+)
 
 
 @click.command()
@@ -49,22 +52,28 @@ def show(delivery_id: str, tenant: str | None, as_json: bool) -> None:
 
 
 @click.command("list")
-@click.option("--status", type=click.Choice([status.value for status in DeliveryStatus]),
-              help="Only deliveries in this status.")
+@click.option(
+    "--status",
+    type=click.Choice([status.value for status in DeliveryStatus]),
+    help="Only deliveries in this status.",
+)
 @click.option("--tenant", default=None, metavar="T", help="Only this tenant's deliveries.")
-@click.option("--endpoint", "endpoint_id", default=None, metavar="E",
-              help="Only this endpoint's deliveries.")
+@click.option(
+    "--endpoint", "endpoint_id", default=None, metavar="E", help="Only this endpoint's deliveries."
+)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-def list_(status: str | None, tenant: str | None, endpoint_id: str | None, limit: int,
-          as_json: bool) -> None:
+def list_(
+    status: str | None, tenant: str | None, endpoint_id: str | None, limit: int, as_json: bool
+) -> None:
     """List deliveries, newest first: by creation, or with --status by when they reached it."""
     if tenant is not None:
         get_tenants().get(tenant)
     if endpoint_id is not None:
         get_endpoints().get(endpoint_id, tenant)  # another tenant's: not found
-    deliveries = get_store().recent(DeliveryStatus(status) if status else None, limit,
-                                    tenant=tenant, endpoint_id=endpoint_id)
+    deliveries = get_store().recent(
+        DeliveryStatus(status) if status else None, limit, tenant=tenant, endpoint_id=endpoint_id
+    )
     if as_json:
         click.echo(json.dumps([d.model_dump(mode="json") for d in deliveries], indent=2))
     else:
@@ -81,13 +90,13 @@ def publish(event_file: IO[bytes], tenant: str, as_json: bool) -> None:
     event = read_event(event_file)
     ids = producer.publish(event, tenant=tenant)
     if as_json:
-        click.echo(json.dumps({"event_id": event["id"], "tenant_id": tenant,
-                               "delivery_ids": ids}))
+        click.echo(json.dumps({"event_id": event["id"], "tenant_id": tenant, "delivery_ids": ids}))
     elif ids:
         click.echo("\n".join(ids))
     else:
-        click.echo("no enabled endpoint of this tenant accepts this event type; nothing sent",
-                   err=True)
+        click.echo(
+            "no enabled endpoint of this tenant accepts this event type; nothing sent", err=True
+        )
 
 
 @click.command()
@@ -97,20 +106,32 @@ def publish(event_file: IO[bytes], tenant: str, as_json: bool) -> None:
 def redeliver(delivery_id: str, tenant: str | None, as_json: bool) -> None:
     """Start a new attempt cycle for a delivery, whatever its status (same webhook-id)."""
     producer.redeliver(delivery_id, tenant=tenant)
-    click.echo(json.dumps({"delivery_id": delivery_id, "redelivered": True}) if as_json
-               else f"redelivering {delivery_id}")
+    click.echo(
+        json.dumps({"delivery_id": delivery_id, "redelivered": True})
+        if as_json
+        else f"redelivering {delivery_id}"
+    )
 
 
 @click.command()
 @click.option("--endpoint", "endpoint_id", required=True, help="Endpoint id.")
-@click.option("--since", required=True, type=Moment(),
-              help="Start of the window: ISO-8601 (UTC if no offset) or a span ago: 90m, 6h, 2d.")
+@click.option(
+    "--since",
+    required=True,
+    type=Moment(),
+    help="Start of the window: ISO-8601 (UTC if no offset) or a span ago: 90m, 6h, 2d.",
+)
 @click.option("--until", type=Moment(), help="End of the window (default: now), same forms.")
-@click.option("--tenant", default=None, metavar="T",
-              help="The endpoint's tenant: another tenant's endpoint is not found.")
+@click.option(
+    "--tenant",
+    default=None,
+    metavar="T",
+    help="The endpoint's tenant: another tenant's endpoint is not found.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the ids as a JSON object.")
-def recover(endpoint_id: str, since: datetime, until: datetime | None, tenant: str | None,
-            as_json: bool) -> None:
+def recover(
+    endpoint_id: str, since: datetime, until: datetime | None, tenant: str | None, as_json: bool
+) -> None:
     """Redeliver every retries_exhausted delivery of an endpoint created in the window."""
     ids = producer.recover(endpoint_id, since, until, tenant=tenant)
     if as_json:
@@ -135,8 +156,10 @@ def stats(tenant: str | None, as_json: bool) -> None:
         style = "red" if name == "overdue" and value else ""
         table.add_row(name, f"[{style}]{value:,}[/]" if style else f"{value:,}")
     console.print(table)
-    click.echo(f"overdue: unfinished and more than {get_settings().recovery_seconds:g} s past "
-               "their next_attempt_at; parked: retries waiting in Redis")
+    click.echo(
+        f"overdue: unfinished and more than {get_settings().recovery_seconds:g} s past "
+        "their next_attempt_at; parked: retries waiting in Redis"
+    )
 
 
 @click.command()

@@ -50,8 +50,13 @@ def _event(number: int) -> dict[str, object]:
 
 
 @click.command()
-@click.option("--retry-base", type=float, default=0.001, show_default=True,
-              help="Retry base in seconds for the demo's worker.")
+@click.option(
+    "--retry-base",
+    type=float,
+    default=0.001,
+    show_default=True,
+    help="Retry base in seconds for the demo's worker.",
+)
 def demo(retry_base: float) -> None:
     """Run a worker and a flaky local receiver, and watch deliveries succeed, retry and exhaust."""
     raise SystemExit(run_demo(console, retry_base))
@@ -72,17 +77,26 @@ def run_demo(console: Console, retry_base: float, timeout: float = 120.0) -> int
         log_path = Path(log_name)
         # The retry clock is compressed but the circuit breaker's is not: it would
         # park the failing delivery for 30 s and more, so the demo keeps it closed.
-        worker = start_worker(log_path, {"WEBHOOKS_RETRY_BASE_SECONDS": str(retry_base),
-                                         "WEBHOOKS_RETRY_JITTER": "0",
-                                         "WEBHOOKS_ALLOWED_NETWORKS": _LOOPBACK,
-                                         "WEBHOOKS_BREAKER_FAILURES": "1000"})
-        console.print(f"Worker started (log: {log_path}); receiver at {base}; "
-                      f"retry base {retry_base} s, so 15 attempts span "
-                      f"{retry_base * (2**14 - 1):.1f} s.")
+        worker = start_worker(
+            log_path,
+            {
+                "WEBHOOKS_RETRY_BASE_SECONDS": str(retry_base),
+                "WEBHOOKS_RETRY_JITTER": "0",
+                "WEBHOOKS_ALLOWED_NETWORKS": _LOOPBACK,
+                "WEBHOOKS_BREAKER_FAILURES": "1000",
+            },
+        )
+        console.print(
+            f"Worker started (log: {log_path}); receiver at {base}; "
+            f"retry base {retry_base} s, so 15 attempts span "
+            f"{retry_base * (2**14 - 1):.1f} s."
+        )
         # /fail/3 fails three times per delivery, then answers 200.
-        plan = [("/ok", DeliveryStatus.DELIVERED, 1)] * 2 + [
-            ("/fail/3", DeliveryStatus.DELIVERED, 4)] * 2 + [
-            ("/status/500", DeliveryStatus.RETRIES_EXHAUSTED, 15)]
+        plan = (
+            [("/ok", DeliveryStatus.DELIVERED, 1)] * 2
+            + [("/fail/3", DeliveryStatus.DELIVERED, 4)] * 2
+            + [("/status/500", DeliveryStatus.RETRIES_EXHAUSTED, 15)]
+        )
         try:
             ids = [producer.send(base + path, _event(n)) for n, (path, _, _) in enumerate(plan)]
             store = get_store()
@@ -101,8 +115,10 @@ def run_demo(console: Console, retry_base: float, timeout: float = 120.0) -> int
     expected = [(status, attempts) for _, status, attempts in plan]
     got = [(d.status, len(d.attempts)) for d in deliveries]
     if got == expected:
-        console.print("[green]As expected:[/] 4 delivered (2 of them after 3 failures), "
-                      "1 retries_exhausted after 15 attempts.")
+        console.print(
+            "[green]As expected:[/] 4 delivered (2 of them after 3 failures), "
+            "1 retries_exhausted after 15 attempts."
+        )
         return 0
     console.print(f"[red]Unexpected outcome:[/] {got} (wanted {expected}); see {log_path}")
     return 1

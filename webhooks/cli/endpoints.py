@@ -17,8 +17,11 @@ from ..storage.endpoints import get_endpoints
 from .options import console, json_option
 
 tenant_option = click.option(
-    "--tenant", default=None, metavar="T",
-    help="The endpoint's tenant: another tenant's endpoint is not found.")
+    "--tenant",
+    default=None,
+    metavar="T",
+    help="The endpoint's tenant: another tenant's endpoint is not found.",
+)
 
 
 def _status(endpoint: Endpoint) -> str:
@@ -35,8 +38,11 @@ def _table(endpoints: list[Endpoint]) -> Table:
         table.add_column(column, overflow="fold")
     for endpoint in endpoints:
         table.add_row(
-            endpoint.id, escape(endpoint.tenant_id or ""), escape(endpoint.url),
-            ", ".join(endpoint.event_types or ["(all)"]), _status(endpoint),
+            endpoint.id,
+            escape(endpoint.tenant_id or ""),
+            escape(endpoint.url),
+            ", ".join(endpoint.event_types or ["(all)"]),
+            _status(endpoint),
             escape(endpoint.description),
         )
     return table
@@ -49,15 +55,19 @@ def _detail(endpoint: Endpoint) -> Table:
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for name, value in (
-            ("id", endpoint.id), ("tenant", escape(endpoint.tenant_id or "")),
-            ("url", escape(endpoint.url)),
-            ("events", ", ".join(endpoint.event_types or ["(all)"])),
-            ("status", _status(endpoint)),
-            ("headers", escape(", ".join(f"{name}: {masked}"
-                                         for name, masked in shown["headers"].items()))),
-            ("secrets", " ".join(s["secret"] for s in shown["secrets"])),
-            ("description", escape(endpoint.description)),
-            ("created_at", isoformat(endpoint.created_at))):
+        ("id", endpoint.id),
+        ("tenant", escape(endpoint.tenant_id or "")),
+        ("url", escape(endpoint.url)),
+        ("events", ", ".join(endpoint.event_types or ["(all)"])),
+        ("status", _status(endpoint)),
+        (
+            "headers",
+            escape(", ".join(f"{name}: {masked}" for name, masked in shown["headers"].items())),
+        ),
+        ("secrets", " ".join(s["secret"] for s in shown["secrets"])),
+        ("description", escape(endpoint.description)),
+        ("created_at", isoformat(endpoint.created_at)),
+    ):
         table.add_row(name, value)
     return table
 
@@ -90,22 +100,39 @@ def endpoints() -> None:
 @endpoints.command()
 @click.argument("url")
 @click.option("--tenant", required=True, metavar="T", help="The tenant the endpoint belongs to.")
-@click.option("--event", "event_types", multiple=True, metavar="TYPE",
-              help="Only send this event type (repeatable). Default: every type.")
+@click.option(
+    "--event",
+    "event_types",
+    multiple=True,
+    metavar="TYPE",
+    help="Only send this event type (repeatable). Default: every type.",
+)
 @click.option("--description", default="", help="A note for people.")
-@click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
-              help="A header sent with every attempt, such as the customer's own token "
-                   "(repeatable; shown masked).")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="A header sent with every attempt, such as the customer's own token "
+    "(repeatable; shown masked).",
+)
 @json_option
-def add(url: str, tenant: str, event_types: tuple[str, ...], description: str,
-        headers: tuple[str, ...], as_json: bool) -> None:
+def add(
+    url: str,
+    tenant: str,
+    event_types: tuple[str, ...],
+    description: str,
+    headers: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Register URL for a tenant; prints the endpoint id and its signing secret, once."""
     pairs = [_header(value) for value in headers]
     extra = dict(pairs)
     if len(extra) < len(pairs):
         raise click.BadParameter("a header name is given twice", param_hint="--header")
-    endpoint, secret = get_endpoints().add(url, list(event_types) or None, description,
-                                           tenant=tenant, headers=extra)
+    endpoint, secret = get_endpoints().add(
+        url, list(event_types) or None, description, tenant=tenant, headers=extra
+    )
     _emit(endpoint, as_json, secret)
 
 
@@ -151,17 +178,21 @@ def enable(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
 
 @endpoints.command("rotate-secret")
 @click.argument("endpoint_id")
-@click.option("--grace", type=click.FloatRange(min=0), default=None,
-              help="Seconds the old secret keeps signing beside the new one "
-                   "[default: WEBHOOKS_SECRET_ROTATION_GRACE_SECONDS, 24 h].")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds the old secret keeps signing beside the new one "
+    "[default: WEBHOOKS_SECRET_ROTATION_GRACE_SECONDS, 24 h].",
+)
 @tenant_option
 @json_option
-def rotate_secret(endpoint_id: str, grace: float | None, tenant: str | None,
-                  as_json: bool) -> None:
+def rotate_secret(endpoint_id: str, grace: float | None, tenant: str | None, as_json: bool) -> None:
     """Add a new signing secret and print it once; the old one expires after the grace."""
     seconds = get_settings().secret_rotation_grace_seconds if grace is None else grace
-    endpoint, secret = get_endpoints().rotate_secret(endpoint_id, timedelta(seconds=seconds),
-                                                     tenant)
+    endpoint, secret = get_endpoints().rotate_secret(
+        endpoint_id, timedelta(seconds=seconds), tenant
+    )
     _emit(endpoint, as_json, secret)
 
 
@@ -172,5 +203,6 @@ def rotate_secret(endpoint_id: str, grace: float | None, tenant: str | None,
 def delete(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
     """Delete the endpoint; its unfinished deliveries stop retrying."""
     get_endpoints().delete(endpoint_id, tenant)
-    click.echo(json.dumps({"id": endpoint_id, "deleted": True}) if as_json
-               else f"deleted {endpoint_id}")
+    click.echo(
+        json.dumps({"id": endpoint_id, "deleted": True}) if as_json else f"deleted {endpoint_id}"
+    )

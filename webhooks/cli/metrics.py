@@ -12,8 +12,12 @@ __all__ = ["metrics_server"]
 
 
 @click.command("metrics-server")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (0.0.0.0: every interface).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface).",
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=9808, show_default=True)
 def metrics_server(host: str, port: int) -> None:
     """Serve the cluster's Prometheus metrics at http://HOST:PORT/metrics.

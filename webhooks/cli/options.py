@@ -23,11 +23,11 @@ class Moment(click.ParamType[datetime]):
     """A point in time: ISO-8601, or a span before now such as 90s, 30m, 6h, 2d."""
 
     name = "time"
-    _units: ClassVar[dict[str, str]] = {"s": "seconds", "m": "minutes", "h": "hours",
-                                        "d": "days"}
+    _units: ClassVar[dict[str, str]] = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> datetime:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
         if isinstance(value, datetime):
             return value
         text = str(value).strip()

@@ -37,20 +37,24 @@ def _connect(dsn: str) -> Iterator[psycopg.Connection]:
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
     except psycopg.Error as error:
-        raise click.ClickException(f"could not connect to PostgreSQL: {first_line(error)}"
-                                   ) from None
+        raise click.ClickException(
+            f"could not connect to PostgreSQL: {first_line(error)}"
+        ) from None
     try:
         with conn:
             yield conn
     except psycopg.errors.UndefinedTable:
-        raise click.ClickException("there is no webhooks_outbox table in this database; "
-                                   "create it with: webhooks outbox init") from None
+        raise click.ClickException(
+            "there is no webhooks_outbox table in this database; "
+            "create it with: webhooks outbox init"
+        ) from None
     except psycopg.Error as error:
         raise click.ClickException(f"PostgreSQL refused: {first_line(error)}") from None
 
 
-_DSN = click.option("--dsn", metavar="DSN", help="PostgreSQL connection string "
-                    "[default: WEBHOOKS_OUTBOX_DSN].")
+_DSN = click.option(
+    "--dsn", metavar="DSN", help="PostgreSQL connection string [default: WEBHOOKS_OUTBOX_DSN]."
+)
 
 
 @click.group()
@@ -69,11 +73,18 @@ def init(dsn: str | None) -> None:
 
 @outbox.command()
 @_DSN
-@click.option("--batch", type=click.IntRange(1, 10_000), default=None,
-              help="Rows per transaction [default: WEBHOOKS_OUTBOX_BATCH, 100].")
-@click.option("--poll", type=click.FloatRange(0, min_open=True), default=None,
-              help="Seconds between looks when no NOTIFY comes "
-                   "[default: WEBHOOKS_OUTBOX_POLL_SECONDS, 1].")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 10_000),
+    default=None,
+    help="Rows per transaction [default: WEBHOOKS_OUTBOX_BATCH, 100].",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Seconds between looks when no NOTIFY comes [default: WEBHOOKS_OUTBOX_POLL_SECONDS, 1].",
+)
 def relay(dsn: str | None, batch: int | None, poll: float | None) -> None:
     """Move committed rows into deliveries until stopped (SIGTERM or Ctrl-C).
 
@@ -82,8 +93,7 @@ def relay(dsn: str | None, batch: int | None, poll: float | None) -> None:
     settings = get_settings()
     with _connect(_dsn(dsn)) as conn:  # a wrong DSN or a missing table fails here, in one line
         conn.execute("SELECT 1 FROM webhooks_outbox LIMIT 1")
-    worker = Relay(_dsn(dsn), batch or settings.outbox_batch,
-                   poll or settings.outbox_poll_seconds)
+    worker = Relay(_dsn(dsn), batch or settings.outbox_batch, poll or settings.outbox_poll_seconds)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     click.echo("relaying outbox rows; Ctrl-C to stop", err=True)
@@ -100,8 +110,9 @@ def relay(dsn: str | None, batch: int | None, poll: float | None) -> None:
 def list_(dsn: str | None, failed: bool, limit: int, as_json: bool) -> None:
     """Rows waiting for the relay, or with --failed those it gave up on."""
     with _connect(_dsn(dsn)) as conn:
-        rows = [_row(*row) for row in
-                conn.execute(LIST, {"failed": failed, "limit": limit}).fetchall()]
+        rows = [
+            _row(*row) for row in conn.execute(LIST, {"failed": failed, "limit": limit}).fetchall()
+        ]
     if as_json:
         for shown in rows:
             click.echo(json.dumps(shown))
@@ -109,14 +120,20 @@ def list_(dsn: str | None, failed: bool, limit: int, as_json: bool) -> None:
     if not rows:
         click.echo("no failed rows" if failed else "no rows waiting", err=True)
         return
-    table = Table(title="failed outbox rows" if failed else "outbox rows waiting",
-                  title_justify="left")
+    table = Table(
+        title="failed outbox rows" if failed else "outbox rows waiting", title_justify="left"
+    )
     for column in ("id", "tenant", "event id", "created at", *(("failure",) if failed else ())):
         table.add_column(column)
     for shown in rows:
         # What a producer wrote: shown, never read as markup.
-        cells = [str(shown["id"]), escape(shown["tenant"]), escape(shown["event_id"]),
-                 shown["created_at"], *((escape(shown["failure"] or ""),) if failed else ())]
+        cells = [
+            str(shown["id"]),
+            escape(shown["tenant"]),
+            escape(shown["event_id"]),
+            shown["created_at"],
+            *((escape(shown["failure"] or ""),) if failed else ()),
+        ]
         table.add_row(*cells)
     console.print(table)
 
@@ -134,13 +151,19 @@ def retry(dsn: str | None, row_ids: tuple[int, ...]) -> None:
     click.echo(f"{len(found)} rows given back to the relay")
 
 
-def _row(row_id: int, tenant: str, text: str, created_at: Any, failed_at: Any,
-         failure: str | None) -> dict[str, Any]:
+def _row(
+    row_id: int, tenant: str, text: str, created_at: Any, failed_at: Any, failure: str | None
+) -> dict[str, Any]:
     try:
         event = json.loads(text)
         event_id = str(event.get("id")) if isinstance(event, dict) else "?"
     except ValueError:
         event_id = "?"
-    return {"id": row_id, "tenant": tenant, "event_id": event_id[:100],
-            "created_at": created_at.isoformat(),
-            "failed_at": failed_at.isoformat() if failed_at else None, "failure": failure}
+    return {
+        "id": row_id,
+        "tenant": tenant,
+        "event_id": event_id[:100],
+        "created_at": created_at.isoformat(),
+        "failed_at": failed_at.isoformat() if failed_at else None,
+        "failure": failure,
+    }

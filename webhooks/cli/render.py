@@ -32,8 +32,9 @@ def _last_error(delivery: Delivery) -> str:
     return ""
 
 
-def deliveries_table(deliveries: Iterable[Delivery], title: str | None = None,
-                     compact: bool = False) -> Table:
+def deliveries_table(
+    deliveries: Iterable[Delivery], title: str | None = None, compact: bool = False
+) -> Table:
     """One row per delivery; ``compact`` drops the times and keeps error kinds only."""
     table = Table(title=title, title_justify="left")
     table.add_column("id", no_wrap=not compact)
@@ -43,10 +44,14 @@ def deliveries_table(deliveries: Iterable[Delivery], title: str | None = None,
         table.add_column(column, overflow="fold")
     for delivery in deliveries:
         error = _last_error(delivery)
-        times = [] if compact else [
-            isoformat(delivery.updated_at),
-            isoformat(delivery.next_attempt_at) if delivery.next_attempt_at else "",
-        ]
+        times = (
+            []
+            if compact
+            else [
+                isoformat(delivery.updated_at),
+                isoformat(delivery.next_attempt_at) if delivery.next_attempt_at else "",
+            ]
+        )
         table.add_row(
             delivery.id[:8] if compact else delivery.id,
             escape(delivery.url),
@@ -59,14 +64,16 @@ def deliveries_table(deliveries: Iterable[Delivery], title: str | None = None,
 
 
 def attempts_table(delivery: Delivery) -> Table:
-    owner = "".join(f" ({name} {escape(value)})" for name, value in (
-        ("tenant", delivery.tenant_id), ("endpoint", delivery.endpoint_id)) if value)
+    owner = "".join(
+        f" ({name} {escape(value)})"
+        for name, value in (("tenant", delivery.tenant_id), ("endpoint", delivery.endpoint_id))
+        if value
+    )
     table = Table(
         title=f"{delivery.id}  {_status(delivery)}  {delivery.event_type} "
         f"{escape(delivery.event_id)}  → {escape(delivery.url)}{owner}",
         title_justify="left",
-        caption=f"stopped early: {escape(delivery.stop_reason)}" if delivery.stop_reason
-        else None,
+        caption=f"stopped early: {escape(delivery.stop_reason)}" if delivery.stop_reason else None,
         caption_justify="left",
     )
     for column in ("#", "started_at", "ms", "status", "error", "response (first 4 KB)"):

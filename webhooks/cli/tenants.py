@@ -71,8 +71,18 @@ def delete(tenant_id: str, as_json: bool) -> None:
     """Delete a tenant and everything it owns: endpoints, secrets and deliveries."""
     gone = get_tenants().delete(tenant_id)
     if as_json:
-        click.echo(json.dumps({"id": tenant_id, "deleted": True, "endpoints": gone.endpoints,
-                               "deliveries": gone.deliveries}))
+        click.echo(
+            json.dumps(
+                {
+                    "id": tenant_id,
+                    "deleted": True,
+                    "endpoints": gone.endpoints,
+                    "deliveries": gone.deliveries,
+                }
+            )
+        )
     else:
-        click.echo(f"deleted tenant {tenant_id}: {gone.endpoints} endpoints and "
-                   f"{gone.deliveries} deliveries forgotten")
+        click.echo(
+            f"deleted tenant {tenant_id}: {gone.endpoints} endpoints and "
+            f"{gone.deliveries} deliveries forgotten"
+        )

@@ -18,8 +18,12 @@ MIN_TOKEN, MIN_SECRET = 24, 32
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (0.0.0.0: every interface).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface).",
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 def serve(host: str, port: int) -> None:
     """Run the HTTP API (/api/v1), the console (/console) and the portal (/portal).
@@ -30,11 +34,15 @@ def serve(host: str, port: int) -> None:
     settings = get_settings()
     token, secret = settings.api_token, settings.portal_secret
     if token is None or len(token.get_secret_value()) < MIN_TOKEN:
-        raise click.UsageError(f"WEBHOOKS_API_TOKEN must be set to at least {MIN_TOKEN} "
-                               "characters (try: openssl rand -hex 24)")
+        raise click.UsageError(
+            f"WEBHOOKS_API_TOKEN must be set to at least {MIN_TOKEN} "
+            "characters (try: openssl rand -hex 24)"
+        )
     if secret is None or len(secret.get_secret_value()) < MIN_SECRET:
-        raise click.UsageError(f"WEBHOOKS_PORTAL_SECRET must be set to at least {MIN_SECRET} "
-                               "characters (try: openssl rand -hex 32)")
+        raise click.UsageError(
+            f"WEBHOOKS_PORTAL_SECRET must be set to at least {MIN_SECRET} "
+            "characters (try: openssl rand -hex 32)"
+        )
     if token.get_secret_value() == secret.get_secret_value():
         raise click.UsageError("WEBHOOKS_API_TOKEN and WEBHOOKS_PORTAL_SECRET must differ")
     # Imported here: the other commands start without loading the web stack.
@@ -46,16 +54,32 @@ def serve(host: str, port: int) -> None:
     if settings.log_format == "json":
         logs.configure()  # uvicorn's lines too, once it is told to leave logging alone
         log_config = None
-    uvicorn.run(create_app(), host=host, port=port, server_header=False, proxy_headers=True,
-                log_level="info", log_config=log_config)
+    uvicorn.run(
+        create_app(),
+        host=host,
+        port=port,
+        server_header=False,
+        proxy_headers=True,
+        log_level="info",
+        log_config=log_config,
+    )
 
 
 @click.command("portal-link")
 @click.argument("tenant_id", metavar="TENANT")
-@click.option("--ttl", type=click.FloatRange(0, MAX_TTL_SECONDS, min_open=True), default=3600,
-              show_default=True, help="Seconds the link is good for (at most 90 days).")
-@click.option("--base-url", default=None, metavar="URL",
-              help="Where `webhooks serve` is reached [default: WEBHOOKS_PUBLIC_URL].")
+@click.option(
+    "--ttl",
+    type=click.FloatRange(0, MAX_TTL_SECONDS, min_open=True),
+    default=3600,
+    show_default=True,
+    help="Seconds the link is good for (at most 90 days).",
+)
+@click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="Where `webhooks serve` is reached [default: WEBHOOKS_PUBLIC_URL].",
+)
 def portal_link(tenant_id: str, ttl: float, base_url: str | None) -> None:
     """Print a link that opens TENANT's portal: its endpoints and deliveries.
 
@@ -64,6 +88,8 @@ def portal_link(tenant_id: str, ttl: float, base_url: str | None) -> None:
     """
     base = (base_url or get_settings().public_url).rstrip("/")
     if not base.lower().startswith(("http://", "https://")) or any(c in base for c in "#? "):
-        raise click.BadParameter(f"must be an http(s) URL without a query or fragment, not "
-                                 f"{base[:100]!r}", param_hint="--base-url")
+        raise click.BadParameter(
+            f"must be an http(s) URL without a query or fragment, not {base[:100]!r}",
+            param_hint="--base-url",
+        )
     click.echo(f"{base}/portal#token={portal_token(tenant_id, ttl)}")

@@ -57,8 +57,11 @@ def _published(session: Session) -> None:
 def _dropped(session: Session, previous_transaction: SessionTransaction) -> None:
     """A rollback, of the whole transaction or of a savepoint: what was added within
     it goes."""
-    kept = [item for item in session.info.get(_PENDING, [])
-            if not _inside(item[0], previous_transaction)]
+    kept = [
+        item
+        for item in session.info.get(_PENDING, [])
+        if not _inside(item[0], previous_transaction)
+    ]
     session.info[_PENDING] = kept
 
 

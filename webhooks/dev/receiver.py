@@ -37,9 +37,11 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 #: What /hostile answers: markup that sets ``window.__xss`` if any page renders it as HTML.
-HOSTILE_BODY = (b'<script>window.__xss = "script"</script>'
-                b'<img src=x onerror="window.__xss = \'img\'">'
-                b'<svg onload="window.__xss = \'svg\'"></svg>')
+HOSTILE_BODY = (
+    b'<script>window.__xss = "script"</script>'
+    b"<img src=x onerror=\"window.__xss = 'img'\">"
+    b"<svg onload=\"window.__xss = 'svg'\"></svg>"
+)
 
 
 @dataclass(frozen=True)
@@ -120,13 +122,19 @@ class Receiver:
     def received(self, path: str | None = None, webhook_id: str | None = None) -> list[Received]:
         with self.lock:
             return [
-                r for r in self.requests
+                r
+                for r in self.requests
                 if (path is None or r.path == path)
                 and (webhook_id is None or r.headers.get("webhook-id") == webhook_id)
             ]
 
-    def _answer(self, handler: BaseHTTPRequestHandler, code: int, body: bytes = b"ok",
-                headers: dict[str, str] | None = None) -> None:
+    def _answer(
+        self,
+        handler: BaseHTTPRequestHandler,
+        code: int,
+        body: bytes = b"ok",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         with self.lock:
             self.answers.append((handler.path, handler.headers.get("webhook-id", ""), code))
         handler.send_response(code)
@@ -155,8 +163,9 @@ class Receiver:
         elif kind == "reset-once" and count == 1:
             handler.wfile.write(b"HTTP/1.1 200 O")
             handler.wfile.flush()
-            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                          struct.pack("ii", 1, 0))
+            handler.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
             handler.connection.close()
             handler.close_connection = True
         elif kind == "redirect-private":

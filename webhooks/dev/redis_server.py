@@ -68,8 +68,21 @@ def ensure_redis(url: str) -> Iterator[bool]:
         raise RuntimeError(f"no Redis answers at {host}:{port}, and it is not a local address")
     with tempfile.TemporaryDirectory(prefix="webhooks-redis-") as workdir:
         server = subprocess.Popen(
-            [_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", workdir, "--daemonize", "no"],
+            [
+                _server_binary(),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir,
+                "--daemonize",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -99,13 +112,29 @@ class RedisProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
-        return [_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.workdir),
-                "--daemonize", "no", *self.extra]
+        return [
+            _server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--dir",
+            str(self.workdir),
+            "--daemonize",
+            "no",
+            *self.extra,
+        ]
 
     def start(self) -> RedisProcess:
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 20
         while not redis_answers(self.url):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -146,8 +175,14 @@ class SentinelProcess(RedisProcess):
     ``master``: down after ``down_after_ms`` without an answer, failed over when
     ``quorum`` sentinels agree. Its replicas and fellow sentinels it finds by itself."""
 
-    def __init__(self, workdir: Path, master: str, primary_port: int, quorum: int = 2,
-                 down_after_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        master: str,
+        primary_port: int,
+        quorum: int = 2,
+        down_after_ms: int = 1000,
+    ) -> None:
         super().__init__(workdir)
         self.url = f"redis://127.0.0.1:{self.port}"
         # Sentinel rewrites its configuration file as it learns: one file each.
@@ -156,8 +191,20 @@ class SentinelProcess(RedisProcess):
             f"sentinel monitor {master} 127.0.0.1 {primary_port} {quorum}\n"
             f"sentinel down-after-milliseconds {master} {down_after_ms}\n"
             f"sentinel failover-timeout {master} 10000\n"
-            f"sentinel parallel-syncs {master} 1\n")
+            f"sentinel parallel-syncs {master} 1\n"
+        )
 
     def command(self) -> list[str]:
-        return [_server_binary(), str(self.config), "--sentinel", "--port", str(self.port),
-                "--bind", "127.0.0.1", "--dir", str(self.workdir), "--daemonize", "no"]
+        return [
+            _server_binary(),
+            str(self.config),
+            "--sentinel",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--daemonize",
+            "no",
+        ]

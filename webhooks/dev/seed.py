@@ -13,23 +13,42 @@ from ..storage.schedule import Schedule
 __all__ = ["seed_waiting"]
 
 
-def seed_waiting(store: DeliveryStore, schedule: Schedule, event: Event, url: str, count: int,
-                 due: float, batch: int = 2000) -> list[str]:
+def seed_waiting(
+    store: DeliveryStore,
+    schedule: Schedule,
+    event: Event,
+    url: str,
+    count: int,
+    due: float,
+    batch: int = 2000,
+) -> list[str]:
     """``count`` deliveries whose first attempt failed and whose retry is parked until ``due``.
 
     The same records and schedule entries a real failed attempt leaves, written
     in bulk: going through 100,000 real attempts would take minutes.
     """
     moment = now()
-    failed = Attempt(number=1, started_at=moment, duration_ms=3.0, status_code=503,
-                     error=AttemptError(kind=ErrorKind.HTTP_STATUS, message="HTTP 503"),
-                     response_body="busy")
+    failed = Attempt(
+        number=1,
+        started_at=moment,
+        duration_ms=3.0,
+        status_code=503,
+        error=AttemptError(kind=ErrorKind.HTTP_STATUS, message="HTTP 503"),
+        response_body="busy",
+    )
     ids: list[str] = []
     for start in range(0, count, batch):
         deliveries = [
-            Delivery(id=str(uuid.uuid4()), url=url, event_id=event.id, event_type=event.type,
-                     status=DeliveryStatus.RETRYING, created_at=moment, updated_at=moment,
-                     next_attempt_at=at(due))
+            Delivery(
+                id=str(uuid.uuid4()),
+                url=url,
+                event_id=event.id,
+                event_type=event.type,
+                status=DeliveryStatus.RETRYING,
+                created_at=moment,
+                updated_at=moment,
+                next_attempt_at=at(due),
+            )
             for _ in range(min(batch, count - start))
         ]
         store.create_many(deliveries, encode(event))

@@ -23,8 +23,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(log_path: Path, env: dict[str, str], port: int | None = None,
-                 ready_within: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    log_path: Path, env: dict[str, str], port: int | None = None, ready_within: float = 30.0
+) -> tuple[subprocess.Popen[bytes], str]:
     """``webhooks serve`` on 127.0.0.1 with ``env`` added; returns the process and its base
     URL once it answers (any status: /healthz may say Redis is down, on purpose)."""
     port = port or free_port()
@@ -32,8 +33,11 @@ def start_server(log_path: Path, env: dict[str, str], port: int | None = None,
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "webhooks", "serve", "--port", str(port)],
-            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + ready_within
     while True:
         try:
@@ -43,8 +47,9 @@ def start_server(log_path: Path, env: dict[str, str], port: int | None = None,
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 process.wait()
-                raise RuntimeError(f"webhooks serve did not start; its log:\n"
-                                   f"{log_path.read_text()}") from None
+                raise RuntimeError(
+                    f"webhooks serve did not start; its log:\n{log_path.read_text()}"
+                ) from None
             time.sleep(0.1)
 
 

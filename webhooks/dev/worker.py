@@ -14,8 +14,9 @@ from .processes import terminate
 __all__ = ["kill_worker", "start_worker", "stop_worker", "tree_rss_kb"]
 
 
-def start_worker(log_path: Path, env: dict[str, str], *extra_args: str,
-                 ready_within: float = 30.0) -> subprocess.Popen[bytes]:
+def start_worker(
+    log_path: Path, env: dict[str, str], *extra_args: str, ready_within: float = 30.0
+) -> subprocess.Popen[bytes]:
     """The production worker command with ``env`` added, returned once it reports ready.
 
     Without mingle: at start it asks the other workers for the tasks they revoked,
@@ -23,9 +24,20 @@ def start_worker(log_path: Path, env: dict[str, str], *extra_args: str,
     """
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "webhooks", "worker", "--loglevel=INFO",
-             "--without-mingle", *extra_args],
-            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "webhooks",
+                "worker",
+                "--loglevel=INFO",
+                "--without-mingle",
+                *extra_args,
+            ],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so kill_worker gets the pool too
         )
     deadline = time.monotonic() + ready_within

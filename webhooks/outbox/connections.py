@@ -24,9 +24,12 @@ def execute(conn: Any, sql: str, params: Mapping[str, Any]) -> Any:
         # transaction (a Session's, through the connection it is bound to).
         target = conn if hasattr(conn, "exec_driver_sql") else conn.connection()
         return target.exec_driver_sql(sql, dict(params)).scalar_one()
-    raise InvalidInput("conn", "must be a psycopg 3 connection, a SQLAlchemy Connection or "
-                               f"Session, or a Django connection alias, not "
-                               f"{type(conn).__name__}")
+    raise InvalidInput(
+        "conn",
+        "must be a psycopg 3 connection, a SQLAlchemy Connection or "
+        f"Session, or a Django connection alias, not "
+        f"{type(conn).__name__}",
+    )
 
 
 def _django(alias: str, sql: str, params: Mapping[str, Any]) -> Any:

@@ -55,9 +55,13 @@ class Relay:
                     # The event no longer validates, its id went to another event,
                     # or its tenant is gone: no retry makes it go, so it is kept
                     # for people to see (webhooks outbox list --failed).
-                    conn.execute(FAIL, {"id": row_id,
-                                        "failure": f"{type(refused).__name__}: "
-                                                   f"{refused}"[:FAILURE_LIMIT]})
+                    conn.execute(
+                        FAIL,
+                        {
+                            "id": row_id,
+                            "failure": f"{type(refused).__name__}: {refused}"[:FAILURE_LIMIT],
+                        },
+                    )
                     logger.warning("outbox row %d failed: %s", row_id, type(refused).__name__)
                     self.failed += 1
                 else:
@@ -79,13 +83,17 @@ class Relay:
                     self._loop(work, listen, stop)
             except Exception as error:
                 if not away:
-                    logger.warning("outbox relay: %s (%s); trying again", type(error).__name__,
-                                   first_line(error))
+                    logger.warning(
+                        "outbox relay: %s (%s); trying again",
+                        type(error).__name__,
+                        first_line(error),
+                    )
                 away = min(max(away * 2, 0.1), 5.0)
                 stop.wait(away)
 
-    def _loop(self, work: psycopg.Connection, listen: psycopg.Connection,
-              stop: threading.Event) -> None:
+    def _loop(
+        self, work: psycopg.Connection, listen: psycopg.Connection, stop: threading.Event
+    ) -> None:
         while not stop.is_set():
             if self.run_batch(work) == self.batch:
                 continue  # more may be waiting
@@ -99,8 +107,10 @@ class Relay:
 
     @contextmanager
     def _connections(self) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
-        with psycopg.connect(self.dsn, autocommit=True) as listen, psycopg.connect(
-                self.dsn, autocommit=True) as work:
+        with (
+            psycopg.connect(self.dsn, autocommit=True) as listen,
+            psycopg.connect(self.dsn, autocommit=True) as work,
+        ):
             listen.execute(f"LISTEN {CHANNEL}")
             yield work, listen
 

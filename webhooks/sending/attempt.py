@@ -59,8 +59,12 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(current))
         yield current
-        nested = [current.__cause__, current.__context__, getattr(current, "reason", None),
-                  *current.args]
+        nested = [
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+            *current.args,
+        ]
         stack.extend(item for item in nested if isinstance(item, BaseException))
 
 
@@ -84,16 +88,24 @@ def classify(exc: BaseException, deadline_passed: bool = False) -> AttemptError:
         kind = ErrorKind.TLS
     elif has(requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError):
         kind = ErrorKind.TIMEOUT
-    elif has(ConnectionResetError, RemoteDisconnected, BrokenPipeError,
-             urllib3.exceptions.ProtocolError, requests.exceptions.ChunkedEncodingError):
+    elif has(
+        ConnectionResetError,
+        RemoteDisconnected,
+        BrokenPipeError,
+        urllib3.exceptions.ProtocolError,
+        requests.exceptions.ChunkedEncodingError,
+    ):
         kind = ErrorKind.CONNECTION_RESET
     elif has(requests.ConnectionError, OSError):
         kind = ErrorKind.CONNECTION_ERROR
     else:
         kind = ErrorKind.REQUEST_ERROR
     message = f"{type(exc).__name__}: {exc}"
-    if deadline_passed and kind not in (ErrorKind.TIMEOUT, ErrorKind.DNS,
-                                        ErrorKind.CONNECT_REFUSED):
+    if deadline_passed and kind not in (
+        ErrorKind.TIMEOUT,
+        ErrorKind.DNS,
+        ErrorKind.CONNECT_REFUSED,
+    ):
         # The watchdog shut the sockets: whatever broke next broke because of it.
         kind, message = ErrorKind.TIMEOUT, f"deadline passed, connection closed ({message})"
     return AttemptError(kind=kind, message=message[:_MESSAGE_LIMIT])
@@ -142,8 +154,14 @@ def _read_prefix(response: requests.Response, deadline: float) -> bytes:
     return prefix[:RESPONSE_BODY_LIMIT]
 
 
-def make_attempt(number: int, url: str, body: bytes, headers: Mapping[str, str],
-                 connect_timeout: float, total_timeout: float) -> Outcome:
+def make_attempt(
+    number: int,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    connect_timeout: float,
+    total_timeout: float,
+) -> Outcome:
     """POST ``body`` to ``url`` once; any 2XX succeeds, anything else is a failed attempt."""
     started_at = now()
     start = time.monotonic()
@@ -174,8 +192,13 @@ def make_attempt(number: int, url: str, body: bytes, headers: Mapping[str, str],
             if not 200 <= status_code < 300:
                 reason = f"HTTP {status_code} {response.reason or ''}".strip()
                 error = AttemptError(kind=ErrorKind.HTTP_STATUS, message=reason[:_MESSAGE_LIMIT])
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError,
-                ValueError, BlockedDestination) as exc:
+        except (
+            requests.RequestException,
+            urllib3.exceptions.HTTPError,
+            OSError,
+            ValueError,
+            BlockedDestination,
+        ) as exc:
             error = classify(exc, deadline_passed=alarm.fired)
     attempt = Attempt(
         number=number,
@@ -188,8 +211,14 @@ def make_attempt(number: int, url: str, body: bytes, headers: Mapping[str, str],
     return Outcome(attempt, retry_after)
 
 
-def send(delivery_id: str, number: int, url: str, body: bytes, secrets: Sequence[str],
-         extra: Mapping[str, str] | None = None) -> Outcome:
+def send(
+    delivery_id: str,
+    number: int,
+    url: str,
+    body: bytes,
+    secrets: Sequence[str],
+    extra: Mapping[str, str] | None = None,
+) -> Outcome:
     """Attempt ``number`` of a delivery: the endpoint's own ``extra`` headers, then the
     Standard Webhooks ones, signed afresh by every secret given (none for a bare URL),
     under the settings' deadlines."""
@@ -204,6 +233,11 @@ def send(delivery_id: str, number: int, url: str, body: bytes, secrets: Sequence
     }
     if secrets:
         headers["webhook-signature"] = signature_header(delivery_id, timestamp, body, secrets)
-    return make_attempt(number, url, body, headers,
-                        connect_timeout=settings.connect_timeout_seconds,
-                        total_timeout=settings.timeout_seconds)
+    return make_attempt(
+        number,
+        url,
+        body,
+        headers,
+        connect_timeout=settings.connect_timeout_seconds,
+        total_timeout=settings.timeout_seconds,
+    )

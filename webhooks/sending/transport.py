@@ -83,8 +83,7 @@ class _Watchdog:
         with self._wake:
             if self._pid != os.getpid():  # first use in this (possibly forked) process
                 self._pid, self._heap = os.getpid(), []
-                threading.Thread(target=self._run, name="webhooks-deadline",
-                                 daemon=True).start()
+                threading.Thread(target=self._run, name="webhooks-deadline", daemon=True).start()
             heapq.heappush(self._heap, (alarm.at, next(self._counter), alarm))
             # Waking the thread only for a new earliest deadline: attempts share one
             # timeout, so that is rare, and a wake-up per attempt cost a thread switch
@@ -160,8 +159,9 @@ class _HTTPSPool(HTTPSConnectionPool):
 class GuardedAdapter(HTTPAdapter):
     """An HTTPAdapter that connects only to checked addresses, and under a deadline."""
 
-    def __init__(self, allowed: Sequence[IPNetwork], https_only: bool = False,
-                 pool_maxsize: int = 10) -> None:
+    def __init__(
+        self, allowed: Sequence[IPNetwork], https_only: bool = False, pool_maxsize: int = 10
+    ) -> None:
         self.allowed = tuple(allowed)
         self.https_only = https_only
         super().__init__(pool_connections=pool_maxsize, pool_maxsize=pool_maxsize, max_retries=0)
@@ -171,11 +171,14 @@ class GuardedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def build_connection_pool_key_attributes(
-        self, request: requests.PreparedRequest, verify: bool | str,
+        self,
+        request: requests.PreparedRequest,
+        verify: bool | str,
         cert: str | tuple[str, str] | None = None,
     ) -> tuple[Any, Any]:
         host_params, typed_kwargs = super().build_connection_pool_key_attributes(
-            request, verify, cert)
+            request, verify, cert
+        )
         pool_kwargs: dict[str, Any] = dict(typed_kwargs)
         scheme, host, port = host_params["scheme"], host_params["host"], host_params["port"]
         if self.https_only and scheme != "https":

@@ -20,8 +20,15 @@ from redis.retry import Retry
 
 from ..settings import get_settings
 
-__all__ = ["UNAVAILABLE", "eviction_policy", "get_redis", "persist", "transaction", "unavailable",
-           "zrange_ids"]
+__all__ = [
+    "UNAVAILABLE",
+    "eviction_policy",
+    "get_redis",
+    "persist",
+    "transaction",
+    "unavailable",
+    "zrange_ids",
+]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,21 +55,28 @@ def get_redis() -> redis.Redis:
     retried command reaches the promoted replica.
     """
     settings = get_settings()
-    timeouts: dict[str, Any] = {"socket_timeout": settings.redis_timeout_seconds,
-                                "socket_connect_timeout": settings.redis_timeout_seconds}
+    timeouts: dict[str, Any] = {
+        "socket_timeout": settings.redis_timeout_seconds,
+        "socket_connect_timeout": settings.redis_timeout_seconds,
+    }
     retry = _retry(RETRIES)
     sentinel = settings.sentinel
     if sentinel is None:
-        return redis.Redis.from_url(settings.redis_url, health_check_interval=30, retry=retry,
-                                    **timeouts)
+        return redis.Redis.from_url(
+            settings.redis_url, health_check_interval=30, retry=retry, **timeouts
+        )
     sentinels = _Sentinel(
         list(sentinel.sentinels),
         # One quick retry per sentinel: discovering the primary already tries each of
         # them, and redis-py's default backoff would make that take 17 s when none answers.
-        sentinel_kwargs={**timeouts, "password": sentinel.sentinel_password,
-                         "retry": _retry(1)},
-        db=sentinel.db, username=sentinel.username, password=sentinel.password,
-        health_check_interval=30, retry=retry, **timeouts)
+        sentinel_kwargs={**timeouts, "password": sentinel.sentinel_password, "retry": _retry(1)},
+        db=sentinel.db,
+        username=sentinel.username,
+        password=sentinel.password,
+        health_check_interval=30,
+        retry=retry,
+        **timeouts,
+    )
     return cast(redis.Redis, sentinels.master_for(sentinel.master))
 
 
@@ -72,8 +86,11 @@ def eviction_policy() -> str:
 
 
 #: The errors that say Redis could not be reached or did not answer in time.
-UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError,
-                                            redis.BusyLoadingError)
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+)
 
 
 def unavailable(error: BaseException) -> bool:
@@ -99,16 +116,33 @@ def persist(write: Callable[[], T], seconds: float, what: str) -> T:
             pause = min(pause * 2, 2.0)
 
 
-def zrange_ids(client: redis.Redis | redis.client.Pipeline, key: str, start: Any, stop: Any,
-               *, byscore: bool = False, bylex: bool = False, desc: bool = False,
-               limit: int | None = None) -> list[str]:
-    members = cast(list[bytes], client.zrange(
-        key, start, stop, byscore=byscore, bylex=bylex, desc=desc,
-        offset=0 if limit is not None else None, num=limit))
+def zrange_ids(
+    client: redis.Redis | redis.client.Pipeline,
+    key: str,
+    start: Any,
+    stop: Any,
+    *,
+    byscore: bool = False,
+    bylex: bool = False,
+    desc: bool = False,
+    limit: int | None = None,
+) -> list[str]:
+    members = cast(
+        list[bytes],
+        client.zrange(
+            key,
+            start,
+            stop,
+            byscore=byscore,
+            bylex=bylex,
+            desc=desc,
+            offset=0 if limit is not None else None,
+            num=limit,
+        ),
+    )
     return [member.decode() for member in members]
 
 
-def transaction(client: redis.Redis, body: Callable[[redis.client.Pipeline], T], *watch: str
-                ) -> T:
+def transaction(client: redis.Redis, body: Callable[[redis.client.Pipeline], T], *watch: str) -> T:
     """Optimistic transaction on the watched keys; ``body`` is rerun if one changed meanwhile."""
     return cast(T, client.transaction(body, *watch, value_from_callable=True))  # type: ignore[arg-type]

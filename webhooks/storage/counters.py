@@ -32,8 +32,15 @@ from ..settings import Settings
 from . import keys
 from .connection import get_redis
 
-__all__ = ["BUCKETS", "Counters", "Snapshot", "attempt_args", "get_counters", "metric_keys",
-           "status_class"]
+__all__ = [
+    "BUCKETS",
+    "Counters",
+    "Snapshot",
+    "attempt_args",
+    "get_counters",
+    "metric_keys",
+    "status_class",
+]
 
 #: Upper bounds of the attempt-duration histogram, in seconds: 5 ms to 30 s.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
@@ -53,16 +60,21 @@ def status_class(status_code: int | None) -> str:
 def metric_keys(settings: Settings) -> dict[str, str]:
     """The keys the scripts count into, or '' each when ``WEBHOOKS_METRICS`` is off."""
     on = settings.metrics
-    return {"metrics_key": keys.metrics() if on else "",
-            "circuits_key": keys.open_circuits() if on else ""}
+    return {
+        "metrics_key": keys.metrics() if on else "",
+        "circuits_key": keys.open_circuits() if on else "",
+    }
 
 
 def attempt_args(attempt: Attempt) -> dict[str, Any]:
     """What record_attempt.lua counts an attempt under."""
     seconds = attempt.duration_ms / 1000
-    return {"attempt_counter": f"attempts:{attempt.outcome}:{attempt.error_kind}:"
-                               f"{status_class(attempt.status_code)}",
-            "duration_bucket": bisect_left(BUCKETS, seconds), "duration_seconds": seconds}
+    return {
+        "attempt_counter": f"attempts:{attempt.outcome}:{attempt.error_kind}:"
+        f"{status_class(attempt.status_code)}",
+        "duration_bucket": bisect_left(BUCKETS, seconds),
+        "duration_seconds": seconds,
+    }
 
 
 @dataclass(frozen=True)
@@ -90,12 +102,15 @@ class Counters:
             pipe.hgetall(keys.metrics())
             pipe.zcard(keys.scheduled())
             pipe.zcount(keys.due(), "-inf", moment - overdue_after)
-            pipe.zremrangebyscore(keys.open_circuits(), "-inf",
-                                  moment - CIRCUIT_MEMORY_SECONDS)
+            pipe.zremrangebyscore(keys.open_circuits(), "-inf", moment - CIRCUIT_MEMORY_SECONDS)
             pipe.zcard(keys.open_circuits())
             fields, parked, overdue, _, circuits = pipe.execute()
-        return Snapshot({name.decode(): float(value) for name, value in fields.items()},
-                        int(parked), int(overdue), int(circuits))
+        return Snapshot(
+            {name.decode(): float(value) for name, value in fields.items()},
+            int(parked),
+            int(overdue),
+            int(circuits),
+        )
 
 
 @lru_cache(maxsize=1)

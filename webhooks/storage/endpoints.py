@@ -31,11 +31,23 @@ __all__ = ["FORBIDDEN_HEADERS", "EndpointStore", "check_headers", "get_endpoints
 
 #: Headers an endpoint may not set: framing and identity are ours, and the
 #: ``webhook-*`` headers carry the id, the timestamp and the signatures.
-FORBIDDEN_HEADERS = frozenset({
-    "host", "content-length", "content-type", "transfer-encoding", "connection", "user-agent",
-    # Hop-by-hop headers, which would change how the request travels, not what it says.
-    "keep-alive", "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection",
-})
+FORBIDDEN_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "user-agent",
+        # Hop-by-hop headers, which would change how the request travels, not what it says.
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-connection",
+    }
+)
 MAX_HEADERS = 20
 MAX_HEADER_BYTES = 4096
 MAX_DESCRIPTION = 1000
@@ -57,8 +69,7 @@ def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
             raise InvalidInput(f"headers.{name}", "is not a valid header name")
         lowered = name.lower()
         if lowered in FORBIDDEN_HEADERS or lowered.startswith("webhook-"):
-            raise InvalidInput(f"headers.{name}", "is set by webhooks itself and may not be "
-                                                  "given")
+            raise InvalidInput(f"headers.{name}", "is set by webhooks itself and may not be given")
         if lowered in {other.lower() for other in checked}:
             raise InvalidInput(f"headers.{name}", "is given twice")
         if not isinstance(value, str) or any(char in value for char in "\r\n\0"):
@@ -73,8 +84,9 @@ def _check_description(description: object) -> str:
     if not isinstance(description, str):
         raise InvalidInput("description", "must be text")
     if len(description) > MAX_DESCRIPTION:
-        raise InvalidInput("description", f"is {len(description):,} characters; the limit is "
-                                          f"{MAX_DESCRIPTION:,}")
+        raise InvalidInput(
+            "description", f"is {len(description):,} characters; the limit is {MAX_DESCRIPTION:,}"
+        )
     return description
 
 
@@ -102,8 +114,15 @@ class EndpointStore:
         self._redis = client
         self._health = Script(client, "record_health")
 
-    def add(self, url: str, event_types: list[str] | None = None, description: str = "", *,
-            tenant: str, headers: Mapping[str, str] | None = None) -> tuple[Endpoint, str]:
+    def add(
+        self,
+        url: str,
+        event_types: list[str] | None = None,
+        description: str = "",
+        *,
+        tenant: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[Endpoint, str]:
         """Register an endpoint of ``tenant``; returns it and its secret, which is shown
         only this once. An unknown tenant raises TenantNotFound and writes nothing."""
         check_tenant_id(tenant)
@@ -162,8 +181,13 @@ class EndpointStore:
         raws = self._redis.mget([keys.endpoint(endpoint_id) for endpoint_id in ids])
         return [Endpoint.model_validate_json(raw) for raw in raws if raw is not None]
 
-    def _update(self, endpoint_id: str, change: Callable[[Endpoint], Endpoint],
-                tenant: str | None = None, count: str | None = None) -> Endpoint:
+    def _update(
+        self,
+        endpoint_id: str,
+        change: Callable[[Endpoint], Endpoint],
+        tenant: str | None = None,
+        count: str | None = None,
+    ) -> Endpoint:
         """Read, change and write one endpoint (of ``tenant``, when given); retried if
         another writer got there first. ``count``: a counter to bump in the same
         transaction, should the change turn an enabled endpoint into a disabled one."""
@@ -185,29 +209,44 @@ class EndpointStore:
 
         return transaction(self._redis, body, key)
 
-    def update(self, endpoint_id: str, changes: Mapping[str, Any],
-               tenant: str | None = None) -> Endpoint:
+    def update(
+        self, endpoint_id: str, changes: Mapping[str, Any], tenant: str | None = None
+    ) -> Endpoint:
         """Change an endpoint's ``url``, ``event_types``, ``description`` or ``headers``,
         each checked as ``add`` checks it; nothing changes if one is refused."""
         checks: dict[str, Callable[[Any], Any]] = {
-            "url": check_url, "event_types": _check_event_types,
-            "description": _check_description, "headers": check_headers}
+            "url": check_url,
+            "event_types": _check_event_types,
+            "description": _check_description,
+            "headers": check_headers,
+        }
         for name in changes:
             if name not in checks:
                 raise InvalidInput(name, "cannot be changed")
         checked = {name: checks[name](value) for name, value in changes.items()}
         return self._update(endpoint_id, lambda e: e.model_copy(update=checked), tenant)
 
-    def disable(self, endpoint_id: str, reason: str, *, stop: bool = True,
-                tenant: str | None = None, cause: str | None = None) -> Endpoint:
+    def disable(
+        self,
+        endpoint_id: str,
+        reason: str,
+        *,
+        stop: bool = True,
+        tenant: str | None = None,
+        cause: str | None = None,
+    ) -> Endpoint:
         """Stop sending to the endpoint and, unless ``stop`` is False, stop the retries
         of its unfinished deliveries (:meth:`stop_deliveries`). ``cause``: why a worker
         disabled it (gone, failing), counted once in the metrics."""
-        counted = (f"endpoints_disabled:{cause}" if cause and get_settings().metrics
-                   else None)
-        endpoint = self._update(endpoint_id, lambda e: e.model_copy(update={
-            "enabled": False, "disabled_reason": reason, "disabled_at": now()}), tenant,
-            counted)
+        counted = f"endpoints_disabled:{cause}" if cause and get_settings().metrics else None
+        endpoint = self._update(
+            endpoint_id,
+            lambda e: e.model_copy(
+                update={"enabled": False, "disabled_reason": reason, "disabled_at": now()}
+            ),
+            tenant,
+            counted,
+        )
         if stop:
             self.stop_deliveries(endpoint_id, f"endpoint disabled: {reason}")
         return endpoint
@@ -219,13 +258,19 @@ class EndpointStore:
 
     def enable(self, endpoint_id: str, tenant: str | None = None) -> Endpoint:
         """Send to the endpoint again, with a fresh start for its failure clock."""
-        endpoint = self._update(endpoint_id, lambda e: e.model_copy(update={
-            "enabled": True, "disabled_reason": None, "disabled_at": None}), tenant)
+        endpoint = self._update(
+            endpoint_id,
+            lambda e: e.model_copy(
+                update={"enabled": True, "disabled_reason": None, "disabled_at": None}
+            ),
+            tenant,
+        )
         self._redis.delete(keys.endpoint_health(endpoint_id))
         return endpoint
 
-    def rotate_secret(self, endpoint_id: str, grace: timedelta, tenant: str | None = None
-                      ) -> tuple[Endpoint, str]:
+    def rotate_secret(
+        self, endpoint_id: str, grace: timedelta, tenant: str | None = None
+    ) -> tuple[Endpoint, str]:
         """Add a new secret; older ones keep signing for ``grace``, then are dropped."""
         secret = new_secret()
         moment = now()
@@ -241,19 +286,30 @@ class EndpointStore:
 
         return self._update(endpoint_id, rotate, tenant), secret
 
-    def record_health(self, endpoint_id: str, succeeded: bool, exhausted: bool
-                      ) -> tuple[datetime | None, int]:
+    def record_health(
+        self, endpoint_id: str, succeeded: bool, exhausted: bool
+    ) -> tuple[datetime | None, int]:
         """Update the failure clock; returns (first failure since the last 2XX, exhausted
         since). An endpoint deleted meanwhile gets no clock back."""
-        reply = fields(self._health(
-            keys={"endpoint_key": keys.endpoint(endpoint_id),
-                  "health_key": keys.endpoint_health(endpoint_id)},
-            args={"succeeded": int(succeeded), "exhausted": int(exhausted),
-                  "now": isoformat(now())}))
+        reply = fields(
+            self._health(
+                keys={
+                    "endpoint_key": keys.endpoint(endpoint_id),
+                    "health_key": keys.endpoint_health(endpoint_id),
+                },
+                args={
+                    "succeeded": int(succeeded),
+                    "exhausted": int(exhausted),
+                    "now": isoformat(now()),
+                },
+            )
+        )
         if "failing_since" not in reply:
             return None, 0
-        return (datetime.fromisoformat(reply["failing_since"].decode()),
-                int(reply.get("exhausted", b"0")))
+        return (
+            datetime.fromisoformat(reply["failing_since"].decode()),
+            int(reply.get("exhausted", b"0")),
+        )
 
     def delete(self, endpoint_id: str, tenant: str | None = None) -> None:
         """Forget the endpoint, its secrets, failure clock and destination state; its
@@ -275,19 +331,27 @@ class EndpointStore:
     def _forget(self, endpoints: Sequence[Endpoint]) -> None:
         with self._redis.pipeline(transaction=True) as pipe:
             for endpoint in endpoints:
-                pipe.delete(keys.endpoint(endpoint.id), keys.endpoint_deliveries(endpoint.id),
-                            keys.endpoint_health(endpoint.id),
-                            keys.destination_inflight(endpoint.id),
-                            keys.destination_breaker(endpoint.id),
-                            keys.destination_waiting(endpoint.id))
+                pipe.delete(
+                    keys.endpoint(endpoint.id),
+                    keys.endpoint_deliveries(endpoint.id),
+                    keys.endpoint_health(endpoint.id),
+                    keys.destination_inflight(endpoint.id),
+                    keys.destination_breaker(endpoint.id),
+                    keys.destination_waiting(endpoint.id),
+                )
                 pipe.zrem(keys.endpoints(), endpoint.id)
                 if endpoint.tenant_id:
                     pipe.srem(keys.tenant_endpoints(endpoint.tenant_id), endpoint.id)
             pipe.execute()
 
     def delivery_ids(self, endpoint_id: str, since: datetime, until: datetime) -> list[str]:
-        return zrange_ids(self._redis, keys.endpoint_deliveries(endpoint_id), since.timestamp(),
-                          until.timestamp(), byscore=True)
+        return zrange_ids(
+            self._redis,
+            keys.endpoint_deliveries(endpoint_id),
+            since.timestamp(),
+            until.timestamp(),
+            byscore=True,
+        )
 
 
 @lru_cache(maxsize=1)

@@ -40,8 +40,16 @@ from . import keys
 from .connection import get_redis
 from .scripts import Script, fields
 
-__all__ = ["MAX_COOLDOWN", "Entry", "EntryOutcome", "Gate", "destination", "entry",
-           "get_gate", "leave_args"]
+__all__ = [
+    "MAX_COOLDOWN",
+    "Entry",
+    "EntryOutcome",
+    "Gate",
+    "destination",
+    "entry",
+    "get_gate",
+    "leave_args",
+]
 
 #: The longest an open circuit waits between probes, in seconds.
 MAX_COOLDOWN = 900.0
@@ -91,22 +99,29 @@ def entry(reply: dict[str, bytes]) -> Entry:
 
 def enter_args(settings: Settings) -> dict[str, Any]:
     """The rules' parameters and key templates that entering needs (claim_attempt.lua)."""
-    return {"limit": settings.destination_concurrency,
-            "inflight_template": keys.template(keys.destination_inflight),
-            "breaker_template": keys.template(keys.destination_breaker),
-            "waiting_template": keys.template(keys.destination_waiting)}
+    return {
+        "limit": settings.destination_concurrency,
+        "inflight_template": keys.template(keys.destination_inflight),
+        "breaker_template": keys.template(keys.destination_breaker),
+        "waiting_template": keys.template(keys.destination_waiting),
+    }
 
 
-def leave_args(settings: Settings, dest: str | None, succeeded: bool, duration_ms: float
-               ) -> dict[str, Any]:
+def leave_args(
+    settings: Settings, dest: str | None, succeeded: bool, duration_ms: float
+) -> dict[str, Any]:
     """What leaving a destination after an attempt needs (record_attempt.lua)."""
-    return {"destination": dest or "", "succeeded": int(succeeded),
-            "failures_to_open": settings.breaker_failures,
-            "cooldown": settings.breaker_cooldown_seconds, "max_cooldown": MAX_COOLDOWN,
-            "duration_ms": duration_ms,
-            "inflight_template": keys.template(keys.destination_inflight),
-            "breaker_template": keys.template(keys.destination_breaker),
-            "waiting_template": keys.template(keys.destination_waiting)}
+    return {
+        "destination": dest or "",
+        "succeeded": int(succeeded),
+        "failures_to_open": settings.breaker_failures,
+        "cooldown": settings.breaker_cooldown_seconds,
+        "max_cooldown": MAX_COOLDOWN,
+        "duration_ms": duration_ms,
+        "inflight_template": keys.template(keys.destination_inflight),
+        "breaker_template": keys.template(keys.destination_breaker),
+        "waiting_template": keys.template(keys.destination_waiting),
+    }
 
 
 class Gate:
@@ -122,11 +137,18 @@ class Gate:
         """Enter ``dest`` on its own; the claim usually does this in the same call."""
         now = time.time()
         reply = self._enter(
-            keys={"inflight_key": keys.destination_inflight(dest),
-                  "breaker_key": keys.destination_breaker(dest),
-                  "waiting_key": keys.destination_waiting(dest)},
-            args={"now": now, "lease_until": now + lease, "member": run.member,
-                  "limit": get_settings().destination_concurrency})
+            keys={
+                "inflight_key": keys.destination_inflight(dest),
+                "breaker_key": keys.destination_breaker(dest),
+                "waiting_key": keys.destination_waiting(dest),
+            },
+            args={
+                "now": now,
+                "lease_until": now + lease,
+                "member": run.member,
+                "limit": get_settings().destination_concurrency,
+            },
+        )
         return entry(fields(reply))
 
     def wait_for_slot(self, dest: str, run: Run, entry: Entry) -> None:
@@ -135,23 +157,43 @@ class Gate:
         # Expected start: the queue ahead drains a slot's worth per attempt time. Only
         # shown in the record (and overdue counts); the real start is a slot freeing.
         expected = now + (entry.ahead + 1) * entry.average_ms / 1000 / (
-            get_settings().destination_concurrency)
-        self._wait(keys={"running_key": keys.running(),
-                         "waiting_key": keys.destination_waiting(dest),
-                         "delivery_key": keys.delivery(run.delivery_id), "due_key": keys.due(),
-                         "inflight_key": keys.destination_inflight(dest),
-                         "scheduled_key": keys.scheduled()},
-                   args={"member": run.member, "now": now, "expected_at": expected,
-                         "expected_iso": isoformat(at(expected)),
-                         "delivery_id": run.delivery_id,
-                         "limit": get_settings().destination_concurrency})
+            get_settings().destination_concurrency
+        )
+        self._wait(
+            keys={
+                "running_key": keys.running(),
+                "waiting_key": keys.destination_waiting(dest),
+                "delivery_key": keys.delivery(run.delivery_id),
+                "due_key": keys.due(),
+                "inflight_key": keys.destination_inflight(dest),
+                "scheduled_key": keys.scheduled(),
+            },
+            args={
+                "member": run.member,
+                "now": now,
+                "expected_at": expected,
+                "expected_iso": isoformat(at(expected)),
+                "delivery_id": run.delivery_id,
+                "limit": get_settings().destination_concurrency,
+            },
+        )
 
     def defer(self, run: Run, until: float) -> None:
         """Put a claimed run back in the schedule without attempting it."""
-        self._defer(keys={"running_key": keys.running(), "scheduled_key": keys.scheduled(),
-                          "delivery_key": keys.delivery(run.delivery_id), "due_key": keys.due()},
-                    args={"member": run.member, "due_at": until,
-                          "due_iso": isoformat(at(until)), "delivery_id": run.delivery_id})
+        self._defer(
+            keys={
+                "running_key": keys.running(),
+                "scheduled_key": keys.scheduled(),
+                "delivery_key": keys.delivery(run.delivery_id),
+                "due_key": keys.due(),
+            },
+            args={
+                "member": run.member,
+                "due_at": until,
+                "due_iso": isoformat(at(until)),
+                "delivery_id": run.delivery_id,
+            },
+        )
 
 
 @lru_cache(maxsize=1)

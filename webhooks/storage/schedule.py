@@ -59,11 +59,13 @@ class Schedule:
         """Whether the run after ``run`` is already scheduled, being promoted or running."""
         return self.is_pending(run.next())
 
-    def _moved(self, source: str, target: str, max_score: float, new_score: float,
-               limit: int) -> list[Run]:
-        members = self._move(keys={"source_key": source, "target_key": target},
-                             args={"max_score": max_score, "new_score": new_score,
-                                   "limit": limit})
+    def _moved(
+        self, source: str, target: str, max_score: float, new_score: float, limit: int
+    ) -> list[Run]:
+        members = self._move(
+            keys={"source_key": source, "target_key": target},
+            args={"max_score": max_score, "new_score": new_score, "limit": limit},
+        )
         return [Run.parse(member) for member in cast(list[bytes], members)]
 
     def take_due(self, now: float, limit: int) -> list[Run]:

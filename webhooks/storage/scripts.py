@@ -48,8 +48,10 @@ def _declare(names: Sequence[str], table: str) -> str:
             if position != len(names):
                 raise ValueError(f"{table}: only the last name may take the rest ({name})")
             # A loop, not unpack(): Lua's unpack stops at 8,000 values, a batch may not.
-            lines.append(f"local {name[1:]} = {{}} for i = {position}, #{table} do "
-                         f"{name[1:]}[i - {position - 1}] = {table}[i] end")
+            lines.append(
+                f"local {name[1:]} = {{}} for i = {position}, #{table} do "
+                f"{name[1:]}[i - {position - 1}] = {table}[i] end"
+            )
         else:
             lines.append(f"local {name} = {table}[{position}]")
     return "\n".join(lines)
@@ -59,8 +61,9 @@ def _ordered(given: Mapping[str, Any], names: Sequence[str], what: str, script: 
     plain = [name.lstrip("*") for name in names]
     if set(given) != set(plain):
         missing, extra = set(plain) - set(given), set(given) - set(plain)
-        raise TypeError(f"{script}.lua {what}: missing {sorted(missing)}, unexpected "
-                        f"{sorted(extra)}")
+        raise TypeError(
+            f"{script}.lua {what}: missing {sorted(missing)}, unexpected {sorted(extra)}"
+        )
     ordered: list[Any] = []
     for name, header_name in zip(plain, names, strict=True):
         value = given[name]
@@ -76,11 +79,17 @@ class Script:
         self.key_names, self.arg_names, source = _source(name)
         self._script = client.register_script(source)
 
-    def __call__(self, keys: Mapping[str, Any], args: Mapping[str, Any],
-                 client: redis.Redis | redis.client.Pipeline | None = None) -> Any:
-        return self._script(keys=_ordered(keys, self.key_names, "KEYS", self.name),
-                            args=_ordered(args, self.arg_names, "ARGV", self.name),
-                            client=client)
+    def __call__(
+        self,
+        keys: Mapping[str, Any],
+        args: Mapping[str, Any],
+        client: redis.Redis | redis.client.Pipeline | None = None,
+    ) -> Any:
+        return self._script(
+            keys=_ordered(keys, self.key_names, "KEYS", self.name),
+            args=_ordered(args, self.arg_names, "ARGV", self.name),
+            client=client,
+        )
 
 
 def fields(reply: Sequence[bytes]) -> dict[str, bytes]:

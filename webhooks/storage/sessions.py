@@ -48,13 +48,24 @@ class SessionStore:
         """A new session (the operator's when ``tenant_id`` is None); returns its id,
         which only the cookie holds, and the session."""
         session_id = secrets.token_urlsafe(32)
-        session = Session(OPERATOR if tenant_id is None else "tenant", tenant_id,
-                          secrets.token_urlsafe(24), expires_at)
+        session = Session(
+            OPERATOR if tenant_id is None else "tenant",
+            tenant_id,
+            secrets.token_urlsafe(24),
+            expires_at,
+        )
         ttl = max(1, int(expires_at - time.time()))
         key = _key(session_id)
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"role": session.role, "tenant_id": tenant_id or "",
-                                    "csrf": session.csrf, "expires_at": expires_at})
+            pipe.hset(
+                key,
+                mapping={
+                    "role": session.role,
+                    "tenant_id": tenant_id or "",
+                    "csrf": session.csrf,
+                    "expires_at": expires_at,
+                },
+            )
             pipe.expire(key, ttl)
             if tenant_id is not None:
                 pipe.sadd(keys.tenant_sessions(tenant_id), key)
@@ -67,8 +78,12 @@ class SessionStore:
         fields = cast(dict[bytes, bytes], self._redis.hgetall(_key(session_id)))
         if not fields or float(fields[b"expires_at"]) <= time.time():
             return None
-        return Session(fields[b"role"].decode(), fields[b"tenant_id"].decode() or None,
-                       fields[b"csrf"].decode(), float(fields[b"expires_at"]))
+        return Session(
+            fields[b"role"].decode(),
+            fields[b"tenant_id"].decode() or None,
+            fields[b"csrf"].decode(),
+            float(fields[b"expires_at"]),
+        )
 
     def delete(self, session_id: str) -> None:
         self._redis.delete(_key(session_id))

@@ -25,6 +25,7 @@ from .sessions import SessionStore
 
 __all__ = ["Forgotten", "TenantStore", "get_tenants"]
 
+
 @dataclass(frozen=True)
 class Forgotten:
     """What deleting a tenant removed."""
@@ -37,8 +38,9 @@ class Forgotten:
 class TenantStore:
     """Owns the tenant records and their index; deleting a tenant forgets all it owns."""
 
-    def __init__(self, client: redis.Redis, deliveries: DeliveryStore,
-                 endpoints: EndpointStore) -> None:
+    def __init__(
+        self, client: redis.Redis, deliveries: DeliveryStore, endpoints: EndpointStore
+    ) -> None:
         self._redis = client
         self._deliveries = deliveries
         self._endpoints = endpoints
@@ -53,8 +55,10 @@ class TenantStore:
         if not created:
             raise TenantExists(tenant_id)
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.tenant(tenant_id), mapping={
-                "name": name, "created_at": isoformat(tenant.created_at)})
+            pipe.hset(
+                keys.tenant(tenant_id),
+                mapping={"name": name, "created_at": isoformat(tenant.created_at)},
+            )
             pipe.zadd(keys.tenants(), {tenant_id: 0})
             pipe.execute()
         return tenant
@@ -68,8 +72,9 @@ class TenantStore:
 
     def list(self, limit: int = 100, after: str | None = None) -> list[Tenant]:
         """Tenants ordered by id; ``after`` is the previous page's last id."""
-        ids = zrange_ids(self._redis, keys.tenants(), f"({after}" if after else "-", "+",
-                         bylex=True, limit=limit)
+        ids = zrange_ids(
+            self._redis, keys.tenants(), f"({after}" if after else "-", "+", bylex=True, limit=limit
+        )
         with self._redis.pipeline(transaction=False) as pipe:
             for tenant_id in ids:
                 pipe.hgetall(keys.tenant(tenant_id))
@@ -104,8 +109,7 @@ def _tenant(fields: dict[bytes, bytes]) -> Tenant | None:
     """The tenant a record holds; None for none, or one being deleted."""
     if not fields or b"created_at" not in fields or b"deleting" in fields:
         return None
-    return Tenant.model_validate({name.decode(): value.decode()
-                                  for name, value in fields.items()})
+    return Tenant.model_validate({name.decode(): value.decode() for name, value in fields.items()})
 
 
 @lru_cache(maxsize=1)

@@ -67,11 +67,14 @@ class EndpointIn(_Input):
 
     url: str = Field(description="Where to POST events: an http(s) URL.")
     event_types: list[str] | None = Field(
-        None, description="The event types to send; null or absent: every type.")
+        None, description="The event types to send; null or absent: every type."
+    )
     description: str = Field("", description="A note for people (at most 1,000 characters).")
     headers: dict[str, str] | None = Field(
-        None, description="Headers sent with every attempt, such as the receiver's own "
-        "credentials; their values are never shown again.")
+        None,
+        description="Headers sent with every attempt, such as the receiver's own "
+        "credentials; their values are never shown again.",
+    )
 
 
 class EndpointPatch(_Input):
@@ -82,8 +85,10 @@ class EndpointPatch(_Input):
     description: str | None = None
     headers: dict[str, str] | None = None
     enabled: bool | None = Field(
-        None, description="false stops sending and ends the retries of its unfinished "
-        "deliveries; true sends again.")
+        None,
+        description="false stops sending and ends the retries of its unfinished "
+        "deliveries; true sends again.",
+    )
 
 
 class RecoverIn(_Input):
@@ -102,18 +107,25 @@ class SessionIn(_Input):
 class DeliveryList(BaseModel):
     """One page of deliveries."""
 
-    data: list[dict[str, Any]] = Field(description="Deliveries without their attempt lists: "
-                                       "attempt_count and last_attempt instead.")
-    next_cursor: str | None = Field(description="Pass as cursor for the next page; null: "
-                                    "this is the last.")
+    data: list[dict[str, Any]] = Field(
+        description="Deliveries without their attempt lists: "
+        "attempt_count and last_attempt instead."
+    )
+    next_cursor: str | None = Field(
+        description="Pass as cursor for the next page; null: this is the last."
+    )
 
 
 # --- Sessions ---------------------------------------------------------------------
 
 
 def _session_body(tenant_id: str | None, csrf: str, expires_at: float) -> dict[str, Any]:
-    return {"role": "operator" if tenant_id is None else "tenant", "tenant_id": tenant_id,
-            "csrf_token": csrf, "expires_at": isoformat(datetime.fromtimestamp(expires_at, UTC))}
+    return {
+        "role": "operator" if tenant_id is None else "tenant",
+        "tenant_id": tenant_id,
+        "csrf_token": csrf,
+        "expires_at": isoformat(datetime.fromtimestamp(expires_at, UTC)),
+    }
 
 
 @router.post("/session", tags=["session"], summary="Trade a token for a session cookie")
@@ -132,11 +144,16 @@ def create_session(body: SessionIn, request: Request) -> JSONResponse:
     if who.expires_at is not None:  # a portal session ends with its link
         expires_at = min(expires_at, who.expires_at)
     session_id, session = get_sessions().create(who.tenant_id, expires_at)
-    response = JSONResponse(_session_body(who.tenant_id, session.csrf, expires_at),
-                            status_code=201)
-    response.set_cookie(COOKIE, session_id, max_age=max(1, int(expires_at - time.time())),
-                        path="/", httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+    response = JSONResponse(_session_body(who.tenant_id, session.csrf, expires_at), status_code=201)
+    response.set_cookie(
+        COOKIE,
+        session_id,
+        max_age=max(1, int(expires_at - time.time())),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
@@ -159,64 +176,90 @@ def delete_session(request: Request, who: Who) -> Response:
 # --- Tenants ----------------------------------------------------------------------
 
 
-@router.post("/tenants", tags=["tenants"], status_code=201, response_model=Tenant,
-             summary="Register a tenant")
+@router.post(
+    "/tenants",
+    tags=["tenants"],
+    status_code=201,
+    response_model=Tenant,
+    summary="Register a tenant",
+)
 def create_tenant(body: TenantIn, _: Operator) -> Tenant:
     return get_tenants().add(body.id, body.name)
 
 
 @router.get("/tenants", tags=["tenants"], summary="List tenants, ordered by id")
-def list_tenants(_: Operator, limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT)] = 50,
-                 after: Annotated[str | None, Query(max_length=128)] = None
-                 ) -> dict[str, Any]:
+def list_tenants(
+    _: Operator,
+    limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT)] = 50,
+    after: Annotated[str | None, Query(max_length=128)] = None,
+) -> dict[str, Any]:
     """Pages by id: pass the ``next_after`` of one page as ``after`` for the next."""
     found = get_tenants().list(limit + 1, after)
     page = found[:limit]
-    return {"data": [tenant.model_dump(mode="json") for tenant in page],
-            "next_after": page[-1].id if len(found) > limit else None}
+    return {
+        "data": [tenant.model_dump(mode="json") for tenant in page],
+        "next_after": page[-1].id if len(found) > limit else None,
+    }
 
 
-@router.get("/tenants/{tenant_id}", tags=["tenants"], response_model=Tenant,
-            summary="One tenant")
+@router.get("/tenants/{tenant_id}", tags=["tenants"], response_model=Tenant, summary="One tenant")
 def read_tenant(tenant_id: TenantId) -> Tenant:
     return get_tenants().get(tenant_id)
 
 
-@router.delete("/tenants/{tenant_id}", tags=["tenants"],
-               summary="Delete a tenant and everything it owns")
+@router.delete(
+    "/tenants/{tenant_id}", tags=["tenants"], summary="Delete a tenant and everything it owns"
+)
 def delete_tenant(tenant_id: TenantId, _: Operator) -> dict[str, Any]:
     forgotten = get_tenants().delete(tenant_id)
-    return {"tenant_id": forgotten.tenant_id, "deleted": True,
-            "endpoints": forgotten.endpoints, "deliveries": forgotten.deliveries}
+    return {
+        "tenant_id": forgotten.tenant_id,
+        "deleted": True,
+        "endpoints": forgotten.endpoints,
+        "deliveries": forgotten.deliveries,
+    }
 
 
 # --- Endpoints --------------------------------------------------------------------
 
 
-@router.get("/tenants/{tenant_id}/endpoints", tags=["endpoints"],
-            summary="The tenant's endpoints, oldest first")
+@router.get(
+    "/tenants/{tenant_id}/endpoints",
+    tags=["endpoints"],
+    summary="The tenant's endpoints, oldest first",
+)
 def list_endpoints(tenant_id: TenantId) -> dict[str, Any]:
     return {"data": [endpoint.public() for endpoint in get_endpoints().all(tenant_id)]}
 
 
-@router.post("/tenants/{tenant_id}/endpoints", tags=["endpoints"], status_code=201,
-             summary="Add an endpoint; its secret is in this answer only")
+@router.post(
+    "/tenants/{tenant_id}/endpoints",
+    tags=["endpoints"],
+    status_code=201,
+    summary="Add an endpoint; its secret is in this answer only",
+)
 def create_endpoint(tenant_id: TenantId, body: EndpointIn) -> dict[str, Any]:
-    endpoint, secret = get_endpoints().add(body.url, body.event_types, body.description,
-                                           tenant=tenant_id, headers=body.headers)
+    endpoint, secret = get_endpoints().add(
+        body.url, body.event_types, body.description, tenant=tenant_id, headers=body.headers
+    )
     return {**endpoint.public(), "secret": secret}
 
 
-@router.get("/tenants/{tenant_id}/endpoints/{endpoint_id}", tags=["endpoints"],
-            summary="One endpoint (secrets and header values masked)")
+@router.get(
+    "/tenants/{tenant_id}/endpoints/{endpoint_id}",
+    tags=["endpoints"],
+    summary="One endpoint (secrets and header values masked)",
+)
 def read_endpoint(tenant_id: TenantId, endpoint_id: str) -> dict[str, Any]:
     return get_endpoints().get(endpoint_id, tenant_id).public()
 
 
-@router.patch("/tenants/{tenant_id}/endpoints/{endpoint_id}", tags=["endpoints"],
-              summary="Change an endpoint")
-def update_endpoint(tenant_id: TenantId, endpoint_id: str, body: EndpointPatch,
-                    who: Who) -> dict[str, Any]:
+@router.patch(
+    "/tenants/{tenant_id}/endpoints/{endpoint_id}", tags=["endpoints"], summary="Change an endpoint"
+)
+def update_endpoint(
+    tenant_id: TenantId, endpoint_id: str, body: EndpointPatch, who: Who
+) -> dict[str, Any]:
     """Only the fields sent change; ``headers`` replaces them all. Every field is
     checked before anything is written."""
     store = get_endpoints()
@@ -237,15 +280,21 @@ def update_endpoint(tenant_id: TenantId, endpoint_id: str, body: EndpointPatch,
     return endpoint.public()
 
 
-@router.delete("/tenants/{tenant_id}/endpoints/{endpoint_id}", tags=["endpoints"],
-               summary="Delete an endpoint; its unfinished deliveries stop")
+@router.delete(
+    "/tenants/{tenant_id}/endpoints/{endpoint_id}",
+    tags=["endpoints"],
+    summary="Delete an endpoint; its unfinished deliveries stop",
+)
 def delete_endpoint(tenant_id: TenantId, endpoint_id: str) -> dict[str, Any]:
     get_endpoints().delete(endpoint_id, tenant_id)
     return {"endpoint_id": endpoint_id, "deleted": True}
 
 
-@router.post("/tenants/{tenant_id}/endpoints/{endpoint_id}/rotate-secret", tags=["endpoints"],
-             summary="A new signing secret, in this answer only")
+@router.post(
+    "/tenants/{tenant_id}/endpoints/{endpoint_id}/rotate-secret",
+    tags=["endpoints"],
+    summary="A new signing secret, in this answer only",
+)
 def rotate_secret(tenant_id: TenantId, endpoint_id: str) -> dict[str, Any]:
     """The old secret keeps signing for ``WEBHOOKS_SECRET_ROTATION_GRACE_SECONDS``, so the
     receiver can switch without a failed delivery."""
@@ -254,8 +303,12 @@ def rotate_secret(tenant_id: TenantId, endpoint_id: str) -> dict[str, Any]:
     return {**endpoint.public(), "secret": secret}
 
 
-@router.post("/tenants/{tenant_id}/endpoints/{endpoint_id}/recover", tags=["endpoints"],
-             status_code=202, summary="Redeliver what was exhausted in a time window")
+@router.post(
+    "/tenants/{tenant_id}/endpoints/{endpoint_id}/recover",
+    tags=["endpoints"],
+    status_code=202,
+    summary="Redeliver what was exhausted in a time window",
+)
 def recover(tenant_id: TenantId, endpoint_id: str, body: RecoverIn) -> dict[str, Any]:
     """Every ``retries_exhausted`` delivery of the endpoint created in the window
     starts a new attempt cycle."""
@@ -268,13 +321,21 @@ def recover(tenant_id: TenantId, endpoint_id: str, body: RecoverIn) -> dict[str,
 
 # --- Events -----------------------------------------------------------------------
 
-_EVENT_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"$ref": "#/components/schemas/Event"}}}}}
+_EVENT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}},
+    }
+}
 
 
-@router.post("/tenants/{tenant_id}/events", tags=["events"], status_code=202,
-             openapi_extra=_EVENT_BODY,
-             summary="Publish an event to every endpoint of the tenant that wants it")
+@router.post(
+    "/tenants/{tenant_id}/events",
+    tags=["events"],
+    status_code=202,
+    openapi_extra=_EVENT_BODY,
+    summary="Publish an event to every endpoint of the tenant that wants it",
+)
 async def publish(tenant_id: TenantId, request: Request, _: Operator) -> dict[str, Any]:
     """The body is the event. The answer lists a delivery per enabled endpoint whose
     filter matches (none: an empty list). Publishing the same event again creates
@@ -306,19 +367,26 @@ def _position(cursor: str) -> Position:
 
 def _summary(delivery: Delivery, attempt_count: int) -> dict[str, Any]:
     last: Attempt | None = delivery.attempts[-1] if delivery.attempts else None
-    return {**delivery.model_dump(mode="json", exclude={"attempts"}),
-            "attempt_count": attempt_count,
-            "last_attempt": last.model_dump(mode="json") if last else None}
+    return {
+        **delivery.model_dump(mode="json", exclude={"attempts"}),
+        "attempt_count": attempt_count,
+        "last_attempt": last.model_dump(mode="json") if last else None,
+    }
 
 
-@router.get("/tenants/{tenant_id}/deliveries", tags=["deliveries"],
-            responses={200: {"model": DeliveryList}},
-            summary="The tenant's deliveries, newest first")
+@router.get(
+    "/tenants/{tenant_id}/deliveries",
+    tags=["deliveries"],
+    responses={200: {"model": DeliveryList}},
+    summary="The tenant's deliveries, newest first",
+)
 def list_deliveries(
-        tenant_id: TenantId, status: DeliveryStatus | None = None,
-        endpoint_id: Annotated[str | None, Query(max_length=200)] = None,
-        limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT)] = 50,
-        cursor: Annotated[str | None, Query(max_length=400)] = None) -> JSONResponse:
+    tenant_id: TenantId,
+    status: DeliveryStatus | None = None,
+    endpoint_id: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT)] = 50,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> JSONResponse:
     """Newest first: by creation time, or with ``status`` by when they reached it.
     Pages never repeat an item, even while deliveries come and change; a delivery
     that changes status while you page may move to the first page of its new status.
@@ -328,24 +396,37 @@ def list_deliveries(
     if endpoint_id is not None:
         get_endpoints().get(endpoint_id, tenant_id)  # another tenant's: not found
     store = get_store()
-    ids, position = store.page(status, limit, tenant=tenant_id, endpoint_id=endpoint_id,
-                               after=after)
+    ids, position = store.page(
+        status, limit, tenant=tenant_id, endpoint_id=endpoint_id, after=after
+    )
     # Straight to JSON: the items are built from validated models already, and a
     # second pass through the response model cost as much as reading them.
-    return JSONResponse({"data": [_summary(*found) for found in store.summaries(ids)],
-                         "next_cursor": _cursor(position) if position is not None else None})
+    return JSONResponse(
+        {
+            "data": [_summary(*found) for found in store.summaries(ids)],
+            "next_cursor": _cursor(position) if position is not None else None,
+        }
+    )
 
 
-@router.get("/tenants/{tenant_id}/deliveries/{delivery_id}", tags=["deliveries"],
-            response_model=Delivery, summary="One delivery with every attempt")
+@router.get(
+    "/tenants/{tenant_id}/deliveries/{delivery_id}",
+    tags=["deliveries"],
+    response_model=Delivery,
+    summary="One delivery with every attempt",
+)
 def read_delivery(tenant_id: TenantId, delivery_id: str) -> Response:
     """The same JSON as ``webhooks show --json``."""
     delivery = get_store().get(delivery_id, tenant_id)
     return Response(delivery.model_dump_json(), media_type="application/json")
 
 
-@router.post("/tenants/{tenant_id}/deliveries/{delivery_id}/redeliver", tags=["deliveries"],
-             status_code=202, summary="Start a new attempt cycle, whatever the status")
+@router.post(
+    "/tenants/{tenant_id}/deliveries/{delivery_id}/redeliver",
+    tags=["deliveries"],
+    status_code=202,
+    summary="Start a new attempt cycle, whatever the status",
+)
 def redeliver(tenant_id: TenantId, delivery_id: str) -> dict[str, Any]:
     """Same ``webhook-id``; earlier attempts are kept and new ones numbered on."""
     producer.redeliver(delivery_id, tenant=tenant_id)
@@ -360,8 +441,10 @@ def stats(_: Operator) -> dict[str, int]:
     return get_store().stats(overdue_after=get_settings().recovery_seconds)
 
 
-@router.get("/tenants/{tenant_id}/stats", tags=["stats"],
-            summary="The tenant's deliveries by status, and overdue")
+@router.get(
+    "/tenants/{tenant_id}/stats",
+    tags=["stats"],
+    summary="The tenant's deliveries by status, and overdue",
+)
 def tenant_stats(tenant_id: TenantId) -> dict[str, int]:
     return get_store().stats(overdue_after=get_settings().recovery_seconds, tenant=tenant_id)
-

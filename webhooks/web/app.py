@@ -32,8 +32,10 @@ __all__ = ["create_app"]
 
 STATIC = resources.files("webhooks.web") / "static"
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -62,8 +64,10 @@ class Guard:
         async def send_guarded(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {name for name, _ in HEADERS}
-                message["headers"] = [*(h for h in message.get("headers", [])
-                                        if h[0].lower() not in names), *HEADERS]
+                message["headers"] = [
+                    *(h for h in message.get("headers", []) if h[0].lower() not in names),
+                    *HEADERS,
+                ]
             await send(message)
 
         declared = dict(scope["headers"]).get(b"content-length")
@@ -106,8 +110,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, with the event schema (every rule the validator enforces
     that JSON Schema can state) as ``Event`` among its components."""
     if app.openapi_schema is None:
-        document = get_openapi(title=app.title, version=app.version,
-                               description=app.description, routes=app.routes)
+        document = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
         events = event_schema(ref_template="#/components/schemas/{model}")
         events.pop("$schema", None)
         components = document.setdefault("components", {}).setdefault("schemas", {})
@@ -120,10 +125,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app() -> FastAPI:
     """The application ``webhooks serve`` runs."""
     app = FastAPI(
-        title="webhooks", version=__version__, docs_url=None, redoc_url=None,
+        title="webhooks",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
         description="Webhook delivery on Celery and Redis: tenants, endpoints, events, "
         "deliveries and their attempts. Authenticate with `Authorization: Bearer <token>`: "
-        "the operator's WEBHOOKS_API_TOKEN, or a portal token for one tenant.")
+        "the operator's WEBHOOKS_API_TOKEN, or a portal token for one tenant.",
+    )
     install(app)
     app.include_router(api.router)
 
@@ -135,10 +144,14 @@ def create_app() -> FastAPI:
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", tags=["health"], response_class=Response,
-             summary="Prometheus metrics of the whole cluster (the operator's, unless "
-             "WEBHOOKS_METRICS_PUBLIC=true)",
-             responses={200: {"content": {CONTENT_TYPE: {}}}})
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        summary="Prometheus metrics of the whole cluster (the operator's, unless "
+        "WEBHOOKS_METRICS_PUBLIC=true)",
+        responses={200: {"content": {CONTENT_TYPE: {}}}},
+    )
     def metrics(request: Request) -> Response:
         if not get_settings().metrics_public:
             operator(principal(request))

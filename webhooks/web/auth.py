@@ -27,8 +27,16 @@ from ..storage.tenants import get_tenants
 from .errors import ApiError
 from .tokens import read_portal_token
 
-__all__ = ["COOKIE", "Principal", "Who", "check_origin", "operator", "principal", "tenant_scope",
-           "token_principal"]
+__all__ = [
+    "COOKIE",
+    "Principal",
+    "Who",
+    "check_origin",
+    "operator",
+    "principal",
+    "tenant_scope",
+    "token_principal",
+]
 
 COOKIE = "webhooks_session"
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -41,6 +49,7 @@ class Principal:
     tenant_id: str | None
     session: Session | None = None  # when it came with a session cookie
     expires_at: float | None = None  # when its portal token expires
+
     @property
     def is_operator(self) -> bool:
         return self.tenant_id is None
@@ -50,7 +59,8 @@ def token_principal(token: str) -> Principal:
     """The principal a bearer token stands for, or a 401."""
     operator_token = get_settings().api_token
     if operator_token is not None and hmac.compare_digest(
-            token.encode(), operator_token.get_secret_value().encode()):
+        token.encode(), operator_token.get_secret_value().encode()
+    ):
         return Principal(None)
     try:
         grant = read_portal_token(token)
@@ -65,7 +75,8 @@ def check_origin(request: Request) -> None:
     have our host). Browsers send it with every state-changing request."""
     origin = request.headers.get("origin")
     if origin is not None and urlsplit(origin).netloc != request.headers.get(
-            "host", request.url.netloc):
+        "host", request.url.netloc
+    ):
         raise ApiError(403, "cross_site", "a request from another site is refused")
 
 
@@ -75,8 +86,7 @@ def principal(request: Request) -> Principal:
     if header is not None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "unauthorized", "the Authorization header must be "
-                                                "'Bearer <token>'")
+            raise ApiError(401, "unauthorized", "the Authorization header must be 'Bearer <token>'")
         return token_principal(token.strip())
     session_id = request.cookies.get(COOKIE)
     session = get_sessions().get(session_id) if session_id else None
@@ -84,8 +94,9 @@ def principal(request: Request) -> Principal:
         raise ApiError(401, "unauthorized", "a bearer token or a session is required")
     if request.method not in _SAFE:
         check_origin(request)
-        if not hmac.compare_digest(request.headers.get("x-csrf-token", "").encode(),
-                                   session.csrf.encode()):
+        if not hmac.compare_digest(
+            request.headers.get("x-csrf-token", "").encode(), session.csrf.encode()
+        ):
             raise ApiError(403, "csrf", "the X-CSRF-Token header is missing or wrong")
     return Principal(session.tenant_id, session)
 

@@ -42,12 +42,21 @@ class BodyTooLarge(Exception):
 
 
 def too_large(limit: int) -> JSONResponse:
-    return error_response(413, "too_large", f"the body is over WEBHOOKS_MAX_PAYLOAD_BYTES "
-                                            f"({limit:,} bytes)", headers={"Connection": "close"})
+    return error_response(
+        413,
+        "too_large",
+        f"the body is over WEBHOOKS_MAX_PAYLOAD_BYTES ({limit:,} bytes)",
+        headers={"Connection": "close"},
+    )
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
         body["field"] = field
@@ -93,8 +102,12 @@ def install(app: FastAPI) -> None:
         first = exc.errors()[0]
         field = _field(tuple(first.get("loc", ())))
         if field == "body" and "json" not in request.headers.get("content-type", ""):
-            return error_response(422, "invalid", "body: must be JSON, sent with "
-                                                  "Content-Type: application/json", field)
+            return error_response(
+                422,
+                "invalid",
+                "body: must be JSON, sent with Content-Type: application/json",
+                field,
+            )
         return error_response(422, "invalid", f"{field}: {first.get('msg', 'invalid')}", field)
 
     @app.exception_handler(HTTPException)
@@ -102,16 +115,16 @@ def install(app: FastAPI) -> None:
         if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps what reading raised
             return too_large(exc.__cause__.limit)
         codes = {404: "not_found", 405: "method_not_allowed"}
-        return error_response(exc.status_code, codes.get(exc.status_code, "error"),
-                              str(exc.detail))
+        return error_response(exc.status_code, codes.get(exc.status_code, "error"), str(exc.detail))
 
     @app.exception_handler(BodyTooLarge)
     async def body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
         return too_large(exc.limit)
 
     async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        return error_response(503, "unavailable", "Redis did not answer; retrying the same "
-                                                  "request is safe")
+        return error_response(
+            503, "unavailable", "Redis did not answer; retrying the same request is safe"
+        )
 
     for kind in UNAVAILABLE:
         app.add_exception_handler(kind, redis_unavailable)

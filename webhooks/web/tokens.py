@@ -50,14 +50,19 @@ def _born(tenant: Tenant) -> int:
 def portal_token(tenant_id: str, ttl_seconds: float = 3600) -> str:
     """A token granting ``tenant_id``'s resources for ``ttl_seconds``; an unknown
     tenant raises :class:`~webhooks.TenantNotFound`."""
-    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int | float) or \
-            not 0 < ttl_seconds <= MAX_TTL_SECONDS:
-        raise InvalidInput("ttl_seconds", f"must be more than 0 and at most {MAX_TTL_SECONDS} "
-                                          "(90 days)")
+    if (
+        isinstance(ttl_seconds, bool)
+        or not isinstance(ttl_seconds, int | float)
+        or not 0 < ttl_seconds <= MAX_TTL_SECONDS
+    ):
+        raise InvalidInput(
+            "ttl_seconds", f"must be more than 0 and at most {MAX_TTL_SECONDS} (90 days)"
+        )
     serializer = _serializer()
     tenant = get_tenants().get(tenant_id)
-    return str(serializer.dumps({"t": tenant.id, "c": _born(tenant),
-                                 "e": int(time.time() + ttl_seconds)}))
+    return str(
+        serializer.dumps({"t": tenant.id, "c": _born(tenant), "e": int(time.time() + ttl_seconds)})
+    )
 
 
 def read_portal_token(token: str) -> PortalGrant:
@@ -67,8 +72,12 @@ def read_portal_token(token: str) -> PortalGrant:
         payload: Any = _serializer().loads(token)
     except itsdangerous.BadData:
         raise TokenInvalid("the token is not valid") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("t"), str) or not \
-            isinstance(payload.get("e"), int) or not isinstance(payload.get("c"), int):
+    if (
+        not isinstance(payload, dict)
+        or not isinstance(payload.get("t"), str)
+        or not isinstance(payload.get("e"), int)
+        or not isinstance(payload.get("c"), int)
+    ):
         raise TokenInvalid("the token is not valid")
     if payload["e"] <= time.time():
         raise TokenInvalid("the token has expired")

@@ -34,14 +34,23 @@ def _listened(signal: Signal) -> bool:
 
 def _delivery_data(delivery: Delivery) -> dict[str, Any]:
     last = delivery.attempts[-1] if delivery.attempts else None
-    return {"delivery_id": delivery.id, "tenant_id": delivery.tenant_id,
-            "endpoint_id": delivery.endpoint_id, "event_id": delivery.event_id,
-            "event_type": delivery.event_type, "status": delivery.status.value,
-            "attempts": len(delivery.attempts),
-            "last_attempt": None if last is None else {
-                "number": last.number, "started_at": isoformat(last.started_at),
-                "status_code": last.status_code,
-                "error_kind": last.error.kind.value if last.error else None}}
+    return {
+        "delivery_id": delivery.id,
+        "tenant_id": delivery.tenant_id,
+        "endpoint_id": delivery.endpoint_id,
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "status": delivery.status.value,
+        "attempts": len(delivery.attempts),
+        "last_attempt": None
+        if last is None
+        else {
+            "number": last.number,
+            "started_at": isoformat(last.started_at),
+            "status_code": last.status_code,
+            "error_kind": last.error.kind.value if last.error else None,
+        },
+    }
 
 
 def _send(kind: str, subject: str, data: dict[str, Any]) -> None:
@@ -57,8 +66,11 @@ def exhausted(delivery_id: str) -> None:
     try:
         delivery = get_store().get(delivery_id)
         delivery_exhausted.send(sender=__name__, delivery=delivery)
-        _send("delivery.exhausted", f"{delivery.id}\n{len(delivery.attempts)}",
-              _delivery_data(delivery))
+        _send(
+            "delivery.exhausted",
+            f"{delivery.id}\n{len(delivery.attempts)}",
+            _delivery_data(delivery),
+        )
     except Exception:
         logger.exception("delivery %s: could not announce that it was exhausted", delivery_id)
 
@@ -72,8 +84,11 @@ def recovered(delivery_id: str) -> None:
         if len(delivery.attempts) < 2 or delivery.attempts[-2].succeeded:
             return
         delivery_recovered.send(sender=__name__, delivery=delivery)
-        _send("delivery.recovered", f"{delivery.id}\n{len(delivery.attempts)}",
-              _delivery_data(delivery))
+        _send(
+            "delivery.recovered",
+            f"{delivery.id}\n{len(delivery.attempts)}",
+            _delivery_data(delivery),
+        )
     except Exception:
         logger.exception("delivery %s: could not announce its recovery", delivery_id)
 
@@ -85,10 +100,16 @@ def disabled(endpoint_id: str, reason: str) -> None:
     try:
         endpoint: Endpoint = get_endpoints().get(endpoint_id)
         endpoint_disabled.send(sender=__name__, endpoint=endpoint, reason=reason)
-        _send("endpoint.disabled", f"{endpoint.id}\n{endpoint.disabled_at}",
-              {"endpoint_id": endpoint.id, "tenant_id": endpoint.tenant_id, "reason": reason,
-               "message": endpoint.disabled_reason,
-               "disabled_at": isoformat(endpoint.disabled_at) if endpoint.disabled_at
-               else None})
+        _send(
+            "endpoint.disabled",
+            f"{endpoint.id}\n{endpoint.disabled_at}",
+            {
+                "endpoint_id": endpoint.id,
+                "tenant_id": endpoint.tenant_id,
+                "reason": reason,
+                "message": endpoint.disabled_reason,
+                "disabled_at": isoformat(endpoint.disabled_at) if endpoint.disabled_at else None,
+            },
+        )
     except Exception:
         logger.exception("endpoint %s: could not announce that it was disabled", endpoint_id)

@@ -21,16 +21,24 @@ __all__ = ["GONE", "judge"]
 GONE = 410
 
 
-def judge(endpoints: EndpointStore, endpoint: Endpoint, attempt: Attempt, exhausted: bool,
-          disable_after: timedelta) -> str | None:
+def judge(
+    endpoints: EndpointStore,
+    endpoint: Endpoint,
+    attempt: Attempt,
+    exhausted: bool,
+    disable_after: timedelta,
+) -> str | None:
     """Record the attempt on the endpoint's failure clock; return why to disable it, if so."""
     if attempt.status_code == GONE:
         return "the receiver answered 410 Gone"
     failing_since, exhausted_count = endpoints.record_health(
-        endpoint.id, attempt.succeeded, exhausted)
+        endpoint.id, attempt.succeeded, exhausted
+    )
     if failing_since is None or exhausted_count == 0:
         return None
     if now() - failing_since < disable_after:
         return None
-    return (f"no 2XX since {isoformat(failing_since)}, and {exhausted_count} "
-            f"deliver{'y' if exhausted_count == 1 else 'ies'} exhausted meanwhile")
+    return (
+        f"no 2XX since {isoformat(failing_since)}, and {exhausted_count} "
+        f"deliver{'y' if exhausted_count == 1 else 'ies'} exhausted meanwhile"
+    )

@@ -63,8 +63,9 @@ class _Keeper:
             if not held:
                 continue
             try:
-                get_store().renew_claims([(run, dest) for run, dest, _ in held],
-                                         time.time() + lease)
+                get_store().renew_claims(
+                    [(run, dest) for run, dest, _ in held], time.time() + lease
+                )
             except Exception as error:
                 # The attempts go on; should Redis stay away, their claims lapse and
                 # they are run again, which is what a lapse is for.

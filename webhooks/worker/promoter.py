@@ -65,10 +65,10 @@ class Promoter:
         if refused is not None:
             raise refused
 
-    def _publish(self, taken: list[Run], queue: str | None, now: float,
-                 contexts: dict[str, dict[str, str]]) -> None:
-        enqueue(taken, queue, undo=lambda _: self.schedule.put_back(taken, now),
-                contexts=contexts)
+    def _publish(
+        self, taken: list[Run], queue: str | None, now: float, contexts: dict[str, dict[str, str]]
+    ) -> None:
+        enqueue(taken, queue, undo=lambda _: self.schedule.put_back(taken, now), contexts=contexts)
         self.schedule.promoted(taken)
 
     def tick(self) -> int:
@@ -84,8 +84,9 @@ class Promoter:
             lapsed = self.schedule.requeue_lapsed_claims(now)
             stale = self.schedule.requeue_stale_promotions(now - STALE_PROMOTION_SECONDS, now)
             for run in lapsed:
-                logger.warning("delivery %s: claimed attempt never finished; running it again",
-                               run.delivery_id)
+                logger.warning(
+                    "delivery %s: claimed attempt never finished; running it again", run.delivery_id
+                )
             if stale:
                 logger.warning("%d parked runs were taken but never published; again", len(stale))
         if time.monotonic() >= self._next_backstop:
@@ -102,13 +103,15 @@ class Promoter:
                 delivery = store.get(delivery_id)
             except LookupError:
                 continue
-            done = sum(1 for attempt in delivery.attempts
-                       if attempt.number > delivery.cycle_offset)
+            done = sum(1 for attempt in delivery.attempts if attempt.number > delivery.cycle_offset)
             run = Run(delivery_id, delivery.cycle, done)
             if self.schedule.is_pending(run):
                 continue
-            logger.warning("delivery %s: overdue with nothing scheduled; scheduling attempt %d",
-                           delivery_id, delivery.attempt_number(done))
+            logger.warning(
+                "delivery %s: overdue with nothing scheduled; scheduling attempt %d",
+                delivery_id,
+                delivery.attempt_number(done),
+            )
             self.schedule.park_nx([run], now)
             store.push_due(delivery_id, now)
 
@@ -123,8 +126,11 @@ class Promoter:
                     logger.exception("promoter pass failed; retrying")
                 elif not away:
                     logger.warning("promoter: Redis unavailable (%s); waiting for it", error)
-                away = min(max(away * 2, self.settings.promote_interval_seconds), 1.0) if (
-                    unavailable(error)) else 0.0
+                away = (
+                    min(max(away * 2, self.settings.promote_interval_seconds), 1.0)
+                    if (unavailable(error))
+                    else 0.0
+                )
                 published = 0
             else:
                 if away:

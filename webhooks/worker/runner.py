@@ -55,8 +55,9 @@ class Done:
     result: RunResult
 
 
-def run_attempt(delivery_id: str, cycle: int, retries: int,
-                trace: Mapping[str, str] | None = None) -> Done | Retry:
+def run_attempt(
+    delivery_id: str, cycle: int, retries: int, trace: Mapping[str, str] | None = None
+) -> Done | Retry:
     """Claim attempt ``retries + 1`` of the cycle, make it if it is ours to make, record
     it with what it led to, and say whether a retry follows. ``trace``: the trace
     context its message carried."""
@@ -96,8 +97,9 @@ def run_attempt(delivery_id: str, cycle: int, retries: int,
         return _attempt(run, claim, endpoint, dest, trace or {})
 
 
-def _attempt(run: Run, claim: Claim, endpoint: Endpoint | None, dest: str,
-             trace: Mapping[str, str]) -> Done | Retry:
+def _attempt(
+    run: Run, claim: Claim, endpoint: Endpoint | None, dest: str, trace: Mapping[str, str]
+) -> Done | Retry:
     """Make the claimed attempt, record what it led to, log it, and announce a failure."""
     with tracing.attempt_span(trace, run.delivery_id, claim.number, claim.url) as span:
         step, attempt, next_at, disabled = _make_and_record(run, claim, endpoint, dest)
@@ -130,27 +132,40 @@ def _secrets(claim: Claim, endpoint: Endpoint | None) -> list[str]:
     return []
 
 
-def _make_and_record(run: Run, claim: Claim, endpoint: Endpoint | None, dest: str
-                     ) -> tuple[Done | Retry, Attempt, datetime | None, str | None]:
+def _make_and_record(
+    run: Run, claim: Claim, endpoint: Endpoint | None, dest: str
+) -> tuple[Done | Retry, Attempt, datetime | None, str | None]:
     """Make the attempt and record it with what it led to: the step that follows, the
     attempt, when the next one is due, and why the endpoint was disabled (gone,
     failing) if this attempt disabled it."""
     store, settings = get_store(), get_settings()
     extra = endpoint.headers if endpoint is not None else {}
-    outcome = send(run.delivery_id, claim.number, claim.url, claim.body,
-                   _secrets(claim, endpoint), extra)  # never raises
+    outcome = send(
+        run.delivery_id, claim.number, claim.url, claim.body, _secrets(claim, endpoint), extra
+    )  # never raises
     attempt = outcome.attempt
     policy = BackoffPolicy.from_settings(settings)
     decision = policy.after_failure(run.retries, outcome.retry_after)
     exhausted = not attempt.succeeded and isinstance(decision, RetriesExhausted)
     disable_reason = None
     if endpoint is not None:
-        disable_reason = health.judge(get_endpoints(), endpoint, attempt, exhausted,
-                                      timedelta(seconds=settings.disable_after_seconds))
+        disable_reason = health.judge(
+            get_endpoints(),
+            endpoint,
+            attempt,
+            exhausted,
+            timedelta(seconds=settings.disable_after_seconds),
+        )
     # The attempt is made: should Redis be away a while, its record waits for it
     # rather than be lost (and the attempt made again).
-    record = partial(store.record_attempt, run, attempt, destination=dest,
-                     tenant_id=claim.tenant_id, persist_for=settings.recovery_seconds)
+    record = partial(
+        store.record_attempt,
+        run,
+        attempt,
+        destination=dest,
+        tenant_id=claim.tenant_id,
+        persist_for=settings.recovery_seconds,
+    )
     if attempt.succeeded:
         record(DeliveryStatus.DELIVERED)
         return Done(RunResult.DELIVERED), attempt, None, None
@@ -167,8 +182,9 @@ def _make_and_record(run: Run, claim: Claim, endpoint: Endpoint | None, dest: st
         return Done(RunResult.RETRIES_EXHAUSTED), attempt, None, cause
     if isinstance(decision, RetriesExhausted):
         record(DeliveryStatus.RETRIES_EXHAUSTED)
-        logger.warning("delivery %s: retries exhausted after %d attempts", run.delivery_id,
-                       claim.number)
+        logger.warning(
+            "delivery %s: retries exhausted after %d attempts", run.delivery_id, claim.number
+        )
         return Done(RunResult.RETRIES_EXHAUSTED), attempt, None, None
     # A long wait is parked in the same transaction that records the attempt, so
     # no crash can leave the delivery retrying with nothing scheduled.
@@ -183,25 +199,36 @@ def _not_claimed(run: Run, claim: Claim) -> Done | Retry:
         logger.warning("delivery %s not found (expired or deleted); dropping", run.delivery_id)
         return Done(RunResult.MISSING)
     if claim.outcome is ClaimOutcome.STALE:
-        logger.warning("delivery %s: dropping attempt %d of replaced cycle %d",
-                       run.delivery_id, claim.number, run.cycle)
+        logger.warning(
+            "delivery %s: dropping attempt %d of replaced cycle %d",
+            run.delivery_id,
+            claim.number,
+            run.cycle,
+        )
         return Done(RunResult.STALE)
     if claim.outcome is ClaimOutcome.FINAL:
-        logger.info("delivery %s is already final; dropping duplicate attempt %d",
-                    run.delivery_id, claim.number)
+        logger.info(
+            "delivery %s is already final; dropping duplicate attempt %d",
+            run.delivery_id,
+            claim.number,
+        )
         return Done(RunResult.FINAL)
     if claim.outcome is ClaimOutcome.RECORDED:
         return _already_ran(get_store().get(run.delivery_id), run, claim.number)
-    logger.warning("delivery %s: attempt %d is running elsewhere; dropping the duplicate",
-                   run.delivery_id, claim.number)
+    logger.warning(
+        "delivery %s: attempt %d is running elsewhere; dropping the duplicate",
+        run.delivery_id,
+        claim.number,
+    )
     return Done(RunResult.DUPLICATE)
 
 
 def _stop(run: Run, reason: str) -> Done:
     # The attempt was claimed: release the claim with the stop, or it would lapse and
     # be run again for nothing.
-    get_store().set_status(run.delivery_id, DeliveryStatus.RETRIES_EXHAUSTED,
-                           stop_reason=reason, release=run)
+    get_store().set_status(
+        run.delivery_id, DeliveryStatus.RETRIES_EXHAUSTED, stop_reason=reason, release=run
+    )
     logger.warning("delivery %s stopped: %s", run.delivery_id, reason)
     return Done(RunResult.RETRIES_EXHAUSTED)
 
@@ -210,16 +237,17 @@ def _already_ran(delivery: Delivery, run: Run, number: int) -> Done | Retry:
     """A message for an attempt that is on record: a duplicate, or a retry that got lost."""
     later = any(attempt.number > number for attempt in delivery.attempts)
     if later or delivery.status is not DeliveryStatus.RETRYING or get_schedule().has_next(run):
-        logger.warning("delivery %s: attempt %d already ran; dropping the duplicate",
-                       delivery.id, number)
+        logger.warning(
+            "delivery %s: attempt %d already ran; dropping the duplicate", delivery.id, number
+        )
         return Done(RunResult.DUPLICATE)
     # Recorded, but its retry was never scheduled (the retry could not be
     # published, or the worker died in between): schedule it now, send nothing.
-    logger.warning("delivery %s: attempt %d already ran; scheduling its retry", delivery.id,
-                   number)
+    logger.warning("delivery %s: attempt %d already ran; scheduling its retry", delivery.id, number)
     due = delivery.next_attempt_at or now()
     retry = BackoffPolicy.from_settings(get_settings()).wait(
-        max(0.0, (due - now()).total_seconds()))
+        max(0.0, (due - now()).total_seconds())
+    )
     if retry.parked:
         get_schedule().park_nx([run.next()], due.timestamp())
     return retry

@@ -42,13 +42,19 @@ class PreflightStep(bootsteps.StartStopStep):
         if absent := internals.missing():
             # One line, then out: a traceback from deep inside a delivery later would
             # say far less about what to do.
-            print(f"webhooks: the installed Celery/kombu lacks {absent[0]}, which webhooks "
-                  "relies on; install the versions pinned in pyproject.toml", file=sys.stderr)
+            print(
+                f"webhooks: the installed Celery/kombu lacks {absent[0]}, which webhooks "
+                "relies on; install the versions pinned in pyproject.toml",
+                file=sys.stderr,
+            )
             sys.exit(1)
         if get_settings().tracing:
             if not tracing.available():
-                print("webhooks: WEBHOOKS_TRACING is on but OpenTelemetry is not installed; "
-                      "pip install 'celery-webhooks[otel]'", file=sys.stderr)
+                print(
+                    "webhooks: WEBHOOKS_TRACING is on but OpenTelemetry is not installed; "
+                    "pip install 'celery-webhooks[otel]'",
+                    file=sys.stderr,
+                )
                 sys.exit(1)
             # Instrumented in each pool process, as OpenTelemetry asks of forking
             # servers: a provider's export thread does not survive a fork.
@@ -76,12 +82,17 @@ class PreflightStep(bootsteps.StartStopStep):
                 "this store's workers last started with the broker %s; this one uses %s. "
                 "Workers of one store (and key prefix) must share one broker: expected "
                 "once per worker while moving to a new broker, a misconfiguration "
-                "otherwise.", previous, broker)
+                "otherwise.",
+                previous,
+                broker,
+            )
         if policy != "noeviction":
             logger.warning(
                 "Redis maxmemory-policy is %s, not noeviction: under memory pressure Redis "
                 "may silently evict waiting deliveries and their records (they carry TTLs). "
-                "Set maxmemory-policy noeviction on this Redis.", policy)
+                "Set maxmemory-policy noeviction on this Redis.",
+                policy,
+            )
 
 
 def _declare_queues(app: Any) -> None:
@@ -124,8 +135,9 @@ class _ThreadStep(bootsteps.StartStopStep):
         loop = self.loop()
         if loop is None:
             return
-        self._thread = threading.Thread(target=loop, args=(self._stop,),
-                                        name=self.name_of_thread, daemon=True)
+        self._thread = threading.Thread(
+            target=loop, args=(self._stop,), name=self.name_of_thread, daemon=True
+        )
         self._thread.start()
 
     def stop(self, worker: Any) -> None:
@@ -153,5 +165,8 @@ class OutboxStep(_ThreadStep):
         settings = get_settings()
         if settings.outbox_dsn is None:
             return None
-        return Relay(settings.outbox_dsn.get_secret_value(), settings.outbox_batch,
-                     settings.outbox_poll_seconds).run_forever
+        return Relay(
+            settings.outbox_dsn.get_secret_value(),
+            settings.outbox_batch,
+            settings.outbox_poll_seconds,
+        ).run_forever

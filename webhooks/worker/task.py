@@ -64,19 +64,24 @@ class DeliveryRequest(Request):
     lost (killed, or terminated by a revoke), its claim and destination slot are let
     go at once and the run is due again, rather than held until the lease lapses."""
 
-    def on_failure(self, exc_info: ExceptionInfo, send_failed_event: bool = True,
-                   return_ok: bool = False) -> None:
+    def on_failure(
+        self, exc_info: ExceptionInfo, send_failed_event: bool = True, return_ok: bool = False
+    ) -> None:
         exc = exc_info.exception
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
         if isinstance(exc, WorkerLostError | Terminated):
-            run = Run(self.id, int((self.kwargs or {}).get("cycle", 0)),
-                      int(self.request_dict.get("retries") or 0))
+            run = Run(
+                self.id,
+                int((self.kwargs or {}).get("cycle", 0)),
+                int(self.request_dict.get("retries") or 0),
+            )
             try:
                 get_store().abandon_attempt(run)
             except Exception as error:  # its claim lapses by itself
-                logger.warning("delivery %s: could not release the lost attempt: %s",
-                               run.delivery_id, error)
+                logger.warning(
+                    "delivery %s: could not release the lost attempt: %s", run.delivery_id, error
+                )
         super().on_failure(exc_info, send_failed_event, return_ok)
 
 
@@ -89,8 +94,14 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
     reject_on_worker_lost = True
     ignore_result = True
 
-    def apply_async(self, args: Any = None, kwargs: Any = None, task_id: str | None = None,
-                    *more: Any, **options: Any) -> AsyncResult[Any]:
+    def apply_async(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        task_id: str | None = None,
+        *more: Any,
+        **options: Any,
+    ) -> AsyncResult[Any]:
         """Deliver ``(url, event)``: what ``deliver.delay(url, event)`` calls.
 
         Takes ``countdown`` or ``eta`` (the first attempt waits), and ``queue``.
@@ -99,11 +110,15 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
         """
         given = {name for name, value in options.items() if value is not None}
         if task_id is not None or any(value is not None for value in more):
-            raise InvalidInput("options", "deliver chooses its own task id and routing; "
-                               "it takes only countdown, eta and queue")
+            raise InvalidInput(
+                "options",
+                "deliver chooses its own task id and routing; "
+                "it takes only countdown, eta and queue",
+            )
         if unknown := sorted(given - _PRODUCER_OPTIONS):
-            raise InvalidInput(unknown[0], "not an option of deliver; it takes countdown, eta "
-                                           "and queue")
+            raise InvalidInput(
+                unknown[0], "not an option of deliver; it takes countdown, eta and queue"
+            )
         url, event = _producer_args(args, kwargs)
         due: datetime | None = options.get("eta")
         if due is None and options.get("countdown") is not None:
@@ -112,9 +127,17 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
         delivery_id = send(url, event, due=due, queue=getattr(queue, "name", queue))
         return AsyncResult(delivery_id, app=self.app)
 
-    def retry(self, args: Any = None, kwargs: Any = None, exc: Exception | None = None,
-              throw: bool = True, eta: datetime | None = None, countdown: float | None = None,
-              max_retries: int | None = None, **options: Any) -> CeleryRetry:
+    def retry(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: Exception | None = None,
+        throw: bool = True,
+        eta: datetime | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> CeleryRetry:
         """Celery's retry for the run that is executing: schedule the next run, then raise
         Celery's ``Retry`` so that the worker, its events and Flower see a retry.
 
@@ -138,8 +161,11 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
             try:
                 enqueue([run], queue, due=due)
             except Exception as refused:
-                logger.warning("delivery %s: the retry could not be published (%s); parking it",
-                               run.delivery_id, refused)
+                logger.warning(
+                    "delivery %s: the retry could not be published (%s); parking it",
+                    run.delivery_id,
+                    refused,
+                )
                 try:
                     get_schedule().park_nx([run], due.timestamp())
                 except Exception:
@@ -154,8 +180,7 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
 @app.task(base=DeliveryTask, bind=True, name=DELIVER)
 def deliver(self: DeliveryTask, delivery_id: str, cycle: int = 0) -> str:
     """Make attempt ``retries + 1`` of the delivery's current cycle, then retry or finish."""
-    step = run_attempt(delivery_id, cycle, self.request.retries,
-                       tracing.from_headers(self.request))
+    step = run_attempt(delivery_id, cycle, self.request.retries, tracing.from_headers(self.request))
     if isinstance(step, Retry):
         raise self.retry(countdown=step.countdown, parked=step.parked)
     return step.result.value

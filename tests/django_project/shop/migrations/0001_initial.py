@@ -15,8 +15,10 @@ class Migration(migrations.Migration):
     operations: ClassVar[list[migrations.operations.base.Operation]] = [
         migrations.CreateModel(
             name="Approval",
-            fields=[("id", models.BigAutoField(primary_key=True, serialize=False)),
-                    ("screenshot_set", models.CharField(max_length=64))],
+            fields=[
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("screenshot_set", models.CharField(max_length=64)),
+            ],
         ),
         migrations.RunSQL(webhooks.outbox.DDL, reverse_sql="DROP TABLE webhooks_outbox"),
     ]
