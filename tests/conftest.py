@@ -7,6 +7,7 @@ and no jitter, and an attempt times out after 1 s.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
@@ -49,6 +51,26 @@ get_default()
 RABBITMQ = os.environ.get("WEBHOOKS_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 
 
+#: With CI set, a test whose service or tool is missing fails: CI must provide it.
+IN_CI = bool(os.environ.get("CI"))
+
+
+def missing(reason: str) -> NoReturn:
+    """What a test needs is not here: it skips, saying why, on a developer's machine,
+    and fails in CI (``CI`` set), where a skipped test would hide a gap."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+def import_or_missing(module: str) -> Any:
+    """``module``, imported; or :func:`missing` when it is not installed."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        missing(f"{module} is not installed (the dev extra has it)")
+
+
 def _rabbitmq_answers() -> bool:
     try:
         with socket.create_connection(("127.0.0.1", 5672), timeout=2):
@@ -57,9 +79,15 @@ def _rabbitmq_answers() -> bool:
         return False
 
 
-NEEDS_RABBITMQ = pytest.mark.skipif(
-    not _rabbitmq_answers(), reason="no RabbitMQ answers at 127.0.0.1:5672"
-)
+@pytest.fixture(scope="session")
+def rabbitmq() -> str:
+    """The machine's RabbitMQ URL, or :func:`missing`."""
+    if not _rabbitmq_answers():
+        missing("no RabbitMQ answers at 127.0.0.1:5672")
+    return RABBITMQ
+
+
+NEEDS_RABBITMQ = pytest.mark.usefixtures("rabbitmq")
 
 
 def forget_queue(name: str) -> None:
@@ -71,6 +99,35 @@ def forget_queue(name: str) -> None:
         channel = connection.default_channel
         channel.queue_delete(name)
         channel.exchange_delete(name)
+
+
+#: Fixtures that start processes (Celery workers, ``webhooks serve``, a browser, Redis
+#: servers of their own, a Sentinel set) or talk to RabbitMQ: a test that uses one,
+#: directly or through another fixture, is marked slow and left out of the fast tier
+#: (``pytest -m "not slow"``). Tests that start such processes themselves carry the
+#: mark in their own module.
+SLOW_FIXTURES = frozenset(
+    {
+        "worker",
+        "web",
+        "guard_workers",
+        "isolation_worker",
+        "tls_worker",
+        "run",
+        "browser",
+        "topology",
+        "own_redis",
+        "example",
+        "rabbit_env",
+        "rabbitmq",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 WORKER_ENV = {
@@ -344,7 +401,7 @@ PG_DATABASE = "webhooks_test"
 def pg_dsn() -> str:
     """The tests' own PostgreSQL database, with the outbox table; skips, saying why, when
     no PostgreSQL answers (`.ci/run` starts the machine's)."""
-    psycopg = pytest.importorskip("psycopg")
+    psycopg = import_or_missing("psycopg")
     try:
         with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
             if not admin.execute(
@@ -352,9 +409,7 @@ def pg_dsn() -> str:
             ).fetchone():
                 admin.execute(f"CREATE DATABASE {PG_DATABASE}")
     except psycopg.OperationalError as error:
-        pytest.skip(
-            f"PostgreSQL at {PG_ADMIN} is not reachable: {str(error).strip().splitlines()[0]}"
-        )
+        missing(f"PostgreSQL at {PG_ADMIN} is not reachable: {str(error).strip().splitlines()[0]}")
     dsn = PG_ADMIN.rsplit("/", 1)[0] + "/" + PG_DATABASE
     from webhooks.outbox import DDL
 

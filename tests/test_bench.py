@@ -15,6 +15,7 @@ from tests.conftest import REDIS_URL
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_every_scenario_runs_and_reports(tmp_path, redis_client):
     out = tmp_path / "bench.json"
@@ -38,6 +39,7 @@ def test_every_scenario_runs_and_reports(tmp_path, redis_client):
     assert "(a) throughput" in result.stdout  # the table was printed
 
 
+@pytest.mark.slow
 def test_the_outbox_latency_benchmark_runs(pg_dsn):
     """`python -m bench.outbox`, a second's worth: it prints its three lines."""
     result = subprocess.run(

@@ -7,9 +7,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import REDIS_URL
 
 
+@pytest.mark.slow
 def test_demo_delivers_retries_and_exhausts(redis_client):
     started = time.monotonic()
     result = subprocess.run(

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import event, tenant_deliveries
+from tests.conftest import event, import_or_missing, tenant_deliveries
 from webhooks.errors import InvalidInput
 from webhooks.outbox.relay import drain
 from webhooks.system import get_default
 
-django = pytest.importorskip("django")
+django = import_or_missing("django")
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.conftest import REDIS_URL
@@ -38,6 +39,7 @@ def test_refuses_to_start_without_auth():
         assert "FLOWER_BASIC_AUTH" in err
 
 
+@pytest.mark.slow
 def test_with_auth_flower_demands_it(redis_client):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -79,6 +81,7 @@ def _listening_on(port: int) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_flower_listens_on_loopback_unless_told_otherwise(redis_client):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -217,6 +217,7 @@ def test_celery_reads_a_deployments_own_configuration(tmp_path):
     assert theirs.stdout.split() == ["2", "True"], theirs.stderr
 
 
+@pytest.mark.slow
 def test_a_worker_without_a_relied_on_internal_stops_with_one_line(tmp_path):
     # sitecustomize runs before the worker imports anything: it takes a name away.
     (tmp_path / "sitecustomize.py").write_text(

@@ -241,6 +241,7 @@ def test_a_relay_wakes_on_the_commit(
         process.wait(10)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_two_relays_one_killed_again_and_again(
     relayed: tuple[str, list[str], dict[str, str]], outbox_dsn: str
@@ -294,6 +295,7 @@ def test_two_relays_one_killed_again_and_again(
     assert int(client.hget("webhooks:metrics", "created") or 0) == len(made)
 
 
+@pytest.mark.slow
 def test_a_worker_relays_when_given_the_dsn(
     relayed: tuple[str, list[str], dict[str, str]],
     outbox_dsn: str,

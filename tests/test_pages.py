@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import event
+from tests.conftest import event, missing
 from tests.web import Web
 from webhooks import portal_token
 from webhooks.dev.receiver import Receiver
@@ -23,17 +23,13 @@ from webhooks.system import get_endpoints, get_tenants
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
-pytestmark = [
-    pytest.mark.usefixtures("worker"),
-    pytest.mark.skipif(
-        CHROMIUM is None or CHROMEDRIVER is None,
-        reason="no browser: install Debian's chromium and chromium-driver (.ci/run does)",
-    ),
-]
+pytestmark = pytest.mark.usefixtures("worker")
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        missing("no browser: install Debian's chromium and chromium-driver (.ci/run does)")
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service

@@ -61,6 +61,7 @@ def shared(redis_client: redis.Redis) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.mark.slow
 def test_two_prefixes_on_one_database_never_meet(
     shared: redis.Redis, receiver: Receiver, tmp_path: Path
 ) -> None:

@@ -212,6 +212,7 @@ def test_traffic_resumes_after_a_30_second_stall(own_redis, own_receiver, tmp_pa
     _resumption(own_redis, own_receiver, tmp_path, stall)
 
 
+@pytest.mark.slow
 def test_a_worker_warns_when_redis_may_evict(tmp_path):
     with RedisProcess(tmp_path, "--maxmemory-policy", "allkeys-lru") as server:
         worker = _worker(tmp_path, server.url, "evicting")

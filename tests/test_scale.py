@@ -25,6 +25,7 @@ def scale_redis(redis_client):
     client.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_100k_waiting_retries_keep_worker_memory_flat_and_promotion_on_time(
     scale_redis, receiver, tmp_path

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import event, tenant_deliveries
+from tests.conftest import event, import_or_missing, tenant_deliveries
 from webhooks import outbox
 from webhooks.errors import InvalidInput
 from webhooks.outbox.relay import drain
 from webhooks.system import get_default
 
-sqlalchemy = pytest.importorskip("sqlalchemy")
+sqlalchemy = import_or_missing("sqlalchemy")
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402

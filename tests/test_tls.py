@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import WORKER_ENV, event
+from tests.conftest import WORKER_ENV, event, missing
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.models import DeliveryStatus
@@ -18,7 +18,7 @@ from webhooks.worker.task import deliver
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
+        missing("openssl is needed to make a test certificate")
     folder = tmp_path_factory.mktemp("tls")
     subprocess.run(
         [

@@ -32,6 +32,7 @@ def _needs(extra: str, name: str, summary: str) -> click.Command:
     return click.Command(
         name,
         callback=refuse,
+        short_help=f"{summary} (needs the {extra!r} extra)",
         help=f"{summary} (needs the {extra!r} extra: pip install 'celery-webhooks[{extra}]')",
         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     )
