@@ -57,7 +57,9 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"  # created, first attempt not yet finished
     RETRYING = "retrying"  # at least one attempt failed; another is scheduled
     DELIVERED = "delivered"  # a 2XX answer was received
-    RETRIES_EXHAUSTED = "retries_exhausted"  # 15 attempts failed; no more will be made
+    # No more attempts will be made: 15 failed, or its endpoint was disabled or
+    # deleted, or a replay could not be enqueued (stop_reason says which).
+    RETRIES_EXHAUSTED = "retries_exhausted"
 
 
 FINAL_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.RETRIES_EXHAUSTED})

@@ -1,8 +1,14 @@
-"""Storage: everything kept in Redis, each store handed the one client of :mod:`.connection`.
+"""Storage: everything kept in Redis, each store handed the one client a
+:class:`~webhooks.system.System` builds with :mod:`.connection`.
 
-- :mod:`.deliveries`  the delivery record: fields, body, attempts, indexes, claims
-- :mod:`.endpoints`   endpoints and their secrets
-- :mod:`.schedule`    parked runs, promotion hand-over, attempt claims
-- :mod:`.isolation`   per-destination concurrency limit and circuit breaker
-- :mod:`.keys`        every key's name; :mod:`.scripts` and ``lua/`` the atomic steps
+- :mod:`.connection`    the client (one per System), and what its errors mean
+- :mod:`.keys`          every key's name, under the deployment's prefix
+- :mod:`.deliveries`    the delivery record: fields, body, attempts, indexes, claims
+- :mod:`.endpoints`     endpoints, their secrets and their failure clocks
+- :mod:`.tenants`       tenants; deleting one forgets everything it owns
+- :mod:`.sessions`      the web sessions of the console and the portal
+- :mod:`.schedule`      parked runs, promotion hand-over, attempt claims
+- :mod:`.destinations`  per-destination concurrency limit and circuit breaker
+- :mod:`.counters`      the metrics' counters, kept by the scripts that record
+- :mod:`.scripts` and ``lua/``  the atomic steps, one Lua script each
 """
