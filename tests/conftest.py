@@ -13,9 +13,9 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import pytest
 
@@ -42,6 +42,9 @@ from webhooks.dev.worker import start_worker, stop_worker  # noqa: E402
 from webhooks.models import FINAL_STATUSES, Delivery, DeliveryStatus  # noqa: E402
 from webhooks.storage.keys import Keys  # noqa: E402
 from webhooks.system import System, get_default, get_store, set_default  # noqa: E402
+
+if TYPE_CHECKING:
+    from kombu.transport import pyamqp
 
 # This process's System, built from the environment above: its event modules (the
 # catalog) register the event types the tests send.
@@ -96,7 +99,7 @@ def forget_queue(name: str) -> None:
     from kombu import Connection
 
     with Connection(RABBITMQ) as connection:
-        channel = connection.default_channel
+        channel = cast("pyamqp.Channel", connection.default_channel)  # an amqp:// URL's
         channel.queue_delete(name)
         channel.exchange_delete(name)
 
@@ -149,6 +152,18 @@ WORKER_ENV = {
     # delivery) disables an endpoint, instead of 5 days.
     "WEBHOOKS_DISABLE_AFTER_SECONDS": "3",
 }
+
+
+def as_bytes(reply: object) -> bytes:
+    """One value read with a test client: bytes, as ``decode_responses`` is off (redis-py's
+    types also allow ``str``, for clients that decode)."""
+    return cast(bytes, reply)
+
+
+def as_bytes_list(reply: Iterable[object]) -> list[bytes]:
+    """The members of a list, set or sorted-set (no scores) read with a test client, in
+    their order: bytes, as for :func:`as_bytes`."""
+    return cast(list[bytes], list(reply))
 
 
 @pytest.fixture(scope="session")
@@ -240,7 +255,8 @@ def counts(redis_client: redis.Redis) -> Iterator[Callable[[], tuple[int, int]]]
 
     def ours() -> list[str]:
         ids = [
-            raw.decode() for raw in redis_client.zrangebyscore(keys().deliveries(), since, "+inf")
+            raw.decode()
+            for raw in as_bytes_list(redis_client.zrangebyscore(keys().deliveries(), since, "+inf"))
         ]
         routes = store.routes(ids)
         return [
@@ -360,10 +376,10 @@ def stored(
     return deliveries
 
 
-def event(**overrides: object) -> dict[str, object]:
+def event(**overrides: object) -> dict[str, Any]:
     """A valid screenshot_set.approved event with an id of its own (creating deliveries
     is idempotent by event id); keyword arguments replace top-level keys."""
-    base: dict[str, object] = {
+    base: dict[str, Any] = {
         "id": f"evt_{uuid.uuid4().hex[:16]}",
         "type": "screenshot_set.approved",
         "created_at": "2026-11-26T10:00:00Z",

@@ -17,7 +17,7 @@ import redis
 import requests
 from click.testing import CliRunner
 
-from tests.conftest import event, keys
+from tests.conftest import as_bytes_list, event, keys
 from tests.web import Answer, InProcess, Web
 from webhooks import portal_token
 from webhooks.cli import main
@@ -52,10 +52,12 @@ def _snapshot(client: redis.Redis, tenant_id: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for key in sorted(client.scan_iter(match=f"{keys().tenant(tenant_id)}*")):
         found[key.decode()] = client.dump(key)
-    endpoint_ids = sorted(m.decode() for m in client.smembers(keys().tenant_endpoints(tenant_id)))
+    endpoint_ids = sorted(
+        m.decode() for m in as_bytes_list(client.smembers(keys().tenant_endpoints(tenant_id)))
+    )
     for endpoint_id in endpoint_ids:
         found[endpoint_id] = client.get(keys().endpoint(endpoint_id))
-    for delivery_id in client.zrange(keys().tenant_deliveries(tenant_id), 0, -1):
+    for delivery_id in as_bytes_list(client.zrange(keys().tenant_deliveries(tenant_id), 0, -1)):
         found[delivery_id.decode()] = (
             client.hgetall(keys().delivery(delivery_id.decode())),
             client.lrange(keys().attempts(delivery_id.decode()), 0, -1),
@@ -241,7 +243,8 @@ def test_tenants(
         )
         assert redis_client.zcard(keys().tenants()) == count
         # Paging by id, with after.
-        seen, after = [], f"{prefix}"
+        seen: list[str] = []
+        after: str | None = f"{prefix}"
         while after is not None:
             page = web.call("GET", f"/api/v1/tenants?limit=2&after={after}").json()
             seen += [t["id"] for t in page["data"] if t["id"].startswith(prefix)]
@@ -390,7 +393,7 @@ def test_publish_list_show_redeliver(
 
     before = _snapshot(redis_client, tenant_id)
     bad = event()
-    bad["data"]["screenshot_set"]["screenshots"][0]["status"] = "blurry"  # type: ignore[index]
+    bad["data"]["screenshot_set"]["screenshots"][0]["status"] = "blurry"
     _error(
         web.call("POST", f"{base}/events", json=bad),
         422,
@@ -414,7 +417,7 @@ def test_publish_list_show_redeliver(
         web.call(
             "POST",
             f"{base}/endpoints",
-            data=chunks(),  # type: ignore[arg-type]
+            data=chunks(),
             headers={"Content-Type": "application/json"},
         ),
         413,

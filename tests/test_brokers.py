@@ -14,13 +14,26 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pytest
 import redis
 
-from tests.conftest import NEEDS_RABBITMQ, RABBITMQ, REDIS_URL, WORKER_ENV, event, forget_queue
+from tests.conftest import (
+    NEEDS_RABBITMQ,
+    RABBITMQ,
+    REDIS_URL,
+    WORKER_ENV,
+    as_bytes_list,
+    event,
+    forget_queue,
+)
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
+
+if TYPE_CHECKING:
+    from amqp.protocol import queue_declare_ok_t
+    from kombu.transport import pyamqp
 
 ROOT = Path(__file__).resolve().parent.parent
 STORE_URL = REDIS_URL.rsplit("/", 1)[0] + "/10"  # this module's store only
@@ -35,9 +48,14 @@ def _delayed_messages() -> int:
     from kombu import Connection
 
     with Connection(RABBITMQ) as connection:
-        channel = connection.default_channel
+        channel = cast("pyamqp.Channel", connection.default_channel)  # an amqp:// URL's
+        # amqp's types say tuple[str, int, int] | None; it answers a queue_declare_ok_t
+        # (None only with nowait).
         return sum(
-            channel.queue_declare(f"celery_delayed_{level}", passive=True).message_count
+            cast(
+                "queue_declare_ok_t",
+                channel.queue_declare(f"celery_delayed_{level}", passive=True),
+            ).message_count
             for level in range(3)
         )
 
@@ -96,7 +114,7 @@ def test_rabbitmq_delivers_retries_and_exhausts(
             waiting_in_rabbitmq = _delayed_messages()
             parked += [
                 m
-                for m in store.zrange(f"{PREFIX}:scheduled", 0, -1)
+                for m in as_bytes_list(store.zrange(f"{PREFIX}:scheduled", 0, -1))
                 if m.decode().startswith(delayed)
             ]
             time.sleep(0.05)

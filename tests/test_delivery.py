@@ -267,12 +267,12 @@ def test_an_event_id_reused_for_another_body_is_refused(counts):
     with pytest.raises(DeliveryConflict) as caught:
         deliver.apply_async(("https://example.com/conflict", changed), queue=QUEUE)
     assert caught.value.field == "id" and "another body" in str(caught.value)
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(InvalidInput) as refused:
         deliver_many(
             [
                 ("https://example.com/conflict-new", event()),
                 ("https://example.com/conflict", changed),
             ]
         )
-    assert caught.value.field == "[1].id"
+    assert refused.value.field == "[1].id"
     assert counts() == before  # nothing of either call was written

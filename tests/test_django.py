@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,11 +14,14 @@ from webhooks.errors import InvalidInput
 from webhooks.outbox.relay import drain
 from webhooks.system import get_default
 
+if TYPE_CHECKING:  # imported for real once Django is set up, in the shop fixture
+    from tests.django_project.shop.models import Approval
+
 django = import_or_missing("django")
 
 
 @pytest.fixture(scope="module")
-def shop(pg_dsn: str) -> Iterator[type]:
+def shop(pg_dsn: str) -> Iterator[type[Approval]]:
     """The test project set up and migrated; its Approval model."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.django_project.settings"
     django.setup()
@@ -31,7 +35,9 @@ def shop(pg_dsn: str) -> Iterator[type]:
     connections.close_all()
 
 
-def test_published_after_the_commit_only(shop: type, two_endpoints: tuple[str, list[str]]) -> None:
+def test_published_after_the_commit_only(
+    shop: type[Approval], two_endpoints: tuple[str, list[str]]
+) -> None:
     from django.db import transaction
 
     from webhooks.contrib.django import publish_on_commit
@@ -45,7 +51,9 @@ def test_published_after_the_commit_only(shop: type, two_endpoints: tuple[str, l
     assert sorted(tenant_deliveries(tenant)) == sorted((sent["id"], e) for e in endpoints)
 
 
-def test_a_rollback_publishes_nothing(shop: type, two_endpoints: tuple[str, list[str]]) -> None:
+def test_a_rollback_publishes_nothing(
+    shop: type[Approval], two_endpoints: tuple[str, list[str]]
+) -> None:
     from django.db import transaction
 
     from webhooks.contrib.django import publish_on_commit
@@ -61,7 +69,7 @@ def test_a_rollback_publishes_nothing(shop: type, two_endpoints: tuple[str, list
 
 
 def test_outside_a_transaction_it_publishes_at_once(
-    shop: type, two_endpoints: tuple[str, list[str]]
+    shop: type[Approval], two_endpoints: tuple[str, list[str]]
 ) -> None:
     from webhooks.contrib.django import publish_on_commit
 
@@ -70,7 +78,7 @@ def test_outside_a_transaction_it_publishes_at_once(
     assert len(tenant_deliveries(tenant)) == len(endpoints)
 
 
-def test_a_bad_event_fails_at_the_call(shop: type, tenant: str) -> None:
+def test_a_bad_event_fails_at_the_call(shop: type[Approval], tenant: str) -> None:
     from django.db import transaction
 
     from webhooks.contrib.django import publish_on_commit
@@ -83,7 +91,7 @@ def test_a_bad_event_fails_at_the_call(shop: type, tenant: str) -> None:
 
 
 def test_the_outbox_through_a_connection_alias(
-    shop: type, outbox_dsn: str, two_endpoints: tuple[str, list[str]]
+    shop: type[Approval], outbox_dsn: str, two_endpoints: tuple[str, list[str]]
 ) -> None:
     from django.db import transaction
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.internal.conjecture import utils as conjecture_utils
 from hypothesis_jsonschema import from_schema
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # ships no types
 from pydantic import TypeAdapter
 
 from tests.conftest import event
@@ -103,6 +103,7 @@ def _hypothesis_jsonschema_fixed() -> Iterator[None]:
     built: dict[tuple[int, int, int], tuple[Any, st.SearchStrategy[Any]]] = {}
 
     def _built(schema: Any, *, alphabet: Any, custom_formats: Any) -> st.SearchStrategy[Any]:
+        assert build is not None  # installed only when hypothesis-jsonschema has it
         key = (id(schema), id(alphabet), id(custom_formats))
         if key not in built:
             built[key] = (schema, build(schema, alphabet=alphabet, custom_formats=custom_formats))
@@ -165,7 +166,7 @@ UPLOADED = (*SHOT, "download_url")  # of a screenshot whose status is "uploaded"
 
 def _set(path: tuple[str | int, ...], value: Any) -> Callable[[dict[str, Any]], None]:
     def change(raw: dict[str, Any]) -> None:
-        parent = raw
+        parent: Any = raw  # a dict or, at an int part, a list
         for part in path[:-1]:
             parent = parent[part]
         if value is _MISSING:

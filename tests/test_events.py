@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -70,7 +71,7 @@ def test_every_problem_is_reported_not_only_the_first():
     raw = event(created_at="nope", typo=1)
     with pytest.raises(Exception) as caught:
         parse_event(raw)
-    fields = [field for field, _ in caught.value.problems]
+    fields = [field for field, _ in cast(InvalidEvent, caught.value).problems]
     assert fields == ["created_at", "typo"]
     assert "1 more problem" in str(caught.value)
 

@@ -10,6 +10,7 @@ import sys
 import time
 import venv
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -61,7 +62,7 @@ def _secret() -> str:
 
 def _run(
     python: str, code: str, *args: str, cwd: Path | None = None
-) -> subprocess.CompletedProcess:
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "WEBHOOKS_REDIS_URL": SHARED_URL,
@@ -77,7 +78,7 @@ def _run(
     )
 
 
-def _check_core(done: subprocess.CompletedProcess, sent: dict) -> None:
+def _check_core(done: subprocess.CompletedProcess[str], sent: dict[str, Any]) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert len(result["ids"]) == 1 and result["verified"] == sent["id"]

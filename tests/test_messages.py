@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -13,6 +13,11 @@ from webhooks import app
 from webhooks.broker import internals, messages
 from webhooks.broker.app import DELIVER
 from webhooks.models import Run
+
+if TYPE_CHECKING:
+    from kombu.transport import pyamqp
+
+    from webhooks.broker.transport import Channel
 
 # A queue no test worker consumes, so the messages stay where the test can read them.
 QUEUE = "bulk-check"
@@ -75,7 +80,7 @@ def test_bulk_keeps_the_order_and_each_run(redis_client, queue):
 
 def test_the_broker_channel_builds_one_client_per_pool():
     with app.connection_for_write() as connection:
-        channel = connection.default_channel
+        channel = cast("Channel", connection.default_channel)  # broker_transport's, in config.py
         first = channel._create_client()
         assert channel._create_client() is first
         channel._pool = None  # as after a reconnect
@@ -88,11 +93,12 @@ def test_a_broker_that_is_not_redis_gets_each_message_by_send_task():
 
     rabbit = Celery("webhooks-rabbit", broker="amqp://guest:guest@127.0.0.1:5672//")
     rabbit.config_from_object("webhooks.broker.config")
-    rabbit.conf.broker_url = "amqp://guest:guest@127.0.0.1:5672//"
+    # celery-types declares broker_url a read-only property; Celery's conf sets it.
+    rabbit.conf.broker_url = "amqp://guest:guest@127.0.0.1:5672//"  # type: ignore[misc]
     rabbit.conf.broker_transport = None
     runs = [Run("bulk-each-1", 0, 0), Run("bulk-each-2", 1, 2)]
     with rabbit.connection_for_write() as connection:
-        channel = connection.default_channel
+        channel = cast("pyamqp.Channel", connection.default_channel)  # an amqp:// URL's
         channel.queue_delete(QUEUE)
         try:
             messages.publish(rabbit, runs, queue=QUEUE)
@@ -101,12 +107,13 @@ def test_a_broker_that_is_not_redis_gets_each_message_by_send_task():
                 time.monotonic() < deadline
             ):
                 time.sleep(0.05)
-            got = []
+            got: list[tuple[str, int, int]] = []
             while len(got) < len(runs) and time.monotonic() < deadline:  # in its own time
                 message = channel.basic_get(QUEUE, no_ack=True)
                 if message is None:
                     time.sleep(0.05)
                     continue
+                assert message.headers is not None  # Celery's task messages carry them
                 got.append(
                     (
                         message.headers["id"],

@@ -21,7 +21,14 @@ import psycopg
 import pytest
 import redis
 
-from tests.conftest import LOOPBACK, REDIS_URL, WORKER_ENV, event, tenant_deliveries
+from tests.conftest import (
+    LOOPBACK,
+    REDIS_URL,
+    WORKER_ENV,
+    as_bytes_list,
+    event,
+    tenant_deliveries,
+)
 from webhooks import outbox
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
@@ -207,7 +214,8 @@ def _relay(dsn: str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]
 
 def _made(client: redis.Redis, tenant: str) -> list[tuple[str, str]]:
     """(event id, endpoint id) of the tenant's deliveries, read from Redis directly."""
-    ids = [i.decode() for i in client.zrange(f"webhooks:tenant:{{{tenant}}}:deliveries", 0, -1)]
+    members = client.zrange(f"webhooks:tenant:{{{tenant}}}:deliveries", 0, -1)
+    ids = [i.decode() for i in as_bytes_list(members)]
     with client.pipeline(transaction=False) as pipe:
         for delivery_id in ids:
             pipe.hmget(f"webhooks:delivery:{delivery_id}", "event_id", "endpoint_id")

@@ -121,7 +121,11 @@ def test_url_is_kept_unchanged_or_refused_with_invalid_url(url):
     else:
         host = urlsplit(url).hostname or ""
         # Unchanged, but for an internationalised host: then its ASCII (IDNA) form.
-        assert checked == url if host.isascii() else urlsplit(checked).hostname.isascii()
+        if host.isascii():
+            assert checked == url
+        else:
+            checked_host = urlsplit(checked).hostname
+            assert checked_host is not None and checked_host.isascii()
 
 
 def _closed_port() -> int:

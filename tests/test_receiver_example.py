@@ -21,6 +21,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "receiver.py"
 @pytest.fixture
 def example():
     spec = importlib.util.spec_from_file_location("receiver_example", EXAMPLE)
+    assert spec is not None and spec.loader is not None  # a .py file's
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     server = HTTPServer(("127.0.0.1", 0), module.Receiver)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import LOOPBACK, event
+from tests.conftest import LOOPBACK, as_bytes_list, event
 from tests.proxy import Proxy
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.redis_server import RedisProcess
@@ -251,7 +251,7 @@ def test_a_lost_pool_process_lets_go_of_its_claim_at_once(own_redis, own_receive
         delivery_id = sent.stdout.strip()
         _wait(lambda: own_receiver.received("/sleep-once/30", delivery_id), 20, "the attempt")
         # The pool process making the attempt dies, as an OOM kill would do it.
-        (member,) = client.zrange("webhooks:running", 0, -1)
+        (member,) = as_bytes_list(client.zrange("webhooks:running", 0, -1))
         children = subprocess.run(
             ["pgrep", "-P", str(worker.pid)], capture_output=True, text=True
         ).stdout.split()

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import redis
@@ -36,6 +37,9 @@ from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.models import FINAL_STATUSES
 from webhooks.settings import SentinelURL, Settings
 from webhooks.system import System
+
+if TYPE_CHECKING:
+    from webhooks.broker.transport import SentinelChannel
 
 ROOT = Path(__file__).resolve().parent.parent
 MASTER = "webhooks-primary"
@@ -82,7 +86,11 @@ class Topology:
 
         def agreed() -> bool:
             for sentinel in self.sentinels:
-                state = redis.Redis(port=sentinel.port).sentinel_master(MASTER)
+                # redis-py's types allow a bool (what its Sentinel wrapper answers without
+                # return_responses); a plain client gets the parsed state.
+                state = cast(
+                    dict[str, Any], redis.Redis(port=sentinel.port).sentinel_master(MASTER)
+                )
                 if state["num-slaves"] != 1 or state["num-other-sentinels"] != 2:
                     return False
             return True
@@ -182,7 +190,9 @@ def test_failover_with_500_deliveries_under_way(
         assert all("id" in line for line in accepted), [a for a in accepted if "id" not in a]
         ids = [str(line["id"]) for line in accepted]
 
-        client = redis.Redis(port=topology.master_port(), socket_timeout=5)
+        master_port = topology.master_port()
+        assert master_port is not None  # the sentinels promoted the replica, above
+        client = redis.Redis(port=master_port, socket_timeout=5)
         store = System(client=client).deliveries
         deadline = time.monotonic() + 60
         while True:
@@ -339,7 +349,7 @@ def test_the_broker_channel_reaches_the_primary_after_its_connection_closed(
     connection = Connection(
         read.kombu_url(), transport=SentinelTransport, transport_options={"master_name": MASTER}
     )
-    channel = connection.channel()
+    channel = cast("SentinelChannel", connection.channel())  # SentinelTransport's
     with channel.conn_or_acquire() as client:  # what acks and restores go through
         assert client.ping()
     transport = channel.connection

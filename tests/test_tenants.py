@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.conftest import event
+from tests.conftest import as_bytes, as_bytes_list, event
 from tests.test_cli import assert_one_line_error, invoke
 from webhooks import (
     DeliveryNotFound,
@@ -131,16 +131,16 @@ def _names(client: redis.Redis, needles: list[str]) -> list[str]:
     found = []
     for key in client.scan_iter(count=1000):
         text = key.decode(errors="replace")
-        kind = client.type(key).decode()
+        kind = as_bytes(client.type(key)).decode()
         items: list[bytes] = []
         if kind == "zset":
-            items = client.zrange(key, 0, -1)
+            items = as_bytes_list(client.zrange(key, 0, -1))
         elif kind == "set":
-            items = list(client.smembers(key))
+            items = as_bytes_list(client.smembers(key))
         elif kind == "hash" and text.startswith("webhooks:"):
-            items = [part for pair in client.hgetall(key).items() for part in pair]
+            items = as_bytes_list(part for pair in client.hgetall(key).items() for part in pair)
         elif kind == "list" and text.startswith("webhooks:"):
-            items = client.lrange(key, 0, -1)
+            items = as_bytes_list(client.lrange(key, 0, -1))
         for needle in needles:
             if needle in text or any(needle.encode() in item for item in items):
                 found.append(f"{text} holds {needle}")

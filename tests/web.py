@@ -36,7 +36,9 @@ class Answer(Protocol):
     def json(self) -> Any: ...
 
 
-def _headers(web: Web | InProcess, token: str | None, headers: dict[str, str] | None) -> dict:
+def _headers(
+    web: Web | InProcess, token: str | None, headers: dict[str, str] | None
+) -> dict[str, str]:
     """``token``: "operator", a portal token, or None for no Authorization header."""
     sent = dict(headers or {})
     if token is not None:
@@ -64,7 +66,7 @@ class Web:
         session: Any = None,
     ) -> Answer:
         sent = _headers(self, token, headers)
-        return (session or requests).request(  # type: ignore[no-any-return]
+        return (session or requests).request(
             method, self.base + path, json=json, data=data, headers=sent, timeout=30
         )
 
@@ -93,14 +95,16 @@ class InProcess:
         json: Any = None,
         data: bytes | Iterable[bytes] | None = None,
         headers: dict[str, str] | None = None,
-        session: TestClient | None = None,
+        session: Any = None,
     ) -> Answer:
         sent = _headers(self, token, headers)
         content = data
         if json is not None:  # as requests sends it
             content = json_module.dumps(json).encode()
             sent.setdefault("Content-Type", "application/json")
-        client = session or self._client
+        # ``session``: what browser() returned; Any, as in Web.call, so that a test body
+        # written for either passes its browser back.
+        client: TestClient = session or self._client
         if session is None:
             client.cookies.clear()  # no session but the one asked for, as with requests
         return client.request(method, path, content=content, headers=sent)

@@ -3,7 +3,8 @@
 from django.db import models
 
 
-class Approval(models.Model):
+# Django ships no type information (no django-stubs): its Model is Any to mypy.
+class Approval(models.Model):  # type: ignore[misc]
     screenshot_set = models.CharField(max_length=64)
 
     class Meta:

@@ -8,7 +8,8 @@ from django.db import migrations, models
 import webhooks.outbox
 
 
-class Migration(migrations.Migration):
+# Django ships no type information (no django-stubs): its Migration is Any to mypy.
+class Migration(migrations.Migration):  # type: ignore[misc]
     initial = True
     dependencies: ClassVar[list[tuple[str, str]]] = []
 
