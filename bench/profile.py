@@ -28,6 +28,7 @@ os.environ["WEBHOOKS_ALLOWED_NETWORKS"] = "127.0.0.0/8"
 
 from bench import scenarios
 from bench.receiver import FastReceiver
+from webhooks import deliver_many
 from webhooks.dev.redis_server import ensure_redis
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -122,9 +123,7 @@ def main() -> int:
             time.sleep(1)
         before = {name: sum(cpu_seconds(p) for p in pids) for name, pids in roles.items()}
         start = time.perf_counter()
-        scenarios.deliver_many(
-            [(rx.url("/p"), scenarios.one_kb_event(n)) for n in range(args.count)]
-        )
+        deliver_many([(rx.url("/p"), scenarios.one_kb_event(n)) for n in range(args.count)])
         _, seen = scenarios._wait_for(lambda: rx.count("p"), args.count, cap=300)
         elapsed = time.perf_counter() - start
         after = {name: sum(cpu_seconds(p) for p in pids) for name, pids in roles.items()}

@@ -210,7 +210,7 @@ def isolation(rx: FastReceiver, other: FastReceiver, fast: int, slow: int) -> Ro
         alone, _ = _wait_for(lambda: rx.count("c0"), fast, cap=300)
     with _worker():
         every = max(1, fast // slow)
-        pairs = []
+        pairs: list[tuple[str, dict[str, Any]]] = []
         for n in range(fast):
             if n % every == 0 and len(pairs) - n < slow:
                 pairs.append((other.url("/slow/c"), one_kb_event(n)))
