@@ -3,7 +3,6 @@ connection alias, on commit and on rollback."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -22,8 +21,15 @@ django = import_or_missing("django")
 
 @pytest.fixture(scope="module")
 def shop(pg_dsn: str) -> Iterator[type[Approval]]:
-    """The test project set up and migrated; its Approval model."""
-    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.django_project.settings"
+    """The test project set up and migrated; its Approval model. The settings module is
+    named for this module's tests only: Celery takes Django's fixups in any process
+    that inherits DJANGO_SETTINGS_MODULE, such as the workers later tests start."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_SETTINGS_MODULE", "tests.django_project.settings")
+        yield from _set_up()
+
+
+def _set_up() -> Iterator[type[Approval]]:
     django.setup()
     from django.core.management import call_command
     from django.db import connections
