@@ -380,8 +380,9 @@ def brokers(count: int) -> Row:
             capture_output=True,
             text=True,
             timeout=600,
-            check=True,
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"bench.brokers --broker {broker} failed:\n{done.stderr[-3000:]}")
         return float(json.loads(done.stdout.splitlines()[-1])["rate"])
 
     name = "(j) throughput, RabbitMQ broker vs Redis broker (deliveries/s)"

@@ -6,6 +6,7 @@ and no jitter, and an attempt times out after 1 s.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import os
@@ -19,8 +20,24 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import pytest
 
+#: The lane of the suite this process runs (pytest-xdist's worker: gw0, gw1, ...).
+LANE = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+
 # Must be set before webhooks reads its settings: the tests own this Redis database.
-REDIS_URL = os.environ.get("WEBHOOKS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# The first lane uses the machine's Redis; each other lane a Redis server of its own,
+# so that every database a module uses (15, and those derived below) is its alone.
+if "WEBHOOKS_TEST_REDIS_URL" in os.environ:
+    REDIS_URL = os.environ["WEBHOOKS_TEST_REDIS_URL"]
+elif LANE == "gw0":
+    REDIS_URL = "redis://127.0.0.1:6379/15"
+else:
+    from webhooks.dev.redis_server import ensure_redis as _ensure_redis
+    from webhooks.dev.server import free_port as _free_port
+
+    REDIS_URL = f"redis://127.0.0.1:{_free_port()}/15"
+    _lane_redis = contextlib.ExitStack()
+    _lane_redis.enter_context(_ensure_redis(REDIS_URL))
+    atexit.register(_lane_redis.close)
 os.environ["WEBHOOKS_REDIS_URL"] = REDIS_URL
 # The receivers are on loopback, which the destination guard forbids unless allowed.
 LOOPBACK = "127.0.0.0/8"
@@ -410,7 +427,7 @@ __all__ = ["QUEUE", "QUIET_URL", "REDIS_URL", "DeliveryStatus", "event", "stored
 
 
 PG_ADMIN = os.environ.get("WEBHOOKS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_DATABASE = "webhooks_test"
+PG_DATABASE = "webhooks_test" if LANE == "gw0" else f"webhooks_test_{LANE}"  # a lane's own
 
 
 @pytest.fixture(scope="session")
