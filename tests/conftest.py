@@ -308,12 +308,30 @@ def tenant(redis_client: redis.Redis) -> Iterator[str]:
         get_tenants().delete(tenant_id)
 
 
+def database_url(number: int) -> str:
+    """The URL of database ``number`` of this lane's Redis (a module's own)."""
+    return REDIS_URL.rsplit("/", 1)[0] + f"/{number}"
+
+
+@contextlib.contextmanager
+def own_database(number: int) -> Iterator[redis.Redis]:
+    """A client of database ``number`` of this lane's Redis, for one module's tests:
+    empty before, flushed after."""
+    client = redis.Redis.from_url(database_url(number))
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
 def keys() -> Keys:
     """The key names of this process's default System."""
     return get_default().keys
 
 
-QUIET_URL = REDIS_URL.rsplit("/", 1)[0] + "/9"  # a database no worker uses
+QUIET_URL = database_url(9)  # a database no worker uses
 
 
 def _swap_default(system: System | None) -> System | None:

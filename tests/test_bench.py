@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REDIS_URL
+from tests.conftest import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.timeout(240)
 def test_every_scenario_runs_and_reports(tmp_path, redis_client):
     out = tmp_path / "bench.json"
-    bench_db = REDIS_URL.rsplit("/", 1)[0] + "/11"
+    bench_db = database_url(11)
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--size", "tiny", "--json", str(out)],
         cwd=ROOT,

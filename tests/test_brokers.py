@@ -22,9 +22,9 @@ import redis
 from tests.conftest import (
     NEEDS_RABBITMQ,
     RABBITMQ,
-    REDIS_URL,
     WORKER_ENV,
     as_bytes_list,
+    database_url,
     event,
     forget_queue,
 )
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from kombu.transport import pyamqp
 
 ROOT = Path(__file__).resolve().parent.parent
-STORE_URL = REDIS_URL.rsplit("/", 1)[0] + "/10"  # this module's store only
+STORE_URL = database_url(10)  # this module's store only
 PREFIX = "rabbit-check"  # the queue's name on RabbitMQ
 
 

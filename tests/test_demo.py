@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import REDIS_URL
+from tests.conftest import database_url
 
 
 @pytest.mark.slow
@@ -17,7 +17,7 @@ def test_demo_delivers_retries_and_exhausts(redis_client):
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "webhooks", "demo", "--retry-base", "0.0005"],
-        env={**os.environ, "WEBHOOKS_REDIS_URL": REDIS_URL.rsplit("/", 1)[0] + "/10"},
+        env={**os.environ, "WEBHOOKS_REDIS_URL": database_url(10)},
         capture_output=True,
         text=True,
         timeout=90,

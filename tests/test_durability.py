@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from tests.conftest import RABBITMQ, REDIS_URL, WORKER_ENV, event, forget_queue
+from tests.conftest import RABBITMQ, WORKER_ENV, database_url, event, forget_queue
 from tests.producer import Producer
 from webhooks.dev.worker import kill_worker, start_worker, stop_worker
 from webhooks.models import FINAL_STATUSES, DeliveryStatus
@@ -96,7 +96,7 @@ def test_chaos_sigkill_and_flaky_receiver(broker, receiver, tmp_path, redis_clie
     # worker on the Redis broker would publish them where no RabbitMQ chaos worker
     # listens: measured, 128 s instead of 32, each such run found by the backstop
     # only). Workers of one store share one broker; see the scale docs.
-    store_url = REDIS_URL.rsplit("/", 1)[0] + "/10"
+    store_url = database_url(10)
     own = redis.Redis.from_url(store_url)
     own.flushdb()
     request.addfinalizer(own.close)

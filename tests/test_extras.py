@@ -9,17 +9,18 @@ import subprocess
 import sys
 import time
 import venv
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from tests.conftest import REDIS_URL, event
+from tests.conftest import database_url, event, own_database
 from webhooks.extras import EXTRAS, installed
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_URL = REDIS_URL.rsplit("/", 1)[0] + "/7"  # this module's database only
+SHARED_URL = database_url(7)  # this module's database only
 #: What the extras bring and the core must do without.
 ABSENT = ("fastapi", "starlette", "uvicorn", "itsdangerous", "psycopg", "httptools", "uvloop")
 
@@ -48,10 +49,9 @@ BLOCK = "import sys\nfor name in {names!r}:\n    sys.modules[name] = None\n"
 
 
 @pytest.fixture
-def shared(redis_client: redis.Redis) -> redis.Redis:
-    client = redis.Redis.from_url(SHARED_URL)
-    client.flushdb()
-    return client
+def shared(redis_client: redis.Redis) -> Iterator[redis.Redis]:
+    with own_database(7) as client:
+        yield client
 
 
 def _secret() -> str:

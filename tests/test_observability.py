@@ -36,8 +36,8 @@ from tests.conftest import (
     OPERATOR_TOKEN,
     PORTAL_SECRET,
     QUIET_URL,
-    REDIS_URL,
     WORKER_ENV,
+    database_url,
     event,
     missing,
     stored,
@@ -52,7 +52,7 @@ from webhooks.signing import new_secret, verify
 from webhooks.storage.destinations import destination
 from webhooks.system import get_default, get_store
 
-OBSERVED_URL = REDIS_URL.rsplit("/", 1)[0] + "/12"  # this module's cluster only
+OBSERVED_URL = database_url(12)  # this module's cluster only
 OPERATIONAL_SECRET = new_secret()
 TENANT = "acct_observed"
 

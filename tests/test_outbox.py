@@ -23,9 +23,9 @@ import redis
 
 from tests.conftest import (
     LOOPBACK,
-    REDIS_URL,
     WORKER_ENV,
     as_bytes_list,
+    database_url,
     event,
     tenant_deliveries,
 )
@@ -37,7 +37,7 @@ from webhooks.outbox.relay import drain
 from webhooks.system import get_default
 
 ROOT = Path(__file__).resolve().parent.parent
-RELAYED_URL = REDIS_URL.rsplit("/", 1)[0] + "/14"  # the relay processes' store, no worker
+RELAYED_URL = database_url(14)  # the relay processes' store, no worker
 
 
 def rows(dsn: str, failed: bool | None = None) -> list[tuple[int, str | None]]:

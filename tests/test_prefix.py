@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import REDIS_URL, WORKER_ENV, event
+from tests.conftest import WORKER_ENV, database_url, event, own_database
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_URL = REDIS_URL.rsplit("/", 1)[0] + "/13"  # this module's database only
+SHARED_URL = database_url(13)  # this module's database only
 PREFIXES = ("alpha", "beta")
 
 
@@ -54,11 +54,8 @@ def _wait_delivered(client: redis.Redis, prefix: str) -> None:
 
 @pytest.fixture
 def shared(redis_client: redis.Redis) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(SHARED_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with own_database(13) as client:
+        yield client
 
 
 @pytest.mark.slow

@@ -5,24 +5,20 @@ from __future__ import annotations
 import time
 
 import pytest
-import redis
 
-from tests.conftest import REDIS_URL, WORKER_ENV, event
+from tests.conftest import WORKER_ENV, database_url, event, own_database
 from webhooks.dev.seed import seed_waiting
 from webhooks.dev.worker import start_worker, stop_worker, tree_rss_kb
 from webhooks.events import parse_event
 from webhooks.system import System
 
-SCALE_URL = REDIS_URL.rsplit("/", 1)[0] + "/12"  # a database of its own, flushed after
+SCALE_URL = database_url(12)  # a database of its own, flushed after
 
 
 @pytest.fixture
 def scale_redis(redis_client):
-    client = redis.Redis.from_url(SCALE_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with own_database(12) as client:
+        yield client
 
 
 @pytest.mark.slow

@@ -8,21 +8,18 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.conftest import REDIS_URL, event
+from tests.conftest import REDIS_URL, database_url, event, own_database
 from webhooks import Producer, Settings, System, get_default, set_default
 from webhooks.errors import TenantNotFound
 from webhooks.models import DeliveryStatus
 
-SHARED_URL = REDIS_URL.rsplit("/", 1)[0] + "/8"  # this module's database only
+SHARED_URL = database_url(8)  # this module's database only
 
 
 @pytest.fixture
 def shared(redis_client: redis.Redis) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(SHARED_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with own_database(8) as client:
+        yield client
 
 
 def _system(prefix: str) -> System:
