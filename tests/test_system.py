@@ -3,6 +3,9 @@ side by side in one process, each seeing only its own data; the default is one o
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -86,3 +89,33 @@ def test_a_system_is_built_from_settings_only_when_asked() -> None:
         assert built.settings.redis_url == REDIS_URL
     finally:
         set_default(previous)
+
+
+def test_no_module_reads_settings_at_import() -> None:
+    # A setting that cannot be read: importing every module must not notice.
+    code = (
+        "import importlib, pkgutil, webhooks\n"
+        "names = [m.name for m in pkgutil.walk_packages(webhooks.__path__, 'webhooks.')\n"
+        "         if not m.name.endswith('__main__')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "print(len(names))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "WEBHOOKS_RETRY_JITTER": "not a number"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 60  # every module of the package was imported
+    # And the first use is where it is refused, naming it.
+    refused = subprocess.run(
+        [sys.executable, "-c", "import webhooks; webhooks.get_default()"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "WEBHOOKS_RETRY_JITTER": "not a number"},
+    )
+    assert refused.returncode == 1 and "retry_jitter" in refused.stderr
