@@ -14,7 +14,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -74,8 +73,9 @@ class _Keeper:
                 logger.warning("could not renew %d attempt claims: %s", len(held), error)
 
 
-#: One keeper per store: a worker process has one, a test process may have several.
-_keepers: weakref.WeakKeyDictionary[DeliveryStore, _Keeper] = weakref.WeakKeyDictionary()
+#: One keeper per store (a worker process has one; a test process may have several),
+#: kept for the process's life, as its renewing thread is.
+_keepers: dict[DeliveryStore, _Keeper] = {}
 _keepers_lock = threading.Lock()
 
 
