@@ -12,6 +12,7 @@ WebhooksError
 │   └── TenantNotFound      no tenant with that id
 ├── EndpointDisabled        the endpoint is disabled, so nothing is sent to it
 ├── EnqueueFailed           messages could not be published; what they were for is undone
+├── ArchiveUnavailable      a read needs the PostgreSQL archive, which did not answer
 ├── BlockedDestination      an attempt's destination resolved to a forbidden address
 ├── TokenInvalid            a portal token that is not ours, was altered, or expired
 ├── MissingExtra            what was asked for needs an extra that is not installed
@@ -24,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "ArchiveUnavailable",
     "BlockedDestination",
     "DeliveryConflict",
     "DeliveryNotFound",
@@ -149,6 +151,11 @@ class EndpointDisabled(WebhooksError):
 
 class EnqueueFailed(WebhooksError):
     """The broker did not take the messages; what was written for them was undone."""
+
+
+class ArchiveUnavailable(WebhooksError):
+    """A read that needs the PostgreSQL archive could not reach it; nothing partial is
+    shown in its place."""
 
 
 class TenantNotFound(NotFound):

@@ -17,6 +17,7 @@ __all__ = ["EXTRAS", "installed", "require"]
 EXTRAS: dict[str, tuple[str, ...]] = {
     "server": ("fastapi", "uvicorn", "itsdangerous"),
     "outbox": ("psycopg",),
+    "archive": ("psycopg", "psycopg_pool"),
     "otel": ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"),
     "flower": ("flower",),
     "django": ("django",),

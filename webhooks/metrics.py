@@ -140,6 +140,12 @@ class WebhooksCollector(Collector):
             "Destinations whose circuit breaker is open or half-open.",
             value=snapshot.open_circuits,
         )
+        yield GaugeMetricFamily(
+            "webhooks_archive_backlog",
+            "Finished deliveries waiting in Redis to move to the archive "
+            "(WEBHOOKS_ARCHIVE_DSN); it grows while PostgreSQL is away.",
+            value=snapshot.archive_backlog,
+        )
 
 
 def registry(system: System) -> CollectorRegistry:

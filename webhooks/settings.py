@@ -13,7 +13,7 @@ import standardwebhooks
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["SentinelURL", "Settings", "shown_url"]
+__all__ = ["SentinelURL", "Settings", "check_archive_dsn", "shown_url"]
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 _SENTINEL_OPTIONS = {"master", "password", "sentinel_password", "username"}
@@ -30,6 +30,15 @@ def shown_url(url: str) -> str:
         netloc = f"{user}{':***' if colon else ''}@{hosts}"
     query = re.sub(r"((?:^|&)(?:sentinel_)?password=)[^&]*", r"\1***", parts.query)
     return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def check_archive_dsn(dsn: str) -> str:
+    """``dsn`` if it is a PostgreSQL URL (``postgresql://`` or ``postgres://``)."""
+    scheme = urlsplit(dsn).scheme
+    if scheme not in ("postgresql", "postgres"):
+        shown = f"{scheme}://" if scheme else "no scheme"
+        raise ValueError(f"must be a postgresql:// URL, not {shown}")
+    return dsn
 
 
 @dataclass(frozen=True)
@@ -248,10 +257,45 @@ class Settings(BaseSettings):
         description="How long an open circuit parks a destination's deliveries "
         "before one probe attempt; doubles after each failed probe, up to 15 minutes.",
     )
-    retention_days: float = Field(
+    retention_days: float | None = Field(
+        None,
+        gt=0,
+        description="How long a finished delivery and its attempts are kept: in Redis "
+        "after their last change, or, with WEBHOOKS_ARCHIVE_DSN, in the archive after their "
+        "creation (whole days of it are dropped at once). Unset: 30 days, 90 with an archive.",
+    )
+    archive_dsn: SecretStr | None = Field(
+        None,
+        description="A `postgresql://` URL: finished deliveries move from Redis to this "
+        "database's archive tables (`webhooks archive init` creates them), and every view "
+        "reads both. Unset: the delivery log stays in Redis.",
+    )
+    archive_after_seconds: float = Field(
+        60,
+        ge=0,
+        description="How long after its final attempt was recorded a finished delivery "
+        "moves to the archive.",
+    )
+    archive_in_workers: bool = Field(
+        True,
+        description="Every worker archives beside its promoter; `false` for deployments "
+        "that run `webhooks archive run` instead.",
+    )
+    archive_lease_seconds: float = Field(
         30,
         gt=0,
-        description="How long a delivery and its attempts stay in Redis after their last change.",
+        description="How long a batch an archiver took is its own; after that (its "
+        "archiver died) another archiver takes it.",
+    )
+    archive_batch: int = Field(
+        1000, ge=1, le=10_000, description="Deliveries the archiver moves per transaction."
+    )
+    idempotency_hours: float = Field(
+        24,
+        gt=0,
+        description="With an archive: how long after its creation publishing the same "
+        "event again still returns the same delivery and creates nothing, once the "
+        "delivery has left Redis (a compact marker per delivery stays in Redis that long).",
     )
     api_token: SecretStr | None = Field(
         None,
@@ -324,6 +368,15 @@ class Settings(BaseSettings):
         renews them while the attempt runs; a dead worker's lapse by themselves."""
         return min(self.recovery_seconds, self.timeout_seconds + 5)
 
+    @property
+    def retention_seconds(self) -> float:
+        """How long a finished delivery is kept: WEBHOOKS_RETENTION_DAYS, or by default
+        30 days (90 with an archive, whose days cost disk, not memory)."""
+        days = self.retention_days
+        if days is None:
+            days = 90 if self.archive_dsn is not None else 30
+        return days * 86400
+
     @model_validator(mode="after")
     def _lease_outlasts_an_attempt(self) -> Settings:
         if self.recovery_seconds < self.timeout_seconds + 1:
@@ -364,11 +417,23 @@ class Settings(BaseSettings):
         return SentinelURL.parse(self.redis_url)
 
     @field_validator(
-        "outbox_dsn", "operational_url", "operational_secret", "broker_url", mode="before"
+        "outbox_dsn",
+        "archive_dsn",
+        "operational_url",
+        "operational_secret",
+        "broker_url",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("archive_dsn")
+    @classmethod
+    def _archive_is_postgresql(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_archive_dsn(value.get_secret_value())
+        return value
 
     @model_validator(mode="after")
     def _operational_webhooks_are_signed(self) -> Settings:

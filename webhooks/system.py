@@ -21,10 +21,11 @@ from __future__ import annotations
 import os
 import threading
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import redis
 
-from . import logs
+from . import extras, logs
 from .broker.app import WebhooksApp, create_app
 from .events import load_event_modules
 from .sending.attempt import Sender
@@ -38,6 +39,9 @@ from .storage.keys import Keys
 from .storage.schedule import Schedule
 from .storage.sessions import SessionStore
 from .storage.tenants import TenantStore
+
+if TYPE_CHECKING:
+    from .archive.store import Archive
 
 __all__ = [
     "System",
@@ -71,7 +75,8 @@ class System:
         load_event_modules(self.settings.event_modules)
         self.keys = Keys(self.settings.key_prefix)
         self.redis = client if client is not None else connect(self.settings)
-        self.deliveries = DeliveryStore(self.redis, self.keys, self.settings)
+        self.archive = self._archive(self.settings)
+        self.deliveries = DeliveryStore(self.redis, self.keys, self.settings, self.archive)
         self.endpoints = EndpointStore(self.redis, self.keys, self.settings, self.deliveries)
         self.sessions = SessionStore(self.redis, self.keys)
         self.tenants = TenantStore(
@@ -82,6 +87,17 @@ class System:
         self.counters = Counters(self.redis, self.keys)
         self.sender = Sender(self.settings)
         self._celery_config = celery_config
+
+    @staticmethod
+    def _archive(settings: Settings) -> Archive | None:
+        """The PostgreSQL archive WEBHOOKS_ARCHIVE_DSN names, or None."""
+        if settings.archive_dsn is None:
+            return None
+        extras.require("archive", "WEBHOOKS_ARCHIVE_DSN (the delivery log in PostgreSQL)")
+        # Only here: psycopg is the archive extra's, which a deployment without one lacks.
+        from .archive.store import Archive
+
+        return Archive(settings.archive_dsn.get_secret_value(), settings.retention_seconds)
 
     @cached_property
     def app(self) -> WebhooksApp:
@@ -103,8 +119,11 @@ class System:
         return owner
 
     def close(self) -> None:
-        """Let go of the Redis connections (a System is usable again after: it reconnects)."""
+        """Let go of the Redis and archive connections (a System is usable again after:
+        it reconnects)."""
         self.redis.close()
+        if self.archive is not None:
+            self.archive.close()
 
     def __repr__(self) -> str:
         return f"<System prefix={self.keys.prefix!r}>"

@@ -45,6 +45,7 @@ def create_app(settings: Settings, config_module: str | None = None) -> Webhooks
     app.steps["worker"].add("webhooks.worker.steps:PreflightStep")
     app.steps["worker"].add("webhooks.worker.steps:PromoterStep")
     app.steps["worker"].add("webhooks.worker.steps:OutboxStep")
+    app.steps["worker"].add("webhooks.worker.steps:ArchiveStep")
     return app
 
 

@@ -42,6 +42,7 @@ def _needs(extra: str, name: str, summary: str) -> click.Command:
 serve: click.Command
 portal_link: click.Command
 outbox: click.Command
+archive: click.Command
 if extras.installed("server"):
     from . import web
 
@@ -55,6 +56,12 @@ if extras.installed("outbox"):
     outbox = outbox_commands.outbox
 else:
     outbox = _needs("outbox", "outbox", "The transactional outbox in PostgreSQL.")
+if extras.installed("archive"):
+    from . import archive as archive_commands
+
+    archive = archive_commands.archive
+else:
+    archive = _needs("archive", "archive", "The delivery log's archive in PostgreSQL.")
 
 
 def _bad_settings(exc: ValidationError) -> str:
@@ -168,5 +175,6 @@ for command in (
     portal_link,
     metrics_server,
     outbox,
+    archive,
 ):
     main.add_command(command)

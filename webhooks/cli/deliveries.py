@@ -58,19 +58,44 @@ def show(delivery_id: str, tenant: str | None, as_json: bool) -> None:
 @click.option(
     "--endpoint", "endpoint_id", default=None, metavar="E", help="Only this endpoint's deliveries."
 )
+@click.option(
+    "--event-id",
+    default=None,
+    metavar="EVT",
+    help="Only the deliveries of this event (the producer's event id), one per endpoint.",
+)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def list_(
-    status: str | None, tenant: str | None, endpoint_id: str | None, limit: int, as_json: bool
+    status: str | None,
+    tenant: str | None,
+    endpoint_id: str | None,
+    event_id: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
-    """List deliveries, newest first: by creation, or with --status by when they reached it."""
+    """List deliveries, newest first: by creation, or with --status by when they reached it.
+    Archived deliveries are listed as the others are."""
+    system = get_default()
     if tenant is not None:
-        get_default().tenants.get(tenant)
+        system.tenants.get(tenant)
     if endpoint_id is not None:
-        get_default().endpoints.get(endpoint_id, tenant)  # another tenant's: not found
-    deliveries = get_default().deliveries.recent(
-        DeliveryStatus(status) if status else None, limit, tenant=tenant, endpoint_id=endpoint_id
-    )
+        system.endpoints.get(endpoint_id, tenant)  # another tenant's: not found
+    if event_id is not None:
+        found = [
+            (delivery, count)
+            for delivery, count in system.deliveries.by_event(event_id, tenant)
+            if (status is None or delivery.status == status)
+            and (endpoint_id is None or delivery.endpoint_id == endpoint_id)
+        ][:limit]
+        deliveries = system.deliveries.full([delivery.id for delivery, _ in found])
+    else:
+        deliveries = system.deliveries.recent(
+            DeliveryStatus(status) if status else None,
+            limit,
+            tenant=tenant,
+            endpoint_id=endpoint_id,
+        )
     if as_json:
         click.echo(json.dumps([d.model_dump(mode="json") for d in deliveries], indent=2))
     else:

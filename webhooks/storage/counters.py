@@ -82,6 +82,7 @@ class Snapshot:
     parked: int
     overdue: int
     open_circuits: int
+    archive_backlog: int = 0
 
 
 class Counters:
@@ -104,10 +105,13 @@ class Counters:
                 self._keys.open_circuits(), "-inf", moment - CIRCUIT_MEMORY_SECONDS
             )
             pipe.zcard(self._keys.open_circuits())
-            fields, parked, overdue, _, circuits = pipe.execute()
+            pipe.zcard(self._keys.archivable())
+            pipe.zcard(self._keys.archiving())
+            fields, parked, overdue, _, circuits, waiting, taken = pipe.execute()
         return Snapshot(
             {name.decode(): float(value) for name, value in fields.items()},
             int(parked),
             int(overdue),
             int(circuits),
+            int(waiting) + int(taken),
         )

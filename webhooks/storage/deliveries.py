@@ -8,13 +8,15 @@ score when deliveries are created.
 
 from __future__ import annotations
 
+import hashlib
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
-from typing import cast
+from typing import Protocol, cast
 
 import redis
 
@@ -28,7 +30,7 @@ from .destinations import Entry, destination, enter_args, entry, leave_args
 from .keys import Keys, template
 from .scripts import Script, fields
 
-__all__ = ["Claim", "ClaimOutcome", "DeliveryStore", "Position"]
+__all__ = ["ArchiveTier", "Archived", "Claim", "ClaimOutcome", "DeliveryStore", "Position"]
 
 
 class ClaimOutcome(StrEnum):
@@ -67,6 +69,67 @@ SCAN_LIMIT = 5000
 
 #: Where a page of deliveries ended: the last entry's index score and id.
 Position = tuple[float, str]
+
+#: Most ids one lookup by event id returns (an event has a delivery per endpoint).
+EVENT_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Archived:
+    """A finished delivery as the archiver moves it: its fields as Redis holds them
+    (``body`` included) and its attempts' JSON."""
+
+    id: str
+    fields: dict[str, bytes]
+    attempts: list[bytes]
+
+    @property
+    def created(self) -> datetime:
+        return datetime.fromisoformat(self.fields["created_at"].decode())
+
+
+class ArchiveTier(Protocol):
+    """The delivery log's second tier (PostgreSQL, :mod:`webhooks.archive`), as the store
+    reads it: finished deliveries that left Redis. Every method raises
+    :class:`~webhooks.errors.ArchiveUnavailable` when the archive cannot answer."""
+
+    def load(self, delivery_id: str, tenant: str | None) -> tuple[Delivery, bytes] | None:
+        """The newest archived delivery with this id, with every attempt, and its body."""
+
+    def read(self, ids: Sequence[str]) -> dict[str, Delivery]:
+        """The archived deliveries among ``ids``, with every attempt."""
+
+    def summaries(self, ids: Sequence[str]) -> dict[str, tuple[Delivery, int]]:
+        """The archived deliveries among ``ids``, each with its last attempt and how
+        many it has."""
+
+    def entries(
+        self,
+        status: DeliveryStatus | None,
+        tenant: str | None,
+        endpoint_id: str | None,
+        after: Position | None,
+        count: int,
+    ) -> list[tuple[str, float]]:
+        """Up to ``count`` (id, score) entries after ``after``, in :meth:`DeliveryStore.page`'s
+        order for the same filter."""
+
+    def counts(self, tenant: str | None) -> dict[str, int]:
+        """Archived deliveries by status."""
+
+    def by_event(self, event_id: str, tenant: str | None, limit: int) -> list[str]:
+        """The ids of the archived deliveries of an event."""
+
+    def exhausted(self, endpoint_id: str, since: datetime, until: datetime) -> list[str]:
+        """The ids of the endpoint's archived ``retries_exhausted`` deliveries created in
+        the window."""
+
+    def remove(self, delivery_id: str, created_at: datetime) -> None:
+        """Delete one archived delivery (it is back in Redis)."""
+
+    def erase_tenant(self, tenant_id: str) -> int:
+        """Delete every archived delivery of the tenant, for good; returns how many."""
+
 
 #: Deliveries per create script call: big enough to cost Redis little per delivery,
 #: small enough not to hold it for long (about 5 ms).
@@ -136,6 +199,12 @@ def _delivery(fields: Mapping[bytes, bytes | None], attempts: list[bytes]) -> De
     )
 
 
+def _order(member: str, score: float) -> tuple[float, bytes]:
+    """Where an index entry sorts in a listing (descending): by score, then by id's
+    bytes, as ZRANGE REV orders ties and as the archive's C collation does."""
+    return score, member.encode()
+
+
 def _hash_value(value: object) -> str:
     if isinstance(value, datetime):
         return isoformat(value)
@@ -146,16 +215,32 @@ class DeliveryStore:
     """Owns every delivery's record: fields and body, attempts, status indexes, the
     overdue index, and the claim and record steps of each attempt."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        settings: Settings,
+        archive: ArchiveTier | None = None,
+    ) -> None:
         self._redis = client
         self._keys = keys
         self._settings = settings
-        self.retention = timedelta(days=settings.retention_days)
+        self.archive = archive
+        self.retention = timedelta(seconds=settings.retention_seconds)
+        # The archiver's list of finished deliveries ('' for none), and the span of
+        # the idempotency markers' hashes: a quarter of their window, so that a
+        # create looks in five at most.
+        self._archivable = keys.archivable() if archive is not None else ""
+        self._window = settings.idempotency_hours * 3600
+        self._bucket = max(60.0, self._window / 4)
         self._claim_script = Script(client, "claim_attempt")
         self._record_script = Script(client, "record_attempt")
         self._abandon_script = Script(client, "abandon_attempt")
         self._create_script = Script(client, "create_deliveries")
         self._status_script = Script(client, "set_status")
+        self._take_script = Script(client, "take_archivable")
+        self._forget_script = Script(client, "forget_archived")
+        self._restore_script = Script(client, "restore_delivery")
 
     def create_many(
         self,
@@ -238,6 +323,7 @@ class DeliveryStore:
         cutoff = (deliveries[0].created_at - self.retention).timestamp()
         into, out_of, _ = _indexes(self._keys, status, tenant_id)
         into = _created_indexes(self._keys, tenant_id) + into
+        moment = time.time()
         reply = self._create_script(
             keys={
                 "due_key": self._keys.due(),
@@ -252,6 +338,10 @@ class DeliveryStore:
                 "ttl": int(self.retention.total_seconds()),
                 "delivery_template": template(self._keys.delivery),
                 "endpoint_template": template(self._keys.endpoint_deliveries),
+                "event_template": self._event_template(),
+                **self._marker_buckets(moment),
+                "now": moment,
+                "window": self._window,
                 "index_count": len(into),
                 "body_count": len(numbered),
                 "rest": [*numbered, *items],
@@ -265,6 +355,20 @@ class DeliveryStore:
 
     def create(self, delivery: Delivery, body: bytes) -> set[str]:
         return self.create_many([delivery], body)
+
+    def _event_template(self) -> str:
+        return template(self._keys.event_digest_deliveries)
+
+    def _marker_buckets(self, moment: float) -> dict[str, str | int]:
+        """Where the create script looks for idempotency markers: the buckets that can
+        hold one made within the window (none without an archive)."""
+        if self.archive is None:
+            return {"idempotency_template": "", "first_bucket": "", "last_bucket": ""}
+        return {
+            "idempotency_template": template(self._keys.idempotency),
+            "first_bucket": math.floor((moment - self._window) / self._bucket),
+            "last_bucket": math.floor(moment / self._bucket),
+        }
 
     def add_attempts(self, attempts: Mapping[str, Attempt]) -> None:
         """Append an attempt to each delivery's list, in one round trip (bulk seeding)."""
@@ -284,16 +388,21 @@ class DeliveryStore:
                     "endpoint_id",
                     "cycle",
                     "cycle_offset",
+                    "event_id",
                 )
                 pipe.llen(self._keys.attempts(delivery_id))
             replies = pipe.execute()
         with self._redis.pipeline(transaction=True) as pipe:
-            for delivery_id, (tenant_id, endpoint_id, cycle, offset), made in zip(
+            for delivery_id, (tenant_id, endpoint_id, cycle, offset, event_id), made in zip(
                 delivery_ids, replies[::2], replies[1::2], strict=True
             ):
                 tenant = tenant_id.decode() if tenant_id else None
                 pipe.delete(self._keys.delivery(delivery_id), self._keys.attempts(delivery_id))
                 pipe.zrem(self._keys.due(), delivery_id)
+                pipe.zrem(self._keys.archivable(), delivery_id)
+                pipe.zrem(self._keys.archiving(), delivery_id)
+                if event_id:
+                    pipe.srem(self._keys.event_deliveries(event_id.decode()), delivery_id)
                 for key in _every_index(self._keys, tenant):
                     pipe.zrem(key, delivery_id)
                 if endpoint_id:
@@ -312,6 +421,10 @@ class DeliveryStore:
         self._redis.delete(
             *(self._keys.tenant_deliveries(tenant_id, status) for status in (None, *DeliveryStatus))
         )
+        if self.archive is not None:
+            # After Redis: what an archiver took from Redis before is kept out of the
+            # archive by the erasure, whenever it commits.
+            forgotten += self.archive.erase_tenant(tenant_id)
         return forgotten
 
     def delete(self, delivery_id: str) -> None:
@@ -393,6 +506,7 @@ class DeliveryStore:
                     "scheduled_key": self._keys.scheduled(),
                     "due_key": self._keys.due(),
                     **metric_keys(settings, self._keys),
+                    "archive_key": self._archivable,
                     "index_keys": [*into, *out_of],
                 },
                 args={
@@ -410,6 +524,7 @@ class DeliveryStore:
                     "updated_score": moment.timestamp(),
                     "ttl": int(self.retention.total_seconds()),
                     "index_count": len(into),
+                    "event_template": self._event_template(),
                     **attempt_args(attempt),
                     "index_statuses": leaving,
                     **leave_args(
@@ -485,6 +600,7 @@ class DeliveryStore:
                 "due_key": self._keys.due(),
                 "running_key": self._keys.running(),
                 "metrics_key": metric_keys(self._settings, self._keys)["metrics_key"],
+                "archive_key": self._archivable,
                 "index_keys": [*into, *out_of],
             },
             args={
@@ -498,6 +614,7 @@ class DeliveryStore:
                 "ttl": int(self.retention.total_seconds()),
                 "release_member": release.member if release else "",
                 "index_count": len(into),
+                "event_template": self._event_template(),
                 "index_statuses": leaving,
             },
             client=client,
@@ -535,8 +652,11 @@ class DeliveryStore:
         return stopped
 
     def start_cycle(self, delivery_id: str) -> int:
-        """Begin a new attempt cycle (redeliver): numbering goes on after the last attempt."""
+        """Begin a new attempt cycle (redeliver): numbering goes on after the last attempt.
+        An archived delivery comes back to Redis first, with its attempts."""
         key = self._keys.delivery(delivery_id)
+        if self.archive is not None and not self._redis.exists(key):
+            self._bring_back(delivery_id)
 
         def start(pipe: redis.client.Pipeline) -> int:
             cycle, tenant_id = cast(list[bytes | None], pipe.hmget(key, "cycle", "tenant_id"))
@@ -579,6 +699,10 @@ class DeliveryStore:
             pipe.hgetall(self._keys.delivery(delivery_id))
             pipe.lrange(self._keys.attempts(delivery_id), 0, -1)
             fields, attempts = pipe.execute()
+        if not fields and self.archive is not None:
+            if (archived := self.archive.load(delivery_id, tenant)) is not None:
+                return archived
+            raise DeliveryNotFound(delivery_id)
         if not fields or (tenant is not None and fields.get(b"tenant_id") != tenant.encode()):
             raise DeliveryNotFound(delivery_id)
         return _delivery(fields, attempts), fields[b"body"]
@@ -596,7 +720,7 @@ class DeliveryStore:
     ) -> list[Delivery]:
         """The first ``limit`` deliveries of :meth:`page`'s order, with every attempt."""
         ids, _ = self.page(status, limit, tenant=tenant, endpoint_id=endpoint_id)
-        return self._read_many(ids)
+        return self.full(ids)
 
     def page(
         self,
@@ -615,7 +739,46 @@ class DeliveryStore:
         when deliveries are added or change meanwhile. Only an endpoint's listing by
         status filters as it reads; it stops after :data:`SCAN_LIMIT` entries and may
         then return fewer than ``limit`` ids, with the position to go on from.
+
+        With an archive, both tiers are read in the same order and merged: Redis
+        first, so that a delivery archived between the two reads is found in the
+        second. A position is the same in either tier, so a page goes on where the
+        last ended wherever its deliveries are now.
         """
+        entries, end = self._redis_page(status, limit, tenant, endpoint_id, after)
+        if self.archive is None:
+            return [member for member, _ in entries], end
+        archived = self.archive.entries(status, tenant, endpoint_id, after, limit + 1)
+        # Past the last entry a tier returned while it had more, it is unknown what
+        # that tier holds: the merged page stops at the earlier of the two such ends.
+        ends = [_order(end[1], end[0])] if end is not None else []
+        if len(archived) > limit:
+            ends.append(_order(*archived[-1]))
+        cut = max(ends) if ends else None
+        seen: set[str] = set()
+        merged: list[tuple[str, float]] = []
+        for member, score in sorted(entries + archived, key=lambda e: _order(*e), reverse=True):
+            if member not in seen and (cut is None or _order(member, score) >= cut):
+                seen.add(member)
+                merged.append((member, score))
+        found = merged[:limit]
+        ids = [member for member, _ in found]
+        if len(merged) <= limit and cut is None:
+            return ids, None
+        if found:
+            return ids, (found[-1][1], found[-1][0])
+        assert cut is not None
+        return ids, (cut[0], cut[1].decode())
+
+    def _redis_page(
+        self,
+        status: DeliveryStatus | None,
+        limit: int,
+        tenant: str | None,
+        endpoint_id: str | None,
+        after: Position | None,
+    ) -> tuple[list[tuple[str, float]], Position | None]:
+        """:meth:`page` of Redis alone, as (id, score) entries."""
         if endpoint_id is None:
             index = (
                 self._keys.tenant_deliveries(tenant, status)
@@ -625,7 +788,7 @@ class DeliveryStore:
             wanted = None
         else:
             index, wanted = self._keys.endpoint_deliveries(endpoint_id), status
-        found: list[str] = []
+        found: list[tuple[str, float]] = []
         position, scanned = after, 0
         batch = limit + 1 if wanted is None else max(limit + 1, 200)
         while True:
@@ -636,7 +799,7 @@ class DeliveryStore:
                     return found, position  # this entry is proof that more follow
                 position = (score, member)
                 if wanted is None or statuses[n] is wanted:
-                    found.append(member)
+                    found.append((member, score))
             scanned += len(entries)
             if len(entries) < batch:
                 return found, None
@@ -678,39 +841,101 @@ class DeliveryStore:
 
     def summaries(self, ids: Sequence[str]) -> list[tuple[Delivery, int]]:
         """Each delivery with only its last attempt, and how many attempts it has;
-        deliveries that are gone are left out."""
+        deliveries that are gone are left out. Those no longer in Redis are read from
+        the archive, so that one archived since its id was listed is still shown."""
         with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
                 pipe.hmget(self._keys.delivery(delivery_id), _FIELDS)
                 pipe.lrange(self._keys.attempts(delivery_id), -1, -1)
                 pipe.llen(self._keys.attempts(delivery_id))
             replies = pipe.execute()
-        found = []
-        for values, last, count in zip(replies[::3], replies[1::3], replies[2::3], strict=True):
+        found: dict[str, tuple[Delivery, int]] = {}
+        for delivery_id, values, last, count in zip(
+            ids, replies[::3], replies[1::3], replies[2::3], strict=True
+        ):
             if values[0] is not None:
                 fields = {name.encode(): value for name, value in zip(_FIELDS, values, strict=True)}
-                found.append((_delivery(fields, last), int(count)))
-        return found
+                found[delivery_id] = (_delivery(fields, last), int(count))
+        if self.archive is not None and (missing := [i for i in ids if i not in found]):
+            found |= self.archive.summaries(missing)
+        return [found[delivery_id] for delivery_id in ids if delivery_id in found]
 
-    def _read_many(self, ids: Sequence[str]) -> list[Delivery]:
+    def full(self, ids: Sequence[str]) -> list[Delivery]:
+        """The deliveries among ``ids``, in that order, with every attempt (those that
+        are gone are left out)."""
         with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
                 pipe.hmget(self._keys.delivery(delivery_id), _FIELDS)
                 pipe.lrange(self._keys.attempts(delivery_id), 0, -1)
             replies = pipe.execute()
-        deliveries = []
-        for values, attempts in zip(replies[::2], replies[1::2], strict=True):
-            if values[0] is not None:  # expired between the two reads
+        found: dict[str, Delivery] = {}
+        for delivery_id, values, attempts in zip(ids, replies[::2], replies[1::2], strict=True):
+            if values[0] is not None:  # expired, or archived, between the two reads
                 fields = {name.encode(): value for name, value in zip(_FIELDS, values, strict=True)}
-                deliveries.append(_delivery(fields, attempts))
-        return deliveries
+                found[delivery_id] = _delivery(fields, attempts)
+        if self.archive is not None and (missing := [i for i in ids if i not in found]):
+            found |= self.archive.read(missing)
+        return [found[delivery_id] for delivery_id in ids if delivery_id in found]
+
+    def by_event(self, event_id: str, tenant: str | None = None) -> list[tuple[Delivery, int]]:
+        """The deliveries of one event (one per destination), newest first, as
+        :meth:`summaries` gives them; with ``tenant``, only that tenant's."""
+        ids = sorted(
+            member.decode()
+            for member in cast(
+                set[bytes], self._redis.smembers(self._keys.event_deliveries(event_id))
+            )
+        )[:EVENT_LIMIT]
+        if self.archive is not None:
+            known = set(ids)
+            ids += [
+                i for i in self.archive.by_event(event_id, tenant, EVENT_LIMIT) if i not in known
+            ]
+        found = [
+            (delivery, count)
+            for delivery, count in self.summaries(ids)
+            if delivery.event_id == event_id and (tenant is None or delivery.tenant_id == tenant)
+        ]
+        found.sort(
+            key=lambda item: _order(item[0].id, item[0].created_at.timestamp()), reverse=True
+        )
+        return found
+
+    def exhausted(self, endpoint_id: str, since: datetime, until: datetime) -> list[str]:
+        """The endpoint's ``retries_exhausted`` deliveries created in the window, in
+        Redis or in the archive (what ``recover`` redelivers), oldest first."""
+        ids = zrange_ids(
+            self._redis,
+            self._keys.endpoint_deliveries(endpoint_id),
+            since.timestamp(),
+            until.timestamp(),
+            byscore=True,
+        )
+        found = [
+            delivery_id
+            for delivery_id, status in zip(ids, self.statuses(ids), strict=True)
+            if status is DeliveryStatus.RETRIES_EXHAUSTED
+        ]
+        if self.archive is not None:
+            known = set(ids)
+            found += [
+                i for i in self.archive.exhausted(endpoint_id, since, until) if i not in known
+            ]
+        return found
 
     def stats(self, overdue_after: float, tenant: str | None = None) -> dict[str, int]:
         """Deliveries by status, how many unfinished ones are past due by
         ``overdue_after``, and (for all tenants) how many retries are parked."""
         cutoff = now().timestamp() - overdue_after
-        if tenant is not None:
-            return self._tenant_stats(tenant, cutoff)
+        stats = (
+            self._tenant_stats(tenant, cutoff) if tenant is not None else self._all_stats(cutoff)
+        )
+        if self.archive is not None:
+            for status, count in self.archive.counts(tenant).items():
+                stats[status] += count
+        return stats
+
+    def _all_stats(self, cutoff: float) -> dict[str, int]:
         with self._redis.pipeline(transaction=False) as pipe:
             for status in DeliveryStatus:
                 pipe.zcard(self._keys.deliveries(status))
@@ -748,3 +973,141 @@ class DeliveryStore:
         return zrange_ids(
             self._redis, self._keys.due(), "-inf", older_than, byscore=True, limit=limit
         )
+
+    # --- The archive's side in Redis -------------------------------------------------
+
+    def _bring_back(self, delivery_id: str) -> None:
+        """Restore an archived delivery into Redis, then remove it from the archive (a
+        reader sees it in both for that moment, and merges it as one)."""
+        assert self.archive is not None
+        found = self.archive.load(delivery_id, None)
+        if found is None:
+            raise DeliveryNotFound(delivery_id)
+        delivery, body = found
+        self.restore(delivery, body)
+        self.archive.remove(delivery.id, delivery.created_at)
+
+    def restore(self, delivery: Delivery, body: bytes) -> bool:
+        """Write a finished delivery read from the archive back into Redis as it was,
+        with its attempts and index entries; False if its record is there already."""
+        fields: list[str | bytes] = [
+            "body",
+            body,
+            "destination",
+            destination(delivery.url, delivery.endpoint_id),
+        ]
+        for name in _FIELDS:
+            if (value := getattr(delivery, name)) is not None:
+                fields += [name, _hash_value(value)]
+        created = _created_indexes(self._keys, delivery.tenant_id)
+        into, _, _ = _indexes(self._keys, delivery.status, delivery.tenant_id)
+        return bool(
+            self._restore_script(
+                keys={
+                    "delivery_key": self._keys.delivery(delivery.id),
+                    "attempts_key": self._keys.attempts(delivery.id),
+                    "archivable_key": self._keys.archivable(),
+                    "endpoint_key": (
+                        self._keys.endpoint_deliveries(delivery.endpoint_id)
+                        if delivery.endpoint_id
+                        else ""
+                    ),
+                    "event_key": self._keys.event_deliveries(delivery.event_id),
+                    "index_keys": [*created, *into],
+                },
+                args={
+                    "created_score": delivery.created_at.timestamp(),
+                    "updated_score": delivery.updated_at.timestamp(),
+                    "now": time.time(),
+                    "ttl": int(self.retention.total_seconds()),
+                    "created_count": len(created),
+                    "field_count": len(fields) // 2,
+                    "rest": [
+                        *fields,
+                        *(attempt.model_dump_json() for attempt in delivery.attempts),
+                    ],
+                },
+            )
+        )
+
+    def take_archivable(self, limit: int, after_seconds: float, lease: float) -> list[Archived]:
+        """Take up to ``limit`` finished deliveries whose final attempt is at least
+        ``after_seconds`` old (or whose earlier taker's claim lapsed), held for this
+        caller for ``lease`` seconds, with their records. One that is no longer
+        finished (redelivered) or gone is let go of at once and not returned."""
+        moment = time.time()
+        ids = [
+            member.decode()
+            for member in self._take_script(
+                keys={
+                    "archivable_key": self._keys.archivable(),
+                    "archiving_key": self._keys.archiving(),
+                },
+                args={
+                    "now": moment,
+                    "due_before": moment - after_seconds,
+                    "lease_until": moment + lease,
+                    "limit": limit,
+                },
+            )
+        ]
+        if not ids:
+            return []
+        with self._redis.pipeline(transaction=False) as pipe:
+            for delivery_id in ids:
+                pipe.hgetall(self._keys.delivery(delivery_id))
+                pipe.lrange(self._keys.attempts(delivery_id), 0, -1)
+            replies = pipe.execute()
+        taken, dropped = [], []
+        for delivery_id, record, attempts in zip(ids, replies[::2], replies[1::2], strict=True):
+            status = record.get(b"status", b"").decode()
+            if status in FINAL_STATUSES:
+                named = {name.decode(): value for name, value in record.items()}
+                taken.append(Archived(delivery_id, named, list(attempts)))
+            else:
+                dropped.append(delivery_id)
+        if dropped:
+            self._redis.zrem(self._keys.archiving(), *dropped)
+        return taken
+
+    def forget_archived(self, archived: Sequence[Archived]) -> int:
+        """Forget deliveries the archive holds now (record, attempts, index entries),
+        each leaving its idempotency marker; one that changed since it was taken is
+        only let go of. Returns how many were forgotten."""
+        rest: list[str | int] = []
+        for item in archived:
+            body = item.fields.get("body", b"")
+            rest += [
+                item.id,
+                item.fields["updated_at"].decode(),
+                int(item.created.timestamp()),
+                hashlib.sha1(body, usedforsecurity=False).hexdigest()[:16],
+            ]
+        return int(
+            self._forget_script(
+                keys={
+                    "archiving_key": self._keys.archiving(),
+                    "archivable_key": self._keys.archivable(),
+                    "all_key": self._keys.deliveries(),
+                },
+                args={
+                    "delivery_template": template(self._keys.delivery),
+                    "attempts_template": template(self._keys.attempts),
+                    "tenant_template": template(self._keys.tenant_deliveries),
+                    "endpoint_template": template(self._keys.endpoint_deliveries),
+                    "event_template": self._event_template(),
+                    "idempotency_template": template(self._keys.idempotency),
+                    "bucket_seconds": self._bucket,
+                    "window": self._window,
+                    "rest": rest,
+                },
+            )
+        )
+
+    def archive_backlog(self) -> int:
+        """Finished deliveries still in Redis waiting for the archive (taken or not)."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self._keys.archivable())
+            pipe.zcard(self._keys.archiving())
+            waiting, taken = pipe.execute()
+        return int(waiting) + int(taken)

@@ -9,6 +9,7 @@ to every store of that deployment.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from ..models import DeliveryStatus
@@ -129,3 +130,30 @@ class Keys:
         """Sorted set of destinations whose circuit is open or half-open, by when it opened
         until; a success at the destination removes it."""
         return f"{self._p}open-circuits"
+
+    def event_deliveries(self, event_id: str) -> str:
+        """Set of the delivery ids of one event (one per destination), for lookups by the
+        producer's event id; named by the id's SHA-1, since an event id may hold any
+        character but whitespace."""
+        return self.event_digest_deliveries(
+            hashlib.sha1(event_id.encode(), usedforsecurity=False).hexdigest()
+        )
+
+    def event_digest_deliveries(self, digest: str) -> str:
+        """:meth:`event_deliveries` by the event id's SHA-1 (what the scripts compute)."""
+        return f"{self._p}event:{digest}:deliveries"
+
+    def archivable(self) -> str:
+        """Sorted set of finished delivery ids by when their final attempt was recorded:
+        what the archiver moves to PostgreSQL (written by the scripts that finish them)."""
+        return f"{self._p}archive:due"
+
+    def archiving(self) -> str:
+        """Sorted set of delivery ids an archiver took, by when its claim lapses."""
+        return f"{self._p}archive:taken"
+
+    def idempotency(self, bucket: int | str) -> str:
+        """Hash of the archived deliveries created in one span of time (``bucket``):
+        delivery id -> ``digest:created``, the marker that keeps creating them idempotent
+        after their records left Redis. The whole hash expires after the window."""
+        return f"{self._p}idempotency:{bucket}"

@@ -391,15 +391,28 @@ def list_deliveries(
     endpoint_id: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT)] = 50,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
+    event_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
 ) -> JSONResponse:
     """Newest first: by creation time, or with ``status`` by when they reached it.
     Pages never repeat an item, even while deliveries come and change; a delivery
     that changes status while you page may move to the first page of its new status.
     With ``endpoint_id`` and ``status`` together a page may hold fewer than ``limit``
-    items and still have a ``next_cursor``."""
+    items and still have a ``next_cursor``. Finished deliveries moved to the archive
+    are listed as the others are.
+
+    With ``event_id``: the deliveries of that event (the producer's id), one per
+    endpoint, in one page (other filters still apply; an unknown id gives none)."""
     after = _position(cursor) if cursor is not None else None
     if endpoint_id is not None:
         endpoints.get(endpoint_id, tenant_id)  # another tenant's: not found
+    if event_id is not None:
+        found = [
+            (delivery, count)
+            for delivery, count in store.by_event(event_id, tenant_id)
+            if (status is None or delivery.status is status)
+            and (endpoint_id is None or delivery.endpoint_id == endpoint_id)
+        ]
+        return JSONResponse({"data": [_summary(*item) for item in found], "next_cursor": None})
     ids, position = store.page(
         status, limit, tenant=tenant_id, endpoint_id=endpoint_id, after=after
     )

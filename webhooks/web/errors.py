@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import (
+    ArchiveUnavailable,
     DeliveryConflict,
     EndpointDisabled,
     EnqueueFailed,
@@ -72,7 +73,7 @@ def _webhooks_error(exc: WebhooksError) -> JSONResponse:
         return error_response(404, "not_found", str(exc))
     if isinstance(exc, EndpointDisabled):
         return error_response(409, "endpoint_disabled", str(exc))
-    if isinstance(exc, EnqueueFailed):
+    if isinstance(exc, (EnqueueFailed, ArchiveUnavailable)):
         return error_response(503, "unavailable", str(exc))
     return error_response(400, "refused", str(exc))
 

@@ -8,6 +8,8 @@
   the worker runs.
 - :class:`OutboxStep` runs an outbox relay thread beside it when
   ``WEBHOOKS_OUTBOX_DSN`` is set.
+- :class:`ArchiveStep` runs an :class:`~.archiver.Archiver` thread when
+  ``WEBHOOKS_ARCHIVE_DSN`` is set (and ``WEBHOOKS_ARCHIVE_IN_WORKERS`` is on).
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from ..errors import MissingExtra
 from ..settings import shown_url
 from ..storage.connection import eviction_policy
 from ..system import System
+from .archiver import Archiver
 from .promoter import Promoter
 
-__all__ = ["OutboxStep", "PreflightStep", "PromoterStep"]
+__all__ = ["ArchiveStep", "OutboxStep", "PreflightStep", "PromoterStep"]
 
 logger = logging.getLogger(__name__)
 
@@ -182,3 +185,15 @@ class OutboxStep(_ThreadStep):
             settings.outbox_batch,
             settings.outbox_poll_seconds,
         ).run_forever
+
+
+class ArchiveStep(_ThreadStep):
+    """With ``WEBHOOKS_ARCHIVE_DSN`` (and ``WEBHOOKS_ARCHIVE_IN_WORKERS``), runs an
+    archiver thread: every worker archives, each batch taken by one of them."""
+
+    name_of_thread = "webhooks-archiver"
+
+    def loop(self, system: System) -> Callable[[threading.Event], None] | None:
+        if system.archive is None or not system.settings.archive_in_workers:
+            return None
+        return Archiver(system).run_forever

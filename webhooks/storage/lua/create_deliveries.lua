@@ -5,7 +5,7 @@
 -- from the new one is a conflict (an event id reused for another event): then
 -- nothing at all is written. So is a tenant that does not exist (it was deleted).
 -- KEYS: due_key scheduled_key queue_key tenant_key metrics_key *index_keys
--- ARGV: cutoff ttl delivery_template endpoint_template index_count body_count *rest
+-- ARGV: cutoff ttl delivery_template endpoint_template event_template idempotency_template first_bucket last_bucket now window index_count body_count *rest
 -- rest: body_count bodies, then one group per delivery:
 --   delivery_id endpoint_id body_number score due_score message park_score field_count
 --   field value ... (field_count pairs)
@@ -18,6 +18,12 @@
 -- metrics off).
 -- index_keys: the first index_count are the indexes the new deliveries enter; all of
 -- them are trimmed of entries older than cutoff (their records have expired).
+-- event_template: the key of an event's deliveries (by the SHA-1 of its id), which
+-- each new delivery enters.
+-- idempotency_template, first_bucket, last_bucket: the markers of archived
+-- deliveries (keys.py idempotency) to look in when a record is not there, buckets
+-- first_bucket to last_bucket ('' for none: no archive); a marker counts for
+-- `window` seconds after its delivery's creation, then it is as if absent.
 -- Returns: {'conflict', delivery_id} or {'no_tenant'} and writes nothing, or
 -- {'existing', id, id, ...}: the deliveries that were there already (an earlier call's).
 if tenant_key ~= '' and (redis.call('HEXISTS', tenant_key, 'id') == 0
@@ -39,13 +45,35 @@ while i <= #rest do
   i = i + 8 + 2 * item.fields
 end
 
+-- An archived delivery's marker: 'same', 'other' (another body) or nil (none, or
+-- one older than the window).
+local function marked(id, body)
+  if first_bucket == '' then return nil end
+  for bucket = tonumber(first_bucket), tonumber(last_bucket) do
+    local marker = redis.call('HGET', string.format(idempotency_template, bucket), id)
+    if marker then
+      local digest, created = string.match(marker, '^(%x+):(%d+)$')
+      if created and tonumber(now) - tonumber(created) < tonumber(window) then
+        if string.sub(redis.sha1hex(body), 1, #digest) == digest then return 'same' end
+        return 'other'
+      end
+    end
+  end
+  return nil
+end
+
 -- First look, then write: a conflict must leave nothing behind.
 local existing = {'existing'}
 local seen = {}
 for _, item in ipairs(items) do
   local stored = seen[item.id] or redis.call('HGET', item.key, 'body')
+  local same = stored == item.body
+  if not stored then
+    local mark = marked(item.id, item.body)
+    stored, same = mark, mark == 'same'
+  end
   if stored then
-    if stored ~= item.body then return {'conflict', item.id} end
+    if not same then return {'conflict', item.id} end
     item.exists = true
     table.insert(existing, item.id)
   end
@@ -78,6 +106,16 @@ for _, item in ipairs(items) do
     end
     redis.call('HSET', item.key, unpack(hash))
     redis.call('EXPIRE', item.key, ttl)
+    for f = item.first_field, item.first_field + 2 * item.fields - 1, 2 do
+      if rest[f] == 'event_id' then
+        local event_key = string.format(event_template, redis.sha1hex(rest[f + 1]))
+        redis.call('SADD', event_key, item.id)
+        -- Only ever later (no EXPIRE GT: Redis 6.2 has none).
+        if redis.call('TTL', event_key) < tonumber(ttl) then
+          redis.call('EXPIRE', event_key, ttl)
+        end
+      end
+    end
     table.insert(created, item.score)
     table.insert(created, item.id)
     table.insert(due, item.due)

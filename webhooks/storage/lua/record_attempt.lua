@@ -4,10 +4,10 @@
 -- retention, and leave the destination (moving its circuit breaker). Safe to
 -- repeat: an attempt already on record (a retried call whose answer was lost)
 -- changes nothing.
--- KEYS: delivery_key attempts_key running_key scheduled_key due_key metrics_key circuits_key *index_keys
--- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination succeeded failures_to_open cooldown max_cooldown duration_ms inflight_template breaker_template waiting_template index_count attempt_counter duration_bucket duration_seconds *index_statuses
+-- KEYS: delivery_key attempts_key running_key scheduled_key due_key metrics_key circuits_key archive_key *index_keys
+-- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination succeeded failures_to_open cooldown max_cooldown duration_ms inflight_template breaker_template waiting_template index_count attempt_counter duration_bucket duration_seconds event_template *index_statuses
 -- Uses: destination status
--- index_keys, index_statuses, due_at: as status.lua takes them.
+-- index_keys, index_statuses, due_at, archive_key, event_template: as status.lua takes them.
 -- metrics_key, circuits_key: the counters hash and the open circuits ('' for both:
 -- metrics off). attempt_counter: the counter of this attempt's kind
 -- (attempts:outcome:error_kind:status_class); duration_bucket: the histogram bucket
@@ -38,7 +38,7 @@ if metrics_key ~= '' then
 end
 settle(delivery_key, attempts_key, due_key, index_keys, index_count, index_statuses, was,
        delivery_id, status, updated_at, next_attempt_at, stop_reason, due_at, updated_score,
-       ttl)
+       ttl, archive_key, event_template)
 redis.call('ZREM', running_key, member)
 if park_at ~= '' then redis.call('ZADD', scheduled_key, park_at, next_member) end
 if destination == '' then return {'open_until', '0', 'recorded', '1'} end

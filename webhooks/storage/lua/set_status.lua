@@ -2,10 +2,10 @@
 -- new cycle begun): its fields, its indexes and its due time, and optionally let go of
 -- an attempt claim. A delivery that is gone (deleted meanwhile) stays gone: no key of
 -- it comes back.
--- KEYS: delivery_key attempts_key due_key running_key metrics_key *index_keys
--- ARGV: delivery_id status updated_at next_attempt_at stop_reason due_at updated_score ttl release_member index_count *index_statuses
+-- KEYS: delivery_key attempts_key due_key running_key metrics_key archive_key *index_keys
+-- ARGV: delivery_id status updated_at next_attempt_at stop_reason due_at updated_score ttl release_member index_count event_template *index_statuses
 -- Uses: status
--- index_keys, index_statuses, due_at: as status.lua takes them. release_member: '' for none.
+-- index_keys, index_statuses, due_at, archive_key, event_template: as status.lua takes them. release_member: '' for none.
 -- metrics_key: a delivery that becomes final here counts in its finished:<status>
 -- ('' for metrics off).
 -- Returns: 1, or 0 when the delivery is gone.
@@ -18,5 +18,5 @@ if metrics_key ~= '' and (status == 'delivered' or status == 'retries_exhausted'
 end
 settle(delivery_key, attempts_key, due_key, index_keys, index_count, index_statuses, was,
        delivery_id, status, updated_at, next_attempt_at, stop_reason, due_at, updated_score,
-       ttl)
+       ttl, archive_key, event_template)
 return 1
