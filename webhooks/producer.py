@@ -240,17 +240,11 @@ class Producer:
         *,
         tenant: str | None = None,
     ) -> list[str]:
-        """Redeliver every ``retries_exhausted`` delivery of the endpoint created in the window.
-        With ``tenant``, another tenant's endpoint is not found, as a missing one is."""
+        """Redeliver every ``retries_exhausted`` delivery of the endpoint created in the window,
+        archived ones included. With ``tenant``, another tenant's endpoint is not found,
+        as a missing one is."""
         self._check_endpoint(self._system.endpoints.get(endpoint_id, tenant).id)
-        ids = self._system.endpoints.delivery_ids(endpoint_id, since, until or now())
-        statuses = self._system.deliveries.statuses(ids)
-        exhausted = [
-            delivery_id
-            for delivery_id, status in zip(ids, statuses, strict=True)
-            if status is DeliveryStatus.RETRIES_EXHAUSTED
-        ]
-        return self._restart(exhausted)
+        return self._restart(self._system.deliveries.exhausted(endpoint_id, since, until or now()))
 
     def enqueue(
         self,

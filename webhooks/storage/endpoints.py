@@ -347,12 +347,3 @@ class EndpointStore:
                 if endpoint.tenant_id:
                     pipe.srem(self._keys.tenant_endpoints(endpoint.tenant_id), endpoint.id)
             pipe.execute()
-
-    def delivery_ids(self, endpoint_id: str, since: datetime, until: datetime) -> list[str]:
-        return zrange_ids(
-            self._redis,
-            self._keys.endpoint_deliveries(endpoint_id),
-            since.timestamp(),
-            until.timestamp(),
-            byscore=True,
-        )

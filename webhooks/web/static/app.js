@@ -10,8 +10,12 @@ const MODE = location.pathname.startsWith("/console") ? "console" : "portal";
 const BASE = "/" + MODE;
 const STATUSES = ["pending", "retrying", "delivered", "retries_exhausted"];
 const REFRESH_MS = 3000;
+// An event id is 1 to 255 characters without whitespace (the producer's; the API
+// refuses a longer one). Shown at most SHOWN_ID characters long: it is a stranger's.
+const EVENT_ID_MAX = 255;
+const SHOWN_ID = 80;
 
-const state = { session: null, csrf: "", tenant: null, timer: null, view: 0 };
+const state = { session: null, csrf: "", tenant: null, timer: null, view: 0, focusSearch: false };
 
 // --- DOM ------------------------------------------------------------------------
 
@@ -86,6 +90,14 @@ async function api(method, path, body) {
 }
 
 function enc(value) { return encodeURIComponent(value); }
+
+// Characters, not UTF-16 units, as the server counts them.
+function length(text) { return Array.from(text).length; }
+
+function shortened(text) {
+  const chars = Array.from(text);
+  return chars.length > SHOWN_ID ? chars.slice(0, SHOWN_ID).join("") + "…" : text;
+}
 
 // --- Routing --------------------------------------------------------------------
 
@@ -295,13 +307,15 @@ async function deliveriesView(tenantId, query, view) {
   const root = "/tenants/" + enc(tenantId);
   const status = STATUSES.includes(query.get("status")) ? query.get("status") : "";
   const endpointId = query.get("endpoint_id") || "";
-  const cursor = query.get("cursor") || "";
+  const eventId = (query.get("event_id") || "").trim();
+  const cursor = eventId ? "" : query.get("cursor") || "";  // an event's deliveries: one page
   const endpoints = (await api("GET", root + "/endpoints")).data;
 
   const params = () => {
     const p = new URLSearchParams();
     if (status) p.set("status", status);
     if (endpointId) p.set("endpoint_id", endpointId);
+    if (eventId) p.set("event_id", eventId);
     return p;
   };
   const refilter = (name, value) => {
@@ -316,6 +330,7 @@ async function deliveriesView(tenantId, query, view) {
   const endpointSelect = h("select", { id: "endpoint-filter", onchange: () => refilter("endpoint_id", endpointSelect.value) },
     h("option", { value: "" }, "any endpoint"),
     endpoints.map((e) => h("option", { value: e.id, selected: e.id === endpointId }, e.url)));
+  const search = eventSearch(eventId, (wanted) => refilter("event_id", wanted));
 
   const body = h("tbody");
   const pager = h("div", { class: "pager" });
@@ -330,15 +345,22 @@ async function deliveriesView(tenantId, query, view) {
     const p = params();
     p.set("limit", "25");
     if (cursor) p.set("cursor", cursor);
+    // No event has a longer id: nothing to ask (the API would refuse it).
+    const none = Promise.resolve({ data: [], next_cursor: null });
     const [page, numbers] = await Promise.all([
-      api("GET", root + "/deliveries?" + p.toString()), api("GET", root + "/stats")]);
+      eventId && length(eventId) > EVENT_ID_MAX ? none : api("GET", root + "/deliveries?" + p.toString()),
+      api("GET", root + "/stats")]);
     if (view !== state.view) return;
     const seen = JSON.stringify([page, numbers]);
     if (seen === last) return;  // unchanged: keep the reader's selection and scroll
     last = seen;
     fill(stats, statTiles(numbers, "tenant-stats"));
     fill(body, ...page.data.map((d) => deliveryRow(root, d, urls)));
-    if (!page.data.length) {
+    if (!page.data.length && eventId) {
+      body.append(h("tr", {}, h("td", { colSpan: 6, class: "muted", id: "no-event-deliveries" },
+        "No deliveries of event ", h("code", { class: "event-id" }, shortened(eventId)),
+        status || endpointId ? " match these filters." : ".")));
+    } else if (!page.data.length) {
       body.append(h("tr", {}, h("td", { colSpan: 6, class: "muted" }, "No deliveries" + (status || endpointId ? " match these filters." : " yet."))));
     }
     fill(pager,
@@ -355,11 +377,49 @@ async function deliveriesView(tenantId, query, view) {
   }
   const extra = MODE === "console" ? await statsPanel() : null;
   if (view !== state.view) return;
+  const everything = () => {
+    const p = params();
+    p.delete("event_id");
+    const qs = p.toString();
+    return root + "/deliveries" + (qs ? "?" + qs : "");
+  };
+  const searching = eventId ? h("p", { id: "event-shown", class: "muted" },
+    "The deliveries of event ", h("code", { class: "event-id" }, shortened(eventId)), ", one per endpoint. ",
+    link(everything(), "Show all deliveries")) : null;
   show(h("h1", {}, "Deliveries"), stats,
-    h("div", { class: "filters" }, h("label", {}, "Status", statusSelect), h("label", {}, "Endpoint", endpointSelect)),
-    table, pager, extra);
+    h("div", { class: "filters" }, h("label", {}, "Status", statusSelect), h("label", {}, "Endpoint", endpointSelect),
+      search.form),
+    searching, table, pager, extra);
+  if (state.focusSearch) search.input.focus();  // the reader was typing in it
+  state.focusSearch = false;
   await load();
   every(REFRESH_MS, () => load().catch(failed));
+}
+
+// The search by event id (the producer's id, the `id` of the event it published):
+// submitting shows that event's deliveries; submitting it empty, or clearing it with
+// the field's own clear button, shows them all again.
+function eventSearch(eventId, find) {
+  let sent = false;
+  const input = h("input", { type: "search", id: "event-search", name: "event_id", value: eventId,
+    placeholder: "evt_…", autocomplete: "off", spellcheck: "false", size: 24,
+    // Chromium's and Safari's clear button (and Enter): "search", with the field empty.
+    onsearch: () => { if (!input.value.trim()) submit(); } });
+  function submit() {
+    const wanted = input.value.trim();
+    if (length(wanted) > EVENT_ID_MAX) {
+      flash("An event id has at most " + EVENT_ID_MAX + " characters.");
+      return;
+    }
+    if (sent || wanted === eventId) return;
+    sent = true;
+    state.focusSearch = true;
+    find(wanted);
+  }
+  const form = h("form", { id: "event-search-form", class: "search", role: "search",
+    onsubmit: (e) => { e.preventDefault(); submit(); } },
+  h("label", {}, "Event id", input), h("button", { type: "submit" }, "Find"));
+  return { form, input };
 }
 
 function deliveryRow(root, d, urls) {
