@@ -18,7 +18,16 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.conftest import LANE, OPERATOR_TOKEN, PG_ADMIN, _swap_default, database_url, event
+from tests.conftest import (
+    LANE,
+    OPERATOR_TOKEN,
+    PG_ADMIN,
+    _swap_default,
+    as_bytes,
+    as_bytes_list,
+    database_url,
+    event,
+)
 from tests.web import InProcess
 from webhooks.archive.store import Archive
 from webhooks.cli import main
@@ -213,7 +222,8 @@ def api_pages(client: InProcess, tenant: str, query: str) -> list[Any]:
 def views(system: System, data: Dataset) -> dict[str, Any]:
     """Everything the product shows of the dataset, as the CLI, the API and the
     Python API show it."""
-    store, seen = system.deliveries, {}
+    store = system.deliveries
+    seen: dict[str, Any] = {}
     first, second = data.tenants
     endpoint = data.endpoints[first][0]
     for delivery_id in data.ids:
@@ -285,7 +295,7 @@ def test_every_view_is_the_same_whichever_tier_holds_a_delivery(tiers: Tiers) ->
 def test_pages_neither_skip_nor_repeat_while_deliveries_move(tiers: Tiers, by_tenant: bool) -> None:
     data = dataset(tiers.tiered)
     store = tiers.tiered.deliveries
-    query = {"tenant": data.tenants[0]} if by_tenant else {}
+    query: dict[str, Any] = {"tenant": data.tenants[0]} if by_tenant else {}
     expected = pages(tiers.plain, 50, **query)
     found, after = store.page(limit=5, **query)
     archiver = Archiver(System(tiered_settings(tiers.dsn, archive_batch=6)))
@@ -302,16 +312,17 @@ def redis_holding(client: redis.Redis, delivery_id: str) -> list[str]:
     needle, holding = delivery_id.encode(), []
     for key in client.scan_iter(count=1000):
         kind = client.type(key)
+        content: list[bytes]
         if kind == b"string":
-            content = [client.get(key) or b""]
+            content = [as_bytes(client.get(key) or b"")]
         elif kind == b"hash":
-            content = [b for pair in client.hgetall(key).items() for b in pair]
+            content = as_bytes_list(b for pair in client.hgetall(key).items() for b in pair)
         elif kind == b"list":
-            content = client.lrange(key, 0, -1)
+            content = as_bytes_list(client.lrange(key, 0, -1))
         elif kind == b"set":
-            content = list(client.smembers(key))
+            content = as_bytes_list(client.smembers(key))
         elif kind == b"zset":
-            content = [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
+            content = as_bytes_list(client.zrange(key, 0, -1))
         else:
             content = []
         if needle in key or any(needle in value for value in content):
@@ -450,6 +461,7 @@ def test_deleting_a_tenant_erases_its_archive(tiers: Tiers) -> None:
 
     owned = [i for i in data.ids if system.deliveries.get(i).tenant_id == gone]
     system.tenants.delete(gone)
+    assert system.archive is not None
     system.archive.write(batch)  # the archiver's late commit writes nothing of it
     system.deliveries.forget_archived(batch)
     tiers.archive_all()

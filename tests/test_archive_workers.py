@@ -13,7 +13,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.conftest import LANE, WORKER_ENV, database_url, event, missing
+from tests.conftest import LANE, WORKER_ENV, database_url, event, missing, until
 from tests.test_archive import archive_database, empty_archive
 from webhooks.archive.store import Archive
 from webhooks.broker import messages
@@ -38,13 +38,6 @@ pytestmark = pytest.mark.slow
 
 ARCHIVED_URL = database_url(3)  # this module's Redis database
 ARCHIVE_DB = "webhooks_archive_w" if LANE == "gw0" else f"webhooks_archive_w_{LANE}"
-
-
-def wait(check: Callable[[], object], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def pg_rows(dsn: str, sql: str) -> Any:
@@ -103,12 +96,12 @@ def test_workers_archive_what_they_finish(world: World, receiver: Receiver, tmp_
     try:
         url = receiver.url(f"/fail/1/{time.time_ns()}")
         ids = Producer(system).deliver_many([(url, event()) for _ in range(300)])
-        wait(
+        until(
             lambda: pg_rows(world.dsn, "SELECT count(*) FROM webhooks_deliveries") == 300,
             60,
             "300 archived deliveries",
         )
-        wait(lambda: system.deliveries.archive_backlog() == 0, 10, "the backlog to empty")
+        until(lambda: system.deliveries.archive_backlog() == 0, 10, "the backlog to empty")
         assert world.delivery_keys() == 0
         assert pg_rows(world.dsn, "SELECT count(*) FROM webhooks_attempts") == 600
         shown = system.deliveries.get(ids[0])
@@ -116,8 +109,8 @@ def test_workers_archive_what_they_finish(world: World, receiver: Receiver, tmp_
 
         # Redeliver: back in Redis, sent again with the same webhook-id.
         Producer(system).redeliver(ids[0])
-        wait(lambda: len(receiver.received(webhook_id=ids[0])) == 3, 20, "the redelivery")
-        wait(lambda: world.delivery_keys() == 0, 20, "the redelivered one to be archived again")
+        until(lambda: len(receiver.received(webhook_id=ids[0])) == 3, 20, "the redelivery")
+        until(lambda: world.delivery_keys() == 0, 20, "the redelivered one to be archived again")
         again = system.deliveries.get(ids[0])
         assert [a.status_code for a in again.attempts] == [500, 200, 200]
         assert pg_rows(world.dsn, "SELECT count(*) FROM webhooks_deliveries") == 300
@@ -174,12 +167,12 @@ def test_an_archiver_killed_ten_times_loses_and_doubles_nothing(
             statuses = system.deliveries.statuses(published[-200:])
             return all(s is None or s in FINAL_STATUSES for s in statuses)
 
-        wait(
+        until(
             lambda: pg_rows(world.dsn, "SELECT count(*) FROM webhooks_deliveries") >= 5000,
             120,
             "5,000 archived deliveries",
         )
-        wait(lambda: system.deliveries.archive_backlog() == 0, 20, "the backlog to empty")
+        until(lambda: system.deliveries.archive_backlog() == 0, 20, "the backlog to empty")
         assert finished()
     finally:
         producer.join()
@@ -286,7 +279,7 @@ def _away_for_30_seconds(
     url = receiver.url(f"/ok/away/{time.time_ns()}")
     try:
         ids = Producer(system).deliver_many([(url, event()) for _ in range(100)])
-        wait(
+        until(
             lambda: pg_rows(world.dsn, "SELECT count(*) FROM webhooks_deliveries") == 100,
             30,
             "the first 100 archived",
@@ -302,7 +295,7 @@ def _away_for_30_seconds(
         assert backlog >= len(ids) - 100 - 10, backlog
         assert world.delivery_keys() >= len(ids) - 100 - 10
         private_postgres.start()
-        wait(lambda: system.deliveries.archive_backlog() == 0, 60, "the backlog to drain")
+        until(lambda: system.deliveries.archive_backlog() == 0, 60, "the backlog to drain")
     finally:
         stop_worker(worker)
     total, distinct = pg_rows(
