@@ -138,6 +138,11 @@ def test_unreachable_redis_is_one_line(tmp_path):
         ("WEBHOOKS_REDIS_URL", "http://127.0.0.1:6379/0", "WEBHOOKS_REDIS_URL: must start with"),
         ("WEBHOOKS_TIMEOUT_SECONDS", "soon", "WEBHOOKS_TIMEOUT_SECONDS: Input should be a valid"),
         ("WEBHOOKS_RECOVERY_SECONDS", "1", "WEBHOOKS_RECOVERY_SECONDS must exceed"),
+        (
+            "WEBHOOKS_ARCHIVE_DSN",
+            "mysql://root:hunter2@db/x",
+            "WEBHOOKS_ARCHIVE_DSN: must be a postgresql:// URL, not mysql://",
+        ),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it(setting, value, says):
@@ -150,6 +155,7 @@ def test_a_bad_setting_is_one_line_naming_it(setting, value, says):
     )
     assert_one_line_error(result, says)
     assert "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr  # a DSN's password is never repeated
 
 
 def test_schema_prints_the_committed_schema():
