@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ import redis
 import requests
 from click.testing import CliRunner
 
-from tests.conftest import as_bytes_list, event, keys
+from tests.conftest import as_bytes_list, event, keys, stored
 from tests.web import Answer, InProcess, Web
 from webhooks import portal_token
 from webhooks.cli import main
@@ -25,7 +26,7 @@ from webhooks.dev.receiver import Receiver
 from webhooks.dev.server import start_server, stop_server
 from webhooks.errors import InvalidInput, TenantNotFound
 from webhooks.models import Delivery, DeliveryStatus
-from webhooks.system import get_tenants
+from webhooks.system import get_endpoints, get_tenants
 
 
 @pytest.fixture(params=["in-process", pytest.param("server", marks=pytest.mark.slow)])
@@ -495,6 +496,66 @@ def test_publish_list_show_redeliver(
     assert stats["delivered"] == 8 and stats["overdue"] == 0
     totals = web.call("GET", "/api/v1/stats").json()
     assert totals["delivered"] >= 8 and "parked" in totals
+
+
+def test_deliveries_by_event_id(
+    served: Web | InProcess, make_tenant: Callable[[], str], receiver: Receiver
+) -> None:
+    """``?event_id=``: the deliveries of that event, one per endpoint, in one page, and
+    only the asking tenant's, whoever else published an event with the same id."""
+    web = served
+    a, b = make_tenant(), make_tenant()
+    endpoints = [
+        get_endpoints().add(receiver.url(f"/ok/by-event-{n}"), tenant=a)[0] for n in range(3)
+    ]
+    b_endpoint = get_endpoints().add(receiver.url("/ok/by-event-b"), tenant=b)[0]
+    # Characters a query string must carry encoded (an id may hold anything but spaces).
+    wanted = event(id=f"evt_{uuid.uuid4().hex[:8]}&status=retrying#x+y%2F/?é")
+    made = stored(wanted, [(e.url, e.id) for e in endpoints], tenant=a)
+    stored(event(), [(e.url, e.id) for e in endpoints], tenant=a)  # another event of A's
+    theirs = stored(wanted, [(b_endpoint.url, b_endpoint.id)], tenant=b)  # the same id, B's
+    only_b = event()
+    stored(only_b, [(b_endpoint.url, b_endpoint.id)], tenant=b)
+
+    def by_event(tenant_id: str, event_id: str, token: str = "operator", more: str = "") -> Any:
+        quoted = urllib.parse.quote(event_id, safe="")
+        found = web.call(
+            "GET", f"/api/v1/tenants/{tenant_id}/deliveries?event_id={quoted}{more}", token
+        )
+        assert found.status_code == 200, found.text
+        body = found.json()
+        assert set(body) == {"data", "next_cursor"} and body["next_cursor"] is None, body
+        return body["data"]
+
+    for token in ("operator", portal_token(a)):
+        data = by_event(a, wanted["id"], token)
+        assert sorted(d["id"] for d in data) == sorted(d.id for d in made)
+        assert sorted(d["endpoint_id"] for d in data) == sorted(e.id for e in endpoints)
+        assert {(d["event_id"], d["tenant_id"]) for d in data} == {(wanted["id"], a)}
+        assert all("attempts" not in d and "attempt_count" in d for d in data)
+    # The other filters still apply.
+    one = by_event(a, wanted["id"], more=f"&endpoint_id={endpoints[1].id}")
+    assert [d["id"] for d in one] == [d.id for d in made if d.endpoint_id == endpoints[1].id]
+    assert by_event(a, wanted["id"], more="&status=retries_exhausted") == []  # all go to /ok/
+    _error(
+        web.call("GET", f"/api/v1/tenants/{a}/deliveries?event_id=x&endpoint_id={b_endpoint.id}"),
+        404,
+    )
+    # B's: its own delivery of the shared id; B's own event is nobody else's.
+    assert [d["id"] for d in by_event(b, wanted["id"], portal_token(b))] == [theirs[0].id]
+    assert by_event(a, only_b["id"]) == []
+    assert by_event(a, only_b["id"], portal_token(a)) == []
+    # Unknown: an empty page. The bounds: 1 to 255 characters.
+    assert by_event(a, f"evt_never_{uuid.uuid4().hex}") == []
+    assert by_event(a, "e" * 255) == []
+    assert by_event(a, "\N{GRINNING FACE}" * 255) == []  # characters, not UTF-16 units or bytes
+    _error(web.call("GET", f"/api/v1/tenants/{a}/deliveries?event_id={'e' * 256}"), 422, "event_id")
+    _error(web.call("GET", f"/api/v1/tenants/{a}/deliveries?event_id="), 422, "event_id")
+    # Another tenant's URL with A's token: not found, as for every listing.
+    _error(
+        web.call("GET", f"/api/v1/tenants/{b}/deliveries?event_id={only_b['id']}", portal_token(a)),
+        404,
+    )
 
 
 @pytest.mark.slow

@@ -311,7 +311,7 @@ def test_every_counter_equals_what_happened(run: Observed) -> None:
     )
     assert all(a[1] <= b[1] for a, b in itertools.pairwise(buckets))
     assert 0 < metrics[("webhooks_attempt_duration_seconds_sum", ())] < attempts * 1.0
-    for gauge in ("queue_depth", "parked", "overdue", "open_circuits"):
+    for gauge in ("queue_depth", "parked", "overdue", "open_circuits", "archive_backlog"):
         assert metrics[(f"webhooks_{gauge}", ())] == 0, gauge
 
 

@@ -9,6 +9,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -18,7 +19,7 @@ from webhooks import portal_token
 from webhooks.dev.receiver import Receiver
 from webhooks.models import DeliveryStatus
 from webhooks.producer import publish
-from webhooks.system import get_endpoints, get_tenants
+from webhooks.system import get_endpoints, get_store, get_tenants
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -276,4 +277,195 @@ def test_console_signs_in_with_the_operator_token(
     assert switcher.get_attribute("value") == tenant_id
     stats = {tile.get_attribute("data-stat") for tile in _css(browser, "#stats .stat")}
     assert {"delivered", "retries_exhausted", "overdue", "parked"} <= stats
+    _no_page_errors(browser)
+
+
+def _rows(browser: Any) -> set[str]:
+    """The ids of the deliveries the deliveries table shows."""
+    return {
+        tr.get_attribute("data-delivery")
+        for tr in _css(browser, "#deliveries tbody tr[data-delivery]")
+    }
+
+
+def _search(browser: Any, text: str, renders: bool = True) -> None:
+    """Type ``text`` into the event id search, replacing what it held, and submit it;
+    unless told it does not (``renders``), wait for the page to draw the new view (the
+    address changes before it does)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.keys import Keys
+
+    field = _until(browser, lambda: _css(browser, "#event-search"))[0]
+    field.clear()
+    field.send_keys(text + Keys.ENTER)
+
+    def redrawn() -> bool:
+        try:
+            field.tag_name  # noqa: B018 (raises once the view it was in is gone)
+        except StaleElementReferenceException:
+            return bool(_css(browser, "#event-search"))
+        return False
+
+    if renders:
+        _until(browser, redrawn)
+
+
+def _query(browser: Any) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(browser.current_url).query)
+
+
+def test_portal_search_by_event_id(
+    browser: Any,
+    web: Web,
+    receiver: Receiver,
+    customers: Callable[[str], str],
+    wait_for: Callable[..., Any],
+) -> None:
+    tenant_id, other = customers("Search Co"), customers("Other Co")
+    endpoints = get_endpoints()
+    ours = [endpoints.add(receiver.url(f"/ok/search-{n}"), tenant=tenant_id)[0] for n in (1, 2)]
+    endpoints.add(receiver.url("/ok/search-other"), tenant=other)
+    # Characters the page must encode, in its own URL and in the API's: unencoded, the
+    # id would end at "&" and filter by status, or at "#".
+    wanted = f"evt_{os.urandom(4).hex()}&status=retrying#x+y%2F/?é"
+    found = publish(event(id=wanted), tenant=tenant_id)
+    rest = [i for _ in range(2) for i in publish(event(), tenant=tenant_id)]
+    theirs = publish(event(id=wanted), tenant=other)  # the same id, another tenant's
+    for delivery_id in [*found, *rest, *theirs]:
+        wait_for(delivery_id)
+    assert len(found) == 2 and len(rest) == 4
+
+    _sign_in(browser, web, tenant_id)
+    _until(browser, lambda: len(_rows(browser)) == 6)
+    field = _css(browser, "#event-search")[0]
+    assert field.get_attribute("type") == "search"
+    label = field.find_element("xpath", "./ancestor::label")
+    assert label.text.startswith("Event id")
+    assert field.find_element("xpath", "./ancestor::form").get_attribute("role") == "search"
+
+    _search(browser, wanted)
+    _until(browser, lambda: _rows(browser) == set(found))
+    assert _query(browser) == {"event_id": [wanted]}
+    shown = _css(browser, "#event-shown")[0].text
+    assert wanted in shown and "one per endpoint" in shown
+    cells = [tr.text for tr in _css(browser, "#deliveries tbody tr[data-delivery]")]
+    assert all(wanted in text for text in cells)
+    assert {url for url in (e.url for e in ours) if any(url in text for text in cells)} == {
+        e.url for e in ours
+    }
+    assert _css(browser, "#event-search")[0].get_attribute("value") == wanted
+    # The other filters apply to the search too.
+    from selenium.webdriver.support.ui import Select
+
+    Select(_css(browser, "#endpoint-filter")[0]).select_by_value(ours[1].id)
+    to_second = {d for d in found if get_store().get(d).endpoint_id == ours[1].id}
+    assert len(to_second) == 1
+    _until(browser, lambda: _rows(browser) == to_second)
+    assert _query(browser) == {"event_id": [wanted], "endpoint_id": [ours[1].id]}
+    Select(_css(browser, "#endpoint-filter")[0]).select_by_value("")
+    _until(browser, lambda: _rows(browser) == set(found))
+
+    # Cleared: the whole list again; the history goes back to the search.
+    _search(browser, "")
+    _until(browser, lambda: len(_rows(browser)) == 6 and "event_id" not in browser.current_url)
+    browser.back()
+    _until(browser, lambda: _rows(browser) == set(found))
+    # "Show all deliveries" leaves the search too.
+    _css(browser, "#event-shown a")[0].click()
+    _until(browser, lambda: len(_rows(browser)) == 6 and not _css(browser, "#event-shown"))
+    assert _css(browser, "#event-search")[0].get_attribute("value") == ""
+    _no_page_errors(browser)
+
+
+def test_console_search_by_event_id(
+    browser: Any,
+    web: Web,
+    receiver: Receiver,
+    customers: Callable[[str], str],
+    wait_for: Callable[..., Any],
+) -> None:
+    """The console's deliveries are a tenant's: the search finds that tenant's
+    deliveries of the event, also when another tenant's event has the same id."""
+    a, b = customers("Console A"), customers("Console B")
+    for n, tenant_id in enumerate((a, a, b)):
+        get_endpoints().add(receiver.url(f"/ok/console-search-{n}"), tenant=tenant_id)
+    wanted = f"evt_{os.urandom(4).hex()}"
+    of_a = publish(event(id=wanted), tenant=a)
+    of_b = publish(event(id=wanted), tenant=b)
+    others = publish(event(), tenant=a)
+    for delivery_id in [*of_a, *of_b, *others]:
+        wait_for(delivery_id)
+    assert len(of_a) == 2 and len(of_b) == 1
+
+    browser.delete_all_cookies()
+    browser.get(f"{web.base}/console/tenants/{a}/deliveries")
+    _until(browser, lambda: _css(browser, "#signin input[name=token]"))[0].send_keys(
+        web.operator_token
+    )
+    _css(browser, "#signin button")[0].click()
+    _until(browser, lambda: _css(browser, "#stats") and len(_rows(browser)) == 4)
+    _search(browser, wanted)
+    _until(browser, lambda: _rows(browser) == set(of_a))
+    assert browser.current_url.startswith(f"{web.base}/console/tenants/{a}/deliveries?")
+    assert _query(browser) == {"event_id": [wanted]}
+    assert _css(browser, "#stats")  # still the console's page
+    # Tenant B's page: B's delivery of the same id only.
+    browser.get(f"{web.base}/console/tenants/{b}/deliveries")
+    _until(browser, lambda: _rows(browser) == set(of_b))
+    _search(browser, wanted)
+    _until(browser, lambda: _rows(browser) == set(of_b) and "event_id=" in browser.current_url)
+    _search(browser, f"evt_{os.urandom(4).hex()}")
+    empty = _until(browser, lambda: _css(browser, "#no-event-deliveries"))[0]
+    assert empty.text.startswith("No deliveries of event evt_") and _rows(browser) == set()
+    _no_page_errors(browser)
+
+
+def test_unknown_and_hostile_search_by_event_id(
+    browser: Any,
+    web: Web,
+    receiver: Receiver,
+    customers: Callable[[str], str],
+    wait_for: Callable[..., Any],
+) -> None:
+    tenant_id = customers("Hostile Search")
+    get_endpoints().add(receiver.url("/ok/hostile-search"), tenant=tenant_id)
+    markup_id = "<img/src=x/onerror=window.__xss='search'>"  # a valid event id: no spaces
+    (delivery_id,) = publish(event(id=markup_id), tenant=tenant_id)
+    wait_for(delivery_id)
+    _sign_in(browser, web, tenant_id)
+    # Whatever markup the page might run would say so here.
+    browser.execute_script("window.__xss = null; window.alert = () => { window.__xss = 'alert'; };")
+
+    unknown = f"evt_never_{os.urandom(4).hex()}"
+    _search(browser, unknown)
+    empty = _until(browser, lambda: _css(browser, "#no-event-deliveries"))[0]
+    assert empty.text == f"No deliveries of event {unknown}."
+    assert _rows(browser) == set()
+
+    hostile = "<img src=x onerror=alert(1)>"
+    _search(browser, hostile)
+    empty = _until(browser, lambda: _css(browser, "#no-event-deliveries"))[0]
+    assert empty.text == f"No deliveries of event {hostile}."
+    assert _css(browser, "#event-shown code")[0].text == hostile
+    assert _query(browser) == {"event_id": [hostile]}
+
+    _search(browser, markup_id)  # found: shown as text in the row and above the table
+    _until(browser, lambda: _rows(browser) == {delivery_id})
+    assert markup_id in _css(browser, f'tr[data-delivery="{delivery_id}"]')[0].text
+    assert _css(browser, "#event-shown code")[0].text == markup_id
+    assert _css(browser, "main img, main script, main svg, main iframe") == []
+    assert browser.execute_script("return window.__xss") is None
+
+    # What is shown of an id is bounded; one longer than an id can be is not searched.
+    longest = "evt_" + "x" * 251
+    _search(browser, longest)
+    empty = _until(browser, lambda: _css(browser, "#no-event-deliveries"))[0]
+    assert empty.text == f"No deliveries of event {longest[:80]}…."
+    _search(browser, "y" * 256, renders=False)
+    _until(browser, lambda: "at most 255 characters" in browser.find_element("id", "flash").text)
+    assert _query(browser) == {"event_id": [longest]}
+    browser.get(f"{web.base}/portal/tenants/{tenant_id}/deliveries?event_id={'z' * 5000}")
+    empty = _until(browser, lambda: _css(browser, "#no-event-deliveries"))[0]
+    assert empty.text == f"No deliveries of event {'z' * 80}…."
+    assert browser.execute_script("return window.__xss") is None
     _no_page_errors(browser)
