@@ -22,7 +22,16 @@ from webhooks.extras import EXTRAS, installed
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_URL = database_url(7)  # this module's database only
 #: What the extras bring and the core must do without.
-ABSENT = ("fastapi", "starlette", "uvicorn", "itsdangerous", "psycopg", "httptools", "uvloop")
+ABSENT = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "itsdangerous",
+    "psycopg",
+    "psycopg_pool",
+    "httptools",
+    "uvloop",
+)
 
 #: A producer and a receiver, as a user without extras writes them: publish to a tenant's
 #: endpoint, then verify a signed request. Prints what it did as JSON.
@@ -61,12 +70,13 @@ def _secret() -> str:
 
 
 def _run(
-    python: str, code: str, *args: str, cwd: Path | None = None
+    python: str, code: str, *args: str, cwd: Path | None = None, **settings: str
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "WEBHOOKS_REDIS_URL": SHARED_URL,
         "PYTHONPATH": "",
+        **settings,
     }
     return subprocess.run(
         [python, "-c", code, *args],
@@ -95,16 +105,19 @@ def test_the_core_runs_without_the_extras(shared: redis.Redis) -> None:
 
 
 def test_what_needs_an_extra_says_which_in_one_line(shared: redis.Redis) -> None:
-    for command, extra in (
-        (["serve"], "server"),
-        (["portal-link", "acct_1"], "server"),
-        (["outbox", "init", "--dsn", "postgresql://nowhere/x"], "outbox"),
+    for command, extra, settings in (
+        (["serve"], "server", {}),
+        (["portal-link", "acct_1"], "server", {}),
+        (["outbox", "init", "--dsn", "postgresql://nowhere/x"], "outbox", {}),
+        (["archive", "init", "--dsn", "postgresql://nowhere/x"], "archive", {}),
+        # Any command, once the setting asks for the archive.
+        (["stats"], "archive", {"WEBHOOKS_ARCHIVE_DSN": "postgresql://nowhere/x"}),
     ):
         code = BLOCK.format(names=ABSENT) + (
             "import sys\nsys.argv = ['webhooks', *sys.argv[1:]]\n"
             "from webhooks.cli import main\nmain()\n"
         )
-        done = _run(sys.executable, code, *command)
+        done = _run(sys.executable, code, *command, **settings)
         assert done.returncode == 1, (command, done.stderr)
         line = done.stderr.strip()
         assert "\n" not in line and "Traceback" not in done.stderr, done.stderr

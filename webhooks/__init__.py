@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import (
+    ArchiveUnavailable,
     DeliveryConflict,
     DeliveryNotFound,
     EndpointDisabled,
@@ -120,6 +121,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "EVENT_TYPES",
+    "ArchiveUnavailable",
     "Attempt",
     "AttemptError",
     "BackoffPolicy",
