@@ -96,12 +96,17 @@ class ArchiveTier(Protocol):
     def load(self, delivery_id: str, tenant: str | None) -> tuple[Delivery, bytes] | None:
         """The newest archived delivery with this id, with every attempt, and its body."""
 
-    def read(self, ids: Sequence[str]) -> dict[str, Delivery]:
-        """The archived deliveries among ``ids``, with every attempt."""
+    def read(
+        self, ids: Sequence[str], created: Mapping[str, float] | None = None
+    ) -> dict[str, Delivery]:
+        """The archived deliveries among ``ids``, with every attempt. ``created``: each
+        one's creation time, when known, which narrows the search to its day."""
 
-    def summaries(self, ids: Sequence[str]) -> dict[str, tuple[Delivery, int]]:
+    def summaries(
+        self, ids: Sequence[str], created: Mapping[str, float] | None = None
+    ) -> dict[str, tuple[Delivery, int]]:
         """The archived deliveries among ``ids``, each with its last attempt and how
-        many it has."""
+        many it has; ``created`` as for :meth:`read`."""
 
     def entries(
         self,
@@ -110,15 +115,15 @@ class ArchiveTier(Protocol):
         endpoint_id: str | None,
         after: Position | None,
         count: int,
-    ) -> list[tuple[str, float]]:
-        """Up to ``count`` (id, score) entries after ``after``, in :meth:`DeliveryStore.page`'s
-        order for the same filter."""
+    ) -> list[tuple[str, float, float]]:
+        """Up to ``count`` (id, score, creation time) entries after ``after``, in
+        :meth:`DeliveryStore.page`'s order for the same filter."""
 
     def counts(self, tenant: str | None) -> dict[str, int]:
         """Archived deliveries by status."""
 
-    def by_event(self, event_id: str, tenant: str | None, limit: int) -> list[str]:
-        """The ids of the archived deliveries of an event."""
+    def by_event(self, event_id: str, tenant: str | None, limit: int) -> list[tuple[str, float]]:
+        """The archived deliveries of an event: (id, creation time)."""
 
     def exhausted(self, endpoint_id: str, since: datetime, until: datetime) -> list[str]:
         """The ids of the endpoint's archived ``retries_exhausted`` deliveries created in
@@ -719,8 +724,8 @@ class DeliveryStore:
         endpoint_id: str | None = None,
     ) -> list[Delivery]:
         """The first ``limit`` deliveries of :meth:`page`'s order, with every attempt."""
-        ids, _ = self.page(status, limit, tenant=tenant, endpoint_id=endpoint_id)
-        return self.full(ids)
+        ids, _, created = self._page(status, limit, tenant, endpoint_id, None)
+        return self.full(ids, created)
 
     def page(
         self,
@@ -745,30 +750,59 @@ class DeliveryStore:
         second. A position is the same in either tier, so a page goes on where the
         last ended wherever its deliveries are now.
         """
+        ids, position, _ = self._page(status, limit, tenant, endpoint_id, after)
+        return ids, position
+
+    def listing(
+        self,
+        status: DeliveryStatus | None = None,
+        limit: int = 50,
+        *,
+        tenant: str | None = None,
+        endpoint_id: str | None = None,
+        after: Position | None = None,
+    ) -> tuple[list[tuple[Delivery, int]], Position | None]:
+        """:meth:`page`, read as :meth:`summaries` reads ids (what a page of the log
+        shows), and where the next page starts."""
+        ids, position, created = self._page(status, limit, tenant, endpoint_id, after)
+        return self.summaries(ids, created), position
+
+    def _page(
+        self,
+        status: DeliveryStatus | None,
+        limit: int,
+        tenant: str | None,
+        endpoint_id: str | None,
+        after: Position | None,
+    ) -> tuple[list[str], Position | None, dict[str, float]]:
+        """:meth:`page`, with the creation time of each archived delivery on it (which
+        finds its row in one day's partition)."""
         entries, end = self._redis_page(status, limit, tenant, endpoint_id, after)
         if self.archive is None:
-            return [member for member, _ in entries], end
+            return [member for member, _ in entries], end, {}
         archived = self.archive.entries(status, tenant, endpoint_id, after, limit + 1)
+        created = {member: moment for member, _, moment in archived}
         # Past the last entry a tier returned while it had more, it is unknown what
         # that tier holds: the merged page stops at the earlier of the two such ends.
         ends = [_order(end[1], end[0])] if end is not None else []
         if len(archived) > limit:
-            ends.append(_order(*archived[-1]))
+            ends.append(_order(*archived[-1][:2]))
         cut = max(ends) if ends else None
         seen: set[str] = set()
         merged: list[tuple[str, float]] = []
-        for member, score in sorted(entries + archived, key=lambda e: _order(*e), reverse=True):
+        candidates = entries + [(member, score) for member, score, _ in archived]
+        for member, score in sorted(candidates, key=lambda e: _order(*e), reverse=True):
             if member not in seen and (cut is None or _order(member, score) >= cut):
                 seen.add(member)
                 merged.append((member, score))
         found = merged[:limit]
         ids = [member for member, _ in found]
         if len(merged) <= limit and cut is None:
-            return ids, None
+            return ids, None, created
         if found:
-            return ids, (found[-1][1], found[-1][0])
+            return ids, (found[-1][1], found[-1][0]), created
         assert cut is not None
-        return ids, (cut[0], cut[1].decode())
+        return ids, (cut[0], cut[1].decode()), created
 
     def _redis_page(
         self,
@@ -839,10 +873,13 @@ class DeliveryStore:
         )
         return head + [(member.decode(), float(score)) for member, score in rest]
 
-    def summaries(self, ids: Sequence[str]) -> list[tuple[Delivery, int]]:
+    def summaries(
+        self, ids: Sequence[str], created: Mapping[str, float] | None = None
+    ) -> list[tuple[Delivery, int]]:
         """Each delivery with only its last attempt, and how many attempts it has;
         deliveries that are gone are left out. Those no longer in Redis are read from
-        the archive, so that one archived since its id was listed is still shown."""
+        the archive (``created``: their creation times, when known), so that one
+        archived since its id was listed is still shown."""
         with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
                 pipe.hmget(self._keys.delivery(delivery_id), _FIELDS)
@@ -857,12 +894,14 @@ class DeliveryStore:
                 fields = {name.encode(): value for name, value in zip(_FIELDS, values, strict=True)}
                 found[delivery_id] = (_delivery(fields, last), int(count))
         if self.archive is not None and (missing := [i for i in ids if i not in found]):
-            found |= self.archive.summaries(missing)
+            found |= self.archive.summaries(missing, created)
         return [found[delivery_id] for delivery_id in ids if delivery_id in found]
 
-    def full(self, ids: Sequence[str]) -> list[Delivery]:
+    def full(
+        self, ids: Sequence[str], created: Mapping[str, float] | None = None
+    ) -> list[Delivery]:
         """The deliveries among ``ids``, in that order, with every attempt (those that
-        are gone are left out)."""
+        are gone are left out); ``created`` as for :meth:`summaries`."""
         with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
                 pipe.hmget(self._keys.delivery(delivery_id), _FIELDS)
@@ -874,7 +913,7 @@ class DeliveryStore:
                 fields = {name.encode(): value for name, value in zip(_FIELDS, values, strict=True)}
                 found[delivery_id] = _delivery(fields, attempts)
         if self.archive is not None and (missing := [i for i in ids if i not in found]):
-            found |= self.archive.read(missing)
+            found |= self.archive.read(missing, created)
         return [found[delivery_id] for delivery_id in ids if delivery_id in found]
 
     def by_event(self, event_id: str, tenant: str | None = None) -> list[tuple[Delivery, int]]:
@@ -886,14 +925,14 @@ class DeliveryStore:
                 set[bytes], self._redis.smembers(self._keys.event_deliveries(event_id))
             )
         )[:EVENT_LIMIT]
+        created: dict[str, float] = {}
         if self.archive is not None:
             known = set(ids)
-            ids += [
-                i for i in self.archive.by_event(event_id, tenant, EVENT_LIMIT) if i not in known
-            ]
+            created = dict(self.archive.by_event(event_id, tenant, EVENT_LIMIT))
+            ids += [delivery_id for delivery_id in created if delivery_id not in known]
         found = [
             (delivery, count)
-            for delivery, count in self.summaries(ids)
+            for delivery, count in self.summaries(ids, created)
             if delivery.event_id == event_id and (tenant is None or delivery.tenant_id == tenant)
         ]
         found.sort(

@@ -413,14 +413,14 @@ def list_deliveries(
             and (endpoint_id is None or delivery.endpoint_id == endpoint_id)
         ]
         return JSONResponse({"data": [_summary(*item) for item in found], "next_cursor": None})
-    ids, position = store.page(
+    found, position = store.listing(
         status, limit, tenant=tenant_id, endpoint_id=endpoint_id, after=after
     )
     # Straight to JSON: the items are built from validated models already, and a
     # second pass through the response model cost as much as reading them.
     return JSONResponse(
         {
-            "data": [_summary(*found) for found in store.summaries(ids)],
+            "data": [_summary(*item) for item in found],
             "next_cursor": _cursor(position) if position is not None else None,
         }
     )
