@@ -70,13 +70,17 @@ def _secret() -> str:
 
 
 def _run(
-    python: str, code: str, *args: str, cwd: Path | None = None, **settings: str
+    python: str,
+    code: str,
+    *args: str,
+    cwd: Path | None = None,
+    settings: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "WEBHOOKS_REDIS_URL": SHARED_URL,
         "PYTHONPATH": "",
-        **settings,
+        **(settings or {}),
     }
     return subprocess.run(
         [python, "-c", code, *args],
@@ -105,19 +109,20 @@ def test_the_core_runs_without_the_extras(shared: redis.Redis) -> None:
 
 
 def test_what_needs_an_extra_says_which_in_one_line(shared: redis.Redis) -> None:
-    for command, extra, settings in (
+    cases: tuple[tuple[list[str], str, dict[str, str]], ...] = (
         (["serve"], "server", {}),
         (["portal-link", "acct_1"], "server", {}),
         (["outbox", "init", "--dsn", "postgresql://nowhere/x"], "outbox", {}),
         (["archive", "init", "--dsn", "postgresql://nowhere/x"], "archive", {}),
         # Any command, once the setting asks for the archive.
         (["stats"], "archive", {"WEBHOOKS_ARCHIVE_DSN": "postgresql://nowhere/x"}),
-    ):
+    )
+    for command, extra, settings in cases:
         code = BLOCK.format(names=ABSENT) + (
             "import sys\nsys.argv = ['webhooks', *sys.argv[1:]]\n"
             "from webhooks.cli import main\nmain()\n"
         )
-        done = _run(sys.executable, code, *command, **settings)
+        done = _run(sys.executable, code, *command, settings=settings)
         assert done.returncode == 1, (command, done.stderr)
         line = done.stderr.strip()
         assert "\n" not in line and "Traceback" not in done.stderr, done.stderr
