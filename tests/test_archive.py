@@ -36,6 +36,7 @@ from webhooks.errors import ArchiveUnavailable, DeliveryConflict, DeliveryNotFou
 from webhooks.models import Attempt, AttemptError, Delivery, DeliveryStatus, Run
 from webhooks.producer import Producer
 from webhooks.settings import Settings
+from webhooks.storage import deliveries
 from webhooks.system import System
 from webhooks.worker.archiver import Archiver
 
@@ -292,7 +293,10 @@ def test_every_view_is_the_same_whichever_tier_holds_a_delivery(tiers: Tiers) ->
 
 
 @pytest.mark.parametrize("by_tenant", [False, True])
-def test_pages_neither_skip_nor_repeat_while_deliveries_move(tiers: Tiers, by_tenant: bool) -> None:
+def test_pages_neither_skip_nor_repeat_while_deliveries_move(
+    tiers: Tiers, by_tenant: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deliveries, "FORGET_SLICE", 4)  # each batch of 6 forgotten in two
     data = dataset(tiers.tiered)
     store = tiers.tiered.deliveries
     query: dict[str, Any] = {"tenant": data.tenants[0]} if by_tenant else {}

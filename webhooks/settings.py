@@ -288,7 +288,11 @@ class Settings(BaseSettings):
         "archiver died) another archiver takes it.",
     )
     archive_batch: int = Field(
-        1000, ge=1, le=10_000, description="Deliveries the archiver moves per transaction."
+        5000,
+        ge=1,
+        le=10_000,
+        description="Deliveries an archiver moves per PostgreSQL transaction (Redis "
+        "forgets them 500 at a time, so that no script holds Redis for long).",
     )
     idempotency_hours: float = Field(
         24,

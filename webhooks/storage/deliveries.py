@@ -70,6 +70,9 @@ SCAN_LIMIT = 5000
 #: Where a page of deliveries ended: the last entry's index score and id.
 Position = tuple[float, str]
 
+#: Archived deliveries forgotten per script call (about 20 ms of Redis).
+FORGET_SLICE = 500
+
 #: Most ids one lookup by event id returns (an event has a delivery per endpoint).
 EVENT_LIMIT = 1000
 
@@ -1112,7 +1115,14 @@ class DeliveryStore:
     def forget_archived(self, archived: Sequence[Archived]) -> int:
         """Forget deliveries the archive holds now (record, attempts, index entries),
         each leaving its idempotency marker; one that changed since it was taken is
-        only let go of. Returns how many were forgotten."""
+        only let go of. Returns how many were forgotten. One script call per
+        :data:`FORGET_SLICE`, so that Redis is never held for long."""
+        forgotten = 0
+        for first in range(0, len(archived), FORGET_SLICE):
+            forgotten += self._forget(archived[first : first + FORGET_SLICE])
+        return forgotten
+
+    def _forget(self, archived: Sequence[Archived]) -> int:
         rest: list[str | int] = []
         for item in archived:
             body = item.fields.get("body", b"")
