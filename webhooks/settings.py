@@ -288,7 +288,7 @@ class Settings(BaseSettings):
         "archiver died) another archiver takes it.",
     )
     archive_batch: int = Field(
-        5000,
+        1000,
         ge=1,
         le=10_000,
         description="Deliveries an archiver moves per PostgreSQL transaction (Redis "
