@@ -503,27 +503,22 @@ class Archive:
         after: Position | None,
         count: int,
     ) -> list[tuple[str, float, float]]:
-        conditions, params = [], {"count": count}
+        conditions: list[str] = []
+        params: dict[str, Any] = {"count": count}
+        # An endpoint's listing is by creation even with a status, as Redis's is.
+        order = "updated_at" if status is not None and endpoint_id is None else "created_at"
         if endpoint_id is not None:
             conditions.append("endpoint_id = %(endpoint)s")
-            params["endpoint"] = endpoint_id  # type: ignore[assignment]
-            order = "created_at"
-            if status is not None:
-                conditions.append("status = %(status)s")
-                params["status"] = status.value  # type: ignore[assignment]
-        else:
-            if tenant is not None:
-                conditions.append("tenant_id = %(tenant)s")
-                params["tenant"] = tenant  # type: ignore[assignment]
-            order = "created_at"
-            if status is not None:
-                conditions.append("status = %(status)s")
-                params["status"] = status.value  # type: ignore[assignment]
-                order = "updated_at"
+            params["endpoint"] = endpoint_id
+        elif tenant is not None:
+            conditions.append("tenant_id = %(tenant)s")
+            params["tenant"] = tenant
+        if status is not None:
+            conditions.append("status = %(status)s")
+            params["status"] = status.value
         if after is not None:
             conditions.append(f"({order}, id) < (%(at)s, %(id)s)")
-            params["at"] = _moment(after[0])  # type: ignore[assignment]
-            params["id"] = after[1]  # type: ignore[assignment]
+            params["at"], params["id"] = _moment(after[0]), after[1]
         where = " AND ".join(conditions) or "TRUE"
         with self.connection() as conn:
             rows = conn.execute(

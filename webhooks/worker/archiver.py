@@ -73,36 +73,42 @@ class Archiver:
         """Archive until ``stop`` is set, riding out PostgreSQL and Redis outages."""
         pause = 1.0
         while not stop.is_set():
-            try:
-                if time.monotonic() - self._pruned_at > PRUNE_EVERY:
-                    self.prune()
-                    self._pruned_at = time.monotonic()
-                taken = self.run_once()
-            except ArchiveUnavailable as error:
-                if not self._away:
-                    logger.warning(
-                        "archive: PostgreSQL is away (%s); finished deliveries wait in Redis "
-                        "(webhooks_archive_backlog) and delivery goes on",
-                        error,
-                    )
-                    self._away = True
+            taken = self._round()
+            if taken is None:  # failed: wait longer each time, up to 10 s
                 stop.wait(pause)
                 pause = min(pause * 2, 10.0)
                 continue
-            except Exception as error:
-                if (reason := redis_failure(error)) is None:
-                    logger.exception("archive: a round failed; trying again")
-                else:
-                    logger.warning("archive: Redis failed (%s); trying again", reason)
-                stop.wait(pause)
-                pause = min(pause * 2, 10.0)
-                continue
-            if self._away:
-                logger.warning(
-                    "archive: PostgreSQL is back; catching up (%d finished deliveries waiting)",
-                    self._system.deliveries.archive_backlog(),
-                )
-                self._away = False
             pause = 1.0
             if taken < self._settings.archive_batch:
                 stop.wait(min(IDLE_SECONDS, max(self._settings.archive_after_seconds / 4, 0.05)))
+
+    def _round(self) -> int | None:
+        """Prune when due, then move one batch: how many it took, or None if the round
+        failed (logged: PostgreSQL's going and coming back once each)."""
+        try:
+            if time.monotonic() - self._pruned_at > PRUNE_EVERY:
+                self.prune()
+                self._pruned_at = time.monotonic()
+            taken = self.run_once()
+        except ArchiveUnavailable as error:
+            if not self._away:
+                logger.warning(
+                    "archive: PostgreSQL is away (%s); finished deliveries wait in Redis "
+                    "(webhooks_archive_backlog) and delivery goes on",
+                    error,
+                )
+                self._away = True
+            return None
+        except Exception as error:
+            if (reason := redis_failure(error)) is None:
+                logger.exception("archive: a round failed; trying again")
+            else:
+                logger.warning("archive: Redis failed (%s); trying again", reason)
+            return None
+        if self._away:
+            logger.warning(
+                "archive: PostgreSQL is back; catching up (%d finished deliveries waiting)",
+                self._system.deliveries.archive_backlog(),
+            )
+            self._away = False
+        return taken
