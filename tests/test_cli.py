@@ -123,7 +123,8 @@ def test_unreachable_redis_is_one_line(tmp_path):
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(event()))
     result = subprocess.run(
-        [sys.executable, "-m", "webhooks", "show", "x"],
+        # A well-formed id: one that is not is not found without asking Redis.
+        [sys.executable, "-m", "webhooks", "show", "00000000-0000-5000-8000-000000000000"],
         capture_output=True,
         text=True,
         timeout=60,

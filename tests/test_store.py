@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,9 @@ from webhooks.errors import DeliveryNotFound
 from webhooks.models import Attempt, AttemptError, Delivery, DeliveryStatus, Run
 from webhooks.settings import Settings
 from webhooks.system import System
+
+# Delivery ids are UUIDs: the store finds nothing under an id of another format.
+STORE_A, STORE_D = (str(uuid.uuid5(uuid.NAMESPACE_OID, name)) for name in ("store-a", "store-d"))
 
 
 @pytest.fixture
@@ -45,15 +49,13 @@ def _attempt(number: int, ok: bool) -> Attempt:
 
 
 def test_create_load_and_move_through_statuses(store, redis_client):
-    store.create(_delivery("store-a"), b'{"x": 1}')
-    delivery, body = store.load("store-a")
+    store.create(_delivery(STORE_A), b'{"x": 1}')
+    delivery, body = store.load(STORE_A)
     assert (delivery.status, body, delivery.attempts) == (DeliveryStatus.PENDING, b'{"x": 1}', [])
 
     later = now() + timedelta(seconds=5)
-    store.record_attempt(
-        Run("store-a", 0, 0), _attempt(1, ok=False), DeliveryStatus.RETRYING, later
-    )
-    delivery = store.get("store-a")
+    store.record_attempt(Run(STORE_A, 0, 0), _attempt(1, ok=False), DeliveryStatus.RETRYING, later)
+    delivery = store.get(STORE_A)
     assert delivery.status is DeliveryStatus.RETRYING
     assert delivery.next_attempt_at == later
     assert [a.number for a in delivery.attempts] == [1]
@@ -64,20 +66,18 @@ def test_create_load_and_move_through_statuses(store, redis_client):
         return [
             s
             for s in DeliveryStatus
-            if redis_client.zscore(f"webhooks:deliveries:{s.value}", "store-a") is not None
+            if redis_client.zscore(f"webhooks:deliveries:{s.value}", STORE_A) is not None
         ]
 
     assert memberships() == [DeliveryStatus.RETRYING]
-    store.record_attempt(
-        Run("store-a", 0, 1), _attempt(2, ok=False), DeliveryStatus.RETRYING, later
-    )
+    store.record_attempt(Run(STORE_A, 0, 1), _attempt(2, ok=False), DeliveryStatus.RETRYING, later)
     assert memberships() == [DeliveryStatus.RETRYING]
-    store.record_attempt(Run("store-a", 0, 2), _attempt(3, ok=True), DeliveryStatus.DELIVERED)
-    delivery = store.get("store-a")
+    store.record_attempt(Run(STORE_A, 0, 2), _attempt(3, ok=True), DeliveryStatus.DELIVERED)
+    delivery = store.get(STORE_A)
     assert delivery.status is DeliveryStatus.DELIVERED and delivery.next_attempt_at is None
     assert memberships() == [DeliveryStatus.DELIVERED]
-    assert redis_client.zscore("webhooks:deliveries", "store-a") is not None
-    store.set_status("store-a", DeliveryStatus.PENDING, now())  # as a redelivery begins
+    assert redis_client.zscore("webhooks:deliveries", STORE_A) is not None
+    store.set_status(STORE_A, DeliveryStatus.PENDING, now())  # as a redelivery begins
     assert memberships() == [DeliveryStatus.PENDING]
 
 
@@ -109,8 +109,8 @@ def test_index_entries_older_than_the_retention_are_trimmed(store, redis_client)
 def test_unknown_id_and_delete(store):
     with pytest.raises(DeliveryNotFound, match="store-missing"):
         store.get("store-missing")
-    store.create(_delivery("store-d"), b"{}")
-    store.delete("store-d")
+    store.create(_delivery(STORE_D), b"{}")
+    store.delete(STORE_D)
     with pytest.raises(DeliveryNotFound):
-        store.get("store-d")
-    assert "store-d" not in [d.id for d in store.recent(limit=10_000)]
+        store.get(STORE_D)
+    assert STORE_D not in [d.id for d in store.recent(limit=10_000)]

@@ -17,12 +17,14 @@ import math
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from functools import reduce
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -117,8 +119,18 @@ HttpURL = Annotated[
     Field(max_length=2048, json_schema_extra={"pattern": _HTTP_URL_PATTERN}),
     AfterValidator(_http_url),
 ]
+
+
+def _text(value: object) -> object:
+    # The schema says a string: pydantic would also take a number (Unix seconds).
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO-8601 date-time string")
+    return value
+
+
 Time = Annotated[
     UTCDatetime,
+    BeforeValidator(_text),
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": _DATE_TIME_PATTERN}),
 ]
 

@@ -6,7 +6,6 @@ These are what the store keeps and what ``--json`` prints; nothing here does I/O
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .clock import UTCDatetime
 from .errors import InvalidInput
+from .ids import is_tenant_id
 from .signing import mask
 
 __all__ = [
@@ -33,13 +33,11 @@ __all__ = [
     "check_tenant_id",
 ]
 
-_TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
-
 
 def check_tenant_id(value: object, field: str = "tenant") -> str:
     """``value`` if it is a tenant id: the producer's own id for a customer, such as
     ``acct_42`` (a letter or digit, then up to 127 of letters, digits and ``_.:-``)."""
-    if not isinstance(value, str) or not _TENANT_ID.fullmatch(value):
+    if not isinstance(value, str) or not is_tenant_id(value):
         raise InvalidInput(
             field,
             "a tenant id is 1 to 128 letters, digits and _.:- starting with a letter or digit",

@@ -22,6 +22,7 @@ import redis
 
 from ..clock import isoformat, now
 from ..errors import DeliveryConflict, DeliveryNotFound, TenantNotFound
+from ..ids import checked_delivery_id, checked_endpoint_id, checked_tenant_id
 from ..models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus, Run
 from ..settings import Settings
 from .connection import persist, transaction, zrange_ids
@@ -662,7 +663,7 @@ class DeliveryStore:
     def start_cycle(self, delivery_id: str) -> int:
         """Begin a new attempt cycle (redeliver): numbering goes on after the last attempt.
         An archived delivery comes back to Redis first, with its attempts."""
-        key = self._keys.delivery(delivery_id)
+        key = self._keys.delivery(checked_delivery_id(delivery_id))
         if self.archive is not None and not self._redis.exists(key):
             self._bring_back(delivery_id)
 
@@ -702,7 +703,9 @@ class DeliveryStore:
 
     def load(self, delivery_id: str, tenant: str | None = None) -> tuple[Delivery, bytes]:
         """The delivery with all its attempts, and the body it sends. With ``tenant``,
-        another tenant's delivery is not found, exactly as a missing one is."""
+        another tenant's delivery is not found, exactly as a missing one is (as is an id
+        that is not a delivery id)."""
+        checked_delivery_id(delivery_id)
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._keys.delivery(delivery_id))
             pipe.lrange(self._keys.attempts(delivery_id), 0, -1)
@@ -780,6 +783,10 @@ class DeliveryStore:
     ) -> tuple[list[str], Position | None, dict[str, float]]:
         """:meth:`page`, with the creation time of each archived delivery on it (which
         finds its row in one day's partition)."""
+        if tenant is not None:
+            checked_tenant_id(tenant)
+        if endpoint_id is not None:
+            checked_endpoint_id(endpoint_id)
         entries, end = self._redis_page(status, limit, tenant, endpoint_id, after)
         if self.archive is None:
             return [member for member, _ in entries], end, {}
@@ -948,7 +955,7 @@ class DeliveryStore:
         Redis or in the archive (what ``recover`` redelivers), oldest first."""
         ids = zrange_ids(
             self._redis,
-            self._keys.endpoint_deliveries(endpoint_id),
+            self._keys.endpoint_deliveries(checked_endpoint_id(endpoint_id)),
             since.timestamp(),
             until.timestamp(),
             byscore=True,
@@ -990,6 +997,7 @@ class DeliveryStore:
         return {**stats, "overdue": int(overdue), "parked": int(parked)}
 
     def _tenant_stats(self, tenant: str, cutoff: float) -> dict[str, int]:
+        checked_tenant_id(tenant)
         with self._redis.pipeline(transaction=False) as pipe:
             for status in DeliveryStatus:
                 pipe.zcard(self._keys.tenant_deliveries(tenant, status))

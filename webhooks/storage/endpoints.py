@@ -6,7 +6,6 @@ Stored under the keys of :mod:`.keys`; secrets live only in values, never in key
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -17,6 +16,7 @@ from ..clock import isoformat, now
 from ..errors import EndpointNotFound, InvalidInput, TenantNotFound
 from ..events import EVENT_TYPES
 from ..guard import check_url
+from ..ids import checked_endpoint_id, checked_tenant_id, new_endpoint_id
 from ..models import Endpoint, EndpointSecret, check_tenant_id
 from ..settings import Settings
 from ..signing import new_secret
@@ -133,7 +133,7 @@ class EndpointStore:
         secret = new_secret()
         created = now()
         endpoint = Endpoint(
-            id="ep_" + secrets.token_hex(12),
+            id=new_endpoint_id(),
             tenant_id=tenant,
             url=check_url(url, self._settings),
             description=_check_description(description),
@@ -157,8 +157,8 @@ class EndpointStore:
 
     def get(self, endpoint_id: str, tenant: str | None = None) -> Endpoint:
         """The endpoint; with ``tenant``, another tenant's is not found, exactly as a
-        missing one is."""
-        raw = self._redis.get(self._keys.endpoint(endpoint_id))
+        missing one is (as is an id that is not an endpoint id)."""
+        raw = self._redis.get(self._keys.endpoint(checked_endpoint_id(endpoint_id)))
         if raw is None:
             raise EndpointNotFound(endpoint_id)
         endpoint = Endpoint.model_validate_json(raw)
@@ -170,6 +170,7 @@ class EndpointStore:
         """Every endpoint, or one tenant's (unknown tenant: TenantNotFound), oldest first."""
         if tenant is None:
             return self._read(zrange_ids(self._redis, self._keys.endpoints(), 0, -1))
+        checked_tenant_id(tenant)
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.hmget(self._keys.tenant(tenant), "id", "deleting")
             pipe.smembers(self._keys.tenant_endpoints(tenant))
@@ -195,7 +196,7 @@ class EndpointStore:
         """Read, change and write one endpoint (of ``tenant``, when given); retried if
         another writer got there first. ``count``: a counter to bump in the same
         transaction, should the change turn an enabled endpoint into a disabled one."""
-        key = self._keys.endpoint(endpoint_id)
+        key = self._keys.endpoint(checked_endpoint_id(endpoint_id))
 
         def body(pipe: redis.client.Pipeline) -> Endpoint:
             raw = pipe.get(key)
@@ -257,7 +258,8 @@ class EndpointStore:
 
     def stop_deliveries(self, endpoint_id: str, reason: str) -> None:
         """Mark the endpoint's unfinished deliveries retries_exhausted, with the reason."""
-        ids = zrange_ids(self._redis, self._keys.endpoint_deliveries(endpoint_id), 0, -1)
+        index = self._keys.endpoint_deliveries(checked_endpoint_id(endpoint_id))
+        ids = zrange_ids(self._redis, index, 0, -1)
         self._deliveries.stop_unfinished(ids, reason)
 
     def enable(self, endpoint_id: str, tenant: str | None = None) -> Endpoint:

@@ -15,6 +15,7 @@ import redis
 
 from ..clock import isoformat, now
 from ..errors import InvalidInput, TenantExists, TenantNotFound
+from ..ids import checked_tenant_id
 from ..models import Tenant, check_tenant_id
 from .connection import zrange_ids
 from .deliveries import DeliveryStore
@@ -70,10 +71,10 @@ class TenantStore:
         return tenant
 
     def get(self, tenant_id: str) -> Tenant:
-        """The tenant, or TenantNotFound (also while it is being deleted)."""
-        tenant = _tenant(
-            cast(dict[bytes, bytes], self._redis.hgetall(self._keys.tenant(tenant_id)))
-        )
+        """The tenant, or TenantNotFound (also while it is being deleted, or for an id
+        that is not a tenant id)."""
+        key = self._keys.tenant(checked_tenant_id(tenant_id))
+        tenant = _tenant(cast(dict[bytes, bytes], self._redis.hgetall(key)))
         if tenant is None:
             raise TenantNotFound(tenant_id)
         return tenant
@@ -104,7 +105,7 @@ class TenantStore:
         tenant under its id) while the rest goes; a deletion cut short is finished by
         deleting again.
         """
-        key = self._keys.tenant(tenant_id)
+        key = self._keys.tenant(checked_tenant_id(tenant_id))
         if not self._redis.hexists(key, "id"):
             raise TenantNotFound(tenant_id)
         with self._redis.pipeline(transaction=True) as pipe:

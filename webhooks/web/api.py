@@ -27,13 +27,16 @@ from starlette.concurrency import run_in_threadpool
 
 from ..clock import isoformat, now
 from ..errors import InvalidInput
-from ..events import loads_event
+from ..events import EVENT_TYPES, loads_event
+from ..guard import MAX_URL_LENGTH
+from ..ids import TENANT_ID
 from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, Tenant
 from ..producer import Producer
 from ..storage.deliveries import Position
+from ..storage.endpoints import FORBIDDEN_HEADERS, MAX_DESCRIPTION, MAX_HEADER_BYTES, MAX_HEADERS
 from .auth import COOKIE, Principal, Who, check_origin, operator, tenant_scope, token_principal
 from .deps import Deliveries, Endpoints, Sessions, SettingsDep, SystemDep, Tenants
-from .errors import ApiError
+from .errors import STATUSES, ApiError, Error
 
 __all__ = ["router"]
 
@@ -46,6 +49,68 @@ TenantId = Annotated[str, Depends(tenant_scope)]
 PAGE_LIMIT = 200
 
 
+def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's own error answers, for the document; those every route of its kind
+    gives (401, 404 for an id, 422 for input...) are added by ``webhooks.web.app``."""
+    return {status: {"model": Error, "description": STATUSES[status]} for status in statuses}
+
+
+def _optional(description: str, **schema: Any) -> Any:
+    """A field that may be left out but not sent as null: no default in the document,
+    since null is refused."""
+
+    def extra(found: dict[str, Any]) -> None:
+        found.pop("default", None)
+        found.update(schema)
+
+    return Field(None, description=description, json_schema_extra=extra)
+
+
+# What the stores check, as JSON Schema states it, so that the document says what is
+# refused. A rule no schema can state is in the description: the networks a URL may
+# reach (WEBHOOKS_ALLOWED_NETWORKS), a header given twice in two cases.
+_URL: dict[str, Any] = {
+    "minLength": 1,
+    "maxLength": MAX_URL_LENGTH,
+    "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\x00-\x1f\x7f]+$",
+}
+#: Latin-1 characters str.isprintable refuses: C0 and C1 controls, DEL, NBSP, soft hyphen.
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\xa0\xad]*$"
+
+
+def _any_case(name: str) -> str:
+    return "".join(f"[{char.upper()}{char.lower()}]" if char.isalpha() else char for char in name)
+
+
+_OURS = "|".join(_any_case(name) for name in sorted(FORBIDDEN_HEADERS))
+_HEADERS = {
+    "maxProperties": MAX_HEADERS,
+    "propertyNames": {
+        "pattern": rf"^(?!(?:{_OURS})$|{_any_case('webhook-')})[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+    },
+    "additionalProperties": {"type": "string", "pattern": r"^[^\r\n\x00]*$"},
+}
+_HEADERS_SAID = (
+    f"at most {MAX_HEADERS}, each name and value together at most {MAX_HEADER_BYTES:,} "
+    "bytes, none of the names webhooks sets itself"
+)
+
+
+def _headers_or_null(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+    schema["anyOf"] = [{"type": "object", **_HEADERS}, {"type": "null"}]
+
+
+def _event_types(schema: dict[str, Any]) -> None:
+    """Only registered types; read when the document is made, after every module
+    registered its own."""
+    schema.pop("default", None)
+    schema["anyOf"] = [
+        {"type": "array", "items": {"type": "string", "enum": sorted(EVENT_TYPES)}},
+        {"type": "null"},
+    ]
+
+
 class _Input(BaseModel):
     """A request body: unknown keys are refused, so a misspelt field is never ignored."""
 
@@ -55,36 +120,60 @@ class _Input(BaseModel):
 class TenantIn(_Input):
     """A tenant to register."""
 
-    id: str = Field(description="The producer's own id for the customer, such as acct_42.")
-    name: str = Field("", description="A name for people.")
+    id: str = Field(
+        description="The producer's own id for the customer, such as acct_42.",
+        json_schema_extra={"pattern": TENANT_ID},
+    )
+    name: str = Field(
+        "",
+        description="A name for people: at most 200 printable characters.",
+        json_schema_extra={"maxLength": 200, "pattern": _PRINTABLE},
+    )
 
 
 class EndpointIn(_Input):
     """An endpoint to add; its secret is made here and shown once."""
 
-    url: str = Field(description="Where to POST events: an http(s) URL.")
-    event_types: list[str] | None = Field(
-        None, description="The event types to send; null or absent: every type."
+    url: str = Field(
+        description="Where to POST events: an http(s) URL to a network "
+        "WEBHOOKS_ALLOWED_NETWORKS allows.",
+        json_schema_extra={**_URL},
     )
-    description: str = Field("", description="A note for people (at most 1,000 characters).")
+    event_types: list[str] | None = Field(
+        None,
+        description="The event types to send; null or absent: every type.",
+        json_schema_extra=_event_types,
+    )
+    description: str = Field(
+        "",
+        description="A note for people (at most 1,000 characters).",
+        json_schema_extra={"maxLength": MAX_DESCRIPTION},
+    )
     headers: dict[str, str] | None = Field(
         None,
         description="Headers sent with every attempt, such as the receiver's own "
-        "credentials; their values are never shown again.",
+        f"credentials; their values are never shown again: {_HEADERS_SAID}.",
+        json_schema_extra=_headers_or_null,
     )
 
 
 class EndpointPatch(_Input):
     """The endpoint fields to change; those left out stay as they are."""
 
-    url: str | None = None
-    event_types: list[str] | None = None
-    description: str | None = None
-    headers: dict[str, str] | None = None
-    enabled: bool | None = Field(
+    url: str = _optional("Where to POST events: an http(s) URL.", **_URL)
+    event_types: list[str] | None = Field(
         None,
-        description="false stops sending and ends the retries of its unfinished "
-        "deliveries; true sends again.",
+        description="The event types to send; null: every type.",
+        json_schema_extra=_event_types,
+    )
+    description: str = _optional(
+        "A note for people (at most 1,000 characters).", maxLength=MAX_DESCRIPTION
+    )
+    headers: dict[str, str] = _optional(
+        f"Headers sent with every attempt, replacing them all: {_HEADERS_SAID}.", **_HEADERS
+    )
+    enabled: bool = _optional(
+        "false stops sending and ends the retries of its unfinished deliveries; true sends again."
     )
 
 
@@ -125,7 +214,12 @@ def _session_body(tenant_id: str | None, csrf: str, expires_at: float) -> dict[s
     }
 
 
-@router.post("/session", tags=["session"], summary="Trade a token for a session cookie")
+@router.post(
+    "/session",
+    tags=["session"],
+    responses=_answers(401, 403),
+    summary="Trade a token for a session cookie",
+)
 def create_session(body: SessionIn, request: Request, system: SystemDep) -> JSONResponse:
     """The page's sign-in: a token (from a portal link's fragment, or the operator's)
     becomes an HttpOnly, SameSite=Strict cookie, and the answer carries the CSRF token
@@ -154,7 +248,7 @@ def create_session(body: SessionIn, request: Request, system: SystemDep) -> JSON
     return response
 
 
-@router.get("/session", tags=["session"], summary="The current session")
+@router.get("/session", tags=["session"], responses=_answers(404), summary="The current session")
 def read_session(who: Who) -> dict[str, Any]:
     if who.session is None:
         raise ApiError(404, "not_found", "this request came with a token, not a session")
@@ -178,6 +272,7 @@ def delete_session(request: Request, who: Who, sessions: Sessions) -> Response:
     tags=["tenants"],
     status_code=201,
     response_model=Tenant,
+    responses=_answers(409),
     summary="Register a tenant",
 )
 def create_tenant(body: TenantIn, _: Operator, tenants: Tenants) -> Tenant:
@@ -189,7 +284,7 @@ def list_tenants(
     _: Operator,
     tenants: Tenants,
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT)] = 50,
-    after: Annotated[str | None, Query(max_length=128)] = None,
+    after: Annotated[str | None, Query(pattern=TENANT_ID)] = None,
 ) -> dict[str, Any]:
     """Pages by id: pass the ``next_after`` of one page as ``after`` for the next."""
     found = tenants.list(limit + 1, after)
@@ -261,11 +356,6 @@ def update_endpoint(
     """Only the fields sent change; ``headers`` replaces them all. Every field is
     checked before anything is written."""
     changes = {name: getattr(body, name) for name in body.model_fields_set - {"enabled"}}
-    for name in ("url", "description", "headers"):
-        if name in changes and changes[name] is None:
-            raise InvalidInput(name, "must not be null")
-    if "enabled" in body.model_fields_set and body.enabled is None:
-        raise InvalidInput("enabled", "must be true or false")
     endpoint: Endpoint = store.get(endpoint_id, tenant_id)
     if changes:
         endpoint = store.update(endpoint_id, changes, tenant_id)
@@ -306,6 +396,7 @@ def rotate_secret(
     "/tenants/{tenant_id}/endpoints/{endpoint_id}/recover",
     tags=["endpoints"],
     status_code=202,
+    responses=_answers(409),
     summary="Redeliver what was exhausted in a time window",
 )
 def recover(
@@ -335,6 +426,7 @@ _EVENT_BODY = {
     tags=["events"],
     status_code=202,
     openapi_extra=_EVENT_BODY,
+    responses=_answers(409, 422),
     summary="Publish an event to every endpoint of the tenant that wants it",
 )
 async def publish(
@@ -388,7 +480,7 @@ def list_deliveries(
     store: Deliveries,
     endpoints: Endpoints,
     status: DeliveryStatus | None = None,
-    endpoint_id: Annotated[str | None, Query(max_length=200)] = None,
+    endpoint_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT)] = 50,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     event_id: Annotated[str | None, Query(min_length=1, max_length=255)] = None,
@@ -442,6 +534,7 @@ def read_delivery(tenant_id: TenantId, delivery_id: str, store: Deliveries) -> R
     "/tenants/{tenant_id}/deliveries/{delivery_id}/redeliver",
     tags=["deliveries"],
     status_code=202,
+    responses=_answers(409),
     summary="Start a new attempt cycle, whatever the status",
 )
 def redeliver(tenant_id: TenantId, delivery_id: str, system: SystemDep) -> dict[str, Any]:

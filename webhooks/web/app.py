@@ -6,26 +6,35 @@
   route reads it.
 - The pages are static files shipped in the package (no CDN, no build step): one
   HTML page and a little plain JavaScript that renders with ``textContent`` only.
+- HEAD is answered wherever GET is, as GET without the body (load balancers probe
+  ``/healthz`` so); a method a path does not take is a 405 with ``Allow``.
+- The OpenAPI document declares every status each route can answer, with the error
+  body's schema, the ids' formats and the credentials it takes (:func:`_openapi`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._version import __version__
 from ..events import event_schema
+from ..ids import DELIVERY_ID, ENDPOINT_ID, TENANT_ID
 from ..metrics import CONTENT_TYPE, exposition, registry
 from ..system import System, get_default
 from . import api
-from .auth import operator, principal
-from .errors import BodyTooLarge, install, too_large
+from .auth import COOKIE, operator, principal
+from .errors import STATUSES, BodyTooLarge, Error, every_route, install, too_large
 
 __all__ = ["create_app"]
 
@@ -101,22 +110,128 @@ class SecurityMiddleware:
         await too_large(self.limit)(scope, receive, send)
 
 
+class HeadAsGet:
+    """ASGI middleware: a HEAD request is routed as a GET and answered without the body,
+    its headers (Content-Length included) as the GET's."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        # A copy: the server keeps the scope it made, and must still know it was a HEAD.
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
+
+
 def _page() -> FileResponse:
     return FileResponse(str(STATIC / "page.html"), media_type="text/html")
 
 
+#: The format of each id a route takes, by the parameter's name: what the stores check
+#: before the id is used (:mod:`webhooks.ids`), stated in the document.
+ID_PATTERNS = {"tenant_id": TENANT_ID, "endpoint_id": ENDPOINT_ID, "delivery_id": DELIVERY_ID}
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The credentials a route takes: the operator's or a portal token, or a session cookie.
+SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"session": []}]
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+
+
+def _health(status: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"status": {"type": "string", "const": status}},
+        "required": ["status"],
+    }
+
+
+def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    """Every function a route depends on, however deep."""
+    for dependency in dependant.dependencies:
+        if dependency.call is not None:
+            yield dependency.call
+        yield from _calls(dependency)
+
+
+def _statuses(route: APIRoute, method: str, operation: dict[str, Any]) -> set[int]:
+    """The error statuses a route can answer, from what it depends on and takes."""
+    calls = set(_calls(route.dependant))
+    places = {parameter["in"] for parameter in operation.get("parameters", [])}
+    found = {413, 500, 503}  # a body over the limit, a failure, Redis away: any route
+    if principal in calls:
+        found.add(401)
+        if method not in _SAFE:  # a session's change without its CSRF token
+            found.add(403)
+    if operator in calls:
+        found.add(403)
+    if "path" in places:  # an id: not found, or another tenant's
+        found.add(404)
+    if "query" in places or "requestBody" in operation:
+        found.add(422)
+    return found
+
+
+def _declare_errors(document: dict[str, Any], routes: list[APIRoute]) -> None:
+    """Each operation's error answers, with the Error body (FastAPI's own 422 schema
+    is not what this API sends), the credentials it takes, and its ids' formats."""
+    for route in routes:
+        for method in route.methods or ():
+            operation = document["paths"][route.path_format][method.lower()]
+            responses = operation.setdefault("responses", {})
+            for status in _statuses(route, method, operation):
+                responses.setdefault(str(status), {"description": STATUSES[status]})
+            for status, answer in responses.items():
+                # A route's own answer for a status (healthz's 503) stays; FastAPI's
+                # default 422 (its HTTPValidationError) is not what this API sends.
+                content = json.dumps(answer.get("content", {}))
+                if int(status) >= 400 and ("content" not in answer or _FASTAPI_422 in content):
+                    answer["description"] = STATUSES[int(status)]
+                    answer["content"] = {"application/json": {"schema": _ERROR}}
+            operation["responses"] = dict(sorted(responses.items()))
+            if principal in set(_calls(route.dependant)):
+                operation["security"] = SECURITY
+            if "401" in responses:
+                operation["responses"]["401"]["headers"] = {
+                    "WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}
+                }
+            for parameter in operation.get("parameters", []):
+                if (pattern := ID_PATTERNS.get(parameter["name"])) is not None:
+                    parameter["schema"] = {"type": "string", "pattern": pattern}
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, with the event schema (every rule the validator enforces
-    that JSON Schema can state) as ``Event`` among its components."""
+    that JSON Schema can state) as ``Event`` among its components, and every error
+    answer each route can give (:func:`_declare_errors`)."""
     if app.openapi_schema is None:
         document = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         events = event_schema(ref_template="#/components/schemas/{model}")
         events.pop("$schema", None)
-        components = document.setdefault("components", {}).setdefault("schemas", {})
-        components.update(events.pop("$defs", {}))
-        components["Event"] = events
+        components = document.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        schemas.update(events.pop("$defs", {}))
+        schemas["Event"] = events
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        error = Error.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(error.pop("$defs"))
+        schemas["Error"] = error
+        components["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "session": {"type": "apiKey", "in": "cookie", "name": COOKIE},
+        }
+        routes = [r for r in every_route(app) if isinstance(r, APIRoute) and r.include_in_schema]
+        _declare_errors(document, routes)
         app.openapi_schema = document
     return app.openapi_schema
 
@@ -139,7 +254,18 @@ def create_app(system: System | None = None) -> FastAPI:
     app.include_router(api.router)
     scraped = registry(system)
 
-    @app.get("/healthz", tags=["health"], summary="Whether Redis answers")
+    @app.get(
+        "/healthz",
+        tags=["health"],
+        summary="Whether Redis answers",
+        responses={
+            200: {"content": {"application/json": {"schema": _health("ok")}}},
+            503: {
+                "description": "Redis did not answer.",
+                "content": {"application/json": {"schema": _health("unavailable")}},
+            },
+        },
+    )
     def healthz() -> JSONResponse:
         try:
             system.redis.ping()
@@ -153,7 +279,12 @@ def create_app(system: System | None = None) -> FastAPI:
         response_class=Response,
         summary="Prometheus metrics of the whole cluster (the operator's, unless "
         "WEBHOOKS_METRICS_PUBLIC=true)",
-        responses={200: {"content": {CONTENT_TYPE: {}}}},
+        responses={
+            200: {"content": {CONTENT_TYPE: {}}},
+            # The operator's, unless public: then anyone may read it.
+            **({} if system.settings.metrics_public else {401: {}, 403: {}}),
+        },
+        openapi_extra={} if system.settings.metrics_public else {"security": SECURITY},
     )
     def metrics(request: Request) -> Response:
         if not system.settings.metrics_public:
@@ -170,4 +301,5 @@ def create_app(system: System | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(SecurityMiddleware, limit=system.settings.max_payload_bytes)
+    app.add_middleware(HeadAsGet)
     return app
