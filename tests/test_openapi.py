@@ -8,8 +8,9 @@ import json
 from typing import Any
 
 import pytest
+import requests
 
-from tests.web import InProcess
+from tests.web import InProcess, Web
 from webhooks.ids import DELIVERY_ID, ENDPOINT_ID, TENANT_ID
 from webhooks.system import get_endpoints
 from webhooks.web.app import ID_PATTERNS, SECURITY
@@ -166,3 +167,12 @@ def test_head_answers_as_get_without_the_body(api: InProcess, tenant: str) -> No
     # HEAD is not a way around a method: a POST-only path refuses it as it refuses GET.
     refused = api.call("HEAD", f"/api/v1/tenants/{tenant}/events")
     assert refused.status_code == 405 and refused.headers["allow"] == "POST"
+
+
+def test_head_and_allow_through_a_real_server(web: Web) -> None:
+    """uvicorn, not only the application: a HEAD gets the GET's headers and no body."""
+    with requests.head(web.base + "/healthz", timeout=10) as head:
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(len(b'{"status":"ok"}'))
+    refused = web.call("PUT", "/api/v1/tenants")
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD, POST"

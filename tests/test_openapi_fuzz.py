@@ -15,7 +15,9 @@ import base64
 import json
 import shutil
 import subprocess
+import urllib.parse
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -112,7 +114,29 @@ def _run(web: Web, config: Path, tmp_path: Path, *selection: str) -> str:
     return output
 
 
+def _tenants(web: Web) -> set[str]:
+    found: set[str] = set()
+    after = ""
+    while True:
+        page = web.call("GET", f"/api/v1/tenants?limit=200{after}").json()
+        found |= {tenant["id"] for tenant in page["data"]}
+        if page["next_after"] is None:
+            return found
+        after = "&after=" + urllib.parse.quote(page["next_after"], safe="")
+
+
+@pytest.fixture
+def forget_fuzzed(web: Web) -> Iterator[None]:
+    """Delete the tenants the fuzzer registers, and with them what it made for them:
+    the server and its Redis serve the other tests of this lane."""
+    before = _tenants(web)
+    yield
+    for tenant in _tenants(web) - before:
+        web.call("DELETE", f"/api/v1/tenants/{urllib.parse.quote(tenant, safe='')}")
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("forget_fuzzed")
 def test_schemathesis_finds_nothing(web: Web, tmp_path: Path) -> None:
     tenant = f"acct_fuzz_{uuid.uuid4().hex[:8]}"
     assert web.call("POST", "/api/v1/tenants", json={"id": tenant}).status_code == 201
