@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import subprocess
+import sys
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -86,7 +86,10 @@ values = ["{delivery}"]
 def _run(web: Web, config: Path, tmp_path: Path, *selection: str) -> str:
     """One schemathesis run; its output, and the failures it found in it."""
     command = [
-        shutil.which("schemathesis") or "schemathesis",
+        # This interpreter's, whether or not its environment's bin is on PATH.
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
         "--config-file",
         str(config),
         "run",
