@@ -51,11 +51,15 @@ MAX_HEADERS = 20
 MAX_HEADER_BYTES = 4096
 MAX_DESCRIPTION = 1000
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field names
+# What a header value can hold and still be sent as it was given: visible Latin-1 (what
+# http.client encodes) with single spaces inside, never at either end (RFC 9110 strips
+# them, and requests refuses them, so every attempt would fail).
+_VALUE = re.compile(r"[!-~\xa1-\xff](?:[ !-~\xa1-\xff]*[!-~\xa1-\xff])?")
 
 
 def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     """Extra request headers for an endpoint, or :class:`InvalidInput` naming the one
-    refused: at most 20, each at most 4 KB, none of ours."""
+    refused: at most 20, each at most 4 KB, none of ours, and only values HTTP can send."""
     if not headers:
         return {}
     if not isinstance(headers, Mapping):
@@ -71,8 +75,15 @@ def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
             raise InvalidInput(f"headers.{name}", "is set by webhooks itself and may not be given")
         if lowered in {other.lower() for other in checked}:
             raise InvalidInput(f"headers.{name}", "is given twice")
-        if not isinstance(value, str) or any(char in value for char in "\r\n\0"):
-            raise InvalidInput(f"headers.{name}", "must be text on one line")
+        # The value itself is never repeated: it is often a credential.
+        if not isinstance(value, str):
+            raise InvalidInput(f"headers.{name}", "must be a string")
+        if value and not _VALUE.fullmatch(value):
+            raise InvalidInput(
+                f"headers.{name}",
+                "must be visible Latin-1 text on one line, without control characters "
+                "or spaces at either end",
+            )
         if len(name) + len(value.encode()) > MAX_HEADER_BYTES:
             raise InvalidInput(f"headers.{name}", f"is over {MAX_HEADER_BYTES:,} bytes")
         checked[name] = value
