@@ -322,6 +322,21 @@ class Settings(BaseSettings):
         description="How long a console session lasts; a portal session lasts as "
         "long as the link it was opened with.",
     )
+    redeliver_per_minute: int = Field(
+        10,
+        ge=1,
+        le=100_000,
+        description="How many redeliver and recover calls a tenant's portal (its links "
+        "and sessions) may make in any minute, counted in Redis across every `serve` "
+        "process; past it, 429 with Retry-After. Each makes our workers POST to a URL the "
+        "tenant chose.",
+    )
+    operator_redeliver_per_minute: int = Field(
+        600,
+        ge=1,
+        le=100_000,
+        description="The same limit for the operator's token and sessions, per tenant.",
+    )
     metrics: bool = Field(
         True,
         description="Count deliveries and attempts in Redis for `GET /metrics` and "

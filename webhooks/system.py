@@ -36,6 +36,7 @@ from .storage.deliveries import DeliveryStore
 from .storage.destinations import Gate
 from .storage.endpoints import EndpointStore
 from .storage.keys import Keys
+from .storage.limits import RateLimits
 from .storage.schedule import Schedule
 from .storage.sessions import SessionStore
 from .storage.tenants import TenantStore
@@ -79,6 +80,7 @@ class System:
         self.deliveries = DeliveryStore(self.redis, self.keys, self.settings, self.archive)
         self.endpoints = EndpointStore(self.redis, self.keys, self.settings, self.deliveries)
         self.sessions = SessionStore(self.redis, self.keys)
+        self.limits = RateLimits(self.redis, self.keys)
         self.tenants = TenantStore(
             self.redis, self.keys, self.deliveries, self.endpoints, self.sessions
         )

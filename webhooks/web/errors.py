@@ -29,9 +29,17 @@ __all__ = ["ApiError", "BodyTooLarge", "error_response", "install", "too_large"]
 class ApiError(Exception):
     """An HTTP error raised by a route: status, a short code and a message."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers = headers or {}
 
 
 class BodyTooLarge(Exception):
@@ -91,8 +99,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return error_response(exc.status, exc.code, exc.message, exc.field, headers)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        return error_response(
+            exc.status, exc.code, exc.message, exc.field, {**headers, **exc.headers}
+        )
 
     @app.exception_handler(WebhooksError)
     async def webhooks_error(request: Request, exc: WebhooksError) -> JSONResponse:
