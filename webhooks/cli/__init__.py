@@ -20,6 +20,7 @@ from . import deliveries
 from .demo import demo
 from .endpoints import endpoints
 from .metrics import metrics_server
+from .secrets import secrets
 from .tenants import tenants
 
 
@@ -170,6 +171,7 @@ for command in (
     deliveries.schema,
     demo,
     endpoints,
+    secrets,
     tenants,
     serve,
     portal_link,
