@@ -30,6 +30,7 @@ from .broker.app import WebhooksApp, create_app
 from .events import load_event_modules
 from .sending.attempt import Sender
 from .settings import Settings
+from .storage.cipher import Cipher
 from .storage.connection import connect
 from .storage.counters import Counters
 from .storage.deliveries import DeliveryStore
@@ -78,7 +79,10 @@ class System:
         self.redis = client if client is not None else connect(self.settings)
         self.archive = self._archive(self.settings)
         self.deliveries = DeliveryStore(self.redis, self.keys, self.settings, self.archive)
-        self.endpoints = EndpointStore(self.redis, self.keys, self.settings, self.deliveries)
+        self.cipher = Cipher.from_settings(self.settings)
+        self.endpoints = EndpointStore(
+            self.redis, self.keys, self.settings, self.deliveries, self.cipher
+        )
         self.sessions = SessionStore(self.redis, self.keys)
         self.limits = RateLimits(self.redis, self.keys)
         self.tenants = TenantStore(

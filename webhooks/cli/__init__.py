@@ -20,6 +20,7 @@ from . import deliveries
 from .demo import demo
 from .endpoints import endpoints
 from .metrics import metrics_server
+from .secrets import secrets
 from .sessions import sessions
 from .tenants import tenants
 
@@ -171,6 +172,7 @@ for command in (
     deliveries.schema,
     demo,
     endpoints,
+    secrets,
     tenants,
     sessions,
     serve,
