@@ -348,6 +348,26 @@ def test_endpoints(
         422,
         "since",
     )
+    # Header values HTTP cannot send are refused at the door, and never repeated.
+    for marker, value in [
+        ("s3kr1t-lead", " s3kr1t-lead"),
+        ("s3kr1t-trail", "s3kr1t-trail "),
+        ("s3kr1t-tab", "s3kr1t-tab\tx"),
+        ("s3kr1t-cjk", "s3kr1t-cjk 日本"),
+        ("s3kr1t-ls", "s3kr1t-ls\u2028x"),
+        ("s3kr1t-del", "s3kr1t-del\x7f"),
+        ("s3kr1t-c1", "s3kr1t-c1\x85"),
+        ("s3kr1t-nbsp", "\xa0s3kr1t-nbsp"),
+        ("s3kr1t-crlf", "s3kr1t-crlf\r\nX-Injected: 1"),
+    ]:
+        headers = {"X-Receiver-Key": value}
+        for method, where, body in [
+            ("POST", base, {"url": "https://example.com/", "headers": headers}),
+            ("PATCH", path, {"headers": headers}),
+        ]:
+            refused = web.call(method, where, token, json=body)
+            _error(refused, 422, "headers.X-Receiver-Key")
+            assert marker not in refused.text, (marker, refused.text)
     _error(web.call("GET", f"{base}/ep_missing", token), 404)
     assert _snapshot(redis_client, tenant_id) == before
 

@@ -107,6 +107,13 @@ DOOR = [
     "http://[2002:7f00:1::]/",
     "http://[64:ff9b::a00:5]/",
     "http://192.168.0.1:8080/x",
+    # Percent-encoded hosts, which HTTP stacks decode before resolving.
+    "http://%31%32%37.0.0.1/",
+    "http://%31%32%37%2e%30%2e%30%2e%31/",
+    "http://%6c%6f%63%61%6c%68%6f%73%74/",
+    "http://%4C%4F%43%41%4C%48%4F%53%54:8000/",
+    "http://%31%36%39.254.169.254/latest/meta-data/",
+    "http://0x%37f.1/",
 ]
 
 
@@ -311,3 +318,47 @@ def test_port_zero_and_empty_labels_are_refused():
     for url in ("http://example.com:0/", "http://.example.com/", "http://*.example.com/"):
         with pytest.raises(InvalidURL):
             check_url(url, get_settings())
+
+
+def test_a_percent_encoded_host_is_stored_decoded(tenant):
+    from webhooks.system import get_endpoints
+
+    assert check_url("https://ex%61mple.COM:8443/a%20b", get_settings()) == (
+        "https://example.com:8443/a%20b"
+    )
+    assert check_url("https://b%C3%BCcher.example/", get_settings()) == (
+        "https://xn--bcher-kva.example/"
+    )
+    endpoint, _ = get_endpoints().add("https://%65xample.com/hook", tenant=tenant)
+    assert get_endpoints().get(endpoint.id).url == "https://example.com/hook"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://%2f%2fevil/",
+        "http://exa%20mple.com/",
+        "http://%ff%fe/",
+        "http://a%00b.com/",
+        "http://%25/",
+    ],
+)
+def test_a_host_that_decodes_to_no_host_name_is_refused(url):
+    with pytest.raises(InvalidURL, match="not a valid host name once percent-decoded"):
+        check_url(url, get_settings())
+
+
+def test_an_unsendable_header_value_is_never_repeated_in_the_attempt(receiver):
+    """A value stored before values were checked at the door fails its attempt without
+    the error quoting it (it is often the receiver's credential)."""
+    from webhooks.sending.attempt import Sender
+
+    sender = Sender(get_settings())
+    for value in (" s3kr1t-lead", "s3kr1t-cjk 日本", "s3kr1t-ls\u2028"):
+        outcome = sender.attempt(
+            "d", 1, receiver.url("/ok/header"), b"{}", [], extra={"X-Key": value}
+        )
+        error = outcome.attempt.error
+        assert error is not None and outcome.attempt.status_code is None
+        assert error.kind == "request_error"
+        assert "s3kr1t" not in error.message

@@ -15,9 +15,10 @@ is a tool for reaching internal services. It works in two places:
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
 import urllib3.exceptions
@@ -39,6 +40,9 @@ __all__ = [
 
 MAX_URL_LENGTH = 2048
 _LOOPBACK_NAMES = ("localhost", "localhost.")
+#: What a host may be made of once percent-decoded: letters of any script (IDNA comes
+#: next), digits, dots, hyphens, and the colons of an IPv6 address.
+_HOST_CHARS = re.compile(r"[\w.:-]+")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -189,6 +193,16 @@ def check_url(url: object, settings: Settings) -> str:
         raise InvalidURL("has no host")
     if port == 0:
         raise InvalidURL("port 0 cannot be connected to")
+    given = host
+    if "%" in host:
+        # HTTP stacks decode a percent-encoded host before resolving it
+        # (%31%32%37.0.0.1 is 127.0.0.1), so the checks below see it decoded.
+        try:
+            host = unquote(host, errors="strict").lower()
+        except UnicodeDecodeError:
+            raise InvalidURL("host is not a valid host name once percent-decoded") from None
+        if not _HOST_CHARS.fullmatch(host):
+            raise InvalidURL("host is not a valid host name once percent-decoded")
     if not host.isascii():
         try:
             host = str(urllib3.util.parse_url(f"http://{host}/").host)
@@ -196,7 +210,9 @@ def check_url(url: object, settings: Settings) -> str:
             raise InvalidURL(
                 f"host {host!r} can never be sent to: {exc} (hosts must be IDNA 2008 names)"
             ) from None
-        url = urlunsplit(parts._replace(netloc=host if port is None else f"{host}:{port}"))
+    if host != given:
+        netloc = f"[{host}]" if ":" in host else host
+        url = urlunsplit(parts._replace(netloc=netloc if port is None else f"{netloc}:{port}"))
     try:
         # What the worker's HTTP stack does with the URL before any attempt.
         requests.models.PreparedRequest().prepare_url(url, None)

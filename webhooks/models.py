@@ -21,6 +21,7 @@ from .signing import mask
 __all__ = [
     "FINAL_STATUSES",
     "RESPONSE_BODY_LIMIT",
+    "SEALED_PREFIX",
     "Attempt",
     "AttemptError",
     "Delivery",
@@ -75,6 +76,9 @@ class ErrorKind(StrEnum):
     CONNECTION_ERROR = "connection_error"
     REQUEST_ERROR = "request_error"
     BLOCKED_DESTINATION = "blocked_destination"  # the guard refused the address
+    # The endpoint's secret or a header value is stored encrypted under a key that
+    # WEBHOOKS_ENCRYPTION_KEYS lacks: nothing was sent.
+    SECRET_UNREADABLE = "secret_unreadable"
 
 
 class AttemptError(BaseModel):
@@ -174,6 +178,15 @@ class Run:
         return Run(self.delivery_id, self.cycle, self.retries + 1)
 
 
+#: What starts a signing secret or header value stored encrypted (the Fernet token
+#: follows). A NUL never starts a value in clear: header values refuse it at the door
+#: and secrets start with ``whsec_``, so a value is told apart from its prefix alone.
+SEALED_PREFIX = "\x00fernet:"
+
+#: How a value that no key decrypts is shown in place of its mask.
+_UNREADABLE = "(unreadable: no key of WEBHOOKS_ENCRYPTION_KEYS decrypts it)"
+
+
 class EndpointSecret(BaseModel):
     """A signing secret; one that a newer secret replaced signs until ``expires_at``."""
 
@@ -209,15 +222,25 @@ class Endpoint(BaseModel):
     def signing_secrets(self, at: datetime) -> list[str]:
         return [secret.value for secret in self.secrets if secret.active(at)]
 
+    def unreadable(self, at: datetime) -> bool:
+        """Whether a secret that signs at ``at``, or a header value, is still encrypted:
+        read under keys that cannot decrypt it, so the endpoint cannot be sent to."""
+        values = [*self.signing_secrets(at), *self.headers.values()]
+        return any(value.startswith(SEALED_PREFIX) for value in values)
+
     def public(self) -> dict[str, Any]:
         """The endpoint as shown to people and scripts: secrets and header values masked
         (a header may carry the customer's own credentials)."""
         shown = self.model_dump(mode="json", exclude={"secrets"})
         shown["headers"] = {
-            name: f"… ({len(value)} characters)" for name, value in self.headers.items()
+            name: _UNREADABLE if value.startswith(SEALED_PREFIX) else f"… ({len(value)} characters)"
+            for name, value in self.headers.items()
         }
         shown["secrets"] = [
-            {"secret": mask(s.value), **s.model_dump(mode="json", exclude={"value"})}
+            {
+                "secret": _UNREADABLE if s.value.startswith(SEALED_PREFIX) else mask(s.value),
+                **s.model_dump(mode="json", exclude={"value"}),
+            }
             for s in self.secrets
         ]
         return shown

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
 import standardwebhooks
+from cryptography.fernet import Fernet
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -137,7 +138,11 @@ class Settings(BaseSettings):
     """Every knob of the service; the settings reference in the docs is generated from
     these fields and their descriptions."""
 
-    model_config = SettingsConfigDict(env_prefix="WEBHOOKS_", frozen=True, extra="ignore")
+    # Inputs hidden from errors: pydantic's message would otherwise repeat the value
+    # refused, which for the keys, tokens and secrets here is the secret itself.
+    model_config = SettingsConfigDict(
+        env_prefix="WEBHOOKS_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     redis_url: str = Field(
         "redis://localhost:6379/0",
@@ -199,6 +204,15 @@ class Settings(BaseSettings):
         ge=0,
         description="After rotate-secret, how long the old secret keeps signing beside the "
         "new one.",
+    )
+    encryption_keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated keys that encrypt endpoints' signing secrets and "
+        "header values in Redis, each the URL-safe base64 of 32 random bytes (what "
+        "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key()"
+        ".decode())'` prints). The first encrypts; every one decrypts, so a new key goes "
+        "first and the old one stays until `webhooks secrets reencrypt` has run. Unset: "
+        "stored in clear, and workers and `webhooks serve` warn at start.",
     )
     disable_after_seconds: float = Field(
         432000,
@@ -322,6 +336,21 @@ class Settings(BaseSettings):
         description="How long a console session lasts; a portal session lasts as "
         "long as the link it was opened with.",
     )
+    redeliver_per_minute: int = Field(
+        10,
+        ge=1,
+        le=100_000,
+        description="How many redeliver and recover calls a tenant's portal (its links "
+        "and sessions) may make in any minute, counted in Redis across every `serve` "
+        "process; past it, 429 with Retry-After. Each makes our workers POST to a URL the "
+        "tenant chose.",
+    )
+    operator_redeliver_per_minute: int = Field(
+        600,
+        ge=1,
+        le=100_000,
+        description="The same limit for the operator's token and sessions, per tenant.",
+    )
     metrics: bool = Field(
         True,
         description="Count deliveries and attempts in Redis for `GET /metrics` and "
@@ -426,6 +455,7 @@ class Settings(BaseSettings):
         "operational_url",
         "operational_secret",
         "broker_url",
+        "encryption_keys",
         mode="before",
     )
     @classmethod
@@ -437,6 +467,34 @@ class Settings(BaseSettings):
     def _archive_is_postgresql(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             check_archive_dsn(value.get_secret_value())
+        return value
+
+    @property
+    def encryption_key_list(self) -> list[str]:
+        """WEBHOOKS_ENCRYPTION_KEYS, one key an item, the one that encrypts first; empty
+        when unset."""
+        if self.encryption_keys is None:
+            return []
+        keys: list[str] = _comma_separated(self.encryption_keys.get_secret_value())
+        return keys
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _encryption_keys_are_fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        keys: list[str] = _comma_separated(value.get_secret_value())
+        if not keys:
+            raise ValueError("WEBHOOKS_ENCRYPTION_KEYS names no key: unset it, or give one")
+        for number, key in enumerate(keys, 1):
+            try:
+                Fernet(key)
+            except (ValueError, TypeError):
+                # Which key by its place in the list: the key itself is never repeated.
+                raise ValueError(
+                    f"key {number} of {len(keys)} in WEBHOOKS_ENCRYPTION_KEYS is not the "
+                    "URL-safe base64 of 32 bytes (generate one with Fernet.generate_key())"
+                ) from None
         return value
 
     @model_validator(mode="after")

@@ -30,12 +30,14 @@ from .broker.app import WebhooksApp, create_app
 from .events import load_event_modules
 from .sending.attempt import Sender
 from .settings import Settings
+from .storage.cipher import Cipher
 from .storage.connection import connect
 from .storage.counters import Counters
 from .storage.deliveries import DeliveryStore
 from .storage.destinations import Gate
 from .storage.endpoints import EndpointStore
 from .storage.keys import Keys
+from .storage.limits import RateLimits
 from .storage.schedule import Schedule
 from .storage.sessions import SessionStore
 from .storage.tenants import TenantStore
@@ -77,8 +79,12 @@ class System:
         self.redis = client if client is not None else connect(self.settings)
         self.archive = self._archive(self.settings)
         self.deliveries = DeliveryStore(self.redis, self.keys, self.settings, self.archive)
-        self.endpoints = EndpointStore(self.redis, self.keys, self.settings, self.deliveries)
+        self.cipher = Cipher.from_settings(self.settings)
+        self.endpoints = EndpointStore(
+            self.redis, self.keys, self.settings, self.deliveries, self.cipher
+        )
         self.sessions = SessionStore(self.redis, self.keys)
+        self.limits = RateLimits(self.redis, self.keys)
         self.tenants = TenantStore(
             self.redis, self.keys, self.deliveries, self.endpoints, self.sessions
         )

@@ -20,6 +20,8 @@ from . import deliveries
 from .demo import demo
 from .endpoints import endpoints
 from .metrics import metrics_server
+from .secrets import secrets
+from .sessions import sessions
 from .tenants import tenants
 
 
@@ -170,7 +172,9 @@ for command in (
     deliveries.schema,
     demo,
     endpoints,
+    secrets,
     tenants,
+    sessions,
     serve,
     portal_link,
     metrics_server,

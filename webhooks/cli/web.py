@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import click
 
 from .. import logs
+from ..storage.cipher import warn_if_unencrypted
 from ..system import get_default
 from ..web.tokens import MAX_TTL_SECONDS, portal_token
 
@@ -15,6 +17,8 @@ __all__ = ["portal_link", "serve"]
 #: The shortest operator token and portal secret ``serve`` accepts: a guessable one
 #: would open every tenant's data.
 MIN_TOKEN, MIN_SECRET = 24, 32
+
+logger = logging.getLogger(__name__)
 
 
 @click.command()
@@ -54,6 +58,7 @@ def serve(host: str, port: int) -> None:
     if settings.log_format == "json":
         logs.configure()  # uvicorn's lines too, once it is told to leave logging alone
         log_config = None
+    warn_if_unencrypted(settings, logger)
     uvicorn.run(
         create_app(),
         host=host,

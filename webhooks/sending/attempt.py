@@ -60,6 +60,14 @@ def classify(exc: BaseException, deadline_passed: bool = False) -> AttemptError:
     if has(BlockedDestination):
         message = str(next(item for item in chain if isinstance(item, BlockedDestination)))
         return AttemptError(kind=ErrorKind.BLOCKED_DESTINATION, message=message[:_MESSAGE_LIMIT])
+    if has(requests.exceptions.InvalidHeader, UnicodeEncodeError):
+        # Their messages quote the header's value, which is often the receiver's
+        # credential: an endpoint's headers are never shown again, not even here.
+        return AttemptError(
+            kind=ErrorKind.REQUEST_ERROR,
+            message="a header of the endpoint has a value HTTP cannot send "
+            "(visible Latin-1 on one line, no spaces at either end); the value is not shown",
+        )
     # Order matters: urllib3 makes NewConnectionError (refused, DNS) a subclass
     # of ConnectTimeoutError, so the timeout check comes after the specific causes.
     if has(urllib3.exceptions.NameResolutionError, socket.gaierror):

@@ -5,6 +5,7 @@
 - :mod:`.keys`          every key's name, under the deployment's prefix
 - :mod:`.deliveries`    the delivery record: fields, body, attempts, indexes, claims
 - :mod:`.endpoints`     endpoints, their secrets and their failure clocks
+- :mod:`.cipher`        their secrets and header values encrypted at rest
 - :mod:`.tenants`       tenants; deleting one forgets everything it owns
 - :mod:`.sessions`      the web sessions of the console and the portal
 - :mod:`.schedule`      parked runs, promotion hand-over, attempt claims

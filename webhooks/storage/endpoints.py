@@ -1,13 +1,18 @@
 """Endpoints in Redis: where customers want events, which ones, and their signing secrets.
 
 Stored under the keys of :mod:`.keys`; secrets live only in values, never in keys.
+Signing secrets and header values are encrypted as :mod:`.cipher` says, with
+WEBHOOKS_ENCRYPTION_KEYS; every record read goes through :meth:`EndpointStore.load`.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, cast
 
 import redis
@@ -20,12 +25,20 @@ from ..ids import checked_endpoint_id, checked_tenant_id, new_endpoint_id
 from ..models import Endpoint, EndpointSecret, check_tenant_id
 from ..settings import Settings
 from ..signing import new_secret
+from .cipher import Cipher, Resealed
 from .connection import transaction, zrange_ids
 from .deliveries import DeliveryStore
 from .keys import Keys
 from .scripts import Script, fields
 
-__all__ = ["FORBIDDEN_HEADERS", "EndpointStore", "check_headers"]
+__all__ = [
+    "FORBIDDEN_HEADERS",
+    "HEADER_NAME",
+    "HEADER_VALUE",
+    "EndpointStore",
+    "Reencrypted",
+    "check_headers",
+]
 
 
 #: Headers an endpoint may not set: framing and identity are ours, and the
@@ -50,12 +63,18 @@ FORBIDDEN_HEADERS = frozenset(
 MAX_HEADERS = 20
 MAX_HEADER_BYTES = 4096
 MAX_DESCRIPTION = 1000
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field names
+#: RFC 9110 field names (the OpenAPI document states the same pattern).
+HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+#: What a header value can hold and still be sent as it was given: visible Latin-1
+#: (what http.client encodes) with spaces inside, never at either end (RFC 9110 strips
+#: them, and requests refuses them, so every attempt would fail).
+HEADER_VALUE = r"[!-~\xa1-\xff](?:[ !-~\xa1-\xff]*[!-~\xa1-\xff])?"
+_TOKEN, _VALUE = re.compile(HEADER_NAME), re.compile(HEADER_VALUE)
 
 
 def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     """Extra request headers for an endpoint, or :class:`InvalidInput` naming the one
-    refused: at most 20, each at most 4 KB, none of ours."""
+    refused: at most 20, each at most 4 KB, none of ours, and only values HTTP can send."""
     if not headers:
         return {}
     if not isinstance(headers, Mapping):
@@ -71,8 +90,15 @@ def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
             raise InvalidInput(f"headers.{name}", "is set by webhooks itself and may not be given")
         if lowered in {other.lower() for other in checked}:
             raise InvalidInput(f"headers.{name}", "is given twice")
-        if not isinstance(value, str) or any(char in value for char in "\r\n\0"):
-            raise InvalidInput(f"headers.{name}", "must be text on one line")
+        # The value itself is never repeated: it is often a credential.
+        if not isinstance(value, str):
+            raise InvalidInput(f"headers.{name}", "must be a string")
+        if value and not _VALUE.fullmatch(value):
+            raise InvalidInput(
+                f"headers.{name}",
+                "must be visible Latin-1 text on one line, without control characters "
+                "or spaces at either end",
+            )
         if len(name) + len(value.encode()) > MAX_HEADER_BYTES:
             raise InvalidInput(f"headers.{name}", f"is over {MAX_HEADER_BYTES:,} bytes")
         checked[name] = value
@@ -105,18 +131,45 @@ def _check_event_types(event_types: list[str] | None) -> list[str] | None:
     return sorted(set(event_types))
 
 
+@dataclass
+class Reencrypted:
+    """What ``webhooks secrets reencrypt`` did: endpoints seen, the values of the others
+    by what they were (:class:`~.cipher.Resealed`), and the endpoints left as they
+    were because a value of theirs decrypts under no key."""
+
+    endpoints: int = 0
+    values: Counter[Resealed] = field(default_factory=Counter)
+    unreadable: list[str] = field(default_factory=list)
+
+
 class EndpointStore:
     """Owns the endpoint records, their indexes (all, and each tenant's), and each
-    endpoint's failure clock."""
+    endpoint's failure clock. ``cipher``: what encrypts their secrets and header values."""
 
     def __init__(
-        self, client: redis.Redis, keys: Keys, settings: Settings, deliveries: DeliveryStore
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        settings: Settings,
+        deliveries: DeliveryStore,
+        cipher: Cipher,
     ) -> None:
         self._redis = client
         self._keys = keys
         self._settings = settings
         self._deliveries = deliveries
+        self._cipher = cipher
         self._health = Script(client, "record_health")
+
+    def load(self, raw: bytes | str) -> Endpoint:
+        """An endpoint record as read from Redis, its values decrypted: the one place that
+        decrypts. A value no key decrypts stays encrypted (``Endpoint.unreadable`` tells),
+        so listings still work and a write keeps it as it was; workers send nothing."""
+        return self._cipher.open_endpoint(Endpoint.model_validate_json(raw))
+
+    def _dump(self, endpoint: Endpoint) -> str:
+        """The record as stored: values encrypted under the first key (without keys, in clear)."""
+        return self._cipher.seal_endpoint(endpoint).model_dump_json()
 
     def add(
         self,
@@ -148,7 +201,7 @@ class EndpointStore:
             if not _live(pipe.hmget(self._keys.tenant(tenant), "id", "deleting")):
                 raise TenantNotFound(tenant)
             pipe.multi()
-            pipe.set(self._keys.endpoint(endpoint.id), endpoint.model_dump_json())
+            pipe.set(self._keys.endpoint(endpoint.id), self._dump(endpoint))
             pipe.zadd(self._keys.endpoints(), {endpoint.id: created.timestamp()})
             pipe.sadd(self._keys.tenant_endpoints(tenant), endpoint.id)
 
@@ -161,7 +214,7 @@ class EndpointStore:
         raw = self._redis.get(self._keys.endpoint(checked_endpoint_id(endpoint_id)))
         if raw is None:
             raise EndpointNotFound(endpoint_id)
-        endpoint = Endpoint.model_validate_json(raw)
+        endpoint = self.load(raw)
         if tenant is not None and endpoint.tenant_id != tenant:
             raise EndpointNotFound(endpoint_id)
         return endpoint
@@ -184,7 +237,7 @@ class EndpointStore:
         if not ids:
             return []
         raws = self._redis.mget([self._keys.endpoint(endpoint_id) for endpoint_id in ids])
-        return [Endpoint.model_validate_json(raw) for raw in raws if raw is not None]
+        return [self.load(raw) for raw in raws if raw is not None]
 
     def _update(
         self,
@@ -202,12 +255,12 @@ class EndpointStore:
             raw = pipe.get(key)
             if raw is None:
                 raise EndpointNotFound(endpoint_id)
-            endpoint = Endpoint.model_validate_json(raw)
+            endpoint = self.load(raw)
             if tenant is not None and endpoint.tenant_id != tenant:
                 raise EndpointNotFound(endpoint_id)
             updated = change(endpoint)
             pipe.multi()
-            pipe.set(key, updated.model_dump_json())
+            pipe.set(key, self._dump(updated))
             if count and endpoint.enabled and not updated.enabled:
                 pipe.hincrby(self._keys.metrics(), count, 1)
             return updated
@@ -291,6 +344,42 @@ class EndpointStore:
             return endpoint.model_copy(update={"secrets": [*kept, fresh]})
 
         return self._update(endpoint_id, rotate, tenant), secret
+
+    def reencrypt(self) -> Reencrypted:
+        """Move every endpoint's secrets and header values to the first key of
+        WEBHOOKS_ENCRYPTION_KEYS, encrypting those stored in clear; safe to repeat, and
+        while workers run (each endpoint in a transaction of its own, rerun if it changed
+        meanwhile). An endpoint with a value no key decrypts is left as it was, and named."""
+        if not self._cipher.enabled:
+            raise InvalidInput(
+                "WEBHOOKS_ENCRYPTION_KEYS", "is not set: there is no key to encrypt with"
+            )
+        done = Reencrypted()
+        for endpoint_id in zrange_ids(self._redis, self._keys.endpoints(), 0, -1):
+            key = self._keys.endpoint(endpoint_id)
+            found = transaction(self._redis, partial(self._reseal, key), key)
+            done.endpoints += 1
+            if found[Resealed.UNREADABLE]:
+                done.unreadable.append(endpoint_id)
+            else:
+                done.values.update(found)
+        return done
+
+    def _reseal(self, key: str, pipe: redis.client.Pipeline) -> Counter[Resealed]:
+        """One endpoint's part of :meth:`reencrypt`, in its transaction."""
+        raw = pipe.get(key)
+        if raw is None:
+            return Counter()  # deleted meanwhile: nothing left to encrypt
+        # Read as stored, not through load(): resealing must know what each value was
+        # (in clear, under the first key, under another, under none).
+        resealed, found = self._cipher.reseal_endpoint(Endpoint.model_validate_json(raw))
+        # All or nothing: an endpoint with a value no key decrypts is left as it was.
+        if not found[Resealed.UNREADABLE] and (
+            found[Resealed.ENCRYPTED] or found[Resealed.REENCRYPTED]
+        ):
+            pipe.multi()
+            pipe.set(key, resealed.model_dump_json())
+        return found
 
     def record_health(
         self, endpoint_id: str, succeeded: bool, exhausted: bool

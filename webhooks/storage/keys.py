@@ -71,6 +71,15 @@ class Keys:
         id, so that what Redis holds cannot be used as a cookie."""
         return f"{self._p}session:{digest}"
 
+    def rate_limit(self, name: str, scope: str) -> str:
+        """Sorted set: the uses of one rate limit (such as redeliver) by one scope (a
+        tenant, between braces as in its own keys), by time."""
+        return f"{self._p}limit:{name}:{{{scope}}}"
+
+    def sessions(self) -> str:
+        """Sorted set of every session's key by expiry: what revoking them all ends."""
+        return f"{self._p}sessions"
+
     def endpoint(self, endpoint_id: str) -> str:
         """String: the endpoint as JSON, secrets included."""
         return f"{self._p}endpoint:{endpoint_id}"

@@ -33,8 +33,25 @@ from ..ids import TENANT_ID
 from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, Tenant
 from ..producer import Producer
 from ..storage.deliveries import Position
-from ..storage.endpoints import FORBIDDEN_HEADERS, MAX_DESCRIPTION, MAX_HEADER_BYTES, MAX_HEADERS
-from .auth import COOKIE, Principal, Who, check_origin, operator, tenant_scope, token_principal
+from ..storage.endpoints import (
+    FORBIDDEN_HEADERS,
+    HEADER_NAME,
+    HEADER_VALUE,
+    MAX_DESCRIPTION,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+)
+from ..system import System
+from .auth import (
+    COOKIE,
+    Principal,
+    Who,
+    check_origin,
+    grant_of,
+    operator,
+    tenant_scope,
+    token_principal,
+)
 from .deps import Deliveries, Endpoints, Sessions, SettingsDep, SystemDep, Tenants
 from .errors import STATUSES, ApiError, Error
 
@@ -85,14 +102,13 @@ def _any_case(name: str) -> str:
 _OURS = "|".join(_any_case(name) for name in sorted(FORBIDDEN_HEADERS))
 _HEADERS = {
     "maxProperties": MAX_HEADERS,
-    "propertyNames": {
-        "pattern": rf"^(?!(?:{_OURS})$|{_any_case('webhook-')})[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
-    },
-    "additionalProperties": {"type": "string", "pattern": r"^[^\r\n\x00]*$"},
+    "propertyNames": {"pattern": rf"^(?!(?:{_OURS})$|{_any_case('webhook-')}){HEADER_NAME}$"},
+    "additionalProperties": {"type": "string", "pattern": f"^(?:{HEADER_VALUE})?$"},
 }
 _HEADERS_SAID = (
     f"at most {MAX_HEADERS}, each name and value together at most {MAX_HEADER_BYTES:,} "
-    "bytes, none of the names webhooks sets itself"
+    "bytes, none of the names webhooks sets itself, values visible Latin-1 with no "
+    "space at either end"
 )
 
 
@@ -202,6 +218,26 @@ class DeliveryList(BaseModel):
     )
 
 
+def _take_redeliver(system: System, who: Principal, tenant_id: str) -> None:
+    """Take one of the tenant's redeliver calls for this minute, or a 429: each makes
+    our workers POST to a URL the tenant chose, so a tenant may not make them hammer it.
+    """
+    settings = system.settings
+    if who.is_operator:
+        name, limit = "redeliver-operator", settings.operator_redeliver_per_minute
+    else:
+        name, limit = "redeliver", settings.redeliver_per_minute
+    wait = system.limits.take(name, tenant_id, limit)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"at most {limit} redeliver and recover calls a minute; "
+            f"try again in {math.ceil(wait)} s",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+
 # --- Sessions ---------------------------------------------------------------------
 
 
@@ -234,7 +270,17 @@ def create_session(body: SessionIn, request: Request, system: SystemDep) -> JSON
     expires_at = time.time() + lasts
     if who.expires_at is not None:  # a portal session ends with its link
         expires_at = min(expires_at, who.expires_at)
-    session_id, session = system.sessions.create(who.tenant_id, expires_at)
+    grant = grant_of(system, who.tenant_id)
+    made = (
+        None
+        if grant is None
+        else system.sessions.create(
+            who.tenant_id, expires_at, grant=grant, tenant_created_at=who.tenant_created_at
+        )
+    )
+    if made is None:  # the tenant was deleted (or registered again) since the token's check
+        raise ApiError(401, "unauthorized", "the token is not valid, or has expired")
+    session_id, session = made
     response = JSONResponse(_session_body(who.tenant_id, session.csrf, expires_at), status_code=201)
     response.set_cookie(
         COOKIE,
@@ -396,17 +442,18 @@ def rotate_secret(
     "/tenants/{tenant_id}/endpoints/{endpoint_id}/recover",
     tags=["endpoints"],
     status_code=202,
-    responses=_answers(409),
+    responses=_answers(409, 429),
     summary="Redeliver what was exhausted in a time window",
 )
 def recover(
-    tenant_id: TenantId, endpoint_id: str, body: RecoverIn, system: SystemDep
+    tenant_id: TenantId, endpoint_id: str, body: RecoverIn, who: Who, system: SystemDep
 ) -> dict[str, Any]:
     """Every ``retries_exhausted`` delivery of the endpoint created in the window
-    starts a new attempt cycle."""
+    starts a new attempt cycle. Counts against the tenant's redeliver limit."""
     until = body.until or now()
     if body.since >= until:
         raise InvalidInput("until", "must be later than since")
+    _take_redeliver(system, who, tenant_id)
     ids = Producer(system).recover(endpoint_id, body.since, until, tenant=tenant_id)
     return {"endpoint_id": endpoint_id, "delivery_ids": ids}
 
@@ -534,11 +581,14 @@ def read_delivery(tenant_id: TenantId, delivery_id: str, store: Deliveries) -> R
     "/tenants/{tenant_id}/deliveries/{delivery_id}/redeliver",
     tags=["deliveries"],
     status_code=202,
-    responses=_answers(409),
+    responses=_answers(409, 429),
     summary="Start a new attempt cycle, whatever the status",
 )
-def redeliver(tenant_id: TenantId, delivery_id: str, system: SystemDep) -> dict[str, Any]:
-    """Same ``webhook-id``; earlier attempts are kept and new ones numbered on."""
+def redeliver(tenant_id: TenantId, delivery_id: str, who: Who, system: SystemDep) -> dict[str, Any]:
+    """Same ``webhook-id``; earlier attempts are kept and new ones numbered on. Limited
+    per tenant (``WEBHOOKS_REDELIVER_PER_MINUTE``; the operator's own limit is
+    ``WEBHOOKS_OPERATOR_REDELIVER_PER_MINUTE``)."""
+    _take_redeliver(system, who, tenant_id)
     Producer(system).redeliver(delivery_id, tenant=tenant_id)
     return {"delivery_id": delivery_id, "redelivered": True}
 

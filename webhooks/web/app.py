@@ -202,6 +202,10 @@ def _declare_errors(document: dict[str, Any], routes: list[APIRoute]) -> None:
                 operation["responses"]["401"]["headers"] = {
                     "WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}
                 }
+            if "429" in responses:
+                operation["responses"]["429"]["headers"] = {
+                    "Retry-After": {"schema": {"type": "string", "pattern": "^[1-9][0-9]*$"}}
+                }
             for parameter in operation.get("parameters", []):
                 if (pattern := ID_PATTERNS.get(parameter["name"])) is not None:
                     parameter["schema"] = {"type": "string", "pattern": pattern}

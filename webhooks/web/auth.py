@@ -6,15 +6,21 @@
 - **Sessions**: a page trades a token for a session (``POST /api/v1/session``),
   held in an HttpOnly, SameSite=Strict cookie. A request that changes anything
   with a session must also carry the session's CSRF token in ``X-CSRF-Token``, and
-  an ``Origin``, when sent, must be this server's own.
+  an ``Origin``, when sent, must be this server's own. A session is bound to what
+  granted it: its tenant as it was (:mod:`webhooks.storage.sessions` checks it), and
+  the credential, whose fingerprint is checked here on every request, so that a
+  restart with a new ``WEBHOOKS_API_TOKEN`` or ``WEBHOOKS_PORTAL_SECRET`` ends the
+  sessions the old one made.
 - **Tenant scope**: a customer asking for another tenant's anything gets exactly
   the 404 that an id that does not exist gets, never a 403.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -32,6 +38,7 @@ __all__ = [
     "Principal",
     "Who",
     "check_origin",
+    "grant_of",
     "operator",
     "principal",
     "tenant_scope",
@@ -49,6 +56,7 @@ class Principal:
     tenant_id: str | None
     session: Session | None = None  # when it came with a session cookie
     expires_at: float | None = None  # when its portal token expires
+    tenant_created_at: str = ""  # the tenant's creation time its portal token was checked against
 
     @property
     def is_operator(self) -> bool:
@@ -66,7 +74,28 @@ def token_principal(system: System, token: str) -> Principal:
         grant = read_portal_token(system, token)
     except TokenInvalid as exc:
         raise ApiError(401, "unauthorized", str(exc)) from None
-    return Principal(grant.tenant_id, expires_at=grant.expires_at)
+    return Principal(
+        grant.tenant_id, expires_at=grant.expires_at, tenant_created_at=grant.tenant_created_at
+    )
+
+
+@lru_cache(maxsize=4)
+def _fingerprint(credential: str) -> str:
+    # Slow on purpose, once per credential and process: Redis keeps the result, and a
+    # weak operator token must not be recoverable from a copy of it.
+    digest = hashlib.pbkdf2_hmac(
+        "sha256", credential.encode(), b"webhooks.session.grant", 200_000, dklen=16
+    )
+    return digest.hex()
+
+
+def grant_of(system: System, tenant_id: str | None) -> str | None:
+    """The fingerprint of the credential that makes sessions of this kind today: the
+    operator's token for the operator's, the portal secret for a tenant's. None when
+    that credential is not set (then no such session is good)."""
+    settings = system.settings
+    credential = settings.api_token if tenant_id is None else settings.portal_secret
+    return None if credential is None else _fingerprint(credential.get_secret_value())
 
 
 def check_origin(request: Request) -> None:
@@ -88,10 +117,14 @@ def principal(request: Request, system: SystemDep) -> Principal:
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthorized", "the Authorization header must be 'Bearer <token>'")
         return token_principal(system, token.strip())
-    session_id = request.cookies.get(COOKIE)
+    session_id = request.cookies.get(COOKIE, "")
     session = system.sessions.get(session_id) if session_id else None
     if session is None:
         raise ApiError(401, "unauthorized", "a bearer token or a session is required")
+    grant = grant_of(system, session.tenant_id)
+    if grant is None or not hmac.compare_digest(session.grant.encode(), grant.encode()):
+        system.sessions.delete(session_id)
+        raise ApiError(401, "unauthorized", "the session has ended; sign in again")
     if request.method not in _SAFE:
         check_origin(request)
         if not hmac.compare_digest(

@@ -71,6 +71,8 @@ STATUSES = {
     "endpoint is disabled.",
     413: "The body is over WEBHOOKS_MAX_PAYLOAD_BYTES.",
     422: "Refused input: field names it, the message says why (a body that is not JSON included).",
+    429: "Too many redeliver and recover calls this minute for the tenant; Retry-After says "
+    "when to try again.",
     500: "The server failed; it is logged.",
     503: "Redis or the archive did not answer; retrying the same request is safe.",
 }
@@ -79,9 +81,17 @@ STATUSES = {
 class ApiError(Exception):
     """An HTTP error raised by a route: status, a short code and a message."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers = headers or {}
 
 
 class BodyTooLarge(Exception):
@@ -163,8 +173,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return error_response(exc.status, exc.code, exc.message, exc.field, headers)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        return error_response(
+            exc.status, exc.code, exc.message, exc.field, {**headers, **exc.headers}
+        )
 
     @app.exception_handler(WebhooksError)
     async def webhooks_error(request: Request, exc: WebhooksError) -> JSONResponse:

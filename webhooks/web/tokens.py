@@ -15,6 +15,7 @@ from typing import Any
 
 import itsdangerous
 
+from ..clock import isoformat
 from ..errors import InvalidInput, NotFound, TokenInvalid
 from ..models import Tenant
 from ..system import System, get_default
@@ -33,6 +34,7 @@ class PortalGrant:
 
     tenant_id: str
     expires_at: float
+    tenant_created_at: str  # the tenant's record as checked: a session made from it keeps it
 
 
 def _serializer(system: System) -> itsdangerous.URLSafeSerializer:
@@ -88,4 +90,4 @@ def read_portal_token(system: System, token: str) -> PortalGrant:
         raise TokenInvalid("the token's tenant no longer exists") from None
     if _born(tenant) != payload["c"]:
         raise TokenInvalid("the token's tenant no longer exists")
-    return PortalGrant(tenant.id, float(payload["e"]))
+    return PortalGrant(tenant.id, float(payload["e"]), isoformat(tenant.created_at))

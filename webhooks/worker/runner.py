@@ -18,8 +18,9 @@ from functools import partial
 from .. import logs, tracing
 from ..clock import now
 from ..errors import EndpointNotFound
-from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, Run
+from ..models import Attempt, AttemptError, Delivery, DeliveryStatus, Endpoint, ErrorKind, Run
 from ..retry import BackoffPolicy, RetriesExhausted, RetryLater
+from ..sending.attempt import Outcome
 from ..signals import OPERATIONAL_TYPES
 from ..storage.deliveries import Claim, ClaimOutcome
 from ..storage.destinations import EntryOutcome, destination
@@ -75,7 +76,7 @@ def run_attempt(
     if claim.endpoint_id:
         if claim.endpoint is None:
             return _stop(system, run, f"endpoint {claim.endpoint_id} was deleted")
-        endpoint = Endpoint.model_validate_json(claim.endpoint)
+        endpoint = system.endpoints.load(claim.endpoint)
         if not endpoint.enabled:
             return _stop(system, run, f"endpoint disabled: {endpoint.disabled_reason}")
 
@@ -145,21 +146,27 @@ def _make_and_record(
     attempt, when the next one is due, and why the endpoint was disabled (gone,
     failing) if this attempt disabled it."""
     store, settings = system.deliveries, system.settings
-    extra = endpoint.headers if endpoint is not None else {}
-    outcome = system.sender.attempt(
-        run.delivery_id,
-        claim.number,
-        claim.url,
-        claim.body,
-        _secrets(system, claim, endpoint),
-        extra,
-    )  # never raises
+    unreadable = endpoint is not None and endpoint.unreadable(now())
+    if unreadable:
+        outcome = _unsent(claim.number, claim.endpoint_id)
+    else:
+        extra = endpoint.headers if endpoint is not None else {}
+        outcome = system.sender.attempt(
+            run.delivery_id,
+            claim.number,
+            claim.url,
+            claim.body,
+            _secrets(system, claim, endpoint),
+            extra,
+        )  # never raises
     attempt = outcome.attempt
     policy = BackoffPolicy.from_settings(settings)
     decision = policy.after_failure(run.retries, outcome.retry_after)
     exhausted = not attempt.succeeded and isinstance(decision, RetriesExhausted)
     disable_reason = None
-    if endpoint is not None:
+    # An attempt that sent nothing says nothing of the receiver: its failure clock
+    # stays as it was, so a wrong key list never disables the customer's endpoint.
+    if endpoint is not None and not unreadable:
         disable_reason = health.judge(
             system.endpoints,
             endpoint,
@@ -202,6 +209,26 @@ def _make_and_record(
     due = now() + timedelta(seconds=decision.countdown)
     record(DeliveryStatus.RETRYING, due, park=decision.parked)
     return decision, attempt, due, None
+
+
+def _unsent(number: int, endpoint_id: str | None) -> Outcome:
+    """A failed attempt that sent nothing: a signing secret or header value of the
+    endpoint decrypts under no key of WEBHOOKS_ENCRYPTION_KEYS. It is retried with the
+    usual backoff, so that deliveries go once the operator restores the key."""
+    return Outcome(
+        Attempt(
+            number=number,
+            started_at=now(),
+            duration_ms=0.0,
+            status_code=None,
+            error=AttemptError(
+                kind=ErrorKind.SECRET_UNREADABLE,
+                message=f"endpoint {endpoint_id}: a signing secret or header value decrypts "
+                "under no key of WEBHOOKS_ENCRYPTION_KEYS; nothing was sent",
+            ),
+            response_body="",
+        )
+    )
 
 
 def _not_claimed(system: System, run: Run, claim: Claim) -> Done | RetryLater:

@@ -3,7 +3,8 @@
 - :class:`PreflightStep` checks, before anything runs, that the Celery and kombu
   internals this package relies on are there, and stops the worker with one
   line naming the first one that is not; then it warns, loudly, if Redis may
-  evict keys. With ``WEBHOOKS_TRACING`` on, it has each pool process traced.
+  evict keys, and if endpoints' secrets are stored in clear (no
+  ``WEBHOOKS_ENCRYPTION_KEYS``). With ``WEBHOOKS_TRACING`` on, it has each pool process traced.
 - :class:`PromoterStep` runs a :class:`~.promoter.Promoter` thread for as long as
   the worker runs.
 - :class:`OutboxStep` runs an outbox relay thread beside it when
@@ -26,6 +27,7 @@ from .. import extras, tracing
 from ..broker import internals
 from ..errors import MissingExtra
 from ..settings import shown_url
+from ..storage.cipher import warn_if_unencrypted
 from ..storage.connection import eviction_policy
 from ..system import System
 from .archiver import Archiver
@@ -76,6 +78,7 @@ class PreflightStep(bootsteps.StartStopStep):
     def start(self, worker: Any) -> None:
         system = System.of(worker.app)
         settings = system.settings
+        warn_if_unencrypted(settings, logger)
         if settings.native_delays:
             _declare_queues(worker.app)
         broker = shown_url(settings.broker)
