@@ -294,7 +294,14 @@ def create_session(body: SessionIn, request: Request, system: SystemDep) -> JSON
     return response
 
 
-@router.get("/session", tags=["session"], responses=_answers(404), summary="The current session")
+@router.get(
+    "/session",
+    tags=["session"],
+    responses={
+        404: {"model": Error, "description": "This request came with a token, not a session."}
+    },
+    summary="The current session",
+)
 def read_session(who: Who) -> dict[str, Any]:
     if who.session is None:
         raise ApiError(404, "not_found", "this request came with a token, not a session")
