@@ -31,7 +31,15 @@ from ..events import loads_event
 from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, Tenant
 from ..producer import Producer
 from ..storage.deliveries import Position
-from .auth import COOKIE, Principal, Who, check_origin, operator, tenant_scope, token_principal
+from .auth import (
+    Principal,
+    Who,
+    check_origin,
+    operator,
+    session_cookie,
+    tenant_scope,
+    token_principal,
+)
 from .deps import Deliveries, Endpoints, Sessions, SettingsDep, SystemDep, Tenants
 from .errors import ApiError
 
@@ -128,9 +136,9 @@ def _session_body(tenant_id: str | None, csrf: str, expires_at: float) -> dict[s
 @router.post("/session", tags=["session"], summary="Trade a token for a session cookie")
 def create_session(body: SessionIn, request: Request, system: SystemDep) -> JSONResponse:
     """The page's sign-in: a token (from a portal link's fragment, or the operator's)
-    becomes an HttpOnly, SameSite=Strict cookie, and the answer carries the CSRF token
-    that state-changing requests must send in ``X-CSRF-Token``. Another site may not
-    sign a browser in (to its own account, say)."""
+    becomes an HttpOnly, SameSite=Strict cookie (``__Host-`` and Secure under HTTPS),
+    and the answer carries the CSRF token that state-changing requests must send in
+    ``X-CSRF-Token``. Another site may not sign a browser in (to its own account, say)."""
     check_origin(request)
     try:
         who = token_principal(system, body.token)
@@ -143,7 +151,7 @@ def create_session(body: SessionIn, request: Request, system: SystemDep) -> JSON
     session_id, session = system.sessions.create(who.tenant_id, expires_at)
     response = JSONResponse(_session_body(who.tenant_id, session.csrf, expires_at), status_code=201)
     response.set_cookie(
-        COOKIE,
+        session_cookie(request),
         session_id,
         max_age=max(1, int(expires_at - time.time())),
         path="/",
@@ -164,9 +172,15 @@ def read_session(who: Who) -> dict[str, Any]:
 @router.delete("/session", tags=["session"], status_code=204, summary="Sign out")
 def delete_session(request: Request, who: Who, sessions: Sessions) -> Response:
     if who.session is not None:
-        sessions.delete(request.cookies.get(COOKIE, ""))
+        sessions.delete(request.cookies.get(session_cookie(request), ""))
     response = Response(status_code=204)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    response.delete_cookie(
+        session_cookie(request),
+        path="/",
+        secure=request.url.scheme == "https",  # browsers drop a __Host- cookie without it
+        httponly=True,
+        samesite="strict",
+    )
     return response
 
 
