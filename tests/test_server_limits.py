@@ -1,8 +1,9 @@
 """What ``webhooks serve`` reads before any route runs is bounded (issue 23): a real
 server process, raw sockets on 127.0.0.1, and the server's memory read from /proc.
 
-The server here has a 3 s header deadline, a 1 s keep-alive and 8 connections, so
-that the timers show within seconds; the byte and count limits are the defaults.
+The server here has a 3 s header deadline, a 2 s body deadline, a 1 s keep-alive and
+8 connections, so that the timers show within seconds; the byte and count limits are
+the defaults.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from webhooks.dev.server import start_server, stop_server
 from webhooks.settings import Settings
 from webhooks.web.server import ServerLimits, bounded_protocol
 
-DEADLINE, KEEP_ALIVE, CONNECTIONS = 3.0, 1.0, 8
+DEADLINE, BODY_DEADLINE, KEEP_ALIVE, CONNECTIONS = 3.0, 2.0, 1.0, 8
 #: Bytes of a request's head to /healthz besides the padding header's value.
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
@@ -37,6 +38,7 @@ class Limited:
 
     pid: int
     address: tuple[str, int]
+    log: Path
 
     def connect(self) -> socket.socket:
         sock = socket.create_connection(self.address, timeout=10)
@@ -54,17 +56,19 @@ class Limited:
 def limited(
     redis_client: redis.Redis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Limited]:
+    log = tmp_path_factory.mktemp("limited") / "serve.log"
     process, base = start_server(
-        tmp_path_factory.mktemp("limited") / "serve.log",
+        log,
         {
             "WEBHOOKS_SERVER_HEADER_TIMEOUT_SECONDS": str(DEADLINE),
+            "WEBHOOKS_SERVER_BODY_TIMEOUT_SECONDS": str(BODY_DEADLINE),
             "WEBHOOKS_SERVER_KEEP_ALIVE_SECONDS": str(int(KEEP_ALIVE)),
             "WEBHOOKS_SERVER_MAX_CONNECTIONS": str(CONNECTIONS),
         },
     )
     parts = urlsplit(base)
     assert parts.hostname is not None and parts.port is not None
-    yield Limited(process.pid, (parts.hostname, parts.port))
+    yield Limited(process.pid, (parts.hostname, parts.port), log)
     stop_server(process)
 
 
@@ -94,6 +98,26 @@ def answers(data: bytes) -> list[tuple[int, bytes]]:
     return found
 
 
+def read_answer(sock: socket.socket) -> int:
+    """The status of one answer, read to the end of its body (a head and its body may
+    come apart); the connection stays open."""
+    sock.settimeout(5)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        assert chunk, "closed before the answer was whole"
+        data += chunk
+        head, ended, body = data.partition(b"\r\n\r\n")
+        if ended:
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.lower().split(b"\r\n")
+                if line.startswith(b"content-length:")
+            )
+            if len(body) >= length:
+                return int(head.split()[1])
+
+
 def error_code(body: bytes) -> Any:
     return json.loads(body)["error"]["code"]
 
@@ -112,6 +136,7 @@ def test_the_defaults() -> None:
         headers=100,
         request_line_bytes=8192,
         header_timeout_seconds=10,
+        body_timeout_seconds=30,
         connections=1000,
     )
     assert settings.server_keep_alive_seconds == 5
@@ -147,7 +172,7 @@ def test_headers_that_trickle_in_are_cut_off_at_the_deadline(limited: Limited) -
     a connection that sends nothing."""
     fresh, reused, silent = limited.connect(), limited.connect(), limited.connect()
     reused.sendall(HEALTHZ + b"\r\n")
-    assert reused.recv(65536).startswith(b"HTTP/1.1 200 ")
+    assert read_answer(reused) == 200
     started = time.monotonic()
     trickled = {
         fresh: HEALTHZ + b"X-Slow: " + b"s" * 100,
@@ -183,6 +208,40 @@ def test_headers_that_trickle_in_are_cut_off_at_the_deadline(limited: Limited) -
 
 
 @pytest.mark.slow
+def test_a_body_that_trickles_in_is_cut_off_at_its_deadline(limited: Limited) -> None:
+    body = json.dumps({"token": "t" * 100}).encode()
+    with limited.connect() as sock:
+        sock.sendall(
+            b"POST /api/v1/session HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        started = time.monotonic()
+        sock.settimeout(0.5)
+        received = b""
+        for byte in body:  # two bytes a second; the server stops reading at its deadline
+            with contextlib.suppress(OSError):
+                sock.sendall(bytes([byte]))
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                if time.monotonic() - started > BODY_DEADLINE + 3:
+                    break
+                continue
+            except ConnectionResetError:
+                chunk = b""
+            received += chunk
+            if not chunk or received.endswith(b"}}"):
+                break
+        ended = time.monotonic() - started
+    [(status, answer)] = answers(received)
+    assert (status, error_code(answer)) == (408, "body_timeout")
+    assert BODY_DEADLINE - 0.5 < ended < BODY_DEADLINE + 2, ended
+    # the route that waited for the body was told the client left, and logged nothing
+    assert "Exception" not in limited.log.read_text()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("request_bytes", "status", "code"),
     [
@@ -211,7 +270,7 @@ def test_header_count_and_size(
     with limited.connect() as sock:
         sock.sendall(request_bytes)
         if code is None:
-            assert sock.recv(65536).startswith(f"HTTP/1.1 {status} ".encode())
+            assert read_answer(sock) == status
             return
         [(answered, body)] = answers(read_all(sock))
     assert (answered, error_code(body)) == (status, code)
@@ -248,7 +307,7 @@ def test_connections_past_the_limit_are_refused_at_once(limited: Limited) -> Non
         assert (status, error_code(body)) == (503, "too_many_connections")
         for sock in held:  # each of the first ones is served
             sock.sendall(HEALTHZ + b"\r\n")
-            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            assert read_answer(sock) == 200
     finally:
         for sock in held:
             sock.close()
@@ -256,7 +315,7 @@ def test_connections_past_the_limit_are_refused_at_once(limited: Limited) -> Non
     while True:  # once they are gone, a new one is served
         with limited.connect() as sock:
             sock.sendall(HEALTHZ + b"\r\n")
-            if sock.recv(65536).startswith(b"HTTP/1.1 200 "):
+            if read_answer(sock) == 200:
                 break
         assert time.monotonic() < deadline, "the closed connections were never counted out"
 
@@ -265,10 +324,8 @@ def test_connections_past_the_limit_are_refused_at_once(limited: Limited) -> Non
 def test_an_idle_keep_alive_connection_is_closed(limited: Limited) -> None:
     with limited.connect() as sock:
         sock.sendall(HEALTHZ + b"\r\n")
-        sock.settimeout(5)
-        first = sock.recv(65536)
+        assert read_answer(sock) == 200
         answered = time.monotonic()
-        assert first.startswith(b"HTTP/1.1 200 ")
         rest = read_all(sock)
         idle = time.monotonic() - answered
     assert rest == b""

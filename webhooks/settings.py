@@ -339,6 +339,13 @@ class Settings(BaseSettings):
         "and headers, from opening the connection or from the previous answer (408, or "
         "the connection closed when nothing came).",
     )
+    server_body_timeout_seconds: float = Field(
+        30,
+        gt=0,
+        description="`webhooks serve`: how long a client has to send a request's body "
+        "once its headers have arrived (408); 30 s lets the largest event through at "
+        "9 KB/s.",
+    )
     server_max_connections: int = Field(
         1000,
         ge=1,

@@ -12,6 +12,7 @@ finished arriving held its connection for as long as the client liked. Here:
 - a request line of at most ``WEBHOOKS_SERVER_MAX_REQUEST_LINE_BYTES`` (414);
 - the headers must have arrived ``WEBHOOKS_SERVER_HEADER_TIMEOUT_SECONDS`` after the
   connection opened or the previous answer ended (408, or closed if nothing came);
+- the body ``WEBHOOKS_SERVER_BODY_TIMEOUT_SECONDS`` after the headers (408);
 - at most ``WEBHOOKS_SERVER_MAX_CONNECTIONS`` connections at once: one more is answered
   503 as soon as it is accepted, and closed.
 
@@ -23,6 +24,7 @@ Each refusal is the API's JSON error, and never repeats what the client sent.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -50,6 +52,7 @@ class ServerLimits:
     headers: int
     request_line_bytes: int
     header_timeout_seconds: float
+    body_timeout_seconds: float
     connections: int
 
     @classmethod
@@ -59,6 +62,7 @@ class ServerLimits:
             headers=settings.server_max_headers,
             request_line_bytes=settings.server_max_request_line_bytes,
             header_timeout_seconds=settings.server_header_timeout_seconds,
+            body_timeout_seconds=settings.server_body_timeout_seconds,
             connections=settings.server_max_connections,
         )
 
@@ -111,7 +115,12 @@ class BoundedProtocol(HttpToolsProtocol):
         if self._unparsed is not None:
             self._unparsed += len(data)
         super().data_received(data)
-        if self._unparsed is not None and self._unparsed > self.limits.header_bytes:
+        if self._unparsed is None:
+            # A body is awaited. Armed here rather than when the headers end, so that a
+            # request without a body (most) costs no timer.
+            if self._deadline is None and self._refusal is None:
+                self._arm(self.limits.body_timeout_seconds, self._body_overdue)
+        elif self._unparsed > self.limits.header_bytes:
             self._too_large()
 
     def on_response_complete(self) -> None:
@@ -173,6 +182,7 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         if self._refusal is None:
+            self._stop_deadline()
             super().on_message_complete()
             self._unparsed = 0
 
@@ -187,10 +197,11 @@ class BoundedProtocol(HttpToolsProtocol):
         )
 
     def _await_head(self) -> None:
+        self._arm(self.limits.header_timeout_seconds, self._head_overdue)
+
+    def _arm(self, seconds: float, overdue: Callable[[], None]) -> None:
         self._stop_deadline()
-        self._deadline = self.loop.call_later(
-            self.limits.header_timeout_seconds, self._head_overdue
-        )
+        self._deadline = self.loop.call_later(seconds, overdue)
 
     def _stop_deadline(self) -> None:
         if self._deadline is not None:
@@ -210,6 +221,22 @@ class BoundedProtocol(HttpToolsProtocol):
             f"the request's headers did not arrive within "
             f"WEBHOOKS_SERVER_HEADER_TIMEOUT_SECONDS ({self.limits.header_timeout_seconds:g} s)",
         )
+
+    def _body_overdue(self) -> None:
+        self._deadline = None
+        self._refusal = (
+            408,
+            "body_timeout",
+            f"the request's body did not arrive within WEBHOOKS_SERVER_BODY_TIMEOUT_SECONDS "
+            f"({self.limits.body_timeout_seconds:g} s)",
+        )
+        if self.cycle.response_started:
+            self.transport.close()  # a route that answered without the body: no one to tell
+            return
+        # The route waits for the rest of the body: marked as uvicorn marks a cycle whose
+        # client left, it writes nothing more, and is woken when the connection is lost.
+        self.cycle.disconnected = True
+        self._answer_refusal()
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         """Stop reading, and answer ``status`` then close, once the answers to the
