@@ -163,7 +163,7 @@ def test_a_64_mb_header_is_refused_as_it_arrives(limited: Limited) -> None:
         [(status, body)] = answers(answer)
         assert (status, error_code(body)) == (431, "headers_too_large")
     assert grown < 20 * 1024, f"the server's RSS grew by {grown} KB"
-    assert requests.get(f"http://{limited.address[0]}:{limited.address[1]}/healthz").ok
+    assert requests.get(f"http://{limited.address[0]}:{limited.address[1]}/healthz", timeout=10).ok
 
 
 @pytest.mark.slow
