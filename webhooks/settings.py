@@ -330,6 +330,49 @@ class Settings(BaseSettings):
         description="Where people reach `webhooks serve`: the base "
         "of the links `webhooks portal-link` prints.",
     )
+    server_max_header_bytes: int = Field(
+        16_384,
+        ge=1024,
+        description="`webhooks serve`: the most bytes a request's line and headers may "
+        "take together (16 KB); past it the request is answered 431 and its connection "
+        "closed, counted as the bytes arrive.",
+    )
+    server_max_headers: int = Field(
+        100, ge=1, description="`webhooks serve`: the most headers a request may have (431)."
+    )
+    server_max_request_line_bytes: int = Field(
+        8192,
+        ge=256,
+        description="`webhooks serve`: the longest request line (method, URL and "
+        "version), in bytes (414).",
+    )
+    server_header_timeout_seconds: float = Field(
+        10,
+        gt=0,
+        description="`webhooks serve`: how long a client has to send a request's line "
+        "and headers, from opening the connection or from the previous answer (408, or "
+        "the connection closed when nothing came).",
+    )
+    server_body_timeout_seconds: float = Field(
+        30,
+        gt=0,
+        description="`webhooks serve`: how long a client has to send a request's body "
+        "once its headers have arrived (408); 30 s lets the largest event through at "
+        "9 KB/s.",
+    )
+    server_max_connections: int = Field(
+        1000,
+        ge=1,
+        description="`webhooks serve`: connections open at once; one more is answered "
+        "503 as soon as it is accepted, and closed. Keep it under the process's open-file "
+        "limit (`ulimit -n`).",
+    )
+    server_keep_alive_seconds: int = Field(
+        5,
+        ge=1,
+        description="`webhooks serve`: an idle keep-alive connection is closed after this "
+        "many seconds without a request (uvicorn's `timeout_keep_alive`).",
+    )
     session_hours: float = Field(
         12,
         gt=0,

@@ -53,6 +53,7 @@ def serve(host: str, port: int) -> None:
     import uvicorn
 
     from ..web.app import create_app
+    from ..web.server import bounded_protocol
 
     log_config: dict[str, Any] | None = uvicorn.config.LOGGING_CONFIG
     if settings.log_format == "json":
@@ -67,6 +68,10 @@ def serve(host: str, port: int) -> None:
         proxy_headers=True,
         log_level="info",
         log_config=log_config,
+        # uvicorn's own protocols bound neither a request's headers nor the time they
+        # take to arrive: this one is its httptools protocol with those bounds.
+        http=bounded_protocol(settings),
+        timeout_keep_alive=settings.server_keep_alive_seconds,
     )
 
 

@@ -43,12 +43,12 @@ from ..storage.endpoints import (
 )
 from ..system import System
 from .auth import (
-    COOKIE,
     Principal,
     Who,
     check_origin,
     grant_of,
     operator,
+    session_cookie,
     tenant_scope,
     token_principal,
 )
@@ -258,9 +258,9 @@ def _session_body(tenant_id: str | None, csrf: str, expires_at: float) -> dict[s
 )
 def create_session(body: SessionIn, request: Request, system: SystemDep) -> JSONResponse:
     """The page's sign-in: a token (from a portal link's fragment, or the operator's)
-    becomes an HttpOnly, SameSite=Strict cookie, and the answer carries the CSRF token
-    that state-changing requests must send in ``X-CSRF-Token``. Another site may not
-    sign a browser in (to its own account, say)."""
+    becomes an HttpOnly, SameSite=Strict cookie (``__Host-`` and Secure under HTTPS),
+    and the answer carries the CSRF token that state-changing requests must send in
+    ``X-CSRF-Token``. Another site may not sign a browser in (to its own account, say)."""
     check_origin(request)
     try:
         who = token_principal(system, body.token)
@@ -283,7 +283,7 @@ def create_session(body: SessionIn, request: Request, system: SystemDep) -> JSON
     session_id, session = made
     response = JSONResponse(_session_body(who.tenant_id, session.csrf, expires_at), status_code=201)
     response.set_cookie(
-        COOKIE,
+        session_cookie(request),
         session_id,
         max_age=max(1, int(expires_at - time.time())),
         path="/",
@@ -311,9 +311,15 @@ def read_session(who: Who) -> dict[str, Any]:
 @router.delete("/session", tags=["session"], status_code=204, summary="Sign out")
 def delete_session(request: Request, who: Who, sessions: Sessions) -> Response:
     if who.session is not None:
-        sessions.delete(request.cookies.get(COOKIE, ""))
+        sessions.delete(request.cookies.get(session_cookie(request), ""))
     response = Response(status_code=204)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    response.delete_cookie(
+        session_cookie(request),
+        path="/",
+        secure=request.url.scheme == "https",  # browsers drop a __Host- cookie without it
+        httponly=True,
+        samesite="strict",
+    )
     return response
 
 

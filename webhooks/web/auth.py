@@ -4,7 +4,8 @@
   operator, who reaches everything; a portal token (:mod:`webhooks.tokens`) is one
   tenant. Both are compared in constant time and never logged.
 - **Sessions**: a page trades a token for a session (``POST /api/v1/session``),
-  held in an HttpOnly, SameSite=Strict cookie. A request that changes anything
+  held in an HttpOnly, SameSite=Strict cookie, named ``__Host-webhooks_session`` (and
+  Secure) under HTTPS. A request that changes anything
   with a session must also carry the session's CSRF token in ``X-CSRF-Token``, and
   an ``Origin``, when sent, must be this server's own. A session is bound to what
   granted it: its tenant as it was (:mod:`webhooks.storage.sessions` checks it), and
@@ -35,17 +36,23 @@ from .tokens import read_portal_token
 
 __all__ = [
     "COOKIE",
+    "SECURE_COOKIE",
     "Principal",
     "Who",
     "check_origin",
     "grant_of",
     "operator",
     "principal",
+    "session_cookie",
     "tenant_scope",
     "token_principal",
 ]
 
 COOKIE = "webhooks_session"
+#: The session cookie under HTTPS. Browsers keep a ``__Host-`` cookie only if it is
+#: Secure, for Path=/ and without a Domain, so neither a sibling subdomain nor a
+#: plain-HTTP answer can set one to plant a session of its choosing.
+SECURE_COOKIE = "__Host-" + COOKIE
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -109,6 +116,14 @@ def check_origin(request: Request) -> None:
         raise ApiError(403, "cross_site", "a request from another site is refused")
 
 
+def session_cookie(request: Request) -> str:
+    """The session cookie's name for this request: :data:`SECURE_COOKIE` when its scheme
+    is https (the connection's, or the ``X-Forwarded-Proto`` of a proxy uvicorn trusts:
+    ``FORWARDED_ALLOW_IPS``), else :data:`COOKIE`. Only that name is read: under HTTPS
+    the plain one could have been planted by a sibling subdomain or over HTTP."""
+    return SECURE_COOKIE if request.url.scheme == "https" else COOKIE
+
+
 def principal(request: Request, system: SystemDep) -> Principal:
     """The request's principal, from its bearer token or its session; else a 401."""
     header = request.headers.get("authorization")
@@ -117,7 +132,7 @@ def principal(request: Request, system: SystemDep) -> Principal:
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthorized", "the Authorization header must be 'Bearer <token>'")
         return token_principal(system, token.strip())
-    session_id = request.cookies.get(COOKIE, "")
+    session_id = request.cookies.get(session_cookie(request), "")
     session = system.sessions.get(session_id) if session_id else None
     if session is None:
         raise ApiError(401, "unauthorized", "a bearer token or a session is required")

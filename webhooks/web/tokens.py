@@ -9,6 +9,7 @@ under the same id does not inherit the old one's links. Tokens are never logged.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,10 @@ def _serializer(system: System) -> itsdangerous.URLSafeSerializer:
     secret = system.settings.portal_secret
     if secret is None:
         raise InvalidInput("WEBHOOKS_PORTAL_SECRET", "is not set, so there are no portal tokens")
-    return itsdangerous.URLSafeSerializer(secret.get_secret_value(), salt=_SALT)
+    # itsdangerous signs with HMAC-SHA1 unless told otherwise (a 20-byte tag).
+    return itsdangerous.URLSafeSerializer(
+        secret.get_secret_value(), salt=_SALT, signer_kwargs={"digest_method": hashlib.sha256}
+    )
 
 
 def _born(tenant: Tenant) -> int:
