@@ -32,15 +32,9 @@ def _sign_in(web: Web | InProcess, token: str) -> tuple[Any, str | None]:
     return browser, answer.json()["csrf_token"] if answer.status_code == 201 else None
 
 
-def _add_endpoint(web: Web | InProcess, browser: Any, csrf: str, tenant_id: str) -> int:
-    return web.call(
-        "POST",
-        f"/api/v1/tenants/{tenant_id}/endpoints",
-        None,
-        json={"url": "https://example.com/hook"},
-        session=browser,
-        headers={"X-CSRF-Token": csrf},
-    ).status_code
+def _post(web: Web | InProcess, browser: Any, csrf: str, path: str, body: Any = None) -> Any:
+    """A page's state-changing request: with its session and its CSRF token."""
+    return web.call("POST", path, None, json=body, session=browser, headers={"X-CSRF-Token": csrf})
 
 
 def test_a_session_never_outlives_its_tenant_under_a_race(web: Web) -> None:
@@ -70,7 +64,13 @@ def test_a_session_never_outlives_its_tenant_under_a_race(web: Web) -> None:
         browser, csrf = made[0]
         if csrf is not None:
             signed_in += 1
-            status = _add_endpoint(web, browser, csrf, tenant_id)
+            status = _post(
+                web,
+                browser,
+                csrf,
+                f"/api/v1/tenants/{tenant_id}/endpoints",
+                {"url": "https://example.com/hook"},
+            ).status_code
             assert status == 401, status
             working += status == 201
         tenants.delete(tenant_id)
@@ -194,17 +194,11 @@ def test_redeliver_is_rate_limited_per_tenant_across_servers(
         answers = []
         for server in (api, web, api, web, api, web, api, web, api):
             answers.append(server.call("POST", redeliver, token).status_code)
-        recovered = web.call(
-            "POST",
-            f"{base}/endpoints/{endpoint['id']}/recover",
-            None,
-            json={"since": "2026-01-01T00:00:00Z"},
-            session=browser,
-            headers={"X-CSRF-Token": csrf},
-        )
-        answers.append(recovered.status_code)
+        recover = f"{base}/endpoints/{endpoint['id']}/recover"
+        since = {"since": "2026-01-01T00:00:00Z"}
+        answers.append(_post(web, browser, csrf, recover, since).status_code)
         assert answers == [202] * 10
-        refused = web.call("POST", redeliver, None, session=browser, headers={"X-CSRF-Token": csrf})
+        refused = _post(web, browser, csrf, redeliver)
         assert refused.status_code == 429, refused.text
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
         assert refused.json()["error"]["code"] == "rate_limited"
