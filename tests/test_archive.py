@@ -296,7 +296,7 @@ def test_every_view_is_the_same_whichever_tier_holds_a_delivery(tiers: Tiers) ->
 def test_pages_neither_skip_nor_repeat_while_deliveries_move(
     tiers: Tiers, by_tenant: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(deliveries, "FORGET_SLICE", 4)  # each batch of 6 forgotten in two
+    monkeypatch.setattr(deliveries, "ARCHIVE_SLICE", 4)  # each batch of 6 in two slices
     data = dataset(tiers.tiered)
     store = tiers.tiered.deliveries
     query: dict[str, Any] = {"tenant": data.tenants[0]} if by_tenant else {}
