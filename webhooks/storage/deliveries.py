@@ -90,6 +90,8 @@ class _Listed:
     created: dict[str, float]
     #: The ids the archive listed and Redis's page did not (see DeliveryStore.summaries).
     archived_only: frozenset[str]
+    #: What the archive read of each id it listed, when the page was read as summaries.
+    summaries: dict[str, tuple[Delivery, int]]
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,16 @@ class ArchiveTier(Protocol):
     ) -> list[tuple[str, float, float]]:
         """Up to ``count`` (id, score, creation time) entries after ``after``, in
         :meth:`DeliveryStore.page`'s order for the same filter."""
+
+    def listing(
+        self,
+        status: DeliveryStatus | None,
+        tenant: str | None,
+        endpoint_id: str | None,
+        after: Position | None,
+        count: int,
+    ) -> list[tuple[str, float, float, tuple[Delivery, int]]]:
+        """:meth:`entries`, each with the delivery as :meth:`summaries` reads it."""
 
     def counts(self, tenant: str | None) -> dict[str, int]:
         """Archived deliveries by status."""
@@ -782,8 +794,15 @@ class DeliveryStore:
     ) -> tuple[list[tuple[Delivery, int]], Position | None]:
         """:meth:`page`, read as :meth:`summaries` reads ids (what a page of the log
         shows), and where the next page starts."""
-        listed = self._page(status, limit, tenant, endpoint_id, after)
-        return self.summaries(listed.ids, listed.created, listed.archived_only), listed.position
+        listed = self._page(status, limit, tenant, endpoint_id, after, summarize=True)
+        # What only the archive listed was read with its listing (not in Redis when
+        # Redis's page was read); the rest as summaries reads ids, Redis first.
+        found = {i: listed.summaries[i] for i in listed.ids if i in listed.archived_only}
+        rest = [i for i in listed.ids if i not in found]
+        found |= {
+            delivery.id: (delivery, n) for delivery, n in self.summaries(rest, listed.created)
+        }
+        return [found[i] for i in listed.ids if i in found], listed.position
 
     def _page(
         self,
@@ -792,12 +811,20 @@ class DeliveryStore:
         tenant: str | None,
         endpoint_id: str | None,
         after: Position | None,
+        summarize: bool = False,
     ) -> _Listed:
-        """:meth:`page`, with what each tier listed."""
+        """:meth:`page`, with what each tier listed; ``summarize``: with the archive's
+        rows read as summaries in the same statement as its listing."""
         entries, end = self._redis_page(status, limit, tenant, endpoint_id, after)
         if self.archive is None:
-            return _Listed([member for member, _ in entries], end, {}, frozenset())
-        archived = self.archive.entries(status, tenant, endpoint_id, after, limit + 1)
+            return _Listed([member for member, _ in entries], end, {}, frozenset(), {})
+        read: dict[str, tuple[Delivery, int]] = {}
+        if summarize:
+            rows = self.archive.listing(status, tenant, endpoint_id, after, limit + 1)
+            archived = [(member, score, moment) for member, score, moment, _ in rows]
+            read = {member: summary for member, _, _, summary in rows}
+        else:
+            archived = self.archive.entries(status, tenant, endpoint_id, after, limit + 1)
         created = {member: moment for member, _, moment in archived}
         # Past the last entry a tier returned while it had more, it is unknown what
         # that tier holds: the merged page stops at the earlier of the two such ends.
@@ -816,11 +843,11 @@ class DeliveryStore:
         ids = [member for member, _ in found]
         archived_only = frozenset(created) - {member for member, _ in entries}
         if len(merged) <= limit and cut is None:
-            return _Listed(ids, None, created, archived_only)
+            return _Listed(ids, None, created, archived_only, read)
         if found:
-            return _Listed(ids, (found[-1][1], found[-1][0]), created, archived_only)
+            return _Listed(ids, (found[-1][1], found[-1][0]), created, archived_only, read)
         assert cut is not None
-        return _Listed(ids, (cut[0], cut[1].decode()), created, archived_only)
+        return _Listed(ids, (cut[0], cut[1].decode()), created, archived_only, read)
 
     def _redis_page(
         self,
