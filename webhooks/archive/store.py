@@ -137,6 +137,11 @@ def _listed(
     if after is not None:
         conditions.append(f"({order}, id) < (%(at)s, %(id)s)")
         params["at"], params["id"] = _moment(after[0]), after[1]
+        if order == "created_at":
+            # Implied by the row comparison, but only this way does PostgreSQL leave
+            # out the days after the position when it starts the statement, instead of
+            # looking into each one's index (a page deep in 90 days: 65 of 93).
+            conditions.append("created_at <= %(at)s")
     return order, " AND ".join(conditions) or "TRUE", params
 
 
