@@ -1086,7 +1086,7 @@ class Reads:
         # summaries include the archive's, and its Redis pipeline for the same ids).
         parts = {
             f"archive.{name}": _Timed(system.archive, name)
-            for name in ("entries", "summaries", "by_event", "load")
+            for name in ("listing", "entries", "summaries", "by_event", "load")
         } | {
             "store.summaries": _Timed(system.deliveries, "summaries"),
             "store._redis_page": _Timed(system.deliveries, "_redis_page"),

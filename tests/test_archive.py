@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -296,7 +296,7 @@ def test_every_view_is_the_same_whichever_tier_holds_a_delivery(tiers: Tiers) ->
 def test_pages_neither_skip_nor_repeat_while_deliveries_move(
     tiers: Tiers, by_tenant: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(deliveries, "FORGET_SLICE", 4)  # each batch of 6 forgotten in two
+    monkeypatch.setattr(deliveries, "ARCHIVE_SLICE", 4)  # each batch of 6 in two slices
     data = dataset(tiers.tiered)
     store = tiers.tiered.deliveries
     query: dict[str, Any] = {"tenant": data.tenants[0]} if by_tenant else {}
@@ -309,6 +309,64 @@ def test_pages_neither_skip_nor_repeat_while_deliveries_move(
         found += ids
     assert archived_rows(tiers.dsn) > 0
     assert found == expected
+
+
+def hmget_calls(client: redis.Redis) -> int:
+    """HMGET calls Redis has served: one per delivery a read asks Redis for (this
+    lane's Redis serves this test alone)."""
+    stats = cast(dict[str, dict[str, int]], client.info("commandstats"))
+    return stats.get("cmdstat_hmget", {}).get("calls", 0)
+
+
+def test_reads_ask_redis_only_for_the_deliveries_it_listed(tiers: Tiers) -> None:
+    """A page, the newest deliveries and an event's deliveries ask Redis for the
+    records of the ids Redis listed (the unfinished ones), not of the archive's."""
+    system = tiers.tiered
+    data = dataset(system)
+    first, second = data.tenants
+    expected = [
+        d.model_dump(mode="json")
+        for d, _ in tiers.plain.deliveries.listing(limit=50, tenant=first)[0]
+    ]
+    tiers.archive_all()
+    store = system.deliveries
+    reads: dict[str, Callable[[], list[Delivery]]] = {
+        "page": lambda: [d for d, _ in store.listing(limit=50, tenant=first)[0]],
+        "recent": lambda: store.recent(limit=30, tenant=second),
+        "event": lambda: [d for d, _ in store.by_event(data.events[4])],
+    }
+    for name, read in reads.items():
+        before = hmget_calls(tiers.client)
+        shown = read()
+        held = [d.id for d in shown if d.id in data.unfinished]
+        assert hmget_calls(tiers.client) - before == len(held) > 0, name
+        assert len(shown) > len(held), name
+    assert [d.model_dump(mode="json") for d in reads["page"]()] == expected
+
+
+def test_a_delivery_redelivered_between_a_pages_two_reads_is_still_shown(
+    tiers: Tiers,
+) -> None:
+    """A page lists ids in the archive, then one of them is redelivered (written back
+    to Redis, then its row deleted) before the page reads them: read from Redis."""
+    system = tiers.tiered
+    data = dataset(system)
+    tiers.archive_all()
+    store, tenant = system.deliveries, data.tenants[0]
+    assert system.archive is not None
+    listed = system.archive.entries(None, tenant, None, None, 50)
+    ids = [delivery_id for delivery_id, _, _ in listed]
+    created = {delivery_id: moment for delivery_id, _, moment in listed}
+    moved = ids[3]
+    Producer(system).redeliver(moved, tenant=tenant)
+    assert system.archive.load(moved, tenant) is None
+
+    shown = store.summaries(ids, created, archived_only=set(ids))
+    assert [d.id for d, _ in shown] == ids
+    assert next(d for d, _ in shown if d.id == moved).status is DeliveryStatus.PENDING
+    full = store.full(ids, created, archived_only=set(ids))
+    assert [d.id for d in full] == ids
+    assert next(d for d in full if d.id == moved).status is DeliveryStatus.PENDING
 
 
 def redis_holding(client: redis.Redis, delivery_id: str) -> list[str]:

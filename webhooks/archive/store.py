@@ -113,6 +113,38 @@ def _pairs(ids: Sequence[str], created: Mapping[str, float] | None) -> dict[str,
     return {"ids": list(ids), "created": [_moment(created[delivery_id]) for delivery_id in ids]}
 
 
+def _listed(
+    status: DeliveryStatus | None,
+    tenant: str | None,
+    endpoint_id: str | None,
+    after: Position | None,
+) -> tuple[str, str, dict[str, Any]]:
+    """The order, the condition and the parameters of a listing of the archive, in
+    :meth:`~webhooks.storage.deliveries.DeliveryStore.page`'s order for the filter."""
+    conditions: list[str] = []
+    params: dict[str, Any] = {}
+    # An endpoint's listing is by creation even with a status, as Redis's is.
+    order = "updated_at" if status is not None and endpoint_id is None else "created_at"
+    if endpoint_id is not None:
+        conditions.append("endpoint_id = %(endpoint)s")
+        params["endpoint"] = endpoint_id
+    elif tenant is not None:
+        conditions.append("tenant_id = %(tenant)s")
+        params["tenant"] = tenant
+    if status is not None:
+        conditions.append("status = %(status)s")
+        params["status"] = status.value
+    if after is not None:
+        conditions.append(f"({order}, id) < (%(at)s, %(id)s)")
+        params["at"], params["id"] = _moment(after[0]), after[1]
+        if order == "created_at":
+            # Implied by the row comparison, but only this way does PostgreSQL leave
+            # out the days after the position when it starts the statement, instead of
+            # looking into each one's index (a page deep in 90 days: 65 of 93).
+            conditions.append("created_at <= %(at)s")
+    return order, " AND ".join(conditions) or "TRUE", params
+
+
 class Archive:
     """The archive at ``dsn``, read and written through a small pool of connections
     (made on first use, and again in a forked child)."""
@@ -503,30 +535,52 @@ class Archive:
         after: Position | None,
         count: int,
     ) -> list[tuple[str, float, float]]:
-        conditions: list[str] = []
-        params: dict[str, Any] = {"count": count}
-        # An endpoint's listing is by creation even with a status, as Redis's is.
-        order = "updated_at" if status is not None and endpoint_id is None else "created_at"
-        if endpoint_id is not None:
-            conditions.append("endpoint_id = %(endpoint)s")
-            params["endpoint"] = endpoint_id
-        elif tenant is not None:
-            conditions.append("tenant_id = %(tenant)s")
-            params["tenant"] = tenant
-        if status is not None:
-            conditions.append("status = %(status)s")
-            params["status"] = status.value
-        if after is not None:
-            conditions.append(f"({order}, id) < (%(at)s, %(id)s)")
-            params["at"], params["id"] = _moment(after[0]), after[1]
-        where = " AND ".join(conditions) or "TRUE"
+        order, where, params = _listed(status, tenant, endpoint_id, after)
         with self.connection() as conn:
             rows = conn.execute(
                 f"SELECT id, {order}, created_at FROM webhooks_deliveries WHERE {where} "
                 f"ORDER BY {order} DESC, id DESC LIMIT %(count)s",
-                params,
+                {**params, "count": count},
             ).fetchall()
         return [(i, moment.timestamp(), created.timestamp()) for i, moment, created in rows]
+
+    def listing(
+        self,
+        status: DeliveryStatus | None,
+        tenant: str | None,
+        endpoint_id: str | None,
+        after: Position | None,
+        count: int,
+    ) -> list[tuple[str, float, float, tuple[Delivery, int]]]:
+        order, where, params = _listed(status, tenant, endpoint_id, after)
+        # The listed rows themselves, each with its last attempt found by the row's own
+        # key in its day's partition: one statement, where the entries and then their
+        # summaries were two (and found each row twice). The limit is written into the
+        # statement: with it a parameter, the generic plan of this join took 1.2 s
+        # (measured at 10 million rows), against 1.3 ms.
+        with self.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            rows = cursor.execute(
+                f"SELECT d.*, a.attempt FROM (SELECT {_SHOWN}, {order} AS listed_at "
+                f"FROM webhooks_deliveries WHERE {where} "
+                f"ORDER BY {order} DESC, id DESC LIMIT {int(count)}) d "
+                "LEFT JOIN LATERAL (SELECT attempt FROM webhooks_attempts a "
+                "WHERE a.delivery_id = d.id AND a.created_at = d.created_at "
+                "ORDER BY a.number DESC LIMIT 1) a ON TRUE "
+                "ORDER BY d.listed_at DESC, d.id DESC",
+                params,
+            ).fetchall()
+        return [
+            (
+                row["id"],
+                row["listed_at"].timestamp(),
+                row["created_at"].timestamp(),
+                (
+                    self._model(row, [row["attempt"]] if row["attempt"] is not None else []),
+                    row["attempt_count"],
+                ),
+            )
+            for row in rows
+        ]
 
     def counts(self, tenant: str | None) -> dict[str, int]:
         with self.connection() as conn:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -71,11 +71,28 @@ SCAN_LIMIT = 5000
 #: Where a page of deliveries ended: the last entry's index score and id.
 Position = tuple[float, str]
 
-#: Archived deliveries forgotten per script call (about 20 ms of Redis).
-FORGET_SLICE = 500
+#: Archived deliveries taken, and forgotten, per script call (about 20 ms of Redis
+#: each on a 2-core machine).
+ARCHIVE_SLICE = 500
 
 #: Most ids one lookup by event id returns (an event has a delivery per endpoint).
 EVENT_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """A page of ids, newest first, with what reading them needs to know of the tiers
+    that listed them."""
+
+    ids: list[str]
+    position: Position | None
+    #: The creation time of each id the archive listed, which finds its row in one
+    #: day's partition.
+    created: dict[str, float]
+    #: The ids the archive listed and Redis's page did not (see DeliveryStore.summaries).
+    archived_only: frozenset[str]
+    #: What the archive read of each id it listed, when the page was read as summaries.
+    summaries: dict[str, tuple[Delivery, int]]
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,16 @@ class ArchiveTier(Protocol):
     ) -> list[tuple[str, float, float]]:
         """Up to ``count`` (id, score, creation time) entries after ``after``, in
         :meth:`DeliveryStore.page`'s order for the same filter."""
+
+    def listing(
+        self,
+        status: DeliveryStatus | None,
+        tenant: str | None,
+        endpoint_id: str | None,
+        after: Position | None,
+        count: int,
+    ) -> list[tuple[str, float, float, tuple[Delivery, int]]]:
+        """:meth:`entries`, each with the delivery as :meth:`summaries` reads it."""
 
     def counts(self, tenant: str | None) -> dict[str, int]:
         """Archived deliveries by status."""
@@ -730,8 +757,8 @@ class DeliveryStore:
         endpoint_id: str | None = None,
     ) -> list[Delivery]:
         """The first ``limit`` deliveries of :meth:`page`'s order, with every attempt."""
-        ids, _, created = self._page(status, limit, tenant, endpoint_id, None)
-        return self.full(ids, created)
+        listed = self._page(status, limit, tenant, endpoint_id, None)
+        return self.full(listed.ids, listed.created, listed.archived_only)
 
     def page(
         self,
@@ -756,8 +783,8 @@ class DeliveryStore:
         second. A position is the same in either tier, so a page goes on where the
         last ended wherever its deliveries are now.
         """
-        ids, position, _ = self._page(status, limit, tenant, endpoint_id, after)
-        return ids, position
+        listed = self._page(status, limit, tenant, endpoint_id, after)
+        return listed.ids, listed.position
 
     def listing(
         self,
@@ -770,8 +797,15 @@ class DeliveryStore:
     ) -> tuple[list[tuple[Delivery, int]], Position | None]:
         """:meth:`page`, read as :meth:`summaries` reads ids (what a page of the log
         shows), and where the next page starts."""
-        ids, position, created = self._page(status, limit, tenant, endpoint_id, after)
-        return self.summaries(ids, created), position
+        listed = self._page(status, limit, tenant, endpoint_id, after, summarize=True)
+        # What only the archive listed was read with its listing (not in Redis when
+        # Redis's page was read); the rest as summaries reads ids, Redis first.
+        found = {i: listed.summaries[i] for i in listed.ids if i in listed.archived_only}
+        rest = [i for i in listed.ids if i not in found]
+        found |= {
+            delivery.id: (delivery, n) for delivery, n in self.summaries(rest, listed.created)
+        }
+        return [found[i] for i in listed.ids if i in found], listed.position
 
     def _page(
         self,
@@ -780,17 +814,24 @@ class DeliveryStore:
         tenant: str | None,
         endpoint_id: str | None,
         after: Position | None,
-    ) -> tuple[list[str], Position | None, dict[str, float]]:
-        """:meth:`page`, with the creation time of each archived delivery on it (which
-        finds its row in one day's partition)."""
+        summarize: bool = False,
+    ) -> _Listed:
+        """:meth:`page`, with what each tier listed; ``summarize``: with the archive's
+        rows read as summaries in the same statement as its listing."""
         if tenant is not None:
             checked_tenant_id(tenant)
         if endpoint_id is not None:
             checked_endpoint_id(endpoint_id)
         entries, end = self._redis_page(status, limit, tenant, endpoint_id, after)
         if self.archive is None:
-            return [member for member, _ in entries], end, {}
-        archived = self.archive.entries(status, tenant, endpoint_id, after, limit + 1)
+            return _Listed([member for member, _ in entries], end, {}, frozenset(), {})
+        read: dict[str, tuple[Delivery, int]] = {}
+        if summarize:
+            rows = self.archive.listing(status, tenant, endpoint_id, after, limit + 1)
+            archived = [(member, score, moment) for member, score, moment, _ in rows]
+            read = {member: summary for member, _, _, summary in rows}
+        else:
+            archived = self.archive.entries(status, tenant, endpoint_id, after, limit + 1)
         created = {member: moment for member, _, moment in archived}
         # Past the last entry a tier returned while it had more, it is unknown what
         # that tier holds: the merged page stops at the earlier of the two such ends.
@@ -807,12 +848,13 @@ class DeliveryStore:
                 merged.append((member, score))
         found = merged[:limit]
         ids = [member for member, _ in found]
+        archived_only = frozenset(created) - {member for member, _ in entries}
         if len(merged) <= limit and cut is None:
-            return ids, None, created
+            return _Listed(ids, None, created, archived_only, read)
         if found:
-            return ids, (found[-1][1], found[-1][0]), created
+            return _Listed(ids, (found[-1][1], found[-1][0]), created, archived_only, read)
         assert cut is not None
-        return ids, (cut[0], cut[1].decode()), created
+        return _Listed(ids, (cut[0], cut[1].decode()), created, archived_only, read)
 
     def _redis_page(
         self,
@@ -884,12 +926,31 @@ class DeliveryStore:
         return head + [(member.decode(), float(score)) for member, score in rest]
 
     def summaries(
-        self, ids: Sequence[str], created: Mapping[str, float] | None = None
+        self,
+        ids: Sequence[str],
+        created: Mapping[str, float] | None = None,
+        archived_only: Collection[str] = (),
     ) -> list[tuple[Delivery, int]]:
         """Each delivery with only its last attempt, and how many attempts it has;
         deliveries that are gone are left out. Those no longer in Redis are read from
         the archive (``created``: their creation times, when known), so that one
-        archived since its id was listed is still shown."""
+        archived since its id was listed is still shown.
+
+        ``archived_only``: ids a page found in the archive and not in Redis, read from
+        the archive without asking Redis first (that question was a third of a page's
+        time at 10 million archived deliveries). One the archive no longer holds was
+        redelivered since: a redeliver writes it back to Redis before it deletes the
+        archive's row, so Redis is asked for it then."""
+        found = self._redis_summaries([i for i in ids if i not in archived_only])
+        if self.archive is not None and (missing := [i for i in ids if i not in found]):
+            found |= self.archive.summaries(missing, created)
+            back = [i for i in missing if i in archived_only and i not in found]
+            found |= self._redis_summaries(back)
+        return [found[delivery_id] for delivery_id in ids if delivery_id in found]
+
+    def _redis_summaries(self, ids: Sequence[str]) -> dict[str, tuple[Delivery, int]]:
+        if not ids:
+            return {}
         with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
                 pipe.hmget(self._keys.delivery(delivery_id), _FIELDS)
@@ -903,15 +964,26 @@ class DeliveryStore:
             if values[0] is not None:
                 fields = {name.encode(): value for name, value in zip(_FIELDS, values, strict=True)}
                 found[delivery_id] = (_delivery(fields, last), int(count))
-        if self.archive is not None and (missing := [i for i in ids if i not in found]):
-            found |= self.archive.summaries(missing, created)
-        return [found[delivery_id] for delivery_id in ids if delivery_id in found]
+        return found
 
     def full(
-        self, ids: Sequence[str], created: Mapping[str, float] | None = None
+        self,
+        ids: Sequence[str],
+        created: Mapping[str, float] | None = None,
+        archived_only: Collection[str] = (),
     ) -> list[Delivery]:
         """The deliveries among ``ids``, in that order, with every attempt (those that
-        are gone are left out); ``created`` as for :meth:`summaries`."""
+        are gone are left out); ``created`` and ``archived_only`` as for
+        :meth:`summaries`."""
+        found = self._redis_full([i for i in ids if i not in archived_only])
+        if self.archive is not None and (missing := [i for i in ids if i not in found]):
+            found |= self.archive.read(missing, created)
+            found |= self._redis_full([i for i in missing if i in archived_only and i not in found])
+        return [found[delivery_id] for delivery_id in ids if delivery_id in found]
+
+    def _redis_full(self, ids: Sequence[str]) -> dict[str, Delivery]:
+        if not ids:
+            return {}
         with self._redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
                 pipe.hmget(self._keys.delivery(delivery_id), _FIELDS)
@@ -922,9 +994,7 @@ class DeliveryStore:
             if values[0] is not None:  # expired, or archived, between the two reads
                 fields = {name.encode(): value for name, value in zip(_FIELDS, values, strict=True)}
                 found[delivery_id] = _delivery(fields, attempts)
-        if self.archive is not None and (missing := [i for i in ids if i not in found]):
-            found |= self.archive.read(missing, created)
-        return [found[delivery_id] for delivery_id in ids if delivery_id in found]
+        return found
 
     def by_event(self, event_id: str, tenant: str | None = None) -> list[tuple[Delivery, int]]:
         """The deliveries of one event (one per destination), newest first, as
@@ -936,13 +1006,15 @@ class DeliveryStore:
             )
         )[:EVENT_LIMIT]
         created: dict[str, float] = {}
+        archived_only: set[str] = set()
         if self.archive is not None:
             known = set(ids)
             created = dict(self.archive.by_event(event_id, tenant, EVENT_LIMIT))
-            ids += [delivery_id for delivery_id in created if delivery_id not in known]
+            archived_only = {delivery_id for delivery_id in created if delivery_id not in known}
+            ids += [delivery_id for delivery_id in created if delivery_id in archived_only]
         found = [
             (delivery, count)
-            for delivery, count in self.summaries(ids, created)
+            for delivery, count in self.summaries(ids, created, archived_only)
             if delivery.event_id == event_id and (tenant is None or delivery.tenant_id == tenant)
         ]
         found.sort(
@@ -1084,11 +1156,13 @@ class DeliveryStore:
         """Take up to ``limit`` finished deliveries whose final attempt is at least
         ``after_seconds`` old (or whose earlier taker's claim lapsed), held for this
         caller for ``lease`` seconds, with their records. One that is no longer
-        finished (redelivered) or gone is let go of at once and not returned."""
-        moment = time.time()
-        ids = [
-            member.decode()
-            for member in self._take_script(
+        finished (redelivered) or gone is let go of at once and not returned. One
+        script call per :data:`ARCHIVE_SLICE`, so that Redis is never held for long."""
+        taken: list[Archived] = []
+        left = limit
+        while left > 0:
+            moment = time.time()
+            count, *reply = self._take_script(
                 keys={
                     "archivable_key": self._keys.archivable(),
                     "archiving_key": self._keys.archiving(),
@@ -1097,37 +1171,30 @@ class DeliveryStore:
                     "now": moment,
                     "due_before": moment - after_seconds,
                     "lease_until": moment + lease,
-                    "limit": limit,
+                    "limit": min(left, ARCHIVE_SLICE),
+                    "delivery_template": template(self._keys.delivery),
+                    "attempts_template": template(self._keys.attempts),
                 },
             )
-        ]
-        if not ids:
-            return []
-        with self._redis.pipeline(transaction=False) as pipe:
-            for delivery_id in ids:
-                pipe.hgetall(self._keys.delivery(delivery_id))
-                pipe.lrange(self._keys.attempts(delivery_id), 0, -1)
-            replies = pipe.execute()
-        taken, dropped = [], []
-        for delivery_id, record, attempts in zip(ids, replies[::2], replies[1::2], strict=True):
-            status = record.get(b"status", b"").decode()
-            if status in FINAL_STATUSES:
-                named = {name.decode(): value for name, value in record.items()}
-                taken.append(Archived(delivery_id, named, list(attempts)))
-            else:
-                dropped.append(delivery_id)
-        if dropped:
-            self._redis.zrem(self._keys.archiving(), *dropped)
+            taken += [
+                Archived(delivery_id.decode(), fields(record), attempts)
+                for delivery_id, record, attempts in zip(
+                    reply[::3], reply[1::3], reply[2::3], strict=True
+                )
+            ]
+            if count < min(left, ARCHIVE_SLICE):
+                break  # nothing more is due
+            left -= count
         return taken
 
     def forget_archived(self, archived: Sequence[Archived]) -> int:
         """Forget deliveries the archive holds now (record, attempts, index entries),
         each leaving its idempotency marker; one that changed since it was taken is
         only let go of. Returns how many were forgotten. One script call per
-        :data:`FORGET_SLICE`, so that Redis is never held for long."""
+        :data:`ARCHIVE_SLICE`, so that Redis is never held for long."""
         forgotten = 0
-        for first in range(0, len(archived), FORGET_SLICE):
-            forgotten += self._forget(archived[first : first + FORGET_SLICE])
+        for first in range(0, len(archived), ARCHIVE_SLICE):
+            forgotten += self._forget(archived[first : first + ARCHIVE_SLICE])
         return forgotten
 
     def _forget(self, archived: Sequence[Archived]) -> int:
