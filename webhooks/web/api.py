@@ -660,7 +660,10 @@ class Brand(BaseModel):
     """How the portal presents itself: the operator's WEBHOOKS_PORTAL_BRAND_* settings."""
 
     name: str | None = Field(description="Shown instead of 'webhooks'; null: the default.")
-    logo_url: str | None = Field(description="An https:// image shown beside the name.")
+    logo_url: str | None = Field(
+        description="An https:// image shown beside the name.",
+        json_schema_extra={"pattern": "^https://"},
+    )
     accent_color: str | None = Field(
         description="Links' and main buttons' colour, #rrggbb.",
         json_schema_extra={"pattern": "^#[0-9a-f]{6}$"},
