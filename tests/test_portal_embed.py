@@ -383,7 +383,8 @@ def test_an_allowed_origin_frames_the_portal_without_cookies_and_another_is_refu
     for delivery_id in ids:
         wait_for(delivery_id)
 
-    host_page.frame_src = f"{embeddable.base}/portal#token={portal_token(tenant_id)}"
+    link_token = portal_token(tenant_id)
+    host_page.frame_src = f"{embeddable.base}/portal#token={link_token}"
     browser.get(host_page.allowed + "/")
     browser.switch_to.frame(browser.find_element("id", "portal"))
     try:
@@ -396,6 +397,12 @@ def test_an_allowed_origin_frames_the_portal_without_cookies_and_another_is_refu
         probe = "document.cookie = 'probe=1; SameSite=None; Secure'; return document.cookie"
         assert browser.execute_script(probe) == ""
         assert browser.get_cookies() == []
+        held = browser.execute_script("return state.bearer")  # the page's memory only
+        assert held.startswith("session_")
+        assert browser.execute_script("return [localStorage.length, sessionStorage.length]") == [
+            0,
+            0,
+        ]
         # The brand, applied under the portal's CSP (no inline style).
         assert _css(browser, "#brand")[0].text == "Northwind Hooks"
         assert browser.execute_script("return document.title") == "Northwind Hooks"
@@ -410,6 +417,8 @@ def test_an_allowed_origin_frames_the_portal_without_cookies_and_another_is_refu
         _no_page_errors(browser)
     finally:
         browser.switch_to.default_content()
+    served = embeddable.log.read_text()
+    assert link_token not in served and held not in served  # never logged
 
     # The same page on an origin the setting does not name: the browser refuses to
     # render the portal in its frame, and says why.
