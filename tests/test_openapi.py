@@ -51,7 +51,9 @@ def test_every_error_answer_is_declared_with_its_body(document: dict[str, Any]) 
             assert 404 in declared, (method, path)
         if "query" in places or "requestBody" in operation:
             assert 422 in declared, (method, path)
-        if path.startswith("/api/v1/") or path == "/metrics":
+        # The portal's brand is public: the page is branded before anyone signs in.
+        public = (method, path) == ("GET", "/api/v1/brand")
+        if (path.startswith("/api/v1/") or path == "/metrics") and not public:
             assert 401 in declared, (method, path)
             assert responses["401"]["headers"]["WWW-Authenticate"]
             # Signing in takes a token in its body, not credentials.
@@ -69,6 +71,8 @@ def test_every_error_answer_is_declared_with_its_body(document: dict[str, Any]) 
     assert "409" in paths["/api/v1/tenants"]["post"]["responses"]
     assert "403" in paths["/api/v1/stats"]["get"]["responses"]  # the operator's alone
     assert "security" not in paths["/healthz"]["get"]
+    assert "security" not in paths["/api/v1/brand"]["get"]
+    assert "401" not in paths["/api/v1/brand"]["get"]["responses"]
 
 
 def test_every_constraint_the_validator_enforces_is_stated(document: dict[str, Any]) -> None:

@@ -29,6 +29,14 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    driver = chromium()
+    yield driver
+    driver.quit()
+
+
+def chromium(prefs: dict[str, Any] | None = None) -> Any:
+    """A headless Chromium driven by chromedriver, with ``prefs`` (Chromium's profile
+    preferences) set; the caller quits it."""
     if CHROMIUM is None or CHROMEDRIVER is None:
         missing("no browser: install Debian's chromium and chromium-driver (.ci/run does)")
     from selenium import webdriver
@@ -36,6 +44,8 @@ def browser() -> Iterator[Any]:
     from selenium.webdriver.chrome.service import Service
 
     options = Options()
+    if prefs:
+        options.add_experimental_option("prefs", prefs)
     options.binary_location = str(CHROMIUM)
     for argument in (
         "--headless=new",
@@ -50,8 +60,7 @@ def browser() -> Iterator[Any]:
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+    return driver
 
 
 @pytest.fixture

@@ -11,10 +11,17 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import standardwebhooks
 from cryptography.fernet import Fernet
-from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["SentinelURL", "Settings", "check_archive_dsn", "shown_url"]
+__all__ = ["SentinelURL", "Settings", "check_archive_dsn", "origin_of", "shown_url"]
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 _SENTINEL_OPTIONS = {"master", "password", "sentinel_password", "username"}
@@ -134,6 +141,53 @@ Networks = Annotated[
 ]
 
 
+# --- The portal's embedding and brand ------------------------------------------------
+
+#: A host as a CSP source may name it: DNS labels, or an IPv4 address; nothing that
+#: could end the source list (a space, ``;``, ``,``) or widen it (``*``).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = rf"{_LABEL}(?:\.{_LABEL})*"
+#: The origins that may be plain http: a browser treats them as secure contexts, and
+#: they never leave the machine (development, and the tests' second origin).
+_LOOPBACK_ORIGIN = re.compile(r"http://(?:localhost|127(?:\.[0-9]{1,3}){3}|\[::1\])(?::[0-9]+)?")
+_COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
+_MAX_BRAND_URL = 2048
+_MAX_BRAND_NAME = 60
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL whose host is a plain name or address
+    (safe to write into a Content-Security-Policy), lower-cased; None for any other."""
+    parts = urlsplit(url)
+    match = re.fullmatch(rf"({_HOST}|\[::1\])(?::([0-9]{{1,5}}))?", parts.netloc)
+    if parts.scheme not in ("http", "https") or match is None:
+        return None
+    if match[2] is not None and not 0 < int(match[2]) < 65536:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _frame_ancestor(origin: str, number: int, total: int) -> str:
+    """One origin of WEBHOOKS_PORTAL_FRAME_ANCESTORS, as a CSP source, or a ValueError
+    naming it by its place (the operator's own value: shown, cut)."""
+    found = origin_of(origin)
+    shown = origin[:100]
+    if found is None or origin.lower().rstrip("/") != found:
+        raise ValueError(
+            f"origin {number} of {total} ({shown!r}) is not scheme://host[:port] "
+            "(such as https://dashboard.example.com: no path, no wildcard)"
+        )
+    if found.startswith("http://") and not _LOOPBACK_ORIGIN.fullmatch(found):
+        raise ValueError(
+            f"origin {number} of {total} ({shown!r}) must be https:// (http:// only for "
+            "localhost and 127.0.0.1, for development)"
+        )
+    return found
+
+
+Origins = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_separated)]
+
+
 class Settings(BaseSettings):
     """Every knob of the service; the settings reference in the docs is generated from
     these fields and their descriptions."""
@@ -141,7 +195,12 @@ class Settings(BaseSettings):
     # Inputs hidden from errors: pydantic's message would otherwise repeat the value
     # refused, which for the keys, tokens and secrets here is the secret itself.
     model_config = SettingsConfigDict(
-        env_prefix="WEBHOOKS_", frozen=True, extra="ignore", hide_input_in_errors=True
+        env_prefix="WEBHOOKS_",
+        frozen=True,
+        extra="ignore",
+        hide_input_in_errors=True,
+        # The brand's settings are also read under a second name (their aliases).
+        validate_by_name=True,
     )
 
     redis_url: str = Field(
@@ -330,6 +389,33 @@ class Settings(BaseSettings):
         description="Where people reach `webhooks serve`: the base "
         "of the links `webhooks portal-link` prints.",
     )
+    portal_frame_ancestors: Origins = Field(
+        (),
+        description="Comma-separated origins whose pages may frame the portal (an "
+        "`<iframe>` in your own dashboard; `webhooks portal-link --embed` prints one), each "
+        "`https://host[:port]` (`http://` only for localhost and 127.0.0.1). Only the "
+        "portal's pages may be framed, never the console or the API. Empty: none may.",
+    )
+    portal_brand_name: str | None = Field(
+        None,
+        description="The name the portal shows in its header and title instead of "
+        f"`webhooks`: at most {_MAX_BRAND_NAME} printable characters.",
+    )
+    portal_brand_logo_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("WEBHOOKS_PORTAL_BRAND_LOGO_URL", "WEBHOOKS_PORTAL_LOGO_URL"),
+        description="An `https://` URL of the logo the portal shows beside the name; "
+        "the portal's Content-Security-Policy allows images from that origin only. Also "
+        "read as `WEBHOOKS_PORTAL_LOGO_URL`.",
+    )
+    portal_brand_accent_color: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "WEBHOOKS_PORTAL_BRAND_ACCENT_COLOR", "WEBHOOKS_PORTAL_ACCENT_COLOR"
+        ),
+        description="The portal's accent colour (links, main buttons), as `#rrggbb`. "
+        "Also read as `WEBHOOKS_PORTAL_ACCENT_COLOR`.",
+    )
     server_max_header_bytes: int = Field(
         16_384,
         ge=1024,
@@ -492,7 +578,47 @@ class Settings(BaseSettings):
             return None
         return SentinelURL.parse(self.redis_url)
 
+    @field_validator("portal_frame_ancestors")
+    @classmethod
+    def _frame_ancestors_are_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_frame_ancestor(origin, n, len(value)) for n, origin in enumerate(value, 1))
+
+    @field_validator("portal_brand_name")
+    @classmethod
+    def _brand_name_is_short(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > _MAX_BRAND_NAME or not value.isprintable()):
+            raise ValueError(f"must be at most {_MAX_BRAND_NAME} printable characters")
+        return value
+
+    @field_validator("portal_brand_logo_url")
+    @classmethod
+    def _brand_logo_is_https(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        origin = origin_of(value)
+        if (
+            origin is None
+            or not origin.startswith("https://")
+            or len(value) > _MAX_BRAND_URL
+            or not re.fullmatch(r"[!-~]+", value)
+        ):
+            raise ValueError(
+                f"must be an https:// URL of at most {_MAX_BRAND_URL} characters, with a "
+                "host name and no credentials or spaces"
+            )
+        return value
+
+    @field_validator("portal_brand_accent_color")
+    @classmethod
+    def _accent_is_hex(cls, value: str | None) -> str | None:
+        if value is not None and not _COLOR.fullmatch(value):
+            raise ValueError("must be a colour written #rrggbb, such as #0a7cff")
+        return value.lower() if value is not None else None
+
     @field_validator(
+        "portal_brand_name",
+        "portal_brand_logo_url",
+        "portal_brand_accent_color",
         "outbox_dsn",
         "archive_dsn",
         "operational_url",

@@ -7,13 +7,13 @@ import sys
 from typing import Any
 
 import click
-from pydantic import ValidationError
+from pydantic import AliasChoices, ValidationError
 
 from .. import extras
 from .._version import __version__
 from ..broker.app import broker_failure
 from ..errors import MissingExtra, WebhooksError
-from ..settings import shown_url
+from ..settings import Settings, shown_url
 from ..storage.connection import failure as redis_failure
 from ..system import get_default
 from . import deliveries
@@ -71,8 +71,19 @@ def _bad_settings(exc: ValidationError) -> str:
     error = exc.errors()[0]
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["loc"]:
-        message = f"WEBHOOKS_{str(error['loc'][0]).upper()}: {message}"
+        message = f"{_setting_names(str(error['loc'][0]))}: {message}"
     return message
+
+
+def _setting_names(name: str) -> str:
+    """The environment variable a setting's error names, as the operator may have set
+    it: pydantic names a setting read under two names by the first, whichever was set."""
+    for field in Settings.model_fields.values():
+        choices = field.validation_alias
+        if isinstance(choices, AliasChoices) and name in choices.choices:
+            first, *others = (str(choice) for choice in choices.choices)
+            return f"{first} (or {', '.join(others)})"
+    return f"WEBHOOKS_{name.upper()}"
 
 
 __all__ = ["main"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from typing import Any
 
@@ -90,16 +91,42 @@ def serve(host: str, port: int) -> None:
     metavar="URL",
     help="Where `webhooks serve` is reached [default: WEBHOOKS_PUBLIC_URL].",
 )
-def portal_link(tenant_id: str, ttl: float, base_url: str | None) -> None:
+@click.option(
+    "--embed",
+    is_flag=True,
+    help="Print an <iframe> for a page on an origin WEBHOOKS_PORTAL_FRAME_ANCESTORS allows.",
+)
+def portal_link(tenant_id: str, ttl: float, base_url: str | None, embed: bool) -> None:
     """Print a link that opens TENANT's portal: its endpoints and deliveries.
 
     The token rides in the URL's fragment, which browsers never send to a server,
-    and the page trades it for a session cookie at once.
+    and the page trades it for a session cookie at once (framed: for a session it
+    keeps in memory).
     """
-    base = (base_url or get_default().settings.public_url).rstrip("/")
+    settings = get_default().settings
+    base = (base_url or settings.public_url).rstrip("/")
     if not base.lower().startswith(("http://", "https://")) or any(c in base for c in "#? "):
         raise click.BadParameter(
             f"must be an http(s) URL without a query or fragment, not {base[:100]!r}",
             param_hint="--base-url",
         )
-    click.echo(f"{base}/portal#token={portal_token(tenant_id, ttl)}")
+    link = f"{base}/portal#token={portal_token(tenant_id, ttl)}"
+    if embed:
+        click.echo(embed_snippet(link, settings.portal_brand_name))
+        if not settings.portal_frame_ancestors:
+            click.echo(
+                "warning: WEBHOOKS_PORTAL_FRAME_ANCESTORS is empty here: browsers refuse "
+                "to frame the portal unless `webhooks serve` allows your page's origin",
+                err=True,
+            )
+        return
+    click.echo(link)
+
+
+def embed_snippet(link: str, name: str | None) -> str:
+    """The ``<iframe>`` that frames the portal at ``link``, escaped for HTML."""
+    title = html.escape(f"{name or 'Webhooks'} portal", quote=True)
+    return (
+        f'<iframe src="{html.escape(link, quote=True)}" title="{title}" '
+        'width="100%" height="720" referrerpolicy="no-referrer"></iframe>'
+    )

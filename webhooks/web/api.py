@@ -43,8 +43,10 @@ from ..storage.endpoints import (
 )
 from ..system import System
 from .auth import (
+    SESSION_BEARER,
     Principal,
     Who,
+    bearer_session_id,
     check_origin,
     grant_of,
     operator,
@@ -204,6 +206,12 @@ class SessionIn(_Input):
     """A token to trade for a session cookie."""
 
     token: str = Field(max_length=4096, description="The operator's token or a portal token.")
+    embedded: bool = Field(
+        False,
+        description="true (a portal framed in another site's page, which gets no cookie): "
+        "no cookie is set, and the answer's session_token is sent as "
+        "`Authorization: Bearer <session_token>` instead. Portal tokens only.",
+    )
 
 
 class DeliveryList(BaseModel):
@@ -260,12 +268,16 @@ def create_session(body: SessionIn, request: Request, system: SystemDep) -> JSON
     """The page's sign-in: a token (from a portal link's fragment, or the operator's)
     becomes an HttpOnly, SameSite=Strict cookie (``__Host-`` and Secure under HTTPS),
     and the answer carries the CSRF token that state-changing requests must send in
-    ``X-CSRF-Token``. Another site may not sign a browser in (to its own account, say)."""
+    ``X-CSRF-Token``. Another site may not sign a browser in (to its own account, say).
+    With ``embedded`` (a framed portal), no cookie: ``session_token`` is the credential."""
     check_origin(request)
     try:
         who = token_principal(system, body.token)
     except ApiError:
         raise ApiError(401, "unauthorized", "the token is not valid, or has expired") from None
+    if body.embedded and who.is_operator:
+        # Only the portal may be framed (its CSP); the operator's session stays a cookie.
+        raise InvalidInput("embedded", "is for portal links, not the operator's token")
     lasts = system.settings.session_hours * 3600
     expires_at = time.time() + lasts
     if who.expires_at is not None:  # a portal session ends with its link
@@ -281,6 +293,8 @@ def create_session(body: SessionIn, request: Request, system: SystemDep) -> JSON
     if made is None:  # the tenant was deleted (or registered again) since the token's check
         raise ApiError(401, "unauthorized", "the token is not valid, or has expired")
     session_id, session = made
+    if body.embedded:
+        return _embedded_session(who, session_id, session.csrf, expires_at)
     response = JSONResponse(_session_body(who.tenant_id, session.csrf, expires_at), status_code=201)
     response.set_cookie(
         session_cookie(request),
@@ -311,7 +325,9 @@ def read_session(who: Who) -> dict[str, Any]:
 @router.delete("/session", tags=["session"], status_code=204, summary="Sign out")
 def delete_session(request: Request, who: Who, sessions: Sessions) -> Response:
     if who.session is not None:
-        sessions.delete(request.cookies.get(session_cookie(request), ""))
+        sessions.delete(
+            bearer_session_id(request) or request.cookies.get(session_cookie(request), "")
+        )
     response = Response(status_code=204)
     response.delete_cookie(
         session_cookie(request),
@@ -621,3 +637,49 @@ def stats(_: Operator, store: Deliveries, settings: SettingsDep) -> dict[str, in
 )
 def tenant_stats(tenant_id: TenantId, store: Deliveries, settings: SettingsDep) -> dict[str, int]:
     return store.stats(overdue_after=settings.recovery_seconds, tenant=tenant_id)
+
+
+# --- The embedded and branded portal -----------------------------------------------
+
+
+def _embedded_session(
+    who: Principal, session_id: str, csrf: str, expires_at: float
+) -> JSONResponse:
+    """A portal framed in another site's page: the session's credential in the answer,
+    for the page to keep in memory and send as a bearer token, and no cookie."""
+    return JSONResponse(
+        {
+            **_session_body(who.tenant_id, csrf, expires_at),
+            "session_token": SESSION_BEARER + session_id,
+        },
+        status_code=201,
+    )
+
+
+class Brand(BaseModel):
+    """How the portal presents itself: the operator's WEBHOOKS_PORTAL_BRAND_* settings."""
+
+    name: str | None = Field(description="Shown instead of 'webhooks'; null: the default.")
+    logo_url: str | None = Field(
+        description="An https:// image shown beside the name.",
+        json_schema_extra={"pattern": "^https://"},
+    )
+    accent_color: str | None = Field(
+        description="Links' and main buttons' colour, #rrggbb.",
+        json_schema_extra={"pattern": "^#[0-9a-f]{6}$"},
+    )
+
+
+@router.get(
+    "/brand",
+    tags=["session"],
+    response_model=Brand,
+    summary="The portal's name, logo and accent colour (no credentials needed)",
+)
+def brand(settings: SettingsDep) -> Brand:
+    """Public: the portal's sign-in page is branded before anyone signs in."""
+    return Brand(
+        name=settings.portal_brand_name,
+        logo_url=settings.portal_brand_logo_url,
+        accent_color=settings.portal_brand_accent_color,
+    )

@@ -31,6 +31,7 @@ from .._version import __version__
 from ..events import event_schema
 from ..ids import DELIVERY_ID, ENDPOINT_ID, TENANT_ID
 from ..metrics import CONTENT_TYPE, exposition, registry
+from ..settings import Settings, origin_of
 from ..system import System, get_default
 from . import api
 from .auth import COOKIE, operator, principal
@@ -40,10 +41,17 @@ __all__ = ["create_app"]
 
 STATIC = resources.files("webhooks.web") / "static"
 
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
+
+def content_security_policy(images: str = "'self'", ancestors: str = "'none'") -> str:
+    """The policy of every answer; the portal's pages may widen ``images`` (the brand's
+    logo) and ``ancestors`` (the origins allowed to frame it)."""
+    return (
+        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {images}; "
+        f"connect-src 'self'; form-action 'self'; frame-ancestors {ancestors}; base-uri 'none'"
+    )
+
+
+CSP = content_security_policy()
 HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -129,6 +137,56 @@ class HeadAsGet:
 
         # A copy: the server keeps the scope it made, and must still know it was a HEAD.
         await self.app({**scope, "method": "GET"}, receive, send_headers_only)
+
+
+# --- The portal's own headers: framed by allowed origins, and its brand's logo ------
+
+
+def portal_headers(settings: Settings) -> list[tuple[bytes, bytes]] | None:
+    """The security headers of the portal's pages under these settings, or None when
+    they are every answer's (no origin may frame it, and no logo)."""
+    ancestors = settings.portal_frame_ancestors
+    logo = settings.portal_brand_logo_url
+    if not ancestors and logo is None:
+        return None
+    # Both were checked when the settings were read: plain origins, nothing a policy
+    # would read as another directive or source.
+    images = "'self'" if logo is None else f"'self' {origin_of(logo)}"
+    policy = content_security_policy(images, " ".join(ancestors) or "'none'")
+    headers = [(b"content-security-policy", policy.encode())]
+    for name, value in HEADERS:
+        if name == b"content-security-policy" or (name == b"x-frame-options" and ancestors):
+            continue  # X-Frame-Options cannot name origins: the policy says who may frame
+        headers.append((name, value))
+    return headers
+
+
+def _is_portal(path: str) -> bool:
+    return path == "/portal" or path.startswith("/portal/")
+
+
+class PortalHeaders:
+    """ASGI middleware, outside :class:`SecurityMiddleware`: the portal's pages get
+    :func:`portal_headers`; the console, the API and every other answer keep theirs."""
+
+    def __init__(self, app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> None:
+        self.app, self.headers = app, headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_portal(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        names = {name for name, _ in HEADERS}
+
+        async def send_portal(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *(h for h in message.get("headers", []) if h[0].lower() not in names),
+                    *self.headers,
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_portal)
 
 
 def _page() -> FileResponse:
@@ -305,5 +363,7 @@ def create_app(system: System | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(SecurityMiddleware, limit=system.settings.max_payload_bytes)
+    if (portal := portal_headers(system.settings)) is not None:
+        app.add_middleware(PortalHeaders, headers=portal)
     app.add_middleware(HeadAsGet)
     return app

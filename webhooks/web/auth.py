@@ -12,6 +12,13 @@
   the credential, whose fingerprint is checked here on every request, so that a
   restart with a new ``WEBHOOKS_API_TOKEN`` or ``WEBHOOKS_PORTAL_SECRET`` ends the
   sessions the old one made.
+- **Embedded portal sessions**: a portal framed in another site's page gets no cookie
+  (browsers withhold a SameSite=Strict cookie from a cross-site frame, and many block
+  third-party cookies outright), so its page trades the link for a session whose
+  credential it keeps in memory and sends as ``Authorization: Bearer session_...``.
+  A browser never attaches that header by itself, so another site cannot make a
+  request carry it: no CSRF token is needed, and a state-changing request must
+  still come from this server's own origin when it names one.
 - **Tenant scope**: a customer asking for another tenant's anything gets exactly
   the 404 that an id that does not exist gets, never a 403.
 """
@@ -37,14 +44,17 @@ from .tokens import read_portal_token
 __all__ = [
     "COOKIE",
     "SECURE_COOKIE",
+    "SESSION_BEARER",
     "Principal",
     "Who",
+    "bearer_session_id",
     "check_origin",
     "grant_of",
     "operator",
     "principal",
     "session_cookie",
     "tenant_scope",
+    "token_is_operator",
     "token_principal",
 ]
 
@@ -54,6 +64,9 @@ COOKIE = "webhooks_session"
 #: plain-HTTP answer can set one to plant a session of its choosing.
 SECURE_COOKIE = "__Host-" + COOKIE
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+#: What starts a session's credential sent as a bearer token (an embedded portal's);
+#: a portal token never starts so (it is base64 of JSON: ``eyJ``).
+SESSION_BEARER = "session_"
 
 
 @dataclass(frozen=True)
@@ -70,12 +83,17 @@ class Principal:
         return self.tenant_id is None
 
 
+def token_is_operator(system: System, token: str) -> bool:
+    """Whether ``token`` is the operator's (compared in constant time)."""
+    operator_token = system.settings.api_token
+    return operator_token is not None and hmac.compare_digest(
+        token.encode(), operator_token.get_secret_value().encode()
+    )
+
+
 def token_principal(system: System, token: str) -> Principal:
     """The principal a bearer token stands for, or a 401."""
-    operator_token = system.settings.api_token
-    if operator_token is not None and hmac.compare_digest(
-        token.encode(), operator_token.get_secret_value().encode()
-    ):
+    if token_is_operator(system, token):
         return Principal(None)
     try:
         grant = read_portal_token(system, token)
@@ -124,15 +142,8 @@ def session_cookie(request: Request) -> str:
     return SECURE_COOKIE if request.url.scheme == "https" else COOKIE
 
 
-def principal(request: Request, system: SystemDep) -> Principal:
-    """The request's principal, from its bearer token or its session; else a 401."""
-    header = request.headers.get("authorization")
-    if header is not None:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "unauthorized", "the Authorization header must be 'Bearer <token>'")
-        return token_principal(system, token.strip())
-    session_id = request.cookies.get(session_cookie(request), "")
+def _live_session(system: System, session_id: str) -> Session:
+    """The session, if it is still good: not expired, and made by today's credential."""
     session = system.sessions.get(session_id) if session_id else None
     if session is None:
         raise ApiError(401, "unauthorized", "a bearer token or a session is required")
@@ -140,6 +151,34 @@ def principal(request: Request, system: SystemDep) -> Principal:
     if grant is None or not hmac.compare_digest(session.grant.encode(), grant.encode()):
         system.sessions.delete(session_id)
         raise ApiError(401, "unauthorized", "the session has ended; sign in again")
+    return session
+
+
+def bearer_session_id(request: Request) -> str | None:
+    """The id of the session a request's bearer credential names (an embedded
+    portal's), or None when it sends none."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(SESSION_BEARER):
+        return None
+    return token.removeprefix(SESSION_BEARER)
+
+
+def principal(request: Request, system: SystemDep) -> Principal:
+    """The request's principal, from its bearer token or its session; else a 401."""
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "unauthorized", "the Authorization header must be 'Bearer <token>'")
+        session_id = bearer_session_id(request)
+        if session_id is None or token_is_operator(system, token.strip()):
+            return token_principal(system, token.strip())
+        session = _live_session(system, session_id)
+        if request.method not in _SAFE:
+            check_origin(request)
+        return Principal(session.tenant_id, session)
+    session = _live_session(system, request.cookies.get(session_cookie(request), ""))
     if request.method not in _SAFE:
         check_origin(request)
         if not hmac.compare_digest(

@@ -76,6 +76,7 @@ class ApiFailure extends Error {
 async function api(method, path, body) {
   const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
   if (method !== "GET") init.headers["X-CSRF-Token"] = state.csrf;
+  embeddedCredential(init);
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -175,11 +176,13 @@ async function home() {
 async function start() {
   const fragment = new URLSearchParams(location.hash.slice(1));
   const token = fragment.get("token");
+  if (MODE === "portal") applyBrand();  // not awaited: the token leaves the address bar first
   if (token !== null) {
     // Out of the address bar (and history) before anything else happens.
     history.replaceState(null, "", location.pathname + location.search);
     try {
-      state.session = await api("POST", "/session", { token });
+      state.session = await api("POST", "/session", EMBEDDED ? { token, embedded: true } : { token });
+      state.bearer = state.session.session_token || "";
     } catch (error) {
       return signIn(error.status === 401 ? "This link is not valid, or it has expired. Ask for a new one." : error.message);
     }
@@ -232,6 +235,7 @@ function signIn(message) {
 async function signOut() {
   try { await api("DELETE", "/session"); } catch (_) { /* signed out either way */ }
   state.session = null;
+  state.bearer = "";
   state.tenant = null;
   signIn("Signed out.");
 }
@@ -602,6 +606,37 @@ function endpointsTable(root, endpoints, reload, notice) {
   return h("table", { id: "endpoints" },
     h("thead", {}, h("tr", {}, ["URL", "Event types", "State", "", "Actions"].map((c) => h("th", {}, c)))),
     h("tbody", {}, rows.flat()));
+}
+
+// --- Embedded and branded portal ---------------------------------------------------
+
+// Framed in another site's page, the portal gets no cookie (SameSite=Strict, and
+// third-party cookies are often blocked): it keeps its session's credential in this
+// page's memory and sends it as a bearer header, which no other site can make a
+// browser send. Reloading the frame needs a fresh link.
+const EMBEDDED = MODE === "portal" && window.self !== window.top;
+
+// state.bearer: the embedded session's credential, from signing in; none otherwise.
+function embeddedCredential(init) {
+  if (!state.bearer) return;
+  init.headers.Authorization = "Bearer " + state.bearer;
+  init.credentials = "omit";
+}
+
+// The operator's name, logo and accent colour (WEBHOOKS_PORTAL_BRAND_*). The colour is
+// set through the CSSOM, which the policy allows; an inline style would be refused.
+async function applyBrand() {
+  let brand;
+  try { brand = await api("GET", "/brand"); } catch (_) { return; /* the stock look */ }
+  const home = document.getElementById("brand");
+  if (brand.name) {
+    document.title = brand.name;
+    home.textContent = brand.name;
+  }
+  if (brand.logo_url) home.prepend(h("img", { id: "brand-logo", src: brand.logo_url, alt: "" }));
+  if (/^#[0-9a-f]{6}$/.test(brand.accent_color || "")) {
+    document.documentElement.style.setProperty("--accent", brand.accent_color);
+  }
 }
 
 start();
