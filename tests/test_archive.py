@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -81,9 +82,8 @@ def archived_rows(dsn: str, table: str = "webhooks_deliveries") -> int:
 @pytest.fixture(scope="session")
 def archive_dsn() -> str:
     dsn = archive_database()
-    archive = Archive(dsn, RETENTION)
-    archive.init()
-    archive.close()
+    with Archive(dsn, RETENTION) as archive:
+        archive.init()
     return dsn
 
 
@@ -280,7 +280,8 @@ def test_every_view_is_the_same_whichever_tier_holds_a_delivery(tiers: Tiers) ->
     assert tiers.tiered.deliveries.archive_backlog() == finished
 
     # Half way: some moved, some not.
-    Archiver(System(tiered_settings(tiers.dsn, archive_batch=17))).run_once()
+    with closing(System(tiered_settings(tiers.dsn, archive_batch=17))) as halfway:
+        Archiver(halfway).run_once()
     assert archived_rows(tiers.dsn) == 17
     assert views(tiers.tiered, data) == before
 
@@ -302,11 +303,12 @@ def test_pages_neither_skip_nor_repeat_while_deliveries_move(
     query: dict[str, Any] = {"tenant": data.tenants[0]} if by_tenant else {}
     expected = pages(tiers.plain, 50, **query)
     found, after = store.page(limit=5, **query)
-    archiver = Archiver(System(tiered_settings(tiers.dsn, archive_batch=6)))
-    while after is not None:
-        archiver.run_once()  # between two pages, some deliveries change tier
-        ids, after = store.page(limit=5, after=after, **query)
-        found += ids
+    with closing(System(tiered_settings(tiers.dsn, archive_batch=6))) as moving:
+        archiver = Archiver(moving)
+        while after is not None:
+            archiver.run_once()  # between two pages, some deliveries change tier
+            ids, after = store.page(limit=5, after=after, **query)
+            found += ids
     assert archived_rows(tiers.dsn) > 0
     assert found == expected
 
@@ -655,4 +657,5 @@ def test_prune_drops_whole_days_past_retention(archive_dsn: str) -> None:
                 assert (f"{table}_p{day:%Y%m%d}" in names) == (n < 3), (table, n)
     finally:
         archive.close()
-        Archive(archive_dsn, RETENTION).init()
+        with Archive(archive_dsn, RETENTION) as again:
+            again.init()

@@ -100,7 +100,8 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 def test_postgresql_away_for_30_seconds(
     private_postgres: PrivatePostgres, receiver: Receiver, tmp_path: Path
 ) -> None:
-    Archive(private_postgres.dsn, 90 * 86400).init()
+    with Archive(private_postgres.dsn, 90 * 86400) as archive:
+        archive.init()
     for world in world_for(private_postgres.dsn):
         _away_for_30_seconds(world, private_postgres, receiver, tmp_path / "worker.log")
 

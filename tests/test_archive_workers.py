@@ -82,7 +82,8 @@ def world_for(dsn: str, **env: str) -> Iterator[World]:
 @pytest.fixture
 def world() -> Iterator[World]:
     dsn = archive_database(ARCHIVE_DB)
-    Archive(dsn, 90 * 86400).init()
+    with Archive(dsn, 90 * 86400) as archive:
+        archive.init()
     empty_archive(dsn)
     yield from world_for(dsn)
 

@@ -204,10 +204,18 @@ class Archive:
             ) from error
 
     def close(self) -> None:
+        """Close the pool. An open pool left to the garbage collector may be collected
+        on one of its own threads, which cannot then be joined."""
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
                 self._pool.close()
             self._pool = None
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     # --- Schema and partitions -----------------------------------------------------------
 
