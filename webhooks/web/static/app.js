@@ -454,7 +454,14 @@ async function deliveryView(tenantId, deliveryId, view) {
   const sent = sentPanel(path, view);
   show(h("p", {}, link(root + "/deliveries", "← Deliveries")), holder, sent.node);
   await Promise.all([load(), sent.load()]);
-  every(REFRESH_MS, () => Promise.all([load(), sent.load()]).catch(failed));
+  // What was sent changes only with the delivery (a new attempt, a new cycle): asked
+  // again only then, since its body can be large.
+  const refresh = async () => {
+    const before = last;
+    await load();
+    if (last !== before) await sent.load();
+  };
+  every(REFRESH_MS, () => refresh().catch(failed));
 }
 
 function deliveryDetail(root, path, d, reload) {
@@ -625,8 +632,46 @@ function sentPanel(path, view) {
   return { node, load };
 }
 
+// Re-indents JSON text, two spaces a level, without parsing its values: JSON.parse
+// would round a big integer and rewrite 1.10 as 1.1, and this shows what was sent.
+// Only whitespace between tokens changes. A body that is not JSON is shown as it is.
 function pretty(body) {
-  try { return JSON.stringify(JSON.parse(body), null, 2); } catch (_) { return body; }
+  try { JSON.parse(body); } catch (_) { return body; }
+  const blank = " \n\r\t";
+  let out = "", depth = 0, inString = false, escaped = false;
+  const newline = () => "\n" + "  ".repeat(depth);
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i];
+    if (inString) {
+      out += c;
+      if (escaped) escaped = false;
+      else if (c === "\\") escaped = true;
+      else if (c === "\"") inString = false;
+    } else if (blank.includes(c)) {
+      continue;
+    } else if (c === "{" || c === "[") {
+      let next = i + 1;
+      while (next < body.length && blank.includes(body[next])) next++;
+      if (body[next] === (c === "{" ? "}" : "]")) {  // empty: one line, as JSON.stringify
+        out += c + body[next];
+        i = next;
+      } else {
+        depth++;
+        out += c + newline();
+      }
+    } else if (c === "}" || c === "]") {
+      depth--;
+      out += newline() + c;
+    } else if (c === ",") {
+      out += "," + newline();
+    } else if (c === ":") {
+      out += ": ";
+    } else {
+      if (c === "\"") inString = true;
+      out += c;
+    }
+  }
+  return out;
 }
 
 function sentBody(body) {
