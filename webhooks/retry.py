@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from .settings import Settings
 
@@ -116,3 +117,18 @@ class BackoffPolicy:
             elapsed += wait
             rows.append(ScheduleRow(attempt=retries + 2, wait=wait, elapsed=elapsed))
         return rows
+
+    def ahead(self, made: int, next_at: datetime) -> list[tuple[int, datetime]]:
+        """The attempts of a cycle still to come, after ``made`` of them, the next one due
+        at ``next_at``: (its number in the cycle, when it is due if every one before it
+        fails), the later ones at :meth:`schedule`'s nominal waits. The real times may
+        come later (jitter, a receiver's Retry-After, a worker that was busy)."""
+        if made > self.max_retries:
+            return []
+        elapsed = {1: 0.0} | {row.attempt: row.elapsed for row in self.schedule()}
+        start = elapsed[made + 1]
+        return [
+            (attempt, next_at + timedelta(seconds=since - start))
+            for attempt, since in elapsed.items()
+            if attempt > made
+        ]

@@ -30,6 +30,7 @@ from .broker.app import WebhooksApp, create_app
 from .events import load_event_modules
 from .sending.attempt import Sender
 from .settings import Settings
+from .storage.activity import Activity
 from .storage.cipher import Cipher
 from .storage.connection import connect
 from .storage.counters import Counters
@@ -91,6 +92,7 @@ class System:
         self.schedule = Schedule(self.redis, self.keys)
         self.gate = Gate(self.redis, self.keys, self.settings)
         self.counters = Counters(self.redis, self.keys)
+        self.activity = Activity(self.redis, self.keys)
         self.sender = Sender(self.settings)
         self._celery_config = celery_config
 

@@ -11,5 +11,6 @@
 - :mod:`.schedule`      parked runs, promotion hand-over, attempt claims
 - :mod:`.destinations`  per-destination concurrency limit and circuit breaker
 - :mod:`.counters`      the metrics' counters, kept by the scripts that record
+- :mod:`.activity`      the charts' hourly counters, kept by the same scripts
 - :mod:`.scripts` and ``lua/``  the atomic steps, one Lua script each
 """

@@ -25,6 +25,7 @@ from ..errors import DeliveryConflict, DeliveryNotFound, TenantNotFound
 from ..ids import checked_delivery_id, checked_endpoint_id, checked_tenant_id
 from ..models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus, Run
 from ..settings import Settings
+from .activity import activity_args, activity_keys, forget_tenant_activity
 from .connection import persist, transaction, zrange_ids
 from .counters import attempt_args, metric_keys
 from .destinations import Entry, destination, enter_args, entry, leave_args
@@ -457,6 +458,7 @@ class DeliveryStore:
         self._redis.delete(
             *(self._keys.tenant_deliveries(tenant_id, status) for status in (None, *DeliveryStatus))
         )
+        forget_tenant_activity(self._redis, self._keys, tenant_id)
         if self.archive is not None:
             # After Redis: what an archiver took from Redis before is kept out of the
             # archive by the erasure, whenever it commits.
@@ -543,6 +545,7 @@ class DeliveryStore:
                     "due_key": self._keys.due(),
                     **metric_keys(settings, self._keys),
                     "archive_key": self._archivable,
+                    **activity_keys(self._keys, tenant_id, moment),
                     "index_keys": [*into, *out_of],
                 },
                 args={
@@ -562,6 +565,7 @@ class DeliveryStore:
                     "index_count": len(into),
                     "event_template": self._event_template(),
                     **attempt_args(attempt),
+                    **activity_args(run, attempt, status),
                     "index_statuses": leaving,
                     **leave_args(
                         settings, self._keys, destination, attempt.succeeded, attempt.duration_ms
@@ -637,6 +641,7 @@ class DeliveryStore:
                 "running_key": self._keys.running(),
                 "metrics_key": metric_keys(self._settings, self._keys)["metrics_key"],
                 "archive_key": self._archivable,
+                **activity_keys(self._keys, tenant_id, moment),
                 "index_keys": [*into, *out_of],
             },
             args={
@@ -651,6 +656,7 @@ class DeliveryStore:
                 "release_member": release.member if release else "",
                 "index_count": len(into),
                 "event_template": self._event_template(),
+                **activity_args(None, None, status),
                 "index_statuses": leaving,
             },
             client=client,

@@ -135,6 +135,16 @@ class Keys:
         record what they count."""
         return f"{self._p}metrics"
 
+    def activity(self, hour: int) -> str:
+        """Hash: every tenant's deliveries and attempts in the hour that starts at ``hour``
+        (a Unix time), by outcome, for the console's chart (see :mod:`.activity`)."""
+        return f"{self._p}activity:{hour}"
+
+    def tenant_activity(self, tenant_id: str, hour: int) -> str:
+        """Hash: the tenant's deliveries and attempts in one hour, by outcome and endpoint
+        (``<kind>:<endpoint id>``), for the portal's chart (see :mod:`.activity`)."""
+        return f"{self.tenant(tenant_id)}:activity:{hour}"
+
     def open_circuits(self) -> str:
         """Sorted set of destinations whose circuit is open or half-open, by when it opened
         until; a success at the destination removes it."""

@@ -17,8 +17,9 @@ import base64
 import binascii
 import math
 import time
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -26,12 +27,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ..clock import isoformat, now
-from ..errors import InvalidInput
+from ..errors import EndpointNotFound, InvalidInput
 from ..events import EVENT_TYPES, loads_event
 from ..guard import MAX_URL_LENGTH
 from ..ids import TENANT_ID
-from ..models import Attempt, Delivery, DeliveryStatus, Endpoint, Tenant
+from ..models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus, Endpoint, Tenant
 from ..producer import Producer
+from ..retry import BackoffPolicy
+from ..sending.attempt import USER_AGENT
+from ..settings import Settings
+from ..storage.activity import WINDOWS, ActivityReport, EndpointActivity
 from ..storage.deliveries import Position
 from ..storage.endpoints import (
     FORBIDDEN_HEADERS,
@@ -670,6 +675,207 @@ class Brand(BaseModel):
     )
 
 
+# --- What a delivery sent, and activity -------------------------------------------
+
+#: What a masked header value shows: the name says what it was, never its value.
+_MASKED = "…"
+
+
+class SentHeader(BaseModel):
+    """One request header, as sent; a secret one masked."""
+
+    name: str
+    value: str
+    masked: bool = Field(
+        description="true: the value is hidden (a signature or the endpoint's own)."
+    )
+
+
+class SentAttempt(BaseModel):
+    """When one attempt went, as its headers said."""
+
+    number: int
+    webhook_timestamp: str = Field(description="Its webhook-timestamp: Unix seconds.")
+
+
+class UpcomingAttempt(BaseModel):
+    """An attempt still to come, if each one before it fails."""
+
+    number: int
+    due_at: str = Field(
+        description="ISO-8601; the first is the scheduled time, the later "
+        "ones the nominal schedule's (jitter and Retry-After may push them)."
+    )
+
+
+class RetrySchedule(BaseModel):
+    """The attempts of the current cycle: made, and still to come."""
+
+    attempts_made: int = Field(description="Attempts made in this cycle (redeliver starts one).")
+    max_attempts: int
+    upcoming: list[UpcomingAttempt]
+
+
+class SentRequest(BaseModel):
+    """What a delivery POSTs: its exact body, its headers, and its retry schedule."""
+
+    delivery_id: str
+    body: str = Field(description="The exact body every attempt POSTs.")
+    headers: list[SentHeader] = Field(
+        description="The latest attempt's request headers (the next one's before any): "
+        "the signature and the endpoint's own header values masked."
+    )
+    attempts: list[SentAttempt]
+    retry_schedule: RetrySchedule
+
+
+def _sent_headers(
+    delivery: Delivery, body: bytes, endpoint: Endpoint | None, timestamp: int | None
+) -> list[SentHeader]:
+    """The headers an attempt went with, rebuilt as the sender builds them
+    (``Sender.attempt``): the endpoint's own (as it has them now), then ours."""
+    names = endpoint.headers if endpoint is not None else {}
+    own = [SentHeader(name=name, value=_MASKED, masked=True) for name in names]
+    ours = {
+        "Accept-Encoding": "identity",
+        "Content-Type": "application/json",
+        "Content-Length": str(len(body)),
+        "User-Agent": USER_AGENT,
+        "webhook-id": delivery.id,
+        "webhook-timestamp": str(timestamp) if timestamp is not None else "(when it is sent)",
+    }
+    shown = own + [SentHeader(name=name, value=value, masked=False) for name, value in ours.items()]
+    if delivery.endpoint_id is not None:  # a bare URL's delivery is not signed
+        shown.append(SentHeader(name="webhook-signature", value="v1," + _MASKED, masked=True))
+    return shown
+
+
+def _schedule(delivery: Delivery, settings: Settings) -> RetrySchedule:
+    policy = BackoffPolicy.from_settings(settings)
+    made = len(delivery.attempts) - delivery.cycle_offset
+    upcoming: list[UpcomingAttempt] = []
+    if delivery.status not in FINAL_STATUSES and delivery.next_attempt_at is not None:
+        upcoming = [
+            UpcomingAttempt(number=delivery.cycle_offset + number, due_at=isoformat(due))
+            for number, due in policy.ahead(made, delivery.next_attempt_at)
+        ]
+    return RetrySchedule(attempts_made=made, max_attempts=policy.max_retries + 1, upcoming=upcoming)
+
+
+@router.get(
+    "/tenants/{tenant_id}/deliveries/{delivery_id}/request",
+    tags=["deliveries"],
+    response_model=SentRequest,
+    summary="What a delivery sends: its exact body, its headers and its retry schedule",
+)
+def sent_request(
+    tenant_id: TenantId,
+    delivery_id: str,
+    store: Deliveries,
+    endpoints: Endpoints,
+    settings: SettingsDep,
+) -> SentRequest:
+    """The body is the exact text signed and POSTed on every attempt. The headers are
+    rebuilt as the sender builds them, with each attempt's ``webhook-timestamp``; the
+    signature and the values of the endpoint's own headers are never shown."""
+    delivery, body = store.load(delivery_id, tenant_id)
+    endpoint = None
+    if delivery.endpoint_id is not None:
+        with suppress(EndpointNotFound):  # deleted since: its own headers are unknown
+            endpoint = endpoints.get(delivery.endpoint_id, tenant_id)
+    stamps = [
+        SentAttempt(number=a.number, webhook_timestamp=str(int(a.started_at.timestamp())))
+        for a in delivery.attempts
+    ]
+    latest = int(stamps[-1].webhook_timestamp) if stamps else None
+    return SentRequest(
+        delivery_id=delivery.id,
+        body=body.decode("utf-8", errors="replace"),
+        headers=_sent_headers(delivery, body, endpoint, latest),
+        attempts=stamps,
+        retry_schedule=_schedule(delivery, settings),
+    )
+
+
+Window = Annotated[
+    Literal["24h", "7d"], Query(description="The last 24 hours, or the last 7 days, hour by hour.")
+]
+
+
+class ActivityHour(BaseModel):
+    """One hour's deliveries and attempts, by outcome."""
+
+    hour: str = Field(description="When the hour starts, ISO-8601 in UTC.")
+    delivered_first_try: int
+    delivered_after_retries: int
+    failed_attempts: int
+    exhausted: int
+
+
+class EndpointSuccess(BaseModel):
+    """One endpoint's outcomes over the window."""
+
+    endpoint_id: str
+    success_rate: float | None = Field(
+        description="The share of its attempts answered 2XX, 0 to 1; null: no attempt."
+    )
+    delivered: int
+    failed_attempts: int
+    exhausted: int
+
+
+class TenantActivity(BaseModel):
+    """A tenant's deliveries per hour by outcome, and each endpoint's success rate."""
+
+    window: str
+    buckets: list[ActivityHour] = Field(description="One per hour, oldest first.")
+    endpoints: list[EndpointSuccess] = Field(description="The tenant's endpoints, oldest first.")
+
+
+class AllActivity(BaseModel):
+    """Every tenant's deliveries per hour by outcome."""
+
+    window: str
+    buckets: list[ActivityHour] = Field(description="One per hour, oldest first.")
+
+
+def _buckets(report: ActivityReport) -> list[ActivityHour]:
+    return [ActivityHour(hour=isoformat(start), **counts) for start, counts in report.hours]
+
+
+@router.get(
+    "/tenants/{tenant_id}/activity",
+    tags=["stats"],
+    response_model=TenantActivity,
+    summary="The tenant's deliveries per hour by outcome, and its endpoints' success rates",
+)
+def tenant_activity(
+    tenant_id: TenantId, system: SystemDep, endpoints: Endpoints, window: Window = "24h"
+) -> TenantActivity:
+    """Read from hourly counters that recording each attempt keeps (kept 8 days), so
+    this costs the same however many deliveries there were. The current hour is the
+    last bucket. A deleted endpoint's deliveries stay in the buckets."""
+    report = system.activity.tenant(tenant_id, WINDOWS[window], now())
+    rates = [
+        report.endpoints.get(endpoint.id) or EndpointActivity(endpoint.id, 0, 0, 0)
+        for endpoint in endpoints.all(tenant_id)
+    ]
+    return TenantActivity(
+        window=window,
+        buckets=_buckets(report),
+        endpoints=[
+            EndpointSuccess(
+                endpoint_id=rate.endpoint_id,
+                success_rate=rate.success_rate,
+                delivered=rate.delivered,
+                failed_attempts=rate.failed_attempts,
+                exhausted=rate.exhausted,
+            )
+            for rate in rates
+        ],
+    )
+
+
 @router.get(
     "/brand",
     tags=["session"],
@@ -683,3 +889,15 @@ def brand(settings: SettingsDep) -> Brand:
         logo_url=settings.portal_brand_logo_url,
         accent_color=settings.portal_brand_accent_color,
     )
+
+
+@router.get(
+    "/activity",
+    tags=["stats"],
+    response_model=AllActivity,
+    summary="Every tenant's deliveries per hour by outcome",
+)
+def all_activity(_: Operator, system: SystemDep, window: Window = "24h") -> AllActivity:
+    """The console's chart: as the tenants' own, summed over every tenant."""
+    report = system.activity.everyone(WINDOWS[window], now())
+    return AllActivity(window=window, buckets=_buckets(report))

@@ -135,6 +135,7 @@ async function route() {
     if (view !== state.view) return;
     if (parts[2] === "endpoints" && parts.length === 3) return await endpointsView(tenant, view);
     if (parts[2] === "deliveries" && parts.length === 4) return await deliveryView(tenant, parts[3], view);
+    if (parts[2] === "activity" && parts.length === 3) return await activityView(tenant, query, view);
     if ((parts[2] === "deliveries" || parts.length === 2) && parts.length <= 3) {
       return await deliveriesView(tenant, query, view);
     }
@@ -262,7 +263,7 @@ async function header(tenant) {
   fill(nav);
   if (tenant) {
     const root = "/tenants/" + enc(tenant.id);
-    for (const [label, path] of [["Deliveries", root + "/deliveries"], ["Endpoints", root + "/endpoints"]]) {
+    for (const [label, path] of [["Deliveries", root + "/deliveries"], ["Endpoints", root + "/endpoints"], ["Activity", root + "/activity"]]) {
       const a = link(path, label);
       if (here.startsWith(BASE + path)) a.className = "current";
       nav.append(a);
@@ -454,9 +455,17 @@ async function deliveryView(tenantId, deliveryId, view) {
     last = seen;
     fill(holder, deliveryDetail(root, path, d, load));
   }
-  show(h("p", {}, link(root + "/deliveries", "← Deliveries")), holder);
-  await load();
-  every(REFRESH_MS, () => load().catch(failed));
+  const sent = sentPanel(path, view);
+  show(h("p", {}, link(root + "/deliveries", "← Deliveries")), holder, sent.node);
+  await Promise.all([load(), sent.load()]);
+  // What was sent changes only with the delivery (a new attempt, a new cycle): asked
+  // again only then, since its body can be large.
+  const refresh = async () => {
+    const before = last;
+    await load();
+    if (last !== before) await sent.load();
+  };
+  every(REFRESH_MS, () => refresh().catch(failed));
 }
 
 function deliveryDetail(root, path, d, reload) {
@@ -637,6 +646,242 @@ async function applyBrand() {
   if (/^#[0-9a-f]{6}$/.test(brand.accent_color || "")) {
     document.documentElement.style.setProperty("--accent", brand.accent_color);
   }
+}
+
+// --- What a delivery sent -------------------------------------------------------
+
+// The body every attempt POSTs (pretty-printed; the copy button copies the exact
+// bytes, which the signature covers), the headers we sent with the signature and the
+// endpoint's own values masked by the server, and the retry schedule.
+function sentPanel(path, view) {
+  const node = h("div", { id: "sent" });
+  let last = "";
+  async function load() {
+    const sent = await api("GET", path + "/request");
+    if (view !== state.view) return;
+    const seen = JSON.stringify(sent);
+    if (seen === last) return;  // unchanged: keep the reader's selection
+    last = seen;
+    fill(node, sentBody(sent.body), sentHeaders(sent), retrySchedule(sent.retry_schedule));
+  }
+  return { node, load };
+}
+
+// Re-indents JSON text, two spaces a level, without parsing its values: JSON.parse
+// would round a big integer and rewrite 1.10 as 1.1, and this shows what was sent.
+// Only whitespace between tokens changes. A body that is not JSON is shown as it is.
+function pretty(body) {
+  try { JSON.parse(body); } catch (_) { return body; }
+  const blank = " \n\r\t";
+  let out = "", depth = 0, inString = false, escaped = false;
+  const newline = () => "\n" + "  ".repeat(depth);
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i];
+    if (inString) {
+      out += c;
+      if (escaped) escaped = false;
+      else if (c === "\\") escaped = true;
+      else if (c === "\"") inString = false;
+    } else if (blank.includes(c)) {
+      continue;
+    } else if (c === "{" || c === "[") {
+      let next = i + 1;
+      while (next < body.length && blank.includes(body[next])) next++;
+      if (body[next] === (c === "{" ? "}" : "]")) {  // empty: one line, as JSON.stringify
+        out += c + body[next];
+        i = next;
+      } else {
+        depth++;
+        out += c + newline();
+      }
+    } else if (c === "}" || c === "]") {
+      depth--;
+      out += newline() + c;
+    } else if (c === ",") {
+      out += "," + newline();
+    } else if (c === ":") {
+      out += ": ";
+    } else {
+      if (c === "\"") inString = true;
+      out += c;
+    }
+  }
+  return out;
+}
+
+function sentBody(body) {
+  const copy = h("button", { type: "button", id: "copy-body", onclick: async () => {
+    if (!navigator.clipboard) {
+      flash("This browser gives no clipboard here: select the body and copy it.");
+      return;
+    }
+    try {
+      await navigator.clipboard.writeText(body);
+      flash("Body copied: the exact bytes signed and sent.", true);
+    } catch (error) {
+      flash("Could not copy: " + error.message);
+    }
+  } }, "Copy body");
+  return [h("h2", {}, "Request body"),
+    h("div", { class: "actions" }, copy, h("span", { class: "muted" }, length(body).toLocaleString() + " characters; the same on every attempt.")),
+    h("pre", { class: "sent-body", id: "sent-body" }, pretty(body))];
+}
+
+function sentHeaders(sent) {
+  const rows = sent.headers.map((header) => h("tr", { dataset: { header: header.name } },
+    h("td", {}, h("code", {}, header.name)),
+    h("td", { class: "wrap" }, header.masked ? h("span", { class: "muted masked" }, header.value + " (hidden)") : header.value)));
+  const stamps = sent.attempts.map((a) => "#" + a.number + " " + a.webhook_timestamp).join(", ");
+  return [h("h2", {}, "Request headers"),
+    h("p", { class: "muted" }, sent.attempts.length ? "As sent with the latest attempt. Signatures and the endpoint's own header values are never shown." : "As the first attempt will send them. Signatures and the endpoint's own header values are never shown."),
+    h("table", { id: "sent-headers" }, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Value"))), h("tbody", {}, rows)),
+    stamps ? h("p", { class: "muted", id: "attempt-timestamps" }, "webhook-timestamp of each attempt: " + stamps) : null];
+}
+
+function retrySchedule(schedule) {
+  const made = h("p", { id: "attempts-made" }, schedule.attempts_made + " of " + schedule.max_attempts + " attempts made in this cycle.");
+  if (!schedule.upcoming.length) {
+    return [h("h2", {}, "Retry schedule"), made, h("p", { class: "muted", id: "no-upcoming" }, "No attempt to come.")];
+  }
+  return [h("h2", {}, "Retry schedule"), made,
+    h("p", { class: "muted" }, "If each attempt fails, the next ones are due at these times (jitter and a receiver's Retry-After can push them later)."),
+    h("table", { id: "retry-schedule" },
+      h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, "Due"))),
+      h("tbody", {}, schedule.upcoming.map((u) => h("tr", { dataset: { attempt: u.number, due: u.due_at } },
+        h("td", {}, String(u.number)), h("td", {}, when(u.due_at))))))];
+}
+
+// --- Activity -------------------------------------------------------------------
+
+// Deliveries per hour by outcome, drawn as inline SVG from the API's hourly counters:
+// every element made with createElementNS, coloured by classes in app.css (the CSP
+// allows no inline style). Each hour's group carries the values it draws in data-*
+// attributes, so what is drawn can be read back.
+const SVG = "http://www.w3.org/2000/svg";
+const OUTCOMES = [
+  ["delivered_first_try", "delivered on first try"],
+  ["delivered_after_retries", "delivered after retries"],
+  ["exhausted", "exhausted"],
+];
+const WINDOWS = { "24h": "Last 24 hours", "7d": "Last 7 days" };
+
+function svg(tag, attributes, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, String(value));
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+function dataName(kind) { return "data-" + kind.replaceAll("_", "-"); }
+
+function hourLabel(iso, span) {
+  const d = new Date(iso);
+  return span === "7d" ? d.toLocaleDateString(undefined, { month: "short", day: "numeric" })
+    : d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+}
+
+function activityChart(id, activity) {
+  const width = 960, height = 240, left = 44, bottom = 26, top = 10;
+  const buckets = activity.buckets;
+  const slot = (width - left) / buckets.length;
+  const most = Math.max(1, ...buckets.map((b) => Math.max(
+    b.delivered_first_try + b.delivered_after_retries + b.exhausted, b.failed_attempts)));
+  const scale = (height - top - bottom) / most;
+  const base = height - bottom;
+  const chart = svg("svg", { id, class: "chart", viewBox: "0 0 " + width + " " + height,
+    role: "img", "aria-label": "Deliveries per hour by outcome", "data-window": activity.window,
+    "data-max": most });
+  chart.append(
+    svg("line", { class: "axis", x1: left, y1: base, x2: width, y2: base }),
+    svg("text", { class: "tick", x: left - 6, y: base, "text-anchor": "end" }, "0"),
+    svg("text", { class: "tick", x: left - 6, y: top + 10, "text-anchor": "end" }, most.toLocaleString()));
+  const labelEvery = activity.window === "7d" ? 24 : 6;
+  const failed = [];
+  buckets.forEach((bucket, index) => {
+    const x = left + index * slot;
+    const group = svg("g", { class: "hour", "data-hour": bucket.hour });
+    for (const [kind] of [...OUTCOMES, ["failed_attempts"]]) group.setAttribute(dataName(kind), bucket[kind]);
+    let y = base;
+    for (const [kind] of OUTCOMES) {
+      const tall = bucket[kind] * scale;
+      y -= tall;
+      group.append(svg("rect", { class: "bar " + kind, x: x + 1, y, width: Math.max(1, slot - 2), height: tall,
+        "data-kind": kind, "data-value": bucket[kind] }));
+    }
+    group.append(svg("title", {}, when(bucket.hour) + ": " + OUTCOMES.map(([kind, label]) => bucket[kind] + " " + label).join(", ")
+      + ", " + bucket.failed_attempts + " failed attempts"));
+    chart.append(group);
+    failed.push((x + slot / 2) + "," + (base - bucket.failed_attempts * scale));
+    if (index % labelEvery === 0) {
+      chart.append(svg("text", { class: "tick", x, y: height - 8 }, hourLabel(bucket.hour, activity.window)));
+    }
+  });
+  chart.append(svg("polyline", { class: "failed-line", points: failed.join(" "), "data-kind": "failed_attempts" }));
+  return chart;
+}
+
+function activityLegend() {
+  return h("div", { class: "legend" },
+    [...OUTCOMES, ["failed_attempts", "failed attempts (line)"]].map(([kind, label]) =>
+      h("span", {}, h("i", { class: "swatch " + kind }), label)));
+}
+
+function activityTotals(activity) {
+  const sum = (kind) => activity.buckets.reduce((total, b) => total + b[kind], 0);
+  return h("div", { class: "stats" }, [...OUTCOMES, ["failed_attempts", "failed attempts"]].map(([kind, label]) =>
+    h("div", { class: "stat", dataset: { total: kind } }, h("b", {}, sum(kind).toLocaleString()), h("span", {}, label))));
+}
+
+function rateBar(rate) {
+  const bar = svg("svg", { class: "rate", viewBox: "0 0 100 8", "aria-hidden": "true" },
+    svg("rect", { class: "rate-track", x: 0, y: 0, width: 100, height: 8 }));
+  if (rate !== null) bar.append(svg("rect", { class: "rate-fill", x: 0, y: 0, width: rate * 100, height: 8 }));
+  return bar;
+}
+
+function endpointRates(activity, urls) {
+  if (!activity.endpoints.length) return h("p", { class: "muted", id: "no-endpoint-rates" }, "No endpoints yet.");
+  return h("table", { id: "endpoint-rates" },
+    h("thead", {}, h("tr", {}, ["Endpoint", "Success rate", "", "Delivered", "Failed attempts", "Exhausted"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, activity.endpoints.map((e) => h("tr", { dataset: { endpoint: e.endpoint_id, successRate: e.success_rate === null ? "" : e.success_rate } },
+      h("td", { class: "url" }, urls[e.endpoint_id] || e.endpoint_id),
+      h("td", { class: "rate-value" }, e.success_rate === null ? "no attempts" : (e.success_rate * 100).toFixed(1) + " %"),
+      h("td", {}, rateBar(e.success_rate)),
+      h("td", {}, e.delivered.toLocaleString()),
+      h("td", {}, e.failed_attempts.toLocaleString()),
+      h("td", {}, e.exhausted.toLocaleString())))));
+}
+
+async function activityView(tenantId, query, view) {
+  const root = "/tenants/" + enc(tenantId);
+  const span = Object.hasOwn(WINDOWS, query.get("window") || "") ? query.get("window") : "24h";
+  const endpoints = (await api("GET", root + "/endpoints")).data;
+  const urls = Object.fromEntries(endpoints.map((e) => [e.id, e.url]));
+  const picker = h("div", { class: "filters", id: "window-picker" }, Object.entries(WINDOWS).map(([value, label]) =>
+    h("button", { type: "button", class: value === span ? "primary" : "", dataset: { window: value },
+      onclick: () => go(root + "/activity?window=" + value) }, label)));
+  const mine = h("div", { id: "tenant-activity" });
+  const everyone = h("div", { id: "all-activity" });
+  let last = "";
+  async function load() {
+    const [activity, all] = await Promise.all([
+      api("GET", root + "/activity?window=" + span),
+      MODE === "console" ? api("GET", "/activity?window=" + span) : null]);
+    if (view !== state.view) return;
+    const seen = JSON.stringify([activity, all]);
+    if (seen === last) return;
+    last = seen;
+    fill(mine, activityTotals(activity), activityChart("activity-chart", activity), activityLegend(),
+      h("h2", {}, "Success rate by endpoint"), endpointRates(activity, urls));
+    if (all) {
+      fill(everyone, h("h2", {}, "All tenants"), activityTotals(all), activityChart("all-activity-chart", all));
+    }
+  }
+  show(h("h1", {}, "Activity"), picker,
+    h("p", { class: "muted" }, "Deliveries per hour by outcome, and every failed attempt; the last bar is the current hour."),
+    mine, everyone);
+  await load();
+  every(REFRESH_MS, () => load().catch(failed));
 }
 
 start();
