@@ -162,6 +162,10 @@ def test_portal_sends_a_test_event_and_shows_the_answer_live(
     assert browser.execute_script("return window.__stayed") is True
     assert len(receiver.received(route)) == 1
     assert receiver.received(route)[0].headers["webhook-test"] == "true"
+    # Listed as a test.
+    _css(browser, "#nav a")[0].click()
+    listed = _until(browser, lambda: _css(browser, "#deliveries tr[data-delivery]"))
+    assert [row.find_element("css selector", ".badge.test").text for row in listed] == ["test"]
 
     # The catalog page: the type, its description, schema and example.
     _css(browser, "#nav a")[2].click()
@@ -171,4 +175,16 @@ def test_portal_sends_a_test_event_and_shows_the_answer_live(
     assert json.loads(example) == event_example(APPROVED)
     schema = section.find_element("css selector", "pre.schema").get_attribute("textContent")
     assert json.loads(schema)["properties"]["type"]["const"] == APPROVED
+    _no_page_errors(browser)
+
+    # The console's endpoint table has the same button.
+    browser.delete_all_cookies()
+    browser.get(f"{web.base}/console/tenants/{tenant}/endpoints")
+    field = _until(browser, lambda: _css(browser, "#signin input[name=token]"))[0]
+    field.send_keys(web.operator_token)
+    _css(browser, "#signin button")[0].click()
+    row = _until(browser, lambda: _css(browser, "#endpoints tr[data-endpoint]"))[0]
+    row.find_element("css selector", "button.send-test").click()
+    _until(browser, lambda: _css(browser, '.test-outcome[data-status-code="201"]'))
+    assert len(receiver.received(route)) == 2
     _no_page_errors(browser)
