@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 import standardwebhooks
 
+import webhooks
 from tests.conftest import event
 from tests.test_cli import assert_one_line_error, invoke
 from tests.test_pages import _css, _no_page_errors, _sign_in, _until, browser  # noqa: F401
 from tests.web import InProcess, Web
 from webhooks import portal_token
 from webhooks.dev.receiver import Receiver
+from webhooks.errors import EndpointNotFound
 from webhooks.events import event_example
 from webhooks.models import Delivery, DeliveryStatus
 from webhooks.producer import publish
@@ -126,7 +128,7 @@ def test_refused_tests_write_nothing(
     assert api.call("GET", f"/api/v1/tenants/{tenant}/deliveries").json()["data"] == []
 
 
-def test_cli_sends_a_test_event(tenant: str, receiver: Receiver) -> None:
+def test_cli_and_python_api_send_a_test_event(tenant: str, receiver: Receiver) -> None:
     endpoint, _ = get_endpoints().add(receiver.url(_unique("/ok")), tenant=tenant)
     sent = invoke("endpoints", "test", endpoint.id, "--event", APPROVED, "--json")
     assert sent.returncode == 0, sent.stderr
@@ -135,6 +137,10 @@ def test_cli_sends_a_test_event(tenant: str, receiver: Receiver) -> None:
     assert delivery.event_id.startswith("evt_test_")
     refused = invoke("endpoints", "test", endpoint.id, "--event", "screenshot_set.aproved")
     assert_one_line_error(refused, "event_type", "did you mean 'screenshot_set.approved'?")
+    # The same from Python; another tenant's endpoint is not found.
+    assert get_store().get(webhooks.send_test(endpoint.id), tenant).test is True
+    with pytest.raises(EndpointNotFound):
+        webhooks.send_test(endpoint.id, tenant="acct_someone_else")
 
 
 @pytest.mark.usefixtures("worker")

@@ -64,6 +64,7 @@ __all__ = [
     "publish_checked",
     "recover",
     "redeliver",
+    "send_test",
 ]
 
 logger = logging.getLogger(__name__)
@@ -465,3 +466,8 @@ def recover(
 ) -> list[str]:
     """:meth:`Producer.recover` on the default System."""
     return Producer(get_default()).recover(endpoint_id, since, until, tenant=tenant)
+
+
+def send_test(endpoint_id: str, event_type: str | None = None, *, tenant: str | None = None) -> str:
+    """:meth:`Producer.send_test` on the default System."""
+    return Producer(get_default()).send_test(endpoint_id, event_type, tenant=tenant)
