@@ -135,6 +135,7 @@ def test_cli_and_python_api_send_a_test_event(tenant: str, receiver: Receiver) -
     delivery = get_store().get(json.loads(sent.stdout)["delivery_id"], tenant)
     assert delivery.test is True and delivery.endpoint_id == endpoint.id
     assert delivery.event_id.startswith("evt_test_")
+    assert "(test)" in "".join(invoke("show", delivery.id).stdout.split())  # however wrapped
     refused = invoke("endpoints", "test", endpoint.id, "--event", "screenshot_set.aproved")
     assert_one_line_error(refused, "event_type", "did you mean 'screenshot_set.approved'?")
     # The same from Python; another tenant's endpoint is not found.
