@@ -161,6 +161,9 @@ def test_portal_sends_a_test_event_and_shows_the_answer_live(
     _css(browser, "#add-endpoint button[type=submit]")[0].click()
     row = _until(browser, lambda: _css(browser, "#endpoints tr[data-endpoint]"))[0]
     assert APPROVED in row.text
+    # The type to send is offered only when there is a choice: here there is none.
+    choice = row.find_element("css selector", "select.test-type")
+    assert choice.get_attribute("textContent") == APPROVED and not choice.is_displayed()
     browser.execute_script("window.__stayed = true")  # gone if the page reloads
     row.find_element("css selector", "button.send-test").click()
     shown = _until(browser, lambda: _css(browser, '.test-outcome[data-status-code="201"]'))[0]

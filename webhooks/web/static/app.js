@@ -567,7 +567,7 @@ function endpointsTable(root, endpoints, reload, notice) {
   const rows = endpoints.map((ep) => {
     const path = root + "/endpoints/" + enc(ep.id);
     const recoverRow = h("tr", { hidden: true, class: "recover-row" });
-    const tester = testSender(root, path);
+    const tester = testSender(root, path, ep);
     const since = h("input", { type: "datetime-local", name: "since", required: true, step: 1 });
     const until = h("input", { type: "datetime-local", name: "until", step: 1 });
     recoverRow.append(h("td", { colSpan: 5 }, h("form", { class: "inline-form", onsubmit: async (e) => {
@@ -596,7 +596,7 @@ function endpointsTable(root, endpoints, reload, notice) {
           fill(notice, secretBox(rotated.secret, rotated.url));
         }) }, "Rotate secret"),
         h("button", { type: "button", class: "recover", onclick: () => { recoverRow.hidden = !recoverRow.hidden; } }, "Recover…"),
-        tester.button,
+        tester.button, tester.choice,
         h("button", { type: "button", class: "danger delete", onclick: act(async () => {
           if (!confirm("Delete this endpoint? Its unfinished deliveries stop.")) return;
           await api("DELETE", path);
@@ -654,7 +654,16 @@ const TEST_SHOWN_BYTES = 300;
 // "Send test event": the API sends the catalog's example as a real delivery; its
 // first attempt (status code, time, the first bytes of the answer) shows below the
 // endpoint as it comes, read from the delivery's JSON, without a reload.
-function testSender(root, path) {
+function testSender(root, path, ep) {
+  // Which type's example to send, when there is a choice: the endpoint's types, or
+  // every registered one for an endpoint that takes them all.
+  const choice = h("select", { class: "test-type", "aria-label": "Event type of the test", hidden: true });
+  const offer = (types) => {
+    fill(choice, types.map((t) => h("option", { value: t }, t)));
+    choice.hidden = types.length < 2;
+  };
+  if (ep.event_types) offer(ep.event_types);
+  else eventTypes().then((types) => offer(types.map((t) => t.type))).catch(() => {});
   const outcome = h("div", { class: "test-outcome", "aria-live": "polite" });
   const row = h("tr", { hidden: true, class: "test-row" }, h("td", { colSpan: 5 }, outcome));
   const button = h("button", { type: "button", class: "send-test", onclick: async () => {
@@ -664,7 +673,7 @@ function testSender(root, path) {
     delete outcome.dataset.statusCode;
     fill(outcome, h("span", { class: "muted" }, "Sending a test event…"));
     try {
-      const sent = await api("POST", path + "/test", {});
+      const sent = await api("POST", path + "/test", choice.value ? { event_type: choice.value } : {});
       await watchTest(root, sent.delivery_id, outcome, view);
     } catch (error) {
       fill(outcome, h("span", { class: "test-error" }, error.message));
@@ -672,7 +681,7 @@ function testSender(root, path) {
       button.disabled = false;
     }
   } }, "Send test event");
-  return { button, row };
+  return { button, choice, row };
 }
 
 async function watchTest(root, deliveryId, outcome, view) {
