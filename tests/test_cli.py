@@ -28,6 +28,7 @@ KEYS = [
     "updated_at",
     "next_attempt_at",
     "attempts",
+    "test",
 ]
 ATTEMPT_KEYS = ["number", "started_at", "duration_ms", "status_code", "error", "response_body"]
 

@@ -46,7 +46,7 @@ from .signing import verify
 
 if TYPE_CHECKING:
     from .broker.app import WebhooksApp
-    from .producer import Producer, deliver_many, publish, recover, redeliver
+    from .producer import Producer, deliver_many, publish, recover, redeliver, send_test
     from .storage.deliveries import DeliveryStore
     from .storage.endpoints import EndpointStore
     from .storage.tenants import TenantStore
@@ -72,6 +72,7 @@ _LAZY = {
     "publish": "webhooks.producer",
     "recover": "webhooks.producer",
     "redeliver": "webhooks.producer",
+    "send_test": "webhooks.producer",
     "System": "webhooks.system",
     "get_default": "webhooks.system",
     "set_default": "webhooks.system",
@@ -166,6 +167,7 @@ __all__ = [
     "publish",
     "recover",
     "redeliver",
+    "send_test",
     "set_default",
     "verify",
 ]

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from .events import Event, HttpURL, Id, Model, Time, event_type
 
@@ -116,9 +117,56 @@ class ScreenshotSetApprovedData(Model):
     screenshot_set: ScreenshotSet
 
 
+_APPROVED_EXAMPLE: JsonDict = {
+    "id": "evt_example_approved",
+    "type": "screenshot_set.approved",
+    "created_at": "2026-01-15T09:30:00Z",
+    "data": {
+        "screenshot_set": {
+            "id": "set_1042",
+            "screenshots": [
+                {
+                    "id": "shot_1",
+                    "status": "uploaded",
+                    "ad": {
+                        "id": "ad_77",
+                        "status": "uploaded",
+                        "name": "Spring sale, 300x250",
+                        "creative_url": "https://cdn.example.com/creatives/ad_77.png",
+                    },
+                    "site_url": "https://news.example.com/",
+                    "download_url": "https://files.example.com/screenshots/shot_1.png",
+                    "captured_at": "2026-01-15T09:28:41Z",
+                },
+                {
+                    "id": "shot_2",
+                    "status": "no_slots_found",
+                    "ad": {
+                        "id": "ad_78",
+                        "status": "not_found",
+                        "name": None,
+                        "creative_url": None,
+                    },
+                    "site_url": "https://weather.example.org/",
+                    "download_url": None,
+                    "captured_at": "2026-01-15T09:29:05Z",
+                },
+            ],
+            "name": "Spring sale, week 3",
+            "download_url": "https://files.example.com/sets/set_1042.zip",
+            "approved_at": "2026-01-15T09:30:00Z",
+        }
+    },
+}
+
+
 @event_type("screenshot_set.approved")
 class ScreenshotSetApproved(Event):
     """Fired when a set of screenshots is ready for download."""
+
+    # The catalog's example (GET /api/v1/event-types) and what a test event sends;
+    # tests check that it validates, against the model and against the schema.
+    model_config = ConfigDict(json_schema_extra={"examples": [_APPROVED_EXAMPLE]})
 
     type: Literal["screenshot_set.approved"] = Field(description="The event type.")
     data: ScreenshotSetApprovedData

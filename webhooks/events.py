@@ -11,7 +11,9 @@ modules that register a deployment's types are named by ``WEBHOOKS_EVENT_MODULES
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 import json
 import math
 import operator
@@ -43,12 +45,15 @@ __all__ = [
     "Id",
     "Model",
     "Time",
+    "catalog",
     "encode",
+    "event_example",
     "event_schema",
     "event_type",
     "load_event_modules",
     "loads_event",
     "parse_event",
+    "unknown_type",
 ]
 
 #: How deep objects and arrays may nest in an event's JSON (the events here nest 7 deep).
@@ -190,8 +195,7 @@ def parse_event(raw: Any) -> Event:
     name = raw.get("type")
     model = EVENT_TYPES.get(name) if isinstance(name, str) else None
     if model is None:
-        known = ", ".join(sorted(EVENT_TYPES))
-        raise InvalidEvent([("type", f"unknown event type {name!r}; known types: {known}")])
+        raise InvalidEvent([("type", unknown_type(name))])
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -293,3 +297,48 @@ def event_schema(*, ref_template: str = DEFAULT_REF_TEMPLATE) -> dict[str, Any]:
     )
     draft = "https://json-schema.org/draft/2020-12/schema"
     return {"$schema": draft, **schema, "title": "Webhook event"}
+
+
+# --- The catalog ------------------------------------------------------------------
+
+#: How much of a name that is not a registered type an error message repeats: the
+#: name is a stranger's (an endpoint filter, a test's event_type).
+_SHOWN_NAME = 100
+
+
+def unknown_type(name: object) -> str:
+    """Why ``name`` is refused as an event type, in one line: the name (cut short),
+    the registered name closest to it, and every registered name."""
+    known = sorted(EVENT_TYPES)
+    text = name if isinstance(name, str) else ""
+    shown = repr(name[:_SHOWN_NAME] if isinstance(name, str) else name)
+    if len(text) > _SHOWN_NAME or len(shown) > _SHOWN_NAME + 2:  # not all of it
+        shown = shown[: _SHOWN_NAME + 2] + "…"
+    closest = difflib.get_close_matches(text[:_SHOWN_NAME], known, n=1, cutoff=0.6)
+    hint = f" (did you mean {closest[0]!r}?)" if closest else ""
+    return f"unknown event type {shown}{hint}; known types: {', '.join(known)}"
+
+
+def event_example(name: str) -> dict[str, Any] | None:
+    """The first example payload of a registered type, from its model's
+    ``json_schema_extra={"examples": [...]}``; None if the model gives none."""
+    extra = EVENT_TYPES[name].model_config.get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    if not isinstance(examples, list) or not examples:
+        return None
+    example: dict[str, Any] = json.loads(json.dumps(examples[0]))  # a copy the caller may change
+    return example
+
+
+def catalog() -> list[dict[str, Any]]:
+    """Every registered event type, by name: its description (the model's docstring),
+    its JSON Schema, and its example payload (None if the model gives none)."""
+    return [
+        {
+            "type": name,
+            "description": inspect.cleandoc(model.__doc__ or ""),
+            "schema": model.model_json_schema(mode="serialization"),
+            "example": event_example(name),
+        }
+        for name, model in sorted(EVENT_TYPES.items())
+    ]

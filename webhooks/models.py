@@ -141,6 +141,9 @@ class Delivery(BaseModel):
     updated_at: UTCDatetime
     next_attempt_at: UTCDatetime | None
     attempts: list[Attempt] = []
+    # Sent by a test (POST .../endpoints/{id}/test): the catalog's example, not an event
+    # the producer published; its attempts carry ``webhook-test: true``.
+    test: bool = False
     # Kept in the store but not in the delivery's JSON, whose keys are a contract.
     cycle: int = Field(0, exclude=True)  # bumped by redeliver; stale messages carry an older one
     cycle_offset: int = Field(0, exclude=True)  # attempts made before this cycle began

@@ -46,9 +46,9 @@ from .errors import (
     InvalidInput,
     WebhooksError,
 )
-from .events import Event, encode, parse_event
+from .events import EVENT_TYPES, Event, encode, event_example, parse_event, unknown_type
 from .guard import check_url
-from .models import Delivery, DeliveryStatus, Run, check_tenant_id
+from .models import Delivery, DeliveryStatus, Endpoint, Run, check_tenant_id
 from .retry import BackoffPolicy
 from .signals import OPERATIONAL_TYPES
 from .system import System, get_default
@@ -64,6 +64,7 @@ __all__ = [
     "publish_checked",
     "recover",
     "redeliver",
+    "send_test",
 ]
 
 logger = logging.getLogger(__name__)
@@ -194,6 +195,60 @@ class Producer:
             if endpoint.accepts(parsed.type)
         ]
         return self._create_and_enqueue(deliveries, body)
+
+    def test_event(
+        self, endpoint_id: str, event_type: str | None = None, *, tenant: str | None = None
+    ) -> tuple[Delivery, bytes]:
+        """The test of an endpoint, checked but not stored (:meth:`send_test` sends it):
+        the catalog's example of ``event_type`` (default: the endpoint's first type, or
+        the first registered one for an endpoint that takes every type), with an event
+        id and a creation time of its own, as a delivery marked ``test``.
+
+        Refused, writing nothing: another tenant's endpoint or a missing one
+        (:class:`~webhooks.NotFound`), a disabled one
+        (:class:`~webhooks.EndpointDisabled`), a type that is not registered, that the
+        endpoint does not take, or whose model gives no example
+        (:class:`~webhooks.InvalidInput` naming ``event_type``)."""
+        endpoint: Endpoint = self._system.endpoints.get(endpoint_id, tenant)
+        if not endpoint.enabled:
+            raise EndpointDisabled(endpoint.id, endpoint.disabled_reason)
+        name = event_type
+        if name is None:
+            name = endpoint.event_types[0] if endpoint.event_types else min(EVENT_TYPES)
+        if name not in EVENT_TYPES:
+            raise InvalidInput("event_type", unknown_type(name))
+        if not endpoint.accepts(name):
+            taken = ", ".join(endpoint.event_types or ())
+            raise InvalidInput(
+                "event_type", f"the endpoint does not take {name!r}; it takes: {taken}"
+            )
+        example = event_example(name)
+        if example is None:
+            raise InvalidInput(
+                "event_type",
+                f"{name!r} has no example to send: its model needs "
+                "json_schema_extra={'examples': [...]}",
+            )
+        # A fresh id: receivers deduplicate on it, so each test must be a new event.
+        created = now()
+        example |= {"id": f"evt_test_{uuid.uuid4().hex}", "created_at": isoformat(created)}
+        parsed = parse_event(example)
+        delivery = new_delivery(
+            parsed, endpoint.url, endpoint.id, created=created, tenant_id=endpoint.tenant_id
+        )
+        return delivery.model_copy(update={"test": True}), self.encode_checked(parsed)
+
+    def send_test(
+        self, endpoint_id: str, event_type: str | None = None, *, tenant: str | None = None
+    ) -> str:
+        """Send the endpoint a test event (:meth:`test_event`) as a real delivery: signed,
+        recorded and retried like any other; returns its id."""
+        return self.send_made_test(*self.test_event(endpoint_id, event_type, tenant=tenant))
+
+    def send_made_test(self, delivery: Delivery, body: bytes) -> str:
+        """Store and enqueue a test :meth:`test_event` made."""
+        (sent,) = self._create_and_enqueue([delivery], body)
+        return sent
 
     def notify(self, url: str, kind: str, subject: str, data: dict[str, Any]) -> str:
         """Send an operational webhook (``delivery.exhausted``, ``endpoint.disabled``,
@@ -411,3 +466,8 @@ def recover(
 ) -> list[str]:
     """:meth:`Producer.recover` on the default System."""
     return Producer(get_default()).recover(endpoint_id, since, until, tenant=tenant)
+
+
+def send_test(endpoint_id: str, event_type: str | None = None, *, tenant: str | None = None) -> str:
+    """:meth:`Producer.send_test` on the default System."""
+    return Producer(get_default()).send_test(endpoint_id, event_type, tenant=tenant)

@@ -480,6 +480,14 @@ class Settings(BaseSettings):
         le=100_000,
         description="The same limit for the operator's token and sessions, per tenant.",
     )
+    test_events_per_minute: int = Field(
+        5,
+        ge=1,
+        le=100_000,
+        description="How many test events (`POST .../endpoints/{id}/test`, the portal's "
+        "Send test event) one endpoint may be sent in any minute, whoever asks, counted in "
+        "Redis across every `serve` process; past it, 429 with Retry-After.",
+    )
     metrics: bool = Field(
         True,
         description="Count deliveries and attempts in Redis for `GET /metrics` and "

@@ -181,6 +181,7 @@ for command in (
     deliveries.recover,
     deliveries.stats,
     deliveries.schema,
+    deliveries.event_types,
     demo,
     endpoints,
     secrets,

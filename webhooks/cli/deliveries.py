@@ -1,4 +1,5 @@
-"""``webhooks send|publish|show|list|redeliver|recover|stats|schema``: deliveries."""
+"""``webhooks send|publish|show|list|redeliver|recover|stats|schema|event-types``:
+deliveries, and the events they carry."""
 
 from __future__ import annotations
 
@@ -9,14 +10,24 @@ from typing import IO
 import click
 from rich.table import Table
 
-from ..events import event_schema, load_event_modules
+from ..events import catalog, event_schema, load_event_modules
 from ..models import DeliveryStatus
 from ..producer import Producer
 from ..system import get_default
-from .options import Moment, console, read_event
+from .options import Moment, console, json_option, read_event
 from .render import attempts_table, deliveries_table
 
-__all__ = ["list_", "publish", "recover", "redeliver", "schema", "send", "show", "stats"]
+__all__ = [
+    "event_types",
+    "list_",
+    "publish",
+    "recover",
+    "redeliver",
+    "schema",
+    "send",
+    "show",
+    "stats",
+]
 
 
 @click.command()
@@ -191,3 +202,21 @@ def schema() -> None:
     """Print the JSON Schema of every event type (those WEBHOOKS_EVENT_MODULES register)."""
     load_event_modules(get_default().settings.event_modules)
     click.echo(json.dumps(event_schema(), indent=2))
+
+
+@click.command("event-types")
+@json_option
+def event_types(as_json: bool) -> None:
+    """List the event types endpoints can subscribe to (those WEBHOOKS_EVENT_MODULES
+    register); with --json, each with its JSON Schema and example, as the API gives."""
+    load_event_modules(get_default().settings.event_modules)
+    found = catalog()
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    table = Table("Type", "Description", "Example")
+    for entry in found:
+        table.add_row(
+            entry["type"], entry["description"], "yes" if entry["example"] else "[red]none[/]"
+        )
+    console.print(table)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..clock import isoformat
 from ..models import Endpoint
+from ..producer import Producer
 from ..system import get_default
 from .options import console, json_option
 
@@ -204,4 +205,26 @@ def delete(endpoint_id: str, tenant: str | None, as_json: bool) -> None:
     get_default().endpoints.delete(endpoint_id, tenant)
     click.echo(
         json.dumps({"id": endpoint_id, "deleted": True}) if as_json else f"deleted {endpoint_id}"
+    )
+
+
+@endpoints.command("test")
+@click.argument("endpoint_id")
+@click.option(
+    "--event",
+    "event_type",
+    default=None,
+    metavar="TYPE",
+    help="The registered type whose catalog example is sent [default: the endpoint's first type].",
+)
+@tenant_option
+@json_option
+def test(endpoint_id: str, event_type: str | None, tenant: str | None, as_json: bool) -> None:
+    """Send the endpoint a test event: the catalog's example, as a real delivery
+    (signed, recorded, retried; marked as a test). Prints the delivery id."""
+    delivery_id = Producer(get_default()).send_test(endpoint_id, event_type, tenant=tenant)
+    click.echo(
+        json.dumps({"delivery_id": delivery_id})
+        if as_json
+        else f"test event sent: delivery {delivery_id} (see `webhooks show {delivery_id}`)"
     )

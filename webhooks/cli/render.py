@@ -22,7 +22,8 @@ STATUS_STYLE = {
 
 
 def _status(delivery: Delivery) -> str:
-    return f"[{STATUS_STYLE[delivery.status]}]{delivery.status.value}[/]"
+    marked = " [magenta](test)[/]" if delivery.test else ""
+    return f"[{STATUS_STYLE[delivery.status]}]{delivery.status.value}[/]{marked}"
 
 
 def _last_error(delivery: Delivery) -> str:

@@ -60,6 +60,7 @@ class Claim:
     endpoint: bytes | None = None  # the endpoint's JSON, read with the claim (None: gone)
     entry: Entry | None = None  # what entering the destination said (None: not tried)
     destination: str | None = None  # as stored with the record (None: an older record)
+    test: bool = False  # a test event's: its attempts say so in a header
 
 
 #: Deliveries forgotten per round trip when their tenant is deleted.
@@ -187,6 +188,7 @@ _FIELDS = (
     "cycle_offset",
     "stop_reason",
     "queue",
+    "test",
 )
 _OPTIONAL = ("next_attempt_at", "tenant_id", "endpoint_id", "stop_reason", "queue")
 
@@ -344,6 +346,8 @@ class DeliveryStore:
                 value = getattr(delivery, name)
                 if isinstance(value, datetime):
                     value = stamps.get(value) or stamps.setdefault(value, isoformat(value))
+                elif isinstance(value, bool):  # only a test has the field: "1"
+                    value = "1" if value else None
                 if value is not None:  # absent fields read back as None
                     fields += [name, str(value)]
             items += [
@@ -509,6 +513,7 @@ class DeliveryStore:
             endpoint=reply.get("endpoint") or None,
             entry=entry(entered) if entered else None,
             destination=reply["destination"].decode() or None,
+            test=reply.get("test") == b"1",
         )
 
     def record_attempt(

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..clock import isoformat, now
 from ..errors import EndpointNotFound, InvalidInput
-from ..events import EVENT_TYPES, loads_event
+from ..events import EVENT_TYPES, catalog, loads_event
 from ..guard import MAX_URL_LENGTH
 from ..ids import TENANT_ID
 from ..models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus, Endpoint, Tenant
@@ -736,6 +736,8 @@ def _sent_headers(
     (``Sender.attempt``): the endpoint's own (as it has them now), then ours."""
     names = endpoint.headers if endpoint is not None else {}
     own = [SentHeader(name=name, value=_MASKED, masked=True) for name in names]
+    if delivery.test:
+        own.append(SentHeader(name="webhook-test", value="true", masked=False))
     ours = {
         "Accept-Encoding": "identity",
         "Content-Type": "application/json",
@@ -901,3 +903,83 @@ def all_activity(_: Operator, system: SystemDep, window: Window = "24h") -> AllA
     """The console's chart: as the tenants' own, summed over every tenant."""
     report = system.activity.everyone(WINDOWS[window], now())
     return AllActivity(window=window, buckets=_buckets(report))
+
+
+# --- Event catalog and test events ------------------------------------------------
+
+
+class EventTypeList(BaseModel):
+    """Every registered event type."""
+
+    data: list[dict[str, Any]] = Field(
+        description="Each type's type (its name), description, schema (JSON Schema) and "
+        "example (a payload that validates against the schema; null if the type's model "
+        "gives none), ordered by name."
+    )
+
+
+def _registered_type(schema: dict[str, Any]) -> None:
+    """One registered type, read when the document is made (as :func:`_event_types`);
+    may be left out but not sent as null."""
+    schema.pop("default", None)
+    schema["enum"] = sorted(EVENT_TYPES)
+
+
+class TestEventIn(_Input):
+    """The test to send; the body may be left out."""
+
+    event_type: str = Field(
+        None,  # type: ignore[assignment]  # left out: the endpoint's first type; null is refused
+        description="The registered event type whose example is sent; default: the "
+        "endpoint's first (the first registered type for an endpoint that takes every type).",
+        json_schema_extra=_registered_type,
+    )
+
+
+def _take_test(system: System, endpoint_id: str) -> None:
+    """Take one of the endpoint's test events for this minute, or a 429: each makes our
+    workers POST to a URL its tenant chose, whoever asks."""
+    limit = system.settings.test_events_per_minute
+    wait = system.limits.take("test-event", endpoint_id, limit)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"at most {limit} test events a minute per endpoint; try again in {math.ceil(wait)} s",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+
+@router.get(
+    "/event-types",
+    tags=["event types"],
+    response_model=EventTypeList,
+    summary="The event catalog: every registered type, its schema and an example",
+)
+def list_event_types(_: Who) -> EventTypeList:
+    """Any signed-in principal may read it: the operator, or a tenant's portal."""
+    return EventTypeList(data=catalog())
+
+
+@router.post(
+    "/tenants/{tenant_id}/endpoints/{endpoint_id}/test",
+    tags=["endpoints"],
+    status_code=202,
+    responses=_answers(409, 429),
+    summary="Send the endpoint a test event: the catalog's example, as a real delivery",
+)
+def send_test(
+    tenant_id: TenantId,
+    endpoint_id: str,
+    system: SystemDep,
+    body: TestEventIn | None = None,
+) -> dict[str, Any]:
+    """Signed, recorded and retried like any other delivery, with an event id of its
+    own; the delivery's JSON and listings say ``"test": true``, and each attempt
+    carries the header ``webhook-test: true``. At most
+    ``WEBHOOKS_TEST_EVENTS_PER_MINUTE`` per endpoint (5), whoever asks."""
+    producer = Producer(system)
+    # Checked first: a refused test does not use up the endpoint's minute.
+    made = producer.test_event(endpoint_id, body.event_type if body else None, tenant=tenant_id)
+    _take_test(system, endpoint_id)
+    return {"delivery_id": producer.send_made_test(*made)}

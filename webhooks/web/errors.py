@@ -71,8 +71,8 @@ STATUSES = {
     "endpoint is disabled.",
     413: "The body is over WEBHOOKS_MAX_PAYLOAD_BYTES.",
     422: "Refused input: field names it, the message says why (a body that is not JSON included).",
-    429: "Too many redeliver and recover calls this minute for the tenant; Retry-After says "
-    "when to try again.",
+    429: "Too many redeliver and recover calls this minute for the tenant, or test events "
+    "for the endpoint; Retry-After says when to try again.",
     500: "The server failed; it is logged.",
     503: "Redis or the archive did not answer; retrying the same request is safe.",
 }

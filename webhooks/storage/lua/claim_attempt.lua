@@ -9,14 +9,15 @@
 --   outcome      claimed | missing | stale (an older cycle) | final | recorded (already
 --                made) | busy (running elsewhere)
 --   url, tenant_id, endpoint_id, event_type, number (the attempt's), destination (as
---   stored), body
+--   stored), test ('1' for a test event, else ''), body
 --   (when claimed)
 --   endpoint     the endpoint's JSON, when the claim read it ('' if it is gone)
 --   entry...     what entering the destination said, prefixed 'entry_' (enter's
 --                fields); absent when not entered: a record with no destination, or
 --                an endpoint that is gone or disabled.
 local f = redis.call('HMGET', delivery_key, 'url', 'endpoint_id', 'body', 'cycle',
-                     'cycle_offset', 'status', 'destination', 'tenant_id', 'event_type')
+                     'cycle_offset', 'status', 'destination', 'tenant_id', 'event_type',
+                     'test')
 local url, endpoint_id, body, stored_cycle, offset, status, destination, tenant_id =
   f[1], f[2] or '', f[3], tonumber(f[4] or '0') or 0, tonumber(f[5] or '0') or 0, f[6],
   f[7] or '', f[8] or ''
@@ -24,7 +25,7 @@ if not url then return {'outcome', 'missing'} end
 local number = offset + tonumber(retries) + 1
 local reply = {'url', url, 'tenant_id', tenant_id, 'endpoint_id', endpoint_id,
                'event_type', f[9] or '', 'number', tostring(number),
-               'destination', destination}
+               'destination', destination, 'test', f[10] or ''}
 local function answer(outcome)
   table.insert(reply, 'outcome')
   table.insert(reply, outcome)

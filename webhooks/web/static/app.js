@@ -134,6 +134,7 @@ async function route() {
     await enterTenant(tenant);
     if (view !== state.view) return;
     if (parts[2] === "endpoints" && parts.length === 3) return await endpointsView(tenant, view);
+    if (parts[2] === "event-types" && parts.length === 3) return await catalogView(view);
     if (parts[2] === "deliveries" && parts.length === 4) return await deliveryView(tenant, parts[3], view);
     if (parts[2] === "activity" && parts.length === 3) return await activityView(tenant, query, view);
     if ((parts[2] === "deliveries" || parts.length === 2) && parts.length <= 3) {
@@ -263,7 +264,9 @@ async function header(tenant) {
   fill(nav);
   if (tenant) {
     const root = "/tenants/" + enc(tenant.id);
-    for (const [label, path] of [["Deliveries", root + "/deliveries"], ["Endpoints", root + "/endpoints"], ["Activity", root + "/activity"]]) {
+    const pages = [["Deliveries", root + "/deliveries"], ["Endpoints", root + "/endpoints"], ["Activity", root + "/activity"]];
+    pages.push(["Event types", root + "/event-types"]);
+    for (const [label, path] of pages) {
       const a = link(path, label);
       if (here.startsWith(BASE + path)) a.className = "current";
       nav.append(a);
@@ -435,7 +438,7 @@ function deliveryRow(root, d, urls) {
   }
   return h("tr", { dataset: { delivery: d.id } },
     h("td", {}, link(root + "/deliveries/" + enc(d.id), when(d.created_at))),
-    h("td", {}, badge(d.status)),
+    h("td", {}, badge(d.status), d.test ? [" ", badge("test")] : null),
     h("td", {}, d.event_type, h("div", { class: "muted" }, d.event_id)),
     h("td", { class: "url" }, d.url, d.endpoint_id && !urls[d.endpoint_id] ? h("div", { class: "muted" }, "endpoint deleted") : null),
     h("td", { class: "attempts" }, String(d.attempt_count)),
@@ -493,7 +496,7 @@ function deliveryDetail(root, path, d, reload) {
     h("td", { class: "wrap" }, a.error ? a.error.message : ""),
     h("td", {}, a.response_body ? h("pre", { class: "body" }, a.response_body) : h("span", { class: "muted" }, "empty"))));
   return h("div", {},
-    h("h1", {}, "Delivery ", badge(d.status)),
+    h("h1", {}, "Delivery ", badge(d.status), d.test ? [" ", badge("test")] : null),
     h("div", { class: "card" }, h("dl", { class: "fields" }, fields.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))),
     h("div", { class: "actions" }, redeliver,
       h("span", { class: "muted" }, "Sends the same event again with the same webhook-id; earlier attempts are kept.")),
@@ -543,13 +546,13 @@ function parseHeaders(text) {
 function addEndpointForm(root, done) {
   const url = h("input", { name: "url", type: "url", required: true, placeholder: "https://example.com/webhooks", size: 50 });
   const description = h("input", { name: "description", maxLength: 1000 });
-  const types = h("input", { name: "event_types", placeholder: "screenshot_set.approved (empty: every type)" });
+  const types = eventTypeChoices();
   const headers = h("textarea", { name: "headers", placeholder: "Authorization: Bearer …" });
   const form = h("form", { class: "stack card", id: "add-endpoint", onsubmit: async (e) => {
     e.preventDefault();
     try {
       const body = { url: url.value.trim(), description: description.value };
-      const wanted = types.value.split(",").map((t) => t.trim()).filter(Boolean);
+      const wanted = types.chosen();
       if (wanted.length) body.event_types = wanted;
       const extra = parseHeaders(headers.value);
       if (Object.keys(extra).length) body.headers = extra;
@@ -562,7 +565,7 @@ function addEndpointForm(root, done) {
     }
   } },
   h("label", {}, "URL", url), h("label", {}, "Description", description),
-  h("label", {}, "Event types (comma-separated)", types), h("label", {}, "Headers sent with every attempt", headers),
+  types.node, h("label", {}, "Headers sent with every attempt", headers),
   h("div", {}, h("button", { class: "primary", type: "submit" }, "Add endpoint")));
   return form;
 }
@@ -577,6 +580,7 @@ function endpointsTable(root, endpoints, reload, notice) {
   const rows = endpoints.map((ep) => {
     const path = root + "/endpoints/" + enc(ep.id);
     const recoverRow = h("tr", { hidden: true, class: "recover-row" });
+    const tester = testSender(root, path, ep);
     const since = h("input", { type: "datetime-local", name: "since", required: true, step: 1 });
     const until = h("input", { type: "datetime-local", name: "until", step: 1 });
     recoverRow.append(h("td", { colSpan: 5 }, h("form", { class: "inline-form", onsubmit: async (e) => {
@@ -605,12 +609,13 @@ function endpointsTable(root, endpoints, reload, notice) {
           fill(notice, secretBox(rotated.secret, rotated.url));
         }) }, "Rotate secret"),
         h("button", { type: "button", class: "recover", onclick: () => { recoverRow.hidden = !recoverRow.hidden; } }, "Recover…"),
+        tester.button, tester.choice,
         h("button", { type: "button", class: "danger delete", onclick: act(async () => {
           if (!confirm("Delete this endpoint? Its unfinished deliveries stop.")) return;
           await api("DELETE", path);
           flash("Endpoint deleted.", true);
         }) }, "Delete")));
-    return [row, recoverRow];
+    return [row, recoverRow, tester.row];
   });
   return h("table", { id: "endpoints" },
     h("thead", {}, h("tr", {}, ["URL", "Event types", "State", "", "Actions"].map((c) => h("th", {}, c)))),
@@ -882,6 +887,112 @@ async function activityView(tenantId, query, view) {
     mine, everyone);
   await load();
   every(REFRESH_MS, () => load().catch(failed));
+}
+
+// --- Event catalog and test events -----------------------------------------------
+
+// The registered event types, read once: they change only when the server restarts.
+let catalogLoaded = null;
+function eventTypes() {
+  if (!catalogLoaded) catalogLoaded = api("GET", "/event-types").then((page) => page.data);
+  catalogLoaded.catch(() => { catalogLoaded = null; });  // a failure is tried again next time
+  return catalogLoaded;
+}
+
+// A value the API gave as JSON, indented (unlike a body as sent, it may be re-encoded).
+function indented(value) { return JSON.stringify(value, null, 2); }
+
+async function catalogView(view) {
+  const types = await eventTypes();
+  if (view !== state.view) return;
+  show(h("h1", {}, "Event types"),
+    h("p", { class: "muted" }, "What an endpoint can subscribe to. Every event is signed and carries " +
+      "these fields; the example is what a test event sends."),
+    h("div", { id: "catalog" }, types.map((t) => h("section", { class: "card event-type", dataset: { eventType: t.type } },
+      h("h2", {}, h("code", {}, t.type)),
+      h("p", { class: "description" }, t.description || "No description."),
+      h("h3", {}, "Example"),
+      t.example ? h("pre", { class: "json example" }, indented(t.example)) : h("p", { class: "muted" }, "No example."),
+      h("details", {}, h("summary", {}, "JSON Schema"), h("pre", { class: "json schema" }, indented(t.schema)))))));
+}
+
+// The endpoint form's event types: the registered ones as boxes to tick; none ticked
+// means every type, so a filter can only name types that exist.
+function eventTypeChoices() {
+  const boxes = h("div", { class: "choices", id: "event-type-choices" }, h("span", { class: "muted" }, "Loading…"));
+  eventTypes().then((types) => fill(boxes, types.map((t) => h("label", { class: "choice", title: t.description },
+    h("input", { type: "checkbox", name: "event_types", value: t.type }), h("code", {}, t.type)))))
+    .catch((error) => fill(boxes, h("span", { class: "muted" }, error.message)));
+  const node = h("fieldset", { class: "event-types" }, h("legend", {}, "Event types (none ticked: every type)"), boxes);
+  const chosen = () => Array.from(boxes.querySelectorAll("input:checked")).map((box) => box.value);
+  return { node, chosen };
+}
+
+const TEST_POLL_MS = 1000;
+const TEST_POLLS = 60;
+const TEST_SHOWN_BYTES = 300;
+
+// "Send test event": the API sends the catalog's example as a real delivery; its
+// first attempt (status code, time, the first bytes of the answer) shows below the
+// endpoint as it comes, read from the delivery's JSON, without a reload.
+function testSender(root, path, ep) {
+  // Which type's example to send, when there is a choice: the endpoint's types, or
+  // every registered one for an endpoint that takes them all.
+  const choice = h("select", { class: "test-type", "aria-label": "Event type of the test", hidden: true });
+  const offer = (types) => {
+    fill(choice, types.map((t) => h("option", { value: t }, t)));
+    choice.hidden = types.length < 2;
+  };
+  if (ep.event_types) offer(ep.event_types);
+  else eventTypes().then((types) => offer(types.map((t) => t.type))).catch(() => {});
+  const outcome = h("div", { class: "test-outcome", "aria-live": "polite" });
+  const row = h("tr", { hidden: true, class: "test-row" }, h("td", { colSpan: 5 }, outcome));
+  const button = h("button", { type: "button", class: "send-test", onclick: async () => {
+    const view = state.view;
+    button.disabled = true;
+    row.hidden = false;
+    delete outcome.dataset.statusCode;
+    fill(outcome, h("span", { class: "muted" }, "Sending a test event…"));
+    try {
+      const sent = await api("POST", path + "/test", choice.value ? { event_type: choice.value } : {});
+      await watchTest(root, sent.delivery_id, outcome, view);
+    } catch (error) {
+      fill(outcome, h("span", { class: "test-error" }, error.message));
+    } finally {
+      button.disabled = false;
+    }
+  } }, "Send test event");
+  return { button, choice, row };
+}
+
+async function watchTest(root, deliveryId, outcome, view) {
+  const path = root + "/deliveries/" + enc(deliveryId);
+  for (let poll = 0; poll < TEST_POLLS && view === state.view; poll++) {
+    const d = await api("GET", path);
+    testOutcome(outcome, root, d);
+    if (d.status === "delivered" || d.status === "retries_exhausted") return;
+    await new Promise((done) => setTimeout(done, TEST_POLL_MS));
+  }
+}
+
+function testOutcome(outcome, root, d) {
+  const a = d.attempts.length ? d.attempts[d.attempts.length - 1] : null;
+  const open = link(root + "/deliveries/" + enc(d.id), "Open the delivery");
+  if (!a) {
+    fill(outcome, badge(d.status), " ", h("span", { class: "muted" }, "Test event queued; waiting for the first attempt…"), " ", open);
+    return;
+  }
+  const answered = a.status_code === null ? (a.error ? a.error.kind : "no answer") : "HTTP " + a.status_code;
+  if (a.status_code !== null) outcome.dataset.statusCode = String(a.status_code);
+  const chars = Array.from(a.response_body || "");
+  const first = chars.slice(0, TEST_SHOWN_BYTES).join("") + (chars.length > TEST_SHOWN_BYTES ? "…" : "");
+  fill(outcome,
+    badge(d.status), " ",
+    h("strong", { class: "test-status" }, answered), " in ", h("span", { class: "test-time" }, Math.round(a.duration_ms) + " ms"),
+    " · attempt " + a.number + " at " + when(a.started_at),
+    d.status === "retrying" ? " · next attempt " + when(d.next_attempt_at) : null, " · ", open,
+    a.error && a.status_code === null ? h("div", { class: "muted" }, a.error.message) : null,
+    first ? h("pre", { class: "body test-answer" }, first) : h("div", { class: "muted" }, "Empty answer."));
 }
 
 start();
