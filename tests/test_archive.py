@@ -659,3 +659,27 @@ def test_prune_drops_whole_days_past_retention(archive_dsn: str) -> None:
         archive.close()
         with Archive(archive_dsn, RETENTION) as again:
             again.init()
+
+
+def test_a_test_delivery_stays_a_test_in_the_archive_and_back(tiers: Tiers) -> None:
+    """A test event's delivery is marked ``test`` in the archive's listings and record,
+    and still when redeliver brings it back to Redis (its attempts say so in a header)."""
+    system = tiers.tiered
+    tenant = f"acct_{uuid.uuid4().hex[:8]}"
+    system.tenants.add(tenant)
+    endpoint, _ = system.endpoints.add(f"http://127.0.0.1:9/{tenant}/test", tenant=tenant)
+    producer = Producer(system)
+    tested = producer.send_test(endpoint.id, tenant=tenant)
+    (plain,) = producer.publish(event(), tenant=tenant)
+    for delivery_id in (tested, plain):
+        finish(system, system.deliveries.get(delivery_id), failures=0, ok=True)
+    tiers.archive_all()
+    assert not tiers.client.exists(system.keys.delivery(tested))
+    assert system.deliveries.get(tested).test and not system.deliveries.get(plain).test
+    listed = {d.id: d.test for d, _ in system.deliveries.listing(tenant=tenant)[0]}
+    assert listed == {tested: True, plain: False}
+
+    producer.redeliver(tested, tenant=tenant)
+    assert tiers.client.exists(system.keys.delivery(tested))
+    assert system.deliveries.get(tested).test
+    assert system.deliveries.claim_attempt(Run(tested, 1, 0), 30).test

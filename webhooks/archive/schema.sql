@@ -18,8 +18,12 @@ CREATE TABLE IF NOT EXISTS webhooks_deliveries (
     queue text,
     attempt_count integer NOT NULL,
     body bytea NOT NULL,
+    test boolean NOT NULL DEFAULT false,
     PRIMARY KEY (id, created_at)
 ) PARTITION BY RANGE (created_at);
+-- A test event's delivery (POST .../endpoints/{id}/test); archives made before test
+-- events existed gain the column here.
+ALTER TABLE webhooks_deliveries ADD COLUMN IF NOT EXISTS test boolean NOT NULL DEFAULT false;
 
 -- One index per listing the product offers, each in that listing's order (newest
 -- first, ties by id in byte order, as Redis orders them), so that a page is an index

@@ -58,6 +58,7 @@ _COLUMNS = (
     "cycle_offset",
     "queue",
     "attempt_count",
+    "test",
     "body",
 )
 _SHOWN = ", ".join(column for column in _COLUMNS if column != "body")
@@ -356,6 +357,7 @@ class Archive:
                             int(f.get("cycle_offset") or 0),
                             _optional(f.get("queue")),
                             len(item.attempts),
+                            f.get("test") == b"1",
                             f.get("body", b""),
                         )
                     )

@@ -1130,7 +1130,10 @@ class DeliveryStore:
             destination(delivery.url, delivery.endpoint_id),
         ]
         for name in _FIELDS:
-            if (value := getattr(delivery, name)) is not None:
+            value = getattr(delivery, name)
+            if isinstance(value, bool):  # as created: only a test has the field, "1"
+                value = "1" if value else None
+            if value is not None:
                 fields += [name, _hash_value(value)]
         created = _created_indexes(self._keys, delivery.tenant_id)
         into, _, _ = _indexes(self._keys, delivery.status, delivery.tenant_id)
