@@ -1,0 +1,230 @@
+"""This project against the engine it is built on, side by side in one run.
+
+    python -m bench.engines [--count 3000] [--seconds 4] [--json]
+
+- **bare loop**: one ``requests.Session`` POSTing to the receiver for ``--seconds``,
+  at the start of the run and again at its end; the baseline is their mean.
+- **naive task, ack emulation on / off**: bench/naive.py, the design card's task
+  with Celery's defaults, with kombu's ack emulation on (its default) and off.
+- **this project, ack emulation on**: the Procfile's worker with kombu's ack
+  emulation turned back on by a ``CELERY_CONFIG_MODULE`` (the design before
+  issue 24).
+- **this project**: the Procfile's worker as configured.
+
+Each worker run drains ``--count`` deliveries queued before a fresh worker starts,
+to the benchmarks' asyncio receiver; its rate is taken from the receiver's arrival
+times (first to last POST), so the worker's start does not count. Per delivery,
+from the Redis server's own counters, with a 2 s idle measure after each drain
+taken out: Redis CPU, commands (those run inside Lua scripts and transactions
+included) and round trips (requests Redis read from its clients: a pipeline,
+a transaction or a script call is one). Everything runs on a Redis server of its
+own (the dev extra's), so nothing else is counted. Prints figures and decides
+nothing; ``python -m bench`` runs it as scenario (k).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+from webhooks.dev.redis_server import RedisProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+IDLE_SECONDS = 2.0
+
+# The same as the project's configuration, with kombu's ack emulation back on.
+_ACK_EMULATION_ON = """\
+from webhooks.broker.config import *  # noqa: F403
+broker_transport_options = {**broker_transport_options, "ack_emulation": True}  # noqa: F405
+"""
+
+
+def _counters(client: redis.Redis) -> tuple[float, int, int]:
+    """Redis CPU seconds, commands processed and reads from clients, so far."""
+    cpu, stats = client.info("cpu"), client.info("stats")
+    return (
+        float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        int(stats["total_commands_processed"]),
+        int(stats["total_reads_processed"]),
+    )
+
+
+def bare_loop(url: str, seconds: float) -> float:
+    """Requests per second of one requests.Session POSTing for ``seconds``."""
+    from bench.scenarios import one_kb_event
+
+    body = json.dumps(one_kb_event()).encode()
+    sent = 0
+    with requests.Session() as session:
+        session.trust_env = False
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            session.post(url, data=body, headers={"Content-Type": "application/json"})
+            sent += 1
+        return sent / (time.perf_counter() - start)
+
+
+def drain(
+    client: redis.Redis,
+    rx: Any,
+    kind: str,
+    count: int,
+    enqueue: Callable[[], None],
+    start: Callable[[], subprocess.Popen[bytes]],
+) -> dict[str, Any]:
+    """Queue ``count`` deliveries, start a worker, and measure it draining them."""
+    client.flushall()
+    enqueue()
+    before = _counters(client)
+    started = time.monotonic()
+    worker = start()
+    try:
+        while (seen := rx.count(kind)) < count and time.monotonic() < started + 300:
+            time.sleep(0.05)
+        drain_seconds = time.monotonic() - started
+        after = _counters(client)
+        time.sleep(IDLE_SECONDS)
+        idle = _counters(client)
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)  # a warm shutdown of an idle worker waits 10 s
+        worker.wait()
+    arrivals = sorted(at for at, _ in rx.stats().get(kind, []))
+    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
+    per = [
+        ((a - b) - (i - a) / IDLE_SECONDS * drain_seconds) / max(seen, 1)
+        for b, a, i in zip(before, after, idle, strict=True)
+    ]
+    return {
+        "rate": rate,
+        "delivered": seen,
+        "redis_cpu_ms": per[0] * 1000,
+        "commands": per[1],
+        "round_trips": per[2],
+    }
+
+
+def _spawn(log: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", *args],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: killed with its pool
+        )
+
+
+def measure(count: int, seconds: float) -> dict[str, Any]:
+    """The bare loop, the naive task (ack emulation on and off), this project (ack
+    emulation on, and as configured), the bare loop again; rates and Redis costs."""
+    with tempfile.TemporaryDirectory() as tmp, RedisProcess(Path(tmp)) as server:
+        store = server.url.rsplit("/", 1)[0] + "/0"
+        os.environ.update(
+            WEBHOOKS_REDIS_URL=store,
+            WEBHOOKS_ALLOWED_NETWORKS="127.0.0.0/8",
+            NAIVE_BROKER_URL=store,
+        )
+        # Imported now: the apps read the environment above once.
+        from bench.naive import deliver as naive_deliver
+        from bench.receiver import FastReceiver
+        from bench.scenarios import one_kb_event, procfile_worker
+        from webhooks import deliver_many
+        from webhooks.dev.worker import start_worker
+
+        client = redis.Redis.from_url(store)
+        (Path(tmp) / "ack_emulation_on.py").write_text(_ACK_EMULATION_ON)
+        runs: dict[str, dict[str, Any]] = {}
+        with FastReceiver() as rx:
+
+            def queue_naive(kind: str) -> None:
+                with naive_deliver.app.producer_or_acquire() as producer:
+                    for n in range(count):
+                        naive_deliver.apply_async(
+                            (rx.url(f"/{kind}"), json.dumps(one_kb_event(n))), producer=producer
+                        )
+
+            def start_naive(kind: str, emulation: str) -> subprocess.Popen[bytes]:
+                env = {"NAIVE_ACK_EMULATION": emulation}
+                return _spawn(Path(tmp) / f"{kind}.log", env, "-A", "bench.naive", "worker")
+
+            def queue_ours(kind: str) -> None:
+                deliver_many([(rx.url(f"/{kind}"), one_kb_event(n)) for n in range(count)])
+
+            def start_ours(kind: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+                env = {"WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8", **env}
+                return start_worker(Path(tmp) / f"{kind}.log", env, *procfile_worker())
+
+            bare_before = bare_loop(rx.url("/bare0"), seconds)
+            for name, kind, emulation in (
+                ("naive task, ack emulation on", "naive1", "1"),
+                ("naive task, ack emulation off", "naive0", "0"),
+            ):
+                runs[name] = drain(
+                    client,
+                    rx,
+                    kind,
+                    count,
+                    partial(queue_naive, kind),
+                    partial(start_naive, kind, emulation),
+                )
+            emulated = {"CELERY_CONFIG_MODULE": "ack_emulation_on", "PYTHONPATH": f"{tmp}:{ROOT}"}
+            for name, kind, env in (
+                ("this project, ack emulation on", "ours1", emulated),
+                ("this project", "ours", {}),
+            ):
+                queue, start = partial(queue_ours, kind), partial(start_ours, kind, env)
+                runs[name] = drain(client, rx, kind, count, queue, start)
+            bare_after = bare_loop(rx.url("/bare1"), seconds)
+    bare = (bare_before + bare_after) / 2
+    for run in runs.values():
+        run["ratio"] = run["rate"] / bare
+    return {
+        "count": count,
+        "bare_loop": {"before": bare_before, "after": bare_after, "mean": bare},
+        "runs": runs,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.engines")
+    parser.add_argument("--count", type=int, default=3000, help="deliveries each worker drains")
+    parser.add_argument("--seconds", type=float, default=4.0, help="each bare loop's length")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    figures = measure(args.count, args.seconds)
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    bare = figures["bare_loop"]
+    print(
+        f"bare loop: {bare['before']:,.1f}/s at the start, {bare['after']:,.1f}/s at the end"
+        f" (baseline: their mean, {bare['mean']:,.1f}/s)"
+    )
+    print(
+        f"{'draining ' + format(args.count, ',') + ' queued deliveries':<36} {'rate':>10} "
+        f"{'vs bare':>8} {'Redis CPU':>10} {'commands':>9} {'round trips':>12}"
+    )
+    for name, run in figures["runs"].items():
+        print(
+            f"{name:<36} {run['rate']:>8,.1f}/s {run['ratio']:>7.2f}x "
+            f"{run['redis_cpu_ms']:>7.3f} ms {run['commands']:>9.1f} {run['round_trips']:>12.1f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
