@@ -14,8 +14,9 @@
 Each worker run drains ``--count`` deliveries queued before a fresh worker starts,
 to the benchmarks' asyncio receiver; its rate is taken from the receiver's arrival
 times (first to last POST), so the worker's start does not count. Per delivery,
-from the Redis server's own counters, with a 2 s idle measure after each drain
-taken out: Redis CPU, commands (those run inside Lua scripts and transactions
+the worker's CPU (its main and pool processes, from /proc, from the first POST
+on), and from the Redis server's own counters, with a 2 s idle measure after
+each drain taken out: Redis CPU, commands (those run inside Lua scripts and transactions
 included) and round trips (requests Redis read from its clients: a pipeline,
 a transaction or a script call is one). Everything runs on a Redis server of its
 own (the dev extra's), so nothing else is counted. Prints figures and decides
@@ -62,6 +63,17 @@ def _counters(client: redis.Redis) -> tuple[float, int, int]:
     )
 
 
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children: a worker and its pool."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = (int(fields[11]) + int(fields[12])) / ticks
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += _tree_cpu(int(child))
+    return total
+
+
 def bare_loop(url: str, seconds: float) -> float:
     """Requests per second of one requests.Session POSTing for ``seconds``."""
     from bench.scenarios import one_kb_event
@@ -91,11 +103,15 @@ def drain(
     before = _counters(client)
     started = time.monotonic()
     worker = start()
+    first: tuple[int, float] | None = None  # deliveries seen, and the worker's CPU, then
     try:
         while (seen := rx.count(kind)) < count and time.monotonic() < started + 300:
+            if first is None and seen:
+                first = (seen, _tree_cpu(worker.pid))  # its start's CPU left out
             time.sleep(0.05)
         drain_seconds = time.monotonic() - started
         after = _counters(client)
+        worker_cpu = _tree_cpu(worker.pid)
         time.sleep(IDLE_SECONDS)
         idle = _counters(client)
     finally:
@@ -107,9 +123,11 @@ def drain(
         ((a - b) - (i - a) / IDLE_SECONDS * drain_seconds) / max(seen, 1)
         for b, a, i in zip(before, after, idle, strict=True)
     ]
+    seen_first, cpu_first = first or (0, worker_cpu)
     return {
         "rate": rate,
         "delivered": seen,
+        "worker_cpu_ms": (worker_cpu - cpu_first) * 1000 / max(seen - seen_first, 1),
         "redis_cpu_ms": per[0] * 1000,
         "commands": per[1],
         "round_trips": per[2],
@@ -216,12 +234,14 @@ def main() -> int:
     )
     print(
         f"{'draining ' + format(args.count, ',') + ' queued deliveries':<36} {'rate':>10} "
-        f"{'vs bare':>8} {'Redis CPU':>10} {'commands':>9} {'round trips':>12}"
+        f"{'vs bare':>8} {'worker CPU':>11} {'Redis CPU':>10} {'commands':>9} "
+        f"{'round trips':>12}"
     )
     for name, run in figures["runs"].items():
         print(
             f"{name:<36} {run['rate']:>8,.1f}/s {run['ratio']:>7.2f}x "
-            f"{run['redis_cpu_ms']:>7.3f} ms {run['commands']:>9.1f} {run['round_trips']:>12.1f}"
+            f"{run['worker_cpu_ms']:>8.3f} ms {run['redis_cpu_ms']:>7.3f} ms "
+            f"{run['commands']:>9.1f} {run['round_trips']:>12.1f}"
         )
     return 0
 
