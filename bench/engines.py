@@ -1,6 +1,6 @@
 """This project against the engine it is built on, side by side in one run.
 
-    python -m bench.engines [--count 3000] [--seconds 4] [--json]
+    python -m bench.engines [--count 3000] [--seconds 4] [--pools] [--json]
 
 - **bare loop**: one ``requests.Session`` POSTing to the receiver for ``--seconds``,
   at the start of the run and again at its end; the baseline is their mean.
@@ -10,6 +10,8 @@
   emulation turned back on by a ``CELERY_CONFIG_MODULE`` (the design before
   issue 24).
 - **this project**: the Procfile's worker as configured.
+- with ``--pools``, **this project** again with the threads pool (16 threads) and
+  with the solo pool, instead of prefork.
 
 Each worker run drains ``--count`` deliveries queued before a fresh worker starts,
 to the benchmarks' asyncio receiver; its rate is taken from the receiver's arrival
@@ -146,9 +148,18 @@ def _spawn(log: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes
         )
 
 
-def measure(count: int, seconds: float) -> dict[str, Any]:
+#: With --pools: the project's worker with another pool than the Procfile's prefork
+#: (Celery's last option wins), to weigh prefork's IPC against going without it.
+POOLS = {
+    "this project, --pool=threads --concurrency=16": ("--pool=threads", "--concurrency=16"),
+    "this project, --pool=solo": ("--pool=solo",),
+}
+
+
+def measure(count: int, seconds: float, pools: bool = False) -> dict[str, Any]:
     """The bare loop, the naive task (ack emulation on and off), this project (ack
-    emulation on, and as configured), the bare loop again; rates and Redis costs."""
+    emulation on, and as configured; with ``pools``, also with the threads and solo
+    pools), the bare loop again; rates and Redis costs."""
     with tempfile.TemporaryDirectory() as tmp, RedisProcess(Path(tmp)) as server:
         store = server.url.rsplit("/", 1)[0] + "/0"
         os.environ.update(
@@ -182,9 +193,9 @@ def measure(count: int, seconds: float) -> dict[str, Any]:
             def queue_ours(kind: str) -> None:
                 deliver_many([(rx.url(f"/{kind}"), one_kb_event(n)) for n in range(count)])
 
-            def start_ours(kind: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+            def start_ours(kind: str, env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
                 env = {"WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8", **env}
-                return start_worker(Path(tmp) / f"{kind}.log", env, *procfile_worker())
+                return start_worker(Path(tmp) / f"{kind}.log", env, *procfile_worker(), *extra)
 
             bare_before = bare_loop(rx.url("/bare0"), seconds)
             for name, kind, emulation in (
@@ -206,6 +217,10 @@ def measure(count: int, seconds: float) -> dict[str, Any]:
             ):
                 queue, start = partial(queue_ours, kind), partial(start_ours, kind, env)
                 runs[name] = drain(client, rx, kind, count, queue, start)
+            for number, (name, extra) in enumerate(POOLS.items() if pools else ()):
+                kind = f"pool{number}"
+                queue, start = partial(queue_ours, kind), partial(start_ours, kind, {}, *extra)
+                runs[name] = drain(client, rx, kind, count, queue, start)
             bare_after = bare_loop(rx.url("/bare1"), seconds)
     bare = (bare_before + bare_after) / 2
     for run in runs.values():
@@ -222,8 +237,11 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=3000, help="deliveries each worker drains")
     parser.add_argument("--seconds", type=float, default=4.0, help="each bare loop's length")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--pools", action="store_true", help="also this project with the threads and solo pools"
+    )
     args = parser.parse_args()
-    figures = measure(args.count, args.seconds)
+    figures = measure(args.count, args.seconds, args.pools)
     if args.json:
         print(json.dumps(figures))
         return 0
@@ -233,13 +251,13 @@ def main() -> int:
         f" (baseline: their mean, {bare['mean']:,.1f}/s)"
     )
     print(
-        f"{'draining ' + format(args.count, ',') + ' queued deliveries':<36} {'rate':>10} "
+        f"{'draining ' + format(args.count, ',') + ' queued deliveries':<46} {'rate':>10} "
         f"{'vs bare':>8} {'worker CPU':>11} {'Redis CPU':>10} {'commands':>9} "
         f"{'round trips':>12}"
     )
     for name, run in figures["runs"].items():
         print(
-            f"{name:<36} {run['rate']:>8,.1f}/s {run['ratio']:>7.2f}x "
+            f"{name:<46} {run['rate']:>8,.1f}/s {run['ratio']:>7.2f}x "
             f"{run['worker_cpu_ms']:>8.3f} ms {run['redis_cpu_ms']:>7.3f} ms "
             f"{run['commands']:>9.1f} {run['round_trips']:>12.1f}"
         )
