@@ -17,12 +17,12 @@ Each worker run drains ``--count`` deliveries queued before a fresh worker start
 to the benchmarks' asyncio receiver; its rate is taken from the receiver's arrival
 times (first to last POST), so the worker's start does not count. Per delivery,
 the worker's CPU (its main and pool processes, from /proc, from the first POST
-on), and from the Redis server's own counters, with a 2 s idle measure after
-each drain taken out: Redis CPU, commands (those run inside Lua scripts and transactions
-included) and round trips (requests Redis read from its clients: a pipeline,
-a transaction or a script call is one). Everything runs on a Redis server of its
-own (the dev extra's), so nothing else is counted. Prints figures and decides
-nothing; ``python -m bench`` runs it as scenario (k).
+on), and from the Redis server's own counters, with an idle measure after each
+drain taken out (``--idle``, 2 s): Redis CPU, commands (those run inside Lua
+scripts and transactions included) and round trips (requests Redis read from its
+clients: a pipeline, a transaction or a script call is one). Everything runs on
+a Redis server of its own (the dev extra's), so nothing else is counted. Prints
+figures and decides nothing; ``python -m bench`` runs it as scenario (k).
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ import requests
 from webhooks.dev.redis_server import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
-IDLE_SECONDS = 2.0
 
 # The same as the project's configuration, with kombu's ack emulation back on.
 _ACK_EMULATION_ON = """\
@@ -98,8 +97,10 @@ def drain(
     count: int,
     enqueue: Callable[[], None],
     start: Callable[[], subprocess.Popen[bytes]],
+    idle_seconds: float,
 ) -> dict[str, Any]:
-    """Queue ``count`` deliveries, start a worker, and measure it draining them."""
+    """Queue ``count`` deliveries, start a worker, and measure it draining them; then
+    ``idle_seconds`` of the idle worker, whose Redis traffic is taken out."""
     client.flushall()
     enqueue()
     before = _counters(client)
@@ -114,7 +115,7 @@ def drain(
         drain_seconds = time.monotonic() - started
         after = _counters(client)
         worker_cpu = _tree_cpu(worker.pid)
-        time.sleep(IDLE_SECONDS)
+        time.sleep(idle_seconds)
         idle = _counters(client)
     finally:
         os.killpg(worker.pid, signal.SIGKILL)  # a warm shutdown of an idle worker waits 10 s
@@ -122,7 +123,7 @@ def drain(
     arrivals = sorted(at for at, _ in rx.stats().get(kind, []))
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
     per = [
-        ((a - b) - (i - a) / IDLE_SECONDS * drain_seconds) / max(seen, 1)
+        ((a - b) - (i - a) / idle_seconds * drain_seconds) / max(seen, 1)
         for b, a, i in zip(before, after, idle, strict=True)
     ]
     seen_first, cpu_first = first or (0, worker_cpu)
@@ -156,7 +157,9 @@ POOLS = {
 }
 
 
-def measure(count: int, seconds: float, pools: bool = False) -> dict[str, Any]:
+def measure(
+    count: int, seconds: float, pools: bool = False, idle_seconds: float = 2.0
+) -> dict[str, Any]:
     """The bare loop, the naive task (ack emulation on and off), this project (ack
     emulation on, and as configured; with ``pools``, also with the threads and solo
     pools), the bare loop again; rates and Redis costs."""
@@ -209,6 +212,7 @@ def measure(count: int, seconds: float, pools: bool = False) -> dict[str, Any]:
                     count,
                     partial(queue_naive, kind),
                     partial(start_naive, kind, emulation),
+                    idle_seconds,
                 )
             emulated = {"CELERY_CONFIG_MODULE": "ack_emulation_on", "PYTHONPATH": f"{tmp}:{ROOT}"}
             for name, kind, env in (
@@ -216,11 +220,11 @@ def measure(count: int, seconds: float, pools: bool = False) -> dict[str, Any]:
                 ("this project", "ours", {}),
             ):
                 queue, start = partial(queue_ours, kind), partial(start_ours, kind, env)
-                runs[name] = drain(client, rx, kind, count, queue, start)
+                runs[name] = drain(client, rx, kind, count, queue, start, idle_seconds)
             for number, (name, extra) in enumerate(POOLS.items() if pools else ()):
                 kind = f"pool{number}"
                 queue, start = partial(queue_ours, kind), partial(start_ours, kind, {}, *extra)
-                runs[name] = drain(client, rx, kind, count, queue, start)
+                runs[name] = drain(client, rx, kind, count, queue, start, idle_seconds)
             bare_after = bare_loop(rx.url("/bare1"), seconds)
     bare = (bare_before + bare_after) / 2
     for run in runs.values():
@@ -240,8 +244,11 @@ def main() -> int:
     parser.add_argument(
         "--pools", action="store_true", help="also this project with the threads and solo pools"
     )
+    parser.add_argument(
+        "--idle", type=float, default=2.0, help="seconds of each idle worker measured after it"
+    )
     args = parser.parse_args()
-    figures = measure(args.count, args.seconds, args.pools)
+    figures = measure(args.count, args.seconds, args.pools, args.idle)
     if args.json:
         print(json.dumps(figures))
         return 0

@@ -399,7 +399,7 @@ def brokers(count: int) -> Row:
     )
 
 
-def engines(count: int, seconds: float) -> Row:
+def engines(count: int, seconds: float, idle_seconds: float) -> Row:
     """(k) this project against the bare loop and the naive Celery task (ack emulation
     on and off), each draining ``count`` queued deliveries, with Redis CPU and round
     trips per delivery: bench/engines.py, in a process of its own."""
@@ -412,6 +412,8 @@ def engines(count: int, seconds: float) -> Row:
             str(count),
             "--seconds",
             str(seconds),
+            "--idle",
+            str(idle_seconds),
             "--json",
         ],
         cwd=ROOT,
