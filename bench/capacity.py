@@ -30,7 +30,10 @@ from webhooks.dev.redis_server import RedisProcess
 from webhooks.dev.worker import start_worker, stop_worker
 
 
-def _snapshot(client: redis.Redis) -> tuple[float, Counter[str]]:
+def _snapshot(client: redis.Redis) -> tuple[float, Counter[str], int]:
+    """Redis CPU seconds, calls per command (those inside scripts and transactions
+    included) and requests read from clients (round trips: a pipeline, transaction
+    or script call is one), so far."""
     cpu = client.info("cpu")
     calls = Counter(
         {
@@ -38,7 +41,8 @@ def _snapshot(client: redis.Redis) -> tuple[float, Counter[str]]:
             for name, stats in client.info("commandstats").items()
         }
     )
-    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls
+    reads = int(client.info("stats")["total_reads_processed"])
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls, reads
 
 
 def measure(count: int, idle_seconds: float = 3.0) -> dict[str, Any]:
@@ -69,32 +73,37 @@ def measure(count: int, idle_seconds: float = 3.0) -> dict[str, Any]:
         figures: dict[str, Any] = {}
         try:
             time.sleep(1.0)
-            cpu0, calls0 = _snapshot(client)
+            cpu0, calls0, reads0 = _snapshot(client)
             time.sleep(idle_seconds)
-            cpu1, calls1 = _snapshot(client)
+            cpu1, calls1, reads1 = _snapshot(client)
             idle_cpu = (cpu1 - cpu0) / idle_seconds
             idle_calls = sum((calls1 - calls0).values()) / idle_seconds
+            idle_reads = (reads1 - reads0) / idle_seconds
             figures["idle"] = {
                 "commands_per_s": round(idle_calls, 1),
                 "cpu_ms_per_s": round(idle_cpu * 1000, 2),
             }
             for kind, path in (("first_try", "/ok/capacity"), ("retried_once", "/fail/1/capacity")):
                 client.config_resetstat()
-                before_cpu, before_calls = _snapshot(client)
+                before_cpu, before_calls, before_reads = _snapshot(client)
                 start = time.monotonic()
                 deliver_many([(receiver.url(path), one_kb_event(n)) for n in range(count)])
                 deadline = start + 120
+                polls = 1  # this loop's own ZCARDs, taken out below
                 while client.zcard("webhooks:deliveries:delivered") < count and (
                     time.monotonic() < deadline
                 ):
+                    polls += 1
                     time.sleep(0.02)
                 elapsed = time.monotonic() - start
-                after_cpu, after_calls = _snapshot(client)
+                after_cpu, after_calls, after_reads = _snapshot(client)
                 calls = after_calls - before_calls
-                total = sum(calls.values()) - idle_calls * elapsed
+                reads = (after_reads - before_reads) - idle_reads * elapsed - polls
+                total = sum(calls.values()) - idle_calls * elapsed - polls
                 cpu = (after_cpu - before_cpu) - idle_cpu * elapsed
                 figures[kind] = {
                     "commands": round(total / count, 1),
+                    "round_trips": round(reads / count, 2),
                     "cpu_ms": round(cpu * 1000 / count, 3),
                     "deliveries_per_redis_core_s": round(count / cpu) if cpu > 0 else None,
                     "seconds": round(elapsed, 2),
@@ -127,7 +136,8 @@ def main() -> int:
     for kind in ("first_try", "retried_once"):
         row = figures[kind]
         print(
-            f"{kind.replace('_', ' ')}: {row['commands']} Redis commands and "
+            f"{kind.replace('_', ' ')}: {row['commands']} Redis commands in "
+            f"{row['round_trips']} round trips and "
             f"{row['cpu_ms']} ms of Redis CPU per delivery "
             f"(one Redis core: {row['deliveries_per_redis_core_s']:,}/s; all done in "
             f"{row['seconds']} s); most called: "

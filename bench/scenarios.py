@@ -399,6 +399,48 @@ def brokers(count: int) -> Row:
     )
 
 
+def engines(count: int, seconds: float, idle_seconds: float) -> Row:
+    """(k) this project against the bare loop and the naive Celery task (ack emulation
+    on and off), each draining ``count`` queued deliveries, with Redis CPU and round
+    trips per delivery: bench/engines.py, in a process of its own."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.engines",
+            "--count",
+            str(count),
+            "--seconds",
+            str(seconds),
+            "--idle",
+            str(idle_seconds),
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.engines failed:\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.splitlines()[-1])
+    runs, bare = figures["runs"], figures["bare_loop"]["mean"]
+    ours, naive = runs["this project"], runs["naive task, ack emulation off"]
+    row = _row(
+        "(k) draining queued deliveries vs the bare loop (deliveries/s)",
+        ours["rate"],
+        bare,
+        "/s",
+        ">= 0.8x, >= naive off",
+        **figures,
+    )
+    return {
+        **row,
+        "target": f"{row['target']} (naive off: {naive['ratio']:.2f}x; Redis "
+        f"{ours['redis_cpu_ms']:.3f} ms, {ours['round_trips']:.1f} round trips)",
+    }
+
+
 def run_all(size: dict[str, Any]) -> list[Row]:
     rows = []
     with FastReceiver() as rx, FastReceiver() as other:
@@ -412,4 +454,5 @@ def run_all(size: dict[str, Any]) -> list[Row]:
     rows.append(tenants(*size["g"]))
     rows.append(redis_cost(*size["i"]))
     rows.append(brokers(size["j"]))
+    rows.append(engines(*size["k"]))
     return rows

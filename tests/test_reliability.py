@@ -212,6 +212,46 @@ def test_traffic_resumes_after_a_30_second_stall(own_redis, own_receiver, tmp_pa
     _resumption(own_redis, own_receiver, tmp_path, stall)
 
 
+@pytest.mark.timeout(120)
+def test_what_the_worker_took_comes_back_when_the_broker_does(own_redis, own_receiver, tmp_path):
+    # The messages a worker prefetched live only in it (no ack emulation). Its
+    # connection is lost with Redis, so kombu cannot put them back then; the
+    # worker keeps them and puts them back once it reconnects, long before the
+    # backstop (2 x 120 s) would find their deliveries.
+    env = {"WEBHOOKS_REDIS_URL": own_redis.url, "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK}
+    worker = start_worker(tmp_path / "taken.log", env, "--concurrency=1", "-n", "taken@%h")
+    try:
+        produced = subprocess.run(
+            [sys.executable, "-c", _PRODUCE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            input=json.dumps([own_receiver.url("/sleep/1"), [event() for _ in range(5)]]),
+            env={**os.environ, **env},
+        )
+        ids = json.loads(produced.stdout)
+        client = redis.Redis.from_url(own_redis.url)
+        _wait(lambda: own_receiver.inflight == 1 and client.llen("webhooks") == 0, 20, "the fetch")
+        time.sleep(1.2)  # AOF syncs every second: the records are on disk
+        own_redis.kill()
+        time.sleep(1)
+        own_redis.start()
+        _wait(
+            lambda: all(
+                client.hget(f"webhooks:delivery:{i}", "status") == b"delivered" for i in ids
+            ),
+            30,
+            "every delivery",
+        )
+    finally:
+        stop_worker(worker)
+    log = (tmp_path / "taken.log").read_text()
+    assert "messages taken and not acknowledged were put back on the queue" in log
+    assert "EMERGENCY DUMP" not in log
+    per_id = collections.Counter(r.headers["webhook-id"] for r in own_receiver.received())
+    assert set(per_id) == set(ids) and sum(per_id.values()) <= len(ids) + 1, per_id
+
+
 @pytest.mark.slow
 def test_a_worker_warns_when_redis_may_evict(tmp_path):
     with RedisProcess(tmp_path, "--maxmemory-policy", "allkeys-lru") as server:

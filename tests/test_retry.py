@@ -82,6 +82,22 @@ def test_visibility_timeout_outlasts_what_a_worker_holds():
     assert celeryconfig["accept_content"] == ["json"]
 
 
+@pytest.mark.parametrize(
+    ("broker", "emulated"),
+    [
+        ("redis://127.0.0.1:6379/0", False),
+        ("rediss://redis.example.com:6380/0", None),  # kombu's transport, emulation and all
+        ("sentinel://10.0.0.1:26379/0?master=main", False),
+        ("amqp://guest:guest@127.0.0.1:5672//", None),  # acknowledgements are AMQP's own
+    ],
+)
+def test_kombu_emulates_no_acknowledgements_on_redis(broker: str, emulated: bool | None):
+    from webhooks.broker.config import celery_config
+
+    options = celery_config(Settings(broker_url=broker))["broker_transport_options"]
+    assert options.get("ack_emulation") is emulated
+
+
 def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("WEBHOOKS_RETRY_BASE_SECONDS", "0.5")
     monkeypatch.setenv("WEBHOOKS_RETRY_JITTER", "0")

@@ -311,9 +311,11 @@ class Settings(BaseSettings):
     visibility_timeout_seconds: float | None = Field(
         None,
         gt=0,
-        description="Redis broker visibility timeout; when unset, derived from the "
-        "other settings: the park threshold plus five attempt timeouts plus 30 s (see "
-        "webhooks/broker/config.py).",
+        description="Redis broker visibility timeout, in force only where kombu emulates "
+        "acknowledgements: a `rediss://` or `unix://` broker, or one whose "
+        "`broker_transport_options` turn `ack_emulation` back on. When unset, derived "
+        "from the other settings: the park threshold plus five attempt timeouts plus "
+        "30 s (see webhooks/broker/config.py).",
     )
     destination_concurrency: int = Field(
         4,

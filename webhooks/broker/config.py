@@ -51,19 +51,41 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_timeout": settings.redis_timeout_seconds,
             "socket_connect_timeout": settings.redis_timeout_seconds,
         }
-    # Redis hands out again any message left unacknowledged for longer than the
-    # visibility timeout, countdown or not: measured here, a 5 s timeout and a 20 s
-    # countdown ran every task 4 times. So no message may stay unacknowledged that
-    # long. Retries waiting longer than WEBHOOKS_PARK_THRESHOLD_SECONDS are parked
-    # in Redis instead of held as ETA messages (webhooks/storage/schedule.py), which
-    # bounds what a worker holds: an ETA message of at most the threshold, prefetched
-    # messages waiting behind running attempts, and the attempt itself (each at
-    # most WEBHOOKS_TIMEOUT_SECONDS). The timeout is the threshold plus
-    # (PREFETCH + 1) attempt timeouts plus 30 s: 135 s with the defaults. It is
-    # also how long messages prefetched by a worker that died wait to come back;
-    # an attempt that had started comes back sooner, through its lapsed claim
+    # No acknowledgements emulated on Redis: kombu's emulation records every message
+    # it hands out in an unacked hash and index, and deletes it at the ack, two
+    # MULTI round trips per message on top of the fetch (half of the worker main
+    # process's time, measured with py-spy; bench/engines.py measures the
+    # difference). What it guarded, a message fetched by a worker that died, is
+    # guarded here already: an attempt begins with its claim, which comes back
+    # through the promoter when its lease lapses, and a delivery with nothing
+    # scheduled, claimed or running is found by the backstop (worker/promoter.py):
+    # what a SIGKILLed worker had prefetched runs 2 x WEBHOOKS_RECOVERY_SECONDS
+    # after it was due (with the emulation, after the visibility timeout).
+    # On a warm shutdown, and when the broker connection is lost, kombu hands back
+    # to the queue every message the worker took and did not acknowledge: those
+    # prefetched and the short retries' ETA messages; when Redis is gone at that
+    # moment, the transport here keeps them and hands them back once it reconnects
+    # (transport.py). So only with this project's transports: rediss:// and unix://
+    # keep kombu's emulation. A deployment can turn it back on with
+    # "ack_emulation": True in its broker_transport_options; the settings below are
+    # then in force again.
+    if transport is not None:
+        options["ack_emulation"] = False
+    # With ack emulation, Redis hands out again any message left unacknowledged for
+    # longer than the visibility timeout, countdown or not: measured here, a 5 s
+    # timeout and a 20 s countdown ran every task 4 times. So no message may stay
+    # unacknowledged that long. Retries waiting longer than
+    # WEBHOOKS_PARK_THRESHOLD_SECONDS are parked in Redis instead of held as ETA
+    # messages (webhooks/storage/schedule.py), which bounds what a worker holds: an
+    # ETA message of at most the threshold, prefetched messages waiting behind
+    # running attempts, and the attempt itself (each at most
+    # WEBHOOKS_TIMEOUT_SECONDS). The timeout is the threshold plus (PREFETCH + 1)
+    # attempt timeouts plus 30 s: 135 s with the defaults. It is also how long
+    # messages prefetched by a worker that died wait to come back; an attempt that
+    # had started comes back sooner, through its lapsed claim
     # (WEBHOOKS_RECOVERY_SECONDS). Should a message still come back early, the
-    # attempt claim makes the duplicate a no-op instead of a second POST.
+    # attempt claim makes the duplicate a no-op instead of a second POST. Kept for
+    # a deployment that turns the emulation back on, and for rediss:// and unix://.
     options["visibility_timeout"] = math.ceil(
         settings.visibility_timeout_seconds
         or settings.park_threshold_seconds + (PREFETCH + 1) * settings.timeout_seconds + 30

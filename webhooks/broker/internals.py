@@ -37,6 +37,21 @@ RELIED_ON: tuple[tuple[str, str, str], ...] = (
     ("kombu.transport.redis", "Channel.pool", "broker/transport.py compares pools"),
     (
         "kombu.transport.redis",
+        "Channel.ack_emulation",
+        "broker/config.py turns it off; broker/transport.py reads it",
+    ),
+    (
+        "kombu.transport.redis",
+        "Channel._restore",
+        "broker/transport.py hands back with it what a lost connection left unrestored",
+    ),
+    (
+        "kombu.transport.virtual",
+        "QoS.restore_unacked",
+        "broker/transport.py keeps what it returns as unrestored",
+    ),
+    (
+        "kombu.transport.redis",
         "SentinelChannel._sentinel_managed_pool",
         "broker/transport.py keeps the sentinels for use after the connection closed",
     ),

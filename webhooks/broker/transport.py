@@ -27,6 +27,15 @@ The Sentinel transport gets the same channel. Its pools come from the
 sentinels named by the connection, which a closed connection has forgotten too,
 so the channel keeps those as well (``_sentinel_managed_pool``).
 
+Without ack emulation (config.py turns it off), a message a worker took lives
+only in the worker until it is acknowledged, and kombu hands the ones not
+acknowledged back to the queue when the channel closes: at a warm shutdown, and
+when the connection is lost. In the second case Redis is usually gone too, and
+kombu then logs them as lost and dumps them to a file. :class:`QoS` keeps them
+instead, and the next channel of the process that reaches Redis (the consumer's,
+once it reconnected) hands them back: the deliveries are not left for the
+backstop, which would find them only 2 x ``WEBHOOKS_RECOVERY_SECONDS`` late.
+
 Selected by ``broker_transport`` in config.py; everything else is kombu's.
 ``_create_client``, ``_connparams``, ``_delete``, ``_closing`` and
 ``_sentinel_managed_pool`` are private to kombu: :mod:`.internals` checks at
@@ -35,14 +44,27 @@ worker start that they are still there.
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from typing import Any
 
 import redis
 import redis.sentinel
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 from kombu.utils.url import url_to_parts
 
-__all__ = ["Channel", "SentinelChannel", "SentinelTransport", "Transport"]
+__all__ = ["Channel", "QoS", "SentinelChannel", "SentinelTransport", "Transport"]
+
+logger = logging.getLogger(__name__)
+
+# Messages taken and not acknowledged that could not be handed back when their
+# connection was lost; the process's next channel to reach Redis hands them back.
+_not_handed_back: list[Any] = []
+_not_handed_back_lock = threading.Lock()
+# A pool process forked meanwhile is not the one that took them.
+os.register_at_fork(after_in_child=_not_handed_back.clear)
 
 
 # kombu's type stubs leave out the private methods used here.
@@ -50,13 +72,60 @@ _RedisChannel: Any = kombu_redis.Channel
 _RedisTransport: Any = kombu_redis.Transport
 _SentinelChannel: Any = kombu_redis.SentinelChannel
 _SentinelTransport: Any = kombu_redis.SentinelTransport
+# Their stubs say restore_unacked returns None; it returns what it could not restore.
+_VirtualQoS: Any = virtual.QoS
+
+
+class QoS(_VirtualQoS):  # type: ignore[misc]
+    """kombu's QoS without ack emulation, keeping what it could not hand back because
+    Redis could not be reached, instead of dumping it to a file."""
+
+    def restore_unacked(self) -> list[tuple[BaseException, Any]]:
+        failed = super().restore_unacked()
+        lost = self.channel.connection_errors
+        unreachable = [message for error, message in failed if isinstance(error, lost)]
+        if unreachable:
+            with _not_handed_back_lock:
+                _not_handed_back.extend(unreachable)
+            logger.warning(
+                "the broker cannot be reached: %d messages taken and not acknowledged go "
+                "back to the queue when it can",
+                len(unreachable),
+            )
+        kept = {id(message) for message in unreachable}
+        return [(error, message) for error, message in failed if id(message) not in kept]
 
 
 class Channel(_RedisChannel):  # type: ignore[misc]
-    """kombu's Redis channel, holding one synchronous client per connection pool."""
+    """kombu's Redis channel, holding one synchronous client per connection pool, and
+    without ack emulation handing back what an earlier channel could not."""
 
     _client_for_pool: Any = None
     _sync_params: dict[str, Any] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # connects, or raises
+        if not self.ack_emulation:
+            self.QoS = QoS
+            self._hand_back()
+
+    def _hand_back(self) -> None:
+        with _not_handed_back_lock:
+            waiting = list(_not_handed_back)
+            _not_handed_back.clear()
+        for number, message in enumerate(waiting):
+            try:
+                self._restore(message)
+            except self.connection_errors:
+                with _not_handed_back_lock:
+                    _not_handed_back.extend(waiting[number:])
+                return
+        if waiting:
+            logger.warning(
+                "the broker is back: %d messages taken and not acknowledged were put back "
+                "on the queue",
+                len(waiting),
+            )
 
     def _connparams(self, asynchronous: bool = False) -> Any:
         if self.connection.client is None:  # the connection was closed
