@@ -178,7 +178,8 @@ def test_portal_sends_a_test_event_and_shows_the_answer_live(
     assert [row.find_element("css selector", ".badge.test").text for row in listed] == ["test"]
 
     # The catalog page: the type, its description, schema and example.
-    _css(browser, "#nav a")[2].click()
+    (catalog,) = [a for a in _css(browser, "#nav a") if a.text == "Event types"]
+    catalog.click()
     section = _until(browser, lambda: _css(browser, f'#catalog [data-event-type="{APPROVED}"]'))[0]
     assert "ready for download" in section.text
     example = section.find_element("css selector", "pre.example").text
