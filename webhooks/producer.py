@@ -201,8 +201,8 @@ class Producer:
     ) -> tuple[Delivery, bytes]:
         """The test of an endpoint, checked but not stored (:meth:`send_test` sends it):
         the catalog's example of ``event_type`` (default: the endpoint's first type, or
-        the first registered one for an endpoint that takes every type), with an event
-        id and a creation time of its own, as a delivery marked ``test``.
+        the first registered one for an endpoint that takes every type), exactly as the
+        catalog shows it, as a delivery marked ``test`` with an id of its own.
 
         Refused, writing nothing: another tenant's endpoint or a missing one
         (:class:`~webhooks.NotFound`), a disabled one
@@ -229,14 +229,13 @@ class Producer:
                 f"{name!r} has no example to send: its model needs "
                 "json_schema_extra={'examples': [...]}",
             )
-        # A fresh id: receivers deduplicate on it, so each test must be a new event.
-        created = now()
-        example |= {"id": f"evt_test_{uuid.uuid4().hex}", "created_at": isoformat(created)}
         parsed = parse_event(example)
-        delivery = new_delivery(
-            parsed, endpoint.url, endpoint.id, created=created, tenant_id=endpoint.tenant_id
-        )
-        return delivery.model_copy(update={"test": True}), self.encode_checked(parsed)
+        delivery = new_delivery(parsed, endpoint.url, endpoint.id, tenant_id=endpoint.tenant_id)
+        # The example exactly as the catalog shows it, under a delivery id of its own
+        # (so a webhook-id of its own): a delivery's id comes from its event's, and each
+        # test is a new delivery, never the previous test answered again.
+        test = delivery.model_copy(update={"id": str(uuid.uuid4()), "test": True})
+        return test, self.encode_checked(parsed)
 
     def send_test(
         self, endpoint_id: str, event_type: str | None = None, *, tenant: str | None = None
