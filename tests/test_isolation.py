@@ -120,3 +120,108 @@ def test_a_run_queued_after_the_slots_freed_is_woken_at_once(quiet_db, settings_
     # The oldest goes now, one per free slot; the other waits for its leave.
     assert quiet_db.zrange(keys().destination_waiting(dest), 0, -1) == [late.member.encode()]
     assert quiet_db.zrange(keys().scheduled(), 0, -1) == [run.member.encode()]
+
+
+@pytest.fixture(scope="module")
+def blackhole_worker(redis_client, tmp_path_factory):
+    env = {
+        **WORKER_ENV,
+        "WEBHOOKS_DESTINATION_CONCURRENCY": "2",
+        "WEBHOOKS_BREAKER_FAILURES": "100",  # only stalled attempts can open it here
+        "WEBHOOKS_BREAKER_STALLED_SECONDS": "0.5",
+        "WEBHOOKS_BREAKER_COOLDOWN_SECONDS": "1",
+    }
+    worker = start_worker(
+        tmp_path_factory.mktemp("blackhole") / "worker.log",
+        env,
+        "-Q",
+        "blackhole",
+        "--concurrency=4",
+        "-n",
+        "blackhole@%h",
+    )
+    yield
+    stop_worker(worker)
+
+
+@pytest.mark.usefixtures("blackhole_worker")
+def test_a_blackhole_opens_its_circuit_and_its_backlog_waits_for_the_probe(
+    own_receiver, wait_for, redis_client
+):
+    """Attempts that hang open the circuit long before 100 of them have failed; the
+    backlog then waits in the destination's queue, unattempted and with no message of
+    its own, until a probe finds the receiver answering and wakes it."""
+    ids = [
+        deliver.apply_async((own_receiver.url("/hang"), event()), queue="blackhole").id
+        for _ in range(8)
+    ]
+    dest = f"127.0.0.1:{own_receiver.base.rsplit(':', 1)[1]}"
+    breaker, waiting = keys().destination_breaker(dest), keys().destination_waiting(dest)
+    deadline = time.monotonic() + 10
+    while not redis_client.hexists(breaker, "open_until") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert redis_client.hexists(breaker, "open_until")
+    assert int(redis_client.hget(breaker, "failures") or 0) <= 4
+    time.sleep(0.3)  # the failed attempts' retries are set aside too
+    unattempted = {i for i in ids if not get_store().get(i).attempts}
+    queued = set(redis_client.zrange(waiting, 0, -1))
+    assert len(queued) >= 4, queued
+    sent = len(own_receiver.received("/hang"))
+    # While the circuit stays open only probes go out, one at a time (a failed one
+    # wakes the next); the queue is not scheduled meanwhile, so it sends no messages.
+    time.sleep(1.5)
+    assert len(own_receiver.received("/hang")) <= sent + 2
+    still = set(redis_client.zrange(waiting, 0, -1))
+    assert len(queued - still) <= 1
+    assert not any(redis_client.zscore(keys().scheduled(), member) for member in still)
+
+    own_receiver.switch_ok = True
+    done = [wait_for(i, timeout=20) for i in ids]
+    assert all(d.status is DeliveryStatus.DELIVERED for d in done)
+    # Waiting cost them no attempt.
+    # Waiting cost those that waited throughout no attempt: the one they made went.
+    waited = [d for d in done if d.id in unattempted and Run(d.id).member.encode() in still]
+    assert waited and all(len(d.attempts) == 1 for d in waited)
+    assert not redis_client.hexists(breaker, "open_until")
+    assert redis_client.zcard(waiting) == 0
+
+
+def test_only_a_full_destination_of_stalled_attempts_opens(quiet_db, settings_env):
+    from webhooks.storage.destinations import EntryOutcome
+
+    settings_env(destination_concurrency="1", breaker_stalled_seconds="0.2")
+    gate, dest = get_default().gate, "a.example:443"
+    assert gate.enter(dest, Run("first"), lease=30).outcome is EntryOutcome.OK
+    # Full, but its attempt got in just now: wait for a slot.
+    assert gate.enter(dest, Run("second"), lease=30).outcome is EntryOutcome.BUSY
+    time.sleep(0.25)
+    opened = gate.enter(dest, Run("second"), lease=30)
+    assert opened.outcome is EntryOutcome.OPEN
+    assert opened.retry_at >= time.time() + 29  # the default 30 s cooldown
+    breaker = quiet_db.hgetall(keys().destination_breaker(dest))
+    assert b"failures" not in breaker
+    assert dest.encode() in quiet_db.zrange(keys().open_circuits(), 0, -1)
+
+
+def test_runs_set_aside_behind_a_scheduled_probe_are_not_lost(quiet_db, settings_env):
+    """The first run set aside for an opening is scheduled to probe, the others wait in
+    the destination's queue; should nothing ever wake them (the probe's delivery was
+    deleted, the queue expired), their due marks bring them back through the backstop."""
+    from webhooks.worker.promoter import Promoter
+
+    settings_env(recovery_seconds="3", timeout_seconds="1")
+    system = get_default()
+    dest, until = "a.example:443", time.time() + 60
+    quiet_db.hset(keys().destination_breaker(dest), "open_until", str(until))
+    runs = [Run(d.id) for _ in range(3) for d in stored(event(), [("https://a.example/", None)])]
+    assert [system.gate.defer(dest, run, until) for run in runs] == [True, False, False]
+    assert quiet_db.zrange(keys().scheduled(), 0, -1) == [runs[0].member.encode()]
+    waiting = keys().destination_waiting(dest)
+    assert quiet_db.zrange(waiting, 0, -1) == [run.member.encode() for run in runs[1:]]
+    assert all(system.deliveries.get(run.delivery_id).next_attempt_at for run in runs)
+
+    quiet_db.delete(waiting, keys().scheduled())  # lost, every one
+    Promoter(system).backstop(until + 7)
+    assert sorted(quiet_db.zrange(keys().scheduled(), 0, -1)) == sorted(
+        run.member.encode() for run in runs
+    )

@@ -326,6 +326,14 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(
         10, ge=1, description="Consecutive failed attempts that open a destination's circuit."
     )
+    breaker_stalled_seconds: float = Field(
+        10,
+        gt=0,
+        description="A destination at its concurrency limit that has let no attempt go "
+        "within this many seconds for this long answers nothing (a blackhole): its "
+        "circuit opens then, without waiting for its attempts to time out one by one. "
+        "Below `WEBHOOKS_TIMEOUT_SECONDS` to matter.",
+    )
     breaker_cooldown_seconds: float = Field(
         30,
         gt=0,

@@ -20,6 +20,8 @@ Paths (``<k>`` and ``<s>`` are numbers):
   /flaky/<p>          500 with probability p percent, else 200 (seeded per receiver)
   /sleep/<s>          sleeps s seconds, then 200, every time
   /switch             500 until the test sets ``receiver.switch_ok = True``, then 200
+  /hang               no answer until the test sets ``receiver.switch_ok = True`` (at
+                      most 60 s), then 200: a blackhole that can recover
   /hostile            500 with a body of HTML markup that runs script if a page injects it
 Anything after the recognised part of a path (/ok/a, /ok/b) only tells endpoints apart.
 """
@@ -191,6 +193,11 @@ class Receiver:
             self._answer(handler, 200)
         elif kind == "switch":
             self._answer(handler, 200 if self.switch_ok else 500)
+        elif kind == "hang":
+            deadline = time.monotonic() + 60
+            while not self.switch_ok and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self._answer(handler, 200)
         elif kind == "hostile":
             self._answer(handler, 500, HOSTILE_BODY, {"Content-Type": "text/html"})
         elif kind == "flaky":

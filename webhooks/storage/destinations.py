@@ -9,11 +9,15 @@ bare-URL ones. Its rules:
   finished attempt there lets the longest-waiting run in: a slow or dead
   receiver holds a few worker slots, and its backlog costs nothing while it waits.
 - **Circuit breaker.** ``WEBHOOKS_BREAKER_FAILURES`` consecutive failed attempts
-  open the destination's circuit: its deliveries are parked, unattempted, for
-  ``WEBHOOKS_BREAKER_COOLDOWN_SECONDS``. Then one probe attempt goes out; a 2XX
-  closes the circuit, a failure opens it again for twice as long (at most
-  :data:`MAX_COOLDOWN`). Parked and deferred runs keep their retry accounting:
-  only real attempts count toward the 15.
+  open the destination's circuit, and so does finding it full when it has let no
+  attempt go within ``WEBHOOKS_BREAKER_STALLED_SECONDS`` for that long (a
+  blackhole: its attempts hang until their timeout). Its deliveries are then set aside,
+  unattempted, for ``WEBHOOKS_BREAKER_COOLDOWN_SECONDS``: the first in the
+  schedule, to probe at the reopening, the rest in the destination's queue, where
+  they cost nothing until the probe's result wakes them. A 2XX closes the circuit
+  and wakes as many as there are free slots; a failure opens it again for twice as
+  long (at most :data:`MAX_COOLDOWN`). Parked and deferred runs keep their retry
+  accounting: only real attempts count toward the 15.
 
 Redis applies these rules atomically in ``lua/destination.lua``: entering
 happens inside the attempt's claim and leaving inside its record, so isolation
@@ -98,6 +102,9 @@ def enter_args(settings: Settings, keys: Keys) -> dict[str, Any]:
     """The rules' parameters and key templates that entering needs (claim_attempt.lua)."""
     return {
         "limit": settings.destination_concurrency,
+        "stalled": settings.breaker_stalled_seconds,
+        "cooldown": settings.breaker_cooldown_seconds,
+        "circuits_key": keys.open_circuits() if settings.metrics else "",
         "inflight_template": template(keys.destination_inflight),
         "breaker_template": template(keys.destination_breaker),
         "waiting_template": template(keys.destination_waiting),
@@ -115,6 +122,8 @@ def leave_args(
         "cooldown": settings.breaker_cooldown_seconds,
         "max_cooldown": MAX_COOLDOWN,
         "duration_ms": duration_ms,
+        "limit": settings.destination_concurrency,
+        "stalled": settings.breaker_stalled_seconds,
         "inflight_template": template(keys.destination_inflight),
         "breaker_template": template(keys.destination_breaker),
         "waiting_template": template(keys.destination_waiting),
@@ -146,6 +155,10 @@ class Gate:
                 "lease_until": now + lease,
                 "member": run.member,
                 "limit": self._settings.destination_concurrency,
+                "stalled": self._settings.breaker_stalled_seconds,
+                "cooldown": self._settings.breaker_cooldown_seconds,
+                "circuits_key": self._keys.open_circuits() if self._settings.metrics else "",
+                "destination": dest,
             },
         )
         return entry(fields(reply))
@@ -177,19 +190,25 @@ class Gate:
             },
         )
 
-    def defer(self, run: Run, until: float) -> None:
-        """Put a claimed run back in the schedule without attempting it."""
-        self._defer(
+    def defer(self, dest: str, run: Run, until: float) -> bool:
+        """Set a claimed run aside without attempting it, its destination's circuit
+        open: scheduled at ``until`` to probe (True), or, when another run is scheduled
+        to probe already, waiting in the destination's queue for its result (False)."""
+        scheduled = self._defer(
             keys={
                 "running_key": self._keys.running(),
                 "scheduled_key": self._keys.scheduled(),
                 "delivery_key": self._keys.delivery(run.delivery_id),
                 "due_key": self._keys.due(),
+                "breaker_key": self._keys.destination_breaker(dest),
+                "waiting_key": self._keys.destination_waiting(dest),
             },
             args={
                 "member": run.member,
+                "now": time.time(),
                 "due_at": until,
                 "due_iso": isoformat(at(until)),
                 "delivery_id": run.delivery_id,
             },
         )
+        return bool(scheduled)

@@ -92,8 +92,9 @@ def run_attempt(
         gate.wait_for_slot(dest, run, entry)
         return Done(RunResult.WAITING)
     if not entry.allowed:
-        # Its circuit is open: wait in the schedule until the next probe.
-        gate.defer(run, entry.retry_at)
+        # Its circuit is open: one run waits in the schedule for the next probe, the
+        # rest in the destination's queue for that probe's result.
+        gate.defer(dest, run, entry.retry_at)
         return Done(RunResult.DEFERRED)
     with holding(store, run, dest, lease):
         return _attempt(system, run, claim, endpoint, dest, trace or {})

@@ -5,14 +5,50 @@
 --
 -- Keys of one destination: `inflight` (zset of attempts in flight, scored by when
 -- their lease ends), `breaker` (hash: failures, open_until, cooldown, probing,
--- probe_until, avg_ms) and `waiting` (zset of runs waiting for a slot, oldest first).
+-- probe_until, avg_ms, left_at: when an attempt last left, answered_at: since when
+-- the destination has kept no attempt hanging (an attempt left within `stalled`
+-- seconds, or it had been idle that long), wake_at: the open_until that a run is
+-- already scheduled to probe) and `waiting` (zset of runs waiting for a slot or for
+-- the probe, oldest first).
+--
+-- Runs set aside wait in `waiting`, not in the schedule: a destination's backlog then
+-- costs no Celery message per wait. Whatever frees a slot (leave) or closes the
+-- circuit wakes them; while the circuit is open, one run is scheduled at the reopening
+-- to probe, and the rest wait for its result. A run lost from `waiting` (a worker died
+-- mid-script, the key expired) still has its due mark: the backstop brings it back.
+
+-- Open the circuit until now + its cooldown (the breaker's, else cooldown_default).
+-- Returns open_until as stored, a string.
+local function open_circuit(breaker, now, cooldown)
+  local open_until = tostring(now + cooldown)
+  redis.call('HSET', breaker, 'open_until', open_until, 'cooldown', tostring(cooldown))
+  redis.call('HDEL', breaker, 'probing')
+  redis.call('EXPIRE', breaker, 86400)
+  return open_until
+end
+
+-- Move up to `count` of the longest-waiting runs to the schedule, due at `at`.
+-- Returns how many it moved.
+local function wake(waiting, scheduled, at, count)
+  for woken = 0, count - 1 do
+    local head = redis.call('ZPOPMIN', waiting)
+    if not head[1] then return woken end
+    redis.call('ZADD', scheduled, at, head[1])
+  end
+  return count
+end
 
 -- Let an attempt in, or say why not. Returns a flat list of named fields:
 --   outcome  'ok' | 'probe' (the one attempt that tests an open circuit)
 --            | 'busy' (at the limit: wait for a slot) | 'open' (circuit open)
 --   retry_at (open)  when to come back
 --   avg_ms, waiting (busy)  the destination's attempt time, and the runs ahead
-local function enter(inflight, breaker, waiting, now, lease_until, member, limit)
+-- A full destination that has let no attempt go within `stalled` seconds for that
+-- long answers nothing (a blackhole): its circuit opens then, rather than after
+-- `failures_to_open` of its attempts have timed out one by one. `circuits`
+-- is the open-circuits index ('' with metrics off), `name` the destination's.
+local function enter(inflight, breaker, waiting, now, lease_until, member, limit, stalled,
+                     cooldown_default, circuits, name)
   local open_until = tonumber(redis.call('HGET', breaker, 'open_until') or '0')
   if open_until > now then return {'outcome', 'open', 'retry_at', tostring(open_until)} end
   local probe = false
@@ -29,33 +65,58 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
   end
   redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
   if not probe and redis.call('ZCARD', inflight) >= limit then
+    local answered = tonumber(redis.call('HGET', breaker, 'answered_at') or now)
+    if answered <= now - stalled then
+      local cooldown = tonumber(redis.call('HGET', breaker, 'cooldown') or cooldown_default)
+      local opened = open_circuit(breaker, now, cooldown)
+      if circuits ~= '' then redis.call('ZADD', circuits, opened, name) end
+      return {'outcome', 'open', 'retry_at', opened}
+    end
     return {'outcome', 'busy', 'avg_ms', redis.call('HGET', breaker, 'avg_ms') or '100',
             'waiting', tostring(redis.call('ZCARD', waiting))}
   end
-  redis.call('ZADD', inflight, lease_until, member)
+  if redis.call('ZADD', inflight, lease_until, member) == 1
+      and redis.call('ZCARD', inflight) == 1 then
+    -- Idle, not just emptied by attempts that all timed out at once: a fresh start.
+    local left = tonumber(redis.call('HGET', breaker, 'left_at') or '0')
+    if left <= now - stalled then redis.call('HSET', breaker, 'answered_at', tostring(now)) end
+  end
   redis.call('EXPIRE', inflight, 3600)
   if probe then return {'outcome', 'probe'} end
   return {'outcome', 'ok'}
 end
 
--- After an attempt: leave the destination, let the longest-waiting run in, and move
--- the circuit breaker. The attempt's duration is kept as a moving average, to pace
--- waiting runs. Returns the time the circuit is open until (0 when closed), and
--- whether a success cleared a breaker that had counted failures, or found none at all
--- (it expired: the circuit may have been open either way, and only then is the
+-- After an attempt: leave the destination, move the circuit breaker, and wake what
+-- waits there: the longest-waiting run while the circuit is closed, as many as there
+-- are free slots when a probe closes it, and none while it is open but the one run
+-- scheduled to probe at the reopening. The attempt's duration is kept as a moving
+-- average, to pace waiting runs. Returns the time the circuit is open until (0 when
+-- closed, or when it was open already and this attempt did not reopen it), and
+-- whether a success cleared a breaker that had counted failures, or found none at
+-- all (it expired: the circuit may have been open either way, and only then is the
 -- open-circuits index touched).
 local function leave(inflight, breaker, waiting, scheduled, member, succeeded, now,
-                     failures_to_open, cooldown_default, max_cooldown, duration)
+                     failures_to_open, cooldown_default, max_cooldown, duration, limit,
+                     stalled)
   redis.call('ZREM', inflight, member)
-  local next_run = redis.call('ZPOPMIN', waiting)
-  if next_run[1] then redis.call('ZADD', scheduled, now, next_run[1]) end
   local known = redis.call('HGET', breaker, 'avg_ms')
   local avg = tonumber(known or duration)
-  redis.call('HSET', breaker, 'avg_ms', tostring(avg * 0.8 + tonumber(duration) * 0.2))
+  local average = tostring(avg * 0.8 + tonumber(duration) * 0.2)
+  if succeeded == '1' or tonumber(duration) < tonumber(stalled) * 1000 then
+    redis.call('HSET', breaker, 'avg_ms', average, 'left_at', now, 'answered_at', now)
+  else
+    redis.call('HSET', breaker, 'avg_ms', average, 'left_at', now)
+  end
   redis.call('EXPIRE', breaker, 86400)
   if succeeded == '1' then
+    local was_open = redis.call('HEXISTS', breaker, 'open_until') == 1
     local cleared = redis.call('HDEL', breaker, 'failures', 'open_until', 'cooldown',
-                               'probing', 'probe_until')
+                               'probing', 'probe_until', 'wake_at')
+    local slots = 1
+    if was_open then
+      slots = math.max(1, tonumber(limit) - redis.call('ZCARD', inflight))
+    end
+    wake(waiting, scheduled, now, slots)
     return 0, cleared > 0 or not known
   end
   local failures = redis.call('HINCRBY', breaker, 'failures', 1)
@@ -64,10 +125,16 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
   if probing == member then
     cooldown = math.min(cooldown * 2, tonumber(max_cooldown))  -- the probe failed: wait longer
   elseif failures < tonumber(failures_to_open) then
+    -- Open already (its attempts in flight stalled): the probe wakes the rest.
+    local open_until = tonumber(redis.call('HGET', breaker, 'open_until') or '0')
+    if open_until <= tonumber(now) then wake(waiting, scheduled, now, 1) end
     return 0, false
   end
-  local open_until = tonumber(now) + cooldown
-  redis.call('HSET', breaker, 'open_until', open_until, 'cooldown', cooldown)
-  redis.call('HDEL', breaker, 'probing')
-  return tostring(open_until), false
+  local open_until = open_circuit(breaker, tonumber(now), cooldown)
+  -- Marked only when a run was there to wake: the next run set aside is the probe then.
+  if redis.call('HGET', breaker, 'wake_at') ~= open_until
+      and wake(waiting, scheduled, open_until, 1) > 0 then
+    redis.call('HSET', breaker, 'wake_at', open_until)
+  end
+  return open_until, false
 end

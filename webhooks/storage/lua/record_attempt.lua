@@ -5,7 +5,7 @@
 -- repeat: an attempt already on record (a retried call whose answer was lost)
 -- changes nothing.
 -- KEYS: delivery_key attempts_key running_key scheduled_key due_key metrics_key circuits_key archive_key activity_key tenant_activity_key *index_keys
--- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination succeeded failures_to_open cooldown max_cooldown duration_ms inflight_template breaker_template waiting_template index_count attempt_counter duration_bucket duration_seconds event_template attempt_kind outcome_kind activity_ttl *index_statuses
+-- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination succeeded failures_to_open cooldown max_cooldown duration_ms limit stalled inflight_template breaker_template waiting_template index_count attempt_counter duration_bucket duration_seconds event_template attempt_kind outcome_kind activity_ttl *index_statuses
 -- Uses: destination status activity
 -- index_keys, index_statuses, due_at, archive_key, event_template: as status.lua takes them.
 -- metrics_key, circuits_key: the counters hash and the open circuits ('' for both:
@@ -48,7 +48,8 @@ if destination == '' then return {'open_until', '0', 'recorded', '1'} end
 local open_until, cleared = leave(
   string.format(inflight_template, destination), string.format(breaker_template, destination),
   string.format(waiting_template, destination), scheduled_key, member, succeeded,
-  updated_score, failures_to_open, cooldown, max_cooldown, duration_ms)
+  updated_score, failures_to_open, cooldown, max_cooldown, duration_ms, limit,
+  stalled)
 if circuits_key ~= '' then
   if tonumber(open_until) > 0 then redis.call('ZADD', circuits_key, open_until, destination)
   elseif cleared then redis.call('ZREM', circuits_key, destination) end
