@@ -326,13 +326,14 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(
         10, ge=1, description="Consecutive failed attempts that open a destination's circuit."
     )
-    breaker_stalled_seconds: float = Field(
-        10,
+    breaker_stalled_seconds: float | None = Field(
+        None,
         gt=0,
-        description="A destination at its concurrency limit that has let no attempt go "
-        "within this many seconds for this long answers nothing (a blackhole): its "
+        description="A destination at its concurrency limit that has had no answer "
+        "within this many seconds, for this long, answers nothing (a blackhole): its "
         "circuit opens then, without waiting for its attempts to time out one by one. "
-        "Below `WEBHOOKS_TIMEOUT_SECONDS` to matter.",
+        "Unset: `WEBHOOKS_TIMEOUT_SECONDS`, so that a receiver that answers within the "
+        "deadline, however slowly, is never taken for a blackhole.",
     )
     breaker_cooldown_seconds: float = Field(
         30,
@@ -547,6 +548,12 @@ class Settings(BaseSettings):
         attempt's deadline plus 5 s, at most WEBHOOKS_RECOVERY_SECONDS. The worker
         renews them while the attempt runs; a dead worker's lapse by themselves."""
         return min(self.recovery_seconds, self.timeout_seconds + 5)
+
+    @property
+    def stalled_seconds(self) -> float:
+        """How long a full destination may go without an answer before its circuit
+        opens: WEBHOOKS_BREAKER_STALLED_SECONDS, or the attempt deadline."""
+        return self.breaker_stalled_seconds or self.timeout_seconds
 
     @property
     def retention_seconds(self) -> float:

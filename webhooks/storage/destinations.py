@@ -102,7 +102,7 @@ def enter_args(settings: Settings, keys: Keys) -> dict[str, Any]:
     """The rules' parameters and key templates that entering needs (claim_attempt.lua)."""
     return {
         "limit": settings.destination_concurrency,
-        "stalled": settings.breaker_stalled_seconds,
+        "stalled": settings.stalled_seconds,
         "cooldown": settings.breaker_cooldown_seconds,
         "circuits_key": keys.open_circuits() if settings.metrics else "",
         "inflight_template": template(keys.destination_inflight),
@@ -123,7 +123,7 @@ def leave_args(
         "max_cooldown": MAX_COOLDOWN,
         "duration_ms": duration_ms,
         "limit": settings.destination_concurrency,
-        "stalled": settings.breaker_stalled_seconds,
+        "stalled": settings.stalled_seconds,
         "inflight_template": template(keys.destination_inflight),
         "breaker_template": template(keys.destination_breaker),
         "waiting_template": template(keys.destination_waiting),
@@ -155,7 +155,7 @@ class Gate:
                 "lease_until": now + lease,
                 "member": run.member,
                 "limit": self._settings.destination_concurrency,
-                "stalled": self._settings.breaker_stalled_seconds,
+                "stalled": self._settings.stalled_seconds,
                 "cooldown": self._settings.breaker_cooldown_seconds,
                 "circuits_key": self._keys.open_circuits() if self._settings.metrics else "",
                 "destination": dest,
