@@ -20,6 +20,10 @@ from collections.abc import Callable
 def _reset(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # Shut down first: close() alone waits for the other thread's recv() on the
+        # same socket to return, and the peer, waiting for an answer, never learns.
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
         sock.close()
 
 

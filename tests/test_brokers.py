@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 import redis
+from kombu import Exchange, Queue
 
 from tests.conftest import (
     NEEDS_RABBITMQ,
@@ -28,8 +29,13 @@ from tests.conftest import (
     event,
     forget_queue,
 )
+from tests.proxy import Proxy
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
+from webhooks.errors import EnqueueFailed
+from webhooks.producer import Producer, delivery_id
+from webhooks.settings import Settings
+from webhooks.system import System
 
 if TYPE_CHECKING:
     from amqp.protocol import queue_declare_ok_t
@@ -144,3 +150,98 @@ def test_rabbitmq_delivers_retries_and_exhausts(
     # Each first-try delivery reached the receiver exactly once.
     got = Counter(r.headers["webhook-id"] for r in receiver.received("/ok/rabbit"))
     assert got == Counter(ids[:20])
+
+
+CONFIRMS = "rabbit-confirms"  # the confirm tests' queue, and their keys' prefix
+# The refusal test's: kombu's connection pools are the process's, and remember what
+# they declared, so a queue of other arguments needs a name of its own.
+LIMITED = "rabbit-confirms-limited"
+URL = "http://127.0.0.1:9/hook"  # never attempted: no worker runs
+
+
+def _waiting(queue: str) -> int:
+    from kombu import Connection
+
+    with Connection(RABBITMQ) as connection:
+        channel = cast("pyamqp.Channel", connection.default_channel)
+        reply = cast("queue_declare_ok_t", channel.queue_declare(queue, passive=True))
+        return reply.message_count
+
+
+@pytest.fixture
+def confirms(redis_client: redis.Redis) -> Iterator[redis.Redis]:
+    forget_queue(CONFIRMS)
+    forget_queue(LIMITED)
+    store = redis.Redis.from_url(STORE_URL)
+    store.flushdb()
+    yield store
+    forget_queue(CONFIRMS)
+    forget_queue(LIMITED)
+    store.flushdb()
+    store.close()
+
+
+def _system(broker: str = RABBITMQ, queue_arguments: dict[str, object] | None = None) -> System:
+    name = LIMITED if queue_arguments else CONFIRMS
+    system = System(
+        Settings(
+            redis_url=STORE_URL,
+            broker_url=broker,
+            key_prefix=name,
+            allowed_networks="127.0.0.0/8",
+        ),
+        client=redis.Redis.from_url(STORE_URL),
+    )
+    if queue_arguments:
+        # The queue as an operator may declare it: a length limit RabbitMQ enforces by
+        # refusing (nacking) what would go over it.
+        system.app.conf.task_queues = [
+            Queue(
+                name,
+                Exchange(name, type="topic"),
+                routing_key=name,
+                queue_arguments={"x-queue-type": "quorum", **queue_arguments},
+            )
+        ]
+    return system
+
+
+def test_a_batch_goes_out_with_its_confirms_awaited_together(confirms: redis.Redis) -> None:
+    system = _system()
+    ids = Producer(system).deliver_many([(URL, event()) for _ in range(200)])
+    assert _waiting(CONFIRMS) == 200
+    with system.app.producer_or_acquire() as producer:
+        # The pooled producer's channel counted the batch's delivery tags, one each.
+        assert producer.channel._last_tag == 200
+    assert all(confirms.exists(f"{CONFIRMS}:delivery:{i}") for i in ids)
+
+
+def test_a_refused_batch_fails_the_call_and_is_undone(confirms: redis.Redis) -> None:
+    system = _system(queue_arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+    with pytest.raises(EnqueueFailed, match=r"could not publish 200 messages .*refused"):
+        Producer(system).deliver_many([(URL, event()) for _ in range(200)])
+    # Nothing half-written: the records RabbitMQ's refusal was for are gone, and the
+    # messages it took (a quorum queue may take a few over its limit) find no record
+    # when they come: a worker drops them.
+    assert [k for k in confirms.scan_iter(f"{LIMITED}:delivery:*")] == []
+    assert 0 < _waiting(LIMITED) < 200
+
+
+def test_a_connection_lost_before_the_confirms_fails_the_call(confirms: redis.Redis) -> None:
+    proxy = Proxy(5672)
+    try:
+        system = _system(f"amqp://guest:guest@127.0.0.1:{proxy.port}//")
+        pairs = [(URL, event()) for _ in range(20)]
+        last = delivery_id(str(pairs[-1][1]["id"]), pairs[-1][0], None)
+        # The marker is in the last message of the batch: once it is sent, RabbitMQ's
+        # confirms never arrive and the connection is reset.
+        proxy.arm(last.encode(), cut=True)
+        with pytest.raises(EnqueueFailed, match="could not publish 20 messages"):
+            Producer(system).deliver_many(pairs)
+        assert proxy.seen.is_set()
+        assert [k for k in confirms.scan_iter(f"{CONFIRMS}:delivery:*")] == []
+        # Retrying the same call is safe: it creates them, with the same ids.
+        ids = Producer(system).deliver_many(pairs)
+        assert all(confirms.exists(f"{CONFIRMS}:delivery:{i}") for i in ids)
+    finally:
+        proxy.close()

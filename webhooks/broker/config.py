@@ -37,9 +37,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     # kombu's Redis transport with one fix for speed (transport.py), and its Sentinel
     # transport with the same fix for a sentinel:// URL, which kombu reads as one URL
     # per sentinel with the primary's name and the sentinels' password as transport
-    # options. Other schemes (rediss://, amqp://) keep kombu's own transport.
+    # options. On RabbitMQ, kombu's py-amqp transport with a batch's publisher
+    # confirms awaited together (rabbitmq.py). Other schemes (rediss://, unix://)
+    # keep kombu's own transport.
     transport = None
-    if broker_url.startswith("redis://"):
+    scheme = broker_url.partition("://")[0]
+    if scheme in ("amqp", "pyamqp"):
+        transport = "webhooks.broker.rabbitmq:Transport"
+    elif scheme == "amqps":
+        transport = "webhooks.broker.rabbitmq:SSLTransport"
+    elif broker_url.startswith("redis://"):
         transport = "webhooks.broker.transport:Transport"
     elif broker_url.startswith("sentinel://"):
         sentinel = SentinelURL.parse(broker_url)
@@ -69,7 +76,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     # keep kombu's emulation. A deployment can turn it back on with
     # "ack_emulation": True in its broker_transport_options; the settings below are
     # then in force again.
-    if transport is not None:
+    if scheme in ("redis", "sentinel"):
         options["ack_emulation"] = False
     # With ack emulation, Redis hands out again any message left unacknowledged for
     # longer than the visibility timeout, countdown or not: measured here, a 5 s

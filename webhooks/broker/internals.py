@@ -55,6 +55,26 @@ RELIED_ON: tuple[tuple[str, str, str], ...] = (
         "SentinelChannel._sentinel_managed_pool",
         "broker/transport.py keeps the sentinels for use after the connection closed",
     ),
+    (
+        "amqp.channel",
+        "Channel._basic_publish",
+        "broker/rabbitmq.py sends a batch with it and counts delivery tags in it",
+    ),
+    (
+        "amqp.channel",
+        "Channel._on_basic_ack",
+        "broker/rabbitmq.py overrides it to take confirmed tags off a batch",
+    ),
+    (
+        "amqp.channel",
+        "Channel._on_basic_nack",
+        "broker/rabbitmq.py overrides it to count a batch's refused messages",
+    ),
+    (
+        "kombu.transport.pyamqp",
+        "Transport.implements",
+        "broker/rabbitmq.py extends it with batch_publish",
+    ),
     ("celery.app.amqp", "AMQP.as_task_v2", "broker/messages.py builds message headers with it"),
     ("celery.app.amqp", "AMQP.router", "broker/messages.py routes a batch with it"),
     ("celery.app.base", "Celery.thread_oid", "broker/messages.py sets reply_to from it"),

@@ -13,7 +13,8 @@ Redis transport writes it; ``tests/test_messages.py`` compares the two. Skipped
 compared with ``send_task``: the ``before_task_publish`` and
 ``after_task_publish`` signals, and kombu's publish retries (a failed batch is
 reported to the caller, which undoes it). A broker that is not Redis, or a
-route that is not a direct queue, goes through ``send_task``, pipelined.
+route that is not a direct queue, goes through ``send_task`` in a kombu batch:
+on RabbitMQ with confirms, sent together and confirmed together (.rabbitmq).
 """
 
 from __future__ import annotations
@@ -136,7 +137,9 @@ def publish(
     """Publish one message per run, in order, or raise.
 
     On a Redis broker the batch is one LPUSH: all of it or none. Elsewhere each
-    message goes through ``send_task``, pipelined in one kombu batch.
+    message goes through ``send_task``, in one kombu batch; on RabbitMQ the call
+    returns once every message is confirmed, and raises if any was refused or the
+    connection was lost (:mod:`.rabbitmq`).
     """
     if not runs:
         return
