@@ -24,9 +24,32 @@ from ..settings import Settings
 from ..signing import signature_header
 from .transport import GuardedAdapter, deadline
 
-__all__ = ["USER_AGENT", "Outcome", "Sender", "classify", "parse_retry_after"]
+__all__ = [
+    "TEST_HEADERS",
+    "USER_AGENT",
+    "Outcome",
+    "Sender",
+    "classify",
+    "parse_retry_after",
+    "webhook_headers",
+]
 
 USER_AGENT = f"webhooks/{__version__}"
+#: What a test event's attempts carry besides: a receiver may tell a test from a real
+#: event without parsing it.
+TEST_HEADERS = {"webhook-test": "true"}
+
+
+def webhook_headers(delivery_id: str, timestamp: str) -> dict[str, str]:
+    """The headers of ours every attempt carries but the signature: what
+    :meth:`Sender.attempt` sends, and what a delivery's page says was sent."""
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": delivery_id,
+        "webhook-timestamp": timestamp,
+    }
+
 
 _MESSAGE_LIMIT = 300
 
@@ -181,13 +204,7 @@ class Sender:
         the Standard Webhooks ones, signed afresh by every secret given (none for a bare
         URL)."""
         timestamp = int(time.time())
-        headers = {
-            **(extra or {}),
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "webhook-id": delivery_id,
-            "webhook-timestamp": str(timestamp),
-        }
+        headers = {**(extra or {}), **webhook_headers(delivery_id, str(timestamp))}
         if secrets:
             headers["webhook-signature"] = signature_header(delivery_id, timestamp, body, secrets)
         return self.post(number, url, body, headers)

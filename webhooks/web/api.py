@@ -34,7 +34,7 @@ from ..ids import TENANT_ID
 from ..models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus, Endpoint, Tenant
 from ..producer import Producer
 from ..retry import BackoffPolicy
-from ..sending.attempt import USER_AGENT
+from ..sending.attempt import TEST_HEADERS, webhook_headers
 from ..settings import Settings
 from ..storage.activity import WINDOWS, ActivityReport, EndpointActivity
 from ..storage.deliveries import Position
@@ -231,6 +231,19 @@ class DeliveryList(BaseModel):
     )
 
 
+def _take(system: System, name: str, scope: str, limit: int, what: str) -> None:
+    """Take one use of the rate limit ``name`` for ``scope`` this minute, or a 429 with
+    Retry-After; ``what``: the limit in words, for the message."""
+    wait = system.limits.take(name, scope, limit)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"at most {limit} {what}; try again in {math.ceil(wait)} s",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+
 def _take_redeliver(system: System, who: Principal, tenant_id: str) -> None:
     """Take one of the tenant's redeliver calls for this minute, or a 429: each makes
     our workers POST to a URL the tenant chose, so a tenant may not make them hammer it.
@@ -240,15 +253,7 @@ def _take_redeliver(system: System, who: Principal, tenant_id: str) -> None:
         name, limit = "redeliver-operator", settings.operator_redeliver_per_minute
     else:
         name, limit = "redeliver", settings.redeliver_per_minute
-    wait = system.limits.take(name, tenant_id, limit)
-    if wait is not None:
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"at most {limit} redeliver and recover calls a minute; "
-            f"try again in {math.ceil(wait)} s",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
-        )
+    _take(system, name, tenant_id, limit, "redeliver and recover calls a minute")
 
 
 # --- Sessions ---------------------------------------------------------------------
@@ -736,15 +741,12 @@ def _sent_headers(
     (``Sender.attempt``): the endpoint's own (as it has them now), then ours."""
     names = endpoint.headers if endpoint is not None else {}
     own = [SentHeader(name=name, value=_MASKED, masked=True) for name in names]
-    if delivery.test:
-        own.append(SentHeader(name="webhook-test", value="true", masked=False))
+    stamp = str(timestamp) if timestamp is not None else "(when it is sent)"
     ours = {
+        **(TEST_HEADERS if delivery.test else {}),
         "Accept-Encoding": "identity",
-        "Content-Type": "application/json",
         "Content-Length": str(len(body)),
-        "User-Agent": USER_AGENT,
-        "webhook-id": delivery.id,
-        "webhook-timestamp": str(timestamp) if timestamp is not None else "(when it is sent)",
+        **webhook_headers(delivery.id, stamp),
     }
     shown = own + [SentHeader(name=name, value=value, masked=False) for name, value in ours.items()]
     if delivery.endpoint_id is not None:  # a bare URL's delivery is not signed
@@ -940,14 +942,7 @@ def _take_test(system: System, endpoint_id: str) -> None:
     """Take one of the endpoint's test events for this minute, or a 429: each makes our
     workers POST to a URL its tenant chose, whoever asks."""
     limit = system.settings.test_events_per_minute
-    wait = system.limits.take("test-event", endpoint_id, limit)
-    if wait is not None:
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"at most {limit} test events a minute per endpoint; try again in {math.ceil(wait)} s",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
-        )
+    _take(system, "test-event", endpoint_id, limit, "test events a minute per endpoint")
 
 
 @router.get(

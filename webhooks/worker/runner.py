@@ -20,7 +20,7 @@ from ..clock import now
 from ..errors import EndpointNotFound
 from ..models import Attempt, AttemptError, Delivery, DeliveryStatus, Endpoint, ErrorKind, Run
 from ..retry import BackoffPolicy, RetriesExhausted, RetryLater
-from ..sending.attempt import Outcome
+from ..sending.attempt import TEST_HEADERS, Outcome
 from ..signals import OPERATIONAL_TYPES
 from ..storage.deliveries import Claim, ClaimOutcome
 from ..storage.destinations import EntryOutcome, destination
@@ -152,8 +152,8 @@ def _make_and_record(
         outcome = _unsent(claim.number, claim.endpoint_id)
     else:
         extra = endpoint.headers if endpoint is not None else {}
-        if claim.test:  # receivers may tell a test from a real event without parsing it
-            extra = {**extra, "webhook-test": "true"}
+        if claim.test:
+            extra = {**extra, **TEST_HEADERS}
         outcome = system.sender.attempt(
             run.delivery_id,
             claim.number,
