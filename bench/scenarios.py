@@ -320,27 +320,27 @@ def tenants(few: int, many: int) -> Row:
     }
 
 
-def redis_cost(count: int, idle_seconds: float) -> Row:
-    """(i) Redis commands and CPU per delivery, first try and retried once, on a Redis
-    server of its own (see bench/capacity.py)."""
+def _in_own_process(module: str, *args: object, timeout: float) -> Any:
+    """Run ``python -m module *args --json`` in a process of its own (its settings are
+    read once per process) and return the JSON of its last line."""
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.capacity",
-            "--count",
-            str(count),
-            "--idle",
-            str(idle_seconds),
-            "--json",
-        ],
+        [sys.executable, "-m", module, *map(str, args), "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
-        check=True,
+        timeout=timeout,
     )
-    figures = json.loads(done.stdout.splitlines()[-1])
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(map(str, args))} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def redis_cost(count: int, idle_seconds: float) -> Row:
+    """(i) Redis commands and CPU per delivery, first try and retried once, on a Redis
+    server of its own (see bench/capacity.py)."""
+    figures = _in_own_process(
+        "bench.capacity", "--count", count, "--idle", idle_seconds, timeout=600
+    )
     first, retried = figures["first_try"], figures["retried_once"]
     row = _row(
         "(i) Redis CPU per delivery, first try (ms; commands in the target column)",
@@ -365,25 +365,10 @@ def brokers(count: int) -> Row:
     process of its own (bench/brokers.py)."""
 
     def rate(broker: str) -> float:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.brokers",
-                "--broker",
-                broker,
-                "--count",
-                str(count),
-                "--json",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
+        figures = _in_own_process(
+            "bench.brokers", "--broker", broker, "--count", count, timeout=600
         )
-        if done.returncode != 0:
-            raise RuntimeError(f"bench.brokers --broker {broker} failed:\n{done.stderr[-3000:]}")
-        return float(json.loads(done.stdout.splitlines()[-1])["rate"])
+        return float(figures["rate"])
 
     name = "(j) throughput, RabbitMQ broker vs Redis broker (deliveries/s)"
     try:
@@ -403,27 +388,16 @@ def engines(count: int, seconds: float, idle_seconds: float) -> Row:
     """(k) this project against the bare loop and the naive Celery task (ack emulation
     on and off), each draining ``count`` queued deliveries, with Redis CPU and round
     trips per delivery: bench/engines.py, in a process of its own."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.engines",
-            "--count",
-            str(count),
-            "--seconds",
-            str(seconds),
-            "--idle",
-            str(idle_seconds),
-            "--json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    figures = _in_own_process(
+        "bench.engines",
+        "--count",
+        count,
+        "--seconds",
+        seconds,
+        "--idle",
+        idle_seconds,
         timeout=900,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"bench.engines failed:\n{done.stderr[-3000:]}")
-    figures = json.loads(done.stdout.splitlines()[-1])
     runs, bare = figures["runs"], figures["bare_loop"]["mean"]
     ours, naive = runs["this project"], runs["naive task, ack emulation off"]
     row = _row(
