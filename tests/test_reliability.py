@@ -138,23 +138,26 @@ print(json.dumps([producer.deliver_one(url, raw) for raw in events]))
 """
 
 
+def _produce(redis_url: str, url: str, count: int) -> list[str]:
+    """Deliveries of ``count`` events to ``url``, made by a producer process of its own
+    on ``redis_url`` (this process's settings name another Redis); their ids."""
+    produced = subprocess.run(
+        [sys.executable, "-c", _PRODUCE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=json.dumps([url, [event() for _ in range(count)]]),
+        env={**os.environ, "WEBHOOKS_REDIS_URL": redis_url, "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK},
+    )
+    ids: list[str] = json.loads(produced.stdout)
+    return ids
+
+
 def _resumption(own_redis: RedisProcess, receiver: Receiver, tmp_path: Path, outage) -> None:
     """Deliveries to one busy destination; ``outage`` happens with attempts in flight."""
     worker = _worker(tmp_path, own_redis.url, "resume", retry_base_seconds="0.5", retry_jitter="0")
     try:
-        produced = subprocess.run(
-            [sys.executable, "-c", _PRODUCE],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            input=json.dumps([receiver.url("/sleep/1"), [event() for _ in range(24)]]),
-            env={
-                **os.environ,
-                "WEBHOOKS_REDIS_URL": own_redis.url,
-                "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK,
-            },
-        )
-        ids = json.loads(produced.stdout)
+        ids = _produce(own_redis.url, receiver.url("/sleep/1"), 24)
         _wait(lambda: receiver.inflight >= 1, 20, "attempts in flight")
         time.sleep(1.2)  # AOF syncs every second: the records are on disk
         assert receiver.inflight >= 1
@@ -221,15 +224,7 @@ def test_what_the_worker_took_comes_back_when_the_broker_does(own_redis, own_rec
     env = {"WEBHOOKS_REDIS_URL": own_redis.url, "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK}
     worker = start_worker(tmp_path / "taken.log", env, "--concurrency=1", "-n", "taken@%h")
     try:
-        produced = subprocess.run(
-            [sys.executable, "-c", _PRODUCE],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            input=json.dumps([own_receiver.url("/sleep/1"), [event() for _ in range(5)]]),
-            env={**os.environ, **env},
-        )
-        ids = json.loads(produced.stdout)
+        ids = _produce(own_redis.url, own_receiver.url("/sleep/1"), 5)
         client = redis.Redis.from_url(own_redis.url)
         _wait(lambda: own_receiver.inflight == 1 and client.llen("webhooks") == 0, 20, "the fetch")
         time.sleep(1.2)  # AOF syncs every second: the records are on disk
