@@ -119,6 +119,16 @@ def _sign_in(browser: Any, web: Web, tenant_id: str) -> None:
     _until(browser, lambda: _css(browser, "#deliveries"))
 
 
+def _console(browser: Any, web: Web, path: str) -> None:
+    """Open the console at ``path`` in a fresh browser and sign in with the operator's
+    token, as its sign-in form asks."""
+    browser.delete_all_cookies()
+    browser.get(f"{web.base}/console{path}")
+    field = _until(browser, lambda: _css(browser, "#signin input[name=token]"))[0]
+    field.send_keys(web.operator_token)
+    _css(browser, "#signin button")[0].click()
+
+
 def test_portal_link_deliveries_redeliver_and_endpoints(
     browser: Any,
     web: Web,
@@ -406,12 +416,7 @@ def test_console_search_by_event_id(
         wait_for(delivery_id)
     assert len(of_a) == 2 and len(of_b) == 1
 
-    browser.delete_all_cookies()
-    browser.get(f"{web.base}/console/tenants/{a}/deliveries")
-    _until(browser, lambda: _css(browser, "#signin input[name=token]"))[0].send_keys(
-        web.operator_token
-    )
-    _css(browser, "#signin button")[0].click()
+    _console(browser, web, f"/tenants/{a}/deliveries")
     _until(browser, lambda: _css(browser, "#stats") and len(_rows(browser)) == 4)
     _search(browser, wanted)
     _until(browser, lambda: _rows(browser) == set(of_a))

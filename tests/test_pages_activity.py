@@ -12,7 +12,15 @@ import pytest
 import redis
 
 from tests.conftest import event, keys, stored
-from tests.test_pages import _css, _no_page_errors, _sign_in, _until, browser, customers
+from tests.test_pages import (
+    _console,
+    _css,
+    _no_page_errors,
+    _sign_in,
+    _until,
+    browser,
+    customers,
+)
 from tests.web import Web
 from webhooks.dev.receiver import Receiver
 from webhooks.models import DeliveryStatus
@@ -212,11 +220,7 @@ def test_the_chart_matches_a_known_mix(
     _no_page_errors(browser)
 
     # The console shows the tenant's chart, and every tenant's below it.
-    browser.delete_all_cookies()
-    browser.get(f"{web.base}/console/tenants/{tenant_id}/activity")
-    field = _until(browser, lambda: _css(browser, "#signin input[name=token]"))[0]
-    field.send_keys(web.operator_token)
-    _css(browser, "#signin button")[0].click()
+    _console(browser, web, f"/tenants/{tenant_id}/activity")
     _until(
         browser,
         lambda: (

@@ -15,7 +15,7 @@ import standardwebhooks
 import webhooks
 from tests.conftest import event
 from tests.test_cli import assert_one_line_error, invoke
-from tests.test_pages import _css, _no_page_errors, _sign_in, _until, browser  # noqa: F401
+from tests.test_pages import _console, _css, _no_page_errors, _sign_in, _until, browser  # noqa: F401
 from tests.web import InProcess, Web
 from webhooks import portal_token
 from webhooks.dev.receiver import Receiver
@@ -188,11 +188,7 @@ def test_portal_sends_a_test_event_and_shows_the_answer_live(
     _no_page_errors(browser)
 
     # The console's endpoint table has the same button.
-    browser.delete_all_cookies()
-    browser.get(f"{web.base}/console/tenants/{tenant}/endpoints")
-    field = _until(browser, lambda: _css(browser, "#signin input[name=token]"))[0]
-    field.send_keys(web.operator_token)
-    _css(browser, "#signin button")[0].click()
+    _console(browser, web, f"/tenants/{tenant}/endpoints")
     row = _until(browser, lambda: _css(browser, "#endpoints tr[data-endpoint]"))[0]
     row.find_element("css selector", "button.send-test").click()
     _until(browser, lambda: _css(browser, '.test-outcome[data-status-code="201"]'))
