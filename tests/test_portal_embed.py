@@ -28,7 +28,7 @@ from webhooks.dev.receiver import Receiver
 from webhooks.dev.server import free_port, start_server, stop_server
 from webhooks.producer import publish
 from webhooks.settings import Settings
-from webhooks.system import get_default, get_endpoints, get_tenants
+from webhooks.system import get_default, get_endpoints
 from webhooks.web.tokens import read_portal_token
 
 LOGO = "https://logo.example.invalid/brand/logo.png"
@@ -49,11 +49,9 @@ def branded(settings_env: Callable[..., None], redis_client: redis.Redis) -> InP
 
 
 @pytest.fixture
-def tenant_id(redis_client: redis.Redis) -> Iterator[str]:
-    made = f"acct_{os.urandom(5).hex()}"
-    get_tenants().add(made, "Embedded Co")
-    yield made
-    get_tenants().delete(made)
+def tenant_id(tenant: str) -> str:
+    """conftest's tenant, under the name these tests use."""
+    return tenant
 
 
 # --- Settings ------------------------------------------------------------------------

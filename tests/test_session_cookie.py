@@ -5,29 +5,18 @@ HMAC-SHA256 tag (issue 23): in this process over http and https, and against a r
 from __future__ import annotations
 
 import base64
-import uuid
-from collections.abc import Iterator
 
 import itsdangerous
 import pytest
-import redis
 import requests
 from fastapi.testclient import TestClient
 
 from tests.web import Web
 from webhooks import portal_token
 from webhooks.errors import TokenInvalid
-from webhooks.system import get_default, get_tenants
+from webhooks.system import get_default
 from webhooks.web.app import create_app
 from webhooks.web.tokens import read_portal_token
-
-
-@pytest.fixture
-def tenant(redis_client: redis.Redis) -> Iterator[str]:
-    tenant_id = f"acct_{uuid.uuid4().hex[:10]}"
-    get_tenants().add(tenant_id, "Cookie test")
-    yield tenant_id
-    get_tenants().delete(tenant_id)
 
 
 def test_portal_tokens_are_signed_with_hmac_sha256(tenant: str) -> None:
