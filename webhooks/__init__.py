@@ -19,6 +19,8 @@ import importlib
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from ._version import __version__
 from .errors import (
     ArchiveUnavailable,
@@ -41,7 +43,7 @@ from .errors import (
 from .events import EVENT_TYPES, Event, event_type, parse_event
 from .models import Attempt, AttemptError, Delivery, DeliveryStatus, Endpoint, Tenant
 from .retry import BackoffPolicy
-from .settings import Settings
+from .settings import Settings, bad_setting
 from .signing import verify
 
 if TYPE_CHECKING:
@@ -101,7 +103,12 @@ def __getattr__(name: str) -> Any:
     if name == "app":
         # The default System's Celery app, which ``celery -A webhooks`` runs; looked up
         # each time, since set_default may replace the System.
-        return importlib.import_module("webhooks.system").get_default().app
+        try:
+            return importlib.import_module("webhooks.system").get_default().app
+        except ValidationError as exc:
+            # Celery would print the traceback of a bad setting and go on to say it
+            # could not load the app: the worker refuses in one line naming it instead.
+            raise SystemExit(f"webhooks: {bad_setting(exc)}") from None
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value  # later look-ups skip this function

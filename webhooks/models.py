@@ -76,6 +76,9 @@ class ErrorKind(StrEnum):
     CONNECTION_ERROR = "connection_error"
     REQUEST_ERROR = "request_error"
     BLOCKED_DESTINATION = "blocked_destination"  # the guard refused the address
+    # WEBHOOKS_EGRESS_PROXY could not be reached or did not open the tunnel: nothing
+    # reached the receiver, and nothing was tried without the proxy.
+    PROXY_ERROR = "proxy_error"
     # The endpoint's secret or a header value is stored encrypted under a key that
     # WEBHOOKS_ENCRYPTION_KEYS lacks: nothing was sent.
     SECRET_UNREADABLE = "secret_unreadable"

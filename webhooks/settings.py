@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import standardwebhooks
 from cryptography.fernet import Fernet
@@ -16,12 +16,21 @@ from pydantic import (
     BeforeValidator,
     Field,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["SentinelURL", "Settings", "check_archive_dsn", "origin_of", "shown_url"]
+__all__ = [
+    "EgressProxy",
+    "SentinelURL",
+    "Settings",
+    "bad_setting",
+    "check_archive_dsn",
+    "origin_of",
+    "shown_url",
+]
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 _SENTINEL_OPTIONS = {"master", "password", "sentinel_password", "username"}
@@ -118,6 +127,55 @@ class SentinelURL:
             f"sentinel://{auth}{f'[{host}]' if ':' in host else host}:{port}/{self.db}"
             for host, port in self.sentinels
         )
+
+
+@dataclass(frozen=True)
+class EgressProxy:
+    """A forward proxy's ``http://[user:password@]host:port`` URL, read: where attempts
+    connect to ask for a CONNECT tunnel, and the credentials they ask with.
+
+    ``shown`` is what messages and logs may say of it: its scheme, host and port, never
+    the credentials.
+    """
+
+    scheme: str
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, url: str) -> EgressProxy:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            # Only the scheme is repeated: the rest may hold the proxy's password.
+            found = f"it starts with {parts.scheme}://" if parts.scheme else "it has no scheme"
+            raise ValueError(
+                "must be the http:// (or https://) URL of a forward proxy that answers "
+                f"CONNECT, such as http://user:password@proxy.internal:3128; {found}"
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("the proxy's port is not a number from 1 to 65535") from None
+        if not parts.hostname:
+            raise ValueError("names no proxy host: http://host:port")
+        if port == 0:
+            raise ValueError("the proxy's port is not a number from 1 to 65535")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("is a proxy's address only: http://[user:password@]host:port")
+        return cls(
+            parts.scheme,
+            parts.hostname,
+            port or (443 if parts.scheme == "https" else 80),
+            unquote(parts.username) if parts.username is not None else None,
+            unquote(parts.password) if parts.password is not None else None,
+        )
+
+    @property
+    def shown(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
 
 
 def _comma_separated(value: Any) -> Any:
@@ -285,6 +343,16 @@ class Settings(BaseSettings):
         "forbids them (loopback, private, ...). Empty by default.",
     )
     https_only: bool = Field(False, description="Refuse http:// destinations.")
+    egress_proxy: SecretStr | None = Field(
+        None,
+        description="A forward proxy that every attempt goes through, so that receivers "
+        "see its static address: `http://host:port`, or `http://user:password@host:port` "
+        "(sent as Proxy-Authorization: Basic). The worker still resolves and checks each "
+        "destination, then asks the proxy to CONNECT to the checked address, for http:// "
+        "and https:// destinations alike; TLS inside the tunnel keeps the host name for SNI "
+        "and the certificate. A proxy that refuses or fails gives the error kind "
+        "`proxy_error`, and nothing goes out directly. Unset: attempts connect directly.",
+    )
     ca_bundle: str | None = Field(
         None,
         description="CA bundle (PEM file) to verify receivers' TLS certificates with, "
@@ -650,6 +718,7 @@ class Settings(BaseSettings):
         "operational_secret",
         "broker_url",
         "encryption_keys",
+        "egress_proxy",
         mode="before",
     )
     @classmethod
@@ -662,6 +731,20 @@ class Settings(BaseSettings):
         if value is not None:
             check_archive_dsn(value.get_secret_value())
         return value
+
+    @field_validator("egress_proxy")
+    @classmethod
+    def _egress_proxy_is_http(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            EgressProxy.parse(value.get_secret_value())
+        return value
+
+    @property
+    def egress(self) -> EgressProxy | None:
+        """WEBHOOKS_EGRESS_PROXY, read; None when attempts connect directly."""
+        if self.egress_proxy is None:
+            return None
+        return EgressProxy.parse(self.egress_proxy.get_secret_value())
 
     @property
     def encryption_key_list(self) -> list[str]:
@@ -711,3 +794,24 @@ class Settings(BaseSettings):
                     "and base64 of 24 to 64 random bytes"
                 )
         return self
+
+
+def bad_setting(exc: ValidationError) -> str:
+    """A bad WEBHOOKS_* setting as one line naming it, not pydantic's traceback: what
+    the command line and the worker say before they refuse to start."""
+    error = exc.errors()[0]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["loc"]:
+        message = f"{_setting_names(str(error['loc'][0]))}: {message}"
+    return message
+
+
+def _setting_names(name: str) -> str:
+    """The environment variable a setting's error names, as the operator may have set
+    it: pydantic names a setting read under two names by the first, whichever was set."""
+    for info in Settings.model_fields.values():
+        choices = info.validation_alias
+        if isinstance(choices, AliasChoices) and name in choices.choices:
+            first, *others = (str(choice) for choice in choices.choices)
+            return f"{first} (or {', '.join(others)})"
+    return f"WEBHOOKS_{name.upper()}"

@@ -7,13 +7,13 @@ import sys
 from typing import Any
 
 import click
-from pydantic import AliasChoices, ValidationError
+from pydantic import ValidationError
 
 from .. import extras
 from .._version import __version__
 from ..broker.app import broker_failure
 from ..errors import MissingExtra, WebhooksError
-from ..settings import Settings, shown_url
+from ..settings import bad_setting, shown_url
 from ..storage.connection import failure as redis_failure
 from ..system import get_default
 from . import deliveries
@@ -66,26 +66,6 @@ else:
     archive = _needs("archive", "archive", "The delivery log's archive in PostgreSQL.")
 
 
-def _bad_settings(exc: ValidationError) -> str:
-    """A bad WEBHOOKS_* setting as one line naming it, not pydantic's traceback."""
-    error = exc.errors()[0]
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["loc"]:
-        message = f"{_setting_names(str(error['loc'][0]))}: {message}"
-    return message
-
-
-def _setting_names(name: str) -> str:
-    """The environment variable a setting's error names, as the operator may have set
-    it: pydantic names a setting read under two names by the first, whichever was set."""
-    for field in Settings.model_fields.values():
-        choices = field.validation_alias
-        if isinstance(choices, AliasChoices) and name in choices.choices:
-            first, *others = (str(choice) for choice in choices.choices)
-            return f"{first} (or {', '.join(others)})"
-    return f"WEBHOOKS_{name.upper()}"
-
-
 __all__ = ["main"]
 
 _NoArgsIsHelp: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
@@ -111,7 +91,7 @@ class _OneLineErrors(click.Group):
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
         except ValidationError as exc:
-            click.echo(f"Error: {_bad_settings(exc)}", err=True)
+            click.echo(f"Error: {bad_setting(exc)}", err=True)
             sys.exit(1)
         except Exception as exc:
             if (reason := redis_failure(exc)) is not None:

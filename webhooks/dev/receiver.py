@@ -54,6 +54,8 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    #: The address the request came from: the egress proxy's when there is one.
+    peer: str = ""
 
 
 class _Server(ThreadingHTTPServer):
@@ -91,7 +93,13 @@ class Receiver:
                 webhook_id = self.headers.get("webhook-id", "")
                 with receiver.lock:
                     receiver.requests.append(
-                        Received(self.path, dict(self.headers.items()), body, time.time())
+                        Received(
+                            self.path,
+                            dict(self.headers.items()),
+                            body,
+                            time.time(),
+                            str(self.client_address[0]),
+                        )
                     )
                     receiver.per_id[(self.path, webhook_id)] += 1
                     count = receiver.per_id[(self.path, webhook_id)]

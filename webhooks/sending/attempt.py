@@ -22,7 +22,7 @@ from ..errors import BlockedDestination
 from ..models import RESPONSE_BODY_LIMIT, Attempt, AttemptError, ErrorKind
 from ..settings import Settings
 from ..signing import signature_header
-from .transport import GuardedAdapter, deadline
+from .transport import GuardedAdapter, ProxyFailed, deadline
 
 __all__ = [
     "TEST_HEADERS",
@@ -83,6 +83,11 @@ def classify(exc: BaseException, deadline_passed: bool = False) -> AttemptError:
     if has(BlockedDestination):
         message = str(next(item for item in chain if isinstance(item, BlockedDestination)))
         return AttemptError(kind=ErrorKind.BLOCKED_DESTINATION, message=message[:_MESSAGE_LIMIT])
+    if has(ProxyFailed):
+        # Its own message only: it names the proxy without its credentials, and says
+        # all that is known (a timeout talking to the proxy included).
+        message = str(next(item for item in chain if isinstance(item, ProxyFailed)))
+        return AttemptError(kind=ErrorKind.PROXY_ERROR, message=message[:_MESSAGE_LIMIT])
     if has(requests.exceptions.InvalidHeader, UnicodeEncodeError):
         # Their messages quote the header's value, which is often the receiver's
         # credential: an endpoint's headers are never shown again, not even here.
@@ -169,7 +174,7 @@ def _read_prefix(response: requests.Response, deadline: float) -> bytes:
 
 class Sender:
     """Makes the attempts of one deployment, under its settings: the deadlines, the
-    networks its guard allows, https only or not, the CA bundle."""
+    networks its guard allows, https only or not, the CA bundle, the egress proxy."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -178,14 +183,18 @@ class Sender:
     def _session(self) -> requests.Session:
         # One Session per thread keeps connections to a receiver alive between
         # attempts. trust_env is off: proxies and .netrc from the worker's
-        # environment have no business in deliveries (and the lookup costs time).
+        # environment have no business in deliveries (and the lookup costs time);
+        # the one proxy deliveries take is WEBHOOKS_EGRESS_PROXY, in the adapter,
+        # which tunnels to the address the guard checked.
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             settings = self._settings
             session = requests.Session()
             session.trust_env = False
             session.verify = settings.ca_bundle or True
-            adapter = GuardedAdapter(settings.allowed_networks, https_only=settings.https_only)
+            adapter = GuardedAdapter(
+                settings.allowed_networks, https_only=settings.https_only, egress=settings.egress
+            )
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             self._local.session = session

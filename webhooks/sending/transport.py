@@ -3,6 +3,10 @@
 - :class:`GuardedAdapter` resolves and checks the destination on every request
   (:func:`webhooks.guard.resolve`) and connects to the address it checked, keeping the
   Host header and the TLS SNI and certificate name on the original host name.
+- With ``WEBHOOKS_EGRESS_PROXY``, every connection goes to the forward proxy instead,
+  which is asked to CONNECT to that same checked address (http:// destinations too, so
+  the proxy relays bytes and never reads a signed body); a proxy that fails raises
+  :class:`ProxyFailed`, and nothing is tried directly.
 - :func:`deadline` bounds a whole attempt. ``requests`` timeouts apply to each
   socket read, so a receiver sending one byte a second keeps an attempt alive
   for ever; a watchdog thread shuts down the sockets of an attempt whose
@@ -11,6 +15,7 @@
 
 from __future__ import annotations
 
+import base64
 import heapq
 import itertools
 import os
@@ -19,18 +24,23 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util import connection as sockets
 
 from ..errors import BlockedDestination
 from ..guard import IPNetwork, resolve
+from ..settings import EgressProxy
 
-__all__ = ["Alarm", "GuardedAdapter", "deadline"]
+__all__ = ["Alarm", "GuardedAdapter", "ProxyFailed", "deadline"]
+
+#: The most of a proxy's answer to CONNECT that is read: a status line and headers.
+_ANSWER_LIMIT = 16_384
 
 
 class Alarm:
@@ -156,19 +166,151 @@ class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
+class ProxyFailed(OSError):
+    """The egress proxy could not be reached, or did not open the tunnel asked for:
+    nothing reached the destination. The message names the proxy by its scheme, host
+    and port only, never its credentials."""
+
+
+class _Egress:
+    """Opens tunnels through one forward proxy: a connection to the proxy, on which it
+    has answered a CONNECT to the pinned address with a 2XX."""
+
+    def __init__(self, proxy: EgressProxy) -> None:
+        self.proxy = proxy
+        self._authorization = b""
+        if proxy.username is not None or proxy.password is not None:
+            pair = f"{proxy.username or ''}:{proxy.password or ''}".encode()
+            self._authorization = b"Proxy-Authorization: Basic " + base64.b64encode(pair) + b"\r\n"
+
+    def open(self, connection: HTTPConnection) -> socket.socket:
+        """A socket through the proxy to ``connection``'s host (the checked address) and
+        port, made within the connection's (connect) timeout."""
+        where = f"the egress proxy {self.proxy.shown}"
+        host, port = connection.host, connection.port or connection.default_port
+        target = (f"[{host}]" if ":" in host else host) + f":{port}"
+        try:
+            sock = sockets.create_connection(
+                (self.proxy.host, self.proxy.port),
+                connection.timeout,
+                source_address=connection.source_address,
+                socket_options=connection.socket_options,
+            )
+        except TimeoutError as exc:
+            raise ProxyFailed(f"{where} did not accept a connection in time") from exc
+        except OSError as exc:
+            raise ProxyFailed(f"{where} could not be reached: {exc.strerror or exc}") from exc
+        try:
+            sock.sendall(
+                f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n".encode("ascii")
+                + self._authorization
+                + b"\r\n"
+            )
+            status, reason = self._answer(sock, where, target)
+        except ProxyFailed:
+            sock.close()
+            raise
+        except TimeoutError as exc:
+            sock.close()
+            raise ProxyFailed(f"{where} did not answer CONNECT {target} in time") from exc
+        except OSError as exc:
+            sock.close()
+            raise ProxyFailed(
+                f"{where} failed while asked to CONNECT {target}: {exc.strerror or exc}"
+            ) from exc
+        if not 200 <= status < 300:
+            sock.close()
+            raise ProxyFailed(f"{where} refused CONNECT {target}: {status} {reason}".strip())
+        return sock
+
+    @staticmethod
+    def _answer(sock: socket.socket, where: str, target: str) -> tuple[int, str]:
+        """The status and reason of the proxy's answer to CONNECT, whose headers are read
+        to their end. Nothing follows them until the client speaks, in TLS and in HTTP
+        alike, so reading in blocks takes nothing of the destination's."""
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ProxyFailed(f"{where} closed the connection when asked to CONNECT {target}")
+            answer += chunk
+            if len(answer) > _ANSWER_LIMIT:
+                raise ProxyFailed(f"{where} answered CONNECT {target} with over 16 KB of headers")
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        version, _, status_reason = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
+        status, _, reason = status_reason.partition(" ")
+        if not version.startswith("HTTP/") or not (status.isdigit() and len(status) == 3):
+            raise ProxyFailed(f"{where} answered CONNECT {target} with something not HTTP")
+        if rest and 200 <= int(status) < 300:
+            raise ProxyFailed(f"{where} sent bytes of its own into the tunnel to {target}")
+        return int(status), "".join(char for char in reason[:100] if char.isprintable())
+
+
+class _TunnelledHTTPConnection(_WatchedHTTPConnection):
+    """A watched connection that reaches its (pinned) host through the egress proxy."""
+
+    def __init__(self, *args: Any, egress: _Egress, **kwargs: Any) -> None:
+        self.egress = egress
+        super().__init__(*args, **kwargs)
+
+    def _new_conn(self) -> socket.socket:
+        # The one place urllib3 opens a socket, for http and for https (which then
+        # starts TLS on what this returns, with the destination's SNI and name).
+        return self.egress.open(self)
+
+
+class _TunnelledHTTPSConnection(_TunnelledHTTPConnection, _WatchedHTTPSConnection):
+    """The TLS form of :class:`_TunnelledHTTPConnection`: TLS with the destination,
+    inside the tunnel."""
+
+
+class _TunnelledHTTPPool(HTTPConnectionPool):
+    """A pool of connections through one egress proxy (``egress``, set per adapter)."""
+
+    ConnectionCls = _TunnelledHTTPConnection
+    egress: ClassVar[_Egress]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, egress=self.egress, **kwargs)
+
+
+class _TunnelledHTTPSPool(HTTPSConnectionPool):
+    """The TLS form of :class:`_TunnelledHTTPPool`."""
+
+    ConnectionCls = _TunnelledHTTPSConnection
+    egress: ClassVar[_Egress]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, egress=self.egress, **kwargs)
+
+
 class GuardedAdapter(HTTPAdapter):
     """An HTTPAdapter that connects only to checked addresses, and under a deadline."""
 
     def __init__(
-        self, allowed: Sequence[IPNetwork], https_only: bool = False, pool_maxsize: int = 10
+        self,
+        allowed: Sequence[IPNetwork],
+        https_only: bool = False,
+        pool_maxsize: int = 10,
+        egress: EgressProxy | None = None,
     ) -> None:
         self.allowed = tuple(allowed)
         self.https_only = https_only
+        self.egress = egress
         super().__init__(pool_connections=pool_maxsize, pool_maxsize=pool_maxsize, max_retries=0)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        pools: dict[str, type[HTTPConnectionPool]] = {"http": _HTTPPool, "https": _HTTPSPool}
+        if self.egress is not None:
+            # Pool classes of this adapter's own, which hand its proxy to each
+            # connection: urllib3's pool keys take no field for it.
+            tunnel = {"egress": _Egress(self.egress)}
+            pools = {
+                "http": type("_TunnelledHTTPPool", (_TunnelledHTTPPool,), tunnel),
+                "https": type("_TunnelledHTTPSPool", (_TunnelledHTTPSPool,), tunnel),
+            }
+        self.poolmanager.pool_classes_by_scheme = pools
 
     def build_connection_pool_key_attributes(
         self,
