@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-import ssl
-import subprocess
-
 import pytest
 
-from tests.conftest import WORKER_ENV, event, missing
+from tests.conftest import WORKER_ENV, event
+from tests.tls import make_certificate, serve_tls
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.models import DeliveryStatus
@@ -17,44 +14,13 @@ from webhooks.worker.task import deliver
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    if shutil.which("openssl") is None:
-        missing("openssl is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-keyout",
-            str(folder / "key.pem"),
-            "-out",
-            str(folder / "cert.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return folder / "cert.pem", folder / "key.pem"
+    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")
 def https_receiver(certificate):
-    cert, key = certificate
     with Receiver() as receiver:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert, key)
-        receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
-        port = receiver.base.rsplit(":", 1)[1]
-        receiver.base = f"https://localhost:{port}"
-        yield receiver
+        yield serve_tls(receiver, certificate)
 
 
 @pytest.fixture(scope="module")
