@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 from pydantic import ValidationError
 
-from tests.conftest import WORKER_ENV, event, missing, until
+from tests.conftest import QUEUE, WORKER_ENV, event, keys, missing, stored, until
 from tests.test_guard import corpus
 from tests.tls import make_certificate, serve_tls
 from webhooks.dev.forward_proxy import ForwardProxy, tinyproxy_binary
@@ -29,6 +29,8 @@ from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.models import DeliveryStatus
 from webhooks.sending.attempt import Sender
 from webhooks.settings import EgressProxy, Settings, bad_setting
+from webhooks.system import get_default, get_endpoints
+from webhooks.worker.runner import run_attempt
 from webhooks.worker.task import deliver
 
 #: Where tinyproxy connects out from: what a receiver sees of a request through it.
@@ -74,6 +76,13 @@ def _settings(proxy_url: str | None, **more: object) -> Settings:
 
 def _without_credentials(text: str) -> None:
     assert PASSWORD not in text and "s3kr1t" not in text, text
+
+
+def _dead_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        return int(unused.getsockname()[1])
 
 
 # --- the setting ------------------------------------------------------------------
@@ -138,6 +147,20 @@ def test_the_worker_refuses_to_start_in_one_line_naming_the_setting(url, redis_c
     _without_credentials(done.stderr + done.stdout)
 
 
+def test_webhooks_serve_refuses_a_bad_proxy_in_one_line(redis_client):
+    done = subprocess.run(
+        [sys.executable, "-m", "webhooks", "serve", "--port", str(_dead_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "WEBHOOKS_EGRESS_PROXY": "socks5h://fleet:s3kr1t@127.0.0.1:1080"},
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("Error: WEBHOOKS_EGRESS_PROXY: must be the http://")
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    _without_credentials(done.stderr + done.stdout)
+
+
 # --- one Sender, against the real proxy --------------------------------------------
 
 
@@ -196,10 +219,7 @@ def test_wrong_or_no_credentials_are_a_proxy_error_that_never_shows_them(
 
 
 def test_a_proxy_nobody_listens_on_is_a_proxy_error(plain_receiver):
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
-    url = f"http://{USER}:{PASSWORD}@127.0.0.1:{port}"
+    url = f"http://{USER}:{PASSWORD}@127.0.0.1:{_dead_port()}"
     outcome = Sender(_settings(url)).attempt("m", 1, plain_receiver.url("/ok/none"), b"{}", [])
     error = outcome.attempt.error
     assert error is not None and error.kind == "proxy_error", error
@@ -256,6 +276,28 @@ def test_a_proxy_that_will_not_tunnel_is_a_proxy_error(answer, expected, plain_r
     assert error is not None and error.kind == "proxy_error", error
     assert expected in error.message
     assert plain_receiver.received("/ok/no") == []
+
+
+def test_a_proxy_error_leaves_the_endpoints_failure_clock_alone(
+    settings_env, tenant, plain_receiver, redis_client
+):
+    """Nothing reached the receiver: our proxy being down must never disable it."""
+
+    def attempt_once(path: str) -> tuple[str, bool]:
+        endpoint, _ = get_endpoints().add(plain_receiver.url(path), tenant=tenant)
+        (delivery,) = stored(event(), [(plain_receiver.url(path), endpoint.id)], QUEUE, tenant)
+        redis_client.zrem(keys().due(), delivery.id)  # no worker's backstop may take it
+        run_attempt(get_default(), delivery.id, 0, 0)
+        (attempt,) = get_default().deliveries.get(delivery.id).attempts
+        assert attempt.error is not None
+        return attempt.error.kind, bool(redis_client.exists(keys().endpoint_health(endpoint.id)))
+
+    settings_env(egress_proxy=f"http://{USER}:{PASSWORD}@127.0.0.1:{_dead_port()}")
+    assert attempt_once("/ok/health") == ("proxy_error", False)
+    assert plain_receiver.received("/ok/health") == []
+    # The same failure clock starts on a receiver's own failure.
+    settings_env(egress_proxy="")
+    assert attempt_once("/status/500/health") == ("http_status", True)
 
 
 # --- workers with the proxy -----------------------------------------------------------
