@@ -9,8 +9,10 @@ process, against the same real proxy and receivers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -298,6 +300,104 @@ def test_a_proxy_error_leaves_the_endpoints_failure_clock_alone(
     # The same failure clock starts on a receiver's own failure.
     settings_env(egress_proxy="")
     assert attempt_once("/status/500/health") == ("http_status", True)
+
+
+# --- an https:// proxy: TLS with the proxy, and TLS with the receiver inside it ---------
+
+
+class TLSFront:
+    """TLS on 127.0.0.1 in front of the (plain) proxy, with the certificate for
+    ``localhost``: an https:// proxy, as far as the worker can tell."""
+
+    def __init__(self, upstream: int, certificate: tuple[object, object]) -> None:
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(*certificate)  # type: ignore[arg-type]
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with contextlib.ExitStack() as both:
+            both.enter_context(client)
+            try:
+                tls = both.enter_context(self.context.wrap_socket(client, server_side=True))
+            except (ssl.SSLError, OSError):  # a client that does not trust us hangs up
+                return
+            upstream = both.enter_context(socket.create_connection(("127.0.0.1", self.upstream)))
+            back = threading.Thread(target=self._pump, args=(upstream, tls), daemon=True)
+            back.start()
+            self._pump(tls, upstream)
+            back.join(5)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        for end in (sink, source):
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(end, socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture(scope="module")
+def https_proxy(proxy, certificate) -> Iterator[str]:
+    front = TLSFront(proxy.port, certificate)
+    yield f"https://{USER}:{PASSWORD}@localhost:{front.port}"
+    front.close()
+
+
+def test_an_https_proxy_carries_http_and_https_attempts(
+    https_proxy, certificate, plain_receiver, https_receiver
+):
+    sender = Sender(_settings(https_proxy, ca_bundle=str(certificate[0])))
+    for receiver in (plain_receiver, https_receiver):
+        outcome = sender.attempt("m", 1, receiver.url("/ok/tls-proxy"), b'{"n":1}', [])
+        assert outcome.attempt.succeeded, outcome.attempt.error
+        (request,) = receiver.received("/ok/tls-proxy")
+        assert request.peer == PROXY_PEER and request.body == b'{"n":1}'
+    # Kept alive: a second attempt through the same tunnels.
+    for receiver in (plain_receiver, https_receiver):
+        assert sender.attempt("m", 2, receiver.url("/ok/tls-proxy"), b"{}", []).attempt.succeeded
+
+
+def test_the_deadline_ends_an_attempt_inside_tls_inside_tls(
+    https_proxy, certificate, https_receiver
+):
+    # Headers a byte a second: every read succeeds in time, so only the watchdog,
+    # shutting the socket under both TLS layers, ends the attempt.
+    sender = Sender(_settings(https_proxy, ca_bundle=str(certificate[0]), timeout_seconds=0.8))
+    start = time.monotonic()
+    outcome = sender.attempt("msg_slow", 1, https_receiver.url("/slow-headers-once"), b"{}", [])
+    assert time.monotonic() - start < 2
+    error = outcome.attempt.error
+    assert error is not None and error.kind == "timeout", error
+    assert outcome.attempt.status_code is None
+
+
+def test_an_https_proxy_whose_certificate_is_not_trusted_is_a_proxy_error(
+    https_proxy, plain_receiver
+):
+    outcome = Sender(_settings(https_proxy)).attempt(
+        "m", 1, plain_receiver.url("/ok/untrusted-proxy"), b"{}", []
+    )
+    error = outcome.attempt.error
+    assert error is not None and error.kind == "proxy_error", error
+    assert error.message.startswith("TLS with the egress proxy https://localhost:")
+    assert "certificate verify failed" in error.message
+    _without_credentials(error.message)
+    assert plain_receiver.received("/ok/untrusted-proxy") == []
 
 
 # --- workers with the proxy -----------------------------------------------------------

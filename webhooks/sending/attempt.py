@@ -193,7 +193,10 @@ class Sender:
             session.trust_env = False
             session.verify = settings.ca_bundle or True
             adapter = GuardedAdapter(
-                settings.allowed_networks, https_only=settings.https_only, egress=settings.egress
+                settings.allowed_networks,
+                https_only=settings.https_only,
+                egress=settings.egress,
+                ca_bundle=settings.ca_bundle,
             )
             session.mount("http://", adapter)
             session.mount("https://", adapter)

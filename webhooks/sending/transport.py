@@ -20,18 +20,21 @@ import heapq
 import itertools
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, ClassVar
 
+import certifi
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connection import HTTPConnection, HTTPSConnection, _ssl_wrap_socket_and_match_hostname
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import connection as sockets
+from urllib3.util.ssltransport import SSLTransport
 
 from ..errors import BlockedDestination
 from ..guard import IPNetwork, resolve
@@ -71,13 +74,21 @@ class Alarm:
 
     @staticmethod
     def _shut(connection: HTTPConnection) -> None:
-        sock = connection.sock
+        sock = _tcp(connection.sock)
         if sock is None:
             return
         # socket.socket.shutdown, not SSLSocket's: the latter also drops the TLS
         # object under a thread that may be reading from it.
         with suppress(OSError):
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _tcp(sock: socket.socket | SSLTransport | None) -> socket.socket | None:
+    """The socket under ``sock``: TLS with a receiver inside TLS with an https:// egress
+    proxy is an SSLTransport over the proxy's SSLSocket."""
+    while isinstance(sock, SSLTransport):
+        sock = sock.socket
+    return sock
 
 
 class _Watchdog:
@@ -176,8 +187,13 @@ class _Egress:
     """Opens tunnels through one forward proxy: a connection to the proxy, on which it
     has answered a CONNECT to the pinned address with a 2XX."""
 
-    def __init__(self, proxy: EgressProxy) -> None:
+    def __init__(self, proxy: EgressProxy, ca_bundle: str | None = None) -> None:
         self.proxy = proxy
+        self._tls: ssl.SSLContext | None = None
+        if proxy.scheme == "https":
+            # The proxy's certificate is checked like a receiver's, against the same
+            # bundle, by the name in the proxy's URL.
+            self._tls = ssl.create_default_context(cafile=ca_bundle or certifi.where())
         self._authorization = b""
         if proxy.username is not None or proxy.password is not None:
             pair = f"{proxy.username or ''}:{proxy.password or ''}".encode()
@@ -200,6 +216,12 @@ class _Egress:
             raise ProxyFailed(f"{where} did not accept a connection in time") from exc
         except OSError as exc:
             raise ProxyFailed(f"{where} could not be reached: {exc.strerror or exc}") from exc
+        if self._tls is not None:
+            try:
+                sock = self._tls.wrap_socket(sock, server_hostname=self.proxy.host)
+            except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+                sock.close()
+                raise ProxyFailed(f"TLS with {where} failed: {exc}") from exc
         try:
             sock.sendall(
                 f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n".encode("ascii")
@@ -265,7 +287,7 @@ class _TunnelledHTTPConnection(_WatchedHTTPConnection):
         # delayed ACK: 44 ms an attempt instead of 1. Corked, both leave as one.
         if self.sock is None:
             self.connect()
-        with _corked(self.sock):
+        with _corked(_tcp(self.sock)):
             super().request(*args, **kwargs)
 
 
@@ -289,6 +311,36 @@ def _corked(sock: socket.socket | None) -> Iterator[None]:
 class _TunnelledHTTPSConnection(_TunnelledHTTPConnection, _WatchedHTTPSConnection):
     """The TLS form of :class:`_TunnelledHTTPConnection`: TLS with the destination,
     inside the tunnel."""
+
+    def connect(self) -> None:
+        if self.egress.proxy.scheme != "https":
+            super().connect()
+            return
+        # TLS with the destination inside TLS with the proxy: urllib3 nests them only
+        # in the tunnels it makes itself, so this connection asks for it by name, with
+        # the same checks (the destination's name, this connection's CA bundle).
+        self.sock = self._new_conn()
+        wrapped = _ssl_wrap_socket_and_match_hostname(
+            sock=self.sock,
+            cert_reqs=self.cert_reqs,
+            ssl_version=self.ssl_version,
+            ssl_minimum_version=self.ssl_minimum_version,
+            ssl_maximum_version=self.ssl_maximum_version,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+            key_password=self.key_password,
+            ca_certs=self.ca_certs,
+            ca_cert_dir=self.ca_cert_dir,
+            ca_cert_data=self.ca_cert_data,
+            assert_hostname=self.assert_hostname,
+            assert_fingerprint=self.assert_fingerprint,
+            server_hostname=self.server_hostname,
+            ssl_context=self.ssl_context,
+            tls_in_tls=True,
+        )
+        self.sock = wrapped.socket
+        self.is_verified = wrapped.is_verified
+        _watch_current(self)
 
 
 class _TunnelledHTTPPool(HTTPConnectionPool):
@@ -320,10 +372,12 @@ class GuardedAdapter(HTTPAdapter):
         https_only: bool = False,
         pool_maxsize: int = 10,
         egress: EgressProxy | None = None,
+        ca_bundle: str | None = None,
     ) -> None:
         self.allowed = tuple(allowed)
         self.https_only = https_only
         self.egress = egress
+        self.ca_bundle = ca_bundle
         super().__init__(pool_connections=pool_maxsize, pool_maxsize=pool_maxsize, max_retries=0)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -332,7 +386,7 @@ class GuardedAdapter(HTTPAdapter):
         if self.egress is not None:
             # Pool classes of this adapter's own, which hand its proxy to each
             # connection: urllib3's pool keys take no field for it.
-            tunnel = {"egress": _Egress(self.egress)}
+            tunnel = {"egress": _Egress(self.egress, self.ca_bundle)}
             pools = {
                 "http": type("_TunnelledHTTPPool", (_TunnelledHTTPPool,), tunnel),
                 "https": type("_TunnelledHTTPSPool", (_TunnelledHTTPSPool,), tunnel),
