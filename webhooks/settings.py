@@ -347,7 +347,8 @@ class Settings(BaseSettings):
         None,
         description="A forward proxy that every attempt goes through, so that receivers "
         "see its static address: `http://host:port`, or `http://user:password@host:port` "
-        "(sent as Proxy-Authorization: Basic). The worker still resolves and checks each "
+        "(sent as Proxy-Authorization: Basic); `https://` for TLS with the proxy, checked "
+        "against WEBHOOKS_CA_BUNDLE like receivers. The worker still resolves and checks each "
         "destination, then asks the proxy to CONNECT to the checked address, for http:// "
         "and https:// destinations alike; TLS inside the tunnel keeps the host name for SNI "
         "and the certificate. A proxy that refuses or fails gives the error kind "
