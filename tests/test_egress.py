@@ -177,6 +177,22 @@ def test_an_attempt_goes_through_the_proxy_and_keeps_its_host(proxy, plain_recei
     assert request.body == b'{"a":1}'
 
 
+def test_every_spelling_of_an_allowed_address_goes_through_the_proxy(proxy, plain_receiver):
+    # Decimal, hex, short and IPv4-mapped forms: the proxy is asked for the IPv4
+    # address the guard checked, which it can reach (it connects out over IPv4).
+    sender = Sender(_settings(proxy.url))
+    reachable = [
+        url
+        for url, reaches in corpus(int(plain_receiver.base.rsplit(":", 1)[1])).items()
+        if reaches
+    ]
+    for number, url in enumerate(reachable):
+        outcome = sender.attempt(f"msg_spelling_{number}", 1, url, b"{}", [])
+        assert outcome.attempt.succeeded, (url, outcome.attempt.error)
+    arrived = plain_receiver.received("/canary")
+    assert len(arrived) == len(reachable) and {r.peer for r in arrived} == {PROXY_PEER}
+
+
 def test_https_goes_through_the_proxy_with_the_host_name_for_the_certificate(
     proxy, https_receiver, certificate
 ):

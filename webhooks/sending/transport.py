@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import heapq
+import ipaddress
 import itertools
 import os
 import socket
@@ -204,7 +205,12 @@ class _Egress:
         port, made within the connection's (connect) timeout."""
         where = f"the egress proxy {self.proxy.shown}"
         host, port = connection.host, connection.port or connection.default_port
-        target = (f"[{host}]" if ":" in host else host) + f":{port}"
+        address = ipaddress.ip_address(host)  # the checked address, never a name
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            # The IPv4 address itself, as a direct connection would reach it: a proxy
+            # connecting out over IPv4 alone cannot use the IPv6 spelling.
+            address = address.ipv4_mapped
+        target = f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
         try:
             sock = sockets.create_connection(
                 (self.proxy.host, self.proxy.port),
