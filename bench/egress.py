@@ -9,7 +9,8 @@ Needs Debian's ``tinyproxy`` (``apt-get install tinyproxy``), started on loopbac
   does to a busy destination), and on a new connection each time (a new tunnel: one
   CONNECT round trip more, as for a destination seen rarely).
 - **Deliveries per second** through a worker started as the Procfile starts it,
-  without the proxy and with it.
+  without the proxy and with it, and the CPU time each delivery cost the worker (its
+  processes together) and tinyproxy: steadier than the rate on a shared machine.
 
 Each is measured in rounds, without and with the proxy in turn, every figure printed:
 drift in the machine's load shows, and hits both sides.
@@ -29,6 +30,7 @@ import time
 os.environ.setdefault("WEBHOOKS_REDIS_URL", "redis://127.0.0.1:6379/10")
 os.environ.setdefault("WEBHOOKS_ALLOWED_NETWORKS", "127.0.0.0/8")  # the receiver's
 
+from bench.profile import _children, cpu_seconds
 from bench.receiver import FastReceiver
 from bench.scenarios import _end_to_end, _worker, one_kb_event
 from webhooks.dev.forward_proxy import ForwardProxy
@@ -74,14 +76,25 @@ def main(attempts: int, count: int, rounds: int) -> None:
                     f"  {name:24} {f['kept_p50']:14.2f} {f['kept_p99']:7.2f} "
                     f"{f['new_p50']:13.2f} {f['new_p99']:7.2f}"
                 )
-        print(f"deliveries/s, {count} deliveries a run, the Procfile's worker (8 processes)")
+        print(
+            f"deliveries/s and CPU per delivery, {count} deliveries a run, the Procfile's "
+            "worker (8 processes)"
+        )
+        print(f"  {'':24} {'deliveries/s':>12} {'worker CPU':>11} {'proxy CPU':>10}")
         for turn in range(rounds):
             for name, through in ways:
                 env = {"WEBHOOKS_EGRESS_PROXY": proxy.url} if through else {}
-                with _worker(env=env):
+                with _worker(env=env) as worker:
                     time.sleep(1)
+                    tree = [worker.pid, *_children(worker.pid)]
+                    before = sum(cpu_seconds(pid) for pid in tree)
+                    proxy_before = cpu_seconds(proxy.pid) if proxy.pid else 0.0
                     rate = _end_to_end(rx, count, f"{through or 'direct'}{turn}")
-                print(f"  {name:24} {rate:8.0f} /s")
+                    worker_ms = (sum(cpu_seconds(pid) for pid in tree) - before) * 1000 / count
+                    proxy_ms = (
+                        (cpu_seconds(proxy.pid) - proxy_before) * 1000 / count if proxy.pid else 0
+                    )
+                print(f"  {name:24} {rate:12.0f} {worker_ms:8.2f} ms {proxy_ms:7.2f} ms")
         if proxy.connections() <= 1:  # its own start-up probe
             print("the proxy saw no attempt: its runs did not go through it", file=sys.stderr)
             sys.exit(1)

@@ -85,7 +85,7 @@ def _wait_for(count: Callable[[], int], wanted: int, cap: float) -> tuple[float,
 
 
 @contextmanager
-def _worker(*extra: str, env: dict[str, str] | None = None) -> Iterator[None]:
+def _worker(*extra: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     client = redis.Redis.from_url(os.environ["WEBHOOKS_REDIS_URL"])
     client.flushdb()
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,7 +96,7 @@ def _worker(*extra: str, env: dict[str, str] | None = None) -> Iterator[None]:
             *extra,
         )
         try:
-            yield
+            yield process
         finally:
             kill_worker(process)  # blackholed attempts would hold a warm shutdown for 15 s
             client.flushdb()

@@ -92,6 +92,11 @@ class ForwardProxy:
                     ) from None
                 time.sleep(0.05)
 
+    @property
+    def pid(self) -> int | None:
+        """The running tinyproxy's process id (its threads serve the connections)."""
+        return self._process.pid if self._process is not None else None
+
     def connections(self) -> int:
         """How many connections the proxy has accepted so far, restarts included."""
         if not self.log.exists():
