@@ -166,6 +166,7 @@ def test_webhooks_serve_refuses_a_bad_proxy_in_one_line(redis_client):
 # --- one Sender, against the real proxy --------------------------------------------
 
 
+@pytest.mark.slow  # starts tinyproxy
 def test_an_attempt_goes_through_the_proxy_and_keeps_its_host(proxy, plain_receiver):
     sender = Sender(_settings(proxy.url))
     url = plain_receiver.url("/ok/sender").replace("127.0.0.1", "localhost")
@@ -177,6 +178,7 @@ def test_an_attempt_goes_through_the_proxy_and_keeps_its_host(proxy, plain_recei
     assert request.body == b'{"a":1}'
 
 
+@pytest.mark.slow  # starts tinyproxy
 def test_every_spelling_of_an_allowed_address_goes_through_the_proxy(proxy, plain_receiver):
     # Decimal, hex, short and IPv4-mapped forms: the proxy is asked for the IPv4
     # address the guard checked, which it can reach (it connects out over IPv4).
@@ -193,6 +195,7 @@ def test_every_spelling_of_an_allowed_address_goes_through_the_proxy(proxy, plai
     assert len(arrived) == len(reachable) and {r.peer for r in arrived} == {PROXY_PEER}
 
 
+@pytest.mark.slow  # starts tinyproxy
 def test_https_goes_through_the_proxy_with_the_host_name_for_the_certificate(
     proxy, https_receiver, certificate
 ):
@@ -209,6 +212,7 @@ def test_https_goes_through_the_proxy_with_the_host_name_for_the_certificate(
     assert https_receiver.received("/ok/ip") == []
 
 
+@pytest.mark.slow  # starts tinyproxy
 def test_a_destination_the_guard_refuses_never_reaches_the_proxy(proxy, plain_receiver):
     sender = Sender(_settings(proxy.url, allowed_networks=""))
     before = proxy.connections()
@@ -219,6 +223,7 @@ def test_a_destination_the_guard_refuses_never_reaches_the_proxy(proxy, plain_re
     assert proxy.connections() == before
 
 
+@pytest.mark.slow  # starts tinyproxy
 @pytest.mark.parametrize(
     ("credentials", "status"),
     [(f"{USER}:s3kr1t-wrong@", "401 Unauthorized"), ("", "407 Proxy Authentication Required")],
@@ -374,6 +379,7 @@ def https_proxy(proxy, certificate) -> Iterator[str]:
     front.close()
 
 
+@pytest.mark.slow  # starts tinyproxy
 def test_an_https_proxy_carries_http_and_https_attempts(
     https_proxy, certificate, plain_receiver, https_receiver
 ):
@@ -388,6 +394,7 @@ def test_an_https_proxy_carries_http_and_https_attempts(
         assert sender.attempt("m", 2, receiver.url("/ok/tls-proxy"), b"{}", []).attempt.succeeded
 
 
+@pytest.mark.slow  # starts tinyproxy
 def test_the_deadline_ends_an_attempt_inside_tls_inside_tls(
     https_proxy, certificate, https_receiver
 ):
@@ -402,6 +409,7 @@ def test_the_deadline_ends_an_attempt_inside_tls_inside_tls(
     assert outcome.attempt.status_code is None
 
 
+@pytest.mark.slow  # starts tinyproxy
 def test_an_https_proxy_whose_certificate_is_not_trusted_is_a_proxy_error(
     https_proxy, plain_receiver
 ):
@@ -506,6 +514,7 @@ def test_a_stopped_proxy_gives_proxy_error_and_nothing_goes_out_directly(
     assert request.peer == PROXY_PEER
 
 
+@pytest.mark.slow  # starts tinyproxy
 def test_the_test_proxy_counts_connections(proxy):
     before = proxy.connections()
     socket.create_connection(("127.0.0.1", proxy.port), timeout=1).close()
