@@ -28,8 +28,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, ClassVar
 
-import certifi
 import requests
+import requests.utils
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection, _ssl_wrap_socket_and_match_hostname
@@ -193,8 +193,10 @@ class _Egress:
         self._tls: ssl.SSLContext | None = None
         if proxy.scheme == "https":
             # The proxy's certificate is checked like a receiver's, against the same
-            # bundle, by the name in the proxy's URL.
-            self._tls = ssl.create_default_context(cafile=ca_bundle or certifi.where())
+            # bundle (requests' own, certifi's, by default), by the name in its URL.
+            self._tls = ssl.create_default_context(
+                cafile=ca_bundle or requests.utils.DEFAULT_CA_BUNDLE_PATH
+            )
         self._authorization = b""
         if proxy.username is not None or proxy.password is not None:
             pair = f"{proxy.username or ''}:{proxy.password or ''}".encode()
