@@ -22,16 +22,26 @@ from collections.abc import Iterator
 import pytest
 from pydantic import ValidationError
 
-from tests.conftest import QUEUE, WORKER_ENV, event, keys, missing, stored, until
+from tests.conftest import (
+    OPERATOR_TOKEN,
+    QUEUE,
+    WORKER_ENV,
+    event,
+    keys,
+    missing,
+    stored,
+    until,
+)
 from tests.test_guard import corpus
 from tests.tls import make_certificate, serve_tls
+from tests.web import InProcess
 from webhooks.dev.forward_proxy import ForwardProxy, tinyproxy_binary
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.models import DeliveryStatus
 from webhooks.sending.attempt import Sender
 from webhooks.settings import EgressProxy, Settings, bad_setting
-from webhooks.system import get_default, get_endpoints
+from webhooks.system import get_default, get_endpoints, get_store, get_tenants
 from webhooks.worker.runner import run_attempt
 from webhooks.worker.task import deliver
 
@@ -519,3 +529,30 @@ def test_the_test_proxy_counts_connections(proxy):
     before = proxy.connections()
     socket.create_connection(("127.0.0.1", proxy.port), timeout=1).close()
     until(lambda: proxy.connections() > before, 5, "tinyproxy logged no connection")
+
+
+@pytest.mark.slow
+def test_a_test_event_from_the_api_goes_through_the_proxy(
+    proxy, plain_receiver, settings_env, redis_client, tmp_path, wait_for
+):
+    """The API only enqueues a test event; the worker sends it, through the proxy. A
+    deployment of its own (key prefix) so that no other worker of this lane takes it."""
+    prefix = "egress-test-events"
+    env = {**WORKER_ENV, "WEBHOOKS_EGRESS_PROXY": proxy.url, "WEBHOOKS_KEY_PREFIX": prefix}
+    worker = start_worker(tmp_path / "worker.log", env, "--concurrency=1")
+    try:
+        settings_env(key_prefix=prefix)
+        tenant = "acct_egress"
+        get_tenants().add(tenant, "Behind a firewall")
+        endpoint, _ = get_endpoints().add(plain_receiver.url("/ok/test-event"), tenant=tenant)
+        api = InProcess(get_default(), OPERATOR_TOKEN)
+        answer = api.call("POST", f"/api/v1/tenants/{tenant}/endpoints/{endpoint.id}/test")
+        assert answer.status_code == 202, answer.text
+        delivery_id = answer.json()["delivery_id"]
+        assert wait_for(delivery_id).status is DeliveryStatus.DELIVERED
+        (request,) = plain_receiver.received("/ok/test-event")
+        assert request.headers["webhook-test"] == "true" and request.peer == PROXY_PEER
+        get_store().delete_many([delivery_id])
+        get_tenants().delete(tenant)
+    finally:
+        stop_worker(worker)
