@@ -285,13 +285,26 @@ def test_a_proxy_that_never_answers_connect_is_a_proxy_error_within_the_connect_
     ("answer", "expected"),
     [
         (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", "refused CONNECT"),
-        (b"HTTP/1.1 502 Bad Gateway\r\n\r\n", "502 Bad Gateway"),
+        (b"HTTP/1.1 502 Bad Gateway\r\n\r\n", "could not reach 127.0.0.1:"),
         (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not HTTP"),
         (b"HTTP/1.1 200 OK\r\n\r\nextra", "bytes of its own"),
         (b"", "closed the connection"),
     ],
 )
 def test_a_proxy_that_will_not_tunnel_is_a_proxy_error(answer, expected, plain_receiver):
+    with _answering(answer) as url:
+        outcome = Sender(_settings(url)).attempt("m", 1, plain_receiver.url("/ok/no"), b"{}", [])
+    error = outcome.attempt.error
+    assert error is not None and error.kind == "proxy_error", error
+    assert expected in error.message
+    # Only a proxy that tried the receiver says anything of it.
+    assert outcome.about_receiver is answer.startswith(b"HTTP/1.1 5")
+    assert plain_receiver.received("/ok/no") == []
+
+
+@contextlib.contextmanager
+def _answering(answer: bytes) -> Iterator[str]:
+    """The URL of a "proxy" that answers its first CONNECT with ``answer``."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
@@ -303,18 +316,14 @@ def test_a_proxy_that_will_not_tunnel_is_a_proxy_error(answer, expected, plain_r
                 conn.sendall(answer)
 
         threading.Thread(target=answer_once, daemon=True).start()
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        outcome = Sender(_settings(url)).attempt("m", 1, plain_receiver.url("/ok/no"), b"{}", [])
-    error = outcome.attempt.error
-    assert error is not None and error.kind == "proxy_error", error
-    assert expected in error.message
-    assert plain_receiver.received("/ok/no") == []
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
 def test_a_proxy_error_leaves_the_endpoints_failure_clock_alone(
     settings_env, tenant, plain_receiver, redis_client
 ):
-    """Nothing reached the receiver: our proxy being down must never disable it."""
+    """Our proxy being down, or refusing the tunnel, says nothing of the receiver and
+    must never disable its endpoint."""
 
     def attempt_once(path: str) -> tuple[str, bool]:
         endpoint, _ = get_endpoints().add(plain_receiver.url(path), tenant=tenant)
@@ -328,7 +337,12 @@ def test_a_proxy_error_leaves_the_endpoints_failure_clock_alone(
     settings_env(egress_proxy=f"http://{USER}:{PASSWORD}@127.0.0.1:{_dead_port()}")
     assert attempt_once("/ok/health") == ("proxy_error", False)
     assert plain_receiver.received("/ok/health") == []
-    # The same failure clock starts on a receiver's own failure.
+    # It starts when the proxy tried the receiver and could not reach it (a 5XX to
+    # CONNECT): a dead receiver behind the proxy is still disabled in time.
+    with _answering(b"HTTP/1.1 503 Service Unavailable\r\n\r\n") as url:
+        settings_env(egress_proxy=url)
+        assert attempt_once("/ok/health-unreached") == ("proxy_error", True)
+    # And on a receiver's own failure, as ever.
     settings_env(egress_proxy="")
     assert attempt_once("/status/500/health") == ("http_status", True)
 

@@ -131,10 +131,17 @@ def classify(exc: BaseException, deadline_passed: bool = False) -> AttemptError:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one attempt went, and whether the receiver asked for a longer wait."""
+    """How one attempt went, and whether the receiver asked for a longer wait.
+
+    ``about_receiver`` is False for a failure of ours that says nothing of the receiver:
+    the egress proxy could not be reached, or refused the tunnel (but not a proxy that
+    tried the receiver and could not reach it). Such an attempt leaves the endpoint's
+    failure clock alone.
+    """
 
     attempt: Attempt
     retry_after: float | None = None  # seconds the receiver asked us to wait (429 and 503)
+    about_receiver: bool = True
 
 
 def parse_retry_after(value: str | None, at: datetime) -> float | None:
@@ -232,6 +239,7 @@ class Sender:
         error: AttemptError | None = None
         prefix = b""
         retry_after = None
+        about_receiver = True
         with deadline(total_timeout) as alarm:
             try:
                 response = self._session().post(
@@ -265,6 +273,9 @@ class Sender:
                 BlockedDestination,
             ) as exc:
                 error = classify(exc, deadline_passed=alarm.fired)
+                about_receiver = not any(
+                    isinstance(cause, ProxyFailed) and not cause.upstream for cause in _causes(exc)
+                )
         attempt = Attempt(
             number=number,
             started_at=started_at,
@@ -273,4 +284,4 @@ class Sender:
             error=error,
             response_body=prefix.decode("utf-8", errors="replace"),
         )
-        return Outcome(attempt, retry_after)
+        return Outcome(attempt, retry_after, about_receiver)

@@ -181,7 +181,16 @@ class _HTTPSPool(HTTPSConnectionPool):
 class ProxyFailed(OSError):
     """The egress proxy could not be reached, or did not open the tunnel asked for:
     nothing reached the destination. The message names the proxy by its scheme, host
-    and port only, never its credentials."""
+    and port only, never its credentials.
+
+    ``upstream``: the proxy answered CONNECT with a 5XX, its way of saying that it
+    tried the destination and could not reach it (refused, timed out, unknown): a
+    failure of the receiver's as much as a direct attempt's would be.
+    """
+
+    def __init__(self, message: str, upstream: bool = False) -> None:
+        super().__init__(message)
+        self.upstream = upstream
 
 
 class _Egress:
@@ -248,6 +257,11 @@ class _Egress:
             raise ProxyFailed(
                 f"{where} failed while asked to CONNECT {target}: {exc.strerror or exc}"
             ) from exc
+        if 500 <= status < 600:
+            sock.close()
+            raise ProxyFailed(
+                f"{where} could not reach {target}: {status} {reason}".strip(), upstream=True
+            )
         if not 200 <= status < 300:
             sock.close()
             raise ProxyFailed(f"{where} refused CONNECT {target}: {status} {reason}".strip())

@@ -170,8 +170,7 @@ def _make_and_record(
     # An attempt that sent nothing says nothing of the receiver: its failure clock
     # stays as it was, so a wrong key list or our own egress proxy being down never
     # disables the customer's endpoint.
-    ours = attempt.error is not None and attempt.error.kind is ErrorKind.PROXY_ERROR
-    if endpoint is not None and not unreadable and not ours:
+    if endpoint is not None and not unreadable and outcome.about_receiver:
         disable_reason = health.judge(
             system.endpoints,
             endpoint,
