@@ -184,8 +184,9 @@ class ProxyFailed(OSError):
     and port only, never its credentials.
 
     ``upstream``: the proxy answered CONNECT with a 5XX, its way of saying that it
-    tried the destination and could not reach it (refused, timed out, unknown): a
-    failure of the receiver's as much as a direct attempt's would be.
+    tried the destination and could not reach it (refused, timed out, unknown), or took
+    the CONNECT and did not answer in time: a failure of the receiver's as much as a
+    direct attempt's would be.
     """
 
     def __init__(self, message: str, upstream: bool = False) -> None:
@@ -251,7 +252,11 @@ class _Egress:
             raise
         except TimeoutError as exc:
             sock.close()
-            raise ProxyFailed(f"{where} did not answer CONNECT {target} in time") from exc
+            # A proxy that took the CONNECT is most likely still trying the destination:
+            # counted as a direct connect timeout would be.
+            raise ProxyFailed(
+                f"{where} did not answer CONNECT {target} in time", upstream=True
+            ) from exc
         except OSError as exc:
             sock.close()
             raise ProxyFailed(
