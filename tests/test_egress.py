@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -20,6 +21,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from tests.conftest import (
@@ -32,6 +34,7 @@ from tests.conftest import (
     stored,
     until,
 )
+from tests.test_dashboard import ALERTS
 from tests.test_guard import corpus
 from tests.tls import make_certificate, serve_tls
 from tests.web import InProcess
@@ -572,3 +575,67 @@ def test_a_test_event_from_the_api_goes_through_the_proxy(
         get_tenants().delete(tenant)
     finally:
         stop_worker(worker)
+
+
+def test_the_proxy_alert_fires_when_most_attempts_fail_at_the_proxy_only(tmp_path):
+    """promtool's unit test of WebhooksEgressProxyFailing, one sample a minute: a proxy
+    down from minute 10 fires it; receivers behind a working proxy that cannot reach
+    10 % of them (proxy_error too, a 5XX to CONNECT) never do."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        missing("promtool is not installed (Debian's prometheus; .ci/run installs it)")
+
+    def series(kind: str, per_minute: list[float]) -> dict[str, str]:
+        total, values = 0.0, []
+        for count in per_minute:
+            values.append(f"{total:g}")
+            total += count
+        outcome = "succeeded" if kind == "none" else "failed"
+        return {
+            "series": f'webhooks_attempts_total{{instance="w1",outcome="{outcome}",'
+            f'error_kind="{kind}",status_class="none"}}',
+            "values": " ".join(values),
+        }
+
+    labels = 'alertname="WebhooksEgressProxyFailing",alertstate="firing"'
+
+    def case(ok: list[float], failed: list[float], firing: list[int], quiet: list[int]):
+        return {
+            "interval": "1m",
+            "input_series": [series("none", ok), series("proxy_error", failed)],
+            "promql_expr_test": [
+                {
+                    "expr": f"ALERTS{{{labels}}}",
+                    "eval_time": f"{minute}m",
+                    "exp_samples": [
+                        {"labels": f'ALERTS{{{labels},severity="critical"}}', "value": 1}
+                    ]
+                    if minute in firing
+                    else [],
+                }
+                for minute in sorted([*firing, *quiet])
+            ],
+        }
+
+    minutes = range(40)
+    down = case(
+        [600.0 if m < 10 else 0.0 for m in minutes],
+        [0.0 if m < 10 else 600.0 for m in minutes],
+        firing=[20, 30],
+        quiet=[5, 12],
+    )
+    some_unreachable = case([540.0] * 40, [60.0] * 40, firing=[], quiet=[10, 20, 30])
+    spec = tmp_path / "egress_alert_test.yml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(ALERTS)],
+                "evaluation_interval": "1m",
+                "tests": [down, some_unreachable],
+            }
+        )
+    )
+    done = subprocess.run(
+        [promtool, "test", "rules", str(spec)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
