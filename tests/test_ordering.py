@@ -177,6 +177,8 @@ def test_publishing_again_adds_nothing_to_the_order(quiet):
     assert system.deliveries.get(second).waiting_behind == first
 
 
+LONG_KEY = ["--ordering-key", "x" * 300]
+
 BAD_KEYS = [
     ("x" * 257, "limit is 256"),
     ("set\n1", "control characters"),
@@ -188,7 +190,7 @@ BAD_KEYS = [
 
 @pytest.mark.parametrize(("key", "problem"), BAD_KEYS)
 def test_a_bad_key_is_refused_before_anything_is_written(quiet, quiet_db, key, problem):
-    system, tenant, _ = quiet
+    _, tenant, _ = quiet
     before = quiet_db.dbsize()
     with pytest.raises(InvalidInput, match=problem) as refused:
         webhooks.publish(event(), tenant=tenant, ordering_key=key)
@@ -244,8 +246,7 @@ def test_the_command_line_publishes_with_a_key(quiet, tmp_path):
     assert f"(behind{ids[0]})" in "".join(listed.output.split())
     path.write_text(json.dumps(event()))
     bad = subprocess.run(
-        [sys.executable, "-m", "webhooks", "publish", str(path), "--tenant", tenant]
-        + ["--ordering-key", "x" * 300],
+        [sys.executable, "-m", "webhooks", "publish", str(path), "--tenant", tenant, *LONG_KEY],
         capture_output=True,
         text=True,
         timeout=30,
