@@ -14,7 +14,7 @@ import redis
 from click.testing import CliRunner
 
 import webhooks
-from tests.conftest import OPERATOR_TOKEN, QUIET_URL, event
+from tests.conftest import OPERATOR_TOKEN, QUIET_URL, as_bytes_list, event
 from tests.web import InProcess
 from webhooks.cli import main
 from webhooks.errors import InvalidInput
@@ -43,7 +43,7 @@ def _publish(system: System, tenant: str, key: str | None, **fields: Any) -> str
 
 
 def _scheduled(client: redis.Redis, system: System) -> set[str]:
-    return {m.decode() for m in client.zrange(system.keys.scheduled(), 0, -1)}
+    return {m.decode() for m in as_bytes_list(client.zrange(system.keys.scheduled(), 0, -1))}
 
 
 def _queued(client: redis.Redis) -> list[str]:
@@ -62,7 +62,7 @@ def test_only_the_head_of_a_key_gets_a_run(quiet, quiet_db):
     assert store.get(second).ordering_key == "set_1"
     # The heads of each key and the delivery without one go now; the rest cost nothing.
     assert sorted(_queued(quiet_db)) == sorted([first, other, plain])
-    due = {m.decode() for m in quiet_db.zrange(system.keys.due(), 0, -1)}
+    due = {m.decode() for m in as_bytes_list(quiet_db.zrange(system.keys.due(), 0, -1))}
     assert due == {first, other, plain}
     # A waiting delivery's JSON says what it waits for.
     shown = json.loads(store.get(third).model_dump_json())
