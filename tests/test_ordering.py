@@ -46,6 +46,18 @@ def _scheduled(client: redis.Redis, system: System) -> set[str]:
     return {m.decode() for m in as_bytes_list(client.zrange(system.keys.scheduled(), 0, -1))}
 
 
+def test_with_no_message_kept_the_next_is_scheduled_for_the_promoter(quiet, quiet_db):
+    system, tenant, _ = quiet
+    first, second = (_publish(system, tenant, "k") for _ in range(2))
+    # As with a broker other than the store's Redis: no message is kept to push.
+    quiet_db.hdel(system.keys.delivery(second), "wake_message", "wake_queue")
+    system.deliveries.set_status(first, DeliveryStatus.DELIVERED)
+    assert Run(second).member in _scheduled(quiet_db, system)
+    assert second not in _queued(quiet_db)
+    due = quiet_db.zscore(system.keys.due(), second)
+    assert due is not None
+
+
 def _queued(client: redis.Redis) -> list[str]:
     return [json.loads(raw)["headers"]["id"] for raw in client.lrange("webhooks", 0, -1)]
 
@@ -85,9 +97,9 @@ def test_the_head_finishing_wakes_the_next_in_the_same_step(quiet, quiet_db):
     store = system.deliveries
     store.set_status(first, DeliveryStatus.DELIVERED)
     assert store.get(second).waiting_behind is None
-    assert Run(second).member in _scheduled(quiet_db, system)
+    # Its first message, kept with it, is in the queue now; the third's is not.
+    assert _queued(quiet_db) == [second, first]
     assert store.get(third).waiting_behind == second
-    assert Run(third).member not in _scheduled(quiet_db, system)
     assert store.claim_attempt(Run(second), 5).outcome is ClaimOutcome.CLAIMED
 
 
@@ -100,7 +112,7 @@ def test_skip_marks_the_head_exhausted_and_wakes_the_next(quiet, quiet_db):
     assert skipped["status"] == "retries_exhausted"
     assert system.deliveries.get(first).stop_reason == "skipped by an operator"
     assert system.deliveries.get(second).waiting_behind is None
-    assert Run(second).member in _scheduled(quiet_db, system)
+    assert second in _queued(quiet_db)
     # Finished now: a second skip is refused, naming why.
     again = CliRunner().invoke(main, ["skip", first])
     assert again.exit_code != 0 and "only an unfinished delivery" in again.output

@@ -10,12 +10,15 @@
 -- call, so the promoter publishes it and the backstop finds it should that be lost.
 -- A next one that is gone or finished meanwhile is passed over. One leaving from the
 -- middle (skipped or redelivered while it waited) hands its place to its follower.
+-- The next's run is its first, whose message create_deliveries kept in its record
+-- when the broker's list is in this Redis: pushed there, it costs no promoter pass.
 -- delivery_template, attempts_template: keys.py templates of the neighbours' keys.
 local function unchain(delivery_key, delivery_id, now, scheduled_key, due_key,
                        delivery_template, attempts_template)
   local chain = redis.call('HGET', delivery_key, 'ordering_chain')
   if not chain then return end
-  redis.call('HDEL', delivery_key, 'ordering_chain', 'waiting_behind')
+  redis.call('HDEL', delivery_key, 'ordering_chain', 'waiting_behind', 'wake_message',
+             'wake_queue')
   if redis.call('LINDEX', chain, 0) ~= delivery_id then
     local ids = redis.call('LRANGE', chain, 0, -1)
     for i, id in ipairs(ids) do
@@ -35,17 +38,24 @@ local function unchain(delivery_key, delivery_id, now, scheduled_key, due_key,
     local next_id = redis.call('LINDEX', chain, 0)
     if not next_id then return end
     local key = string.format(delivery_template, next_id)
-    local f = redis.call('HMGET', key, 'status', 'cycle', 'cycle_offset')
+    local f = redis.call('HMGET', key, 'status', 'cycle', 'cycle_offset', 'wake_message',
+                         'wake_queue')
     if f[1] and f[1] ~= 'delivered' and f[1] ~= 'retries_exhausted' then
       local made = redis.call('LLEN', string.format(attempts_template, next_id))
       local retries = math.max(0, made - (tonumber(f[3] or '0') or 0))
-      redis.call('HDEL', key, 'waiting_behind')
-      redis.call('ZADD', scheduled_key, 'NX', now,
-                 next_id .. ':' .. (f[2] or '0') .. ':' .. tostring(retries))
+      redis.call('HDEL', key, 'waiting_behind', 'wake_message', 'wake_queue')
+      if f[4] and f[5] and retries == 0 then
+        redis.call('LPUSH', f[5], f[4])
+      else
+        redis.call('ZADD', scheduled_key, 'NX', now,
+                   next_id .. ':' .. (f[2] or '0') .. ':' .. tostring(retries))
+      end
       redis.call('ZADD', due_key, now, next_id)
       return
     end
     redis.call('LPOP', chain)
-    if f[1] then redis.call('HDEL', key, 'ordering_chain', 'waiting_behind') end
+    if f[1] then
+      redis.call('HDEL', key, 'ordering_chain', 'waiting_behind', 'wake_message', 'wake_queue')
+    end
   end
 end

@@ -26,7 +26,8 @@
 -- `window` seconds after its delivery's creation, then it is as if absent.
 -- A delivery with an 'ordering_chain' field joins the end of that chain (chain.lua):
 -- one with a delivery before it gets 'waiting_behind' and no message, park or due
--- mark (the one before wakes it), so that chain order is creation order.
+-- mark (the one before wakes it), so that chain order is creation order. Its message
+-- is kept in its record ('wake_message', with 'wake_queue'), for the wake to push.
 -- Returns: {'conflict', delivery_id} or {'no_tenant'} and writes nothing, or
 -- {'existing', id, id, ..., 'waiting', id, id, ...}: the deliveries that were there
 -- already (an earlier call's), then the new ones that wait behind another.
@@ -128,6 +129,11 @@ for _, item in ipairs(items) do
       table.insert(hash, 'waiting_behind')
       table.insert(hash, item.behind)
       table.insert(waiting, item.id)
+      if item.message ~= '' then
+        for _, value in ipairs({'wake_message', item.message, 'wake_queue', queue_key}) do
+          table.insert(hash, value)
+        end
+      end
     end
     redis.call('HSET', item.key, unpack(hash))
     redis.call('EXPIRE', item.key, ttl)
