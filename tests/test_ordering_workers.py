@@ -30,8 +30,11 @@ ENV = {
     "WEBHOOKS_REDIS_URL": STORE_URL,
     "WEBHOOKS_RETRY_BASE_SECONDS": "0.001",
     "WEBHOOKS_PROMOTE_INTERVAL_SECONDS": "0.02",
-    # A SIGKILLed worker's claims lapse, and what it had prefetched is found, in 2 to 6 s.
-    "WEBHOOKS_RECOVERY_SECONDS": "2",
+    # A SIGKILLed worker's claims lapse, and what it had prefetched is found, within
+    # 1.5 to 4.5 s (an attempt's deadline must stay a second under the bound).
+    "WEBHOOKS_TIMEOUT_SECONDS": "0.5",
+    "WEBHOOKS_CONNECT_TIMEOUT_SECONDS": "0.5",
+    "WEBHOOKS_RECOVERY_SECONDS": "1.5",
 }
 
 
@@ -88,7 +91,7 @@ def test_order_holds_with_failures_and_sigkills(system, own_receiver, tmp_path):
     def killer() -> None:
         nonlocal kills
         for round_ in range(3):
-            if stop.wait(1.5):
+            if stop.wait(1.0):
                 return
             n = round_ % 2
             kill_worker(workers[n])
