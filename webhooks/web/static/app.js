@@ -430,6 +430,13 @@ function eventSearch(eventId, find) {
   return { form, input };
 }
 
+// A delivery published with an ordering key waits for the one before it of its key.
+function behind(root, d) {
+  if (!d.waiting_behind) return null;
+  return h("div", { class: "muted waiting-behind" }, "behind ",
+    link(root + "/deliveries/" + enc(d.waiting_behind), d.waiting_behind));
+}
+
 function deliveryRow(root, d, urls) {
   const lastAttempt = d.last_attempt;
   let answer = "—";
@@ -438,7 +445,7 @@ function deliveryRow(root, d, urls) {
   }
   return h("tr", { dataset: { delivery: d.id } },
     h("td", {}, link(root + "/deliveries/" + enc(d.id), when(d.created_at))),
-    h("td", {}, badge(d.status), d.test ? [" ", badge("test")] : null),
+    h("td", {}, badge(d.status), d.test ? [" ", badge("test")] : null, behind(root, d)),
     h("td", {}, d.event_type, h("div", { class: "muted" }, d.event_id)),
     h("td", { class: "url" }, d.url, d.endpoint_id && !urls[d.endpoint_id] ? h("div", { class: "muted" }, "endpoint deleted") : null),
     h("td", { class: "attempts" }, String(d.attempt_count)),
@@ -487,6 +494,8 @@ function deliveryDetail(root, path, d, reload) {
   const fields = [["Delivery", d.id], ["Event", d.event_type + " · " + d.event_id], ["URL", d.url],
     ["Endpoint", d.endpoint_id || "—"], ["Created", when(d.created_at)], ["Updated", when(d.updated_at)],
     ["Next attempt", when(d.next_attempt_at)]];
+  if (d.ordering_key !== null && d.ordering_key !== undefined) fields.push(["Ordering key", d.ordering_key]);
+  if (d.waiting_behind) fields.push(["Waiting behind", link(root + "/deliveries/" + enc(d.waiting_behind), d.waiting_behind)]);
   const rows = d.attempts.slice().reverse().map((a) => h("tr", { dataset: { attempt: a.number } },
     h("td", {}, String(a.number)),
     h("td", {}, when(a.started_at)),
