@@ -1,6 +1,6 @@
 """What ordered delivery costs: the same events, with and without ordering keys, in one run.
 
-    python -m bench.ordering [--events 1000] [--keys 10] [--rounds 3]
+    python -m bench.ordering [--events 1000] [--keys 10] [--rounds 3] [--destination-concurrency N]
 
 A Redis server of its own, the Procfile's worker (8 processes) and a receiver on
 loopback that answers 200. Each round publishes ``--events`` 1 KB events to one
@@ -11,7 +11,9 @@ endpoint and times them until every one is delivered:
 - one key: ``--events`` / 5 events of a single key (the chain's step, end to end);
 
 and it measures what a waiting delivery holds in Redis beyond an unordered one (the
-first message kept for its wake). Figures are printed; nothing is judged.
+first message kept for its wake). ``--destination-concurrency`` sets the worker's
+per-destination limit (default: the setting's, 4), which every round to the one
+endpoint meets. Figures are printed; nothing is judged.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def _median(rounds: list[dict[str, float]]) -> dict[str, float]:
     return {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
 
 
-def main(events: int, keys: int, rounds: int) -> None:
+def main(events: int, keys: int, rounds: int, limit: int | None) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         RedisProcess(Path(tmp)) as server,
@@ -83,6 +85,8 @@ def main(events: int, keys: int, rounds: int) -> None:
         system.tenants.add("acct_bench", "Bench")
         system.endpoints.add(receiver.url("/ok"), tenant="acct_bench")
         env = {"WEBHOOKS_REDIS_URL": server.url, "WEBHOOKS_ALLOWED_NETWORKS": LOOPBACK}
+        if limit is not None:
+            env["WEBHOOKS_DESTINATION_CONCURRENCY"] = str(limit)
         worker = start_worker(Path(tmp) / "worker.log", env, *procfile_worker())
         try:
             _round(system, "acct_bench", min(events, 200), 0, 0)  # warm: pools, scripts
@@ -106,7 +110,8 @@ def main(events: int, keys: int, rounds: int) -> None:
         client.close()
     print(
         f"{events:,} events of 1 KB to one endpoint, the Procfile's worker (8 processes), "
-        f"median of {rounds} alternated rounds"
+        f"median of {rounds} alternated rounds, destination concurrency "
+        f"{limit if limit is not None else 'as set (default 4)'}"
     )
     for name, figures in (
         ("no ordering key", plain),
@@ -130,5 +135,6 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--keys", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--destination-concurrency", type=int, default=None)
     arguments = parser.parse_args()
-    main(arguments.events, arguments.keys, arguments.rounds)
+    main(arguments.events, arguments.keys, arguments.rounds, arguments.destination_concurrency)

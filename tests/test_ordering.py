@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,8 +18,9 @@ import webhooks
 from tests.conftest import OPERATOR_TOKEN, QUIET_URL, as_bytes_list, event
 from tests.web import InProcess
 from webhooks.cli import main
+from webhooks.clock import now
 from webhooks.errors import InvalidInput
-from webhooks.models import DeliveryStatus, Run
+from webhooks.models import Attempt, AttemptError, DeliveryStatus, ErrorKind, Run
 from webhooks.producer import Producer
 from webhooks.storage.deliveries import ClaimOutcome
 from webhooks.system import System, get_default
@@ -265,3 +267,29 @@ def test_the_command_line_publishes_with_a_key(quiet, tmp_path):
         env={"WEBHOOKS_REDIS_URL": QUIET_URL, "PATH": ""},
     )
     assert bad.returncode != 0 and "ordering_key" in bad.stderr
+
+
+def test_a_head_skipped_mid_attempt_stays_skipped_when_the_attempt_fails(quiet, quiet_db):
+    system, tenant, _ = quiet
+    first, second = (_publish(system, tenant, "k") for _ in range(2))
+    store, run = system.deliveries, Run(first)
+    claim = store.claim_attempt(run, 5)
+    assert claim.outcome is ClaimOutcome.CLAIMED
+    store.skip(first)
+    failed = Attempt(
+        number=1,
+        started_at=now(),
+        duration_ms=3.0,
+        status_code=500,
+        error=AttemptError(kind=ErrorKind.HTTP_STATUS, message="HTTP 500"),
+        response_body="",
+    )
+    later = now() + timedelta(hours=1)
+    store.record_attempt(run, failed, DeliveryStatus.RETRYING, later, park=True, tenant_id=tenant)
+    skipped = store.get(first)
+    assert skipped.status is DeliveryStatus.RETRIES_EXHAUSTED
+    assert skipped.stop_reason == "skipped by an operator" and len(skipped.attempts) == 1
+    assert run.next().member not in _scheduled(quiet_db, system)
+    assert quiet_db.zscore(system.keys.due(), first) is None
+    assert quiet_db.zscore(system.keys.running(), run.member) is None
+    assert store.get(second).waiting_behind is None

@@ -16,6 +16,7 @@ import redis
 
 from tests.conftest import WORKER_ENV, database_url, event
 from webhooks.dev.receiver import Receiver
+from webhooks.dev.redis_server import RedisProcess
 from webhooks.dev.worker import kill_worker, start_worker, stop_worker
 from webhooks.models import FINAL_STATUSES, DeliveryStatus
 from webhooks.producer import Producer, delivery_id
@@ -163,3 +164,33 @@ def test_a_key_held_by_failures_does_not_slow_the_others(system, own_receiver, t
     # Held in order: each was tried only once the one before it had given up.
     assert tried[0] > 1 and tried == sorted(tried, reverse=True)
     assert with_held <= 1.2 * alone
+
+
+def test_order_holds_across_a_redis_restart(own_receiver, tmp_path):
+    with RedisProcess(tmp_path / "redis") as server:
+        client = redis.Redis.from_url(server.url)
+        system = System(Settings(redis_url=server.url), client=client)
+        system.tenants.add("acct_restart", "Restart")
+        system.endpoints.add(own_receiver.url("/flaky/30"), tenant="acct_restart")
+        env = {**ENV, "WEBHOOKS_REDIS_URL": server.url}
+        worker = start_worker(tmp_path / "restart.log", env, "--concurrency=4")
+        published: dict[str, list[str]] = {f"set_{k}": [] for k in range(5)}
+        try:
+            producer = Producer(system)
+            for n in range(300):
+                key = f"set_{n % 5}"
+                published[key] += producer.publish(event(), tenant="acct_restart", ordering_key=key)
+            time.sleep(1.5)  # mid-run, with every record on disk (AOF syncs every second)
+            server.kill()  # SIGKILL: what the AOF had not synced is lost
+            time.sleep(1)
+            server.start()
+            ids = [i for key in published.values() for i in key]
+            statuses = _wait_final(system, ids, 90)
+        finally:
+            stop_worker(worker)
+            client.close()
+    assert collections.Counter(statuses) == {DeliveryStatus.DELIVERED: 300}
+    firsts = _first_successes(own_receiver)
+    for key, order in published.items():
+        mine = set(order)
+        assert [i for i in firsts if i in mine] == order, key

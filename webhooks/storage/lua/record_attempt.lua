@@ -31,25 +31,30 @@ if redis.call('LLEN', attempts_key) >= tonumber(number) then
   return {'open_until', '0', 'recorded', '0'}
 end
 redis.call('RPUSH', attempts_key, attempt)
+-- Stopped while this attempt was in flight (skipped, its endpoint disabled): it stays
+-- stopped, with its reason, unless this attempt delivered it.
+local stopped = was == 'retries_exhausted' and status ~= 'delivered'
 if metrics_key ~= '' then
   redis.call('HINCRBY', metrics_key, attempt_counter, 1)
   redis.call('HINCRBY', metrics_key, 'duration_bucket:' .. duration_bucket, 1)
   redis.call('HINCRBYFLOAT', metrics_key, 'duration_sum', duration_seconds)
-  if status == 'delivered' or status == 'retries_exhausted' then
+  if (status == 'delivered' or status == 'retries_exhausted') and not stopped then
     redis.call('HINCRBY', metrics_key, 'finished:' .. status, 1)
   end
 end
 count_activity(activity_key, tenant_activity_key, delivery_key, was, attempt_kind,
                outcome_kind, activity_ttl)
-settle(delivery_key, attempts_key, due_key, index_keys, index_count, index_statuses, was,
-       delivery_id, status, updated_at, next_attempt_at, stop_reason, due_at, updated_score,
-       ttl, archive_key, event_template)
-if status == 'delivered' or status == 'retries_exhausted' then
+if not stopped then
+  settle(delivery_key, attempts_key, due_key, index_keys, index_count, index_statuses, was,
+         delivery_id, status, updated_at, next_attempt_at, stop_reason, due_at, updated_score,
+         ttl, archive_key, event_template)
+end
+if (status == 'delivered' or status == 'retries_exhausted') and not stopped then
   unchain(delivery_key, delivery_id, updated_score, scheduled_key, due_key, delivery_template,
           attempts_template)
 end
 redis.call('ZREM', running_key, member)
-if park_at ~= '' then redis.call('ZADD', scheduled_key, park_at, next_member) end
+if park_at ~= '' and not stopped then redis.call('ZADD', scheduled_key, park_at, next_member) end
 if destination == '' then return {'open_until', '0', 'recorded', '1'} end
 local open_until, cleared = leave(
   string.format(inflight_template, destination), string.format(breaker_template, destination),
