@@ -167,7 +167,7 @@ def test_a_key_held_by_failures_does_not_slow_the_others(system, own_receiver, t
 
 
 def test_order_holds_across_a_redis_restart(own_receiver, tmp_path):
-    with RedisProcess(tmp_path / "redis") as server:
+    with RedisProcess(tmp_path) as server:
         client = redis.Redis.from_url(server.url)
         system = System(Settings(redis_url=server.url), client=client)
         system.tenants.add("acct_restart", "Restart")
