@@ -54,3 +54,20 @@ def test_the_outbox_latency_benchmark_runs(pg_dsn):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("commit to first attempt, 50 of 50 events at 50/s: p50 ")
     assert "the relay" in lines[1] and "the worker" in lines[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_ordering_benchmark_runs():
+    """`python -m bench.ordering`, at a tiny size: it prints its figures."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.ordering", "--events", "20", "--keys", "2", "--rounds", "1"],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "over 2 ordering keys" in result.stdout
+    assert "one key, publish to delivered, per delivery" in result.stdout
