@@ -293,3 +293,14 @@ def test_a_head_skipped_mid_attempt_stays_skipped_when_the_attempt_fails(quiet, 
     assert quiet_db.zscore(system.keys.due(), first) is None
     assert quiet_db.zscore(system.keys.running(), run.member) is None
     assert store.get(second).waiting_behind is None
+
+
+def test_deleting_deliveries_wakes_only_one_that_is_left(quiet, quiet_db):
+    system, tenant, _ = quiet
+    first, second, third = (_publish(system, tenant, "k") for _ in range(3))
+    quiet_db.delete("webhooks")  # the head's message: what is pushed next is seen alone
+    # The head and the next deleted together: the one left is woken, not the deleted one.
+    system.deliveries.delete_many([first, second])
+    assert _queued(quiet_db) == [third]
+    assert system.deliveries.get(third).waiting_behind is None
+    assert quiet_db.lrange(system.keys.ordering_chain(quiet[2], "k"), 0, -1) == [third.encode()]

@@ -422,16 +422,23 @@ class DeliveryStore:
             "attempts_template": template(self._keys.attempts),
         }
 
-    def _unchain(self, client: redis.Redis | redis.client.Pipeline, delivery_id: str) -> None:
+    def _unchain(
+        self, client: redis.Redis | redis.client.Pipeline, delivery_id: str, chain: str = ""
+    ) -> None:
         """Take the delivery out of its ordering chain, waking the next if it was the
-        head; nothing for one in none."""
+        head; nothing for one in none. ``chain``: its chain's key, once its record is gone."""
         self._unchain_script(
             keys={
                 "delivery_key": self._keys.delivery(delivery_id),
                 "scheduled_key": self._keys.scheduled(),
                 "due_key": self._keys.due(),
             },
-            args={"delivery_id": delivery_id, "now": time.time(), **self._chain_args()},
+            args={
+                "delivery_id": delivery_id,
+                "now": time.time(),
+                **self._chain_args(),
+                "chain_key": chain,
+            },
             client=client,
         )
 
@@ -473,12 +480,10 @@ class DeliveryStore:
                 pipe.llen(self._keys.attempts(delivery_id))
             replies = pipe.execute()
         with self._redis.pipeline(transaction=True) as pipe:
-            for delivery_id, (tenant_id, endpoint_id, cycle, offset, event_id, chain), made in zip(
+            for delivery_id, (tenant_id, endpoint_id, cycle, offset, event_id, _), made in zip(
                 delivery_ids, replies[::2], replies[1::2], strict=True
             ):
                 tenant = tenant_id.decode() if tenant_id else None
-                if chain:  # the next of its ordering key must not wait for it forever
-                    self._unchain(pipe, delivery_id)
                 pipe.delete(self._keys.delivery(delivery_id), self._keys.attempts(delivery_id))
                 pipe.zrem(self._keys.due(), delivery_id)
                 pipe.zrem(self._keys.archivable(), delivery_id)
@@ -492,6 +497,11 @@ class DeliveryStore:
                 run = Run(delivery_id, int(cycle or 0), int(made) - int(offset or 0))
                 for key in (self._keys.scheduled(), self._keys.promoting()):
                     pipe.zrem(key, run.member)
+            # After every record is gone: the next of an ordering key must not wait for
+            # a deleted one forever, and one deleted with it is passed over, not woken.
+            for delivery_id, fields in zip(delivery_ids, replies[::2], strict=True):
+                if chain := fields[5]:
+                    self._unchain(pipe, delivery_id, chain.decode())
             pipe.execute()
 
     def forget_tenant(self, tenant_id: str) -> int:

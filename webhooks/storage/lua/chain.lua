@@ -13,9 +13,10 @@
 -- The next's run is its first, whose message create_deliveries kept in its record
 -- when the broker's list is in this Redis: pushed there, it costs no promoter pass.
 -- delivery_template, attempts_template: keys.py templates of the neighbours' keys.
+-- chain: the chain's key when the caller knows it (the record may be gone), else nil.
 local function unchain(delivery_key, delivery_id, now, scheduled_key, due_key,
-                       delivery_template, attempts_template)
-  local chain = redis.call('HGET', delivery_key, 'ordering_chain')
+                       delivery_template, attempts_template, chain)
+  chain = chain or redis.call('HGET', delivery_key, 'ordering_chain')
   if not chain then return end
   redis.call('HDEL', delivery_key, 'ordering_chain', 'waiting_behind', 'wake_message',
              'wake_queue')
