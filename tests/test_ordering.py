@@ -17,6 +17,7 @@ from click.testing import CliRunner
 import webhooks
 from tests.conftest import OPERATOR_TOKEN, QUIET_URL, as_bytes_list, event
 from tests.web import InProcess
+from webhooks import portal_token
 from webhooks.cli import main
 from webhooks.clock import now
 from webhooks.errors import InvalidInput
@@ -236,8 +237,16 @@ def test_the_api_takes_the_key_beside_the_event_and_refuses_a_bad_one(quiet, qui
     refused = api.call("POST", path, json={**event(), "ordering_key": "a\tb"})
     assert refused.status_code == 422 and "ordering_key" in refused.text
     assert quiet_db.dbsize() == before
-    # The operator skips the head over the API too.
-    assert api.call("POST", f"/api/v1/tenants/{tenant}/deliveries/{first}/skip").status_code == 200
+    # The operator skips the head over the API too; the tenant may not, a finished
+    # delivery is refused, and another tenant's is not found.
+    skip = f"/api/v1/tenants/{tenant}/deliveries/{first}/skip"
+    assert api.call("POST", skip, portal_token(tenant)).status_code == 403
+    assert api.call("POST", skip).json()["status"] == "retries_exhausted"
+    again = api.call("POST", skip)
+    assert again.status_code == 422 and "only an unfinished delivery" in again.text
+    system.tenants.add("acct_other", "Other")
+    other = f"/api/v1/tenants/acct_other/deliveries/{second}/skip"
+    assert api.call("POST", other).status_code == 404
     assert (
         api.call("GET", f"/api/v1/tenants/{tenant}/deliveries/{second}").json()["waiting_behind"]
         is None
