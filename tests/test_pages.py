@@ -505,5 +505,14 @@ def test_a_waiting_delivery_shows_what_it_waits_behind(
         assert browser.execute_script("return window.__xss") is None
         assert _css(browser, "main img") == []
         _no_page_errors(browser)
+        # The portal has no skip; the console's operator skips the stuck head.
+        browser.get(f"{web.base}/portal/tenants/{tenant_id}/deliveries/{first}")
+        _until(browser, lambda: _css(browser, "#redeliver"))
+        assert _css(browser, "#skip") == []
+        _console(browser, web, f"/tenants/{tenant_id}/deliveries/{first}")
+        _until(browser, lambda: _css(browser, "#skip"))[0].click()
+        _until(browser, lambda: get_store().get(second).waiting_behind is None)
+        assert get_store().get(first).stop_reason == "skipped by an operator"
+        _until(browser, lambda: not _css(browser, "#skip"))
     finally:
         get_endpoints().disable(endpoint.id, "test over")

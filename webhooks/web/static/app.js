@@ -491,6 +491,20 @@ function deliveryDetail(root, path, d, reload) {
       redeliver.disabled = false;
     }
   } }, "Redeliver");
+  // The operator gives up on an unfinished delivery (a stuck head of an ordering key).
+  const skip = MODE === "console" && (d.status === "pending" || d.status === "retrying")
+    ? h("button", { id: "skip", type: "button", onclick: async () => {
+      skip.disabled = true;
+      try {
+        await api("POST", path + "/skip");
+        flash("Skipped: marked retries_exhausted; the next delivery of its ordering key starts.", true);
+        await reload();
+      } catch (error) {
+        flash(error.message);
+        skip.disabled = false;
+      }
+    } }, "Skip")
+    : null;
   const fields = [["Delivery", d.id], ["Event", d.event_type + " · " + d.event_id], ["URL", d.url],
     ["Endpoint", d.endpoint_id || "—"], ["Created", when(d.created_at)], ["Updated", when(d.updated_at)],
     ["Next attempt", when(d.next_attempt_at)]];
@@ -509,6 +523,8 @@ function deliveryDetail(root, path, d, reload) {
     h("div", { class: "card" }, h("dl", { class: "fields" }, fields.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))),
     h("div", { class: "actions" }, redeliver,
       h("span", { class: "muted" }, "Sends the same event again with the same webhook-id; earlier attempts are kept.")),
+    skip ? h("div", { class: "actions" }, skip,
+      h("span", { class: "muted" }, "Gives up on it (retries_exhausted); the next delivery of its ordering key starts.")) : null,
     h("h2", {}, "Attempts (" + d.attempts.length + ")"),
     h("table", { id: "attempts" },
       h("thead", {}, h("tr", {}, ["#", "Time", "Duration", "Status", "Error", "Message", "Response body"].map((c) => h("th", {}, c)))),
