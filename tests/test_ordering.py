@@ -313,3 +313,15 @@ def test_deleting_deliveries_wakes_only_one_that_is_left(quiet, quiet_db):
     assert _queued(quiet_db) == [third]
     assert system.deliveries.get(third).waiting_behind is None
     assert quiet_db.lrange(system.keys.ordering_chain(quiet[2], "k"), 0, -1) == [third.encode()]
+
+
+def test_a_key_whose_head_is_gone_is_healed_when_the_next_joins(quiet, quiet_db):
+    system, tenant, endpoint_id = quiet
+    first, second = (_publish(system, tenant, "k") for _ in range(2))
+    quiet_db.delete("webhooks", system.keys.delivery(first))  # as if its record expired
+    third = _publish(system, tenant, "k")
+    assert system.deliveries.get(second).waiting_behind is None
+    assert _queued(quiet_db) == [second]
+    assert system.deliveries.get(third).waiting_behind == second
+    chain = quiet_db.lrange(system.keys.ordering_chain(endpoint_id, "k"), 0, -1)
+    assert chain == [second.encode(), third.encode()]

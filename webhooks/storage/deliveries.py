@@ -402,6 +402,7 @@ class DeliveryStore:
                 "window": self._window,
                 "index_count": len(into),
                 "body_count": len(numbered),
+                "attempts_template": template(self._keys.attempts),
                 "rest": [*numbered, *items],
             },
         )

@@ -5,36 +5,17 @@
 -- 'ordering_chain' names it, and every delivery but the head has 'waiting_behind',
 -- the id of the one before it, and no message, schedule entry or due mark: it costs
 -- nothing while it waits.
--- unchain: take the delivery out of its chain (nothing if it is in none). The head
--- leaving wakes the next: its run is scheduled now and its due mark set, in this same
--- call, so the promoter publishes it and the backstop finds it should that be lost.
--- A next one that is gone or finished meanwhile is passed over. One leaving from the
--- middle (skipped or redelivered while it waited) hands its place to its follower.
--- The next's run is its first, whose message create_deliveries kept in its record
--- when the broker's list is in this Redis: pushed there, it costs no promoter pass.
+-- unchain: take the delivery out of its chain (nothing if it is in none). One leaving
+-- from the middle (skipped or redelivered while it waited) hands its place to its
+-- follower; the head leaving wakes the next (wake_next).
+-- wake_next: in the same call, the next's first message, which create_deliveries
+-- kept in its record when the broker's list is in this Redis, is pushed there (no
+-- promoter pass); else its run is scheduled now, for the promoter. Its due mark is
+-- set, so the backstop finds it should the message be lost. A next one that is gone
+-- or finished meanwhile is passed over.
 -- delivery_template, attempts_template: keys.py templates of the neighbours' keys.
--- chain: the chain's key when the caller knows it (the record may be gone), else nil.
-local function unchain(delivery_key, delivery_id, now, scheduled_key, due_key,
-                       delivery_template, attempts_template, chain)
-  chain = chain or redis.call('HGET', delivery_key, 'ordering_chain')
-  if not chain then return end
-  redis.call('HDEL', delivery_key, 'ordering_chain', 'waiting_behind', 'wake_message',
-             'wake_queue')
-  if redis.call('LINDEX', chain, 0) ~= delivery_id then
-    local ids = redis.call('LRANGE', chain, 0, -1)
-    for i, id in ipairs(ids) do
-      if id == delivery_id then
-        if ids[i + 1] and i > 1 then
-          redis.call('HSET', string.format(delivery_template, ids[i + 1]), 'waiting_behind',
-                     ids[i - 1])
-        end
-        break
-      end
-    end
-    redis.call('LREM', chain, 1, delivery_id)
-    return
-  end
-  redis.call('LPOP', chain)
+local function wake_next(chain, now, scheduled_key, due_key, delivery_template,
+                         attempts_template)
   while true do
     local next_id = redis.call('LINDEX', chain, 0)
     if not next_id then return end
@@ -59,4 +40,41 @@ local function unchain(delivery_key, delivery_id, now, scheduled_key, due_key,
       redis.call('HDEL', key, 'ordering_chain', 'waiting_behind', 'wake_message', 'wake_queue')
     end
   end
+end
+
+-- chain: the chain's key when the caller knows it (the record may be gone), else nil.
+local function unchain(delivery_key, delivery_id, now, scheduled_key, due_key,
+                       delivery_template, attempts_template, chain)
+  chain = chain or redis.call('HGET', delivery_key, 'ordering_chain')
+  if not chain then return end
+  redis.call('HDEL', delivery_key, 'ordering_chain', 'waiting_behind', 'wake_message',
+             'wake_queue')
+  if redis.call('LINDEX', chain, 0) ~= delivery_id then
+    local ids = redis.call('LRANGE', chain, 0, -1)
+    for i, id in ipairs(ids) do
+      if id == delivery_id then
+        if ids[i + 1] and i > 1 then
+          redis.call('HSET', string.format(delivery_template, ids[i + 1]), 'waiting_behind',
+                     ids[i - 1])
+        end
+        break
+      end
+    end
+    redis.call('LREM', chain, 1, delivery_id)
+    return
+  end
+  redis.call('LPOP', chain)
+  wake_next(chain, now, scheduled_key, due_key, delivery_template, attempts_template)
+end
+
+-- heal: a chain whose head is gone (its record expired while its key was held longer
+-- than the retention, or was lost) or final would hold its key for ever: its head is
+-- dropped and the next woken. Called before a delivery joins the chain.
+local function heal(chain, now, scheduled_key, due_key, delivery_template, attempts_template)
+  local head = redis.call('LINDEX', chain, 0)
+  if not head then return end
+  local status = redis.call('HGET', string.format(delivery_template, head), 'status')
+  if status and status ~= 'delivered' and status ~= 'retries_exhausted' then return end
+  redis.call('LPOP', chain)
+  wake_next(chain, now, scheduled_key, due_key, delivery_template, attempts_template)
 end

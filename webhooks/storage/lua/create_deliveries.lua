@@ -5,7 +5,8 @@
 -- from the new one is a conflict (an event id reused for another event): then
 -- nothing at all is written. So is a tenant that does not exist (it was deleted).
 -- KEYS: due_key scheduled_key queue_key tenant_key metrics_key *index_keys
--- ARGV: cutoff ttl delivery_template endpoint_template event_template idempotency_template first_bucket last_bucket now window index_count body_count *rest
+-- ARGV: cutoff ttl delivery_template endpoint_template event_template idempotency_template first_bucket last_bucket now window index_count body_count attempts_template *rest
+-- Uses: chain
 -- rest: body_count bodies, then one group per delivery:
 --   delivery_id endpoint_id body_number score due_score message park_score field_count
 --   field value ... (field_count pairs)
@@ -28,6 +29,8 @@
 -- one with a delivery before it gets 'waiting_behind' and no message, park or due
 -- mark (the one before wakes it), so that chain order is creation order. Its message
 -- is kept in its record ('wake_message', with 'wake_queue'), for the wake to push.
+-- A chain whose head is gone is healed first (chain.lua heal; attempts_template as
+-- chain.lua takes it).
 -- Returns: {'conflict', delivery_id} or {'no_tenant'} and writes nothing, or
 -- {'existing', id, id, ..., 'waiting', id, id, ...}: the deliveries that were there
 -- already (an earlier call's), then the new ones that wait behind another.
@@ -89,7 +92,13 @@ for _, item in ipairs(items) do
 end
 
 -- Each new ordered delivery goes behind the last of its chain, this batch's included.
-local tails = {}
+local tails, healed = {}, {}
+for _, item in ipairs(items) do
+  if not item.exists and item.chain and not healed[item.chain] then
+    healed[item.chain] = true
+    heal(item.chain, now, scheduled_key, due_key, delivery_template, attempts_template)
+  end
+end
 for _, item in ipairs(items) do
   if not item.exists and item.chain then
     local tail = tails[item.chain]
