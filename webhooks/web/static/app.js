@@ -478,32 +478,30 @@ async function deliveryView(tenantId, deliveryId, view) {
   every(REFRESH_MS, () => refresh().catch(failed));
 }
 
-function deliveryDetail(root, path, d, reload) {
-  const redeliver = h("button", { id: "redeliver", class: "primary", type: "button", onclick: async () => {
-    redeliver.disabled = true;
+// A button that POSTs to `url`, says `done` and reloads the delivery's page.
+function postButton(id, label, url, done, reload, primary) {
+  const button = h("button", { id, class: primary ? "primary" : null, type: "button", onclick: async () => {
+    button.disabled = true;
     try {
-      await api("POST", path + "/redeliver");
-      flash("Redelivering: a new attempt is on its way.", true);
+      await api("POST", url);
+      flash(done, true);
       await reload();
     } catch (error) {
       flash(error.message);
     } finally {
-      redeliver.disabled = false;
+      button.disabled = false;
     }
-  } }, "Redeliver");
+  } }, label);
+  return button;
+}
+
+function deliveryDetail(root, path, d, reload) {
+  const redeliver = postButton("redeliver", "Redeliver", path + "/redeliver",
+    "Redelivering: a new attempt is on its way.", reload, true);
   // The operator gives up on an unfinished delivery (a stuck head of an ordering key).
   const skip = MODE === "console" && (d.status === "pending" || d.status === "retrying")
-    ? h("button", { id: "skip", type: "button", onclick: async () => {
-      skip.disabled = true;
-      try {
-        await api("POST", path + "/skip");
-        flash("Skipped: marked retries_exhausted; the next delivery of its ordering key starts.", true);
-        await reload();
-      } catch (error) {
-        flash(error.message);
-        skip.disabled = false;
-      }
-    } }, "Skip")
+    ? postButton("skip", "Skip", path + "/skip",
+      "Skipped: marked retries_exhausted; the next delivery of its ordering key starts.", reload)
     : null;
   const fields = [["Delivery", d.id], ["Event", d.event_type + " · " + d.event_id], ["URL", d.url],
     ["Endpoint", d.endpoint_id || "—"], ["Created", when(d.created_at)], ["Updated", when(d.updated_at)],
