@@ -144,7 +144,8 @@ def test_a_key_held_by_failures_does_not_slow_the_others(system, own_receiver, t
     workers = [_start(tmp_path, "held0"), _start(tmp_path, "held1")]
     try:
         _timed_run(system, "acct_held", keys, 5)  # warm: connections, pools, scripts
-        alone = _timed_run(system, "acct_held", keys, 30)
+        # The best of three rounds each: the machine's other load moves single rounds.
+        alone = [_timed_run(system, "acct_held", keys, 30) for _ in range(3)]
         # One key's head now fails every attempt: it holds its key (the four behind
         # it wait), retrying, while the other keys go on.
         events = [event() for _ in range(5)]
@@ -153,17 +154,17 @@ def test_a_key_held_by_failures_does_not_slow_the_others(system, own_receiver, t
             own_receiver.failing.update(held)
         for raw in events:
             Producer(system).publish(raw, tenant="acct_held", ordering_key="held")
-        with_held = _timed_run(system, "acct_held", keys, 30)
+        with_held = [_timed_run(system, "acct_held", keys, 30) for _ in range(3)]
         statuses = system.deliveries.statuses(held)
         tried = [len(system.deliveries.get(i).attempts) for i in held]
     finally:
         for worker in workers:
             stop_worker(worker)
-    print(f"9 keys x 30 events: alone {alone:.2f} s, beside a held key {with_held:.2f} s")
+    print(f"9 keys x 30 events, 3 rounds: alone {alone} s, beside a held key {with_held} s")
     assert DeliveryStatus.DELIVERED not in statuses
     # Held in order: each was tried only once the one before it had given up.
     assert tried[0] > 1 and tried == sorted(tried, reverse=True)
-    assert with_held <= 1.2 * alone
+    assert min(with_held) <= 1.2 * min(alone)
 
 
 def test_order_holds_across_a_redis_restart(own_receiver, tmp_path):
