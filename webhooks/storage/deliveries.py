@@ -309,8 +309,8 @@ class DeliveryStore:
         nothing written, and the new ones that wait behind an earlier delivery of
         their ordering key, which get no run (its predecessor wakes them). Raises
         :class:`~webhooks.errors.DeliveryConflict`, writing nothing, if one of those
-        was stored with another body. ``trace``: the
-        producer's trace context (JSON), kept for the runs published later.
+        was stored with another body. ``trace``: the producer's trace context (JSON),
+        kept for the runs published later.
 
         Atomic per slice of :data:`CREATE_SLICE` deliveries (one Lua call each): a
         record and its message both exist or neither does.
