@@ -243,7 +243,7 @@ def test_the_api_takes_the_key_beside_the_event_and_refuses_a_bad_one(quiet, qui
     assert api.call("POST", skip, portal_token(tenant)).status_code == 403
     assert api.call("POST", skip).json()["status"] == "retries_exhausted"
     again = api.call("POST", skip)
-    assert again.status_code == 422 and "only an unfinished delivery" in again.text
+    assert again.status_code == 409 and "only an unfinished delivery" in again.text
     system.tenants.add("acct_other", "Other")
     other = f"/api/v1/tenants/acct_other/deliveries/{second}/skip"
     assert api.call("POST", other).status_code == 404

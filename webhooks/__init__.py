@@ -23,6 +23,7 @@ from ._version import __version__
 from .errors import (
     ArchiveUnavailable,
     DeliveryConflict,
+    DeliveryFinished,
     DeliveryNotFound,
     EndpointDisabled,
     EndpointNotFound,
@@ -128,6 +129,7 @@ __all__ = [
     "BackoffPolicy",
     "Delivery",
     "DeliveryConflict",
+    "DeliveryFinished",
     "DeliveryNotFound",
     "DeliveryStatus",
     "DeliveryStore",

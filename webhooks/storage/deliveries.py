@@ -21,7 +21,7 @@ from typing import Protocol, cast
 import redis
 
 from ..clock import isoformat, now
-from ..errors import DeliveryConflict, DeliveryNotFound, InvalidInput, TenantNotFound
+from ..errors import DeliveryConflict, DeliveryFinished, DeliveryNotFound, TenantNotFound
 from ..ids import checked_delivery_id, checked_endpoint_id, checked_tenant_id
 from ..models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus, Run
 from ..settings import Settings
@@ -741,14 +741,11 @@ class DeliveryStore:
     def skip(self, delivery_id: str, tenant: str | None = None) -> Delivery:
         """Mark an unfinished delivery ``retries_exhausted`` (an operator gave up on it),
         which wakes the next of its ordering key when it is the head; returns it as it
-        is now. A finished one is refused: :class:`~webhooks.InvalidInput` naming ``id``."""
+        is now. A finished one is refused: :class:`~webhooks.errors.DeliveryFinished`
+        (an :class:`~webhooks.InvalidInput` naming ``id``)."""
         delivery = self.get(delivery_id, tenant)
         if delivery.status in FINAL_STATUSES:
-            raise InvalidInput(
-                "id",
-                f"delivery {delivery_id} is {delivery.status.value} already; only an "
-                "unfinished delivery can be skipped",
-            )
+            raise DeliveryFinished(delivery_id, delivery.status.value)
         self.set_status(
             delivery_id, DeliveryStatus.RETRIES_EXHAUSTED, stop_reason="skipped by an operator"
         )

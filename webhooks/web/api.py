@@ -643,11 +643,12 @@ def redeliver(tenant_id: TenantId, delivery_id: str, who: Who, system: SystemDep
     "/tenants/{tenant_id}/deliveries/{delivery_id}/skip",
     tags=["deliveries"],
     response_model=Delivery,
+    responses=_answers(409),
     summary="Give up on an unfinished delivery; the next of its ordering key starts",
 )
 def skip(tenant_id: TenantId, delivery_id: str, _: Operator, store: Deliveries) -> Response:
     """Marks it ``retries_exhausted`` (what ``webhooks skip`` does); the operator's only.
-    A delivery that is finished already is refused."""
+    A delivery that is finished already is refused (409)."""
     delivery = store.skip(delivery_id, tenant_id)
     return Response(delivery.model_dump_json(), media_type="application/json")
 
