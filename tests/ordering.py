@@ -64,6 +64,15 @@ def wait_final(system: System, ids: list[str], seconds: float) -> list[DeliveryS
         time.sleep(0.02)
 
 
+def wait_all(
+    system: System, published: dict[str, list[str]], seconds: float
+) -> collections.Counter[DeliveryStatus | None]:
+    """The statuses of every delivery :func:`publish_over_keys` made, once all are final."""
+    return collections.Counter(
+        wait_final(system, [i for ids in published.values() for i in ids], seconds)
+    )
+
+
 def publish_over_keys(system: System, tenant: str, count: int, keys: int) -> dict[str, list[str]]:
     """``count`` events published round-robin over ``keys`` keys: each key's delivery
     ids in publish order."""

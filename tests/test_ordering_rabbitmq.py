@@ -4,14 +4,13 @@ the schedule and the promoter. A real worker, a receiver failing 30 % of request
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from tests.conftest import NEEDS_RABBITMQ, RABBITMQ, forget_queue
-from tests.ordering import ENV, STORE_URL, assert_publish_order, publish_over_keys, wait_final
+from tests.ordering import ENV, STORE_URL, assert_publish_order, publish_over_keys, wait_all
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.models import DeliveryStatus
@@ -42,9 +41,8 @@ def test_order_holds_on_rabbitmq(rabbit_store, tmp_path):
         worker = start_worker(tmp_path / "rabbit.log", env, "--concurrency=4")
         try:
             published = publish_over_keys(system, "acct_rabbit", 120, 4)
-            ids = [i for key in published.values() for i in key]
-            statuses = wait_final(system, ids, 90)
+            counts = wait_all(system, published, 90)
         finally:
             stop_worker(worker)
-        assert collections.Counter(statuses) == {DeliveryStatus.DELIVERED: 120}
+        assert counts == {DeliveryStatus.DELIVERED: 120}
         assert_publish_order(receiver, published)

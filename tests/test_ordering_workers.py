@@ -4,13 +4,12 @@ receiver's first successful receipts come in publish order."""
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
 
 import pytest
 
-from tests.ordering import assert_publish_order, own_store, publish_over_keys, start, wait_final
+from tests.ordering import assert_publish_order, own_store, publish_over_keys, start, wait_all
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import kill_worker, stop_worker
 from webhooks.models import DeliveryStatus
@@ -40,8 +39,7 @@ def test_order_holds_with_failures_and_sigkills(tmp_path):
         try:
             chaos.start()
             published = publish_over_keys(system, "acct_ordered", 1000, 10)
-            ids = [i for key in published.values() for i in key]
-            statuses = wait_final(system, ids, 90)
+            counts = wait_all(system, published, 90)
             chaos.join()
         finally:
             stop.set()
@@ -51,6 +49,6 @@ def test_order_holds_with_failures_and_sigkills(tmp_path):
         elapsed = time.monotonic() - started
         print(f"1,000 ordered deliveries over 10 keys, 30 % failures, 3 SIGKILLs: {elapsed:.1f} s")
         assert kills == 3
-        assert collections.Counter(statuses) == {DeliveryStatus.DELIVERED: 1000}
+        assert counts == {DeliveryStatus.DELIVERED: 1000}
         assert_publish_order(receiver, published)
         assert system.deliveries.get(published["set_0"][-1]).waiting_behind is None
