@@ -683,3 +683,28 @@ def test_a_test_delivery_stays_a_test_in_the_archive_and_back(tiers: Tiers) -> N
     assert tiers.client.exists(system.keys.delivery(tested))
     assert system.deliveries.get(tested).test
     assert system.deliveries.claim_attempt(Run(tested, 1, 0), 30).test
+
+
+def test_an_ordered_delivery_keeps_its_key_in_the_archive_and_waiting_ones_stay(
+    tiers: Tiers,
+) -> None:
+    """Only finished deliveries leave Redis: the one waiting behind stays, and the
+    archived one still shows its key; redelivered, it takes no place in the order."""
+    system = tiers.tiered
+    tenant = f"acct_{uuid.uuid4().hex[:8]}"
+    system.tenants.add(tenant)
+    system.endpoints.add(f"http://127.0.0.1:9/{tenant}/ordered", tenant=tenant)
+    producer = Producer(system)
+    first, second, third = (
+        producer.publish(event(), tenant=tenant, ordering_key="set_1")[0] for _ in range(3)
+    )
+    finish(system, system.deliveries.get(first), failures=0, ok=True)
+    assert tiers.archive_all() == 1
+    assert not tiers.client.exists(system.keys.delivery(first))
+    assert system.deliveries.get(first).ordering_key == "set_1"
+    assert tiers.client.exists(system.keys.delivery(second))
+    assert system.deliveries.get(third).waiting_behind == second
+    producer.redeliver(first, tenant=tenant)
+    back = system.deliveries.get(first)
+    assert back.ordering_key == "set_1" and back.waiting_behind is None
+    assert system.deliveries.get(third).waiting_behind == second

@@ -39,11 +39,10 @@ def test_every_scenario_runs_and_reports(tmp_path, redis_client):
     assert "(a) throughput" in result.stdout  # the table was printed
 
 
-@pytest.mark.slow
-def test_the_outbox_latency_benchmark_runs(pg_dsn):
-    """`python -m bench.outbox`, a second's worth: it prints its three lines."""
+def _bench(module: str, *args: str) -> str:
+    """What ``python -m bench.<module> ARGS`` printed; it must succeed."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.outbox", "--rate", "50", "--seconds", "1"],
+        [sys.executable, "-m", f"bench.{module}", *args],
         cwd=ROOT,
         env=os.environ.copy(),
         capture_output=True,
@@ -51,6 +50,21 @@ def test_the_outbox_latency_benchmark_runs(pg_dsn):
         timeout=110,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_the_outbox_latency_benchmark_runs(pg_dsn):
+    """`python -m bench.outbox`, a second's worth: it prints its three lines."""
+    lines = _bench("outbox", "--rate", "50", "--seconds", "1").splitlines()
     assert lines[0].startswith("commit to first attempt, 50 of 50 events at 50/s: p50 ")
     assert "the relay" in lines[1] and "the worker" in lines[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_ordering_benchmark_runs():
+    """`python -m bench.ordering`, at a tiny size: it prints its figures."""
+    printed = _bench("ordering", "--events", "20", "--keys", "2", "--rounds", "1")
+    assert "over 2 ordering keys" in printed
+    assert "one key, publish to delivered, per delivery" in printed

@@ -338,3 +338,28 @@ def test_a_worker_relays_when_given_the_dsn(
         )
     finally:
         stop_worker(worker)
+
+
+def test_an_ordering_key_goes_through_the_outbox(outbox_dsn: str, quiet_db: redis.Redis) -> None:
+    system = get_default()  # the quiet database's: no worker wakes anything here
+    system.tenants.add("acct_outbox_order", "Ordered")
+    endpoint, _ = system.endpoints.add("http://127.0.0.1:9/order", tenant="acct_outbox_order")
+    sent = [event() for _ in range(3)]
+    with psycopg.connect(outbox_dsn) as conn, conn.transaction():
+        for raw in sent:
+            outbox.add(conn, raw, tenant="acct_outbox_order", ordering_key="set_1")
+    # A bad key is refused where it is written, before the insert.
+    with (
+        psycopg.connect(outbox_dsn) as conn,
+        conn.transaction(),
+        pytest.raises(InvalidInput, match="ordering_key"),
+    ):
+        outbox.add(conn, event(), tenant="acct_outbox_order", ordering_key="a\nb")
+    assert len(rows(outbox_dsn)) == 3
+    assert drain(system, outbox_dsn) == 3
+    ids, _ = system.deliveries.page(tenant="acct_outbox_order", limit=10)
+    by_event = {d.event_id: d for d in system.deliveries.full(ids)}
+    first, second, third = (by_event[raw["id"]] for raw in sent)
+    assert first.waiting_behind is None and first.ordering_key == "set_1"
+    assert second.waiting_behind == first.id and third.waiting_behind == second.id
+    assert endpoint.id == first.endpoint_id

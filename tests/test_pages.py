@@ -483,3 +483,36 @@ def test_unknown_and_hostile_search_by_event_id(
     assert empty.text == f"No deliveries of event {'z' * 80}…."
     assert browser.execute_script("return window.__xss") is None
     _no_page_errors(browser)
+
+
+def test_a_waiting_delivery_shows_what_it_waits_behind(
+    browser: Any, web: Web, receiver: Receiver, customers: Callable[[str], str]
+) -> None:
+    tenant_id = customers("Ordered")
+    endpoint, _ = get_endpoints().add(receiver.url("/status/500/ordered"), tenant=tenant_id)
+    key = "<img src=x onerror=\"window.__xss='key'\">"
+    (first,) = publish(event(), tenant=tenant_id, ordering_key=key)
+    (second,) = publish(event(), tenant=tenant_id, ordering_key=key)
+    try:
+        _sign_in(browser, web, tenant_id)
+        row = f"#deliveries tr[data-delivery='{second}'] .waiting-behind"
+        shown = _until(browser, lambda: _css(browser, row))[0]
+        assert shown.text == f"behind {first}"
+        browser.get(f"{web.base}/portal/tenants/{tenant_id}/deliveries/{second}")
+        _until(browser, lambda: "Waiting behind" in browser.find_element("id", "main").text)
+        text = browser.find_element("id", "main").text
+        assert key in text and first in text  # the key shown as text, never as markup
+        assert browser.execute_script("return window.__xss") is None
+        assert _css(browser, "main img") == []
+        _no_page_errors(browser)
+        # The portal has no skip; the console's operator skips the stuck head.
+        browser.get(f"{web.base}/portal/tenants/{tenant_id}/deliveries/{first}")
+        _until(browser, lambda: _css(browser, "#redeliver"))
+        assert _css(browser, "#skip") == []
+        _console(browser, web, f"/tenants/{tenant_id}/deliveries/{first}")
+        _until(browser, lambda: _css(browser, "#skip"))[0].click()
+        _until(browser, lambda: get_store().get(second).waiting_behind is None)
+        assert get_store().get(first).stop_reason == "skipped by an operator"
+        _until(browser, lambda: not _css(browser, "#skip"))
+    finally:
+        get_endpoints().disable(endpoint.id, "test over")

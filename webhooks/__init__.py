@@ -25,6 +25,7 @@ from ._version import __version__
 from .errors import (
     ArchiveUnavailable,
     DeliveryConflict,
+    DeliveryFinished,
     DeliveryNotFound,
     EndpointDisabled,
     EndpointNotFound,
@@ -135,6 +136,7 @@ __all__ = [
     "BackoffPolicy",
     "Delivery",
     "DeliveryConflict",
+    "DeliveryFinished",
     "DeliveryNotFound",
     "DeliveryStatus",
     "DeliveryStore",

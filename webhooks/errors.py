@@ -5,7 +5,8 @@ WebhooksError
 │   ├── InvalidEvent        the event does not match its registered model
 │   ├── InvalidURL          the destination URL is not acceptable
 │   ├── DeliveryConflict    the event's id was sent to the same place with another body
-│   └── TenantExists        a tenant with that id is registered already
+│   ├── TenantExists        a tenant with that id is registered already
+│   └── DeliveryFinished    the delivery is delivered or exhausted already (skip)
 ├── NotFound
 │   ├── DeliveryNotFound    no delivery with that id (never created, or expired)
 │   ├── EndpointNotFound    no endpoint with that id
@@ -28,6 +29,7 @@ __all__ = [
     "ArchiveUnavailable",
     "BlockedDestination",
     "DeliveryConflict",
+    "DeliveryFinished",
     "DeliveryNotFound",
     "EndpointDisabled",
     "EndpointNotFound",
@@ -172,6 +174,18 @@ class TenantExists(InvalidInput):
     def __init__(self, tenant_id: str) -> None:
         self.tenant_id = tenant_id
         super().__init__("id", f"a tenant with id {_quoted(tenant_id)} exists already")
+
+
+class DeliveryFinished(InvalidInput):
+    """The delivery is delivered or exhausted already: there is nothing to skip."""
+
+    def __init__(self, delivery_id: str, status: str) -> None:
+        self.delivery_id = delivery_id
+        super().__init__(
+            "id",
+            f"delivery {delivery_id} is {status} already; only an unfinished delivery "
+            "can be skipped",
+        )
 
 
 class BlockedDestination(WebhooksError):

@@ -31,6 +31,7 @@ __all__ = [
     "ErrorKind",
     "Run",
     "Tenant",
+    "check_ordering_key",
     "check_tenant_id",
 ]
 
@@ -43,6 +44,26 @@ def check_tenant_id(value: object, field: str = "tenant") -> str:
             field,
             "a tenant id is 1 to 128 letters, digits and _.:- starting with a letter or digit",
         )
+    return value
+
+
+#: The longest ordering key, in characters.
+ORDERING_KEY_LIMIT = 256
+
+
+def check_ordering_key(value: object, field: str = "ordering_key") -> str | None:
+    """``value`` if it is an ordering key (None: the delivery keeps no order): 1 to 256
+    characters, none of them a control character (C0, DEL or C1)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(field, f"an ordering key is 1 to {ORDERING_KEY_LIMIT} characters")
+    if len(value) > ORDERING_KEY_LIMIT:
+        raise InvalidInput(
+            field, f"is {len(value):,} characters; the limit is {ORDERING_KEY_LIMIT}"
+        )
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value):
+        raise InvalidInput(field, "an ordering key may not hold control characters")
     return value
 
 
@@ -147,6 +168,11 @@ class Delivery(BaseModel):
     # Sent by a test (POST .../endpoints/{id}/test): the catalog's example, not an event
     # the producer published; its attempts carry ``webhook-test: true``.
     test: bool = False
+    # Published with an ordering key: for its endpoint and key, attempts are made in
+    # publish order, each delivery after the one before is delivered or exhausted.
+    ordering_key: str | None = None
+    # The delivery before it of its ordering key, while it waits for that one to finish.
+    waiting_behind: str | None = None
     # Kept in the store but not in the delivery's JSON, whose keys are a contract.
     cycle: int = Field(0, exclude=True)  # bumped by redeliver; stale messages carry an older one
     cycle_offset: int = Field(0, exclude=True)  # attempts made before this cycle began

@@ -48,7 +48,14 @@ from .errors import (
 )
 from .events import EVENT_TYPES, Event, encode, event_example, parse_event, unknown_type
 from .guard import check_url
-from .models import Delivery, DeliveryStatus, Endpoint, Run, check_tenant_id
+from .models import (
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    Run,
+    check_ordering_key,
+    check_tenant_id,
+)
 from .retry import BackoffPolicy
 from .signals import OPERATIONAL_TYPES
 from .system import System, get_default
@@ -90,6 +97,7 @@ def new_delivery(
     queue: str | None = None,
     created: datetime | None = None,
     tenant_id: str | None = None,
+    ordering_key: str | None = None,
 ) -> Delivery:
     """A ``pending`` delivery of ``event`` to ``url``, not yet stored."""
     created = created or now()
@@ -105,6 +113,7 @@ def new_delivery(
         updated_at=created,
         next_attempt_at=due or created,
         queue=queue,
+        ordering_key=ordering_key,
     )
 
 
@@ -167,16 +176,22 @@ class Producer:
             index = [delivery.id for delivery in deliveries].index(conflict.delivery_id)
             raise DeliveryConflict(conflict.delivery_id, f"[{index}].id") from None
 
-    def publish(self, event: Any, *, tenant: str) -> list[str]:
+    def publish(self, event: Any, *, tenant: str, ordering_key: str | None = None) -> list[str]:
         """Validate ``event`` once, create a delivery per enabled endpoint of ``tenant`` whose
         filter matches, enqueue them together, and return the delivery ids.
+
+        ``ordering_key``: for each endpoint, deliveries published with the same key are
+        attempted in publish order, each once the one before is delivered or exhausted
+        (1 to 256 characters, no control character; a bad one raises
+        :class:`~webhooks.InvalidInput` and writes nothing).
 
         The cost grows with the tenant's own endpoints, never with other tenants'. A
         tenant with no matching endpoint gets an empty list; an unknown one raises
         :class:`~webhooks.TenantNotFound`; an invalid event raises
         :class:`~webhooks.InvalidEvent`. Both write nothing.
         """
-        return self.publish_checked(*self.check_event(event, tenant))
+        checked = self.check_event(event, tenant)
+        return self.publish_checked(*checked, ordering_key=check_ordering_key(ordering_key))
 
     def check_event(self, event: Any, tenant: Any) -> tuple[Event, bytes, str]:
         """What :func:`publish` checks before it reads anything: the event (parsed, and its
@@ -185,12 +200,22 @@ class Producer:
         parsed = parse_event(event)
         return parsed, self.encode_checked(parsed), check_tenant_id(tenant)
 
-    def publish_checked(self, parsed: Event, body: bytes, tenant: str) -> list[str]:
-        """:func:`publish` of an event :func:`check_event` passed."""
+    def publish_checked(
+        self, parsed: Event, body: bytes, tenant: str, ordering_key: str | None = None
+    ) -> list[str]:
+        """:func:`publish` of an event :func:`check_event` passed (and of an ordering key
+        :func:`~webhooks.models.check_ordering_key` passed)."""
         created = now()
         endpoints = self._system.endpoints.all(tenant)
         deliveries = [
-            new_delivery(parsed, endpoint.url, endpoint.id, created=created, tenant_id=tenant)
+            new_delivery(
+                parsed,
+                endpoint.url,
+                endpoint.id,
+                created=created,
+                tenant_id=tenant,
+                ordering_key=ordering_key,
+            )
             for endpoint in endpoints
             if endpoint.accepts(parsed.type)
         ]
@@ -440,9 +465,9 @@ def deliver_many(items: Iterable[tuple[Any, Any]]) -> list[str]:
     return Producer(get_default()).deliver_many(items)
 
 
-def publish(event: Any, *, tenant: str) -> list[str]:
+def publish(event: Any, *, tenant: str, ordering_key: str | None = None) -> list[str]:
     """:meth:`Producer.publish` on the default System."""
-    return Producer(get_default()).publish(event, tenant=tenant)
+    return Producer(get_default()).publish(event, tenant=tenant, ordering_key=ordering_key)
 
 
 def check_event(event: Any, tenant: Any) -> tuple[Event, bytes, str]:
@@ -450,9 +475,11 @@ def check_event(event: Any, tenant: Any) -> tuple[Event, bytes, str]:
     return Producer(get_default()).check_event(event, tenant)
 
 
-def publish_checked(parsed: Event, body: bytes, tenant: str) -> list[str]:
+def publish_checked(
+    parsed: Event, body: bytes, tenant: str, ordering_key: str | None = None
+) -> list[str]:
     """:meth:`Producer.publish_checked` on the default System."""
-    return Producer(get_default()).publish_checked(parsed, body, tenant)
+    return Producer(get_default()).publish_checked(parsed, body, tenant, ordering_key)
 
 
 def redeliver(delivery_id: str, *, tenant: str | None = None) -> None:

@@ -24,6 +24,8 @@ CREATE TABLE IF NOT EXISTS webhooks_deliveries (
 -- A test event's delivery (POST .../endpoints/{id}/test); archives made before test
 -- events existed gain the column here.
 ALTER TABLE webhooks_deliveries ADD COLUMN IF NOT EXISTS test boolean NOT NULL DEFAULT false;
+-- The ordering key a delivery was published with; archives made before gain it here.
+ALTER TABLE webhooks_deliveries ADD COLUMN IF NOT EXISTS ordering_key text;
 
 -- One index per listing the product offers, each in that listing's order (newest
 -- first, ties by id in byte order, as Redis orders them), so that a page is an index

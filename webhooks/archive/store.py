@@ -59,6 +59,7 @@ _COLUMNS = (
     "queue",
     "attempt_count",
     "test",
+    "ordering_key",
     "body",
 )
 _SHOWN = ", ".join(column for column in _COLUMNS if column != "body")
@@ -358,6 +359,7 @@ class Archive:
                             _optional(f.get("queue")),
                             len(item.attempts),
                             f.get("test") == b"1",
+                            _optional(f.get("ordering_key")),
                             f.get("body", b""),
                         )
                     )

@@ -158,6 +158,7 @@ for command in (
     deliveries.list_,
     deliveries.publish,
     deliveries.redeliver,
+    deliveries.skip,
     deliveries.recover,
     deliveries.stats,
     deliveries.schema,

@@ -1,4 +1,4 @@
-"""``webhooks send|publish|show|list|redeliver|recover|stats|schema|event-types``:
+"""``webhooks send|publish|show|list|redeliver|skip|recover|stats|schema|event-types``:
 deliveries, and the events they carry."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ __all__ = [
     "schema",
     "send",
     "show",
+    "skip",
     "stats",
 ]
 
@@ -116,12 +117,18 @@ def list_(
 @click.command()
 @click.argument("event_file", type=click.File("rb"))
 @click.option("--tenant", required=True, metavar="T", help="The tenant the event is about.")
+@click.option(
+    "--ordering-key",
+    default=None,
+    metavar="K",
+    help="Deliver in publish order with the other events of this key, per endpoint.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the ids as a JSON object.")
-def publish(event_file: IO[bytes], tenant: str, as_json: bool) -> None:
+def publish(event_file: IO[bytes], tenant: str, ordering_key: str | None, as_json: bool) -> None:
     """Send the event in EVENT_FILE to every enabled endpoint of the tenant that wants it;
     print the delivery ids."""
     event = read_event(event_file)
-    ids = Producer(get_default()).publish(event, tenant=tenant)
+    ids = Producer(get_default()).publish(event, tenant=tenant, ordering_key=ordering_key)
     if as_json:
         click.echo(json.dumps({"event_id": event["id"], "tenant_id": tenant, "delivery_ids": ids}))
     elif ids:
@@ -144,6 +151,20 @@ def redeliver(delivery_id: str, tenant: str | None, as_json: bool) -> None:
         if as_json
         else f"redelivering {delivery_id}"
     )
+
+
+@click.command()
+@click.argument("delivery_id")
+@tenant_option
+@click.option("--json", "as_json", is_flag=True, help="Print the delivery as JSON.")
+def skip(delivery_id: str, tenant: str | None, as_json: bool) -> None:
+    """Give up on an unfinished delivery: mark it retries_exhausted, and start the next
+    delivery of its ordering key, which waited behind it."""
+    delivery = get_default().deliveries.skip(delivery_id, tenant)
+    if as_json:
+        click.echo(delivery.model_dump_json(indent=2))
+    else:
+        click.echo(f"skipped {delivery_id}: retries_exhausted")
 
 
 @click.command()

@@ -23,6 +23,8 @@ STATUS_STYLE = {
 
 def _status(delivery: Delivery) -> str:
     marked = " [magenta](test)[/]" if delivery.test else ""
+    if delivery.waiting_behind:
+        marked += f" [dim](behind {escape(delivery.waiting_behind)})[/]"
     return f"[{STATUS_STYLE[delivery.status]}]{delivery.status.value}[/]{marked}"
 
 

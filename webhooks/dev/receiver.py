@@ -23,6 +23,7 @@ Paths (``<k>`` and ``<s>`` are numbers):
   /hang               no answer until the test sets ``receiver.switch_ok = True`` (at
                       most 60 s), then 200: a blackhole that can recover
   /hostile            500 with a body of HTML markup that runs script if a page injects it
+  /fail-listed        500 to the webhook-ids in ``receiver.failing`` (the test fills it), else 200
 Anything after the recognised part of a path (/ok/a, /ok/b) only tells endpoints apart.
 """
 
@@ -78,6 +79,7 @@ class Receiver:
         self.answers: list[tuple[str, str, int]] = []  # (path, webhook-id, status sent)
         self.random = random.Random(1234)
         self.switch_ok = False
+        self.failing: set[str] = set()
         self.inflight = 0
         self.max_inflight = 0
         self.lock = threading.Lock()
@@ -211,6 +213,10 @@ class Receiver:
         elif kind == "flaky":
             with self.lock:
                 failing = self.random.random() * 100 < float(arg)
+            self._answer(handler, 500 if failing else 200)
+        elif kind == "fail-listed":
+            with self.lock:
+                failing = handler.headers.get("webhook-id", "") in self.failing
             self._answer(handler, 500 if failing else 200)
         elif kind == "gone-once":
             self._answer(handler, 410 if count == 1 else 200)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..models import check_ordering_key
 from ..producer import check_event
 from .connections import execute
 from .table import DDL, INSERT
@@ -30,7 +31,7 @@ from .table import DDL, INSERT
 __all__ = ["DDL", "add"]
 
 
-def add(conn: Any, event: Any, *, tenant: str) -> int:
+def add(conn: Any, event: Any, *, tenant: str, ordering_key: str | None = None) -> int:
     """Write ``event`` for ``tenant`` into the outbox in the caller's transaction; returns
     the row's id. ``conn``: a psycopg 3 connection, a SQLAlchemy ``Connection`` or
     ``Session``, or a Django connection alias (``"default"``).
@@ -38,6 +39,10 @@ def add(conn: Any, event: Any, *, tenant: str) -> int:
     The event is checked here, as :func:`webhooks.publish` checks it, and a bad one
     raises :class:`~webhooks.InvalidInput` naming the field, writing nothing. Whether
     the tenant exists is the relay's to find out: this call never touches Redis.
+    ``ordering_key``: as :func:`webhooks.publish` takes it, checked here too.
     """
     _, body, tenant_id = check_event(event, tenant)
-    return int(execute(conn, INSERT, {"tenant": tenant_id, "event": body.decode()}))
+    key = check_ordering_key(ordering_key)
+    return int(
+        execute(conn, INSERT, {"tenant": tenant_id, "event": body.decode(), "ordering_key": key})
+    )

@@ -52,9 +52,11 @@ class Relay:
         with conn.transaction():
             rows = conn.execute(TAKE, {"limit": self.batch}).fetchall()
             done: list[int] = []
-            for row_id, tenant, text in rows:
+            for row_id, tenant, text, ordering_key in rows:
                 try:
-                    self.producer.publish(loads_event(text), tenant=tenant)
+                    self.producer.publish(
+                        loads_event(text), tenant=tenant, ordering_key=ordering_key
+                    )
                 except (InvalidInput, TenantNotFound) as refused:
                     # The event no longer validates, its id went to another event,
                     # or its tenant is gone: no retry makes it go, so it is kept

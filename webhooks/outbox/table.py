@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS webhooks_outbox (
     failed_at  timestamptz,
     failure    text
 );
+-- Added with ordered delivery; a table made before gains it here.
+ALTER TABLE webhooks_outbox ADD COLUMN IF NOT EXISTS ordering_key text;
 CREATE INDEX IF NOT EXISTS webhooks_outbox_waiting ON webhooks_outbox (id)
     WHERE failed_at IS NULL;
 """
@@ -27,13 +29,14 @@ CREATE INDEX IF NOT EXISTS webhooks_outbox_waiting ON webhooks_outbox (id)
 # never for a rollback.
 INSERT = f"""
 WITH added AS (
-    INSERT INTO webhooks_outbox (tenant, event) VALUES (%(tenant)s, %(event)s) RETURNING id
+    INSERT INTO webhooks_outbox (tenant, event, ordering_key)
+    VALUES (%(tenant)s, %(event)s, %(ordering_key)s) RETURNING id
 )
 SELECT id, pg_notify('{CHANNEL}', '') FROM added
 """
 
 TAKE = """
-SELECT id, tenant, event FROM webhooks_outbox WHERE failed_at IS NULL
+SELECT id, tenant, event, ordering_key FROM webhooks_outbox WHERE failed_at IS NULL
 ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 """
 

@@ -21,7 +21,7 @@ from typing import Protocol, cast
 import redis
 
 from ..clock import isoformat, now
-from ..errors import DeliveryConflict, DeliveryNotFound, TenantNotFound
+from ..errors import DeliveryConflict, DeliveryFinished, DeliveryNotFound, TenantNotFound
 from ..ids import checked_delivery_id, checked_endpoint_id, checked_tenant_id
 from ..models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus, Run
 from ..settings import Settings
@@ -44,6 +44,7 @@ class ClaimOutcome(StrEnum):
     FINAL = "final"  # delivered or exhausted already
     RECORDED = "recorded"  # this attempt was made already
     BUSY = "busy"  # this attempt is running elsewhere
+    BEHIND = "behind"  # it waits behind the delivery before it of its ordering key
 
 
 @dataclass(frozen=True)
@@ -189,8 +190,18 @@ _FIELDS = (
     "stop_reason",
     "queue",
     "test",
+    "ordering_key",
+    "waiting_behind",
 )
-_OPTIONAL = ("next_attempt_at", "tenant_id", "endpoint_id", "stop_reason", "queue")
+_OPTIONAL = (
+    "next_attempt_at",
+    "tenant_id",
+    "endpoint_id",
+    "stop_reason",
+    "queue",
+    "ordering_key",
+    "waiting_behind",
+)
 
 
 def _scopes(keys: Keys, tenant_id: str | None) -> list[Callable[..., str]]:
@@ -280,6 +291,7 @@ class DeliveryStore:
         self._take_script = Script(client, "take_archivable")
         self._forget_script = Script(client, "forget_archived")
         self._restore_script = Script(client, "restore_delivery")
+        self._unchain_script = Script(client, "unchain")
 
     def create_many(
         self,
@@ -294,9 +306,11 @@ class DeliveryStore:
         first run: a message pushed to a queue's list (``push``: the list's key and a
         message per delivery), parked until ``park_at``, or neither (the caller
         publishes). Idempotent: returns the ids that were there already, which get
-        nothing written. Raises :class:`~webhooks.errors.DeliveryConflict`, writing
-        nothing, if one of those was stored with another body. ``trace``: the
-        producer's trace context (JSON), kept for the runs published later.
+        nothing written, and the new ones that wait behind an earlier delivery of
+        their ordering key, which get no run (its predecessor wakes them). Raises
+        :class:`~webhooks.errors.DeliveryConflict`, writing nothing, if one of those
+        was stored with another body. ``trace``: the producer's trace context (JSON),
+        kept for the runs published later.
 
         Atomic per slice of :data:`CREATE_SLICE` deliveries (one Lua call each): a
         record and its message both exist or neither does.
@@ -340,6 +354,9 @@ class DeliveryStore:
             if target not in destinations:
                 destinations[target] = destination(*target)
             fields: list[str] = ["destination", destinations[target]]
+            if delivery.ordering_key is not None and delivery.endpoint_id:
+                chain = self._keys.ordering_chain(delivery.endpoint_id, delivery.ordering_key)
+                fields += ["ordering_chain", chain]
             if trace:
                 fields += ["trace", trace]
             for name in _FIELDS:
@@ -385,6 +402,7 @@ class DeliveryStore:
                 "window": self._window,
                 "index_count": len(into),
                 "body_count": len(numbered),
+                "attempts_template": template(self._keys.attempts),
                 "rest": [*numbered, *items],
             },
         )
@@ -392,10 +410,38 @@ class DeliveryStore:
             raise DeliveryConflict(reply[1].decode())
         if reply[0] == b"no_tenant":
             raise TenantNotFound(str(tenant_id))
-        return {member.decode() for member in reply[1:]}
+        return {member.decode() for member in reply[1:] if member != b"waiting"}
 
     def create(self, delivery: Delivery, body: bytes) -> set[str]:
         return self.create_many([delivery], body)
+
+    def _chain_args(self) -> dict[str, str]:
+        """What the scripts that take a delivery out of its ordering chain read the
+        neighbours' keys with (chain.lua)."""
+        return {
+            "delivery_template": template(self._keys.delivery),
+            "attempts_template": template(self._keys.attempts),
+        }
+
+    def _unchain(
+        self, client: redis.Redis | redis.client.Pipeline, delivery_id: str, chain: str = ""
+    ) -> None:
+        """Take the delivery out of its ordering chain, waking the next if it was the
+        head; nothing for one in none. ``chain``: its chain's key, once its record is gone."""
+        self._unchain_script(
+            keys={
+                "delivery_key": self._keys.delivery(delivery_id),
+                "scheduled_key": self._keys.scheduled(),
+                "due_key": self._keys.due(),
+            },
+            args={
+                "delivery_id": delivery_id,
+                "now": time.time(),
+                **self._chain_args(),
+                "chain_key": chain,
+            },
+            client=client,
+        )
 
     def _event_template(self) -> str:
         return template(self._keys.event_digest_deliveries)
@@ -430,11 +476,12 @@ class DeliveryStore:
                     "cycle",
                     "cycle_offset",
                     "event_id",
+                    "ordering_chain",
                 )
                 pipe.llen(self._keys.attempts(delivery_id))
             replies = pipe.execute()
         with self._redis.pipeline(transaction=True) as pipe:
-            for delivery_id, (tenant_id, endpoint_id, cycle, offset, event_id), made in zip(
+            for delivery_id, (tenant_id, endpoint_id, cycle, offset, event_id, _), made in zip(
                 delivery_ids, replies[::2], replies[1::2], strict=True
             ):
                 tenant = tenant_id.decode() if tenant_id else None
@@ -451,6 +498,11 @@ class DeliveryStore:
                 run = Run(delivery_id, int(cycle or 0), int(made) - int(offset or 0))
                 for key in (self._keys.scheduled(), self._keys.promoting()):
                     pipe.zrem(key, run.member)
+            # After every record is gone: the next of an ordering key must not wait for
+            # a deleted one forever, and one deleted with it is passed over, not woken.
+            for delivery_id, fields in zip(delivery_ids, replies[::2], strict=True):
+                if chain := fields[5]:
+                    self._unchain(pipe, delivery_id, chain.decode())
             pipe.execute()
 
     def forget_tenant(self, tenant_id: str) -> int:
@@ -571,6 +623,7 @@ class DeliveryStore:
                     "event_template": self._event_template(),
                     **attempt_args(attempt),
                     **activity_args(run, attempt, status),
+                    **self._chain_args(),
                     "index_statuses": leaving,
                     **leave_args(
                         settings, self._keys, destination, attempt.succeeded, attempt.duration_ms
@@ -647,6 +700,7 @@ class DeliveryStore:
                 "metrics_key": metric_keys(self._settings, self._keys)["metrics_key"],
                 "archive_key": self._archivable,
                 **activity_keys(self._keys, tenant_id, moment),
+                "scheduled_key": self._keys.scheduled(),
                 "index_keys": [*into, *out_of],
             },
             args={
@@ -662,6 +716,7 @@ class DeliveryStore:
                 "index_count": len(into),
                 "event_template": self._event_template(),
                 **activity_args(None, None, status),
+                **self._chain_args(),
                 "index_statuses": leaving,
             },
             client=client,
@@ -682,6 +737,19 @@ class DeliveryStore:
             )
             for status, tenant in replies
         ]
+
+    def skip(self, delivery_id: str, tenant: str | None = None) -> Delivery:
+        """Mark an unfinished delivery ``retries_exhausted`` (an operator gave up on it),
+        which wakes the next of its ordering key when it is the head; returns it as it
+        is now. A finished one is refused: :class:`~webhooks.errors.DeliveryFinished`
+        (an :class:`~webhooks.InvalidInput` naming ``id``)."""
+        delivery = self.get(delivery_id, tenant)
+        if delivery.status in FINAL_STATUSES:
+            raise DeliveryFinished(delivery_id, delivery.status.value)
+        self.set_status(
+            delivery_id, DeliveryStatus.RETRIES_EXHAUSTED, stop_reason="skipped by an operator"
+        )
+        return self.get(delivery_id, tenant)
 
     def stop_unfinished(self, delivery_ids: Sequence[str], reason: str) -> list[str]:
         """Mark the still-unfinished deliveries among ``delivery_ids`` as exhausted."""
@@ -711,6 +779,8 @@ class DeliveryStore:
                 raise DeliveryNotFound(delivery_id)
             made = pipe.llen(self._keys.attempts(delivery_id))
             pipe.multi()
+            # A new cycle is an attempt now: it takes no place in its key's order.
+            self._unchain(pipe, delivery_id)
             pipe.hset(key, mapping={"cycle": int(cycle or 0) + 1, "cycle_offset": made})
             self._set_status(
                 pipe,

@@ -162,6 +162,13 @@ class Keys:
         """:meth:`event_deliveries` by the event id's SHA-1 (what the scripts compute)."""
         return f"{self._p}event:{digest}:deliveries"
 
+    def ordering_chain(self, endpoint_id: str, ordering_key: str) -> str:
+        """List of the unfinished delivery ids of one endpoint and one ordering key, in
+        publish order: the first is the one being attempted, the others wait behind it.
+        Named by the key's SHA-1, since an ordering key may hold any printable character."""
+        digest = hashlib.sha1(ordering_key.encode(), usedforsecurity=False).hexdigest()
+        return f"{self._p}order:{endpoint_id}:{digest}"
+
     def archivable(self) -> str:
         """Sorted set of finished delivery ids by when their final attempt was recorded:
         what the archiver moves to PostgreSQL (written by the scripts that finish them)."""

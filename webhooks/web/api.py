@@ -520,9 +520,16 @@ async def publish(
 ) -> dict[str, Any]:
     """The body is the event. The answer lists a delivery per enabled endpoint whose
     filter matches (none: an empty list). Publishing the same event again creates
-    nothing new and answers the same ids, so a retry after a lost answer is safe."""
+    nothing new and answers the same ids, so a retry after a lost answer is safe.
+
+    An ``ordering_key`` field beside the event's own (1 to 256 characters, no control
+    character) delivers it, per endpoint, in publish order with the tenant's other
+    events of that key."""
     event = loads_event(await request.body())
-    ids = await run_in_threadpool(Producer(system).publish, event, tenant=tenant_id)
+    ordering_key = event.pop("ordering_key", None) if isinstance(event, dict) else None
+    ids = await run_in_threadpool(
+        Producer(system).publish, event, tenant=tenant_id, ordering_key=ordering_key
+    )
     return {"delivery_ids": ids}
 
 
@@ -630,6 +637,20 @@ def redeliver(tenant_id: TenantId, delivery_id: str, who: Who, system: SystemDep
     _take_redeliver(system, who, tenant_id)
     Producer(system).redeliver(delivery_id, tenant=tenant_id)
     return {"delivery_id": delivery_id, "redelivered": True}
+
+
+@router.post(
+    "/tenants/{tenant_id}/deliveries/{delivery_id}/skip",
+    tags=["deliveries"],
+    response_model=Delivery,
+    responses=_answers(409),
+    summary="Give up on an unfinished delivery; the next of its ordering key starts",
+)
+def skip(tenant_id: TenantId, delivery_id: str, _: Operator, store: Deliveries) -> Response:
+    """Marks it ``retries_exhausted`` (what ``webhooks skip`` does); the operator's only.
+    A delivery that is finished already is refused (409)."""
+    delivery = store.skip(delivery_id, tenant_id)
+    return Response(delivery.model_dump_json(), media_type="application/json")
 
 
 # --- Stats ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from starlette.types import Scope
 from ..errors import (
     ArchiveUnavailable,
     DeliveryConflict,
+    DeliveryFinished,
     EndpointDisabled,
     EnqueueFailed,
     InvalidInput,
@@ -67,8 +68,8 @@ STATUSES = {
     404: "Not found: an id that does not exist, one that is another tenant's, or one that "
     "cannot be an id of its kind (ids are format-checked before use, and all three get this "
     "same answer).",
-    409: "Conflict: the id is taken, the event id was sent with another body, or the "
-    "endpoint is disabled.",
+    409: "Conflict: the id is taken, the event id was sent with another body, the "
+    "endpoint is disabled, or the delivery to skip is finished already.",
     413: "The body is over WEBHOOKS_MAX_PAYLOAD_BYTES.",
     422: "Refused input: field names it, the message says why (a body that is not JSON included).",
     429: "Too many redeliver and recover calls this minute for the tenant, or test events "
@@ -125,7 +126,7 @@ def error_response(
 
 
 def _webhooks_error(exc: WebhooksError) -> JSONResponse:
-    if isinstance(exc, TenantExists | DeliveryConflict):
+    if isinstance(exc, TenantExists | DeliveryConflict | DeliveryFinished):
         return error_response(409, "conflict", str(exc), exc.field)
     if isinstance(exc, InvalidInput):
         return error_response(422, "invalid", str(exc), exc.field)

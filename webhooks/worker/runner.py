@@ -44,6 +44,7 @@ class RunResult(StrEnum):
     MISSING = "missing"  # the record is gone (expired or deleted)
     STALE = "stale"  # a message of a cycle that redeliver replaced
     FINAL = "final"  # the delivery was already delivered or exhausted
+    BEHIND = "behind"  # it waits behind its ordering key's previous delivery, which wakes it
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,11 @@ def _not_claimed(system: System, run: Run, claim: Claim) -> Done | RetryLater:
             claim.number,
         )
         return Done(RunResult.FINAL)
+    if claim.outcome is ClaimOutcome.BEHIND:
+        # A message it should not have (another broker's publish, a duplicate): the
+        # delivery before it of its ordering key schedules it when that one finishes.
+        logger.info("delivery %s waits behind its ordering key; dropping the run", run.delivery_id)
+        return Done(RunResult.BEHIND)
     if claim.outcome is ClaimOutcome.RECORDED:
         return _already_ran(system, system.deliveries.get(run.delivery_id), run, claim.number)
     logger.warning(

@@ -7,7 +7,8 @@
 -- Uses: destination
 -- Returns named fields:
 --   outcome      claimed | missing | stale (an older cycle) | final | recorded (already
---                made) | busy (running elsewhere)
+--                made) | busy (running elsewhere) | behind (it waits behind the delivery
+--                before it of its ordering key, which wakes it: chain.lua)
 --   url, tenant_id, endpoint_id, event_type, number (the attempt's), destination (as
 --   stored), test ('1' for a test event, else ''), body
 --   (when claimed)
@@ -33,6 +34,7 @@ local function answer(outcome)
 end
 if stored_cycle ~= tonumber(cycle) then return answer('stale') end
 if status == 'delivered' or status == 'retries_exhausted' then return answer('final') end
+if redis.call('HEXISTS', delivery_key, 'waiting_behind') == 1 then return answer('behind') end
 if redis.call('LLEN', attempts_key) >= number then return answer('recorded') end
 local held = redis.call('ZSCORE', running_key, member)
 if held and tonumber(held) > tonumber(now) then return answer('busy') end

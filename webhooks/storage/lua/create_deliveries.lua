@@ -5,7 +5,8 @@
 -- from the new one is a conflict (an event id reused for another event): then
 -- nothing at all is written. So is a tenant that does not exist (it was deleted).
 -- KEYS: due_key scheduled_key queue_key tenant_key metrics_key *index_keys
--- ARGV: cutoff ttl delivery_template endpoint_template event_template idempotency_template first_bucket last_bucket now window index_count body_count *rest
+-- ARGV: cutoff ttl delivery_template endpoint_template event_template idempotency_template first_bucket last_bucket now window index_count body_count attempts_template *rest
+-- Uses: chain
 -- rest: body_count bodies, then one group per delivery:
 --   delivery_id endpoint_id body_number score due_score message park_score field_count
 --   field value ... (field_count pairs)
@@ -24,8 +25,15 @@
 -- deliveries (keys.py idempotency) to look in when a record is not there, buckets
 -- first_bucket to last_bucket ('' for none: no archive); a marker counts for
 -- `window` seconds after its delivery's creation, then it is as if absent.
+-- A delivery with an 'ordering_chain' field joins the end of that chain (chain.lua):
+-- one with a delivery before it gets 'waiting_behind' and no message, park or due
+-- mark (the one before wakes it), so that chain order is creation order. Its message
+-- is kept in its record ('wake_message', with 'wake_queue'), for the wake to push.
+-- A chain whose head is gone is healed first (chain.lua heal; attempts_template as
+-- chain.lua takes it).
 -- Returns: {'conflict', delivery_id} or {'no_tenant'} and writes nothing, or
--- {'existing', id, id, ...}: the deliveries that were there already (an earlier call's).
+-- {'existing', id, id, ..., 'waiting', id, id, ...}: the deliveries that were there
+-- already (an earlier call's), then the new ones that wait behind another.
 if tenant_key ~= '' and (redis.call('HEXISTS', tenant_key, 'id') == 0
     or redis.call('HEXISTS', tenant_key, 'deleting') == 1) then
   return {'no_tenant'}
@@ -41,6 +49,9 @@ while i <= #rest do
                 score = rest[i + 3], due = rest[i + 4], message = rest[i + 5],
                 park = rest[i + 6], fields = tonumber(rest[i + 7]), first_field = i + 8}
   item.key = string.format(delivery_template, item.id)
+  for f = i + 8, i + 7 + 2 * item.fields, 2 do
+    if rest[f] == 'ordering_chain' then item.chain = rest[f + 1] end
+  end
   table.insert(items, item)
   i = i + 8 + 2 * item.fields
 end
@@ -80,6 +91,23 @@ for _, item in ipairs(items) do
   seen[item.id] = item.body
 end
 
+-- Each new ordered delivery goes behind the last of its chain, this batch's included.
+local tails, healed = {}, {}
+for _, item in ipairs(items) do
+  if not item.exists and item.chain and not healed[item.chain] then
+    healed[item.chain] = true
+    heal(item.chain, now, scheduled_key, due_key, delivery_template, attempts_template)
+  end
+end
+for _, item in ipairs(items) do
+  if not item.exists and item.chain then
+    local tail = tails[item.chain]
+    if tail == nil then tail = redis.call('LINDEX', item.chain, -1) end
+    if tail then item.behind = tail end
+    tails[item.chain] = item.id
+  end
+end
+
 local function add_all(key, scored)
   -- ZADD in slices, to stay within Lua's limit on unpacked arguments.
   for first = 1, #scored, 2000 do
@@ -91,21 +119,34 @@ end
 -- else has been written yet.
 local messages = {}
 for _, item in ipairs(items) do
-  if not item.exists and item.message ~= '' then table.insert(messages, item.message) end
+  if not item.exists and not item.behind and item.message ~= '' then
+    table.insert(messages, item.message)
+  end
 end
 for first = 1, #messages, 1000 do
   redis.call('LPUSH', queue_key, unpack(messages, first, math.min(first + 999, #messages)))
 end
 
-local created, due, parked, by_endpoint = {}, {}, {}, {}
+local created, due, parked, by_endpoint, waiting = {}, {}, {}, {}, {'waiting'}
 for _, item in ipairs(items) do
   if not item.exists then
     local hash = {'body', item.body}
     for f = item.first_field, item.first_field + 2 * item.fields - 1 do
       table.insert(hash, rest[f])
     end
+    if item.behind then
+      table.insert(hash, 'waiting_behind')
+      table.insert(hash, item.behind)
+      table.insert(waiting, item.id)
+      if item.message ~= '' then
+        for _, value in ipairs({'wake_message', item.message, 'wake_queue', queue_key}) do
+          table.insert(hash, value)
+        end
+      end
+    end
     redis.call('HSET', item.key, unpack(hash))
     redis.call('EXPIRE', item.key, ttl)
+    if item.chain then redis.call('RPUSH', item.chain, item.id) end
     for f = item.first_field, item.first_field + 2 * item.fields - 1, 2 do
       if rest[f] == 'event_id' then
         local event_key = string.format(event_template, redis.sha1hex(rest[f + 1]))
@@ -118,9 +159,11 @@ for _, item in ipairs(items) do
     end
     table.insert(created, item.score)
     table.insert(created, item.id)
-    table.insert(due, item.due)
-    table.insert(due, item.id)
-    if item.park ~= '' then
+    if not item.behind then
+      table.insert(due, item.due)
+      table.insert(due, item.id)
+    end
+    if item.park ~= '' and not item.behind then
       table.insert(parked, item.park)
       table.insert(parked, item.id .. ':0:0')
     end
@@ -144,4 +187,5 @@ for endpoint_id, scored in pairs(by_endpoint) do
 end
 -- Index entries of expired records go here, not in a sweeper process.
 for _, key in ipairs(index_keys) do redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff) end
+for _, id in ipairs(waiting) do table.insert(existing, id) end
 return existing

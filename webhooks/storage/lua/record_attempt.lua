@@ -5,8 +5,8 @@
 -- repeat: an attempt already on record (a retried call whose answer was lost)
 -- changes nothing.
 -- KEYS: delivery_key attempts_key running_key scheduled_key due_key metrics_key circuits_key archive_key activity_key tenant_activity_key *index_keys
--- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination succeeded failures_to_open cooldown max_cooldown duration_ms limit stalled inflight_template breaker_template waiting_template index_count attempt_counter duration_bucket duration_seconds event_template attempt_kind outcome_kind activity_ttl *index_statuses
--- Uses: destination status activity
+-- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination succeeded failures_to_open cooldown max_cooldown duration_ms limit stalled inflight_template breaker_template waiting_template index_count attempt_counter duration_bucket duration_seconds event_template attempt_kind outcome_kind activity_ttl delivery_template attempts_template *index_statuses
+-- Uses: destination status activity chain
 -- index_keys, index_statuses, due_at, archive_key, event_template: as status.lua takes them.
 -- metrics_key, circuits_key: the counters hash and the open circuits ('' for both:
 -- metrics off). attempt_counter: the counter of this attempt's kind
@@ -14,6 +14,8 @@
 -- its duration falls in; a final status also counts in finished:<status>.
 -- activity_key, tenant_activity_key, attempt_kind, outcome_kind, activity_ttl: as
 -- activity.lua takes them. park_at / due_at: '' for none. destination: '' when none was entered.
+-- delivery_template, attempts_template: as chain.lua takes them (a final status wakes
+-- the next delivery of its ordering key).
 -- Returns named fields: open_until (when the destination's circuit opened; 0: closed),
 -- and recorded: 0 when the attempt was on record already, or its delivery is gone
 -- (deleted while the attempt was in flight: nothing of it is written back).
@@ -29,21 +31,30 @@ if redis.call('LLEN', attempts_key) >= tonumber(number) then
   return {'open_until', '0', 'recorded', '0'}
 end
 redis.call('RPUSH', attempts_key, attempt)
+-- Stopped while this attempt was in flight (skipped, its endpoint disabled): it stays
+-- stopped, with its reason, unless this attempt delivered it.
+local stopped = was == 'retries_exhausted' and status ~= 'delivered'
 if metrics_key ~= '' then
   redis.call('HINCRBY', metrics_key, attempt_counter, 1)
   redis.call('HINCRBY', metrics_key, 'duration_bucket:' .. duration_bucket, 1)
   redis.call('HINCRBYFLOAT', metrics_key, 'duration_sum', duration_seconds)
-  if status == 'delivered' or status == 'retries_exhausted' then
+  if (status == 'delivered' or status == 'retries_exhausted') and not stopped then
     redis.call('HINCRBY', metrics_key, 'finished:' .. status, 1)
   end
 end
 count_activity(activity_key, tenant_activity_key, delivery_key, was, attempt_kind,
                outcome_kind, activity_ttl)
-settle(delivery_key, attempts_key, due_key, index_keys, index_count, index_statuses, was,
-       delivery_id, status, updated_at, next_attempt_at, stop_reason, due_at, updated_score,
-       ttl, archive_key, event_template)
+if not stopped then
+  settle(delivery_key, attempts_key, due_key, index_keys, index_count, index_statuses, was,
+         delivery_id, status, updated_at, next_attempt_at, stop_reason, due_at, updated_score,
+         ttl, archive_key, event_template)
+end
+if (status == 'delivered' or status == 'retries_exhausted') and not stopped then
+  unchain(delivery_key, delivery_id, updated_score, scheduled_key, due_key, delivery_template,
+          attempts_template)
+end
 redis.call('ZREM', running_key, member)
-if park_at ~= '' then redis.call('ZADD', scheduled_key, park_at, next_member) end
+if park_at ~= '' and not stopped then redis.call('ZADD', scheduled_key, park_at, next_member) end
 if destination == '' then return {'open_until', '0', 'recorded', '1'} end
 local open_until, cleared = leave(
   string.format(inflight_template, destination), string.format(breaker_template, destination),

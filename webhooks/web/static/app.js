@@ -430,6 +430,13 @@ function eventSearch(eventId, find) {
   return { form, input };
 }
 
+// A delivery published with an ordering key waits for the one before it of its key.
+function behind(root, d) {
+  if (!d.waiting_behind) return null;
+  return h("div", { class: "muted waiting-behind" }, "behind ",
+    link(root + "/deliveries/" + enc(d.waiting_behind), d.waiting_behind));
+}
+
 function deliveryRow(root, d, urls) {
   const lastAttempt = d.last_attempt;
   let answer = "—";
@@ -438,7 +445,7 @@ function deliveryRow(root, d, urls) {
   }
   return h("tr", { dataset: { delivery: d.id } },
     h("td", {}, link(root + "/deliveries/" + enc(d.id), when(d.created_at))),
-    h("td", {}, badge(d.status), d.test ? [" ", badge("test")] : null),
+    h("td", {}, badge(d.status), d.test ? [" ", badge("test")] : null, behind(root, d)),
     h("td", {}, d.event_type, h("div", { class: "muted" }, d.event_id)),
     h("td", { class: "url" }, d.url, d.endpoint_id && !urls[d.endpoint_id] ? h("div", { class: "muted" }, "endpoint deleted") : null),
     h("td", { class: "attempts" }, String(d.attempt_count)),
@@ -471,22 +478,36 @@ async function deliveryView(tenantId, deliveryId, view) {
   every(REFRESH_MS, () => refresh().catch(failed));
 }
 
-function deliveryDetail(root, path, d, reload) {
-  const redeliver = h("button", { id: "redeliver", class: "primary", type: "button", onclick: async () => {
-    redeliver.disabled = true;
+// A button that POSTs to `url`, says `done` and reloads the delivery's page.
+function postButton(id, label, url, done, reload, primary) {
+  const button = h("button", { id, class: primary ? "primary" : null, type: "button", onclick: async () => {
+    button.disabled = true;
     try {
-      await api("POST", path + "/redeliver");
-      flash("Redelivering: a new attempt is on its way.", true);
+      await api("POST", url);
+      flash(done, true);
       await reload();
     } catch (error) {
       flash(error.message);
     } finally {
-      redeliver.disabled = false;
+      button.disabled = false;
     }
-  } }, "Redeliver");
+  } }, label);
+  return button;
+}
+
+function deliveryDetail(root, path, d, reload) {
+  const redeliver = postButton("redeliver", "Redeliver", path + "/redeliver",
+    "Redelivering: a new attempt is on its way.", reload, true);
+  // The operator gives up on an unfinished delivery (a stuck head of an ordering key).
+  const skip = MODE === "console" && (d.status === "pending" || d.status === "retrying")
+    ? postButton("skip", "Skip", path + "/skip",
+      "Skipped: marked retries_exhausted; the next delivery of its ordering key starts.", reload)
+    : null;
   const fields = [["Delivery", d.id], ["Event", d.event_type + " · " + d.event_id], ["URL", d.url],
     ["Endpoint", d.endpoint_id || "—"], ["Created", when(d.created_at)], ["Updated", when(d.updated_at)],
     ["Next attempt", when(d.next_attempt_at)]];
+  if (d.ordering_key !== null && d.ordering_key !== undefined) fields.push(["Ordering key", d.ordering_key]);
+  if (d.waiting_behind) fields.push(["Waiting behind", link(root + "/deliveries/" + enc(d.waiting_behind), d.waiting_behind)]);
   const rows = d.attempts.slice().reverse().map((a) => h("tr", { dataset: { attempt: a.number } },
     h("td", {}, String(a.number)),
     h("td", {}, when(a.started_at)),
@@ -500,6 +521,8 @@ function deliveryDetail(root, path, d, reload) {
     h("div", { class: "card" }, h("dl", { class: "fields" }, fields.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))),
     h("div", { class: "actions" }, redeliver,
       h("span", { class: "muted" }, "Sends the same event again with the same webhook-id; earlier attempts are kept.")),
+    skip ? h("div", { class: "actions" }, skip,
+      h("span", { class: "muted" }, "Gives up on it (retries_exhausted); the next delivery of its ordering key starts.")) : null,
     h("h2", {}, "Attempts (" + d.attempts.length + ")"),
     h("table", { id: "attempts" },
       h("thead", {}, h("tr", {}, ["#", "Time", "Duration", "Status", "Error", "Message", "Response body"].map((c) => h("th", {}, c)))),
