@@ -18,6 +18,14 @@ bare-URL ones. Its rules:
   and wakes as many as there are free slots; a failure opens it again for twice as
   long (at most :data:`MAX_COOLDOWN`). Parked and deferred runs keep their retry
   accounting: only real attempts count toward the 15.
+- **Rate limit.** An endpoint's ``rate_limit`` (attempts a second, set by the
+  operator or the customer) spaces its attempts at least ``1/rate_limit`` seconds
+  apart across all workers, a GCRA kept in the destination's breaker hash. A run
+  due within :data:`PACE_HOLD` is let in and its worker waits for its start; one
+  due later reserves the first free start time and is scheduled for it, once, its
+  claim released and no attempt counted (it is *paced*). Coming back, it holds its
+  reservation: later arrivals queue behind it, and a late return (a busy promoter,
+  a full queue) starts when the limit next allows, never in a burst.
 
 Redis applies these rules atomically in ``lua/destination.lua``: entering
 happens inside the attempt's claim and leaving inside its record, so isolation
@@ -44,6 +52,7 @@ from .scripts import Script, fields
 
 __all__ = [
     "MAX_COOLDOWN",
+    "PACE_HOLD",
     "Entry",
     "EntryOutcome",
     "Gate",
@@ -54,6 +63,11 @@ __all__ = [
 
 #: The longest an open circuit waits between probes, in seconds.
 MAX_COOLDOWN = 900.0
+
+#: The longest a run waits in its worker for its start under a rate limit, in seconds;
+#: one due later is scheduled for it instead. About two promoter passes: runs brought
+#: back together by one pass then start at their spaced times, not scheduled again.
+PACE_HOLD = 0.25
 
 
 def destination(url: str, endpoint_id: str | None) -> str:
@@ -71,6 +85,7 @@ class EntryOutcome(StrEnum):
     PROBE = "probe"  # the one attempt that tests an open circuit
     BUSY = "busy"  # at the concurrency limit: wait for a slot
     OPEN = "open"  # the circuit is open: come back at retry_at
+    PACED = "paced"  # over the rate limit: come back at retry_at, a reserved start
 
 
 @dataclass(frozen=True)
@@ -78,7 +93,8 @@ class Entry:
     """What entering a destination answered."""
 
     outcome: EntryOutcome
-    retry_at: float = 0.0  # OPEN: when to try again
+    retry_at: float = 0.0  # OPEN: when to try again; PACED: the start reserved
+    start_at: float = 0.0  # OK: when the attempt may start, if later than the claim
     average_ms: float = 0.0  # BUSY: the destination's recent attempt time
     ahead: int = 0  # BUSY: runs already waiting for a slot there
 
@@ -93,9 +109,11 @@ def entry(reply: dict[str, bytes]) -> Entry:
     if outcome is EntryOutcome.OPEN:
         # Spread the parked runs over a second past the reopening, not all at once.
         return Entry(outcome, retry_at=float(reply["retry_at"]) + random.uniform(0, 1))
+    if outcome is EntryOutcome.PACED:
+        return Entry(outcome, retry_at=float(reply["retry_at"]))
     if outcome is EntryOutcome.BUSY:
         return Entry(outcome, average_ms=float(reply["avg_ms"]), ahead=int(reply["waiting"]))
-    return Entry(outcome)
+    return Entry(outcome, start_at=float(reply.get("start_at", 0)))
 
 
 def enter_args(settings: Settings, keys: Keys) -> dict[str, Any]:
@@ -108,6 +126,8 @@ def enter_args(settings: Settings, keys: Keys) -> dict[str, Any]:
         "inflight_template": template(keys.destination_inflight),
         "breaker_template": template(keys.destination_breaker),
         "waiting_template": template(keys.destination_waiting),
+        "paced_template": template(keys.destination_paced),
+        "hold": PACE_HOLD,
     }
 
 
@@ -135,20 +155,23 @@ class Gate:
     claim and record scripts: entering on its own, waiting for a slot, deferring."""
 
     def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
+        self._redis = client
         self._keys = keys
         self._settings = settings
         self._enter = Script(client, "enter_destination")
         self._defer = Script(client, "defer_attempt")
         self._wait = Script(client, "wait_for_slot")
 
-    def enter(self, dest: str, run: Run, lease: float) -> Entry:
-        """Enter ``dest`` on its own; the claim usually does this in the same call."""
+    def enter(self, dest: str, run: Run, lease: float, rate: float | None = None) -> Entry:
+        """Enter ``dest`` on its own; the claim usually does this in the same call.
+        ``rate``: its endpoint's rate limit."""
         now = time.time()
         reply = self._enter(
             keys={
                 "inflight_key": self._keys.destination_inflight(dest),
                 "breaker_key": self._keys.destination_breaker(dest),
                 "waiting_key": self._keys.destination_waiting(dest),
+                "paced_key": self._keys.destination_paced(dest),
             },
             args={
                 "now": now,
@@ -159,9 +182,22 @@ class Gate:
                 "cooldown": self._settings.breaker_cooldown_seconds,
                 "circuits_key": self._keys.open_circuits() if self._settings.metrics else "",
                 "destination": dest,
+                "rate": rate or 0,
+                "hold": PACE_HOLD,
             },
         )
         return entry(fields(reply))
+
+    def pace(self, run: Run, start: float) -> None:
+        """Schedule a claimed run for the start it reserved under its destination's rate
+        limit, without attempting it: its claim is released and its record says when
+        it is due. One MULTI: the run is never both claimed and scheduled, nor neither."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._keys.running(), run.member)
+            pipe.hset(self._keys.delivery(run.delivery_id), "next_attempt_at", isoformat(at(start)))
+            pipe.zadd(self._keys.due(), {run.delivery_id: start})
+            pipe.zadd(self._keys.scheduled(), {run.member: start})
+            pipe.execute()
 
     def wait_for_slot(self, dest: str, run: Run, entry: Entry) -> None:
         """Queue a claimed run at its busy destination; its record says when it should start."""

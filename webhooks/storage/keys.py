@@ -129,6 +129,11 @@ class Keys:
         """Sorted set of runs waiting for a slot at a busy destination, oldest first."""
         return f"{self._p}destination:{destination}:waiting"
 
+    def destination_paced(self, destination: str) -> str:
+        """Sorted set of runs that reserved a start time under a destination's rate limit,
+        by that time."""
+        return f"{self._p}destination:{destination}:paced"
+
     def metrics(self) -> str:
         """Hash: the cluster's counters (deliveries created and finished, attempts by outcome,
         the attempt-duration histogram, endpoints disabled), written by the same scripts that

@@ -45,6 +45,7 @@ from ..storage.endpoints import (
     MAX_DESCRIPTION,
     MAX_HEADER_BYTES,
     MAX_HEADERS,
+    MAX_RATE_LIMIT,
 )
 from ..system import System
 from .auth import (
@@ -134,6 +135,20 @@ def _event_types(schema: dict[str, Any]) -> None:
     ]
 
 
+_RATE_LIMIT_SAID = (
+    f"Deliveries a second at most, across all workers (at most {MAX_RATE_LIMIT:,}); "
+    "null: no limit. Deliveries over it wait their turn without using an attempt."
+)
+
+
+def _rate_limit(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+    schema["anyOf"] = [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_RATE_LIMIT},
+        {"type": "null"},
+    ]
+
+
 class _Input(BaseModel):
     """A request body: unknown keys are refused, so a misspelt field is never ignored."""
 
@@ -178,6 +193,9 @@ class EndpointIn(_Input):
         f"credentials; their values are never shown again: {_HEADERS_SAID}.",
         json_schema_extra=_headers_or_null,
     )
+    rate_limit: float | None = Field(
+        None, strict=True, description=_RATE_LIMIT_SAID, json_schema_extra=_rate_limit
+    )
 
 
 class EndpointPatch(_Input):
@@ -197,6 +215,9 @@ class EndpointPatch(_Input):
     )
     enabled: bool = _optional(
         "false stops sending and ends the retries of its unfinished deliveries; true sends again."
+    )
+    rate_limit: float | None = Field(
+        None, strict=True, description=_RATE_LIMIT_SAID, json_schema_extra=_rate_limit
     )
 
 
@@ -418,7 +439,12 @@ def list_endpoints(tenant_id: TenantId, endpoints: Endpoints) -> dict[str, Any]:
 )
 def create_endpoint(tenant_id: TenantId, body: EndpointIn, endpoints: Endpoints) -> dict[str, Any]:
     endpoint, secret = endpoints.add(
-        body.url, body.event_types, body.description, tenant=tenant_id, headers=body.headers
+        body.url,
+        body.event_types,
+        body.description,
+        tenant=tenant_id,
+        headers=body.headers,
+        rate_limit=body.rate_limit,
     )
     return {**endpoint.public(), "secret": secret}
 

@@ -8,8 +8,17 @@
 -- probe_until, avg_ms, left_at: when an attempt last left, answered_at: since when
 -- the destination has kept no attempt hanging (an attempt left within `stalled`
 -- seconds, or it had been idle that long), wake_at: the open_until that a run is
--- already scheduled to probe) and `waiting` (zset of runs waiting for a slot or for
--- the probe, oldest first).
+-- already scheduled to probe; rate_next: when the next attempt may start under the
+-- rate limit; rate_free: the first start time no run has reserved yet), `waiting`
+-- (zset of runs waiting for a slot or for the probe, oldest first) and `paced` (zset
+-- of runs that reserved a start time under the rate limit, by that time).
+--
+-- The rate limit is a GCRA: rate_next moves on by 1/rate with each attempt let in,
+-- so attempts start at least 1/rate apart, however late or bunched their runs
+-- arrive. A run that would wait longer than `hold` reserves the first free start
+-- time (rate_free moves on by 1/rate) and is scheduled for it, exactly once; coming
+-- back, it holds a reservation and does not queue again behind later arrivals.
+-- A run due within `hold` is let in at once, and its worker waits for its start.
 --
 -- Runs set aside wait in `waiting`, not in the schedule: a destination's backlog then
 -- costs no Celery message per wait. Whatever frees a slot (leave) or closes the
@@ -41,14 +50,17 @@ end
 -- Let an attempt in, or say why not. Returns a flat list of named fields:
 --   outcome  'ok' | 'probe' (the one attempt that tests an open circuit)
 --            | 'busy' (at the limit: wait for a slot) | 'open' (circuit open)
---   retry_at (open)  when to come back
+--            | 'paced' (over the rate limit: come back at retry_at, a reserved start)
+--   retry_at (open, paced)  when to come back
+--   start_at (ok)  when the attempt may start, if later than now (within `hold`)
 --   avg_ms, waiting (busy)  the destination's attempt time, and the runs ahead
 -- A full destination that has let no attempt go within `stalled` seconds for that
 -- long answers nothing (a blackhole): its circuit opens then, rather than after
 -- `failures_to_open` of its attempts have timed out one by one. `circuits`
 -- is the open-circuits index ('' with metrics off), `name` the destination's.
+-- `rate`: the endpoint's rate limit, attempts a second (0: none).
 local function enter(inflight, breaker, waiting, now, lease_until, member, limit, stalled,
-                     cooldown_default, circuits, name)
+                     cooldown_default, circuits, name, paced, rate, hold)
   local open_until = tonumber(redis.call('HGET', breaker, 'open_until') or '0')
   if open_until > now then return {'outcome', 'open', 'retry_at', tostring(open_until)} end
   local probe = false
@@ -64,7 +76,8 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
     probe = true
   end
   redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
-  if not probe and redis.call('ZCARD', inflight) >= limit then
+  local full = not probe and redis.call('ZCARD', inflight) >= limit
+  if full then
     local answered = tonumber(redis.call('HGET', breaker, 'answered_at') or now)
     if answered <= now - stalled then
       local cooldown = tonumber(redis.call('HGET', breaker, 'cooldown') or cooldown_default)
@@ -72,6 +85,37 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
       if circuits ~= '' then redis.call('ZADD', circuits, opened, name) end
       return {'outcome', 'open', 'retry_at', opened}
     end
+  end
+  local start = now
+  if rate > 0 and not probe then
+    local interval = 1 / rate
+    local reserved = redis.call('ZSCORE', paced, member)
+    local next_start = tonumber(redis.call('HGET', breaker, 'rate_next') or '0')
+    local free = tonumber(redis.call('HGET', breaker, 'rate_free') or '0')
+    start = math.max(next_start, now)
+    -- A newcomer queues behind the start times reserved already.
+    if not reserved then start = math.max(start, free) end
+    -- Too far off to wait for in a worker, or due soon but every slot is taken
+    -- (the run would hold up the queue of slots): reserve the start, come back then.
+    if start > now + hold or (full and start > now and not reserved) then
+      if not reserved then
+        redis.call('HSET', breaker, 'rate_free', tostring(start + interval))
+        redis.call('ZREMRANGEBYSCORE', paced, '-inf', now - 3600)
+      end
+      redis.call('ZADD', paced, start, member)
+      redis.call('EXPIRE', paced, 86400)
+      redis.call('EXPIRE', breaker, 86400)
+      return {'outcome', 'paced', 'retry_at', tostring(start)}
+    end
+    if not full then
+      if reserved then redis.call('ZREM', paced, member) end
+      local after = start + interval
+      redis.call('HSET', breaker, 'rate_next', tostring(after),
+                 'rate_free', tostring(math.max(free, after)))
+      redis.call('EXPIRE', breaker, 86400)
+    end
+  end
+  if full then
     return {'outcome', 'busy', 'avg_ms', redis.call('HGET', breaker, 'avg_ms') or '100',
             'waiting', tostring(redis.call('ZCARD', waiting))}
   end
@@ -83,6 +127,7 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
   end
   redis.call('EXPIRE', inflight, 3600)
   if probe then return {'outcome', 'probe'} end
+  if start > now then return {'outcome', 'ok', 'start_at', tostring(start)} end
   return {'outcome', 'ok'}
 end
 
