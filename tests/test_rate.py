@@ -19,7 +19,7 @@ from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.errors import InvalidInput
 from webhooks.models import DeliveryStatus, Run
 from webhooks.producer import Producer
-from webhooks.storage.destinations import PACE_HOLD, EntryOutcome
+from webhooks.storage.destinations import PACE_HOLD, PACE_HORIZON, EntryOutcome
 from webhooks.system import get_default, get_endpoints, get_store
 
 BAD_RATES = [0, -1, 10_001, 1e308, "20", True, "NaN"]
@@ -36,9 +36,10 @@ def busiest_second(times: list[float]) -> int:
 
 def test_the_bucket_spaces_starts_and_reserves_one_start_per_run(quiet_db, settings_env):
     """Straight on the Lua: at 5/s, a run is let in at once, the next with a start
-    0.2 s on (waited for in its worker), and those further off reserve a start each,
-    0.2 s apart. Coming back, a run that reserved a start keeps its place ahead of
-    newcomers, and runs back together start 0.2 s apart, not in a burst."""
+    0.2 s on (waited for in its worker), the next ones reserve a start each, 0.2 s
+    apart, up to PACE_HORIZON ahead, and the rest queue for theirs. Coming back, a
+    run that reserved a start keeps its place ahead of newcomers, and runs back
+    together start 0.2 s apart, not in a burst."""
     gate, dest = get_default().gate, "ep_rated"
     now = time.time()
     first = gate.enter(dest, Run("r0"), lease=30, rate=5)
@@ -46,20 +47,36 @@ def test_the_bucket_spaces_starts_and_reserves_one_start_per_run(quiet_db, setti
     second = gate.enter(dest, Run("r1"), lease=30, rate=5)
     assert second.outcome is EntryOutcome.OK
     assert second.start_at == pytest.approx(now + 0.2, abs=0.05)
-    assert 0.2 <= PACE_HOLD < 0.4
-    reserved = [gate.enter(dest, Run(f"r{i}"), lease=30, rate=5) for i in range(2, 8)]
-    assert [entry.outcome for entry in reserved] == [EntryOutcome.PACED] * 6
-    starts = [entry.retry_at for entry in reserved]
+    assert 0.2 <= PACE_HOLD < 0.4 and PACE_HORIZON == 1.0
+    entries = [gate.enter(dest, Run(f"r{i}"), lease=30, rate=5) for i in range(2, 8)]
+    outcomes = [entry.outcome for entry in entries]
+    assert outcomes == [EntryOutcome.PACED] * 4 + [EntryOutcome.THROTTLED] * 2
+    starts = [entry.retry_at for entry in entries[:4]]
     assert starts[0] == pytest.approx(second.start_at + 0.2)
-    assert [round(b - a, 6) for a, b in itertools.pairwise(starts)] == [0.2] * 5
+    assert [round(b - a, 6) for a, b in itertools.pairwise(starts)] == [0.2] * 3
     paced = quiet_db.zrange(keys().destination_paced(dest), 0, -1)
-    assert paced == [Run(f"r{i}").member.encode() for i in range(2, 8)]
-    # A newcomer queues behind every reservation.
-    late = gate.enter(dest, Run("newcomer"), lease=30, rate=5)
-    assert late.outcome is EntryOutcome.PACED
-    assert late.retry_at == pytest.approx(starts[-1] + 0.2)
+    assert paced == [Run(f"r{i}").member.encode() for i in range(2, 6)]
+    # The throttled ones join the queue (here by hand, as the runner would); each
+    # gets its reservation, and is scheduled for it, once its turn is in the horizon.
+    throttled = keys().destination_throttled(dest)
+    for number, entry in zip((6, 7), entries[4:], strict=True):
+        quiet_db.zadd(keys().running(), {Run(f"r{number}").member: time.time() + 30})
+        gate.throttle(dest, Run(f"r{number}"), entry, 5)
+    assert quiet_db.zrange(throttled, 0, -1) == [
+        Run("r6").member.encode(),
+        Run("r7").member.encode(),
+    ]
+    assert quiet_db.zscore(keys().running(), Run("r6").member) is None
+    time.sleep(0.25)
+    newcomer = gate.enter(dest, Run("newcomer"), lease=30, rate=5)
+    assert newcomer.outcome is EntryOutcome.THROTTLED  # behind the queue, not ahead
+    quiet_db.zadd(keys().running(), {Run("newcomer").member: time.time() + 30})
+    gate.throttle(dest, Run("newcomer"), newcomer, 5)  # joining pumps the queue
+    assert quiet_db.zscore(keys().scheduled(), Run("r6").member) == pytest.approx(starts[-1] + 0.2)
+    assert quiet_db.zscore(keys().destination_paced(dest), Run("r6").member) is not None
+    assert quiet_db.zrange(throttled, 0, 0) == [Run("r7").member.encode()]
     # r2 and r3 come back together (the next start made due now): r2 is let in at
-    # once, r3 0.2 s later, both ahead of the newcomer's reserved start.
+    # once, r3 0.2 s later, both ahead of the reservations made after theirs.
     quiet_db.hset(keys().destination_breaker(dest), "rate_next", str(time.time()))
     back = gate.enter(dest, Run("r2"), lease=30, rate=5)
     assert back.outcome is EntryOutcome.OK and back.start_at == 0

@@ -50,6 +50,19 @@ def _table(endpoints: list[Endpoint]) -> Table:
     return table
 
 
+def _pace(endpoint: Endpoint) -> dict[str, Any] | None:
+    """The pace adaptive pacing holds the endpoint at, as shown; None: at its limits."""
+    pace = get_default().gate.pace_of(endpoint.id)
+    return pace.public() if pace is not None else None
+
+
+def _pace_line(pace: dict[str, Any] | None) -> str:
+    if pace is None:
+        return "at its limits"
+    rate = f"{pace['rate']:g}/s, " if pace["rate"] is not None else ""
+    return f"{rate}{pace['concurrency']} in flight (lowered at {pace['since']})"
+
+
 def _detail(endpoint: Endpoint) -> Table:
     """One endpoint, a field a line."""
     shown = endpoint.public()
@@ -69,6 +82,7 @@ def _detail(endpoint: Endpoint) -> Table:
         ("secrets", " ".join(s["secret"] for s in shown["secrets"])),
         ("description", escape(endpoint.description)),
         ("rate_limit", "none" if endpoint.rate_limit is None else f"{endpoint.rate_limit:g}/s"),
+        ("pace", _pace_line(_pace(endpoint))),
         ("created_at", isoformat(endpoint.created_at)),
     ):
         table.add_row(name, value)
@@ -78,7 +92,7 @@ def _detail(endpoint: Endpoint) -> Table:
 def _emit(endpoint: Endpoint, as_json: bool, secret: str | None = None) -> None:
     """Print one endpoint; ``secret`` is a new secret, the only time it is ever shown."""
     if as_json:
-        shown: dict[str, Any] = endpoint.public()
+        shown: dict[str, Any] = {**endpoint.public(), "pace": _pace(endpoint)}
         if secret is not None:
             shown["secret"] = secret
         click.echo(json.dumps(shown, indent=2))

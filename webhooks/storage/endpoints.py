@@ -29,6 +29,7 @@ from ..signing import new_secret
 from .cipher import Cipher, Resealed
 from .connection import transaction, zrange_ids
 from .deliveries import DeliveryStore
+from .destinations import MAX_RATE
 from .keys import Keys
 from .scripts import Script, fields
 
@@ -67,7 +68,7 @@ MAX_HEADERS = 20
 MAX_HEADER_BYTES = 4096
 MAX_DESCRIPTION = 1000
 #: The highest rate limit an endpoint may have, in attempts a second.
-MAX_RATE_LIMIT = 10_000
+MAX_RATE_LIMIT = MAX_RATE
 #: RFC 9110 field names (the OpenAPI document states the same pattern).
 HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 #: What a header value can hold and still be sent as it was given: visible Latin-1
@@ -461,6 +462,7 @@ class EndpointStore:
                     self._keys.destination_breaker(endpoint.id),
                     self._keys.destination_waiting(endpoint.id),
                     self._keys.destination_paced(endpoint.id),
+                    self._keys.destination_throttled(endpoint.id),
                 )
                 pipe.zrem(self._keys.endpoints(), endpoint.id)
                 if endpoint.tenant_id:

@@ -427,8 +427,18 @@ def delete_tenant(tenant_id: TenantId, _: Operator, tenants: Tenants) -> dict[st
     tags=["endpoints"],
     summary="The tenant's endpoints, oldest first",
 )
-def list_endpoints(tenant_id: TenantId, endpoints: Endpoints) -> dict[str, Any]:
-    return {"data": [endpoint.public() for endpoint in endpoints.all(tenant_id)]}
+def list_endpoints(tenant_id: TenantId, endpoints: Endpoints, system: SystemDep) -> dict[str, Any]:
+    return {"data": _shown(system, endpoints.all(tenant_id))}
+
+
+def _shown(system: System, endpoints: list[Endpoint]) -> list[dict[str, Any]]:
+    """Endpoints as shown, each with the pace adaptive pacing holds it at (null: at its
+    limits)."""
+    paces = system.gate.paces_of([endpoint.id for endpoint in endpoints])
+    return [
+        {**endpoint.public(), "pace": pace.public() if (pace := paces[endpoint.id]) else None}
+        for endpoint in endpoints
+    ]
 
 
 @router.post(
@@ -454,15 +464,23 @@ def create_endpoint(tenant_id: TenantId, body: EndpointIn, endpoints: Endpoints)
     tags=["endpoints"],
     summary="One endpoint (secrets and header values masked)",
 )
-def read_endpoint(tenant_id: TenantId, endpoint_id: str, endpoints: Endpoints) -> dict[str, Any]:
-    return endpoints.get(endpoint_id, tenant_id).public()
+def read_endpoint(
+    tenant_id: TenantId, endpoint_id: str, endpoints: Endpoints, system: SystemDep
+) -> dict[str, Any]:
+    (shown,) = _shown(system, [endpoints.get(endpoint_id, tenant_id)])
+    return shown
 
 
 @router.patch(
     "/tenants/{tenant_id}/endpoints/{endpoint_id}", tags=["endpoints"], summary="Change an endpoint"
 )
 def update_endpoint(
-    tenant_id: TenantId, endpoint_id: str, body: EndpointPatch, who: Who, store: Endpoints
+    tenant_id: TenantId,
+    endpoint_id: str,
+    body: EndpointPatch,
+    who: Who,
+    store: Endpoints,
+    system: SystemDep,
 ) -> dict[str, Any]:
     """Only the fields sent change; ``headers`` replaces them all. Every field is
     checked before anything is written."""
@@ -475,7 +493,8 @@ def update_endpoint(
     elif body.enabled is False and endpoint.enabled:
         by = "the operator" if who.is_operator else "the customer"
         endpoint = store.disable(endpoint_id, f"disabled by {by}", tenant=tenant_id)
-    return endpoint.public()
+    (shown,) = _shown(system, [endpoint])
+    return shown
 
 
 @router.delete(

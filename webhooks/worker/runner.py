@@ -24,7 +24,7 @@ from ..retry import BackoffPolicy, RetriesExhausted, RetryLater
 from ..sending.attempt import TEST_HEADERS, Outcome
 from ..signals import OPERATIONAL_TYPES
 from ..storage.deliveries import Claim, ClaimOutcome
-from ..storage.destinations import EntryOutcome, destination
+from ..storage.destinations import EntryOutcome, Strain, destination
 from ..system import System
 from . import announce, health
 from .leases import holding
@@ -87,13 +87,16 @@ def run_attempt(
     gate = system.gate
     dest = claim.destination or destination(claim.url, claim.endpoint_id)
     # The claim entered the destination too, unless the record predates that.
-    entry = claim.entry or gate.enter(
-        dest, run, lease, endpoint.rate_limit if endpoint is not None else None
-    )
+    rate = endpoint.rate_limit if endpoint is not None else None
+    entry = claim.entry or gate.enter(dest, run, lease, rate)
     if entry.outcome is EntryOutcome.PACED:
         # Over the endpoint's rate limit: scheduled once, for the start it reserved,
         # without making (or counting) an attempt.
         gate.pace(run, entry.retry_at)
+        return Done(RunResult.PACED)
+    if entry.outcome is EntryOutcome.THROTTLED:
+        # Further off: it waits in the destination's queue for a reservation.
+        gate.throttle(dest, run, entry, rate)
         return Done(RunResult.PACED)
     if entry.outcome is EntryOutcome.BUSY:
         # At the destination's concurrency limit: wait in its queue for a slot,
@@ -199,6 +202,12 @@ def _make_and_record(
         destination=dest,
         tenant_id=claim.tenant_id,
         persist_for=settings.recovery_seconds,
+        # An attempt that sent nothing says nothing of the receiver's load either.
+        strain=None
+        if unreadable
+        else Strain.of(
+            attempt, outcome.retry_after, endpoint.rate_limit if endpoint is not None else None
+        ),
     )
     if attempt.succeeded:
         record(DeliveryStatus.DELIVERED)

@@ -3,7 +3,7 @@
 -- destination. Endpoint and destination keys are only known from the record, so
 -- they come as key templates from keys.py (string.format with the id).
 -- KEYS: delivery_key attempts_key running_key
--- ARGV: cycle retries now lease_until member endpoint_template inflight_template breaker_template waiting_template limit stalled cooldown circuits_key paced_template hold
+-- ARGV: cycle retries now lease_until member endpoint_template inflight_template breaker_template waiting_template limit stalled cooldown circuits_key paced_template hold throttled_template horizon
 -- Uses: destination
 -- Returns named fields:
 --   outcome      claimed | missing | stale (an older cycle) | final | recorded (already
@@ -56,7 +56,8 @@ if destination ~= '' then
                       string.format(waiting_template, destination),
                       tonumber(now), lease_until, member, tonumber(limit),
                       tonumber(stalled), tonumber(cooldown), circuits_key, destination,
-                      string.format(paced_template, destination), rate, tonumber(hold))
+                      string.format(paced_template, destination), rate, tonumber(hold),
+                      string.format(throttled_template, destination), tonumber(horizon))
   for i = 1, #entry, 2 do
     table.insert(reply, 'entry_' .. entry[i])
     table.insert(reply, entry[i + 1])
