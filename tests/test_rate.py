@@ -203,7 +203,11 @@ def test_the_cli_sets_clears_and_refuses_rate_limits(tenant):
 @pytest.fixture(scope="module")
 def rate_workers(redis_client, tmp_path_factory):
     """Two workers on a queue of their own, with the default concurrency limit (4)."""
-    env = {**WORKER_ENV, "WEBHOOKS_DESTINATION_CONCURRENCY": "4"}
+    env = {
+        **WORKER_ENV,
+        "WEBHOOKS_DESTINATION_CONCURRENCY": "4",
+        "WEBHOOKS_ADAPTIVE_PACING": "true",
+    }
     folder = tmp_path_factory.mktemp("rate")
     workers = [
         start_worker(
@@ -241,3 +245,14 @@ def test_an_endpoint_gets_no_more_than_its_rate(tenant, wait_for):
     print(f"600 deliveries at 20/s: {took:.1f} s, busiest second {busiest}")
     assert busiest <= 22, busiest
     assert took >= 599 / 20 - 1  # the limit held, not the receiver
+
+
+def test_a_tiny_rate_is_enforced_as_one_a_day(quiet_db, settings_env):
+    gate, dest = get_default().gate, "ep_glacial"
+    assert gate.enter(dest, Run("first"), lease=30, rate=1e-300).outcome is EntryOutcome.OK
+    later = gate.enter(dest, Run("second"), lease=30, rate=1e-300)
+    assert later.outcome is EntryOutcome.THROTTLED
+    assert later.retry_at == pytest.approx(time.time() + 86400, abs=5)
+    (delivery,) = stored(event(), [("https://a.example/", dest)])
+    gate.throttle(dest, Run(delivery.id), later, 1e-300)  # its record can say when
+    assert get_store().get(delivery.id).next_attempt_at is not None

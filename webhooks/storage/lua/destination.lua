@@ -61,6 +61,9 @@ local function effective(breaker, limit, rate)
     local paced_rate = tonumber(pace[2])
     if rate <= 0 or paced_rate < rate then rate = paced_rate end
   end
+  -- Slower than one a day is enforced as one a day: a start reserved years ahead
+  -- would be past any date a record can hold.
+  if rate > 0 and rate < 1 / 86400 then rate = 1 / 86400 end
   return limit, rate
 end
 
