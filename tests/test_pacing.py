@@ -114,6 +114,20 @@ def test_strain_lowers_the_pace_once_per_pace_and_successes_raise_it(quiet_db, s
     assert "pace_rate" not in dest.breaker(quiet_db)
 
 
+def test_a_pace_that_holds_nothing_back_is_lifted(quiet_db, settings_env):
+    """Traffic well below the pace, in flight back at the limit: a destination with
+    no rate limit of its own is unpaced again, off the metrics' count."""
+    gate, dest = get_default().gate, Destination("ep_quiet")
+    dest.record(429)
+    assert gate.pace_of(dest.name) is not None
+    breaker = keys().destination_breaker(dest.name)
+    quiet_db.hset(breaker, mapping={"pace_limit": "4", "pace_rate": "10", "rate_next": "0"})
+    quiet_db.hdel(breaker, "ok_sec", "ok_n", "ok_prev")
+    dest.record(200)
+    assert gate.pace_of(dest.name) is None
+    assert get_default().counters.snapshot(3).paced == 0
+
+
 def test_a_retry_after_holds_the_destination_off(quiet_db, settings_env):
     gate, dest = get_default().gate, Destination("ep_told")
     dest.record(503, retry_after=3)

@@ -37,7 +37,8 @@ bare-URL ones. Its rules:
   flight and :data:`RATE_FLOOR` a second; a destination with no rate limit gets
   one then, from what got through over the last second. Each success raises them
   by 1/pace, about one a second per second, up to the configured limits, where the
-  pace is lifted. A Retry-After also holds the destination's starts off until then
+  pace is lifted (as it is once the traffic is under half the pace: it holds
+  nothing back). A Retry-After also holds the destination's starts off until then
   (at most :data:`PAUSE_MAX`). The pace is shown with the endpoint
   (:meth:`Gate.pace_of`) and as a metric.
 

@@ -10,8 +10,9 @@
 -- seconds, or it had been idle that long), wake_at: the open_until that a run is
 -- already scheduled to probe; rate_next: when the next attempt may start under the
 -- rate limit; rate_free: the first start time no run has reserved yet), `waiting`
--- (zset of runs waiting for a slot or for the probe, oldest first) and `paced` (zset
--- of runs that reserved a start time under the rate limit, by that time).
+-- (zset of runs waiting for a slot or for the probe, oldest first), `paced` (zset
+-- of runs that reserved a start time under the rate limit, by that time) and
+-- `throttled` (zset of runs waiting for a reservation, oldest first).
 --
 -- Adaptive pacing keeps, in `breaker` too, the pace actually used when it is below the
 -- configured limits: pace_limit (attempts in flight), pace_rate (attempts a second),
@@ -245,6 +246,18 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
   return open_until, false
 end
 
+-- Successes over about the last second, from the per-second count adapt keeps: the
+-- current second's and the part of the one before that the last second still covers.
+local function got_through(second, count, before, now)
+  second = tonumber(second or '0')
+  if math.floor(now) == second then
+    return tonumber(count or '0') + tonumber(before or '0') * (1 - (now - second))
+  elseif math.floor(now) == second + 1 then
+    return tonumber(count or '0') * (1 - (now - math.floor(now)))
+  end
+  return 0
+end
+
 -- Adaptive pacing, after an attempt and before leave (which moves avg_ms on): lower
 -- the destination's pace on a sign of strain, raise it again on a success. Strain is
 -- `pushback` (a 429 or 503, a Retry-After, a timeout) or a duration well above the
@@ -254,8 +267,10 @@ end
 -- no rate limit gets one then, from its successes over the last second. Raising is
 -- additive: each success adds 1/pace, about one attempt a second (and one in flight)
 -- per second of successes, until the pace is back at the configured limits and is
--- lifted (with no rate limit: at `rate_ceiling`). A Retry-After also holds every start off until then (at most `pause_max`).
--- With `adaptive` off, any pace left is lifted. Returns 1 when it lowered the pace.
+-- lifted (with no rate limit: at `rate_ceiling`, or once the traffic is well below
+-- the pace, which then holds nothing back). A Retry-After also holds every start off
+-- until then (at most `pause_max`). With `adaptive` off, any pace left is lifted.
+-- Returns 1 when it lowered the pace.
 local function adapt(breaker, now, duration, succeeded, pushback, retry_after, adaptive,
                      limit, rate, index, name, decrease, rate_floor, rate_ceiling, pause_max,
                      slow_factor, slow_margin_ms)
@@ -286,14 +301,7 @@ local function adapt(breaker, now, duration, succeeded, pushback, retry_after, a
     local from = pace_rate
     if from <= 0 then
       -- Unpaced so far: start from what got through over the last second.
-      local second = tonumber(f[5] or '0')
-      local got = 0
-      if math.floor(now) == second then
-        got = tonumber(f[6] or '0') + tonumber(f[7] or '0') * (1 - (now - second))
-      elseif math.floor(now) == second + 1 then
-        got = tonumber(f[6] or '0') * (1 - (now - math.floor(now)))
-      end
-      from = got
+      from = got_through(f[5], f[6], f[7], now)
       if rate > 0 and (from <= 0 or from > rate) then from = rate end
     end
     local lowered_rate = math.max(tonumber(rate_floor), from * tonumber(decrease))
@@ -318,10 +326,10 @@ local function adapt(breaker, now, duration, succeeded, pushback, retry_after, a
   if ceiling <= 0 then ceiling = tonumber(rate_ceiling) end
   -- Raised only while it holds attempts back: a pace nobody reaches proves nothing.
   local next_start = tonumber(redis.call('HGET', breaker, 'rate_next') or '0')
-  if pace_rate > 0 and next_start + 1 / pace_rate > now then
-    pace_rate = math.min(ceiling, pace_rate + 1 / pace_rate)
-  end
-  if pace_limit >= limit and (pace_rate <= 0 or pace_rate >= ceiling) then
+  local binding = pace_rate > 0 and next_start + 1 / pace_rate > now
+  if binding then pace_rate = math.min(ceiling, pace_rate + 1 / pace_rate) end
+  local idle = not binding and pace_rate > 2 * got_through(f[5], f[6], f[7], now)
+  if pace_limit >= limit and (pace_rate <= 0 or pace_rate >= ceiling or idle) then
     redis.call('HDEL', breaker, 'pace_limit', 'pace_rate', 'paced_at')
     if index ~= '' then redis.call('ZREM', index, name) end
   else
