@@ -283,12 +283,14 @@ def main(count: int) -> None:
             client.flushdb()
     print(f"{count:,} deliveries, a receiver that answers 429 above {RECEIVER_LIMIT}/s:")
     print(
-        f"  {'pacing':9} {'seconds':>8} {'delivered':>10} {'attempts':>9} {'429s':>6} {'share':>6}"
+        f"  {'pacing':9} {'seconds':>8} {'delivered':>10} {'attempts':>9} {'429s':>6} "
+        f"{'share':>6} {'busiest s':>10}"
     )
     for row in rows:
         print(
             f"  {'adaptive' if row.adaptive else 'fixed':9} {row.seconds:8.1f} "
-            f"{row.delivered:10,} {row.attempts:9,} {row.refused:6,} {row.refused_share:6.1%}"
+            f"{row.delivered:10,} {row.attempts:9,} {row.refused:6,} {row.refused_share:6.1%} "
+            f"{row.busiest_second:10,}"
         )
 
 
