@@ -165,6 +165,9 @@ WORKER_ENV = {
     # lifts the per-destination limits; tests/test_isolation.py sets its own.
     "WEBHOOKS_DESTINATION_CONCURRENCY": "1000",
     "WEBHOOKS_BREAKER_FAILURES": "1000000",
+    # One test's 429s would pace every other test's deliveries to that receiver:
+    # tests/test_pacing.py and tests/test_rate.py turn it on for their own workers.
+    "WEBHOOKS_ADAPTIVE_PACING": "false",
     # Compressed endpoint-health clock: 3 s without a 2XX (and an exhausted
     # delivery) disables an endpoint, instead of 5 days.
     "WEBHOOKS_DISABLE_AFTER_SECONDS": "3",

@@ -29,6 +29,8 @@ METRICS = {
     "webhooks_open_circuits",
     "webhooks_archive_backlog",
     "webhooks_endpoints_disabled_total",
+    "webhooks_paced_destinations",
+    "webhooks_pace_lowered_total",
 }
 # A histogram is queried through its series, never by its own name.
 SERIES = (METRICS - {HISTOGRAM}) | {f"{HISTOGRAM}_{s}" for s in ("bucket", "sum", "count")}

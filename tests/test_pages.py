@@ -19,7 +19,7 @@ from webhooks import portal_token
 from webhooks.dev.receiver import Receiver
 from webhooks.models import DeliveryStatus
 from webhooks.producer import publish
-from webhooks.system import get_endpoints, get_store, get_tenants
+from webhooks.system import get_default, get_endpoints, get_store, get_tenants
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -516,3 +516,59 @@ def test_a_waiting_delivery_shows_what_it_waits_behind(
         _until(browser, lambda: not _css(browser, "#skip"))
     finally:
         get_endpoints().disable(endpoint.id, "test over")
+
+
+def test_portal_sets_a_rate_limit_and_shows_the_pace(
+    browser: Any, web: Web, customers: Callable[[str], str]
+) -> None:
+    tenant_id = customers("Paced Ltd")
+    endpoints = get_endpoints()
+    existing, _ = endpoints.add("https://example.com/paced", tenant=tenant_id)
+    _sign_in(browser, web, tenant_id)
+    _css(browser, "#nav a")[1].click()
+    row_css = f'tr[data-endpoint="{existing.id}"]'
+    _until(browser, lambda: _css(browser, row_css))
+    assert "no rate limit" in _css(browser, row_css)[0].text
+    # Add one with a rate limit.
+    form = _css(browser, "#add-endpoint")[0]
+    form.find_element("name", "url").send_keys("https://example.com/limited")
+    form.find_element("name", "rate_limit").send_keys("20")
+    form.find_element("css selector", "button[type=submit]").click()
+    _until(browser, lambda: len(_css(browser, "#endpoints tbody tr[data-endpoint]")) == 2)
+    added = [e for e in endpoints.all(tenant_id) if e.id != existing.id]
+    assert [e.rate_limit for e in added] == [20]
+
+    # Change and clear the existing one's, and a refused value changes nothing.
+    def save(value: str) -> None:
+        row = _css(browser, row_css)[0]
+        row.find_element("css selector", "button.rate").click()
+        field = _until(browser, lambda: _css(browser, ".rate-row:not([hidden]) input"))[0]
+        # The server's refusal is what is tested, not the browser's own check.
+        browser.execute_script("arguments[0].removeAttribute('min')", field)
+        field.clear()
+        if value:
+            field.send_keys(value)
+        _css(browser, ".rate-row:not([hidden]) button[type=submit]")[0].click()
+
+    save("5")
+    _until(browser, lambda: endpoints.get(existing.id).rate_limit == 5)
+    _until(browser, lambda: "rate limit 5/s" in _css(browser, row_css)[0].text)
+    save("")
+    _until(browser, lambda: endpoints.get(existing.id).rate_limit is None)
+    _until(browser, lambda: "no rate limit" in _css(browser, row_css)[0].text)
+    save("-3")
+    _until(browser, lambda: "rate_limit" in _css(browser, "#flash")[0].text)
+    assert endpoints.get(existing.id).rate_limit is None
+    # The pace adaptive pacing holds it at is on its row.
+    system = get_default()
+    system.redis.hset(
+        system.keys.destination_breaker(existing.id),
+        mapping={"pace_limit": "2", "pace_rate": "7.5", "paced_at": str(time.time())},
+    )
+    _css(browser, "#nav a")[0].click()
+    _css(browser, "#nav a")[1].click()
+    _until(
+        browser,
+        lambda: any("paced to 7.5/s, 2 in flight" in r.text for r in _css(browser, row_css)),
+    )
+    _no_page_errors(browser)

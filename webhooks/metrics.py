@@ -3,7 +3,7 @@
 Counters live in Redis (:mod:`webhooks.storage.counters`), bumped by the very
 scripts that record deliveries and attempts, so every worker on every host adds
 to the same figures and a restart loses none. The gauges are read beside them:
-parked retries, overdue deliveries and open circuits from the store, the queue
+parked retries, overdue deliveries, open circuits and paced destinations from the store, the queue
 depth from the broker. No label takes a tenant's, an endpoint's or a URL's value:
 per-tenant figures are ``webhooks stats --tenant``'s.
 
@@ -110,6 +110,14 @@ class WebhooksCollector(Collector):
             disabled.add_metric([reason], off.get((reason,), 0.0))
         yield disabled
 
+        lowered = CounterMetricFamily(
+            "webhooks_pace_lowered",
+            "Times adaptive pacing lowered a destination's pace (a 429 or 503, a "
+            "Retry-After, a timeout or rising latency).",
+        )
+        lowered.add_metric([], counters.get("pace_lowered", 0.0))
+        yield lowered
+
     def _histogram(self, counters: Mapping[str, float]) -> Metric:
         buckets, cumulative = [], 0.0
         for index, bound in enumerate((*BUCKETS, float("inf"))):
@@ -139,6 +147,12 @@ class WebhooksCollector(Collector):
             "webhooks_open_circuits",
             "Destinations whose circuit breaker is open or half-open.",
             value=snapshot.open_circuits,
+        )
+        yield GaugeMetricFamily(
+            "webhooks_paced_destinations",
+            "Destinations that adaptive pacing holds below their configured concurrency "
+            "or rate limit (each one's pace is in its endpoint's view).",
+            value=snapshot.paced,
         )
         yield GaugeMetricFamily(
             "webhooks_archive_backlog",

@@ -247,6 +247,7 @@ class Endpoint(BaseModel):
     created_at: UTCDatetime
     headers: dict[str, str] = {}  # sent with every attempt; values are masked when shown
     secrets: list[EndpointSecret]
+    rate_limit: float | None = None  # attempts a second, across all workers; None: no limit
 
     def accepts(self, event_type: str) -> bool:
         return self.enabled and (self.event_types is None or event_type in self.event_types)

@@ -392,6 +392,14 @@ class Settings(BaseSettings):
         description="Attempts in flight to one destination (an endpoint, or a host "
         "for bare URLs) across all workers; more wait their turn without counting.",
     )
+    adaptive_pacing: bool = Field(
+        True,
+        description="Slow a struggling destination down instead of retrying it into the "
+        "ground: 429 and 503 answers, Retry-After, timeouts and rising latency halve "
+        "the attempts in flight and the rate it gets (a destination with no rate "
+        "limit gets one then), down to 1 in flight and 1 a second; successes raise "
+        "them again, by about 1 a second per second, up to the configured limits.",
+    )
     breaker_failures: int = Field(
         10, ge=1, description="Consecutive failed attempts that open a destination's circuit."
     )

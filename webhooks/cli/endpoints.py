@@ -11,8 +11,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..clock import isoformat
+from ..errors import InvalidInput
 from ..models import Endpoint
 from ..producer import Producer
+from ..storage.endpoints import MAX_RATE_LIMIT, check_rate_limit
 from ..system import get_default
 from .options import console, json_option
 
@@ -48,6 +50,19 @@ def _table(endpoints: list[Endpoint]) -> Table:
     return table
 
 
+def _pace(endpoint: Endpoint) -> dict[str, Any] | None:
+    """The pace adaptive pacing holds the endpoint at, as shown; None: at its limits."""
+    pace = get_default().gate.pace_of(endpoint.id)
+    return pace.public() if pace is not None else None
+
+
+def _pace_line(pace: dict[str, Any] | None) -> str:
+    if pace is None:
+        return "at its limits"
+    rate = f"{pace['rate']:g}/s, " if pace["rate"] is not None else ""
+    return f"{rate}{pace['concurrency']} in flight (lowered at {pace['since']})"
+
+
 def _detail(endpoint: Endpoint) -> Table:
     """One endpoint, a field a line."""
     shown = endpoint.public()
@@ -66,6 +81,8 @@ def _detail(endpoint: Endpoint) -> Table:
         ),
         ("secrets", " ".join(s["secret"] for s in shown["secrets"])),
         ("description", escape(endpoint.description)),
+        ("rate_limit", "none" if endpoint.rate_limit is None else f"{endpoint.rate_limit:g}/s"),
+        ("pace", _pace_line(_pace(endpoint))),
         ("created_at", isoformat(endpoint.created_at)),
     ):
         table.add_row(name, value)
@@ -75,7 +92,7 @@ def _detail(endpoint: Endpoint) -> Table:
 def _emit(endpoint: Endpoint, as_json: bool, secret: str | None = None) -> None:
     """Print one endpoint; ``secret`` is a new secret, the only time it is ever shown."""
     if as_json:
-        shown: dict[str, Any] = endpoint.public()
+        shown: dict[str, Any] = {**endpoint.public(), "pace": _pace(endpoint)}
         if secret is not None:
             shown["secret"] = secret
         click.echo(json.dumps(shown, indent=2))
@@ -90,6 +107,42 @@ def _header(value: str) -> tuple[str, str]:
     if not colon:
         raise click.BadParameter(f"{value[:40]!r} is not 'Name: value'", param_hint="--header")
     return name.strip(), text.strip()
+
+
+class RateLimit(click.ParamType[float | None]):
+    """Deliveries a second, or ``none`` for no limit; the store says what it refuses."""
+
+    name = "N|none"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float | None:
+        if value is None or isinstance(value, float):
+            return value
+        text = str(value).strip()
+        if text.lower() == "none":
+            return None
+        try:
+            return check_rate_limit(float(text))
+        except ValueError as exc:  # InvalidInput is one
+            shown = repr(text[:40])
+            self.fail(
+                str(exc).removeprefix("rate_limit: ")
+                if isinstance(exc, InvalidInput)
+                else f"{shown} is not a number of deliveries a second (or none)",
+                param,
+                ctx,
+            )
+
+
+rate_limit_option = click.option(
+    "--rate-limit",
+    type=RateLimit(),
+    default=None,
+    help="Deliveries a second at most, across all workers (a positive number up to "
+    f"{MAX_RATE_LIMIT:,}); none: no limit. Deliveries over it wait their turn "
+    "without using an attempt.",
+)
 
 
 @click.group()
@@ -116,6 +169,7 @@ def endpoints() -> None:
     help="A header sent with every attempt, such as the customer's own token "
     "(repeatable; shown masked).",
 )
+@rate_limit_option
 @json_option
 def add(
     url: str,
@@ -123,17 +177,98 @@ def add(
     event_types: tuple[str, ...],
     description: str,
     headers: tuple[str, ...],
+    rate_limit: float | None,
     as_json: bool,
 ) -> None:
     """Register URL for a tenant; prints the endpoint id and its signing secret, once."""
-    pairs = [_header(value) for value in headers]
+    endpoint, secret = get_default().endpoints.add(
+        url,
+        list(event_types) or None,
+        description,
+        tenant=tenant,
+        headers=_headers(headers),
+        rate_limit=rate_limit,
+    )
+    _emit(endpoint, as_json, secret)
+
+
+def _headers(values: tuple[str, ...]) -> dict[str, str]:
+    pairs = [_header(value) for value in values]
     extra = dict(pairs)
     if len(extra) < len(pairs):
         raise click.BadParameter("a header name is given twice", param_hint="--header")
-    endpoint, secret = get_default().endpoints.add(
-        url, list(event_types) or None, description, tenant=tenant, headers=extra
-    )
-    _emit(endpoint, as_json, secret)
+    return extra
+
+
+@endpoints.command()
+@click.argument("endpoint_id")
+@click.option("--url", default=None, help="Where to POST events.")
+@click.option(
+    "--event",
+    "event_types",
+    multiple=True,
+    metavar="TYPE",
+    help="Only send these event types from now on (repeatable; replaces the list).",
+)
+@click.option("--all-events", is_flag=True, help="Send every event type from now on.")
+@click.option("--description", default=None, help="A note for people.")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="A header sent with every attempt (repeatable; replaces them all).",
+)
+@click.option("--no-headers", is_flag=True, help="Send no headers of the endpoint's own.")
+@rate_limit_option
+@click.option(
+    "--enable/--disable",
+    "enabled",
+    default=None,
+    help="Send to the endpoint again, or stop (its unfinished deliveries stop retrying).",
+)
+@tenant_option
+@json_option
+def update(
+    endpoint_id: str,
+    url: str | None,
+    event_types: tuple[str, ...],
+    all_events: bool,
+    description: str | None,
+    headers: tuple[str, ...],
+    no_headers: bool,
+    rate_limit: float | None,
+    enabled: bool | None,
+    tenant: str | None,
+    as_json: bool,
+) -> None:
+    """Change an endpoint: only the options given change (as PATCH on the API does);
+    every value is checked before anything is written."""
+    if event_types and all_events:
+        raise click.UsageError("--event and --all-events do not go together")
+    if headers and no_headers:
+        raise click.UsageError("--header and --no-headers do not go together")
+    changes: dict[str, Any] = {}
+    if url is not None:
+        changes["url"] = url
+    if event_types or all_events:
+        changes["event_types"] = list(event_types) or None
+    if description is not None:
+        changes["description"] = description
+    if headers or no_headers:
+        changes["headers"] = _headers(headers)
+    source = click.get_current_context().get_parameter_source("rate_limit")
+    if source is not click.core.ParameterSource.DEFAULT:
+        changes["rate_limit"] = rate_limit
+    store = get_default().endpoints
+    endpoint = store.get(endpoint_id, tenant)
+    if changes:
+        endpoint = store.update(endpoint_id, changes, tenant)
+    if enabled is True and not endpoint.enabled:
+        endpoint = store.enable(endpoint_id, tenant)
+    elif enabled is False and endpoint.enabled:
+        endpoint = store.disable(endpoint_id, "disabled by an operator", tenant=tenant)
+    _emit(endpoint, as_json)
 
 
 @endpoints.command("list")

@@ -24,6 +24,8 @@ Paths (``<k>`` and ``<s>`` are numbers):
                       most 60 s), then 200: a blackhole that can recover
   /hostile            500 with a body of HTML markup that runs script if a page injects it
   /fail-listed        500 to the webhook-ids in ``receiver.failing`` (the test fills it), else 200
+  /limit/<n>          200 to at most n requests in any one second (per path), 429 to the
+                      rest: a receiver with a rate limit of its own
 Anything after the recognised part of a path (/ok/a, /ok/b) only tells endpoints apart.
 """
 
@@ -35,7 +37,7 @@ import struct
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -82,6 +84,7 @@ class Receiver:
         self.failing: set[str] = set()
         self.inflight = 0
         self.max_inflight = 0
+        self.let_in: dict[str, deque[float]] = {}  # /limit: when each 200 of a path went
         self.lock = threading.Lock()
         receiver = self
 
@@ -155,6 +158,18 @@ class Receiver:
         handler.end_headers()
         handler.wfile.write(body)
 
+    def _within(self, path: str, limit: int) -> bool:
+        """Whether a request to ``path`` now keeps it within ``limit`` answered a second."""
+        moment = time.monotonic()
+        with self.lock:
+            window = self.let_in.setdefault(path, deque())
+            while window and window[0] <= moment - 1.0:
+                window.popleft()
+            if len(window) >= limit:
+                return False
+            window.append(moment)
+            return True
+
     def respond(self, handler: BaseHTTPRequestHandler, count: int) -> None:
         parts = handler.path.strip("/").split("/")
         kind, arg = parts[0], (parts[1] if len(parts) > 1 else "")
@@ -201,6 +216,8 @@ class Receiver:
         elif kind == "sleep":
             time.sleep(float(arg))
             self._answer(handler, 200)
+        elif kind == "limit":
+            self._answer(handler, 200 if self._within(handler.path, int(arg)) else 429)
         elif kind == "switch":
             self._answer(handler, 200 if self.switch_ok else 500)
         elif kind == "hang":

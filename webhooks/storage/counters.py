@@ -13,7 +13,8 @@ Fields of the hash :func:`~.keys.metrics`:
 - ``duration_bucket:<i>`` (attempts whose duration falls in bucket ``i`` of
   :data:`BUCKETS`, not cumulative; ``i == len(BUCKETS)`` is +Inf) and
   ``duration_sum`` (seconds);
-- ``endpoints_disabled:<reason>`` (gone, failing).
+- ``endpoints_disabled:<reason>`` (gone, failing);
+- ``pace_lowered`` (times adaptive pacing lowered a destination's pace).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class Snapshot:
     overdue: int
     open_circuits: int
     archive_backlog: int = 0
+    paced: int = 0  # destinations adaptive pacing holds below their limits
 
 
 class Counters:
@@ -107,11 +109,18 @@ class Counters:
             pipe.zcard(self._keys.open_circuits())
             pipe.zcard(self._keys.archivable())
             pipe.zcard(self._keys.archiving())
-            fields, parked, overdue, _, circuits, waiting, taken = pipe.execute()
+            # Its score is when the pace was last lowered; a pace whose breaker expired
+            # (a day without attempts) went with it.
+            pipe.zremrangebyscore(
+                self._keys.paced_destinations(), "-inf", moment - CIRCUIT_MEMORY_SECONDS
+            )
+            pipe.zcard(self._keys.paced_destinations())
+            fields, parked, overdue, _, circuits, waiting, taken, _, paced = pipe.execute()
         return Snapshot(
             {name.decode(): float(value) for name, value in fields.items()},
             int(parked),
             int(overdue),
             int(circuits),
             int(waiting) + int(taken),
+            int(paced),
         )

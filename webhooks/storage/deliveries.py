@@ -28,7 +28,7 @@ from ..settings import Settings
 from .activity import activity_args, activity_keys, forget_tenant_activity
 from .connection import persist, transaction, zrange_ids
 from .counters import attempt_args, metric_keys
-from .destinations import Entry, destination, enter_args, entry, leave_args
+from .destinations import Entry, Strain, destination, enter_args, entry, leave_args
 from .keys import Keys, template
 from .scripts import Script, fields
 
@@ -580,10 +580,12 @@ class DeliveryStore:
         destination: str | None = None,
         tenant_id: str | None = None,
         persist_for: float = 0.0,
+        strain: Strain | None = None,
     ) -> None:
         """Append an attempt, move the delivery to the status it led to and release the
         attempt's claim, atomically (one Lua call); with ``park``, also schedule the next
-        run in Redis; with ``destination``, also leave it, moving its circuit breaker.
+        run in Redis; with ``destination``, also leave it, moving its circuit breaker and
+        its pace (``strain``: what the attempt says of its load).
 
         The attempt was made, so losing its record would mean making it again:
         while Redis cannot be reached, the write is tried again for up to
@@ -626,7 +628,12 @@ class DeliveryStore:
                     **self._chain_args(),
                     "index_statuses": leaving,
                     **leave_args(
-                        settings, self._keys, destination, attempt.succeeded, attempt.duration_ms
+                        settings,
+                        self._keys,
+                        destination,
+                        attempt.succeeded,
+                        attempt.duration_ms,
+                        strain,
                     ),
                 },
             ),

@@ -18,6 +18,29 @@ bare-URL ones. Its rules:
   and wakes as many as there are free slots; a failure opens it again for twice as
   long (at most :data:`MAX_COOLDOWN`). Parked and deferred runs keep their retry
   accounting: only real attempts count toward the 15.
+- **Rate limit.** An endpoint's ``rate_limit`` (attempts a second, set by the
+  operator or the customer) spaces its attempts at least ``1/rate_limit`` seconds
+  apart across all workers, a GCRA kept in the destination's breaker hash. A run
+  due within :data:`PACE_HOLD` is let in and its worker waits for its start; one
+  due later reserves the first free start time and is scheduled for it, once, its
+  claim released and no attempt counted (it is *paced*). Reservations reach
+  :data:`PACE_HORIZON` ahead; a longer backlog waits in the destination's throttled
+  queue, at no message each, and each finished attempt there (or newcomer) moves
+  the oldest into the reservations as their turn comes within the horizon. Coming back, it holds its
+  reservation: later arrivals queue behind it, and a late return (a busy promoter,
+  a full queue) starts when the limit next allows, never in a burst.
+
+- **Adaptive pacing** (``WEBHOOKS_ADAPTIVE_PACING``, on by default). Signs of
+  strain (a 429 or 503, a Retry-After, a timeout, an attempt :data:`SLOW_FACTOR`
+  times slower than the destination's moving average) lower the attempts in flight
+  and the rate actually used by :data:`DECREASE`, once per pace, down to one in
+  flight and :data:`RATE_FLOOR` a second; a destination with no rate limit gets
+  one then, from what got through over the last second. Each success raises them
+  by 1/pace, about one a second per second, up to the configured limits, where the
+  pace is lifted (as it is once the traffic is under half the pace: it holds
+  nothing back). A Retry-After also holds the destination's starts off until then
+  (at most :data:`PAUSE_MAX`). The pace is shown with the endpoint
+  (:meth:`Gate.pace_of`) and as a metric.
 
 Redis applies these rules atomically in ``lua/destination.lua``: entering
 happens inside the attempt's claim and leaving inside its record, so isolation
@@ -27,8 +50,10 @@ reads their answers.
 
 from __future__ import annotations
 
+import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -37,23 +62,55 @@ from urllib.parse import urlsplit
 import redis
 
 from ..clock import at, isoformat
-from ..models import Run
+from ..models import Attempt, ErrorKind, Run
 from ..settings import Settings
+from .connection import zrange_ids
 from .keys import Keys, template
 from .scripts import Script, fields
 
 __all__ = [
+    "DECREASE",
     "MAX_COOLDOWN",
+    "MAX_RATE",
+    "PACE_HOLD",
+    "PACE_HORIZON",
+    "RATE_FLOOR",
     "Entry",
     "EntryOutcome",
     "Gate",
+    "Pace",
+    "Strain",
     "destination",
     "entry",
     "leave_args",
 ]
 
+#: The highest rate limit an endpoint may have, in attempts a second.
+MAX_RATE = 10_000
+
 #: The longest an open circuit waits between probes, in seconds.
 MAX_COOLDOWN = 900.0
+
+#: The longest a run waits in its worker for its start under a rate limit, in seconds;
+#: one due later is scheduled for it instead. About two promoter passes: runs brought
+#: back together by one pass then start at their spaced times, not scheduled again.
+PACE_HOLD = 0.25
+#: How far ahead starts are reserved under a rate limit, in seconds; a backlog beyond
+#: waits in the destination's throttled queue, at no message each, and gets its
+#: reservations as time moves on: a new pace holds for the backlog within this long.
+PACE_HORIZON = 1.0
+
+#: Adaptive pacing's multiplicative decrease: the pace is halved on strain.
+DECREASE = 0.5
+#: The slowest adaptive pacing goes, in attempts a second (and one in flight).
+RATE_FLOOR = 1.0
+#: The longest a Retry-After holds a destination's starts off, in seconds; the
+#: delivery's own retry still honours it up to WEBHOOKS_RETRY_AFTER_MAX_SECONDS.
+PAUSE_MAX = 60.0
+#: An attempt this many times slower than the destination's moving average, and at
+#: least SLOW_MARGIN_MS slower, is strain: the receiver is queueing.
+SLOW_FACTOR = 3.0
+SLOW_MARGIN_MS = 250.0
 
 
 def destination(url: str, endpoint_id: str | None) -> str:
@@ -71,6 +128,8 @@ class EntryOutcome(StrEnum):
     PROBE = "probe"  # the one attempt that tests an open circuit
     BUSY = "busy"  # at the concurrency limit: wait for a slot
     OPEN = "open"  # the circuit is open: come back at retry_at
+    PACED = "paced"  # over the rate limit: come back at retry_at, a reserved start
+    THROTTLED = "throttled"  # over the rate limit, far off: wait in the throttled queue
 
 
 @dataclass(frozen=True)
@@ -78,7 +137,9 @@ class Entry:
     """What entering a destination answered."""
 
     outcome: EntryOutcome
-    retry_at: float = 0.0  # OPEN: when to try again
+    # OPEN: when to try again; PACED: the start reserved; THROTTLED: about when it starts
+    retry_at: float = 0.0
+    start_at: float = 0.0  # OK: when the attempt may start, if later than the claim
     average_ms: float = 0.0  # BUSY: the destination's recent attempt time
     ahead: int = 0  # BUSY: runs already waiting for a slot there
 
@@ -93,9 +154,45 @@ def entry(reply: dict[str, bytes]) -> Entry:
     if outcome is EntryOutcome.OPEN:
         # Spread the parked runs over a second past the reopening, not all at once.
         return Entry(outcome, retry_at=float(reply["retry_at"]) + random.uniform(0, 1))
+    if outcome in (EntryOutcome.PACED, EntryOutcome.THROTTLED):
+        return Entry(outcome, retry_at=float(reply["retry_at"]))
     if outcome is EntryOutcome.BUSY:
         return Entry(outcome, average_ms=float(reply["avg_ms"]), ahead=int(reply["waiting"]))
-    return Entry(outcome)
+    return Entry(outcome, start_at=float(reply.get("start_at", 0)))
+
+
+@dataclass(frozen=True)
+class Strain:
+    """What an attempt says of its destination's load, for adaptive pacing."""
+
+    pushback: bool = False  # a 429 or 503, a Retry-After, or a timeout
+    retry_after: float = 0.0  # seconds the receiver asked for (0: none)
+    rate_limit: float | None = None  # the endpoint's: the ceiling pacing climbs back to
+
+    @classmethod
+    def of(cls, attempt: Attempt, retry_after: float | None, rate_limit: float | None) -> Strain:
+        pushback = (
+            attempt.status_code in (429, 503)
+            or retry_after is not None
+            or attempt.error_kind == ErrorKind.TIMEOUT.value
+        )
+        return cls(pushback, retry_after or 0.0, rate_limit)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """The pace adaptive pacing holds a destination at, below its configured limits."""
+
+    concurrency: int  # attempts in flight
+    rate: float | None  # attempts a second; None: no rate (only the concurrency is lowered)
+    since: float  # when it was last lowered (Unix seconds)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "concurrency": self.concurrency,
+            "rate": round(self.rate, 2) if self.rate is not None else None,
+            "since": isoformat(at(self.since)),
+        }
 
 
 def enter_args(settings: Settings, keys: Keys) -> dict[str, Any]:
@@ -108,14 +205,39 @@ def enter_args(settings: Settings, keys: Keys) -> dict[str, Any]:
         "inflight_template": template(keys.destination_inflight),
         "breaker_template": template(keys.destination_breaker),
         "waiting_template": template(keys.destination_waiting),
+        "paced_template": template(keys.destination_paced),
+        "hold": PACE_HOLD,
+        "throttled_template": template(keys.destination_throttled),
+        "horizon": PACE_HORIZON,
     }
 
 
 def leave_args(
-    settings: Settings, keys: Keys, dest: str | None, succeeded: bool, duration_ms: float
+    settings: Settings,
+    keys: Keys,
+    dest: str | None,
+    succeeded: bool,
+    duration_ms: float,
+    strain: Strain | None = None,
 ) -> dict[str, Any]:
-    """What leaving a destination after an attempt needs (record_attempt.lua)."""
+    """What leaving a destination after an attempt needs, adaptive pacing's part
+    included (record_attempt.lua)."""
+    strain = strain or Strain()
     return {
+        "pushback": int(strain.pushback),
+        "retry_after": strain.retry_after,
+        "adaptive": int(settings.adaptive_pacing),
+        "rate_limit": strain.rate_limit or 0,
+        "paced_index": keys.paced_destinations() if settings.metrics else "",
+        "paced_template": template(keys.destination_paced),
+        "throttled_template": template(keys.destination_throttled),
+        "horizon": PACE_HORIZON,
+        "decrease": DECREASE,
+        "rate_floor": RATE_FLOOR,
+        "rate_ceiling": MAX_RATE,
+        "pause_max": PAUSE_MAX,
+        "slow_factor": SLOW_FACTOR,
+        "slow_margin_ms": SLOW_MARGIN_MS,
         "destination": dest or "",
         "succeeded": int(succeeded),
         "failures_to_open": settings.breaker_failures,
@@ -135,20 +257,25 @@ class Gate:
     claim and record scripts: entering on its own, waiting for a slot, deferring."""
 
     def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
+        self._redis = client
         self._keys = keys
         self._settings = settings
         self._enter = Script(client, "enter_destination")
         self._defer = Script(client, "defer_attempt")
         self._wait = Script(client, "wait_for_slot")
+        self._throttle = Script(client, "wait_for_rate")
 
-    def enter(self, dest: str, run: Run, lease: float) -> Entry:
-        """Enter ``dest`` on its own; the claim usually does this in the same call."""
+    def enter(self, dest: str, run: Run, lease: float, rate: float | None = None) -> Entry:
+        """Enter ``dest`` on its own; the claim usually does this in the same call.
+        ``rate``: its endpoint's rate limit."""
         now = time.time()
         reply = self._enter(
             keys={
                 "inflight_key": self._keys.destination_inflight(dest),
                 "breaker_key": self._keys.destination_breaker(dest),
                 "waiting_key": self._keys.destination_waiting(dest),
+                "paced_key": self._keys.destination_paced(dest),
+                "throttled_key": self._keys.destination_throttled(dest),
             },
             args={
                 "now": now,
@@ -159,9 +286,73 @@ class Gate:
                 "cooldown": self._settings.breaker_cooldown_seconds,
                 "circuits_key": self._keys.open_circuits() if self._settings.metrics else "",
                 "destination": dest,
+                "rate": rate or 0,
+                "hold": PACE_HOLD,
+                "horizon": PACE_HORIZON,
             },
         )
         return entry(fields(reply))
+
+    def pace_of(self, dest: str) -> Pace | None:
+        """The pace adaptive pacing holds ``dest`` at, or None when it is at its limits."""
+        return self.paces_of([dest])[dest]
+
+    def paces_of(self, dests: Sequence[str]) -> dict[str, Pace | None]:
+        """:meth:`pace_of` for each of ``dests``, in one round trip."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for dest in dests:
+                pipe.hmget(self._keys.destination_breaker(dest), *_PACE_FIELDS)
+            found = pipe.execute()
+        return {
+            dest: _pace(fields, self._settings) for dest, fields in zip(dests, found, strict=True)
+        }
+
+    def paces(self, limit: int = 1000) -> dict[str, Pace]:
+        """The destinations adaptive pacing holds below their limits (with metrics on),
+        at most ``limit`` of the most recently lowered, and their pace."""
+        index = self._keys.paced_destinations()
+        paces = self.paces_of(zrange_ids(self._redis, index, 0, limit - 1, desc=True))
+        gone = [name for name, pace in paces.items() if pace is None]
+        if gone:  # its breaker expired (a day without attempts): the pace went with it
+            self._redis.zrem(index, *gone)
+        return {name: pace for name, pace in paces.items() if pace is not None}
+
+    def throttle(self, dest: str, run: Run, entry: Entry, rate: float | None) -> None:
+        """Queue a claimed run behind its destination's rate limit (``rate``: its
+        endpoint's); it gets a reservation, and is scheduled for it, when its turn
+        comes within PACE_HORIZON. Its record says when it is expected."""
+        self._throttle(
+            keys={
+                "running_key": self._keys.running(),
+                "throttled_key": self._keys.destination_throttled(dest),
+                "delivery_key": self._keys.delivery(run.delivery_id),
+                "due_key": self._keys.due(),
+                "breaker_key": self._keys.destination_breaker(dest),
+                "paced_key": self._keys.destination_paced(dest),
+                "scheduled_key": self._keys.scheduled(),
+            },
+            args={
+                "member": run.member,
+                "now": time.time(),
+                "expected_at": entry.retry_at,
+                "expected_iso": isoformat(at(entry.retry_at)),
+                "delivery_id": run.delivery_id,
+                "limit": self._settings.destination_concurrency,
+                "rate": rate or 0,
+                "horizon": PACE_HORIZON,
+            },
+        )
+
+    def pace(self, run: Run, start: float) -> None:
+        """Schedule a claimed run for the start it reserved under its destination's rate
+        limit, without attempting it: its claim is released and its record says when
+        it is due. One MULTI: the run is never both claimed and scheduled, nor neither."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self._keys.running(), run.member)
+            pipe.hset(self._keys.delivery(run.delivery_id), "next_attempt_at", isoformat(at(start)))
+            pipe.zadd(self._keys.due(), {run.delivery_id: start})
+            pipe.zadd(self._keys.scheduled(), {run.member: start})
+            pipe.execute()
 
     def wait_for_slot(self, dest: str, run: Run, entry: Entry) -> None:
         """Queue a claimed run at its busy destination; its record says when it should start."""
@@ -212,3 +403,21 @@ class Gate:
             },
         )
         return bool(scheduled)
+
+
+_PACE_FIELDS = ("pace_limit", "pace_rate", "paced_at")
+
+
+def _pace(fields: list[bytes | None], settings: Settings) -> Pace | None:
+    """The Pace in a breaker's _PACE_FIELDS, or None when it has none."""
+    limit, rate, since = fields
+    if limit is None and rate is None:
+        return None
+    concurrency = settings.destination_concurrency
+    if limit is not None:
+        concurrency = min(concurrency, max(1, math.floor(float(limit))))
+    return Pace(
+        concurrency,
+        float(rate) if rate is not None and float(rate) > 0 else None,
+        float(since or 0),
+    )

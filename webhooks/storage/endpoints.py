@@ -7,6 +7,7 @@ WEBHOOKS_ENCRYPTION_KEYS; every record read goes through :meth:`EndpointStore.lo
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +29,7 @@ from ..signing import new_secret
 from .cipher import Cipher, Resealed
 from .connection import transaction, zrange_ids
 from .deliveries import DeliveryStore
+from .destinations import MAX_RATE
 from .keys import Keys
 from .scripts import Script, fields
 
@@ -35,9 +37,11 @@ __all__ = [
     "FORBIDDEN_HEADERS",
     "HEADER_NAME",
     "HEADER_VALUE",
+    "MAX_RATE_LIMIT",
     "EndpointStore",
     "Reencrypted",
     "check_headers",
+    "check_rate_limit",
 ]
 
 
@@ -63,6 +67,8 @@ FORBIDDEN_HEADERS = frozenset(
 MAX_HEADERS = 20
 MAX_HEADER_BYTES = 4096
 MAX_DESCRIPTION = 1000
+#: The highest rate limit an endpoint may have, in attempts a second.
+MAX_RATE_LIMIT = MAX_RATE
 #: RFC 9110 field names (the OpenAPI document states the same pattern).
 HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 #: What a header value can hold and still be sent as it was given: visible Latin-1
@@ -113,6 +119,23 @@ def _check_description(description: object) -> str:
             "description", f"is {len(description):,} characters; the limit is {MAX_DESCRIPTION:,}"
         )
     return description
+
+
+def check_rate_limit(rate_limit: object) -> float | None:
+    """An endpoint's rate limit (attempts a second), or None for none; anything but a
+    positive number up to MAX_RATE_LIMIT is :class:`InvalidInput`."""
+    if rate_limit is None:
+        return None
+    # bool is an int to Python; True is no rate.
+    if isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float):
+        raise InvalidInput("rate_limit", "must be a number of deliveries a second, or null")
+    if not math.isfinite(rate_limit) or rate_limit <= 0:
+        raise InvalidInput("rate_limit", f"must be a positive number, not {rate_limit}")
+    if rate_limit > MAX_RATE_LIMIT:
+        raise InvalidInput(
+            "rate_limit", f"is {rate_limit:g} a second; the most is {MAX_RATE_LIMIT:,}"
+        )
+    return float(rate_limit)
 
 
 def _live(record: Any) -> bool:
@@ -179,9 +202,11 @@ class EndpointStore:
         *,
         tenant: str,
         headers: Mapping[str, str] | None = None,
+        rate_limit: float | None = None,
     ) -> tuple[Endpoint, str]:
         """Register an endpoint of ``tenant``; returns it and its secret, which is shown
-        only this once. An unknown tenant raises TenantNotFound and writes nothing."""
+        only this once. An unknown tenant raises TenantNotFound and writes nothing.
+        ``rate_limit``: attempts a second at most, across all workers (None: no limit)."""
         check_tenant_id(tenant)
         secret = new_secret()
         created = now()
@@ -194,6 +219,7 @@ class EndpointStore:
             created_at=created,
             headers=check_headers(headers),
             secrets=[EndpointSecret(value=secret, created_at=created)],
+            rate_limit=check_rate_limit(rate_limit),
         )
 
         def register(pipe: redis.client.Pipeline) -> None:
@@ -270,13 +296,15 @@ class EndpointStore:
     def update(
         self, endpoint_id: str, changes: Mapping[str, Any], tenant: str | None = None
     ) -> Endpoint:
-        """Change an endpoint's ``url``, ``event_types``, ``description`` or ``headers``,
-        each checked as ``add`` checks it; nothing changes if one is refused."""
+        """Change an endpoint's ``url``, ``event_types``, ``description``, ``headers`` or
+        ``rate_limit`` (None: no limit), each checked as ``add`` checks it; nothing
+        changes if one is refused."""
         checks: dict[str, Callable[[Any], Any]] = {
             "url": lambda url: check_url(url, self._settings),
             "event_types": _check_event_types,
             "description": _check_description,
             "headers": check_headers,
+            "rate_limit": check_rate_limit,
         }
         for name in changes:
             if name not in checks:
@@ -433,6 +461,8 @@ class EndpointStore:
                     self._keys.destination_inflight(endpoint.id),
                     self._keys.destination_breaker(endpoint.id),
                     self._keys.destination_waiting(endpoint.id),
+                    self._keys.destination_paced(endpoint.id),
+                    self._keys.destination_throttled(endpoint.id),
                 )
                 pipe.zrem(self._keys.endpoints(), endpoint.id)
                 if endpoint.tenant_id:

@@ -129,6 +129,16 @@ class Keys:
         """Sorted set of runs waiting for a slot at a busy destination, oldest first."""
         return f"{self._p}destination:{destination}:waiting"
 
+    def destination_paced(self, destination: str) -> str:
+        """Sorted set of runs that reserved a start time under a destination's rate limit,
+        by that time."""
+        return f"{self._p}destination:{destination}:paced"
+
+    def destination_throttled(self, destination: str) -> str:
+        """Sorted set of runs waiting behind a destination's rate limit for a reservation,
+        oldest first."""
+        return f"{self._p}destination:{destination}:throttled"
+
     def metrics(self) -> str:
         """Hash: the cluster's counters (deliveries created and finished, attempts by outcome,
         the attempt-duration histogram, endpoints disabled), written by the same scripts that
@@ -144,6 +154,11 @@ class Keys:
         """Hash: the tenant's deliveries and attempts in one hour, by outcome and endpoint
         (``<kind>:<endpoint id>``), for the portal's chart (see :mod:`.activity`)."""
         return f"{self.tenant(tenant_id)}:activity:{hour}"
+
+    def paced_destinations(self) -> str:
+        """Sorted set of destinations that adaptive pacing holds below their configured
+        limits, by when it last lowered their pace."""
+        return f"{self._p}paced-destinations"
 
     def open_circuits(self) -> str:
         """Sorted set of destinations whose circuit is open or half-open, by when it opened

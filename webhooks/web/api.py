@@ -45,6 +45,7 @@ from ..storage.endpoints import (
     MAX_DESCRIPTION,
     MAX_HEADER_BYTES,
     MAX_HEADERS,
+    MAX_RATE_LIMIT,
 )
 from ..system import System
 from .auth import (
@@ -134,6 +135,20 @@ def _event_types(schema: dict[str, Any]) -> None:
     ]
 
 
+_RATE_LIMIT_SAID = (
+    f"Deliveries a second at most, across all workers (at most {MAX_RATE_LIMIT:,}); "
+    "null: no limit. Deliveries over it wait their turn without using an attempt."
+)
+
+
+def _rate_limit(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+    schema["anyOf"] = [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_RATE_LIMIT},
+        {"type": "null"},
+    ]
+
+
 class _Input(BaseModel):
     """A request body: unknown keys are refused, so a misspelt field is never ignored."""
 
@@ -178,6 +193,9 @@ class EndpointIn(_Input):
         f"credentials; their values are never shown again: {_HEADERS_SAID}.",
         json_schema_extra=_headers_or_null,
     )
+    rate_limit: float | None = Field(
+        None, strict=True, description=_RATE_LIMIT_SAID, json_schema_extra=_rate_limit
+    )
 
 
 class EndpointPatch(_Input):
@@ -197,6 +215,9 @@ class EndpointPatch(_Input):
     )
     enabled: bool = _optional(
         "false stops sending and ends the retries of its unfinished deliveries; true sends again."
+    )
+    rate_limit: float | None = Field(
+        None, strict=True, description=_RATE_LIMIT_SAID, json_schema_extra=_rate_limit
     )
 
 
@@ -406,8 +427,18 @@ def delete_tenant(tenant_id: TenantId, _: Operator, tenants: Tenants) -> dict[st
     tags=["endpoints"],
     summary="The tenant's endpoints, oldest first",
 )
-def list_endpoints(tenant_id: TenantId, endpoints: Endpoints) -> dict[str, Any]:
-    return {"data": [endpoint.public() for endpoint in endpoints.all(tenant_id)]}
+def list_endpoints(tenant_id: TenantId, endpoints: Endpoints, system: SystemDep) -> dict[str, Any]:
+    return {"data": _shown(system, endpoints.all(tenant_id))}
+
+
+def _shown(system: System, endpoints: list[Endpoint]) -> list[dict[str, Any]]:
+    """Endpoints as shown, each with the pace adaptive pacing holds it at (null: at its
+    limits)."""
+    paces = system.gate.paces_of([endpoint.id for endpoint in endpoints])
+    return [
+        {**endpoint.public(), "pace": pace.public() if (pace := paces[endpoint.id]) else None}
+        for endpoint in endpoints
+    ]
 
 
 @router.post(
@@ -418,7 +449,12 @@ def list_endpoints(tenant_id: TenantId, endpoints: Endpoints) -> dict[str, Any]:
 )
 def create_endpoint(tenant_id: TenantId, body: EndpointIn, endpoints: Endpoints) -> dict[str, Any]:
     endpoint, secret = endpoints.add(
-        body.url, body.event_types, body.description, tenant=tenant_id, headers=body.headers
+        body.url,
+        body.event_types,
+        body.description,
+        tenant=tenant_id,
+        headers=body.headers,
+        rate_limit=body.rate_limit,
     )
     return {**endpoint.public(), "secret": secret}
 
@@ -428,15 +464,23 @@ def create_endpoint(tenant_id: TenantId, body: EndpointIn, endpoints: Endpoints)
     tags=["endpoints"],
     summary="One endpoint (secrets and header values masked)",
 )
-def read_endpoint(tenant_id: TenantId, endpoint_id: str, endpoints: Endpoints) -> dict[str, Any]:
-    return endpoints.get(endpoint_id, tenant_id).public()
+def read_endpoint(
+    tenant_id: TenantId, endpoint_id: str, endpoints: Endpoints, system: SystemDep
+) -> dict[str, Any]:
+    (shown,) = _shown(system, [endpoints.get(endpoint_id, tenant_id)])
+    return shown
 
 
 @router.patch(
     "/tenants/{tenant_id}/endpoints/{endpoint_id}", tags=["endpoints"], summary="Change an endpoint"
 )
 def update_endpoint(
-    tenant_id: TenantId, endpoint_id: str, body: EndpointPatch, who: Who, store: Endpoints
+    tenant_id: TenantId,
+    endpoint_id: str,
+    body: EndpointPatch,
+    who: Who,
+    store: Endpoints,
+    system: SystemDep,
 ) -> dict[str, Any]:
     """Only the fields sent change; ``headers`` replaces them all. Every field is
     checked before anything is written."""
@@ -449,7 +493,8 @@ def update_endpoint(
     elif body.enabled is False and endpoint.enabled:
         by = "the operator" if who.is_operator else "the customer"
         endpoint = store.disable(endpoint_id, f"disabled by {by}", tenant=tenant_id)
-    return endpoint.public()
+    (shown,) = _shown(system, [endpoint])
+    return shown
 
 
 @router.delete(

@@ -8,6 +8,7 @@ and a :class:`Done` into its return value.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from ..retry import BackoffPolicy, RetriesExhausted, RetryLater
 from ..sending.attempt import TEST_HEADERS, Outcome
 from ..signals import OPERATIONAL_TYPES
 from ..storage.deliveries import Claim, ClaimOutcome
-from ..storage.destinations import EntryOutcome, destination
+from ..storage.destinations import EntryOutcome, Strain, destination
 from ..system import System
 from . import announce, health
 from .leases import holding
@@ -40,6 +41,7 @@ class RunResult(StrEnum):
     RETRIES_EXHAUSTED = DeliveryStatus.RETRIES_EXHAUSTED.value
     WAITING = "waiting"  # queued for a slot at its busy destination
     DEFERRED = "deferred"  # its destination's circuit is open: parked until the next probe
+    PACED = "paced"  # over its endpoint's rate limit: scheduled for the start it reserved
     DUPLICATE = "duplicate"  # the attempt is running elsewhere or was made already
     MISSING = "missing"  # the record is gone (expired or deleted)
     STALE = "stale"  # a message of a cycle that redeliver replaced
@@ -86,7 +88,17 @@ def run_attempt(
     gate = system.gate
     dest = claim.destination or destination(claim.url, claim.endpoint_id)
     # The claim entered the destination too, unless the record predates that.
-    entry = claim.entry or gate.enter(dest, run, lease)
+    rate = endpoint.rate_limit if endpoint is not None else None
+    entry = claim.entry or gate.enter(dest, run, lease, rate)
+    if entry.outcome is EntryOutcome.PACED:
+        # Over the endpoint's rate limit: scheduled once, for the start it reserved,
+        # without making (or counting) an attempt.
+        gate.pace(run, entry.retry_at)
+        return Done(RunResult.PACED)
+    if entry.outcome is EntryOutcome.THROTTLED:
+        # Further off: it waits in the destination's queue for a reservation.
+        gate.throttle(dest, run, entry, rate)
+        return Done(RunResult.PACED)
     if entry.outcome is EntryOutcome.BUSY:
         # At the destination's concurrency limit: wait in its queue for a slot,
         # without making (or counting) an attempt.
@@ -97,6 +109,10 @@ def run_attempt(
         # rest in the destination's queue for that probe's result.
         gate.defer(dest, run, entry.retry_at)
         return Done(RunResult.DEFERRED)
+    if entry.start_at:
+        # Let in with a start a moment away (under PACE_HOLD): waited for here, as
+        # scheduling it would take longer than the wait.
+        time.sleep(max(0.0, entry.start_at - time.time()))
     with holding(store, run, dest, lease):
         return _attempt(system, run, claim, endpoint, dest, trace or {})
 
@@ -188,6 +204,12 @@ def _make_and_record(
         destination=dest,
         tenant_id=claim.tenant_id,
         persist_for=settings.recovery_seconds,
+        # An attempt that sent nothing says nothing of the receiver's load either.
+        strain=None
+        if unreadable
+        else Strain.of(
+            attempt, outcome.retry_after, endpoint.rate_limit if endpoint is not None else None
+        ),
     )
     if attempt.succeeded:
         record(DeliveryStatus.DELIVERED)

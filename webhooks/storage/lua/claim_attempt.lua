@@ -3,7 +3,7 @@
 -- destination. Endpoint and destination keys are only known from the record, so
 -- they come as key templates from keys.py (string.format with the id).
 -- KEYS: delivery_key attempts_key running_key
--- ARGV: cycle retries now lease_until member endpoint_template inflight_template breaker_template waiting_template limit stalled cooldown circuits_key
+-- ARGV: cycle retries now lease_until member endpoint_template inflight_template breaker_template waiting_template limit stalled cooldown circuits_key paced_template hold throttled_template horizon
 -- Uses: destination
 -- Returns named fields:
 --   outcome      claimed | missing | stale (an older cycle) | final | recorded (already
@@ -41,18 +41,25 @@ if held and tonumber(held) > tonumber(now) then return answer('busy') end
 redis.call('ZADD', running_key, lease_until, member)
 table.insert(reply, 'body')
 table.insert(reply, body)
+local rate = 0
 if endpoint_id ~= '' then
   local endpoint = redis.call('GET', string.format(endpoint_template, endpoint_id)) or ''
   table.insert(reply, 'endpoint')
   table.insert(reply, endpoint)
-  if endpoint == '' or not cjson.decode(endpoint)['enabled'] then return answer('claimed') end
+  if endpoint == '' then return answer('claimed') end
+  local decoded = cjson.decode(endpoint)
+  if not decoded['enabled'] then return answer('claimed') end
+  -- JSON null decodes to a sentinel, not nil: only a number is a rate limit.
+  if type(decoded['rate_limit']) == 'number' then rate = decoded['rate_limit'] end
 end
 if destination ~= '' then
   local entry = enter(string.format(inflight_template, destination),
                       string.format(breaker_template, destination),
                       string.format(waiting_template, destination),
                       tonumber(now), lease_until, member, tonumber(limit),
-                      tonumber(stalled), tonumber(cooldown), circuits_key, destination)
+                      tonumber(stalled), tonumber(cooldown), circuits_key, destination,
+                      string.format(paced_template, destination), rate, tonumber(hold),
+                      string.format(throttled_template, destination), tonumber(horizon))
   for i = 1, #entry, 2 do
     table.insert(reply, 'entry_' .. entry[i])
     table.insert(reply, entry[i + 1])

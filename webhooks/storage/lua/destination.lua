@@ -8,8 +8,23 @@
 -- probe_until, avg_ms, left_at: when an attempt last left, answered_at: since when
 -- the destination has kept no attempt hanging (an attempt left within `stalled`
 -- seconds, or it had been idle that long), wake_at: the open_until that a run is
--- already scheduled to probe) and `waiting` (zset of runs waiting for a slot or for
--- the probe, oldest first).
+-- already scheduled to probe; rate_next: when the next attempt may start under the
+-- rate limit; rate_free: the first start time no run has reserved yet), `waiting`
+-- (zset of runs waiting for a slot or for the probe, oldest first), `paced` (zset
+-- of runs that reserved a start time under the rate limit, by that time) and
+-- `throttled` (zset of runs waiting for a reservation, oldest first).
+--
+-- Adaptive pacing keeps, in `breaker` too, the pace actually used when it is below the
+-- configured limits: pace_limit (attempts in flight), pace_rate (attempts a second),
+-- paced_at (when it was last lowered), and a count of successes (ok_sec, ok_n,
+-- ok_prev) that gives a destination with no rate limit its first one.
+--
+-- The rate limit is a GCRA: rate_next moves on by 1/rate with each attempt let in,
+-- so attempts start at least 1/rate apart, however late or bunched their runs
+-- arrive. A run that would wait longer than `hold` reserves the first free start
+-- time (rate_free moves on by 1/rate) and is scheduled for it, exactly once; coming
+-- back, it holds a reservation and does not queue again behind later arrivals.
+-- A run due within `hold` is let in at once, and its worker waits for its start.
 --
 -- Runs set aside wait in `waiting`, not in the schedule: a destination's backlog then
 -- costs no Celery message per wait. Whatever frees a slot (leave) or closes the
@@ -38,17 +53,70 @@ local function wake(waiting, scheduled, at, count)
   return count
 end
 
+-- The limits actually used: the configured ones, or the pace adaptive pacing set
+-- below them. `rate` 0: no rate limit.
+local function effective(breaker, limit, rate)
+  local pace = redis.call('HMGET', breaker, 'pace_limit', 'pace_rate')
+  if pace[1] then limit = math.min(limit, math.max(1, math.floor(tonumber(pace[1])))) end
+  if pace[2] then
+    local paced_rate = tonumber(pace[2])
+    if rate <= 0 or paced_rate < rate then rate = paced_rate end
+  end
+  -- Slower than one a day is enforced as one a day: a start reserved years ahead
+  -- would be past any date a record can hold.
+  if rate > 0 and rate < 1 / 86400 then rate = 1 / 86400 end
+  return limit, rate
+end
+
+-- Reserve starts for the longest-throttled runs, up to `horizon` seconds ahead, and
+-- schedule each for its start: the reservations ahead stay short, so that a change
+-- of rate (adaptive pacing's) holds for the backlog within `horizon`. Without a
+-- rate any more, every throttled run is due now. Returns how many it scheduled.
+local function pump(breaker, throttled, paced, scheduled, now, rate, horizon)
+  local moved = 0
+  if rate <= 0 then
+    for _, member in ipairs(redis.call('ZRANGE', throttled, 0, -1)) do
+      redis.call('ZADD', scheduled, now, member)
+      moved = moved + 1
+    end
+    redis.call('DEL', throttled)
+    return moved
+  end
+  local f = redis.call('HMGET', breaker, 'rate_next', 'rate_free')
+  local free = math.max(tonumber(f[1] or '0'), tonumber(f[2] or '0'), now)
+  while free <= now + horizon do
+    local head = redis.call('ZPOPMIN', throttled)
+    if not head[1] then break end
+    redis.call('ZADD', scheduled, free, head[1])
+    redis.call('ZADD', paced, free, head[1])
+    free = free + 1 / rate
+    moved = moved + 1
+  end
+  if moved > 0 then
+    redis.call('HSET', breaker, 'rate_free', tostring(free))
+    redis.call('EXPIRE', paced, 86400)
+  end
+  return moved
+end
+
 -- Let an attempt in, or say why not. Returns a flat list of named fields:
 --   outcome  'ok' | 'probe' (the one attempt that tests an open circuit)
 --            | 'busy' (at the limit: wait for a slot) | 'open' (circuit open)
---   retry_at (open)  when to come back
+--            | 'paced' (over the rate limit: come back at retry_at, a reserved start)
+--            | 'throttled' (over the rate limit, its reservations `horizon` ahead:
+--              wait in `throttled`, about until retry_at)
+--   retry_at (open, paced, throttled)  when to come back
+--   start_at (ok)  when the attempt may start, if later than now (within `hold`)
 --   avg_ms, waiting (busy)  the destination's attempt time, and the runs ahead
 -- A full destination that has let no attempt go within `stalled` seconds for that
 -- long answers nothing (a blackhole): its circuit opens then, rather than after
 -- `failures_to_open` of its attempts have timed out one by one. `circuits`
 -- is the open-circuits index ('' with metrics off), `name` the destination's.
+-- `rate`: the endpoint's rate limit, attempts a second (0: none).
 local function enter(inflight, breaker, waiting, now, lease_until, member, limit, stalled,
-                     cooldown_default, circuits, name)
+                     cooldown_default, circuits, name, paced, rate, hold, throttled,
+                     horizon)
+  limit, rate = effective(breaker, limit, rate)
   local open_until = tonumber(redis.call('HGET', breaker, 'open_until') or '0')
   if open_until > now then return {'outcome', 'open', 'retry_at', tostring(open_until)} end
   local probe = false
@@ -64,7 +132,8 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
     probe = true
   end
   redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
-  if not probe and redis.call('ZCARD', inflight) >= limit then
+  local full = not probe and redis.call('ZCARD', inflight) >= limit
+  if full then
     local answered = tonumber(redis.call('HGET', breaker, 'answered_at') or now)
     if answered <= now - stalled then
       local cooldown = tonumber(redis.call('HGET', breaker, 'cooldown') or cooldown_default)
@@ -72,6 +141,43 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
       if circuits ~= '' then redis.call('ZADD', circuits, opened, name) end
       return {'outcome', 'open', 'retry_at', opened}
     end
+  end
+  local start = now
+  if rate > 0 and not probe then
+    local interval = 1 / rate
+    local reserved = redis.call('ZSCORE', paced, member)
+    local next_start = tonumber(redis.call('HGET', breaker, 'rate_next') or '0')
+    local free = tonumber(redis.call('HGET', breaker, 'rate_free') or '0')
+    start = math.max(next_start, now)
+    -- A newcomer queues behind the start times reserved already.
+    if not reserved then start = math.max(start, free) end
+    -- Too far off to wait for in a worker, or due soon but every slot is taken
+    -- (the run would hold up the queue of slots): reserve the start, come back then.
+    if start > now + hold or (full and start > now and not reserved) then
+      if not reserved then
+        -- Reservations reach `horizon` ahead; later runs queue in `throttled`, and
+        -- get theirs as time moves on (pump).
+        local queued = redis.call('ZCARD', throttled)
+        if queued > 0 or start > now + horizon then
+          return {'outcome', 'throttled', 'retry_at', tostring(start + queued * interval)}
+        end
+        redis.call('HSET', breaker, 'rate_free', tostring(start + interval))
+        redis.call('ZREMRANGEBYSCORE', paced, '-inf', now - 3600)
+      end
+      redis.call('ZADD', paced, start, member)
+      redis.call('EXPIRE', paced, 86400)
+      redis.call('EXPIRE', breaker, 86400)
+      return {'outcome', 'paced', 'retry_at', tostring(start)}
+    end
+    if not full then
+      if reserved then redis.call('ZREM', paced, member) end
+      local after = start + interval
+      redis.call('HSET', breaker, 'rate_next', tostring(after),
+                 'rate_free', tostring(math.max(free, after)))
+      redis.call('EXPIRE', breaker, 86400)
+    end
+  end
+  if full then
     return {'outcome', 'busy', 'avg_ms', redis.call('HGET', breaker, 'avg_ms') or '100',
             'waiting', tostring(redis.call('ZCARD', waiting))}
   end
@@ -83,6 +189,7 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
   end
   redis.call('EXPIRE', inflight, 3600)
   if probe then return {'outcome', 'probe'} end
+  if start > now then return {'outcome', 'ok', 'start_at', tostring(start)} end
   return {'outcome', 'ok'}
 end
 
@@ -137,4 +244,97 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
     redis.call('HSET', breaker, 'wake_at', open_until)
   end
   return open_until, false
+end
+
+-- Successes over about the last second, from the per-second count adapt keeps: the
+-- current second's and the part of the one before that the last second still covers.
+local function got_through(second, count, before, now)
+  second = tonumber(second or '0')
+  if math.floor(now) == second then
+    return tonumber(count or '0') + tonumber(before or '0') * (1 - (now - second))
+  elseif math.floor(now) == second + 1 then
+    return tonumber(count or '0') * (1 - (now - math.floor(now)))
+  end
+  return 0
+end
+
+-- Adaptive pacing, after an attempt and before leave (which moves avg_ms on): lower
+-- the destination's pace on a sign of strain, raise it again on a success. Strain is
+-- `pushback` (a 429 or 503, a Retry-After, a timeout) or a duration well above the
+-- moving average. Lowering is multiplicative (by `decrease`, down to a floor of one
+-- in flight and `rate_floor` a second) and happens once per pace: an attempt that
+-- started before the last lowering says nothing of the new pace. A destination with
+-- no rate limit gets one then, from its successes over the last second. Raising is
+-- additive: each success adds 1/pace, about one attempt a second (and one in flight)
+-- per second of successes, until the pace is back at the configured limits and is
+-- lifted (with no rate limit: at `rate_ceiling`, or once the traffic is well below
+-- the pace, which then holds nothing back). A Retry-After also holds every start off
+-- until then (at most `pause_max`). With `adaptive` off, any pace left is lifted.
+-- Returns 1 when it lowered the pace.
+local function adapt(breaker, now, duration, succeeded, pushback, retry_after, adaptive,
+                     limit, rate, index, name, decrease, rate_floor, rate_ceiling, pause_max,
+                     slow_factor, slow_margin_ms)
+  if adaptive ~= '1' then
+    if redis.call('HDEL', breaker, 'pace_limit', 'pace_rate', 'paced_at') > 0
+        and index ~= '' then
+      redis.call('ZREM', index, name)
+    end
+    return 0
+  end
+  now, duration, limit, rate = tonumber(now), tonumber(duration), tonumber(limit), tonumber(rate)
+  local f = redis.call('HMGET', breaker, 'pace_limit', 'pace_rate', 'paced_at', 'avg_ms',
+                       'ok_sec', 'ok_n', 'ok_prev')
+  local pace_limit, pace_rate = tonumber(f[1] or limit), tonumber(f[2] or '0')
+  local avg = tonumber(f[4] or '0')
+  local slow = avg > 0 and duration > math.max(avg * tonumber(slow_factor),
+                                               avg + tonumber(slow_margin_ms))
+  if pushback == '1' or slow then
+    if tonumber(retry_after) > 0 then
+      local resume = tostring(now + math.min(tonumber(retry_after), tonumber(pause_max)))
+      for _, field in ipairs({'rate_next', 'rate_free'}) do
+        if tonumber(redis.call('HGET', breaker, field) or '0') < tonumber(resume) then
+          redis.call('HSET', breaker, field, resume)
+        end
+      end
+    end
+    if now - duration / 1000 < tonumber(f[3] or '0') then return 0 end
+    local from = pace_rate
+    if from <= 0 then
+      -- Unpaced so far: start from what got through over the last second.
+      from = got_through(f[5], f[6], f[7], now)
+      if rate > 0 and (from <= 0 or from > rate) then from = rate end
+    end
+    local lowered_rate = math.max(tonumber(rate_floor), from * tonumber(decrease))
+    local lowered_limit = math.max(1, pace_limit * tonumber(decrease))
+    redis.call('HSET', breaker, 'pace_limit', tostring(lowered_limit),
+               'pace_rate', tostring(lowered_rate), 'paced_at', tostring(now))
+    if index ~= '' then redis.call('ZADD', index, now, name) end
+    return 1
+  end
+  if succeeded ~= '1' then return 0 end
+  local second = math.floor(now)
+  if second == tonumber(f[5] or '0') then
+    redis.call('HINCRBY', breaker, 'ok_n', 1)
+  else
+    local before = '0'
+    if second == tonumber(f[5] or '0') + 1 then before = f[6] or '0' end
+    redis.call('HSET', breaker, 'ok_sec', tostring(second), 'ok_n', '1', 'ok_prev', before)
+  end
+  if not f[1] and not f[2] then return 0 end
+  pace_limit = math.min(limit, pace_limit + 1 / pace_limit)
+  local ceiling = rate
+  if ceiling <= 0 then ceiling = tonumber(rate_ceiling) end
+  -- Raised only while it holds attempts back: a pace nobody reaches proves nothing.
+  local next_start = tonumber(redis.call('HGET', breaker, 'rate_next') or '0')
+  local binding = pace_rate > 0 and next_start + 1 / pace_rate > now
+  if binding then pace_rate = math.min(ceiling, pace_rate + 1 / pace_rate) end
+  local idle = not binding and pace_rate > 2 * got_through(f[5], f[6], f[7], now)
+  if pace_limit >= limit and (pace_rate <= 0 or pace_rate >= ceiling or idle) then
+    redis.call('HDEL', breaker, 'pace_limit', 'pace_rate', 'paced_at')
+    if index ~= '' then redis.call('ZREM', index, name) end
+  else
+    redis.call('HSET', breaker, 'pace_limit', tostring(pace_limit), 'pace_rate',
+               tostring(pace_rate))
+  end
+  return 0
 end

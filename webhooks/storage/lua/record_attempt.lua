@@ -5,7 +5,7 @@
 -- repeat: an attempt already on record (a retried call whose answer was lost)
 -- changes nothing.
 -- KEYS: delivery_key attempts_key running_key scheduled_key due_key metrics_key circuits_key archive_key activity_key tenant_activity_key *index_keys
--- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination succeeded failures_to_open cooldown max_cooldown duration_ms limit stalled inflight_template breaker_template waiting_template index_count attempt_counter duration_bucket duration_seconds event_template attempt_kind outcome_kind activity_ttl delivery_template attempts_template *index_statuses
+-- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination succeeded failures_to_open cooldown max_cooldown duration_ms limit stalled inflight_template breaker_template waiting_template pushback retry_after adaptive rate_limit paced_index paced_template throttled_template horizon decrease rate_floor rate_ceiling pause_max slow_factor slow_margin_ms index_count attempt_counter duration_bucket duration_seconds event_template attempt_kind outcome_kind activity_ttl delivery_template attempts_template *index_statuses
 -- Uses: destination status activity chain
 -- index_keys, index_statuses, due_at, archive_key, event_template: as status.lua takes them.
 -- metrics_key, circuits_key: the counters hash and the open circuits ('' for both:
@@ -13,7 +13,8 @@
 -- (attempts:outcome:error_kind:status_class); duration_bucket: the histogram bucket
 -- its duration falls in; a final status also counts in finished:<status>.
 -- activity_key, tenant_activity_key, attempt_kind, outcome_kind, activity_ttl: as
--- activity.lua takes them. park_at / due_at: '' for none. destination: '' when none was entered.
+-- activity.lua takes them. pushback ... slow_margin_ms: as adapt (destination.lua)
+-- takes them. park_at / due_at: '' for none. destination: '' when none was entered.
 -- delivery_template, attempts_template: as chain.lua takes them (a final status wakes
 -- the next delivery of its ordering key).
 -- Returns named fields: open_until (when the destination's circuit opened; 0: closed),
@@ -56,6 +57,19 @@ end
 redis.call('ZREM', running_key, member)
 if park_at ~= '' and not stopped then redis.call('ZADD', scheduled_key, park_at, next_member) end
 if destination == '' then return {'open_until', '0', 'recorded', '1'} end
+local lowered = adapt(
+  string.format(breaker_template, destination), updated_score, duration_ms, succeeded,
+  pushback, retry_after, adaptive, limit, rate_limit, paced_index, destination, decrease,
+  rate_floor, rate_ceiling, pause_max, slow_factor, slow_margin_ms)
+if lowered == 1 and metrics_key ~= '' then redis.call('HINCRBY', metrics_key, 'pace_lowered', 1) end
+-- What waits for the rate limit gets its reservations as the horizon moves on.
+local breaker = string.format(breaker_template, destination)
+local _, rate = effective(breaker, tonumber(limit), tonumber(rate_limit))
+if rate > 0 or redis.call('EXISTS', string.format(throttled_template, destination)) == 1 then
+  pump(breaker, string.format(throttled_template, destination),
+       string.format(paced_template, destination), scheduled_key, tonumber(updated_score), rate,
+       tonumber(horizon))
+end
 local open_until, cleared = leave(
   string.format(inflight_template, destination), string.format(breaker_template, destination),
   string.format(waiting_template, destination), scheduled_key, member, succeeded,

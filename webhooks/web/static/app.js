@@ -571,10 +571,12 @@ function addEndpointForm(root, done) {
   const description = h("input", { name: "description", maxLength: 1000 });
   const types = eventTypeChoices();
   const headers = h("textarea", { name: "headers", placeholder: "Authorization: Bearer …" });
+  const rate = rateInput();
   const form = h("form", { class: "stack card", id: "add-endpoint", onsubmit: async (e) => {
     e.preventDefault();
     try {
       const body = { url: url.value.trim(), description: description.value };
+      if (rate.value.trim()) body.rate_limit = Number(rate.value);
       const wanted = types.chosen();
       if (wanted.length) body.event_types = wanted;
       const extra = parseHeaders(headers.value);
@@ -589,8 +591,25 @@ function addEndpointForm(root, done) {
   } },
   h("label", {}, "URL", url), h("label", {}, "Description", description),
   types.node, h("label", {}, "Headers sent with every attempt", headers),
+  h("label", {}, "Rate limit (deliveries a second; empty: none)", rate),
   h("div", {}, h("button", { class: "primary", type: "submit" }, "Add endpoint")));
   return form;
+}
+
+// Any number goes to the server, which says what it refuses (and why) in one line.
+function rateInput(value) {
+  return h("input", { name: "rate_limit", type: "number", step: "any", min: 0, max: 10000,
+    size: 8, value: value == null ? "" : String(value) });
+}
+
+// The endpoint's rate limit, and the pace adaptive pacing keeps below its limits.
+function paceNote(ep) {
+  const parts = [ep.rate_limit == null ? "no rate limit" : "rate limit " + ep.rate_limit + "/s"];
+  if (ep.pace) {
+    parts.push("paced to " + (ep.pace.rate == null ? "" : ep.pace.rate + "/s, ") +
+      ep.pace.concurrency + " in flight");
+  }
+  return h("div", { class: "muted pace" }, parts.join("; "));
 }
 
 function endpointsTable(root, endpoints, reload, notice) {
@@ -617,11 +636,22 @@ function endpointsTable(root, endpoints, reload, notice) {
       } catch (error) { flash(error.message); }
     } }, h("label", {}, "Since (your time)", since), h("label", {}, "Until (empty: now)", until),
     h("button", { type: "submit", class: "primary" }, "Recover exhausted deliveries"))));
+    const rateRow = h("tr", { hidden: true, class: "rate-row" });
+    const rate = rateInput(ep.rate_limit);
+    rateRow.append(h("td", { colSpan: 5 }, h("form", { class: "inline-form", onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        await api("PATCH", path, { rate_limit: rate.value.trim() ? Number(rate.value) : null });
+        flash("Rate limit saved.", true);
+        await reload();
+      } catch (error) { flash(error.message); }
+    } }, h("label", {}, "Deliveries a second (empty: no limit)", rate),
+    h("button", { type: "submit", class: "primary" }, "Save rate limit"))));
     const row = h("tr", { dataset: { endpoint: ep.id } },
       h("td", { class: "url" }, ep.url, ep.description ? h("div", { class: "muted" }, ep.description) : null),
       h("td", {}, ep.event_types ? ep.event_types.join(", ") : "every type"),
       h("td", {}, ep.enabled ? badge("enabled") : badge("disabled"),
-        ep.disabled_reason ? h("div", { class: "muted" }, ep.disabled_reason) : null),
+        ep.disabled_reason ? h("div", { class: "muted" }, ep.disabled_reason) : null, paceNote(ep)),
       h("td", {}, link(root + "/deliveries?endpoint_id=" + enc(ep.id), "deliveries")),
       h("td", { class: "actions" },
         h("button", { type: "button", class: "toggle", onclick: act(() => api("PATCH", path, { enabled: !ep.enabled })) },
@@ -632,13 +662,14 @@ function endpointsTable(root, endpoints, reload, notice) {
           fill(notice, secretBox(rotated.secret, rotated.url));
         }) }, "Rotate secret"),
         h("button", { type: "button", class: "recover", onclick: () => { recoverRow.hidden = !recoverRow.hidden; } }, "Recover…"),
+        h("button", { type: "button", class: "rate", onclick: () => { rateRow.hidden = !rateRow.hidden; } }, "Rate limit…"),
         tester.button, tester.choice,
         h("button", { type: "button", class: "danger delete", onclick: act(async () => {
           if (!confirm("Delete this endpoint? Its unfinished deliveries stop.")) return;
           await api("DELETE", path);
           flash("Endpoint deleted.", true);
         }) }, "Delete")));
-    return [row, recoverRow, tester.row];
+    return [row, recoverRow, rateRow, tester.row];
   });
   return h("table", { id: "endpoints" },
     h("thead", {}, h("tr", {}, ["URL", "Event types", "State", "", "Actions"].map((c) => h("th", {}, c)))),
