@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, cast
 import pytest
 import redis
 from kombu import Exchange, Queue
+from kombu.exceptions import OperationalError
 
 from tests.conftest import (
     NEEDS_RABBITMQ,
@@ -181,7 +182,11 @@ def confirms(redis_client: redis.Redis) -> Iterator[redis.Redis]:
     store.close()
 
 
-def _system(broker: str = RABBITMQ, queue_arguments: dict[str, object] | None = None) -> System:
+def _system(
+    broker: str = RABBITMQ,
+    queue_arguments: dict[str, object] | None = None,
+    confirm_timeout: float = 30.0,
+) -> System:
     name = LIMITED if queue_arguments else CONFIRMS
     system = System(
         Settings(
@@ -189,6 +194,7 @@ def _system(broker: str = RABBITMQ, queue_arguments: dict[str, object] | None = 
             broker_url=broker,
             key_prefix=name,
             allowed_networks="127.0.0.0/8",
+            broker_confirm_timeout_seconds=confirm_timeout,
         ),
         client=redis.Redis.from_url(STORE_URL),
     )
@@ -243,5 +249,55 @@ def test_a_connection_lost_before_the_confirms_fails_the_call(confirms: redis.Re
         # Retrying the same call is safe: it creates them, with the same ids.
         ids = Producer(system).deliver_many(pairs)
         assert all(confirms.exists(f"{CONFIRMS}:delivery:{i}") for i in ids)
+    finally:
+        proxy.close()
+
+
+def test_a_silent_broker_fails_the_call_within_the_confirm_timeout(
+    confirms: redis.Redis,
+) -> None:
+    proxy = Proxy(5672)
+    try:
+        system = _system(f"amqp://guest:guest@127.0.0.1:{proxy.port}//", confirm_timeout=1.0)
+        pairs = [(URL, event()) for _ in range(20)]
+        last = delivery_id(str(pairs[-1][1]["id"]), pairs[-1][0], None)
+        # Once the batch's last message is sent, RabbitMQ's answers are held: the
+        # connection stays open, and the confirms never come.
+        proxy.arm(last.encode(), stall=True)
+        started = time.monotonic()
+        with pytest.raises(
+            EnqueueFailed,
+            match=rf"could not publish 20 messages \(RabbitMQ at 127\.0\.0\.1:{proxy.port} "
+            r"confirmed \d+ of 20 messages within 1 s \(WEBHOOKS_BROKER_CONFIRM_TIMEOUT_SECONDS\)",
+        ):
+            Producer(system).deliver_many(pairs)
+        assert time.monotonic() - started < 5
+        assert proxy.seen.is_set()
+        assert [k for k in confirms.scan_iter(f"{CONFIRMS}:delivery:*")] == []
+        # The broker answers again: the same call goes out, on a new connection (the
+        # silent one was dropped).
+        proxy.release()
+        ids = Producer(system).deliver_many(pairs)
+        assert all(confirms.exists(f"{CONFIRMS}:delivery:{i}") for i in ids)
+    finally:
+        proxy.close()
+
+
+def test_a_silent_broker_fails_a_single_publish_within_the_confirm_timeout(
+    confirms: redis.Redis,
+) -> None:
+    # One message at a time, as send_task and a task's retry publish: py-amqp's own
+    # wait for the confirm, bounded the same way.
+    proxy = Proxy(5672)
+    try:
+        system = _system(f"amqp://guest:guest@127.0.0.1:{proxy.port}//", confirm_timeout=1.0)
+        proxy.arm(b"silent-single", stall=True)
+        started = time.monotonic()
+        # kombu reports the timeout as its OperationalError, with the message.
+        with pytest.raises(OperationalError, match=r"RabbitMQ at .* confirmed 0 of 1 messages"):
+            system.app.send_task(
+                "webhooks.tasks.deliver", args=("silent-single",), queue=CONFIRMS, retry=False
+            )
+        assert time.monotonic() - started < 5
     finally:
         proxy.close()

@@ -21,6 +21,15 @@ the caller learns that the batch did not all go out, and undoes what it was for
 exception sends nothing it still held. Publishes outside a batch (Celery's
 ``self.retry``, ``send_task``) keep py-amqp's own wait, one message at a time.
 
+A silent broker (a stalled node, a network partition that drops nothing and
+answers nothing) would keep py-amqp waiting for its confirms for ever: every wait
+for a confirm here, a batch's and py-amqp's own one at a time, ends after the
+connection's ``confirm_timeout`` (``WEBHOOKS_BROKER_CONFIRM_TIMEOUT_SECONDS``,
+given as a transport option by config.py) with :class:`ConfirmTimeout`, which names
+the broker; the producer undoes what the batch was for and raises EnqueueFailed,
+the worker's retry publish fails and Celery's publish retries take over. The
+connection is dropped then, its state unknown: the next publish opens another.
+
 Delivery tags: in confirm mode RabbitMQ numbers a channel's messages 1, 2, 3...
 from its ``confirm.select``, and its acks and nacks name them. py-amqp does not
 count them, so the channel here counts every publish it sends (its own and
@@ -35,19 +44,32 @@ flag py-amqp sets on a channel in confirm mode; tests/test_brokers.py covers it.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from amqp import spec
 from amqp.exceptions import MessageNacked
 from kombu.transport import pyamqp
 
-__all__ = ["Channel", "ConfirmedBatch", "Connection", "SSLTransport", "Transport"]
+__all__ = [
+    "Channel",
+    "ConfirmTimeout",
+    "ConfirmedBatch",
+    "Connection",
+    "SSLTransport",
+    "Transport",
+]
 
 # kombu's stubs leave out the private methods used here.
 _Channel: Any = pyamqp.Channel
 _Connection: Any = pyamqp.Connection
 _Transport: Any = pyamqp.Transport
 _SSLTransport: Any = pyamqp.SSLTransport
+
+
+class ConfirmTimeout(TimeoutError):
+    """RabbitMQ did not confirm published messages within the connection's
+    ``confirm_timeout``: whether it took them is unknown."""
 
 
 class ConfirmedBatch:
@@ -122,18 +144,46 @@ class Channel(_Channel):  # type: ignore[misc]
         # publishes (to learn whether RabbitMQ blocked the connection), acks included.
         self._unconfirmed, self._lowest = set(range(first, first + len(held))), first
         self._nacked = 0
-        # A caller's timeout bounds each wait for a confirm, as py-amqp's own.
-        timeout = None
+        # The caller's timeout, else the connection's, bounds the wait for the batch.
+        timeout = self.connection.confirm_timeout
         try:
             for message, kwargs in held:
                 timeout = kwargs.pop("confirm_timeout", None) or kwargs.get("timeout") or timeout
                 self._basic_publish(message, **kwargs)
+            deadline = None if timeout is None else time.monotonic() + timeout
             while self._unconfirmed:
-                self.wait([spec.Basic.Ack, spec.Basic.Nack], timeout=timeout)
+                left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+                try:
+                    self.wait([spec.Basic.Ack, spec.Basic.Nack], timeout=left)
+                except TimeoutError as error:
+                    raise self._silent(len(self._unconfirmed), len(held), timeout) from error
         finally:
             self._unconfirmed, nacked = set(), self._nacked
         if nacked:
             raise MessageNacked(f"RabbitMQ refused {nacked} of {len(held)} messages")
+
+    def basic_publish_confirm(self, *args: Any, **kwargs: Any) -> Any:
+        # py-amqp's publish of one message in confirm mode (send_task, Celery's retry),
+        # its wait for the confirm bounded as a batch's is.
+        timeout = kwargs.get("confirm_timeout") or self.connection.confirm_timeout
+        kwargs["confirm_timeout"] = timeout
+        try:
+            return super().basic_publish_confirm(*args, **kwargs)
+        except TimeoutError as error:
+            raise self._silent(1, 1, timeout) from error
+
+    def _silent(self, unconfirmed: int, sent: int, timeout: float | None) -> ConfirmTimeout:
+        """The error for a wait for confirms that timed out, once the connection is
+        dropped: closing it politely would wait for the silent broker's answer too
+        (for ever: kombu's pool closes a producer's connection after an error)."""
+        connection = self.connection
+        error = ConfirmTimeout(
+            f"RabbitMQ at {connection.host} confirmed {sent - unconfirmed} of {sent} "
+            f"messages within {timeout or 0:g} s (WEBHOOKS_BROKER_CONFIRM_TIMEOUT_SECONDS); "
+            "whether it took the others is unknown"
+        )
+        connection.collect()
+        return error
 
     def _confirmed(self, delivery_tag: int, multiple: bool) -> int:
         """Take the tags an ack or nack names off the batch's; how many it named."""
@@ -161,9 +211,15 @@ class Channel(_Channel):  # type: ignore[misc]
 
 
 class Connection(_Connection):  # type: ignore[misc]
-    """kombu's AMQP connection, with the channel above."""
+    """kombu's AMQP connection, with the channel above, and ``confirm_timeout``: the
+    longest its channels wait for RabbitMQ's confirms (None: for ever)."""
 
     Channel = Channel
+
+    def __init__(self, *args: Any, confirm_timeout: float | None = None, **kwargs: Any) -> None:
+        # Set before py-amqp's __init__, which may open channels.
+        self.confirm_timeout = confirm_timeout
+        super().__init__(*args, **kwargs)
 
 
 class Transport(_Transport):  # type: ignore[misc]
