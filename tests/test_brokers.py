@@ -31,9 +31,12 @@ from tests.conftest import (
     forget_queue,
 )
 from tests.proxy import Proxy
+from webhooks.broker import messages
+from webhooks.broker.app import DELIVER
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.errors import EnqueueFailed
+from webhooks.models import Run
 from webhooks.producer import Producer, delivery_id
 from webhooks.settings import Settings
 from webhooks.system import System
@@ -301,3 +304,37 @@ def test_a_silent_broker_fails_a_single_publish_within_the_confirm_timeout(
         assert time.monotonic() - started < 5
     finally:
         proxy.close()
+
+
+def test_a_batch_message_is_the_one_send_task_publishes(confirms: redis.Redis) -> None:
+    # The batch's messages are built once for the batch (messages.py), not by
+    # send_task each: what a worker takes off the queue must be the same.
+    # A queue of its own: kombu's pools remember the queues they declared, the
+    # fixture's included, which it deletes.
+    queue = f"{CONFIRMS}-same"
+    system = _system()
+    run, trace = Run("dlv_same", 2, 3), {"traceparent": "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"}
+    forget_queue(queue)
+    messages.publish(system.app, [run], queue, contexts={run.delivery_id: trace})
+    system.app.send_task(
+        DELIVER,
+        args=(run.delivery_id,),
+        kwargs={"cycle": run.cycle},
+        task_id=run.delivery_id,
+        retries=run.retries,
+        ignore_result=True,
+        add_to_parent=False,
+        headers=trace,
+        queue=queue,
+    )
+    from kombu import Connection
+
+    with Connection(RABBITMQ) as connection:
+        channel = cast("pyamqp.Channel", connection.default_channel)
+        ours, theirs = channel.basic_get(queue), channel.basic_get(queue)
+    forget_queue(queue)
+    assert ours is not None and theirs is not None
+    assert ours.body == theirs.body
+    assert ours.properties == theirs.properties
+    assert ours.delivery_info["routing_key"] == theirs.delivery_info["routing_key"]
+    assert ours.delivery_info["exchange"] == theirs.delivery_info["exchange"]
