@@ -139,6 +139,9 @@ def test_rabbitmq_delivers_retries_and_exhausts(
             time.sleep(0.2)
     finally:
         stop_worker(worker)
+    # Every message the worker took was acknowledged (a pass's acknowledgements are
+    # written together, rabbitmq.py): none came back when its connection closed.
+    assert _waiting(PREFIX) == 0
     statuses = [store.hget(f"{PREFIX}:delivery:{i}", "status") for i in ids]
     assert statuses == [b"delivered"] * 23 + [b"retries_exhausted"] * 2 + [b"delivered"]
     attempts = [store.llen(f"{PREFIX}:delivery:{i}:attempts") for i in ids]

@@ -267,6 +267,16 @@ class Connection(_Connection):  # type: ignore[misc]
         self.confirm_timeout = confirm_timeout
         super().__init__(*args, **kwargs)
 
+    def close(self, *args: Any, **kwargs: Any) -> Any:
+        # The acknowledgements its channels hold go out first (a warm shutdown closes
+        # the connection, not each channel): or RabbitMQ would hand those messages out
+        # again.
+        for channel in list((self.channels or {}).values()):
+            if isinstance(channel, Channel):
+                with suppress(OSError):
+                    channel.write_acks()
+        return super().close(*args, **kwargs)
+
 
 class Transport(_Transport):  # type: ignore[misc]
     """kombu's py-amqp transport, with the connection and channel above."""
