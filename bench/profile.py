@@ -110,7 +110,10 @@ def main() -> int:
         tempfile.TemporaryDirectory() as tmp,
     ):
         store = redis.Redis.from_url(os.environ["WEBHOOKS_REDIS_URL"])
-        worker = start_worker(Path(tmp) / "worker.log", env, *scenarios.procfile_worker())
+        # A node name of its own: on RabbitMQ a worker's control queue is exclusive to it.
+        worker = start_worker(
+            Path(tmp) / "worker.log", env, *scenarios.procfile_worker(), f"--hostname={prefix}@%h"
+        )
         try:
             _profile(args, spy, Path(tmp), worker.pid, store, rx, deliver_many, report)
         finally:
