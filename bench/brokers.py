@@ -42,7 +42,11 @@ def measure(broker: str, count: int) -> float:
 
     store = redis.Redis.from_url(os.environ["WEBHOOKS_REDIS_URL"])
     with tempfile.TemporaryDirectory() as tmp, FastReceiver() as rx:
-        worker = start_worker(Path(tmp) / "worker.log", env, *procfile_worker())
+        # A node name of its own: on RabbitMQ a worker's control queue is exclusive to
+        # its name, and another worker named celery@host (another run's) would stop it.
+        worker = start_worker(
+            Path(tmp) / "worker.log", env, *procfile_worker(), f"--hostname={prefix}@%h"
+        )
         try:
             start = time.perf_counter()
             deliver_many([(rx.url("/j"), one_kb_event(n)) for n in range(count)])

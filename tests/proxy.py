@@ -5,6 +5,9 @@ carries): when a client sends them, ``on_command`` runs before they are
 forwarded, and with ``cut=True`` the reply is swallowed and the connection reset,
 so the client never learns whether the command ran. New connections are then
 refused for ``refuse_for`` seconds, so that the client's own retries fail too.
+With ``stall=True`` the server's answers from then on are held, the connection
+open, until :meth:`Proxy.release`: a server that has gone silent (used for
+RabbitMQ too, whose confirms then never come).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class Proxy:
         self.refuse_for = 0.0
         self.on_command: Callable[[], None] | None = None
         self.seen = threading.Event()  # the armed command went through
+        self.stall = False
+        self._released = threading.Event()  # stalled answers may flow again
         self._refuse_until = 0.0
         self._lock = threading.Lock()
         self._closed = False
@@ -50,19 +55,27 @@ class Proxy:
         marker: bytes,
         *,
         cut: bool = False,
+        stall: bool = False,
         refuse_for: float = 0.0,
         on_command: Callable[[], None] | None = None,
     ) -> None:
         with self._lock:
             self.marker, self.cut, self.refuse_for = marker, cut, refuse_for
+            self.stall = stall
             self.on_command = on_command
             self.seen.clear()
+            self._released.clear()
+
+    def release(self) -> None:
+        """Let the answers a stall held, and the ones after, through."""
+        self._released.set()
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def close(self) -> None:
         self._closed = True
+        self._released.set()
         self.listener.close()
 
     def _accept(self) -> None:
@@ -80,7 +93,7 @@ class Proxy:
                 _reset(client)
                 continue
             server.settimeout(None)
-            state = {"cut_pending": False}
+            state = {"cut_pending": False, "stalled": False}
             threading.Thread(target=self._upward, args=(client, server, state), daemon=True).start()
             threading.Thread(
                 target=self._downward, args=(server, client, state), daemon=True
@@ -94,6 +107,7 @@ class Proxy:
                     if hit:
                         self.marker = None  # once
                         callback, state["cut_pending"] = self.on_command, self.cut
+                        state["stalled"] = self.stall
                 if hit:
                     if callback is not None:
                         callback()
@@ -116,6 +130,8 @@ class Proxy:
                     _reset(client)
                     _reset(server)
                     return
+                if state["stalled"]:
+                    self._released.wait()  # silent, the connection open
                 client.sendall(data)
         except OSError:
             pass

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, cast
 import pytest
 import redis
 from kombu import Exchange, Queue
+from kombu.exceptions import OperationalError
 
 from tests.conftest import (
     NEEDS_RABBITMQ,
@@ -30,9 +31,12 @@ from tests.conftest import (
     forget_queue,
 )
 from tests.proxy import Proxy
+from webhooks.broker import messages
+from webhooks.broker.app import DELIVER
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.errors import EnqueueFailed
+from webhooks.models import Run
 from webhooks.producer import Producer, delivery_id
 from webhooks.settings import Settings
 from webhooks.system import System
@@ -135,6 +139,9 @@ def test_rabbitmq_delivers_retries_and_exhausts(
             time.sleep(0.2)
     finally:
         stop_worker(worker)
+    # Every message the worker took was acknowledged (a pass's acknowledgements are
+    # written together, rabbitmq.py): none came back when its connection closed.
+    assert _waiting(PREFIX) == 0
     statuses = [store.hget(f"{PREFIX}:delivery:{i}", "status") for i in ids]
     assert statuses == [b"delivered"] * 23 + [b"retries_exhausted"] * 2 + [b"delivered"]
     attempts = [store.llen(f"{PREFIX}:delivery:{i}:attempts") for i in ids]
@@ -181,7 +188,11 @@ def confirms(redis_client: redis.Redis) -> Iterator[redis.Redis]:
     store.close()
 
 
-def _system(broker: str = RABBITMQ, queue_arguments: dict[str, object] | None = None) -> System:
+def _system(
+    broker: str = RABBITMQ,
+    queue_arguments: dict[str, object] | None = None,
+    confirm_timeout: float = 30.0,
+) -> System:
     name = LIMITED if queue_arguments else CONFIRMS
     system = System(
         Settings(
@@ -189,6 +200,7 @@ def _system(broker: str = RABBITMQ, queue_arguments: dict[str, object] | None = 
             broker_url=broker,
             key_prefix=name,
             allowed_networks="127.0.0.0/8",
+            broker_confirm_timeout_seconds=confirm_timeout,
         ),
         client=redis.Redis.from_url(STORE_URL),
     )
@@ -245,3 +257,87 @@ def test_a_connection_lost_before_the_confirms_fails_the_call(confirms: redis.Re
         assert all(confirms.exists(f"{CONFIRMS}:delivery:{i}") for i in ids)
     finally:
         proxy.close()
+
+
+def test_a_silent_broker_fails_the_call_within_the_confirm_timeout(
+    confirms: redis.Redis,
+) -> None:
+    proxy = Proxy(5672)
+    try:
+        system = _system(f"amqp://guest:guest@127.0.0.1:{proxy.port}//", confirm_timeout=1.0)
+        pairs = [(URL, event()) for _ in range(20)]
+        last = delivery_id(str(pairs[-1][1]["id"]), pairs[-1][0], None)
+        # Once the batch's last message is sent, RabbitMQ's answers are held: the
+        # connection stays open, and the confirms never come.
+        proxy.arm(last.encode(), stall=True)
+        started = time.monotonic()
+        with pytest.raises(
+            EnqueueFailed,
+            match=rf"could not publish 20 messages \(RabbitMQ at 127\.0\.0\.1:{proxy.port} "
+            r"confirmed \d+ of 20 messages within 1 s \(WEBHOOKS_BROKER_CONFIRM_TIMEOUT_SECONDS\)",
+        ):
+            Producer(system).deliver_many(pairs)
+        assert time.monotonic() - started < 5
+        assert proxy.seen.is_set()
+        assert [k for k in confirms.scan_iter(f"{CONFIRMS}:delivery:*")] == []
+        # The broker answers again: the same call goes out, on a new connection (the
+        # silent one was dropped).
+        proxy.release()
+        ids = Producer(system).deliver_many(pairs)
+        assert all(confirms.exists(f"{CONFIRMS}:delivery:{i}") for i in ids)
+    finally:
+        proxy.close()
+
+
+def test_a_silent_broker_fails_a_single_publish_within_the_confirm_timeout(
+    confirms: redis.Redis,
+) -> None:
+    # One message at a time, as send_task and a task's retry publish: py-amqp's own
+    # wait for the confirm, bounded the same way.
+    proxy = Proxy(5672)
+    try:
+        system = _system(f"amqp://guest:guest@127.0.0.1:{proxy.port}//", confirm_timeout=1.0)
+        proxy.arm(b"silent-single", stall=True)
+        started = time.monotonic()
+        # kombu reports the timeout as its OperationalError, with the message.
+        with pytest.raises(OperationalError, match=r"RabbitMQ at .* confirmed 0 of 1 messages"):
+            system.app.send_task(
+                "webhooks.tasks.deliver", args=("silent-single",), queue=CONFIRMS, retry=False
+            )
+        assert time.monotonic() - started < 5
+    finally:
+        proxy.close()
+
+
+def test_a_batch_message_is_the_one_send_task_publishes(confirms: redis.Redis) -> None:
+    # The batch's messages are built once for the batch (messages.py), not by
+    # send_task each: what a worker takes off the queue must be the same.
+    # A queue of its own: kombu's pools remember the queues they declared, the
+    # fixture's included, which it deletes.
+    queue = f"{CONFIRMS}-same"
+    system = _system()
+    run, trace = Run("dlv_same", 2, 3), {"traceparent": "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"}
+    forget_queue(queue)
+    messages.publish(system.app, [run], queue, contexts={run.delivery_id: trace})
+    system.app.send_task(
+        DELIVER,
+        args=(run.delivery_id,),
+        kwargs={"cycle": run.cycle},
+        task_id=run.delivery_id,
+        retries=run.retries,
+        ignore_result=True,
+        add_to_parent=False,
+        headers=trace,
+        queue=queue,
+    )
+    from kombu import Connection
+
+    with Connection(RABBITMQ) as connection:
+        channel = cast("pyamqp.Channel", connection.default_channel)
+        ours, theirs = channel.basic_get(queue), channel.basic_get(queue)
+    forget_queue(queue)
+    assert ours is not None and theirs is not None
+    assert ours.body == theirs.body
+    assert ours.properties == theirs.properties
+    assert ours.delivery_info["routing_key"] == theirs.delivery_info["routing_key"]
+    assert ours.delivery_info["exchange"] == theirs.delivery_info["exchange"]

@@ -273,6 +273,14 @@ class Settings(BaseSettings):
         description="The Celery broker, when not the store's Redis: `amqp://...` for "
         "RabbitMQ. Unset: WEBHOOKS_REDIS_URL.",
     )
+    broker_confirm_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="On RabbitMQ (publisher confirms on): how long a publish waits for "
+        "the broker to confirm its messages. Past it the call fails with an error naming "
+        "the broker (`deliver_many` and the other producer calls undo what they were for "
+        "and raise `EnqueueFailed`) instead of waiting for a silent broker for ever.",
+    )
     key_prefix: str = Field(
         "webhooks",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",

@@ -117,9 +117,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     # Redis keeps what it is still needed for: circuits, destination slots, and a
     # retry the broker refused. Queues declared otherwise by an earlier version must
     # be deleted first (RabbitMQ refuses to change a queue's type).
+    # A broker that stops answering would hold a publish waiting for its confirms for
+    # ever: the wait ends after WEBHOOKS_BROKER_CONFIRM_TIMEOUT_SECONDS (rabbitmq.py).
     quorum = settings.native_delays
     if quorum:
         options["confirm_publish"] = True
+        options["confirm_timeout"] = settings.broker_confirm_timeout_seconds
     return {
         "broker_url": broker_url,
         "broker_transport": transport,

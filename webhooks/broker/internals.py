@@ -71,6 +71,17 @@ RELIED_ON: tuple[tuple[str, str, str], ...] = (
         "broker/rabbitmq.py overrides it to count a batch's refused messages",
     ),
     (
+        "amqp.transport",
+        "_AbstractTransport.write",
+        "broker/rabbitmq.py writes a loop pass's acknowledgements with it, in one write",
+    ),
+    (
+        "amqp.connection",
+        "Connection.bytes_sent",
+        "broker/rabbitmq.py counts its acknowledgements' write in it, as py-amqp does",
+    ),
+    ("amqp.serialization", "dumps", "broker/rabbitmq.py encodes basic.ack's arguments with it"),
+    (
         "kombu.transport.pyamqp",
         "Transport.implements",
         "broker/rabbitmq.py extends it with batch_publish",

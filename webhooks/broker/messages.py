@@ -12,9 +12,12 @@ The Redis envelope (:func:`encode`) is written here, field for field as kombu's
 Redis transport writes it; ``tests/test_messages.py`` compares the two. Skipped
 compared with ``send_task``: the ``before_task_publish`` and
 ``after_task_publish`` signals, and kombu's publish retries (a failed batch is
-reported to the caller, which undoes it). A broker that is not Redis, or a
-route that is not a direct queue, goes through ``send_task`` in a kombu batch:
-on RabbitMQ with confirms, sent together and confirmed together (.rabbitmq).
+reported to the caller, which undoes it). On RabbitMQ the batch's messages are
+built the same way and published on the channel, sent together and confirmed
+together with confirms on (.rabbitmq); ``tests/test_brokers.py`` compares them
+with ``send_task``'s. A message with an ETA on RabbitMQ (Celery routes it to its
+native delay exchanges), a route that names an exchange of its own, or another
+broker goes through ``send_task``, in a kombu batch.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import amqp
 from amqp.exceptions import ChannelError
 from celery import Celery
 from kombu import Queue
@@ -34,9 +38,10 @@ from kombu.transport import redis as kombu_redis
 from .. import tracing
 from ..models import Run
 from ..settings import SentinelURL
+from . import rabbitmq
 from .app import DELIVER
 
-__all__ = ["Contexts", "encode", "publish", "queue_for", "store_list", "waiting"]
+__all__ = ["Contexts", "amqp_route", "encode", "publish", "queue_for", "store_list", "waiting"]
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
 
@@ -73,14 +78,14 @@ def store_list(app: Celery, queue: str | None, store_url: str) -> tuple[str, str
 Contexts = Mapping[str, Mapping[str, str]]
 
 
-def encode(
+def _parts(
     app: Celery,
     runs: Sequence[Run],
-    queue: str,
-    eta: datetime | None = None,
-    contexts: Contexts | None = None,
-) -> list[str]:
-    """Each run's message to ``queue``, as kombu's Redis transport keeps it (JSON text)."""
+    eta: datetime | None,
+    contexts: Contexts | None,
+) -> Iterator[tuple[bytes, dict[str, Any], dict[str, Any]]]:
+    """Each run's message as Celery's ``send_task`` builds it: body (JSON), headers and
+    properties, from headers Celery builds once for the batch."""
     current, contexts = tracing.carrier(), contexts or {}
     template_id = "template"
     headers, properties, (_, _, embed), _ = app.amqp.as_task_v2(
@@ -92,39 +97,103 @@ def encode(
         reply_to=app.thread_oid,
         ignore_result=True,
     )
-    route = {"exchange": "", "routing_key": queue}  # the anonymous exchange, as Celery's
-    encoded = []
     for run in runs:
         args, kwargs = (run.delivery_id,), {"cycle": run.cycle}
-        body = json.dumps([list(args), kwargs, embed]).encode()
-        encoded.append(
-            json.dumps(
-                {
-                    "body": base64.b64encode(body).decode(),
-                    "content-encoding": "utf-8",
-                    "content-type": "application/json",
-                    "headers": {
-                        **headers,
-                        "id": run.delivery_id,
-                        "root_id": run.delivery_id,
-                        "retries": run.retries,
-                        "argsrepr": repr(args),
-                        "kwargsrepr": repr(kwargs),
-                        **(contexts.get(run.delivery_id) or current),
-                    },
-                    "properties": {
-                        **properties,
-                        "correlation_id": run.delivery_id,
-                        "delivery_mode": 2,
-                        "delivery_info": route,
-                        "priority": 0,
-                        "body_encoding": "base64",
-                        "delivery_tag": str(uuid.uuid4()),
-                    },
-                }
-            )
+        yield (
+            json.dumps([list(args), kwargs, embed]).encode(),
+            {
+                **headers,
+                "id": run.delivery_id,
+                "root_id": run.delivery_id,
+                "retries": run.retries,
+                "argsrepr": repr(args),
+                "kwargsrepr": repr(kwargs),
+                **(contexts.get(run.delivery_id) or current),
+            },
+            {**properties, "correlation_id": run.delivery_id},
         )
-    return encoded
+
+
+def encode(
+    app: Celery,
+    runs: Sequence[Run],
+    queue: str,
+    eta: datetime | None = None,
+    contexts: Contexts | None = None,
+) -> list[str]:
+    """Each run's message to ``queue``, as kombu's Redis transport keeps it (JSON text)."""
+    route = {"exchange": "", "routing_key": queue}  # the anonymous exchange, as Celery's
+    return [
+        json.dumps(
+            {
+                "body": base64.b64encode(body).decode(),
+                "content-encoding": "utf-8",
+                "content-type": "application/json",
+                "headers": headers,
+                "properties": {
+                    **properties,
+                    "delivery_mode": 2,
+                    "delivery_info": route,
+                    "priority": 0,
+                    "body_encoding": "base64",
+                    "delivery_tag": str(uuid.uuid4()),
+                },
+            }
+        )
+        for body, headers, properties in _parts(app, runs, eta, contexts)
+    ]
+
+
+def amqp_route(app: Celery, queue: str | None) -> tuple[Queue, str, str] | None:
+    """(queue, exchange, routing key) where Celery's ``send_task`` publishes a delivery
+    message on AMQP, or None if the route names anything else (an exchange of its own)."""
+    options = app.amqp.router.route({"queue": queue} if queue else {}, DELIVER)
+    chosen = options.get("queue") or app.amqp.default_queue
+    if isinstance(chosen, str):
+        chosen = app.amqp.queues[chosen]
+    if options.get("exchange") or options.get("routing_key"):
+        return None
+    if chosen.exchange.type == "direct":
+        return chosen, "", chosen.name  # the anonymous exchange, as Celery's
+    exchange = chosen.exchange.name or app.amqp.default_exchange.name
+    return chosen, exchange, chosen.routing_key or app.conf.task_default_routing_key
+
+
+def _publish_amqp(
+    app: Celery,
+    producer: Any,
+    channel: rabbitmq.Channel,
+    route: tuple[Queue, str, str],
+    runs: Sequence[Run],
+    contexts: Contexts | None,
+) -> None:
+    """Publish the runs' messages, built once for the batch, as ``send_task`` would;
+    with confirms on, sent together and confirmed together (:mod:`.rabbitmq`)."""
+    target, exchange, routing_key = route
+    producer.maybe_declare(target)
+    # As Celery picks it (persistent unless configured otherwise), in AMQP's numbers.
+    named: Any = target.exchange.delivery_mode or app.conf.task_default_delivery_mode
+    mode = {"transient": 1, "persistent": 2}.get(named, named)
+    held = [
+        (
+            amqp.Message(
+                body,
+                content_type="application/json",
+                content_encoding="utf-8",
+                application_headers=headers,
+                delivery_mode=mode,
+                priority=0,
+                **properties,
+            ),
+            {"exchange": exchange, "routing_key": routing_key},
+        )
+        for body, headers, properties in _parts(app, runs, None, contexts)
+    ]
+    if channel.supports_batch_publish:
+        channel.publish_confirmed(held)
+        return
+    for message, route_to in held:  # no confirms: py-amqp does not wait
+        channel.basic_publish(message, **route_to)
 
 
 def publish(
@@ -152,6 +221,12 @@ def publish(
             with channel.conn_or_acquire() as client:
                 # LPUSH adds at the head and consumers pop the tail: first in, first out.
                 client.lpush(target.name, *messages)
+            return
+        # On RabbitMQ, a message with an ETA goes through send_task, which routes it
+        # to Celery's native delay exchanges.
+        route = amqp_route(app, queue) if isinstance(channel, rabbitmq.Channel) else None
+        if route is not None and eta is None:
+            _publish_amqp(app, producer, channel, route, runs, contexts)
             return
         routing: dict[str, Any] = {"queue": queue} if queue else {}
         current, contexts = tracing.carrier(), contexts or {}
