@@ -29,6 +29,8 @@ KEYS = [
     "next_attempt_at",
     "attempts",
     "test",
+    "ordering_key",
+    "waiting_behind",
 ]
 ATTEMPT_KEYS = ["number", "started_at", "duration_ms", "status_code", "error", "response_body"]
 
