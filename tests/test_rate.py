@@ -34,21 +34,25 @@ def busiest_second(times: list[float]) -> int:
     )
 
 
+#: Starts go SPACING (1.05, destination.lua) over 1/rate apart: 0.2 s at this rate.
+RATE = 5.25
+
+
 def test_the_bucket_spaces_starts_and_reserves_one_start_per_run(quiet_db, settings_env):
-    """Straight on the Lua: at 5/s, a run is let in at once, the next with a start
-    0.2 s on (waited for in its worker), the next ones reserve a start each, 0.2 s
-    apart, up to PACE_HORIZON ahead, and the rest queue for theirs. Coming back, a
-    run that reserved a start keeps its place ahead of newcomers, and runs back
-    together start 0.2 s apart, not in a burst."""
+    """Straight on the Lua: at 5.25/s (starts 0.2 s apart), a run is let in at once,
+    the next with a start 0.2 s on (waited for in its worker), the next ones reserve
+    a start each, 0.2 s apart, up to PACE_HORIZON ahead, and the rest queue for
+    theirs. Coming back, a run that reserved a start keeps its place ahead of
+    newcomers, and runs back together start 0.2 s apart, not in a burst."""
     gate, dest = get_default().gate, "ep_rated"
     now = time.time()
-    first = gate.enter(dest, Run("r0"), lease=30, rate=5)
+    first = gate.enter(dest, Run("r0"), lease=30, rate=RATE)
     assert first.outcome is EntryOutcome.OK and first.start_at == 0
-    second = gate.enter(dest, Run("r1"), lease=30, rate=5)
+    second = gate.enter(dest, Run("r1"), lease=30, rate=RATE)
     assert second.outcome is EntryOutcome.OK
     assert second.start_at == pytest.approx(now + 0.2, abs=0.05)
     assert 0.2 <= PACE_HOLD < 0.4 and PACE_HORIZON == 1.0
-    entries = [gate.enter(dest, Run(f"r{i}"), lease=30, rate=5) for i in range(2, 8)]
+    entries = [gate.enter(dest, Run(f"r{i}"), lease=30, rate=RATE) for i in range(2, 8)]
     outcomes = [entry.outcome for entry in entries]
     assert outcomes == [EntryOutcome.PACED] * 4 + [EntryOutcome.THROTTLED] * 2
     starts = [entry.retry_at for entry in entries[:4]]
@@ -61,14 +65,14 @@ def test_the_bucket_spaces_starts_and_reserves_one_start_per_run(quiet_db, setti
     throttled = keys().destination_throttled(dest)
     for number, entry in zip((6, 7), entries[4:], strict=True):
         quiet_db.zadd(keys().running(), {Run(f"r{number}").member: time.time() + 30})
-        gate.throttle(dest, Run(f"r{number}"), entry, 5)
+        gate.throttle(dest, Run(f"r{number}"), entry, RATE)
     assert quiet_db.zrange(throttled, 0, -1) == [
         Run("r6").member.encode(),
         Run("r7").member.encode(),
     ]
     assert quiet_db.zscore(keys().running(), Run("r6").member) is None
     time.sleep(0.25)
-    newcomer = gate.enter(dest, Run("newcomer"), lease=30, rate=5)
+    newcomer = gate.enter(dest, Run("newcomer"), lease=30, rate=RATE)
     assert newcomer.outcome is EntryOutcome.THROTTLED  # behind the queue, not ahead
     quiet_db.zadd(keys().running(), {Run("newcomer").member: time.time() + 30})
     gate.throttle(dest, Run("newcomer"), newcomer, 5)  # joining pumps the queue
@@ -78,10 +82,10 @@ def test_the_bucket_spaces_starts_and_reserves_one_start_per_run(quiet_db, setti
     # r2 and r3 come back together (the next start made due now): r2 is let in at
     # once, r3 0.2 s later, both ahead of the reservations made after theirs.
     quiet_db.hset(keys().destination_breaker(dest), "rate_next", str(time.time()))
-    back = gate.enter(dest, Run("r2"), lease=30, rate=5)
+    back = gate.enter(dest, Run("r2"), lease=30, rate=RATE)
     assert back.outcome is EntryOutcome.OK and back.start_at == 0
     assert quiet_db.zscore(keys().destination_paced(dest), Run("r2").member) is None
-    bunched = gate.enter(dest, Run("r3"), lease=30, rate=5)
+    bunched = gate.enter(dest, Run("r3"), lease=30, rate=RATE)
     assert bunched.outcome is EntryOutcome.OK
     assert bunched.start_at == pytest.approx(time.time() + 0.2, abs=0.05)
     # Without a rate, nothing of this applies.
@@ -252,7 +256,7 @@ def test_a_tiny_rate_is_enforced_as_one_a_day(quiet_db, settings_env):
     assert gate.enter(dest, Run("first"), lease=30, rate=1e-300).outcome is EntryOutcome.OK
     later = gate.enter(dest, Run("second"), lease=30, rate=1e-300)
     assert later.outcome is EntryOutcome.THROTTLED
-    assert later.retry_at == pytest.approx(time.time() + 86400, abs=5)
+    assert later.retry_at == pytest.approx(time.time() + 86400 * 1.05, abs=5)  # SPACING
     (delivery,) = stored(event(), [("https://a.example/", dest)])
     gate.throttle(dest, Run(delivery.id), later, 1e-300)  # its record can say when
     assert get_store().get(delivery.id).next_attempt_at is not None
