@@ -42,10 +42,11 @@ local function wake_next(chain, now, scheduled_key, due_key, delivery_template,
   end
 end
 
--- chain: the chain's key when the caller knows it (the record may be gone), else nil.
+-- chain: the chain's key when the caller knows it (the record may be gone; false: the
+-- caller read the record and it names none), else nil.
 local function unchain(delivery_key, delivery_id, now, scheduled_key, due_key,
                        delivery_template, attempts_template, chain)
-  chain = chain or redis.call('HGET', delivery_key, 'ordering_chain')
+  if chain == nil then chain = redis.call('HGET', delivery_key, 'ordering_chain') end
   if not chain then return end
   redis.call('HDEL', delivery_key, 'ordering_chain', 'waiting_behind', 'wake_message',
              'wake_queue')

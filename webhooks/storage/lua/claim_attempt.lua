@@ -18,7 +18,7 @@
 --                an endpoint that is gone or disabled.
 local f = redis.call('HMGET', delivery_key, 'url', 'endpoint_id', 'body', 'cycle',
                      'cycle_offset', 'status', 'destination', 'tenant_id', 'event_type',
-                     'test')
+                     'test', 'waiting_behind')
 local url, endpoint_id, body, stored_cycle, offset, status, destination, tenant_id =
   f[1], f[2] or '', f[3], tonumber(f[4] or '0') or 0, tonumber(f[5] or '0') or 0, f[6],
   f[7] or '', f[8] or ''
@@ -34,7 +34,7 @@ local function answer(outcome)
 end
 if stored_cycle ~= tonumber(cycle) then return answer('stale') end
 if status == 'delivered' or status == 'retries_exhausted' then return answer('final') end
-if redis.call('HEXISTS', delivery_key, 'waiting_behind') == 1 then return answer('behind') end
+if f[11] then return answer('behind') end
 if redis.call('LLEN', attempts_key) >= number then return answer('recorded') end
 local held = redis.call('ZSCORE', running_key, member)
 if held and tonumber(held) > tonumber(now) then return answer('busy') end

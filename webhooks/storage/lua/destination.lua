@@ -61,17 +61,31 @@ end
 -- How much further apart than 1/rate attempts start (see the header).
 local SPACING = 1.05
 
-local function effective(breaker, limit, rate)
-  local pace = redis.call('HMGET', breaker, 'pace_limit', 'pace_rate')
-  if pace[1] then limit = math.min(limit, math.max(1, math.floor(tonumber(pace[1])))) end
-  if pace[2] then
-    local paced_rate = tonumber(pace[2])
+-- The breaker's `names` fields in one call, as a table by name (false: absent).
+local function read_breaker(breaker, names)
+  local values = redis.call('HMGET', breaker, unpack(names))
+  local read = {}
+  for i, name in ipairs(names) do read[name] = values[i] end
+  return read
+end
+
+-- pace_limits: with pace_limit and pace_rate as the breaker holds them (false: none), when
+-- the caller has read them already.
+local function pace_limits(limit, rate, pace_limit, pace_rate)
+  if pace_limit then limit = math.min(limit, math.max(1, math.floor(tonumber(pace_limit)))) end
+  if pace_rate then
+    local paced_rate = tonumber(pace_rate)
     if rate <= 0 or paced_rate < rate then rate = paced_rate end
   end
   -- Slower than one a day is enforced as one a day: a start reserved years ahead
   -- would be past any date a record can hold.
   if rate > 0 and rate < 1 / 86400 then rate = 1 / 86400 end
   return limit, rate
+end
+
+local function effective(breaker, limit, rate)
+  local pace = redis.call('HMGET', breaker, 'pace_limit', 'pace_rate')
+  return pace_limits(limit, rate, pace[1], pace[2])
 end
 
 -- Reserve starts for the longest-throttled runs, up to `horizon` seconds ahead, and
@@ -122,15 +136,19 @@ end
 local function enter(inflight, breaker, waiting, now, lease_until, member, limit, stalled,
                      cooldown_default, circuits, name, paced, rate, hold, throttled,
                      horizon)
-  limit, rate = effective(breaker, limit, rate)
-  local open_until = tonumber(redis.call('HGET', breaker, 'open_until') or '0')
+  -- Every field enter may read, in one call: nothing below writes one before reading it.
+  local b = read_breaker(breaker, {'pace_limit', 'pace_rate', 'open_until', 'probing',
+                                  'probe_until', 'answered_at', 'cooldown', 'rate_next',
+                                  'rate_free', 'avg_ms', 'left_at'})
+  limit, rate = pace_limits(limit, rate, b.pace_limit, b.pace_rate)
+  local open_until = tonumber(b.open_until or '0')
   if open_until > now then return {'outcome', 'open', 'retry_at', tostring(open_until)} end
   local probe = false
   if open_until > 0 then
     -- Half-open: one attempt probes the destination; the rest wait for its result.
     -- A probe whose worker died gives way once its lease ends.
-    local probing = redis.call('HGET', breaker, 'probing')
-    local probe_until = tonumber(redis.call('HGET', breaker, 'probe_until') or '0')
+    local probing = b.probing
+    local probe_until = tonumber(b.probe_until or '0')
     if probing and probing ~= member and probe_until > now then
       return {'outcome', 'open', 'retry_at', tostring(now + 1)}
     end
@@ -138,11 +156,12 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
     probe = true
   end
   redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
-  local full = not probe and redis.call('ZCARD', inflight) >= limit
+  local count = redis.call('ZCARD', inflight)
+  local full = not probe and count >= limit
   if full then
-    local answered = tonumber(redis.call('HGET', breaker, 'answered_at') or now)
+    local answered = tonumber(b.answered_at or now)
     if answered <= now - stalled then
-      local cooldown = tonumber(redis.call('HGET', breaker, 'cooldown') or cooldown_default)
+      local cooldown = tonumber(b.cooldown or cooldown_default)
       local opened = open_circuit(breaker, now, cooldown)
       if circuits ~= '' then redis.call('ZADD', circuits, opened, name) end
       return {'outcome', 'open', 'retry_at', opened}
@@ -152,8 +171,8 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
   if rate > 0 and not probe then
     local interval = SPACING / rate
     local reserved = redis.call('ZSCORE', paced, member)
-    local next_start = tonumber(redis.call('HGET', breaker, 'rate_next') or '0')
-    local free = tonumber(redis.call('HGET', breaker, 'rate_free') or '0')
+    local next_start = tonumber(b.rate_next or '0')
+    local free = tonumber(b.rate_free or '0')
     start = math.max(next_start, now)
     -- A newcomer queues behind the start times reserved already.
     if not reserved then start = math.max(start, free) end
@@ -184,13 +203,12 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
     end
   end
   if full then
-    return {'outcome', 'busy', 'avg_ms', redis.call('HGET', breaker, 'avg_ms') or '100',
+    return {'outcome', 'busy', 'avg_ms', b.avg_ms or '100',
             'waiting', tostring(redis.call('ZCARD', waiting))}
   end
-  if redis.call('ZADD', inflight, lease_until, member) == 1
-      and redis.call('ZCARD', inflight) == 1 then
+  if redis.call('ZADD', inflight, lease_until, member) == 1 and count == 0 then
     -- Idle, not just emptied by attempts that all timed out at once: a fresh start.
-    local left = tonumber(redis.call('HGET', breaker, 'left_at') or '0')
+    local left = tonumber(b.left_at or '0')
     if left <= now - stalled then redis.call('HSET', breaker, 'answered_at', tostring(now)) end
   end
   redis.call('EXPIRE', inflight, 3600)
@@ -207,12 +225,17 @@ end
 -- closed, or when it was open already and this attempt did not reopen it), and
 -- whether a success cleared a breaker that had counted failures, or found none at
 -- all (it expired: the circuit may have been open either way, and only then is the
--- open-circuits index touched).
+-- open-circuits index touched). `read`: the breaker's LEAVE_FIELDS as the caller read
+-- them (read_breaker) in the same call, with nothing since writing one; nil: leave
+-- reads them.
+local LEAVE_FIELDS = {'avg_ms', 'failures', 'open_until', 'cooldown', 'probing',
+                      'probe_until', 'wake_at'}
 local function leave(inflight, breaker, waiting, scheduled, member, succeeded, now,
                      failures_to_open, cooldown_default, max_cooldown, duration, limit,
-                     stalled)
+                     stalled, read)
   redis.call('ZREM', inflight, member)
-  local known = redis.call('HGET', breaker, 'avg_ms')
+  read = read or read_breaker(breaker, LEAVE_FIELDS)
+  local known = read.avg_ms
   local avg = tonumber(known or duration)
   local average = tostring(avg * 0.8 + tonumber(duration) * 0.2)
   if succeeded == '1' or tonumber(duration) < tonumber(stalled) * 1000 then
@@ -222,9 +245,14 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
   end
   redis.call('EXPIRE', breaker, 86400)
   if succeeded == '1' then
-    local was_open = redis.call('HEXISTS', breaker, 'open_until') == 1
-    local cleared = redis.call('HDEL', breaker, 'failures', 'open_until', 'cooldown',
-                               'probing', 'probe_until', 'wake_at')
+    local was_open = read.open_until ~= false
+    local cleared = 0
+    -- The fast path, a success at a healthy destination, has none of them to clear.
+    if read.failures or read.open_until or read.cooldown or read.probing or read.probe_until
+        or read.wake_at then
+      cleared = redis.call('HDEL', breaker, 'failures', 'open_until', 'cooldown', 'probing',
+                           'probe_until', 'wake_at')
+    end
     local slots = 1
     if was_open then
       slots = math.max(1, tonumber(limit) - redis.call('ZCARD', inflight))
@@ -276,20 +304,26 @@ end
 -- lifted (with no rate limit: at `rate_ceiling`, or once the traffic is well below
 -- the pace, which then holds nothing back). A Retry-After also holds every start off
 -- until then (at most `pause_max`). With `adaptive` off, any pace left is lifted.
--- Returns 1 when it lowered the pace.
+-- Returns 1 when it lowered the pace, and whether it changed pace_limit or pace_rate.
+-- `read`: the breaker's ADAPT_FIELDS as the caller read them (read_breaker) in the same
+-- call, with nothing since writing one; nil: adapt reads them.
+local ADAPT_FIELDS = {'pace_limit', 'pace_rate', 'paced_at', 'avg_ms', 'ok_sec', 'ok_n',
+                      'ok_prev', 'rate_next'}
 local function adapt(breaker, now, duration, succeeded, pushback, retry_after, adaptive,
                      limit, rate, index, name, decrease, rate_floor, rate_ceiling, pause_max,
-                     slow_factor, slow_margin_ms)
+                     slow_factor, slow_margin_ms, read)
+  read = read or read_breaker(breaker, ADAPT_FIELDS)
   if adaptive ~= '1' then
-    if redis.call('HDEL', breaker, 'pace_limit', 'pace_rate', 'paced_at') > 0
-        and index ~= '' then
-      redis.call('ZREM', index, name)
+    if (read.pace_limit or read.pace_rate or read.paced_at)
+        and redis.call('HDEL', breaker, 'pace_limit', 'pace_rate', 'paced_at') > 0 then
+      if index ~= '' then redis.call('ZREM', index, name) end
+      return 0, true
     end
-    return 0
+    return 0, false
   end
   now, duration, limit, rate = tonumber(now), tonumber(duration), tonumber(limit), tonumber(rate)
-  local f = redis.call('HMGET', breaker, 'pace_limit', 'pace_rate', 'paced_at', 'avg_ms',
-                       'ok_sec', 'ok_n', 'ok_prev')
+  local f = {read.pace_limit, read.pace_rate, read.paced_at, read.avg_ms, read.ok_sec,
+             read.ok_n, read.ok_prev}
   local pace_limit, pace_rate = tonumber(f[1] or limit), tonumber(f[2] or '0')
   local avg = tonumber(f[4] or '0')
   local slow = avg > 0 and duration > math.max(avg * tonumber(slow_factor),
@@ -303,7 +337,7 @@ local function adapt(breaker, now, duration, succeeded, pushback, retry_after, a
         end
       end
     end
-    if now - duration / 1000 < tonumber(f[3] or '0') then return 0 end
+    if now - duration / 1000 < tonumber(f[3] or '0') then return 0, false end
     local from = pace_rate
     if from <= 0 then
       -- Unpaced so far: start from what got through over the last second.
@@ -315,9 +349,9 @@ local function adapt(breaker, now, duration, succeeded, pushback, retry_after, a
     redis.call('HSET', breaker, 'pace_limit', tostring(lowered_limit),
                'pace_rate', tostring(lowered_rate), 'paced_at', tostring(now))
     if index ~= '' then redis.call('ZADD', index, now, name) end
-    return 1
+    return 1, true
   end
-  if succeeded ~= '1' then return 0 end
+  if succeeded ~= '1' then return 0, false end
   local second = math.floor(now)
   if second == tonumber(f[5] or '0') then
     redis.call('HINCRBY', breaker, 'ok_n', 1)
@@ -326,12 +360,12 @@ local function adapt(breaker, now, duration, succeeded, pushback, retry_after, a
     if second == tonumber(f[5] or '0') + 1 then before = f[6] or '0' end
     redis.call('HSET', breaker, 'ok_sec', tostring(second), 'ok_n', '1', 'ok_prev', before)
   end
-  if not f[1] and not f[2] then return 0 end
+  if not f[1] and not f[2] then return 0, false end
   pace_limit = math.min(limit, pace_limit + 1 / pace_limit)
   local ceiling = rate
   if ceiling <= 0 then ceiling = tonumber(rate_ceiling) end
   -- Raised only while it holds attempts back: a pace nobody reaches proves nothing.
-  local next_start = tonumber(redis.call('HGET', breaker, 'rate_next') or '0')
+  local next_start = tonumber(read.rate_next or '0')
   local binding = pace_rate > 0 and next_start + 1 / pace_rate > now
   if binding then pace_rate = math.min(ceiling, pace_rate + 1 / pace_rate) end
   local idle = not binding and pace_rate > 2 * got_through(f[5], f[6], f[7], now)
@@ -342,5 +376,5 @@ local function adapt(breaker, now, duration, succeeded, pushback, retry_after, a
     redis.call('HSET', breaker, 'pace_limit', tostring(pace_limit), 'pace_rate',
                tostring(pace_rate))
   end
-  return 0
+  return 0, true
 end

@@ -20,7 +20,10 @@
 -- Returns named fields: open_until (when the destination's circuit opened; 0: closed),
 -- and recorded: 0 when the attempt was on record already, or its delivery is gone
 -- (deleted while the attempt was in flight: nothing of it is written back).
-local was = redis.call('HGET', delivery_key, 'status')
+-- What the steps below read of the record, in one call: none of them writes it first.
+local f = redis.call('HMGET', delivery_key, 'status', 'event_id', 'ordering_chain',
+                     'endpoint_id')
+local was = f[1]
 if not was then
   redis.call('ZREM', running_key, member)
   if destination ~= '' then
@@ -44,37 +47,51 @@ if metrics_key ~= '' then
   end
 end
 count_activity(activity_key, tenant_activity_key, delivery_key, was, attempt_kind,
-               outcome_kind, activity_ttl)
+               outcome_kind, activity_ttl, f[4] or '')
 if not stopped then
   settle(delivery_key, attempts_key, due_key, index_keys, index_count, index_statuses, was,
          delivery_id, status, updated_at, next_attempt_at, stop_reason, due_at, updated_score,
-         ttl, archive_key, event_template)
+         ttl, archive_key, event_template, f[2])
 end
 if (status == 'delivered' or status == 'retries_exhausted') and not stopped then
   unchain(delivery_key, delivery_id, updated_score, scheduled_key, due_key, delivery_template,
-          attempts_template)
+          attempts_template, f[3])
 end
 redis.call('ZREM', running_key, member)
 if park_at ~= '' and not stopped then redis.call('ZADD', scheduled_key, park_at, next_member) end
 if destination == '' then return {'open_until', '0', 'recorded', '1'} end
-local lowered = adapt(
-  string.format(breaker_template, destination), updated_score, duration_ms, succeeded,
-  pushback, retry_after, adaptive, limit, rate_limit, paced_index, destination, decrease,
-  rate_floor, rate_ceiling, pause_max, slow_factor, slow_margin_ms)
+-- The breaker's fields that adapt and leave read, in one call: adapt writes none that
+-- leave reads, and pump none of them.
+local breaker = string.format(breaker_template, destination)
+local read = read_breaker(breaker, {'pace_limit', 'pace_rate', 'paced_at', 'avg_ms', 'ok_sec',
+                                    'ok_n', 'ok_prev', 'rate_next', 'rate_free', 'failures',
+                                    'open_until', 'cooldown', 'probing', 'probe_until',
+                                    'wake_at'})
+local lowered, repaced = adapt(
+  breaker, updated_score, duration_ms, succeeded, pushback, retry_after, adaptive, limit,
+  rate_limit, paced_index, destination, decrease, rate_floor, rate_ceiling, pause_max,
+  slow_factor, slow_margin_ms, read)
 if lowered == 1 and metrics_key ~= '' then redis.call('HINCRBY', metrics_key, 'pace_lowered', 1) end
 -- What waits for the rate limit gets its reservations as the horizon moves on.
-local breaker = string.format(breaker_template, destination)
-local _, rate = effective(breaker, tonumber(limit), tonumber(rate_limit))
-if rate > 0 or redis.call('EXISTS', string.format(throttled_template, destination)) == 1 then
-  pump(breaker, string.format(throttled_template, destination),
-       string.format(paced_template, destination), scheduled_key, tonumber(updated_score), rate,
-       tonumber(horizon))
+local _, rate
+if repaced then
+  _, rate = effective(breaker, tonumber(limit), tonumber(rate_limit))
+else
+  _, rate = pace_limits(tonumber(limit), tonumber(rate_limit), read.pace_limit, read.pace_rate)
+end
+-- Only a destination that had a rate (rate_next or rate_free set) can have runs
+-- throttled; one whose breaker expired with runs still there has their due marks.
+local throttled = string.format(throttled_template, destination)
+if rate > 0 or ((read.rate_next or read.rate_free)
+                and redis.call('EXISTS', throttled) == 1) then
+  pump(breaker, throttled, string.format(paced_template, destination), scheduled_key,
+       tonumber(updated_score), rate, tonumber(horizon))
 end
 local open_until, cleared = leave(
-  string.format(inflight_template, destination), string.format(breaker_template, destination),
+  string.format(inflight_template, destination), breaker,
   string.format(waiting_template, destination), scheduled_key, member, succeeded,
   updated_score, failures_to_open, cooldown, max_cooldown, duration_ms, limit,
-  stalled)
+  stalled, read)
 if circuits_key ~= '' then
   if tonumber(open_until) > 0 then redis.call('ZADD', circuits_key, open_until, destination)
   elseif cleared then redis.call('ZREM', circuits_key, destination) end

@@ -9,11 +9,12 @@
 -- archive_key: the archiver's list of finished deliveries ('' with no archive): a
 -- delivery that becomes final enters it, scored by now, and one that leaves a final
 -- status (redelivered) leaves it. event_template: the key of an event's deliveries,
--- whose expiry a final status pushes out as far as the record's.
+-- whose expiry a final status pushes out as far as the record's. event_id: the record's,
+-- when the caller has read it (false: it has none); nil: settle reads it.
 local function settle(delivery_key, attempts_key, due_key, index_keys, index_count,
                       index_statuses, was, delivery_id, status, updated_at,
                       next_attempt_at, stop_reason, due_at, updated_score, ttl,
-                      archive_key, event_template)
+                      archive_key, event_template, event_id)
   redis.call('HSET', delivery_key, 'status', status, 'updated_at', updated_at,
              'next_attempt_at', next_attempt_at, 'stop_reason', stop_reason)
   if due_at ~= '' then redis.call('ZADD', due_key, due_at, delivery_id)
@@ -27,7 +28,7 @@ local function settle(delivery_key, attempts_key, due_key, index_keys, index_cou
   redis.call('EXPIRE', attempts_key, ttl)
   if status == 'delivered' or status == 'retries_exhausted' then
     if archive_key ~= '' then redis.call('ZADD', archive_key, updated_score, delivery_id) end
-    local event_id = redis.call('HGET', delivery_key, 'event_id')
+    if event_id == nil then event_id = redis.call('HGET', delivery_key, 'event_id') end
     if event_id then
       local event_key = string.format(event_template, redis.sha1hex(event_id))
       if redis.call('TTL', event_key) < tonumber(ttl) then redis.call('EXPIRE', event_key, ttl) end
