@@ -83,6 +83,7 @@ __all__ = [
     "destination",
     "entry",
     "leave_args",
+    "leave_constants",
 ]
 
 #: The highest rate limit an endpoint may have, in attempts a second.
@@ -212,22 +213,11 @@ def enter_args(settings: Settings, keys: Keys) -> dict[str, Any]:
     }
 
 
-def leave_args(
-    settings: Settings,
-    keys: Keys,
-    dest: str | None,
-    succeeded: bool,
-    duration_ms: float,
-    strain: Strain | None = None,
-) -> dict[str, Any]:
-    """What leaving a destination after an attempt needs, adaptive pacing's part
-    included (record_attempt.lua)."""
-    strain = strain or Strain()
+def leave_constants(settings: Settings, keys: Keys) -> dict[str, Any]:
+    """The part of what leaving a destination needs (record_attempt.lua) that is the
+    same for every attempt: built once per store, not once per attempt."""
     return {
-        "pushback": int(strain.pushback),
-        "retry_after": strain.retry_after,
         "adaptive": int(settings.adaptive_pacing),
-        "rate_limit": strain.rate_limit or 0,
         "paced_index": keys.paced_destinations() if settings.metrics else "",
         "paced_template": template(keys.destination_paced),
         "throttled_template": template(keys.destination_throttled),
@@ -238,17 +228,30 @@ def leave_args(
         "pause_max": PAUSE_MAX,
         "slow_factor": SLOW_FACTOR,
         "slow_margin_ms": SLOW_MARGIN_MS,
-        "destination": dest or "",
-        "succeeded": int(succeeded),
         "failures_to_open": settings.breaker_failures,
         "cooldown": settings.breaker_cooldown_seconds,
         "max_cooldown": MAX_COOLDOWN,
-        "duration_ms": duration_ms,
         "limit": settings.destination_concurrency,
         "stalled": settings.stalled_seconds,
         "inflight_template": template(keys.destination_inflight),
         "breaker_template": template(keys.destination_breaker),
         "waiting_template": template(keys.destination_waiting),
+    }
+
+
+def leave_args(
+    dest: str | None, succeeded: bool, duration_ms: float, strain: Strain | None = None
+) -> dict[str, Any]:
+    """The rest of what leaving a destination after an attempt needs, adaptive pacing's
+    part included (record_attempt.lua): with :func:`leave_constants`, all of it."""
+    strain = strain or Strain()
+    return {
+        "pushback": int(strain.pushback),
+        "retry_after": strain.retry_after,
+        "rate_limit": strain.rate_limit or 0,
+        "destination": dest or "",
+        "succeeded": int(succeeded),
+        "duration_ms": duration_ms,
     }
 
 
