@@ -301,8 +301,7 @@ class DeliveryStore:
         self._restore_script = Script(client, "restore_delivery")
         self._unchain_script = Script(client, "unchain")
         # What the claim and the record pass that is the same for every attempt, built
-        # once: building it for each took about a tenth of the store's own CPU per
-        # delivery.
+        # once: built for each, it took about 40 us an attempt (timeit, loaded machine).
         self._claim_constants = {
             "endpoint_template": template(keys.endpoint),
             **enter_args(settings, keys),
