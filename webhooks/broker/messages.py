@@ -26,6 +26,7 @@ import base64
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +42,17 @@ from ..settings import SentinelURL
 from . import rabbitmq
 from .app import DELIVER
 
-__all__ = ["Contexts", "amqp_route", "encode", "publish", "queue_for", "store_list", "waiting"]
+__all__ = [
+    "Contexts",
+    "Taken",
+    "amqp_route",
+    "encode",
+    "publish",
+    "queue_for",
+    "store_list",
+    "take",
+    "waiting",
+]
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
 
@@ -267,3 +278,63 @@ def waiting(app: Celery) -> int:
                     if str(error.reply_code) != "404":
                         raise
     return total
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A delivery message a pool process took off its queue itself (:func:`take`)."""
+
+    run: Run
+    #: Its trace context (:data:`webhooks.tracing.HEADERS`).
+    trace: Mapping[str, str] = field(default_factory=dict)
+    #: When it is due, for a retry's message sent with an ETA; None: now.
+    eta: datetime | None = None
+
+
+def _taken(raw: bytes | str) -> Taken | None:
+    """The run of one message as kombu's Redis transport keeps it, or None if it is not a
+    ``deliver`` message of the form this package publishes."""
+    try:
+        envelope = json.loads(raw)
+        headers = envelope["headers"]
+        if headers.get("task") != DELIVER or envelope.get("content-type") != "application/json":
+            return None
+        body = base64.b64decode(envelope["body"])
+        (delivery_id, *_), kwargs, _embed = json.loads(body)
+        run = Run(str(delivery_id), int(kwargs.get("cycle", 0)), int(headers.get("retries") or 0))
+        eta = datetime.fromisoformat(headers["eta"]) if headers.get("eta") else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    trace = {name: headers[name] for name in tracing.HEADERS if isinstance(headers.get(name), str)}
+    return Taken(run, trace, eta)
+
+
+def take(app: Celery, queue: str | None) -> Taken | None:
+    """Take the next delivery message off ``queue`` (the default one if None), as the
+    worker's own fetch would, or None: the queue is empty, not a Redis list this package
+    can read, or its next message is anything but a ``deliver`` run (put back where it
+    was, for the worker to fetch).
+
+    Without kombu's ack emulation (the configuration on Redis) a message the worker
+    fetched is in its memory alone; one taken here is in this process's alone, with the
+    same guard: its attempt's claim, and the backstop for what was never claimed.
+    """
+    target = queue_for(app, queue)
+    if target is None:
+        return None
+    with app.producer_or_acquire() as producer:
+        channel = producer.channel
+        if not isinstance(channel, kombu_redis.Channel):
+            return None
+        options = app.conf.broker_transport_options or {}
+        if options.get("ack_emulation", True):
+            return None  # kombu would hand it out again: it never saw it taken
+        name = f"{options.get('global_keyprefix', '')}{target.name}"
+        with channel.conn_or_acquire() as client:
+            raw = client.rpop(name)
+            if raw is None:
+                return None
+            taken = _taken(raw)
+            if taken is None:
+                client.rpush(name, raw)  # back at the tail: the next one fetched
+            return taken
