@@ -13,12 +13,25 @@ import time
 from pathlib import Path
 
 import pytest
+from kombu import Connection
 
-from tests.conftest import WORKER_ENV, event, until
+from tests.conftest import (
+    NEEDS_RABBITMQ,
+    RABBITMQ,
+    WORKER_ENV,
+    database_url,
+    event,
+    forget_queue,
+    own_database,
+    until,
+)
 from webhooks.broker.app import DELIVER
+from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.models import DeliveryStatus
-from webhooks.system import get_store
+from webhooks.producer import Producer
+from webhooks.settings import Settings
+from webhooks.system import System, get_store
 from webhooks.worker.task import deliver
 
 pytestmark = pytest.mark.slow
@@ -173,3 +186,39 @@ def test_a_warm_shutdown_waits_for_the_run_in_flight_and_little_more(receiver, t
         stop_worker(worker)
     per_id = collections.Counter(r.headers["webhook-id"] for r in receiver.received(path))
     assert per_id == {delivery_id: 1 for delivery_id in ids}
+
+
+@NEEDS_RABBITMQ
+def test_on_rabbitmq_pool_processes_take_runs_too_and_make_each_once(tmp_path):
+    # RabbitMQ keeps what it hands out until it is acknowledged: a run taken with
+    # basic.get is acknowledged once it is over, and handed back should it fail.
+    prefix = "taking-rabbit"  # the queue's name on RabbitMQ, and the store's keys
+    forget_queue(prefix)
+    with own_database(6), Receiver() as receiver:
+        url = database_url(6)
+        system = System(Settings(redis_url=url, broker_url=RABBITMQ, key_prefix=prefix))
+        path = "/fail/1/taking-rabbit"  # every delivery fails once, then is delivered
+        ids = Producer(system).deliver_many([(receiver.url(path), event()) for _ in range(200)])
+        env = _env(redis_url=url, broker_url=RABBITMQ, key_prefix=prefix)
+        log = tmp_path / "rabbit.log"
+        worker = start_worker(log, env, "--concurrency=2", "-n", "taking-rabbit@%h")
+        try:
+            until(
+                lambda: all(
+                    system.deliveries.get(i).status is DeliveryStatus.DELIVERED for i in ids
+                ),
+                90,
+                "the deliveries",
+            )
+        finally:
+            stop_worker(worker)
+        per_id = collections.Counter(r.headers["webhook-id"] for r in receiver.received(path))
+        assert per_id == {delivery_id: 2 for delivery_id in ids}
+        # First attempts and retries both: 400 runs, most of them taken by the pool.
+        handed = _handed_over(log, set(ids))
+        assert handed < len(ids), handed
+        # Each message acknowledged: nothing left on the queue or unacknowledged.
+        with Connection(RABBITMQ) as connection, connection.channel() as channel:
+            declared = channel.queue_declare(queue=prefix, passive=True)
+            assert declared.message_count == 0
+        system.close()

@@ -112,10 +112,16 @@ def drain(
             run = taken.run
             if taken.eta is not None and taken.eta > now():
                 system.schedule.park_nx([run], taken.eta.timestamp())
+                taken.settle(False)
                 continue
             made += 1
-            with _note.making(run):
-                step = run_attempt(system, run.delivery_id, run.cycle, run.retries, taken.trace)
+            try:
+                with _note.making(run):
+                    step = run_attempt(system, run.delivery_id, run.cycle, run.retries, taken.trace)
+            except BaseException:
+                taken.settle(True)
+                raise
+            taken.settle(False)
             if isinstance(step, RetryLater):
                 schedule_retry(run, step, queue)
             elif isinstance(step, Done) and step.result in SATURATED:
