@@ -397,8 +397,9 @@ class Settings(BaseSettings):
     drain_runs: int = Field(
         32,
         ge=0,
-        description="On a Redis broker, how many more runs a pool process takes off its "
-        "message's queue itself, one at a time, once that message's run is over, "
+        description="How many more runs a pool process takes off its message's queue "
+        "itself (Redis: RPOP; RabbitMQ: basic.get), one at a time, once that message's "
+        "run is over, "
         "before it goes back to the worker for the next message: each skips the "
         "worker's per-message work (its fetch, the hand-over to the pool process, "
         "the task's bookkeeping). Runs taken this way are not Celery tasks of their "

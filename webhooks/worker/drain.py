@@ -3,18 +3,21 @@
 Per delivery, Celery's own work around a task (the worker's fetch, the hand-over
 to a pool process and back, the request's bookkeeping) cost more CPU than the
 attempt's POST: a pool process that has just finished a run takes the next one
-straight off the same queue (:func:`webhooks.broker.messages.take`, one RPOP)
-and runs it, up to ``WEBHOOKS_DRAIN_RUNS`` runs or ``WEBHOOKS_DRAIN_SECONDS``,
-whichever ends first, then goes back to the worker for its next message.
+straight off the same queue (:func:`webhooks.broker.messages.take`: one RPOP,
+or one ``basic.get``) and runs it, up to ``WEBHOOKS_DRAIN_RUNS`` runs or
+``WEBHOOKS_DRAIN_SECONDS``, whichever ends first, then goes back to the worker
+for its next message.
 
-Nothing is guaranteed differently from a message the worker fetched, since
-kombu's ack emulation is off on Redis (webhooks/broker/config.py): one taken
-here lives in this process alone until its attempt's claim, which the promoter
-runs again when its lease lapses; one taken and never claimed (the process was
-killed in between) is found by the backstop. A retry's ETA message taken here is
-parked in the schedule for its due time instead of held, so no process holds
-what is not due. A warm shutdown waits for the run in flight, as for a task, and
-at most ``WEBHOOKS_DRAIN_SECONDS`` more.
+Nothing is guaranteed differently from a message the worker fetched. On Redis,
+kombu's ack emulation is off (webhooks/broker/config.py): one taken here lives
+in this process alone until its attempt's claim, which the promoter runs again
+when its lease lapses; one taken and never claimed (the process was killed in
+between) is found by the backstop. On RabbitMQ it is taken with ``basic.get``
+and acknowledged once its run is over, so RabbitMQ hands it out again should
+this process die first, and the attempt's claim makes that a no-op if it ran.
+A retry's ETA message taken here is parked in the schedule for its due time
+instead of held, so no process holds what is not due. A warm shutdown waits for
+the run in flight, as for a task, and at most ``WEBHOOKS_DRAIN_SECONDS`` more.
 """
 
 from __future__ import annotations
