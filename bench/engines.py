@@ -9,6 +9,9 @@
 - **this project, ack emulation on**: the Procfile's worker with kombu's ack
   emulation turned back on by a ``CELERY_CONFIG_MODULE`` (the design before
   issue 24).
+- **this project, pool processes not taking runs**: the same with
+  ``WEBHOOKS_DRAIN_RUNS=0``: every run comes through the worker's own fetch and
+  prefork's hand-over (the design before a pool process took runs itself).
 - **this project**: the Procfile's worker as configured.
 - with ``--pools``, **this project** again with the threads pool (16 threads) and
   with the solo pool, instead of prefork.
@@ -52,6 +55,10 @@ _ACK_EMULATION_ON = """\
 from webhooks.broker.config import *  # noqa: F403
 broker_transport_options = {**broker_transport_options, "ack_emulation": True}  # noqa: F405
 """
+
+
+#: The project's worker as it was before its pool processes took runs off the queue.
+_NOT_TAKING = {"WEBHOOKS_DRAIN_RUNS": "0"}
 
 
 def _counters(client: redis.Redis) -> tuple[float, int, int]:
@@ -217,6 +224,7 @@ def measure(
             emulated = {"CELERY_CONFIG_MODULE": "ack_emulation_on", "PYTHONPATH": f"{tmp}:{ROOT}"}
             for name, kind, env in (
                 ("this project, ack emulation on", "ours1", emulated),
+                ("this project, pool processes not taking runs", "ours0", _NOT_TAKING),
                 ("this project", "ours", {}),
             ):
                 queue, start = partial(queue_ours, kind), partial(start_ours, kind, env)

@@ -394,6 +394,24 @@ class Settings(BaseSettings):
         "from the other settings: the park threshold plus five attempt timeouts plus "
         "30 s (see webhooks/broker/config.py).",
     )
+    drain_runs: int = Field(
+        32,
+        ge=0,
+        description="How many more runs a pool process takes off its message's queue "
+        "itself (Redis: RPOP; RabbitMQ: basic.get), one at a time, once that message's "
+        "run is over, "
+        "before it goes back to the worker for the next message: each skips the "
+        "worker's per-message work (its fetch, the hand-over to the pool process, "
+        "the task's bookkeeping). Runs taken this way are not Celery tasks of their "
+        "own (Flower counts the message that started them). 0 turns it off.",
+    )
+    drain_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How long a pool process goes on taking runs itself (see "
+        "`WEBHOOKS_DRAIN_RUNS`) before it goes back to the worker: what it adds to a "
+        "warm shutdown, beside the attempt in flight.",
+    )
     destination_concurrency: int = Field(
         4,
         ge=1,

@@ -25,7 +25,8 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +42,17 @@ from ..settings import SentinelURL
 from . import rabbitmq
 from .app import DELIVER
 
-__all__ = ["Contexts", "amqp_route", "encode", "publish", "queue_for", "store_list", "waiting"]
+__all__ = [
+    "Contexts",
+    "Taken",
+    "amqp_route",
+    "encode",
+    "publish",
+    "queue_for",
+    "store_list",
+    "take",
+    "waiting",
+]
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
 
@@ -267,3 +278,101 @@ def waiting(app: Celery) -> int:
                     if str(error.reply_code) != "404":
                         raise
     return total
+
+
+def _settled(requeue: bool) -> None:
+    """Nothing to tell the broker: a message taken off a Redis list is gone from it."""
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A delivery message a pool process took off its queue itself (:func:`take`)."""
+
+    run: Run
+    #: Its trace context (:data:`webhooks.tracing.HEADERS`).
+    trace: Mapping[str, str] = field(default_factory=dict)
+    #: When it is due, for a retry's message sent with an ETA; None: now.
+    eta: datetime | None = None
+    #: Called once its run is over: ``settle(False)`` acknowledges it, ``settle(True)``
+    #: hands it back to the queue (a broker that keeps what it handed out: RabbitMQ).
+    settle: Callable[[bool], None] = _settled
+
+
+def _taken(headers: Mapping[str, Any], body: bytes, content_type: str | None) -> Taken | None:
+    """The run of a message with these headers and body, or None if it is not a
+    ``deliver`` message of the form this package publishes."""
+    try:
+        if headers.get("task") != DELIVER or content_type != "application/json":
+            return None
+        (delivery_id, *_), kwargs, _embed = json.loads(body)
+        run = Run(str(delivery_id), int(kwargs.get("cycle", 0)), int(headers.get("retries") or 0))
+        eta = datetime.fromisoformat(headers["eta"]) if headers.get("eta") else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    trace = {name: headers[name] for name in tracing.HEADERS if isinstance(headers.get(name), str)}
+    return Taken(run, trace, eta)
+
+
+def _take_redis(app: Celery, channel: kombu_redis.Channel, name: str) -> Taken | None:
+    options = app.conf.broker_transport_options or {}
+    if options.get("ack_emulation", True):
+        return None  # kombu would hand it out again: it never saw it taken
+    key = f"{options.get('global_keyprefix', '')}{name}"
+    with channel.conn_or_acquire() as client:
+        raw = client.rpop(key)
+        if raw is None:
+            return None
+        try:
+            envelope = json.loads(raw)
+            taken = _taken(
+                envelope["headers"], base64.b64decode(envelope["body"]), envelope["content-type"]
+            )
+        except (ValueError, KeyError, TypeError):
+            taken = None
+        if taken is None:
+            client.rpush(key, raw)  # back at the tail: the next one fetched
+        return taken
+
+
+def _take_amqp(channel: rabbitmq.Channel, name: str) -> Taken | None:
+    message = channel.basic_get(queue=name, no_ack=False)
+    if message is None:
+        return None
+    tag = message.delivery_tag
+    taken = _taken(message.headers or {}, message.body, message.content_type)
+
+    def settle(requeue: bool) -> None:
+        # py-amqp's own, written at once: no event loop runs in a pool process to
+        # write the acknowledgements the worker's channel holds (rabbitmq.py).
+        if requeue:
+            amqp.Channel.basic_reject(channel, tag, requeue=True)
+        else:
+            amqp.Channel.basic_ack(channel, tag)
+
+    if taken is None:
+        settle(True)
+        return None
+    return Taken(taken.run, taken.trace, taken.eta, settle)
+
+
+def take(app: Celery, queue: str | None) -> Taken | None:
+    """Take the next delivery message off ``queue`` (the default one if None), as the
+    worker's own fetch would, or None: the queue is empty, on a broker this cannot
+    take from, or its next message is anything but a ``deliver`` run (handed back, for
+    the worker to fetch).
+
+    On Redis without kombu's ack emulation (the configuration here) a message the
+    worker fetched is in its memory alone; one taken here is in this process's alone,
+    with the same guard: its attempt's claim, and the backstop for what was never
+    claimed. On RabbitMQ it is unacknowledged until :attr:`Taken.settle`: should this
+    process die first, RabbitMQ hands it out again.
+    """
+    with app.producer_or_acquire() as producer:
+        channel = producer.channel
+        if isinstance(channel, kombu_redis.Channel):
+            target = queue_for(app, queue)
+            return None if target is None else _take_redis(app, channel, target.name)
+        if isinstance(channel, rabbitmq.Channel):
+            route = amqp_route(app, queue)
+            return None if route is None else _take_amqp(channel, route[0].name)
+        return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from billiard.einfo import (  # type: ignore[attr-defined]  # the stubs lack the wrapper
@@ -36,6 +37,7 @@ from ..models import Run
 from ..producer import Producer
 from ..retry import MAX_RETRIES, RetryLater
 from ..system import System, get_default
+from .drain import SATURATED, drain, taken_by
 from .runner import run_attempt
 
 __all__ = ["DeliveryRequest", "DeliveryTask", "deliver"]
@@ -71,17 +73,25 @@ class DeliveryRequest(Request):
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
         if isinstance(exc, WorkerLostError | Terminated):
-            run = Run(
-                self.id,
-                int((self.kwargs or {}).get("cycle", 0)),
-                int(self.request_dict.get("retries") or 0),
-            )
-            try:
-                System.of(self.task.app).deliveries.abandon_attempt(run)
-            except Exception as error:  # its claim lapses by itself
-                logger.warning(
-                    "delivery %s: could not release the lost attempt: %s", run.delivery_id, error
+            runs = [
+                Run(
+                    self.id,
+                    int((self.kwargs or {}).get("cycle", 0)),
+                    int(self.request_dict.get("retries") or 0),
                 )
+            ]
+            # Or the run the process took off the queue itself after this one (.drain).
+            if self.worker_pid and (taken := taken_by(int(self.worker_pid))) is not None:
+                runs.append(taken)
+            for run in runs:
+                try:
+                    System.of(self.task.app).deliveries.abandon_attempt(run)
+                except Exception as error:  # its claim lapses by itself
+                    logger.warning(
+                        "delivery %s: could not release the lost attempt: %s",
+                        run.delivery_id,
+                        error,
+                    )
         super().on_failure(exc_info, send_failed_event, return_ok)
 
 
@@ -161,17 +171,10 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
             run = Run(str(request.id), int((request.kwargs or {}).get("cycle", 0)), retries)
             queue = (request.delivery_info or {}).get("routing_key")
             try:
-                Producer(System.of(self.app)).enqueue([run], queue, due=due)
+                schedule_retry(System.of(self.app), run, due, queue)
             except Exception as refused:
-                logger.warning(
-                    "delivery %s: the retry could not be published (%s); parking it",
-                    run.delivery_id,
-                    refused,
-                )
-                try:
-                    System.of(self.app).schedule.park_nx([run], due.timestamp())
-                except Exception:
-                    raise Reject(str(refused), requeue=True) from refused
+                # The attempt is on record: this message's rerun only schedules the retry.
+                raise Reject(str(refused), requeue=True) from refused
         # The stubs say numbers.Real, which a float is at run time but not to mypy.
         retry = CeleryRetry(exc=exc, when=eta or wait)  # type: ignore[arg-type]
         if throw:
@@ -179,19 +182,45 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
         return retry
 
 
+def schedule_retry(system: System, run: Run, due: datetime, queue: str | None) -> None:
+    """Send ``run`` (a retry) as an ETA message to ``queue``; should the broker refuse it,
+    park it in Redis instead; raise if that fails too."""
+    try:
+        Producer(system).enqueue([run], queue, due=due)
+    except Exception as refused:
+        logger.warning(
+            "delivery %s: the retry could not be published (%s); parking it",
+            run.delivery_id,
+            refused,
+        )
+        system.schedule.park_nx([run], due.timestamp())
+
+
+def _retry_taken(system: System, run: Run, step: RetryLater, queue: str | None) -> None:
+    """Schedule the retry of a run the pool process took itself (:mod:`.drain`)."""
+    if not step.parked:
+        schedule_retry(system, run.next(), now() + timedelta(seconds=step.countdown), queue)
+
+
 @shared_task(base=DeliveryTask, bind=True, name=DELIVER)
 def _deliver(self: DeliveryTask, delivery_id: str, cycle: int = 0) -> str:
-    """Make attempt ``retries + 1`` of the delivery's current cycle, then retry or finish."""
+    """Make attempt ``retries + 1`` of the delivery's current cycle, then retry or finish;
+    then take more runs off the queue while they last (:mod:`.drain`)."""
+    system = System.of(self.app)
     step = run_attempt(
-        System.of(self.app),
-        delivery_id,
-        cycle,
-        self.request.retries,
-        tracing.from_headers(self.request),
+        system, delivery_id, cycle, self.request.retries, tracing.from_headers(self.request)
     )
     if isinstance(step, RetryLater):
-        raise self.retry(countdown=step.countdown, parked=step.parked)
-    return step.result.value
+        retry, result = self.retry(countdown=step.countdown, parked=step.parked, throw=False), None
+    else:
+        retry, result = None, step.result
+    if system.settings.drain_runs and result not in SATURATED:
+        queue = (self.request.delivery_info or {}).get("routing_key")
+        drain(system, self.app, queue, partial(_retry_taken, system))
+    if retry is not None:
+        raise retry
+    assert result is not None  # a run is retried or done
+    return result.value
 
 
 #: The task on the default System's app: ``deliver.delay(url, event)``. Each System's
