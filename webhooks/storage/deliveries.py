@@ -600,11 +600,18 @@ class DeliveryStore:
         tenant_id: str | None = None,
         persist_for: float = 0.0,
         strain: Strain | None = None,
-    ) -> None:
+        handoff: tuple[str, str] | None = None,
+    ) -> Run | None:
         """Append an attempt, move the delivery to the status it led to and release the
         attempt's claim, atomically (one Lua call); with ``park``, also schedule the next
         run in Redis; with ``destination``, also leave it, moving its circuit breaker and
         its pace (``strain``: what the attempt says of its load).
+
+        With ``handoff`` (the caller's queue, and the queue of a delivery that names
+        none), the run waiting at the destination that the freed slot goes to is
+        returned instead of scheduled, when its delivery is routed to the caller's
+        queue, for the caller to run next (None: none); the caller must run it or
+        schedule it.
 
         The attempt was made, so losing its record would mean making it again:
         while Redis cannot be reached, the write is tried again for up to
@@ -613,7 +620,7 @@ class DeliveryStore:
         moment, settings = now(), self._settings
         waiting = status not in FINAL_STATUSES and next_attempt_at is not None
         into, out_of, leaving = _indexes(self._keys, status, tenant_id)
-        persist(
+        reply = persist(
             lambda: self._record_script(
                 keys={
                     "delivery_key": self._keys.delivery(run.delivery_id),
@@ -645,11 +652,15 @@ class DeliveryStore:
                     "index_statuses": leaving,
                     **self._record_constants,
                     **leave_args(destination, attempt.succeeded, attempt.duration_ms, strain),
+                    "handoff": handoff[0] if handoff else "",
+                    "default_queue": handoff[1] if handoff else "",
                 },
             ),
             persist_for,
             f"recording attempt {attempt.number} of {run.delivery_id}",
         )
+        handed = fields(reply).get("handed")
+        return Run.parse(handed) if handed else None
 
     def renew_claims(self, held: Sequence[tuple[Run, str | None]], until: float) -> None:
         """Extend the claims of attempts in flight, and their destination slots, to

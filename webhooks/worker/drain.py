@@ -26,7 +26,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from ..clock import now
 from ..models import Run
 from ..retry import RetryLater
 from ..system import System
-from .runner import Done, RunResult, run_attempt
+from .runner import Done, Handoff, RunResult, run_attempt
 
 __all__ = ["SATURATED", "drain", "taken_by"]
 
@@ -99,39 +99,80 @@ def drain(
     app: Celery,
     queue: str | None,
     schedule_retry: Callable[[Run, RetryLater, str | None], None],
+    handoff: Handoff,
+    *,
+    take: bool = True,
 ) -> int:
-    """Take and run delivery messages off ``queue`` until the limits, an empty queue, or
-    a run that finds its destination saturated; returns how many runs were made.
+    """Run what the attempts' records handed this process (``handoff``), then (with
+    ``take``) what it takes off ``queue``, until the limits, an empty queue, or a run
+    that finds its destination saturated; returns how many runs were made.
     ``schedule_retry(run, step, queue)`` schedules a failed run's retry, as the task's
-    own retry does."""
+    own retry does. What was handed and not run is scheduled, for the promoter."""
     settings = system.settings
     budget, end = settings.drain_runs, time.monotonic() + settings.drain_seconds
     made = 0
-    while made < budget and time.monotonic() < end:
-        try:
-            taken = messages.take(app, queue)
-            if taken is None:
+    try:
+        while made < budget and time.monotonic() < end:
+            if not (handoff.runs or take):
                 break
-            run = taken.run
-            if taken.eta is not None and taken.eta > now():
-                system.schedule.park_nx([run], taken.eta.timestamp())
-                taken.settle(False)
-                continue
+            if not _next(system, app, queue, schedule_retry, handoff):
+                break
             made += 1
-            try:
-                with _note.making(run):
-                    step = run_attempt(system, run.delivery_id, run.cycle, run.retries, taken.trace)
-            except BaseException:
-                taken.settle(True)
-                raise
-            taken.settle(False)
-            if isinstance(step, RetryLater):
-                schedule_retry(run, step, queue)
-            elif isinstance(step, Done) and step.result in SATURATED:
-                break
-        except Exception as error:
-            # Redis or the broker went away mid-run: what was taken comes back through
-            # its lapsed claim or the backstop, like a message of a worker that died.
-            logger.warning("stopped taking runs off the queue: %s", error)
-            break
+    finally:
+        if handoff.runs:
+            _schedule_handed(system, handoff)
     return made
+
+
+def _next(
+    system: System,
+    app: Celery,
+    queue: str | None,
+    schedule_retry: Callable[[Run, RetryLater, str | None], None],
+    handoff: Handoff,
+) -> bool:
+    """Make one run: the first handed, else the next message taken off the queue (a
+    retry's message due later is parked instead). False: stop taking runs."""
+    try:
+        trace: Mapping[str, str] = {}
+        settle: Callable[[bool], None] | None = None
+        if handoff.runs:
+            run = handoff.runs.pop(0)
+        else:
+            while True:
+                taken = messages.take(app, queue)
+                if taken is None:
+                    return False
+                if taken.eta is None or taken.eta <= now():
+                    break
+                system.schedule.park_nx([taken.run], taken.eta.timestamp())
+                taken.settle(False)
+            run, trace, settle = taken.run, taken.trace, taken.settle
+        try:
+            with _note.making(run):
+                step = run_attempt(system, run.delivery_id, run.cycle, run.retries, trace, handoff)
+        except BaseException:
+            if settle is not None:
+                settle(True)
+            raise
+        if settle is not None:
+            settle(False)
+        if isinstance(step, RetryLater):
+            schedule_retry(run, step, queue)
+        elif isinstance(step, Done) and step.result in SATURATED:
+            return False
+        return True
+    except Exception as error:
+        # Redis or the broker went away mid-run: what was taken comes back through
+        # its lapsed claim or the backstop, like a message of a worker that died.
+        logger.warning("stopped taking runs off the queue: %s", error)
+        return False
+
+
+def _schedule_handed(system: System, handoff: Handoff) -> None:
+    """Schedule, due now, the runs handed to this process that it did not run."""
+    runs, handoff.runs = handoff.runs, []
+    try:
+        system.schedule.park_nx(runs, time.time())
+    except Exception as error:  # each keeps its due mark: the backstop schedules it
+        logger.warning("could not schedule %d runs handed over: %s", len(runs), error)

@@ -11,10 +11,11 @@ import logging
 import time
 from collections.abc import Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
+from typing import Any
 
 from .. import logs, tracing
 from ..clock import now
@@ -29,7 +30,7 @@ from ..system import System
 from . import announce, health
 from .leases import holding
 
-__all__ = ["Done", "RunResult", "run_attempt"]
+__all__ = ["Done", "Handoff", "RunResult", "run_attempt"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,16 +57,30 @@ class Done:
     result: RunResult
 
 
+@dataclass
+class Handoff:
+    """Where a process that goes on taking runs (:mod:`.drain`) collects the runs its
+    attempts' records handed it: each waited at the destination for the slot the
+    attempt freed, and is routed to ``queue`` (``default_queue``: the queue of a
+    delivery that names none). Whoever holds it runs them, or schedules them."""
+
+    queue: str
+    default_queue: str
+    runs: list[Run] = field(default_factory=list)
+
+
 def run_attempt(
     system: System,
     delivery_id: str,
     cycle: int,
     retries: int,
     trace: Mapping[str, str] | None = None,
+    handoff: Handoff | None = None,
 ) -> Done | RetryLater:
     """Claim attempt ``retries + 1`` of the cycle, make it if it is ours to make, record
     it with what it led to, and say whether a retry follows. ``trace``: the trace
-    context its message carried."""
+    context its message carried; ``handoff``: where the record puts the run waiting
+    for the slot the attempt frees, instead of the schedule."""
     store, settings = system.deliveries, system.settings
     run = Run(delivery_id, cycle, retries)
     lease = settings.claim_lease_seconds
@@ -114,7 +129,7 @@ def run_attempt(
         # scheduling it would take longer than the wait.
         time.sleep(max(0.0, entry.start_at - time.time()))
     with holding(store, run, dest, lease):
-        return _attempt(system, run, claim, endpoint, dest, trace or {})
+        return _attempt(system, run, claim, endpoint, dest, trace or {}, handoff)
 
 
 def _attempt(
@@ -124,10 +139,13 @@ def _attempt(
     endpoint: Endpoint | None,
     dest: str,
     trace: Mapping[str, str],
+    handoff: Handoff | None,
 ) -> Done | RetryLater:
     """Make the claimed attempt, record what it led to, log it, and announce a failure."""
     with tracing.attempt_span(trace, run.delivery_id, claim.number, claim.url) as span:
-        step, attempt, next_at, disabled = _make_and_record(system, run, claim, endpoint, dest)
+        step, attempt, next_at, disabled = _make_and_record(
+            system, run, claim, endpoint, dest, handoff
+        )
         span.finish(attempt)
     logs.attempt(run.delivery_id, claim.tenant_id, claim.endpoint_id, attempt, next_at)
     if _operational(claim):
@@ -158,7 +176,12 @@ def _secrets(system: System, claim: Claim, endpoint: Endpoint | None) -> list[st
 
 
 def _make_and_record(
-    system: System, run: Run, claim: Claim, endpoint: Endpoint | None, dest: str
+    system: System,
+    run: Run,
+    claim: Claim,
+    endpoint: Endpoint | None,
+    dest: str,
+    handoff: Handoff | None,
 ) -> tuple[Done | RetryLater, Attempt, datetime | None, str | None]:
     """Make the attempt and record it with what it led to: the step that follows, the
     attempt, when the next one is due, and why the endpoint was disabled (gone,
@@ -197,7 +220,7 @@ def _make_and_record(
         )
     # The attempt is made: should Redis be away a while, its record waits for it
     # rather than be lost (and the attempt made again).
-    record = partial(
+    write = partial(
         store.record_attempt,
         run,
         attempt,
@@ -210,7 +233,14 @@ def _make_and_record(
         else Strain.of(
             attempt, outcome.retry_after, endpoint.rate_limit if endpoint is not None else None
         ),
+        handoff=(handoff.queue, handoff.default_queue) if handoff is not None else None,
     )
+
+    def record(*args: Any, **kwargs: Any) -> None:
+        handed = write(*args, **kwargs)
+        if handed is not None and handoff is not None:
+            handoff.runs.append(handed)
+
     if attempt.succeeded:
         record(DeliveryStatus.DELIVERED)
         return Done(RunResult.DELIVERED), attempt, None, None

@@ -38,7 +38,7 @@ from ..producer import Producer
 from ..retry import MAX_RETRIES, RetryLater
 from ..system import System, get_default
 from .drain import SATURATED, drain, taken_by
-from .runner import run_attempt
+from .runner import Handoff, run_attempt
 
 __all__ = ["DeliveryRequest", "DeliveryTask", "deliver"]
 
@@ -207,16 +207,27 @@ def _deliver(self: DeliveryTask, delivery_id: str, cycle: int = 0) -> str:
     """Make attempt ``retries + 1`` of the delivery's current cycle, then retry or finish;
     then take more runs off the queue while they last (:mod:`.drain`)."""
     system = System.of(self.app)
+    queue = (self.request.delivery_info or {}).get("routing_key")
+    handoff = None
+    if system.settings.drain_runs and queue:
+        handoff = Handoff(queue, self.app.conf.task_default_queue)
     step = run_attempt(
-        system, delivery_id, cycle, self.request.retries, tracing.from_headers(self.request)
+        system,
+        delivery_id,
+        cycle,
+        self.request.retries,
+        tracing.from_headers(self.request),
+        handoff,
     )
     if isinstance(step, RetryLater):
         retry, result = self.retry(countdown=step.countdown, parked=step.parked, throw=False), None
     else:
         retry, result = None, step.result
-    if system.settings.drain_runs and result not in SATURATED:
-        queue = (self.request.delivery_info or {}).get("routing_key")
-        drain(system, self.app, queue, partial(_retry_taken, system))
+    if handoff is not None:
+        # A run that found its destination saturated leaves the queue's next runs to
+        # the worker's pace (.drain).
+        take = result not in SATURATED
+        drain(system, self.app, queue, partial(_retry_taken, system), handoff, take=take)
     if retry is not None:
         raise retry
     assert result is not None  # a run is retried or done

@@ -56,6 +56,26 @@ local function wake(waiting, scheduled, at, count)
   return count
 end
 
+-- The longest-waiting run, due now: scheduled (returns ''), or, with `handoff` naming
+-- the caller's queue, taken off `waiting` and returned, for the caller's process to
+-- run next without a message, when its delivery is routed to that queue (its `queue`
+-- field; none: `default_queue`). Should that process die first, the run keeps its
+-- due mark: the backstop.
+local function wake_one(waiting, scheduled, now, handoff, default_queue, delivery_template)
+  if handoff ~= '' then
+    local member = redis.call('ZPOPMIN', waiting)[1]
+    if not member then return '' end
+    local id = string.match(member, '^(.*):%d+:%d+$')
+    local queue = redis.call('HGET', string.format(delivery_template, id), 'queue')
+    if not queue or queue == '' then queue = default_queue end
+    if queue == handoff then return member end
+    redis.call('ZADD', scheduled, now, member)  -- another queue's: the promoter routes it
+    return ''
+  end
+  wake(waiting, scheduled, now, 1)
+  return ''
+end
+
 -- The limits actually used: the configured ones, or the pace adaptive pacing set
 -- below them. `rate` 0: no rate limit.
 -- How much further apart than 1/rate attempts start (see the header).
@@ -227,12 +247,12 @@ end
 -- all (it expired: the circuit may have been open either way, and only then is the
 -- open-circuits index touched). `read`: the breaker's LEAVE_FIELDS as the caller read
 -- them (read_breaker) in the same call, with nothing since writing one; nil: leave
--- reads them.
+-- reads them. Also returns the run it handed the caller (`handoff`: wake_one), or ''.
 local LEAVE_FIELDS = {'avg_ms', 'failures', 'open_until', 'cooldown', 'probing',
                       'probe_until', 'wake_at'}
 local function leave(inflight, breaker, waiting, scheduled, member, succeeded, now,
                      failures_to_open, cooldown_default, max_cooldown, duration, limit,
-                     stalled, read)
+                     stalled, read, handoff, default_queue, delivery_template)
   redis.call('ZREM', inflight, member)
   read = read or read_breaker(breaker, LEAVE_FIELDS)
   local known = read.avg_ms
@@ -253,12 +273,12 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
       cleared = redis.call('HDEL', breaker, 'failures', 'open_until', 'cooldown', 'probing',
                            'probe_until', 'wake_at')
     end
-    local slots = 1
     if was_open then
-      slots = math.max(1, tonumber(limit) - redis.call('ZCARD', inflight))
+      wake(waiting, scheduled, now, math.max(1, tonumber(limit) - redis.call('ZCARD', inflight)))
+      return 0, true, ''
     end
-    wake(waiting, scheduled, now, slots)
-    return 0, cleared > 0 or not known
+    return 0, cleared > 0 or not known, wake_one(waiting, scheduled, now, handoff, default_queue,
+                                                delivery_template)
   end
   local failures = redis.call('HINCRBY', breaker, 'failures', 1)
   local probing = redis.call('HGET', breaker, 'probing')
@@ -268,8 +288,11 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
   elseif failures < tonumber(failures_to_open) then
     -- Open already (its attempts in flight stalled): the probe wakes the rest.
     local open_until = tonumber(redis.call('HGET', breaker, 'open_until') or '0')
-    if open_until <= tonumber(now) then wake(waiting, scheduled, now, 1) end
-    return 0, false
+    if open_until <= tonumber(now) then
+      return 0, false, wake_one(waiting, scheduled, now, handoff, default_queue,
+                                delivery_template)
+    end
+    return 0, false, ''
   end
   local open_until = open_circuit(breaker, tonumber(now), cooldown)
   -- Marked only when a run was there to wake: the next run set aside is the probe then.
@@ -277,7 +300,7 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
       and wake(waiting, scheduled, open_until, 1) > 0 then
     redis.call('HSET', breaker, 'wake_at', open_until)
   end
-  return open_until, false
+  return open_until, false, ''
 end
 
 -- Successes over about the last second, from the per-second count adapt keeps: the

@@ -5,7 +5,7 @@
 -- repeat: an attempt already on record (a retried call whose answer was lost)
 -- changes nothing.
 -- KEYS: delivery_key attempts_key running_key scheduled_key due_key metrics_key circuits_key archive_key activity_key tenant_activity_key *index_keys
--- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination succeeded failures_to_open cooldown max_cooldown duration_ms limit stalled inflight_template breaker_template waiting_template pushback retry_after adaptive rate_limit paced_index paced_template throttled_template horizon decrease rate_floor rate_ceiling pause_max slow_factor slow_margin_ms index_count attempt_counter duration_bucket duration_seconds event_template attempt_kind outcome_kind activity_ttl delivery_template attempts_template *index_statuses
+-- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination handoff default_queue succeeded failures_to_open cooldown max_cooldown duration_ms limit stalled inflight_template breaker_template waiting_template pushback retry_after adaptive rate_limit paced_index paced_template throttled_template horizon decrease rate_floor rate_ceiling pause_max slow_factor slow_margin_ms index_count attempt_counter duration_bucket duration_seconds event_template attempt_kind outcome_kind activity_ttl delivery_template attempts_template *index_statuses
 -- Uses: destination status activity chain
 -- index_keys, index_statuses, due_at, archive_key, event_template: as status.lua takes them.
 -- metrics_key, circuits_key: the counters hash and the open circuits ('' for both:
@@ -19,7 +19,11 @@
 -- the next delivery of its ordering key).
 -- Returns named fields: open_until (when the destination's circuit opened; 0: closed),
 -- and recorded: 0 when the attempt was on record already, or its delivery is gone
--- (deleted while the attempt was in flight: nothing of it is written back).
+-- (deleted while the attempt was in flight: nothing of it is written back); with
+-- handoff (the caller's queue; '' for none), handed: the run waiting at the destination
+-- that the slot left goes to, for the caller to run next instead of the schedule, when
+-- it is routed to that queue (default_queue: the queue of a delivery without one);
+-- '' for none.
 -- What the steps below read of the record, in one call: none of them writes it first.
 local f = redis.call('HMGET', delivery_key, 'status', 'event_id', 'ordering_chain',
                      'endpoint_id')
@@ -87,13 +91,13 @@ if rate > 0 or ((read.rate_next or read.rate_free)
   pump(breaker, throttled, string.format(paced_template, destination), scheduled_key,
        tonumber(updated_score), rate, tonumber(horizon))
 end
-local open_until, cleared = leave(
+local open_until, cleared, handed = leave(
   string.format(inflight_template, destination), breaker,
   string.format(waiting_template, destination), scheduled_key, member, succeeded,
   updated_score, failures_to_open, cooldown, max_cooldown, duration_ms, limit,
-  stalled, read)
+  stalled, read, handoff, default_queue, delivery_template)
 if circuits_key ~= '' then
   if tonumber(open_until) > 0 then redis.call('ZADD', circuits_key, open_until, destination)
   elseif cleared then redis.call('ZREM', circuits_key, destination) end
 end
-return {'open_until', tostring(open_until), 'recorded', '1'}
+return {'open_until', tostring(open_until), 'recorded', '1', 'handed', handed}
