@@ -223,3 +223,42 @@ def test_on_rabbitmq_pool_processes_take_runs_too_and_make_each_once(tmp_path):
         taken = 2 * len(ids) - handed
         assert messages.waiting(system.app) < taken / 4, taken
         system.close()
+
+
+def _resent(log: Path, ids: set[str]) -> int:
+    """How many of ``ids`` came to the worker as a message more than once."""
+    received = re.findall(rf"Task {re.escape(DELIVER)}\[([^\]]+)\] received", log.read_text())
+    return sum(1 for d, n in collections.Counter(received).items() if n > 1 and d in ids)
+
+
+def test_a_freed_slot_goes_to_the_run_waiting_for_it_in_the_same_process(receiver, tmp_path):
+    # A destination limited to 2 attempts in flight, 4 processes: runs meet it busy and
+    # wait for a slot. Without the handoff, each comes back through the schedule, the
+    # promoter and a second message; with it, the process whose attempt freed the slot
+    # runs it next.
+    def run(name: str, **settings: str) -> tuple[int, int]:
+        path = f"/sleep/0.05/{name}"
+        ids = _publish(receiver, path, name, 60)
+        log = tmp_path / f"{name}.log"
+        env = _env(destination_concurrency="2", **settings)
+        worker = start_worker(log, env, "-Q", name, "--concurrency=4", "-n", f"{name}@%h")
+        try:
+            until(lambda: _all_delivered(ids), 60, "the deliveries")
+        finally:
+            stop_worker(worker)
+        per_id = collections.Counter(r.headers["webhook-id"] for r in receiver.received(path))
+        assert per_id == {delivery_id: 1 for delivery_id in ids}
+        # The runs of messages that met the destination busy (Celery logs what each
+        # task returned); a run a process took itself logs nothing of the kind.
+        waited = len(re.findall(r"succeeded in [0-9.]+s: 'waiting'", log.read_text()))
+        return waited, _resent(log, set(ids))
+
+    waited_before, resent_before = run("handoff-off", drain_runs="0")
+    assert waited_before and resent_before >= waited_before / 2, (waited_before, resent_before)
+    waited, resent = run("handoff-on")
+    print(
+        f"\nbusy destination, 60 deliveries: without the handoff {waited_before} runs met it "
+        f"busy and {resent_before} came back as a second message; with it {waited} and {resent}"
+    )
+    # Only what a process was handed as its drain ended goes through the schedule.
+    assert resent <= max(2, waited_before // 5), (resent, waited_before)
