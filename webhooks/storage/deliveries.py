@@ -609,9 +609,9 @@ class DeliveryStore:
 
         With ``handoff`` (the caller's queue, and the queue of a delivery that names
         none), the run waiting at the destination that the freed slot goes to is
-        returned instead of scheduled, when its delivery is routed to the caller's
-        queue, for the caller to run next (None: none); the caller must run it or
-        schedule it.
+        returned, when its delivery is routed to the caller's queue, for the caller
+        to take (:meth:`~.schedule.Schedule.take_handed`) and run next (None: none).
+        It is scheduled a moment later meanwhile, so that a lost reply loses nothing.
 
         The attempt was made, so losing its record would mean making it again:
         while Redis cannot be reached, the write is tried again for up to

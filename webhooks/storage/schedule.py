@@ -47,6 +47,17 @@ class Schedule:
         if runs:
             self._redis.zadd(self._keys.scheduled(), {run.member: due for run in runs}, nx=True)
 
+    def take_handed(self, run: Run) -> bool:
+        """Take out of the schedule a run an attempt's record handed this process (it
+        waits there a moment, for the promoter should the record's reply be lost);
+        False if the promoter took it already."""
+        return bool(self._redis.zrem(self._keys.scheduled(), run.member))
+
+    def due_now(self, runs: Sequence[Run], now: float) -> None:
+        """Make runs that are still scheduled due at ``now`` (those taken stay taken)."""
+        if runs:
+            self._redis.zadd(self._keys.scheduled(), {run.member: now for run in runs}, xx=True)
+
     def is_pending(self, run: Run) -> bool:
         """Whether ``run`` is scheduled, being promoted or running."""
         with self._redis.pipeline(transaction=False) as pipe:

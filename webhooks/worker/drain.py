@@ -138,6 +138,8 @@ def _next(
         settle: Callable[[bool], None] | None = None
         if handoff.runs:
             run = handoff.runs.pop(0)
+            if not system.schedule.take_handed(run):
+                return True  # the promoter has it: on to the next
         else:
             while True:
                 taken = messages.take(app, queue)
@@ -170,9 +172,10 @@ def _next(
 
 
 def _schedule_handed(system: System, handoff: Handoff) -> None:
-    """Schedule, due now, the runs handed to this process that it did not run."""
+    """Make the runs handed to this process that it did not run due now, for the
+    promoter (they are in the schedule, a moment ahead)."""
     runs, handoff.runs = handoff.runs, []
     try:
-        system.schedule.park_nx(runs, time.time())
-    except Exception as error:  # each keeps its due mark: the backstop schedules it
+        system.schedule.due_now(runs, time.time())
+    except Exception as error:  # in the schedule still, a moment later
         logger.warning("could not schedule %d runs handed over: %s", len(runs), error)

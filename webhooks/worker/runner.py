@@ -62,7 +62,8 @@ class Handoff:
     """Where a process that goes on taking runs (:mod:`.drain`) collects the runs its
     attempts' records handed it: each waited at the destination for the slot the
     attempt freed, and is routed to ``queue`` (``default_queue``: the queue of a
-    delivery that names none). Whoever holds it runs them, or schedules them."""
+    delivery that names none). Each waits in the schedule a moment, for whoever holds
+    this to take it out and run it, or make it due now."""
 
     queue: str
     default_queue: str
@@ -80,7 +81,7 @@ def run_attempt(
     """Claim attempt ``retries + 1`` of the cycle, make it if it is ours to make, record
     it with what it led to, and say whether a retry follows. ``trace``: the trace
     context its message carried; ``handoff``: where the record puts the run waiting
-    for the slot the attempt frees, instead of the schedule."""
+    for the slot the attempt frees, for this process to run next."""
     store, settings = system.deliveries, system.settings
     run = Run(delivery_id, cycle, retries)
     lease = settings.claim_lease_seconds

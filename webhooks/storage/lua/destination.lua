@@ -56,11 +56,15 @@ local function wake(waiting, scheduled, at, count)
   return count
 end
 
+-- A run handed to a caller stays in the schedule this much later than now, so that a
+-- reply lost on the way (Redis stalled, the connection cut) loses nothing: the
+-- promoter publishes it then. The caller takes it out (Schedule.take_handed) first.
+local HANDOFF_HOLD = 2
+
 -- The longest-waiting run, due now: scheduled (returns ''), or, with `handoff` naming
--- the caller's queue, taken off `waiting` and returned, for the caller's process to
--- run next without a message, when its delivery is routed to that queue (its `queue`
--- field; none: `default_queue`). Should that process die first, the run keeps its
--- due mark: the backstop.
+-- the caller's queue and its delivery routed to that queue (its `queue` field; none:
+-- `default_queue`), scheduled HANDOFF_HOLD later and returned, for the caller's
+-- process to take and run next without a message.
 local function wake_one(waiting, scheduled, now, handoff, default_queue, delivery_template)
   if handoff ~= '' then
     local member = redis.call('ZPOPMIN', waiting)[1]
@@ -68,7 +72,10 @@ local function wake_one(waiting, scheduled, now, handoff, default_queue, deliver
     local id = string.match(member, '^(.*):%d+:%d+$')
     local queue = redis.call('HGET', string.format(delivery_template, id), 'queue')
     if not queue or queue == '' then queue = default_queue end
-    if queue == handoff then return member end
+    if queue == handoff then
+      redis.call('ZADD', scheduled, tonumber(now) + HANDOFF_HOLD, member)
+      return member
+    end
     redis.call('ZADD', scheduled, now, member)  -- another queue's: the promoter routes it
     return ''
   end

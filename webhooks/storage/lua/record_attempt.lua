@@ -21,9 +21,9 @@
 -- and recorded: 0 when the attempt was on record already, or its delivery is gone
 -- (deleted while the attempt was in flight: nothing of it is written back); with
 -- handoff (the caller's queue; '' for none), handed: the run waiting at the destination
--- that the slot left goes to, for the caller to run next instead of the schedule, when
--- it is routed to that queue (default_queue: the queue of a delivery without one);
--- '' for none.
+-- that the slot left goes to, for the caller to take and run next, when it is routed
+-- to that queue (default_queue: the queue of a delivery without one); it waits in the
+-- schedule a moment meanwhile (wake_one, destination.lua). '' for none.
 -- What the steps below read of the record, in one call: none of them writes it first.
 local f = redis.call('HMGET', delivery_key, 'status', 'event_id', 'ordering_chain',
                      'endpoint_id')
