@@ -144,10 +144,42 @@ SLOW_FIXTURES = frozenset(
 )
 
 
+#: The test files that take longest, longest first: each takes over 20 s alone
+#: (``pytest -n 0 --durations`` of one file at a time, 2026-12-06). The suite's lanes
+#: take whole files in collection order (``--dist loadfile --no-loadscope-reorder``
+#: in pyproject.toml), so these are sorted to the front and the short files even out
+#: the lanes' ends. pytest-xdist's own order (the files with most tests first) gave
+#: these one-test files last, and a lane went on with them for minutes after the
+#: other had run out of files.
+LONGEST_FIRST = (
+    "test_reliability.py",  # 105 s: a 30 s Redis stall, a restart, Redis servers of its own
+    "test_archive_workers.py",  # 96 s: 5,000 deliveries, the archiver SIGKILLed ten times
+    "test_bench.py",  # 84 s: every benchmark scenario, at the tiny size
+    "test_durability.py",  # 77 s: the chaos runs, on each broker
+    "test_scale.py",  # 68 s: 100,000 waiting retries
+    "test_sentinel.py",  # 62 s: a failover with 500 deliveries under way
+    "test_crashes.py",  # 60 s
+    "test_rate.py",  # 54 s: 600 deliveries at 20/s
+    "test_archive_outage.py",  # 52 s: PostgreSQL away for 30 s
+    "test_pacing.py",  # 34 s
+    "test_ordering_workers.py",  # 33 s
+    "test_observability.py",  # 29 s
+    "test_pages.py",  # 28 s
+    "test_egress.py",  # 27 s
+    "test_delivery.py",  # 25 s
+    "test_endpoints.py",  # 23 s
+    "test_ordering_held.py",  # 22 s
+    "test_demo.py",  # 20 s
+    "test_tenants.py",  # 20 s
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    place = {name: number for number, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: place.get(item.path.name, len(place)))  # stable: files stay whole
 
 
 WORKER_ENV = {
