@@ -166,7 +166,7 @@ def test_a_bad_setting_is_one_line_naming_it(setting, value, says):
 
 
 def test_schema_prints_the_committed_schema():
-    result = run("schema")
+    result = invoke("schema")
     assert result.returncode == 0
     assert json.loads(result.stdout) == event_schema()
 
