@@ -141,13 +141,14 @@ def _end_to_end(rx: FastReceiver, count: int, path: str) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def metrics_cost(rx: FastReceiver, count: int, rounds: int = 2) -> Row:
+def metrics_cost(rx: FastReceiver, count: int, turns: int = 8) -> Row:
     """(h) end-to-end throughput with metrics on (WEBHOOKS_METRICS, the default) against
-    off: turns in the order off, on, on, off (repeated ``rounds`` times), so that
-    warm-up and drift weigh on both sides alike; the medians of each side. Producer
-    and worker count in the same scripts that record, or skip it."""
+    off: ``turns`` turns in the order off, on, on, off, off, on, ..., so that warm-up
+    and drift weigh on both sides alike; the medians of each side. The tiny size's 2
+    turns (off, on) only show that both sides run. Producer and worker count in the
+    same scripts that record, or skip it."""
     rates: dict[str, list[float]] = {"true": [], "false": []}
-    for turn in range(rounds * 4):
+    for turn in range(turns):
         setting = "true" if turn % 4 in (1, 2) else "false"
         os.environ["WEBHOOKS_METRICS"] = setting  # this process, the producer
         set_default(System())
@@ -359,10 +360,11 @@ def redis_cost(count: int, idle_seconds: float) -> Row:
     }
 
 
-def brokers(count: int) -> Row:
+def brokers(count: int, turns: int = 3) -> Row:
     """(j) end-to-end throughput with RabbitMQ as the broker, against Redis, in turns
     (Redis, RabbitMQ, Redis; the baseline is the two Redis runs' mean), each in a
-    process of its own (bench/brokers.py)."""
+    process of its own (bench/brokers.py). The tiny size's 2 turns (Redis, RabbitMQ)
+    only show that both run."""
 
     def rate(broker: str) -> float:
         figures = _in_own_process(
@@ -378,7 +380,7 @@ def brokers(count: int) -> Row:
         return _row(name, 0.0, None, "/s", "no RabbitMQ at 127.0.0.1:5672: not measured")
     before = rate("redis")
     amqp = rate("amqp")
-    after = rate("redis")
+    after = rate("redis") if turns > 2 else before
     return _row(
         name, amqp, (before + after) / 2, "/s", "reported", redis_before=before, redis_after=after
     )
@@ -423,10 +425,10 @@ def run_all(size: dict[str, Any]) -> list[Row]:
         rows.append(latency(rx, *size["e"]))
         rows.append(isolation(rx, other, *size["c"]))
         rows.append(blackhole(rx, other, size["d"]))
-        rows.append(metrics_cost(rx, size["a"], rounds=size["h"]))
+        rows.append(metrics_cost(rx, size["a"], turns=size["h"]))
     rows.append(waiting(size["f"]))
     rows.append(tenants(*size["g"]))
     rows.append(redis_cost(*size["i"]))
-    rows.append(brokers(size["j"]))
+    rows.append(brokers(*size["j"]))
     rows.append(engines(*size["k"]))
     return rows

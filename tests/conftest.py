@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
@@ -144,10 +145,57 @@ SLOW_FIXTURES = frozenset(
 )
 
 
+#: The test files that take longest, longest first: each takes 20 s or more alone
+#: (the sum of its tests' setup, call and teardown in ``pytest -n 0 --durations``, one
+#: file at a time, 2026-12-06, load average 3 to 24: ratios, not figures). The lanes
+#: take whole files in collection order (``--dist loadfile --no-loadscope-reorder``
+#: in pyproject.toml), so these are sorted to the front and the short files even out
+#: the lanes' ends. pytest-xdist's own order (the files with most tests first) put
+#: the long files of one or two tests (the fuzzer, the archiver's, PostgreSQL away,
+#: 100,000 retries, ordering) last, where one lane ran on alone.
+LONGEST_FIRST = (
+    "test_reliability.py",  # 97 s: a 30 s Redis stall, a restart, Redis servers of its own
+    "test_archive_workers.py",  # 96 s: 5,000 deliveries, the archiver SIGKILLed ten times
+    "test_openapi_fuzz.py",  # 88 s: schemathesis against a real server
+    "test_durability.py",  # 77 s: the chaos runs, on each broker
+    "test_scale.py",  # 67 s: 100,000 waiting retries
+    "test_extras.py",  # 67 s: pip install . into a fresh venv
+    "test_bench.py",  # 66 s: every benchmark scenario, at the tiny size
+    "test_sentinel.py",  # 62 s: a failover with 500 deliveries under way
+    "test_crashes.py",  # 60 s
+    "test_rate.py",  # 54 s: 600 deliveries at 20/s
+    "test_archive_outage.py",  # 52 s: PostgreSQL away for 30 s
+    "test_flower.py",  # 38 s
+    "test_pacing.py",  # 34 s
+    "test_archive.py",  # 34 s
+    "test_outbox.py",  # 34 s
+    "test_layout.py",  # 33 s
+    "test_ordering_workers.py",  # 33 s
+    "test_observability.py",  # 29 s
+    "test_pages.py",  # 28 s
+    "test_egress.py",  # 27 s
+    "test_cli.py",  # 26 s
+    "test_delivery.py",  # 25 s
+    "test_test_events.py",  # 24 s
+    "test_endpoints.py",  # 23 s
+    "test_ordering_held.py",  # 22 s
+    "test_secrets.py",  # 21 s
+    "test_guard.py",  # 21 s
+    "test_demo.py",  # 20 s
+    "test_tenants.py",  # 20 s
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    # Then the files with most slow tests (processes started: seconds each) first.
+    place = {name: number for number, name in enumerate(LONGEST_FIRST)}
+    slow = Counter(item.path.name for item in items if item.get_closest_marker("slow"))
+    items.sort(  # stable, and one key per file: each file stays whole
+        key=lambda item: (place.get(item.path.name, len(place)), -slow[item.path.name])
+    )
 
 
 WORKER_ENV = {

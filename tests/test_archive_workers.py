@@ -113,9 +113,15 @@ def test_workers_archive_what_they_finish(world: World, receiver: Receiver, tmp_
         assert [a.status_code for a in again.attempts] == [500, 200, 200]
         assert pg_rows(world.dsn, "SELECT count(*) FROM webhooks_deliveries") == 300
 
-        # A stale message for an archived delivery is dropped, as for a missing one.
+        # A stale message for an archived delivery is dropped, as for a missing one:
+        # waited for in the worker's log, where the drop is said.
         messages.publish(system.app, [Run(ids[1], 0, 0)])
-        time.sleep(2)
+        log = tmp_path / "worker.log"
+        until(
+            lambda: f"delivery {ids[1]} not found" in log.read_text(),
+            20,
+            "the stale message to be dropped",
+        )
         assert len(receiver.received(webhook_id=ids[1])) == 2
         assert not world.client.exists(system.keys.delivery(ids[1]))
     finally:

@@ -71,7 +71,8 @@ def test_send_then_show_and_list(tmp_path, receiver, wait_for):
     delivery_id = sent.stdout.strip()
     wait_for(delivery_id)
 
-    shown = json.loads(run("show", delivery_id, "--json").stdout)
+    # The command line once (the send above), then in this process: the same commands.
+    shown = json.loads(invoke("show", delivery_id, "--json").stdout)
     assert list(shown) == KEYS
     assert list(shown["attempts"][0]) == ATTEMPT_KEYS
     assert (shown["id"], shown["status"], shown["event_id"]) == (
@@ -81,13 +82,13 @@ def test_send_then_show_and_list(tmp_path, receiver, wait_for):
     )
     assert shown["created_at"].endswith("Z")
 
-    human = run("show", delivery_id)
+    human = invoke("show", delivery_id)
     assert human.returncode == 0 and delivery_id in human.stdout
 
-    listed = json.loads(run("list", "--status", "delivered", "--limit", "500", "--json").stdout)
+    listed = json.loads(invoke("list", "--status", "delivered", "--limit", "500", "--json").stdout)
     assert delivery_id in [d["id"] for d in listed]
     assert all(d["status"] == "delivered" for d in listed)
-    assert run("list", "--limit", "3").returncode == 0
+    assert invoke("list", "--limit", "3").returncode == 0
 
 
 def test_send_reads_stdin(receiver, redis_client):
@@ -107,18 +108,20 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, redis_client):
     before = _records(redis_client)
     broken = tmp_path / "broken.json"
     broken.write_text('{"id": ')
+    # A process of its own once: nothing else (a warning, a log line) reaches stderr.
     assert_one_line_error(run("send", "https://example.com/", str(broken)), "not valid JSON")
 
+    # The rest in this process (a second or more less each): the same main() and errors.
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps(event(created_at="soon")))
-    assert_one_line_error(run("send", "https://example.com/", str(wrong)), "created_at")
-    assert_one_line_error(run("send", "gopher://example.com/", str(wrong)), "url")
+    assert_one_line_error(invoke("send", "https://example.com/", str(wrong)), "created_at")
+    assert_one_line_error(invoke("send", "gopher://example.com/", str(wrong)), "url")
     assert_one_line_error(
-        run("send", "https://example.com/", str(tmp_path / "missing.json")), "missing.json"
+        invoke("send", "https://example.com/", str(tmp_path / "missing.json")), "missing.json"
     )
-    assert_one_line_error(run("show", "no-such-delivery"), "no-such-delivery")
-    assert_one_line_error(run("list", "--status", "lost"), "lost")
-    assert_one_line_error(run("list", "--limit", "0"), "limit")
+    assert_one_line_error(invoke("show", "no-such-delivery"), "no-such-delivery")
+    assert_one_line_error(invoke("list", "--status", "lost"), "lost")
+    assert_one_line_error(invoke("list", "--limit", "0"), "limit")
     assert _records(redis_client) == before
 
 
@@ -163,7 +166,7 @@ def test_a_bad_setting_is_one_line_naming_it(setting, value, says):
 
 
 def test_schema_prints_the_committed_schema():
-    result = run("schema")
+    result = invoke("schema")
     assert result.returncode == 0
     assert json.loads(result.stdout) == event_schema()
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.conftest import QUEUE, WORKER_ENV, event
 from webhooks.dev.receiver import Receiver
-from webhooks.dev.worker import start_worker, stop_worker
+from webhooks.dev.worker import start_worker, stop_workers
 from webhooks.errors import InvalidEvent, InvalidURL
 from webhooks.guard import blocked_reason, check_url
 from webhooks.models import DeliveryStatus
@@ -199,21 +200,24 @@ def guard_workers(redis_client, tmp_path_factory):
     def env(allowed: str) -> dict[str, str]:
         return {**WORKER_ENV, "WEBHOOKS_ALLOWED_NETWORKS": allowed}
 
-    closed = start_worker(
-        logs / "closed.log", env(""), "-Q", "guard-closed", "--concurrency=2", "-n", "closed@%h"
-    )
-    opened = start_worker(
-        logs / "open.log",
-        env("127.0.0.0/8"),
-        "-Q",
-        "guard-open",
-        "--concurrency=2",
-        "-n",
-        "open@%h",
-    )
+    with ThreadPoolExecutor() as starting:  # a start is mostly waiting: both at once
+        workers = list(
+            starting.map(
+                lambda name, allowed: start_worker(
+                    logs / f"{name}.log",
+                    env(allowed),
+                    "-Q",
+                    f"guard-{name}",
+                    "--concurrency=2",
+                    "-n",
+                    f"{name}@%h",
+                ),
+                ("closed", "open"),
+                ("", "127.0.0.0/8"),
+            )
+        )
     yield
-    stop_worker(closed)
-    stop_worker(opened)
+    stop_workers(workers)
 
 
 def corpus(port: int) -> dict[str, bool]:

@@ -238,3 +238,13 @@ def test_a_worker_without_a_relied_on_internal_stops_with_one_line(tmp_path):
         "install the versions pinned in pyproject.toml"
     ], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_files_the_lanes_take_first_exist():
+    """A renamed or split file left in LONGEST_FIRST would silently go back to the
+    lanes' end (conftest.py)."""
+    from tests.conftest import LONGEST_FIRST
+
+    here = Path(__file__).parent
+    assert [name for name in LONGEST_FIRST if not (here / name).is_file()] == []
+    assert len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)

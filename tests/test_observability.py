@@ -22,6 +22,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +46,7 @@ from tests.conftest import (
 from tests.otlp import Collector, Span
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.server import free_port, start_server, stop_server
-from webhooks.dev.worker import start_worker, stop_worker
+from webhooks.dev.worker import start_worker, stop_workers
 from webhooks.models import Attempt, AttemptError, DeliveryStatus, ErrorKind, Run
 from webhooks.settings import Settings
 from webhooks.signing import new_secret, verify
@@ -180,12 +181,18 @@ def run(
                 timeout=10,
             )
             endpoint.raise_for_status()
-            workers = [
-                start_worker(
-                    folder / f"worker{n}.log", env, "--concurrency=2", f"--hostname=observed{n}@%h"
+            with ThreadPoolExecutor() as starting:  # a start is mostly waiting: both at once
+                workers = list(
+                    starting.map(
+                        lambda n: start_worker(
+                            folder / f"worker{n}.log",
+                            env,
+                            "--concurrency=2",
+                            f"--hostname=observed{n}@%h",
+                        ),
+                        (1, 2),
+                    )
                 )
-                for n in (1, 2)
-            ]
             closed = f"http://127.0.0.1:{free_port()}/closed"
             plan = {
                 "bulk": [[receiver.url("/ok/observed"), event()] for _ in range(N_OK)]
@@ -211,8 +218,7 @@ def run(
                 "the attempt spans",
             )
         finally:
-            for worker in workers:
-                stop_worker(worker)
+            stop_workers(workers)
         # With no worker running: 3 messages wait in the broker, and 1 delivery due in
         # an hour is parked; once WEBHOOKS_RECOVERY_SECONDS pass, the 3 are overdue.
         produce(

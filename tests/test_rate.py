@@ -7,6 +7,7 @@ import itertools
 import json
 import time
 from bisect import bisect_left
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from click.testing import CliRunner
@@ -15,7 +16,7 @@ from tests.conftest import WORKER_ENV, event, keys, stored
 from webhooks import portal_token
 from webhooks.cli import main
 from webhooks.dev.receiver import Receiver
-from webhooks.dev.worker import start_worker, stop_worker
+from webhooks.dev.worker import start_worker, stop_workers
 from webhooks.errors import InvalidInput
 from webhooks.models import DeliveryStatus, Run
 from webhooks.producer import Producer
@@ -213,15 +214,17 @@ def rate_workers(redis_client, tmp_path_factory):
         "WEBHOOKS_ADAPTIVE_PACING": "true",
     }
     folder = tmp_path_factory.mktemp("rate")
-    workers = [
-        start_worker(
-            folder / f"w{i}.log", env, "-Q", "rate", "--concurrency=4", "-n", f"rate{i}@%h"
+    with ThreadPoolExecutor() as starting:  # a start is mostly waiting: both at once
+        workers = list(
+            starting.map(
+                lambda i: start_worker(
+                    folder / f"w{i}.log", env, "-Q", "rate", "--concurrency=4", "-n", f"rate{i}@%h"
+                ),
+                range(2),
+            )
         )
-        for i in range(2)
-    ]
     yield
-    for worker in workers:
-        stop_worker(worker)
+    stop_workers(workers)
 
 
 @pytest.mark.slow
