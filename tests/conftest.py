@@ -157,6 +157,7 @@ LONGEST_FIRST = (
     "test_reliability.py",  # 97 s: a 30 s Redis stall, a restart, Redis servers of its own
     "test_archive_workers.py",  # 96 s: 5,000 deliveries, the archiver SIGKILLed ten times
     "test_openapi_fuzz.py",  # 88 s: schemathesis against a real server
+    "test_drain.py",  # 85 s: six workers, on each broker
     "test_durability.py",  # 77 s: the chaos runs, on each broker
     "test_scale.py",  # 67 s: 100,000 waiting retries
     "test_extras.py",  # 67 s: pip install . into a fresh venv

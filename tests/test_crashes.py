@@ -121,8 +121,7 @@ def test_a_warm_shutdown_hands_back_what_the_worker_took_and_did_not_start(
     # The retry's ETA message is back on the queue, or parked in the schedule when
     # the pool process took it off the queue itself (worker/drain.py).
     parked = {
-        member.decode().split(":")[0]
-        for member in redis_client.zrange("webhooks:scheduled", 0, -1)
+        member.decode().split(":")[0] for member in redis_client.zrange("webhooks:scheduled", 0, -1)
     }
     assert len(started) == 1
     assert len(handed_back) == len(set(handed_back))
