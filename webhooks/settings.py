@@ -400,6 +400,15 @@ class Settings(BaseSettings):
         description="Attempts in flight to one destination (an endpoint, or a host "
         "for bare URLs) across all workers; more wait their turn without counting.",
     )
+    destination_admission_margin: int | None = Field(
+        4,
+        ge=0,
+        description="Admission at publish: a destination gets at most its concurrency "
+        "limit plus this many runs out at once (in the broker or in flight); a new "
+        "delivery over that waits in the destination's queue from its creation, at no "
+        "Celery message, and goes out as a slot frees. Empty: no admission (every first "
+        "run is published at once).",
+    )
     adaptive_pacing: bool = Field(
         True,
         description="Slow a struggling destination down instead of retrying it into the "

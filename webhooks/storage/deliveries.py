@@ -28,7 +28,15 @@ from ..settings import Settings
 from .activity import activity_args, activity_keys, forget_tenant_activity
 from .connection import persist, transaction, zrange_ids
 from .counters import attempt_args, metric_keys
-from .destinations import Entry, Strain, destination, enter_args, entry, leave_args
+from .destinations import (
+    Entry,
+    Strain,
+    admission_args,
+    destination,
+    enter_args,
+    entry,
+    leave_args,
+)
 from .keys import Keys, template
 from .scripts import Script, fields
 
@@ -403,6 +411,7 @@ class DeliveryStore:
                 "index_count": len(into),
                 "body_count": len(numbered),
                 "attempts_template": template(self._keys.attempts),
+                **admission_args(self._settings, self._keys, park_at is None),
                 "rest": [*numbered, *items],
             },
         )

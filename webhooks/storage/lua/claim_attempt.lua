@@ -23,6 +23,12 @@ local url, endpoint_id, body, stored_cycle, offset, status, destination, tenant_
   f[1], f[2] or '', f[3], tonumber(f[4] or '0') or 0, tonumber(f[5] or '0') or 0, f[6],
   f[7] or '', f[8] or ''
 if not url then return {'outcome', 'missing'} end
+-- Taken off the queue, whatever the outcome: its place among the runs let out at
+-- creation is free (create_deliveries.lua's admission).
+if destination ~= '' then
+  local _, admitted = admission_keys(string.format(waiting_template, destination))
+  redis.call('ZREM', admitted, member)
+end
 local number = offset + tonumber(retries) + 1
 local reply = {'url', url, 'tenant_id', tenant_id, 'endpoint_id', endpoint_id,
                'event_type', f[9] or '', 'number', tostring(number),

@@ -45,13 +45,41 @@ local function open_circuit(breaker, now, cooldown)
   return open_until
 end
 
--- Move up to `count` of the longest-waiting runs to the schedule, due at `at`.
--- Returns how many it moved.
-local function wake(waiting, scheduled, at, count)
+-- Admission at creation (create_deliveries.lua): a destination's first runs beyond a
+-- bound out at once (in the broker or in flight) wait in `waiting` from the start,
+-- their message kept in the destination's `admit` hash when the broker's list is in
+-- this Redis. `admitted` holds the runs let out at creation and not claimed yet, by
+-- when (the claim takes them out; one lost with its worker is let go after a bound).
+-- Both keys are named as `waiting` is, with another last word (keys.py).
+local function admission_keys(waiting)
+  local base = string.sub(waiting, 1, -8)
+  return base .. 'admit', base .. 'admitted'
+end
+
+-- Let a woken run out now: its kept first message straight onto the broker's list
+-- (no promoter pass, no Celery message set aside), counted as admitted. Returns
+-- false when it has none: the caller schedules it.
+local function release(waiting, member, at)
+  local admit, admitted = admission_keys(waiting)
+  local kept = redis.call('HMGET', admit, member, 'q:' .. member)
+  if not kept[1] or not kept[2] then return false end
+  redis.call('HDEL', admit, member, 'q:' .. member)
+  redis.call('LPUSH', kept[2], kept[1])
+  redis.call('ZADD', admitted, at, member)
+  redis.call('EXPIRE', admitted, 86400)
+  return true
+end
+
+-- Move up to `count` of the longest-waiting runs to the schedule, due at `at`
+-- (`now`: true when `at` is now, and a run held back at its creation goes straight
+-- to the broker instead). Returns how many it moved.
+local function wake(waiting, scheduled, at, count, now)
   for woken = 0, count - 1 do
     local head = redis.call('ZPOPMIN', waiting)
     if not head[1] then return woken end
-    redis.call('ZADD', scheduled, at, head[1])
+    if not (now and release(waiting, head[1], at)) then
+      redis.call('ZADD', scheduled, at, head[1])
+    end
   end
   return count
 end
@@ -229,7 +257,7 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
     if was_open then
       slots = math.max(1, tonumber(limit) - redis.call('ZCARD', inflight))
     end
-    wake(waiting, scheduled, now, slots)
+    wake(waiting, scheduled, now, slots, true)
     return 0, cleared > 0 or not known
   end
   local failures = redis.call('HINCRBY', breaker, 'failures', 1)
@@ -240,7 +268,7 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
   elseif failures < tonumber(failures_to_open) then
     -- Open already (its attempts in flight stalled): the probe wakes the rest.
     local open_until = tonumber(redis.call('HGET', breaker, 'open_until') or '0')
-    if open_until <= tonumber(now) then wake(waiting, scheduled, now, 1) end
+    if open_until <= tonumber(now) then wake(waiting, scheduled, now, 1, true) end
     return 0, false
   end
   local open_until = open_circuit(breaker, tonumber(now), cooldown)
