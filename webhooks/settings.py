@@ -745,6 +745,7 @@ class Settings(BaseSettings):
         "broker_url",
         "encryption_keys",
         "egress_proxy",
+        "destination_admission_margin",
         mode="before",
     )
     @classmethod

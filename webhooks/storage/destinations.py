@@ -103,8 +103,9 @@ PACE_HOLD = 0.25
 PACE_HORIZON = 1.0
 
 #: How long a first run let out at its creation holds a place among its destination's
-#: runs out at once (admission) while not claimed, in seconds: one lost with its
-#: worker's prefetch stops holding it then. Longer than a busy queue's usual wait.
+#: runs out at once (admission) while not claimed, in seconds (at most
+#: WEBHOOKS_RECOVERY_SECONDS): one lost with its worker's prefetch stops holding it
+#: then. Longer than a busy queue's usual wait.
 ADMISSION_HOLD = 30.0
 
 #: Adaptive pacing's multiplicative decrease: the pace is halved on strain.
@@ -220,13 +221,14 @@ def enter_args(settings: Settings, keys: Keys) -> dict[str, Any]:
 
 
 def admission_args(settings: Settings, keys: Keys, first_runs_now: bool) -> dict[str, Any]:
-    """What admission at creation needs (create_deliveries.lua); none for runs parked
-    until later (``first_runs_now`` False): they go out through the schedule."""
+    """What admission at creation needs (create_deliveries.lua); none when
+    ``first_runs_now`` is False: runs parked until later (they go out through the
+    schedule), or published by the caller to a broker other than the store's Redis."""
     margin = settings.destination_admission_margin
     bound = settings.destination_concurrency + margin if margin is not None else 0
     return {
         "admit_bound": bound if first_runs_now else 0,
-        "admit_hold": ADMISSION_HOLD,
+        "admit_hold": min(ADMISSION_HOLD, settings.recovery_seconds),
         "limit": settings.destination_concurrency,
         "inflight_template": template(keys.destination_inflight),
         "waiting_template": template(keys.destination_waiting),

@@ -31,8 +31,10 @@
 -- is kept in its record ('wake_message', with 'wake_queue'), for the wake to push.
 -- A chain whose head is gone is healed first (chain.lua heal; attempts_template as
 -- chain.lua takes it).
--- admit_bound: admission at creation ('0': none). A destination gets at most this
--- many runs out at once (attempts in flight, and first runs let out at creation and
+-- admit_bound: admission at creation ('0': none), `limit` (the producer's concurrency
+-- limit) plus a margin. A destination gets at most its limit as its workers last
+-- applied it (the breaker's, else `limit`) plus that margin runs out at once
+-- (attempts in flight, and first runs let out at creation and
 -- not claimed yet, those older than admit_hold seconds not counted: lost with a
 -- worker); a new delivery's first run over it, or behind runs already waiting there,
 -- waits in the destination's `waiting` from the start (destination.lua), due when
@@ -146,13 +148,25 @@ if bound > 0 then
                                '+inf')
                     + redis.call('ZCOUNT', admitted, '(' .. tostring(at - tonumber(admit_hold)),
                                  '+inf')
-        local avg = redis.call('HGET', string.format(breaker_template, name), 'avg_ms')
+        local breaker_key = string.format(breaker_template, name)
+        local breaker = redis.call('HMGET', breaker_key, 'avg_ms', 'open_until', 'limit')
+        local avg = breaker[1]
+        -- The limit the workers last applied there, as adaptive pacing holds it now.
+        local slots = effective(breaker_key, tonumber(breaker[3] or limit), 0)
         d = {waiting = waiting, admit = admit, admitted = admitted, out = out,
+             bound = slots + bound - tonumber(limit), slots = slots,
              queued = redis.call('ZCARD', waiting), avg = tonumber(avg or '100'),
-             let_out = {}, held = {}, kept = {}}
+             let_out = {}, held = {}, kept = {}, wake = 0}
+        -- Places let go (runs lost with a worker, past admit_hold) while runs wait:
+        -- nothing else would wake those, no attempt being there to leave. Not while
+        -- the circuit is open: they wait for the probe's result.
+        if d.queued > 0 and d.out < d.bound and not breaker[2] then
+          d.wake = math.min(d.bound - d.out, d.queued)
+          d.queued, d.out = d.queued - d.wake, d.out + d.wake
+        end
         destinations[name] = d
       end
-      if d.queued == 0 and d.out < bound then
+      if d.queued == 0 and d.out < d.bound then
         d.out = d.out + 1
         table.insert(d.let_out, now)
         table.insert(d.let_out, item.id .. ':0:0')
@@ -162,7 +176,7 @@ if bound > 0 then
         -- Creation order within the batch; the wake pops the oldest first.
         table.insert(d.held, tostring(at + #d.held * 1e-7))
         table.insert(d.held, item.id .. ':0:0')
-        item.due = tostring(at + d.queued * d.avg / 1000 / tonumber(limit))
+        item.due = tostring(at + d.queued * d.avg / 1000 / d.slots)
         if item.message ~= '' then
           table.insert(d.kept, item.id .. ':0:0')
           table.insert(d.kept, item.message)
@@ -186,6 +200,7 @@ for first = 1, #messages, 1000 do
   redis.call('LPUSH', queue_key, unpack(messages, first, math.min(first + 999, #messages)))
 end
 for _, d in pairs(destinations) do
+  if d.wake > 0 then wake(d.waiting, scheduled_key, now, d.wake, true) end
   if #d.let_out > 0 then
     redis.call('ZREMRANGEBYSCORE', d.admitted, '-inf', tonumber(now) - tonumber(admit_hold))
     add_all(d.admitted, d.let_out)

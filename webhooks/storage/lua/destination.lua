@@ -5,7 +5,8 @@
 --
 -- Keys of one destination: `inflight` (zset of attempts in flight, scored by when
 -- their lease ends), `breaker` (hash: failures, open_until, cooldown, probing,
--- probe_until, avg_ms, left_at: when an attempt last left, answered_at: since when
+-- probe_until, avg_ms, limit: the concurrency limit of the worker whose attempt last
+-- left, left_at: when an attempt last left, answered_at: since when
 -- the destination has kept no attempt hanging (an attempt left within `stalled`
 -- seconds, or it had been idle that long), wake_at: the open_until that a run is
 -- already scheduled to probe; rate_next: when the next attempt may start under the
@@ -57,16 +58,15 @@ local function admission_keys(waiting)
 end
 
 -- Let a woken run out now: its kept first message straight onto the broker's list
--- (no promoter pass, no Celery message set aside), counted as admitted. Returns
--- false when it has none: the caller schedules it.
-local function release(waiting, member, at)
-  local admit, admitted = admission_keys(waiting)
+-- (no promoter pass). Not counted in `admitted`: a slot freed for it, and the next
+-- creation finds it in flight or, while runs still wait, queues behind them anyway.
+-- Returns false when it has none: the caller schedules it.
+local function release(waiting, member)
+  local admit = admission_keys(waiting)
   local kept = redis.call('HMGET', admit, member, 'q:' .. member)
   if not kept[1] or not kept[2] then return false end
   redis.call('HDEL', admit, member, 'q:' .. member)
   redis.call('LPUSH', kept[2], kept[1])
-  redis.call('ZADD', admitted, at, member)
-  redis.call('EXPIRE', admitted, 86400)
   return true
 end
 
@@ -77,7 +77,7 @@ local function wake(waiting, scheduled, at, count, now)
   for woken = 0, count - 1 do
     local head = redis.call('ZPOPMIN', waiting)
     if not head[1] then return woken end
-    if not (now and release(waiting, head[1], at)) then
+    if not (now and release(waiting, head[1])) then
       redis.call('ZADD', scheduled, at, head[1])
     end
   end
@@ -243,10 +243,13 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
   local known = redis.call('HGET', breaker, 'avg_ms')
   local avg = tonumber(known or duration)
   local average = tostring(avg * 0.8 + tonumber(duration) * 0.2)
+  -- limit: the workers' concurrency limit, for admission at creation (the producer's
+  -- settings may say otherwise).
   if succeeded == '1' or tonumber(duration) < tonumber(stalled) * 1000 then
-    redis.call('HSET', breaker, 'avg_ms', average, 'left_at', now, 'answered_at', now)
+    redis.call('HSET', breaker, 'avg_ms', average, 'left_at', now, 'answered_at', now,
+               'limit', limit)
   else
-    redis.call('HSET', breaker, 'avg_ms', average, 'left_at', now)
+    redis.call('HSET', breaker, 'avg_ms', average, 'left_at', now, 'limit', limit)
   end
   redis.call('EXPIRE', breaker, 86400)
   if succeeded == '1' then

@@ -19,7 +19,7 @@ local woken = 0
 while woken < free do
   local head = redis.call('ZPOPMIN', waiting_key)
   if not head[1] then break end
-  if not release(waiting_key, head[1], now) then redis.call('ZADD', scheduled_key, now, head[1]) end
+  if not release(waiting_key, head[1]) then redis.call('ZADD', scheduled_key, now, head[1]) end
   woken = woken + 1
 end
 return woken
