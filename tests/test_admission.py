@@ -23,6 +23,8 @@ from webhooks.producer import Producer, new_delivery
 from webhooks.storage.destinations import destination
 from webhooks.system import get_default, get_store
 
+pytestmark = pytest.mark.slow  # workers of its own
+
 QUEUE = "admission"
 # The producer's settings decide admission (bound 2 + 1) until a worker's attempt has
 # left the destination (its limit is kept there); the worker's decide the slots.

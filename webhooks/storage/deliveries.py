@@ -1342,6 +1342,7 @@ class DeliveryStore:
                     "idempotency_template": template(self._keys.idempotency),
                     "bucket_seconds": self._bucket,
                     "window": self._window,
+                    "waiting_template": template(self._keys.destination_waiting),
                     "rest": rest,
                 },
             )
