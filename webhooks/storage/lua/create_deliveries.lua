@@ -170,6 +170,14 @@ if bound > 0 then
         d.out = d.out + 1
         table.insert(d.let_out, now)
         table.insert(d.let_out, item.id .. ':0:0')
+        -- Kept too (limit + margin at most): one that finds the destination full
+        -- waits, and is pushed again as a slot frees, not through the promoter.
+        if item.message ~= '' then
+          table.insert(d.kept, item.id .. ':0:0')
+          table.insert(d.kept, item.message)
+          table.insert(d.kept, 'q:' .. item.id .. ':0:0')
+          table.insert(d.kept, queue_key)
+        end
       else
         d.queued = d.queued + 1
         item.held = true
