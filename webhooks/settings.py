@@ -401,7 +401,7 @@ class Settings(BaseSettings):
         "for bare URLs) across all workers; more wait their turn without counting.",
     )
     destination_admission_margin: int | None = Field(
-        4,
+        0,
         ge=0,
         description="Admission at publish, on a Redis broker in the store's Redis: a "
         "destination gets at most its concurrency limit plus this many first runs out at "
