@@ -418,6 +418,16 @@ class Settings(BaseSettings):
         description="Attempts in flight to one destination (an endpoint, or a host "
         "for bare URLs) across all workers; more wait their turn without counting.",
     )
+    destination_admission_margin: int | None = Field(
+        0,
+        ge=0,
+        description="Admission at publish, on a Redis broker in the store's Redis: a "
+        "destination gets at most its concurrency limit plus this many first runs out at "
+        "once (in the broker or in flight); a new delivery over that waits in the "
+        "destination's queue from its creation, at no Celery message, and its message "
+        "goes onto the queue as a slot frees. Empty: no admission (every first run is "
+        "published at once, as on other brokers).",
+    )
     adaptive_pacing: bool = Field(
         True,
         description="Slow a struggling destination down instead of retrying it into the "
@@ -754,6 +764,7 @@ class Settings(BaseSettings):
         "broker_url",
         "encryption_keys",
         "egress_proxy",
+        "destination_admission_margin",
         mode="before",
     )
     @classmethod

@@ -69,6 +69,7 @@ from .keys import Keys, template
 from .scripts import Script, fields
 
 __all__ = [
+    "ADMISSION_HOLD",
     "DECREASE",
     "MAX_COOLDOWN",
     "MAX_RATE",
@@ -80,6 +81,7 @@ __all__ = [
     "Gate",
     "Pace",
     "Strain",
+    "admission_args",
     "destination",
     "entry",
     "leave_args",
@@ -100,6 +102,12 @@ PACE_HOLD = 0.25
 #: waits in the destination's throttled queue, at no message each, and gets its
 #: reservations as time moves on: a new pace holds for the backlog within this long.
 PACE_HORIZON = 1.0
+
+#: How long a first run let out at its creation holds a place among its destination's
+#: runs out at once (admission) while not claimed, in seconds (at most
+#: WEBHOOKS_RECOVERY_SECONDS): one lost with its worker's prefetch stops holding it
+#: then. Longer than a busy queue's usual wait.
+ADMISSION_HOLD = 30.0
 
 #: Adaptive pacing's multiplicative decrease: the pace is halved on strain.
 DECREASE = 0.5
@@ -210,6 +218,22 @@ def enter_args(settings: Settings, keys: Keys) -> dict[str, Any]:
         "hold": PACE_HOLD,
         "throttled_template": template(keys.destination_throttled),
         "horizon": PACE_HORIZON,
+    }
+
+
+def admission_args(settings: Settings, keys: Keys, first_runs_now: bool) -> dict[str, Any]:
+    """What admission at creation needs (create_deliveries.lua); none when
+    ``first_runs_now`` is False: runs parked until later (they go out through the
+    schedule), or published by the caller to a broker other than the store's Redis."""
+    margin = settings.destination_admission_margin
+    bound = settings.destination_concurrency + margin if margin is not None else 0
+    return {
+        "admit_bound": bound if first_runs_now else 0,
+        "admit_hold": min(ADMISSION_HOLD, settings.recovery_seconds),
+        "limit": settings.destination_concurrency,
+        "inflight_template": template(keys.destination_inflight),
+        "waiting_template": template(keys.destination_waiting),
+        "breaker_template": template(keys.destination_breaker),
     }
 
 

@@ -461,6 +461,8 @@ class EndpointStore:
                     self._keys.destination_inflight(endpoint.id),
                     self._keys.destination_breaker(endpoint.id),
                     self._keys.destination_waiting(endpoint.id),
+                    self._keys.destination_admitted(endpoint.id),
+                    self._keys.destination_admit(endpoint.id),
                     self._keys.destination_paced(endpoint.id),
                     self._keys.destination_throttled(endpoint.id),
                 )

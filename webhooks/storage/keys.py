@@ -129,6 +129,18 @@ class Keys:
         """Sorted set of runs waiting for a slot at a busy destination, oldest first."""
         return f"{self._p}destination:{destination}:waiting"
 
+    def destination_admitted(self, destination: str) -> str:
+        """Sorted set of a destination's first runs let out at their creation (a message
+        in the broker, not claimed yet), by when; see create_deliveries.lua. Named as
+        ``destination_waiting`` with ``admitted`` for ``waiting``: destination.lua
+        derives it from the waiting key."""
+        return f"{self._p}destination:{destination}:admitted"
+
+    def destination_admit(self, destination: str) -> str:
+        """Hash: the first messages of runs held back at their creation, by run member
+        (and ``q:<member>``: the broker list to push it onto), for the wake to push."""
+        return f"{self._p}destination:{destination}:admit"
+
     def destination_paced(self, destination: str) -> str:
         """Sorted set of runs that reserved a start time under a destination's rate limit,
         by that time."""

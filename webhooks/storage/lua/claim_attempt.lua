@@ -23,11 +23,27 @@ local url, endpoint_id, body, stored_cycle, offset, status, destination, tenant_
   f[1], f[2] or '', f[3], tonumber(f[4] or '0') or 0, tonumber(f[5] or '0') or 0, f[6],
   f[7] or '', f[8] or ''
 if not url then return {'outcome', 'missing'} end
+-- Taken off the queue, whatever the outcome: its place among the runs let out at
+-- creation is free (create_deliveries.lua's admission).
+local let_out = false
+if destination ~= '' then
+  local _, admitted = admission_keys(string.format(waiting_template, destination))
+  let_out = redis.call('ZREM', admitted, member) == 1
+end
+-- A run let out at creation has its message kept, for a wait at a full destination
+-- (busy) or behind an open circuit; going any other way, it needs it no more.
+local function forget_kept(outcome)
+  if let_out and outcome ~= 'busy' and outcome ~= 'open' then
+    local admit = admission_keys(string.format(waiting_template, destination))
+    redis.call('HDEL', admit, member, 'q:' .. member)
+  end
+end
 local number = offset + tonumber(retries) + 1
 local reply = {'url', url, 'tenant_id', tenant_id, 'endpoint_id', endpoint_id,
                'event_type', f[9] or '', 'number', tostring(number),
                'destination', destination, 'test', f[10] or ''}
-local function answer(outcome)
+local function answer(outcome, entered)
+  forget_kept(entered or outcome)
   table.insert(reply, 'outcome')
   table.insert(reply, outcome)
   return reply
@@ -64,5 +80,6 @@ if destination ~= '' then
     table.insert(reply, 'entry_' .. entry[i])
     table.insert(reply, entry[i + 1])
   end
+  return answer('claimed', entry[2])
 end
 return answer('claimed')

@@ -5,8 +5,8 @@
 -- from the new one is a conflict (an event id reused for another event): then
 -- nothing at all is written. So is a tenant that does not exist (it was deleted).
 -- KEYS: due_key scheduled_key queue_key tenant_key metrics_key *index_keys
--- ARGV: cutoff ttl delivery_template endpoint_template event_template idempotency_template first_bucket last_bucket now window index_count body_count attempts_template *rest
--- Uses: chain
+-- ARGV: cutoff ttl delivery_template endpoint_template event_template idempotency_template first_bucket last_bucket now window index_count body_count attempts_template admit_bound admit_hold limit inflight_template waiting_template breaker_template *rest
+-- Uses: chain destination
 -- rest: body_count bodies, then one group per delivery:
 --   delivery_id endpoint_id body_number score due_score message park_score field_count
 --   field value ... (field_count pairs)
@@ -31,6 +31,17 @@
 -- is kept in its record ('wake_message', with 'wake_queue'), for the wake to push.
 -- A chain whose head is gone is healed first (chain.lua heal; attempts_template as
 -- chain.lua takes it).
+-- admit_bound: admission at creation ('0': none), `limit` (the producer's concurrency
+-- limit) plus a margin. A destination gets at most its limit as its workers last
+-- applied it (the breaker's, else `limit`) plus that margin runs out at once
+-- (attempts in flight, and first runs let out at creation and
+-- not claimed yet, those older than admit_hold seconds not counted: lost with a
+-- worker); a new delivery's first run over it, or behind runs already waiting there,
+-- waits in the destination's `waiting` from the start (destination.lua), due when
+-- the queue ahead should have drained (limit at a time, at its average attempt
+-- time), its message kept for the wake to push. Its id is returned as 'waiting':
+-- a caller that publishes itself publishes nothing for it; the promoter does.
+-- inflight_template, waiting_template, breaker_template: keys.py templates.
 -- Returns: {'conflict', delivery_id} or {'no_tenant'} and writes nothing, or
 -- {'existing', id, id, ..., 'waiting', id, id, ...}: the deliveries that were there
 -- already (an earlier call's), then the new ones that wait behind another.
@@ -115,16 +126,102 @@ local function add_all(key, scored)
   end
 end
 
+-- Admission: which first runs go out now, and which wait at their destination.
+-- Decided before anything is written; written after the messages.
+local bound = tonumber(admit_bound)
+local destinations = {}
+if bound > 0 then
+  local at = tonumber(now)
+  for _, item in ipairs(items) do
+    if not item.exists and not item.behind and item.park == '' then
+      for f = item.first_field, item.first_field + 2 * item.fields - 1, 2 do
+        if rest[f] == 'destination' and rest[f + 1] ~= '' then item.destination = rest[f + 1] end
+      end
+    end
+    local name = item.destination
+    if name then
+      local d = destinations[name]
+      if not d then
+        local waiting = string.format(waiting_template, name)
+        local admit, admitted = admission_keys(waiting)
+        local out = redis.call('ZCOUNT', string.format(inflight_template, name), '(' .. now,
+                               '+inf')
+                    + redis.call('ZCOUNT', admitted, '(' .. tostring(at - tonumber(admit_hold)),
+                                 '+inf')
+        local breaker_key = string.format(breaker_template, name)
+        local breaker = redis.call('HMGET', breaker_key, 'avg_ms', 'open_until', 'limit')
+        local avg = breaker[1]
+        -- The limit the workers last applied there, as adaptive pacing holds it now.
+        local slots = effective(breaker_key, tonumber(breaker[3] or limit), 0)
+        d = {waiting = waiting, admit = admit, admitted = admitted, out = out,
+             bound = slots + bound - tonumber(limit), slots = slots,
+             queued = redis.call('ZCARD', waiting), avg = tonumber(avg or '100'),
+             let_out = {}, held = {}, kept = {}, wake = 0}
+        -- Places let go (runs lost with a worker, past admit_hold) while runs wait:
+        -- nothing else would wake those, no attempt being there to leave. Not while
+        -- the circuit is open: they wait for the probe's result.
+        if d.queued > 0 and d.out < d.bound and not breaker[2] then
+          d.wake = math.min(d.bound - d.out, d.queued)
+          d.queued, d.out = d.queued - d.wake, d.out + d.wake
+        end
+        destinations[name] = d
+      end
+      if d.queued == 0 and d.out < d.bound then
+        d.out = d.out + 1
+        table.insert(d.let_out, now)
+        table.insert(d.let_out, item.id .. ':0:0')
+        -- Kept too (limit + margin at most): one that finds the destination full
+        -- waits, and is pushed again as a slot frees, not through the promoter.
+        if item.message ~= '' then
+          table.insert(d.kept, item.id .. ':0:0')
+          table.insert(d.kept, item.message)
+          table.insert(d.kept, 'q:' .. item.id .. ':0:0')
+          table.insert(d.kept, queue_key)
+        end
+      else
+        d.queued = d.queued + 1
+        item.held = true
+        -- Creation order within the batch; the wake pops the oldest first.
+        table.insert(d.held, tostring(at + #d.held * 1e-7))
+        table.insert(d.held, item.id .. ':0:0')
+        item.due = tostring(at + d.queued * d.avg / 1000 / d.slots)
+        if item.message ~= '' then
+          table.insert(d.kept, item.id .. ':0:0')
+          table.insert(d.kept, item.message)
+          table.insert(d.kept, 'q:' .. item.id .. ':0:0')
+          table.insert(d.kept, queue_key)
+        end
+      end
+    end
+  end
+end
+
 -- The messages first: when Redis refuses them (an ACL denying LPUSH), nothing
 -- else has been written yet.
 local messages = {}
 for _, item in ipairs(items) do
-  if not item.exists and not item.behind and item.message ~= '' then
+  if not item.exists and not item.behind and not item.held and item.message ~= '' then
     table.insert(messages, item.message)
   end
 end
 for first = 1, #messages, 1000 do
   redis.call('LPUSH', queue_key, unpack(messages, first, math.min(first + 999, #messages)))
+end
+for _, d in pairs(destinations) do
+  if d.wake > 0 then wake(d.waiting, scheduled_key, now, d.wake, true) end
+  if #d.let_out > 0 then
+    redis.call('ZREMRANGEBYSCORE', d.admitted, '-inf', tonumber(now) - tonumber(admit_hold))
+    add_all(d.admitted, d.let_out)
+    redis.call('EXPIRE', d.admitted, 86400)
+  end
+  if #d.held > 0 then
+    add_all(d.waiting, d.held)
+    redis.call('EXPIRE', d.waiting, 86400)
+  end
+  for first = 1, #d.kept, 1000 do
+    redis.call('HSET', d.admit, unpack(d.kept, first, math.min(first + 999, #d.kept)))
+  end
+  if #d.kept > 0 then redis.call('EXPIRE', d.admit, 86400) end
 end
 
 local created, due, parked, by_endpoint, waiting = {}, {}, {}, {}, {'waiting'}
@@ -157,6 +254,7 @@ for _, item in ipairs(items) do
         end
       end
     end
+    if item.held then table.insert(waiting, item.id) end
     table.insert(created, item.score)
     table.insert(created, item.id)
     if not item.behind then

@@ -5,7 +5,8 @@
 --
 -- Keys of one destination: `inflight` (zset of attempts in flight, scored by when
 -- their lease ends), `breaker` (hash: failures, open_until, cooldown, probing,
--- probe_until, avg_ms, left_at: when an attempt last left, answered_at: since when
+-- probe_until, avg_ms, limit: the concurrency limit of the worker whose attempt last
+-- left, left_at: when an attempt last left, answered_at: since when
 -- the destination has kept no attempt hanging (an attempt left within `stalled`
 -- seconds, or it had been idle that long), wake_at: the open_until that a run is
 -- already scheduled to probe; rate_next: when the next attempt may start under the
@@ -45,13 +46,40 @@ local function open_circuit(breaker, now, cooldown)
   return open_until
 end
 
--- Move up to `count` of the longest-waiting runs to the schedule, due at `at`.
--- Returns how many it moved.
-local function wake(waiting, scheduled, at, count)
+-- Admission at creation (create_deliveries.lua): a destination's first runs beyond a
+-- bound out at once (in the broker or in flight) wait in `waiting` from the start,
+-- their message kept in the destination's `admit` hash when the broker's list is in
+-- this Redis. `admitted` holds the runs let out at creation and not claimed yet, by
+-- when (the claim takes them out; one lost with its worker is let go after a bound).
+-- Both keys are named as `waiting` is, with another last word (keys.py).
+local function admission_keys(waiting)
+  local base = string.sub(waiting, 1, -8)
+  return base .. 'admit', base .. 'admitted'
+end
+
+-- Let a woken run out now: its kept first message straight onto the broker's list
+-- (no promoter pass). Not counted in `admitted`: a slot freed for it, and the next
+-- creation finds it in flight or, while runs still wait, queues behind them anyway.
+-- Returns false when it has none: the caller schedules it.
+local function release(waiting, member)
+  local admit = admission_keys(waiting)
+  local kept = redis.call('HMGET', admit, member, 'q:' .. member)
+  if not kept[1] or not kept[2] then return false end
+  redis.call('HDEL', admit, member, 'q:' .. member)
+  redis.call('LPUSH', kept[2], kept[1])
+  return true
+end
+
+-- Move up to `count` of the longest-waiting runs to the schedule, due at `at`
+-- (`now`: true when `at` is now, and a run held back at its creation goes straight
+-- to the broker instead). Returns how many it moved.
+local function wake(waiting, scheduled, at, count, now)
   for woken = 0, count - 1 do
     local head = redis.call('ZPOPMIN', waiting)
     if not head[1] then return woken end
-    redis.call('ZADD', scheduled, at, head[1])
+    if not (now and release(waiting, head[1])) then
+      redis.call('ZADD', scheduled, at, head[1])
+    end
   end
   return count
 end
@@ -61,7 +89,7 @@ end
 -- promoter publishes it then. The caller takes it out (Schedule.take_handed) first.
 local HANDOFF_HOLD = 2
 
--- The longest-waiting run, due now: scheduled (returns ''), or, with `handoff` naming
+-- The longest-waiting run, due now: let out (wake; returns ''), or, with `handoff` naming
 -- the caller's queue and its delivery routed to that queue (its `queue` field; none:
 -- `default_queue`), scheduled HANDOFF_HOLD later and returned, for the caller's
 -- process to take and run next without a message.
@@ -73,13 +101,17 @@ local function wake_one(waiting, scheduled, now, handoff, default_queue, deliver
     local queue = redis.call('HGET', string.format(delivery_template, id), 'queue')
     if not queue or queue == '' then queue = default_queue end
     if queue == handoff then
+      -- Its kept message (admission) is not needed: no message goes out for it now,
+      -- and should the caller never take it, the promoter publishes one.
+      redis.call('HDEL', (admission_keys(waiting)), member, 'q:' .. member)
       redis.call('ZADD', scheduled, tonumber(now) + HANDOFF_HOLD, member)
       return member
     end
-    redis.call('ZADD', scheduled, now, member)  -- another queue's: the promoter routes it
+    -- Another queue's: its kept message to the broker, else the promoter routes it.
+    if not release(waiting, member) then redis.call('ZADD', scheduled, now, member) end
     return ''
   end
-  wake(waiting, scheduled, now, 1)
+  wake(waiting, scheduled, now, 1, true)
   return ''
 end
 
@@ -265,10 +297,13 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
   local known = read.avg_ms
   local avg = tonumber(known or duration)
   local average = tostring(avg * 0.8 + tonumber(duration) * 0.2)
+  -- limit: the workers' concurrency limit, for admission at creation (the producer's
+  -- settings may say otherwise).
   if succeeded == '1' or tonumber(duration) < tonumber(stalled) * 1000 then
-    redis.call('HSET', breaker, 'avg_ms', average, 'left_at', now, 'answered_at', now)
+    redis.call('HSET', breaker, 'avg_ms', average, 'left_at', now, 'answered_at', now,
+               'limit', limit)
   else
-    redis.call('HSET', breaker, 'avg_ms', average, 'left_at', now)
+    redis.call('HSET', breaker, 'avg_ms', average, 'left_at', now, 'limit', limit)
   end
   redis.call('EXPIRE', breaker, 86400)
   if succeeded == '1' then
@@ -281,7 +316,8 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
                            'probe_until', 'wake_at')
     end
     if was_open then
-      wake(waiting, scheduled, now, math.max(1, tonumber(limit) - redis.call('ZCARD', inflight)))
+      wake(waiting, scheduled, now, math.max(1, tonumber(limit) - redis.call('ZCARD', inflight)),
+           true)
       return 0, true, ''
     end
     return 0, cleared > 0 or not known, wake_one(waiting, scheduled, now, handoff, default_queue,

@@ -3,7 +3,11 @@
 -- changed since the archiver read it (redelivered, so no longer the version written)
 -- or is gone (its tenant deleted) is only let go of: it stays as it is.
 -- KEYS: archiving_key archivable_key all_key
--- ARGV: delivery_template attempts_template tenant_template endpoint_template event_template idempotency_template bucket_seconds window *rest
+-- ARGV: delivery_template attempts_template tenant_template endpoint_template event_template idempotency_template bucket_seconds window waiting_template *rest
+-- Uses: destination
+-- waiting_template: keys.py destination_waiting's, which names the admission keys: a
+-- first run let out at creation whose message nobody claimed (the delivery finished
+-- otherwise, skipped say) lets its place go with the record.
 -- all_key: every delivery by creation; all_key .. ':' .. status is a status's index,
 -- and a tenant's indexes are tenant_template's key and that key .. ':' .. status
 -- (keys.py deliveries and tenant_deliveries).
@@ -18,7 +22,7 @@ for i = 1, #rest, 4 do
   redis.call('ZREM', archiving_key, id)
   local key = string.format(delivery_template, id)
   local f = redis.call('HMGET', key, 'status', 'updated_at', 'tenant_id', 'endpoint_id',
-                       'event_id')
+                       'event_id', 'destination')
   local status = f[1]
   if f[2] == version and (status == 'delivered' or status == 'retries_exhausted') then
     redis.call('DEL', key, string.format(attempts_template, id))
@@ -33,6 +37,14 @@ for i = 1, #rest, 4 do
     if f[4] and f[4] ~= '' then redis.call('ZREM', string.format(endpoint_template, f[4]), id) end
     if f[5] then
       redis.call('SREM', string.format(event_template, redis.sha1hex(f[5])), id)
+    end
+    if f[6] and f[6] ~= '' then
+      local waiting = string.format(waiting_template, f[6])
+      local admit, admitted = admission_keys(waiting)
+      local first = id .. ':0:0'
+      redis.call('ZREM', admitted, first)
+      redis.call('ZREM', waiting, first)
+      redis.call('HDEL', admit, first, 'q:' .. first)
     end
     local bucket = math.floor(created / tonumber(bucket_seconds))
     local marker_key = string.format(idempotency_template, bucket)

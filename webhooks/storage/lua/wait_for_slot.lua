@@ -3,6 +3,7 @@
 -- attempt there pops (leave, in destination.lua). No run spins while it waits.
 -- KEYS: running_key waiting_key delivery_key due_key inflight_key scheduled_key
 -- ARGV: member now expected_at expected_iso delivery_id limit
+-- Uses: destination
 -- Returns: how many waiting runs it woke at once (0 when the destination is still full).
 redis.call('ZREM', running_key, member)
 redis.call('ZADD', waiting_key, 'NX', now, member)
@@ -18,7 +19,7 @@ local woken = 0
 while woken < free do
   local head = redis.call('ZPOPMIN', waiting_key)
   if not head[1] then break end
-  redis.call('ZADD', scheduled_key, now, head[1])
+  if not release(waiting_key, head[1]) then redis.call('ZADD', scheduled_key, now, head[1]) end
   woken = woken + 1
 end
 return woken

@@ -1,0 +1,163 @@
+"""Admission at publish: a destination's first runs beyond its concurrency limit plus
+WEBHOOKS_DESTINATION_ADMISSION_MARGIN wait in its queue from their creation, and go
+out as slots free (create_deliveries.lua, destination.lua)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import WORKER_ENV, event, until
+from webhooks.broker.messages import store_list
+from webhooks.dev.receiver import Receiver
+from webhooks.dev.worker import start_worker, stop_worker
+from webhooks.events import parse_event
+from webhooks.models import DeliveryStatus, Run
+from webhooks.producer import Producer, new_delivery
+from webhooks.storage.destinations import destination
+from webhooks.system import get_default, get_store
+
+pytestmark = pytest.mark.slow  # workers of its own
+
+QUEUE = "admission"
+# The producer's settings decide admission (bound 2 + 1) until a worker's attempt has
+# left the destination (its limit is kept there); the worker's decide the slots.
+PRODUCER = {"destination_concurrency": "2", "destination_admission_margin": "1"}
+BOUND = 3
+
+
+@pytest.fixture
+def own_receiver() -> Iterator[Receiver]:
+    with Receiver() as receiver:  # its own port: a destination of its own
+        yield receiver
+
+
+@pytest.fixture
+def admission_worker(redis_client: redis.Redis, tmp_path: Path) -> Iterator[Callable[[], object]]:
+    """Starts a worker on QUEUE when called (the test sets things up first)."""
+    started = []
+
+    def start() -> object:
+        env = {**WORKER_ENV, "WEBHOOKS_DESTINATION_CONCURRENCY": "2"}
+        started.append(
+            start_worker(
+                tmp_path / "worker.log", env, "-Q", QUEUE, "--concurrency=6", "-n", "admit@%h"
+            )
+        )
+        return started[-1]
+
+    yield start
+    for process in started:
+        stop_worker(process)
+
+
+def create(receiver: Receiver, path: str, count: int) -> list[str]:
+    """``count`` deliveries to ``path`` on QUEUE, as deliver_many writes them."""
+    producer = Producer(get_default())
+    deliveries, bodies = [], []
+    for _ in range(count):
+        parsed = parse_event(event())
+        deliveries.append(new_delivery(parsed, receiver.url(path), queue=QUEUE))
+        bodies.append(producer.encode_checked(parsed))
+    return producer._create_and_enqueue(deliveries, bodies, QUEUE)
+
+
+def broker_list() -> str:
+    """The Redis list of QUEUE's messages."""
+    target = store_list(get_default().app, QUEUE, get_default().settings.redis_url)
+    assert target is not None  # the tests' broker is the store's Redis
+    return target[1]
+
+
+def dest_keys(receiver: Receiver) -> dict[str, str]:
+    keys = get_default().keys
+    dest = destination(receiver.url("/"), None)
+    return {
+        "waiting": keys.destination_waiting(dest),
+        "admitted": keys.destination_admitted(dest),
+        "admit": keys.destination_admit(dest),
+    }
+
+
+def delivered_once(receiver: Receiver, ids: list[str], wait_for: Callable[..., object]) -> None:
+    """Every one of ``ids`` delivered by one attempt, and received exactly once."""
+    for delivery_id in ids:
+        delivery = wait_for(delivery_id, timeout=60)
+        assert delivery.status is DeliveryStatus.DELIVERED, delivery  # type: ignore[attr-defined]
+    seen = Counter(json.loads(r.body)["id"] for r in receiver.received())
+    events = {json.loads(get_store().load(delivery_id)[1])["id"] for delivery_id in ids}
+    assert {event_id: seen[event_id] for event_id in events} == dict.fromkeys(events, 1)
+
+
+def test_a_burst_beyond_the_bound_waits_at_creation_and_is_delivered_once(
+    settings_env, admission_worker, own_receiver, redis_client, wait_for
+):
+    settings_env(**PRODUCER)
+    ids = create(own_receiver, "/sleep/0.05", 40)
+    names = dest_keys(own_receiver)
+    # Only the bound went to the broker; the rest wait; every message is kept.
+    assert redis_client.zcard(names["waiting"]) == 40 - BOUND
+    assert redis_client.zcard(names["admitted"]) == BOUND
+    assert redis_client.hlen(names["admit"]) == 2 * 40  # those let out too
+    queue_key = broker_list()
+    assert redis_client.llen(queue_key) == BOUND
+
+    admission_worker()
+    delivered_once(own_receiver, ids, wait_for)
+    assert own_receiver.max_inflight <= 2
+    for name in names.values():
+        assert not redis_client.exists(name), name  # nothing held once all is delivered
+
+
+def test_places_of_messages_lost_with_a_worker_come_back(
+    settings_env, admission_worker, own_receiver, redis_client, wait_for
+):
+    # WEBHOOKS_RECOVERY_SECONDS bounds how long a lost message holds its place.
+    settings_env(**PRODUCER, timeout_seconds="1", recovery_seconds="2")
+    ids = create(own_receiver, "/ok", 10)
+    names = dest_keys(own_receiver)
+    queue_key = broker_list()
+    # What a SIGKILLed worker had taken off the queue is gone with it (ack emulation
+    # off): here, the whole queue.
+    assert redis_client.delete(queue_key) == 1
+    assert redis_client.zcard(names["admitted"]) == BOUND
+    time.sleep(2.1)
+    # The next creation finds the places free and lets the oldest waiting runs out.
+    ids += create(own_receiver, "/ok", 1)
+    assert redis_client.llen(queue_key) == BOUND
+    assert redis_client.zcard(names["waiting"]) == 10 - 2 * BOUND + 1
+
+    admission_worker()  # the three lost come back through the backstop
+    delivered_once(own_receiver, ids, wait_for)
+
+
+def test_deleted_and_redelivered_runs_let_their_places_go(
+    settings_env, admission_worker, own_receiver, redis_client, wait_for
+):
+    settings_env(**PRODUCER)
+    ids = create(own_receiver, "/ok", 8)
+    names = dest_keys(own_receiver)
+    out, held = ids[:BOUND], ids[BOUND:]
+    get_store().delete_many([out[0], held[0]])
+    assert redis_client.zcard(names["admitted"]) == BOUND - 1
+    assert redis_client.zcard(names["waiting"]) == len(held) - 1
+    assert not redis_client.hexists(names["admit"], Run(held[0]).member)
+
+    producer = Producer(get_default())
+    producer.redeliver(out[1])
+    producer.redeliver(held[1])
+    admission_worker()
+    kept = [i for i in ids if i not in (out[0], held[0])]
+    delivered_once(own_receiver, kept, wait_for)
+    # The old cycles' messages were dropped at their claim, their places with them.
+    until(
+        lambda: not any(redis_client.exists(name) for name in names.values()),
+        10,
+        "admission keys left behind",
+    )
