@@ -199,6 +199,9 @@ def test_on_rabbitmq_pool_processes_take_runs_too_and_make_each_once(tmp_path):
         system = System(Settings(redis_url=url, broker_url=RABBITMQ, key_prefix=prefix))
         path = "/fail/1/taking-rabbit"  # every delivery fails once, then is delivered
         ids = Producer(system).deliver_many([(receiver.url(path), event()) for _ in range(200)])
+        # Admission at publish, on RabbitMQ too: the destination's limit (4) went out,
+        # the rest wait at it, and each attempt that frees a slot hands it on.
+        assert messages.waiting(system.app) == 4
         env = _env(redis_url=url, broker_url=RABBITMQ, key_prefix=prefix)
         log = tmp_path / "rabbit.log"
         worker = start_worker(log, env, "--concurrency=2", "-n", "taking-rabbit@%h")

@@ -421,12 +421,13 @@ class Settings(BaseSettings):
     destination_admission_margin: int | None = Field(
         0,
         ge=0,
-        description="Admission at publish, on a Redis broker in the store's Redis: a "
-        "destination gets at most its concurrency limit plus this many first runs out at "
-        "once (in the broker or in flight); a new delivery over that waits in the "
-        "destination's queue from its creation, at no Celery message, and its message "
-        "goes onto the queue as a slot frees. Empty: no admission (every first run is "
-        "published at once, as on other brokers).",
+        description="Admission at publish: a destination gets at most its concurrency "
+        "limit plus this many first runs out at once (in the broker or in flight); a new "
+        "delivery over that waits in the destination's queue from its creation, at no "
+        "Celery message, and runs as a slot frees: in the worker whose attempt freed it "
+        "(with `WEBHOOKS_DRAIN_RUNS`), else its message goes out then (on a Redis "
+        "broker in the store's Redis, straight onto the queue; on others, through the "
+        "promoter). Empty: no admission (every first run is published at once).",
     )
     adaptive_pacing: bool = Field(
         True,

@@ -424,11 +424,10 @@ class DeliveryStore:
                 "index_count": len(into),
                 "body_count": len(numbered),
                 "attempts_template": template(self._keys.attempts),
-                # Admission only where a woken run's message can be pushed in the same
-                # script (the broker's list is in this Redis): through the promoter, a
-                # woken run waits for its pass, and a destination drained at 30/s
-                # instead of 52-73/s on RabbitMQ (docs/benchmarks.md).
-                **admission_args(self._settings, self._keys, bool(queue_key) and park_at is None),
+                # Admission wherever the first runs go out now. On RabbitMQ a woken run
+                # has no kept message: the worker whose attempt freed its slot takes it
+                # (the handoff), else the promoter publishes it.
+                **admission_args(self._settings, self._keys, park_at is None),
                 "rest": [*numbered, *items],
             },
         )
