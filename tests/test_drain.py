@@ -59,17 +59,23 @@ def _all_delivered(ids: list[str]) -> bool:
     return all(store.get(i).status is DeliveryStatus.DELIVERED for i in ids)
 
 
-def test_pool_processes_take_runs_themselves_and_make_each_once(receiver, tmp_path):
-    path = "/ok/taking"  # this test's own
-    ids = _publish(receiver, path, "taking", 300)
-    log = tmp_path / "taking.log"
-    worker = start_worker(log, _env(), "-Q", "taking", "--concurrency=2", "-n", "taking@%h")
+def _made_once(receiver, path: str, ids: list[str], log: Path, env: dict[str, str], *args: str):
+    """Start a worker with ``args``, wait for every one of ``ids``, stop it, and check that
+    the receiver got each once."""
+    worker = start_worker(log, env, *args)
     try:
         until(lambda: _all_delivered(ids), 60, "the deliveries")
     finally:
         stop_worker(worker)
     per_id = collections.Counter(r.headers["webhook-id"] for r in receiver.received(path))
     assert per_id == {delivery_id: 1 for delivery_id in ids}
+
+
+def test_pool_processes_take_runs_themselves_and_make_each_once(receiver, tmp_path):
+    path = "/ok/taking"  # this test's own
+    ids = _publish(receiver, path, "taking", 300)
+    log = tmp_path / "taking.log"
+    _made_once(receiver, path, ids, log, _env(), "-Q", "taking", "--concurrency=2", "-n", "t@%h")
     handed = _handed_over(log, set(ids))
     # Two processes, 8 messages prefetched, up to 32 more runs each message: most runs
     # never went through the worker's hand-over.
@@ -78,13 +84,8 @@ def test_pool_processes_take_runs_themselves_and_make_each_once(receiver, tmp_pa
     path_off = "/ok/not-taking"
     ids_off = _publish(receiver, path_off, "not-taking", 60)
     log_off = tmp_path / "not-taking.log"
-    worker = start_worker(
-        log_off, _env(drain_runs="0"), "-Q", "not-taking", "--concurrency=2", "-n", "off@%h"
-    )
-    try:
-        until(lambda: _all_delivered(ids_off), 60, "the deliveries")
-    finally:
-        stop_worker(worker)
+    args = ("-Q", "not-taking", "--concurrency=2", "-n", "off@%h")
+    _made_once(receiver, path_off, ids_off, log_off, _env(drain_runs="0"), *args)
     assert _handed_over(log_off, set(ids_off)) == len(ids_off)
 
 
@@ -177,15 +178,8 @@ def test_a_warm_shutdown_waits_for_the_run_in_flight_and_little_more(receiver, t
     made = {r.headers["webhook-id"] for r in receiver.received(path)}
     assert made < set(ids), "the worker made them all before it stopped"
     # What was not made is still queued, or handed back: a second worker makes it, once.
-    worker = start_worker(
-        tmp_path / "stop2.log", _env(), "-Q", "taking-stop", "--concurrency=4", "-n", "stop2@%h"
-    )
-    try:
-        until(lambda: _all_delivered(ids), 60, "the deliveries")
-    finally:
-        stop_worker(worker)
-    per_id = collections.Counter(r.headers["webhook-id"] for r in receiver.received(path))
-    assert per_id == {delivery_id: 1 for delivery_id in ids}
+    args = ("-Q", "taking-stop", "--concurrency=4", "-n", "stop2@%h")
+    _made_once(receiver, path, ids, tmp_path / "stop2.log", _env(), *args)
 
 
 @NEEDS_RABBITMQ
@@ -244,13 +238,7 @@ def test_a_freed_slot_goes_to_the_run_waiting_for_it_in_the_same_process(receive
         ids = _publish(receiver, path, name, 60)
         log = tmp_path / f"{name}.log"
         env = _env(destination_concurrency="2", **settings)
-        worker = start_worker(log, env, "-Q", name, "--concurrency=4", "-n", f"{name}@%h")
-        try:
-            until(lambda: _all_delivered(ids), 60, "the deliveries")
-        finally:
-            stop_worker(worker)
-        per_id = collections.Counter(r.headers["webhook-id"] for r in receiver.received(path))
-        assert per_id == {delivery_id: 1 for delivery_id in ids}
+        _made_once(receiver, path, ids, log, env, "-Q", name, "--concurrency=4", "-n", f"{name}@%h")
         # The runs of messages that met the destination busy (Celery logs what each
         # task returned); a run a process took itself logs nothing of the kind.
         waited = len(re.findall(r"succeeded in [0-9.]+s: 'waiting'", log.read_text()))

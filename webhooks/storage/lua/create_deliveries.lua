@@ -170,14 +170,6 @@ if bound > 0 then
         d.out = d.out + 1
         table.insert(d.let_out, now)
         table.insert(d.let_out, item.id .. ':0:0')
-        -- Kept too (limit + margin at most): one that finds the destination full
-        -- waits, and is pushed again as a slot frees, not through the promoter.
-        if item.message ~= '' then
-          table.insert(d.kept, item.id .. ':0:0')
-          table.insert(d.kept, item.message)
-          table.insert(d.kept, 'q:' .. item.id .. ':0:0')
-          table.insert(d.kept, queue_key)
-        end
       else
         d.queued = d.queued + 1
         item.held = true
@@ -185,12 +177,15 @@ if bound > 0 then
         table.insert(d.held, tostring(at + #d.held * 1e-7))
         table.insert(d.held, item.id .. ':0:0')
         item.due = tostring(at + d.queued * d.avg / 1000 / d.slots)
-        if item.message ~= '' then
-          table.insert(d.kept, item.id .. ':0:0')
-          table.insert(d.kept, item.message)
-          table.insert(d.kept, 'q:' .. item.id .. ':0:0')
-          table.insert(d.kept, queue_key)
-        end
+      end
+      -- Its message kept, for the wake to push; one let out too (limit + margin at
+      -- most): should it find the destination full, it waits, and is pushed again as a
+      -- slot frees, not through the promoter.
+      if item.message ~= '' then
+        table.insert(d.kept, item.id .. ':0:0')
+        table.insert(d.kept, item.message)
+        table.insert(d.kept, 'q:' .. item.id .. ':0:0')
+        table.insert(d.kept, queue_key)
       end
     end
   end
