@@ -22,6 +22,7 @@ the run in flight, as for a task, and at most ``WEBHOOKS_DRAIN_SECONDS`` more.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -140,6 +141,11 @@ def _next(
             run = handoff.runs.pop(0)
             if not system.schedule.take_handed(run):
                 return True  # the promoter has it: on to the next
+            if system.settings.tracing:
+                # No message carries its producer's trace: its record does, as the
+                # promoter reads it for the message it would have published.
+                ((_, carried),) = system.deliveries.routes([run.delivery_id])
+                trace = json.loads(carried) if carried else {}
         else:
             while True:
                 taken = messages.take(app, queue)
