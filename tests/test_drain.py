@@ -5,9 +5,7 @@ retries scheduled, a lost process's claim let go at once, a warm shutdown bounde
 from __future__ import annotations
 
 import collections
-import os
 import re
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ from tests.conftest import (
 from webhooks.broker import messages
 from webhooks.broker.app import DELIVER
 from webhooks.dev.receiver import Receiver
-from webhooks.dev.worker import start_worker, stop_worker
+from webhooks.dev.worker import kill_pool, start_worker, stop_worker
 from webhooks.models import DeliveryStatus
 from webhooks.producer import Producer
 from webhooks.settings import Settings
@@ -132,16 +130,12 @@ def test_a_lost_pool_process_lets_go_of_the_run_it_took_itself(receiver, tmp_pat
     (slow,) = _publish(receiver, "/sleep-once/30/taking-lost", "taking-lost", 1)
     log = tmp_path / "lost.log"
     worker = start_worker(log, env, "-Q", "taking-lost", "--concurrency=1", "-n", "lost@%h")
-    children: list[str] = []
+    children: list[int] = []
     try:
         until(lambda: receiver.received("/sleep-once/30/taking-lost", slow), 20, "the attempt")
         assert _handed_over(log, {slow}) == 0, "the slow run came as a message"
-        children = subprocess.run(
-            ["pgrep", "-P", str(worker.pid)], capture_output=True, text=True
-        ).stdout.split()
         killed_at = time.time()
-        for pid in children:
-            os.kill(int(pid), 9)
+        children = kill_pool(worker)
         until(
             lambda: len(receiver.received("/sleep-once/30/taking-lost", slow)) == 2,
             10,

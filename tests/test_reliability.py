@@ -21,7 +21,7 @@ from tests.conftest import LOOPBACK, as_bytes_list, event
 from tests.proxy import Proxy
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.redis_server import RedisProcess
-from webhooks.dev.worker import start_worker, stop_worker
+from webhooks.dev.worker import kill_pool, start_worker, stop_worker
 from webhooks.storage import scripts
 
 CREATE_SHA = hashlib.sha1(scripts._source("create_deliveries")[2].encode()).hexdigest().encode()
@@ -287,12 +287,8 @@ def test_a_lost_pool_process_lets_go_of_its_claim_at_once(own_redis, own_receive
         _wait(lambda: own_receiver.received("/sleep-once/30", delivery_id), 20, "the attempt")
         # The pool process making the attempt dies, as an OOM kill would do it.
         (member,) = as_bytes_list(client.zrange("webhooks:running", 0, -1))
-        children = subprocess.run(
-            ["pgrep", "-P", str(worker.pid)], capture_output=True, text=True
-        ).stdout.split()
         killed_at = time.time()
-        for pid in children:
-            os.kill(int(pid), 9)
+        kill_pool(worker)
         _wait(
             lambda: len(own_receiver.received("/sleep-once/30", delivery_id)) == 2,
             10,

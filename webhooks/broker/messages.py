@@ -26,8 +26,10 @@ import base64
 import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import amqp
@@ -50,7 +52,7 @@ __all__ = [
     "publish",
     "queue_for",
     "store_list",
-    "take",
+    "taking",
     "waiting",
 ]
 
@@ -286,7 +288,7 @@ def _settled(requeue: bool) -> None:
 
 @dataclass(frozen=True)
 class Taken:
-    """A delivery message a pool process took off its queue itself (:func:`take`)."""
+    """A delivery message a pool process took off its queue itself (:func:`taking`)."""
 
     run: Run
     #: Its trace context (:data:`webhooks.tracing.HEADERS`).
@@ -313,25 +315,20 @@ def _taken(headers: Mapping[str, Any], body: bytes, content_type: str | None) ->
     return Taken(run, trace, eta)
 
 
-def _take_redis(app: Celery, channel: kombu_redis.Channel, name: str) -> Taken | None:
-    options = app.conf.broker_transport_options or {}
-    if options.get("ack_emulation", True):
-        return None  # kombu would hand it out again: it never saw it taken
-    key = f"{options.get('global_keyprefix', '')}{name}"
-    with channel.conn_or_acquire() as client:
-        raw = client.rpop(key)
-        if raw is None:
-            return None
-        try:
-            envelope = json.loads(raw)
-            taken = _taken(
-                envelope["headers"], base64.b64decode(envelope["body"]), envelope["content-type"]
-            )
-        except (ValueError, KeyError, TypeError):
-            taken = None
-        if taken is None:
-            client.rpush(key, raw)  # back at the tail: the next one fetched
-        return taken
+def _take_redis(client: Any, key: str) -> Taken | None:
+    raw = client.rpop(key)
+    if raw is None:
+        return None
+    try:
+        envelope = json.loads(raw)
+        taken = _taken(
+            envelope["headers"], base64.b64decode(envelope["body"]), envelope["content-type"]
+        )
+    except (ValueError, KeyError, TypeError):
+        taken = None
+    if taken is None:
+        client.rpush(key, raw)  # back at the tail: the next one fetched
+    return taken
 
 
 def _take_amqp(channel: rabbitmq.Channel, name: str) -> Taken | None:
@@ -355,11 +352,17 @@ def _take_amqp(channel: rabbitmq.Channel, name: str) -> Taken | None:
     return Taken(taken.run, taken.trace, taken.eta, settle)
 
 
-def take(app: Celery, queue: str | None) -> Taken | None:
-    """Take the next delivery message off ``queue`` (the default one if None), as the
-    worker's own fetch would, or None: the queue is empty, on a broker this cannot
-    take from, or its next message is anything but a ``deliver`` run (handed back, for
-    the worker to fetch).
+def _nothing() -> Taken | None:
+    return None
+
+
+@contextmanager
+def taking(app: Celery, queue: str | None) -> Iterator[Callable[[], Taken | None]]:
+    """For as long as the block runs, a way to take the next delivery message off
+    ``queue`` (the default one if None), as the worker's own fetch would: it returns
+    None when the queue is empty, on a broker this cannot take from, or when the next
+    message is anything but a ``deliver`` run (handed back, for the worker to fetch).
+    The producer's channel and the queue's name are resolved once, not per message.
 
     On Redis without kombu's ack emulation (the configuration here) a message the
     worker fetched is in its memory alone; one taken here is in this process's alone,
@@ -369,10 +372,18 @@ def take(app: Celery, queue: str | None) -> Taken | None:
     """
     with app.producer_or_acquire() as producer:
         channel = producer.channel
+        take: Callable[[], Taken | None] = _nothing
         if isinstance(channel, kombu_redis.Channel):
+            options = app.conf.broker_transport_options or {}
             target = queue_for(app, queue)
-            return None if target is None else _take_redis(app, channel, target.name)
-        if isinstance(channel, rabbitmq.Channel):
+            # With the emulation on, kombu would hand it out again: it never saw it taken.
+            if target is not None and not options.get("ack_emulation", True):
+                key = f"{options.get('global_keyprefix', '')}{target.name}"
+                with channel.conn_or_acquire() as client:
+                    yield partial(_take_redis, client, key)
+                    return
+        elif isinstance(channel, rabbitmq.Channel):
             route = amqp_route(app, queue)
-            return None if route is None else _take_amqp(channel, route[0].name)
-        return None
+            if route is not None:
+                take = partial(_take_amqp, channel, route[0].name)
+        yield take

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .processes import terminate, terminate_all
 
-__all__ = ["kill_worker", "start_worker", "stop_worker", "stop_workers", "tree_rss_kb"]
+__all__ = ["kill_pool", "kill_worker", "start_worker", "stop_worker", "stop_workers", "tree_rss_kb"]
 
 
 def start_worker(
@@ -66,6 +66,19 @@ def kill_worker(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL the worker and its pool processes at once, as a lost machine would."""
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def kill_pool(process: subprocess.Popen[bytes]) -> list[int]:
+    """SIGKILL the worker's pool processes (its children), as an OOM kill would, and
+    return their ids; the worker's main process goes on."""
+    pids = [
+        int(child)
+        for task in Path(f"/proc/{process.pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return pids
 
 
 def tree_rss_kb(pid: int) -> int:

@@ -3,7 +3,7 @@
 Per delivery, Celery's own work around a task (the worker's fetch, the hand-over
 to a pool process and back, the request's bookkeeping) cost more CPU than the
 attempt's POST: a pool process that has just finished a run takes the next one
-straight off the same queue (:func:`webhooks.broker.messages.take`: one RPOP,
+straight off the same queue (:func:`webhooks.broker.messages.taking`: one RPOP,
 or one ``basic.get``) and runs it, up to ``WEBHOOKS_DRAIN_RUNS`` runs or
 ``WEBHOOKS_DRAIN_SECONDS``, whichever ends first, then goes back to the worker
 for its next message.
@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from celery import Celery
@@ -38,7 +39,7 @@ from ..clock import now
 from ..models import Run
 from ..retry import RetryLater
 from ..system import System
-from .runner import Done, Handoff, RunResult, run_attempt
+from .runner import Done, Handoff, RunResult, run_attempt, schedule_retry
 
 __all__ = ["SATURATED", "drain", "taken_by"]
 
@@ -99,26 +100,25 @@ def drain(
     system: System,
     app: Celery,
     queue: str | None,
-    schedule_retry: Callable[[Run, RetryLater, str | None], None],
     handoff: Handoff,
     *,
     take: bool = True,
 ) -> int:
     """Run what the attempts' records handed this process (``handoff``), then (with
     ``take``) what it takes off ``queue``, until the limits, an empty queue, or a run
-    that finds its destination saturated; returns how many runs were made.
-    ``schedule_retry(run, step, queue)`` schedules a failed run's retry, as the task's
-    own retry does. What was handed and not run is scheduled, for the promoter."""
+    that finds its destination saturated; returns how many runs were made. What was
+    handed and not run is scheduled, for the promoter."""
     settings = system.settings
     budget, end = settings.drain_runs, time.monotonic() + settings.drain_seconds
     made = 0
     try:
-        while made < budget and time.monotonic() < end:
-            if not (handoff.runs or take):
-                break
-            if not _next(system, app, queue, schedule_retry, handoff):
-                break
-            made += 1
+        with messages.taking(app, queue) as take_message:
+            while made < budget and time.monotonic() < end:
+                if not (handoff.runs or take):
+                    break
+                if not _next(system, queue, take_message, handoff):
+                    break
+                made += 1
     finally:
         if handoff.runs:
             _schedule_handed(system, handoff)
@@ -127,9 +127,8 @@ def drain(
 
 def _next(
     system: System,
-    app: Celery,
     queue: str | None,
-    schedule_retry: Callable[[Run, RetryLater, str | None], None],
+    take_message: Callable[[], messages.Taken | None],
     handoff: Handoff,
 ) -> bool:
     """Make one run: the first handed, else the next message taken off the queue (a
@@ -148,7 +147,7 @@ def _next(
                 trace = json.loads(carried) if carried else {}
         else:
             while True:
-                taken = messages.take(app, queue)
+                taken = take_message()
                 if taken is None:
                     return False
                 if taken.eta is None or taken.eta <= now():
@@ -166,7 +165,9 @@ def _next(
         if settle is not None:
             settle(False)
         if isinstance(step, RetryLater):
-            schedule_retry(run, step, queue)
+            if not step.parked:
+                due = now() + timedelta(seconds=step.countdown)
+                schedule_retry(system, run.next(), due, queue)
         elif isinstance(step, Done) and step.result in SATURATED:
             return False
         return True

@@ -21,6 +21,7 @@ from .. import logs, tracing
 from ..clock import now
 from ..errors import EndpointNotFound
 from ..models import Attempt, AttemptError, Delivery, DeliveryStatus, Endpoint, ErrorKind, Run
+from ..producer import Producer
 from ..retry import BackoffPolicy, RetriesExhausted, RetryLater
 from ..sending.attempt import TEST_HEADERS, Outcome
 from ..signals import OPERATIONAL_TYPES
@@ -30,7 +31,7 @@ from ..system import System
 from . import announce, health
 from .leases import holding
 
-__all__ = ["Done", "Handoff", "RunResult", "run_attempt"]
+__all__ = ["Done", "Handoff", "RunResult", "run_attempt", "schedule_retry"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,20 @@ class Handoff:
     queue: str
     default_queue: str
     runs: list[Run] = field(default_factory=list)
+
+
+def schedule_retry(system: System, run: Run, due: datetime, queue: str | None) -> None:
+    """Send ``run`` (a retry) as an ETA message to ``queue``; should the broker refuse it,
+    park it in Redis instead; raise if that fails too."""
+    try:
+        Producer(system).enqueue([run], queue, due=due)
+    except Exception as refused:
+        logger.warning(
+            "delivery %s: the retry could not be published (%s); parking it",
+            run.delivery_id,
+            refused,
+        )
+        system.schedule.park_nx([run], due.timestamp())
 
 
 def run_attempt(

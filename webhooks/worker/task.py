@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from billiard.einfo import (  # type: ignore[attr-defined]  # the stubs lack the wrapper
@@ -38,7 +37,7 @@ from ..producer import Producer
 from ..retry import MAX_RETRIES, RetryLater
 from ..system import System, get_default
 from .drain import SATURATED, drain, taken_by
-from .runner import Handoff, run_attempt
+from .runner import Handoff, run_attempt, schedule_retry
 
 __all__ = ["DeliveryRequest", "DeliveryTask", "deliver"]
 
@@ -182,26 +181,6 @@ class DeliveryTask(Task):  # type: ignore[type-arg]
         return retry
 
 
-def schedule_retry(system: System, run: Run, due: datetime, queue: str | None) -> None:
-    """Send ``run`` (a retry) as an ETA message to ``queue``; should the broker refuse it,
-    park it in Redis instead; raise if that fails too."""
-    try:
-        Producer(system).enqueue([run], queue, due=due)
-    except Exception as refused:
-        logger.warning(
-            "delivery %s: the retry could not be published (%s); parking it",
-            run.delivery_id,
-            refused,
-        )
-        system.schedule.park_nx([run], due.timestamp())
-
-
-def _retry_taken(system: System, run: Run, step: RetryLater, queue: str | None) -> None:
-    """Schedule the retry of a run the pool process took itself (:mod:`.drain`)."""
-    if not step.parked:
-        schedule_retry(system, run.next(), now() + timedelta(seconds=step.countdown), queue)
-
-
 @shared_task(base=DeliveryTask, bind=True, name=DELIVER)
 def _deliver(self: DeliveryTask, delivery_id: str, cycle: int = 0) -> str:
     """Make attempt ``retries + 1`` of the delivery's current cycle, then retry or finish;
@@ -227,7 +206,7 @@ def _deliver(self: DeliveryTask, delivery_id: str, cycle: int = 0) -> str:
         # A run that found its destination saturated leaves the queue's next runs to
         # the worker's pace (.drain).
         take = result not in SATURATED
-        drain(system, self.app, queue, partial(_retry_taken, system), handoff, take=take)
+        drain(system, self.app, queue, handoff, take=take)
     if retry is not None:
         raise retry
     assert result is not None  # a run is retried or done
