@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
-from typing import Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import redis
+from redis.exceptions import NoScriptError
 
 from ..clock import isoformat, now
 from ..errors import DeliveryConflict, DeliveryFinished, DeliveryNotFound, TenantNotFound
@@ -26,7 +27,7 @@ from ..ids import checked_delivery_id, checked_endpoint_id, checked_tenant_id
 from ..models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus, Run
 from ..settings import Settings
 from .activity import activity_args, activity_keys, forget_tenant_activity
-from .connection import persist, transaction, zrange_ids
+from .connection import persist, transaction, unavailable, zrange_ids
 from .counters import attempt_args, metric_keys
 from .destinations import (
     Entry,
@@ -41,7 +42,16 @@ from .destinations import (
 from .keys import Keys, template
 from .scripts import Script, fields
 
-__all__ = ["ArchiveTier", "Archived", "Claim", "ClaimOutcome", "DeliveryStore", "Position"]
+__all__ = [
+    "ArchiveTier",
+    "Archived",
+    "Claim",
+    "ClaimOutcome",
+    "DeliveryStore",
+    "NextRun",
+    "Position",
+    "Recorded",
+]
 
 
 class ClaimOutcome(StrEnum):
@@ -71,6 +81,53 @@ class Claim:
     entry: Entry | None = None  # what entering the destination said (None: not tried)
     destination: str | None = None  # as stored with the record (None: an older record)
     test: bool = False  # a test event's: its attempts say so in a header
+
+
+@dataclass(frozen=True)
+class NextRun:
+    """A run to claim in the same round trip as an attempt's record: the one its caller
+    makes next (see :meth:`DeliveryStore.record_attempt`)."""
+
+    run: Run
+    lease: float
+    #: Handed over by an earlier record: it waits in the schedule, taken out of it first.
+    handed: bool = False
+
+
+class Recorded(NamedTuple):
+    """What recording an attempt returned."""
+
+    #: The run waiting at the destination that the freed slot went to, for the caller.
+    handed: Run | None = None
+    #: The claim of the run named with the record (``then_claim``), when it was made.
+    claim: Claim | None = None
+    #: The handed run's claim, when the record made it (``claim_handed``).
+    handed_claim: Claim | None = None
+
+
+def _claim(reply: Mapping[str, bytes]) -> Claim:
+    """A claim, from claim_attempt.lua's reply."""
+    outcome = ClaimOutcome(reply["outcome"].decode())
+    if outcome is ClaimOutcome.MISSING:
+        return Claim(outcome)
+    entered = {
+        name.removeprefix("entry_"): value
+        for name, value in reply.items()
+        if name.startswith("entry_")
+    }
+    return Claim(
+        outcome,
+        url=reply["url"].decode(),
+        tenant_id=reply["tenant_id"].decode() or None,
+        endpoint_id=reply["endpoint_id"].decode() or None,
+        event_type=reply["event_type"].decode(),
+        body=reply.get("body", b""),
+        number=int(reply["number"]),
+        endpoint=reply.get("endpoint") or None,
+        entry=entry(entered) if entered else None,
+        destination=reply["destination"].decode() or None,
+        test=reply.get("test") == b"1",
+    )
 
 
 #: Deliveries forgotten per round trip when their tenant is deleted.
@@ -292,8 +349,6 @@ class DeliveryStore:
         self._archivable = keys.archivable() if archive is not None else ""
         self._window = settings.idempotency_hours * 3600
         self._bucket = max(60.0, self._window / 4)
-        self._claim_script = Script(client, "claim_attempt")
-        self._record_script = Script(client, "record_attempt")
         self._abandon_script = Script(client, "abandon_attempt")
         self._create_script = Script(client, "create_deliveries")
         self._status_script = Script(client, "set_status")
@@ -301,18 +356,25 @@ class DeliveryStore:
         self._forget_script = Script(client, "forget_archived")
         self._restore_script = Script(client, "restore_delivery")
         self._unchain_script = Script(client, "unchain")
-        # What the claim and the record pass that is the same for every attempt, built
-        # once: built for each, it took about 40 us an attempt (timeit, loaded machine).
-        self._claim_constants = {
+        # What the claim and the record take that is the same for every attempt: part
+        # of the scripts' source (see scripts), not sent with each call.
+        claim_constants = {
             "endpoint_template": template(keys.endpoint),
             **enter_args(settings, keys),
         }
-        self._record_constants = {
-            "ttl": int(self.retention.total_seconds()),
-            "event_template": self._event_template(),
-            **self._chain_args(),
-            **leave_constants(settings, keys),
-        }
+        self._claim_script = Script(client, "claim_attempt", claim_constants)
+        self._record_script = Script(
+            client,
+            "record_attempt",
+            {
+                "endpoint_template": claim_constants["endpoint_template"],
+                "hold": claim_constants["hold"],
+                "ttl": int(self.retention.total_seconds()),
+                "event_template": self._event_template(),
+                **self._chain_args(),
+                **leave_constants(settings, keys),
+            },
+        )
 
     def create_many(
         self,
@@ -567,45 +629,23 @@ class DeliveryStore:
     def claim_attempt(self, run: Run, lease: float) -> Claim:
         """Claim the attempt ``run`` makes, with what it needs to send, in one step: the
         delivery's fields, its endpoint, and a place at its destination (see destinations)."""
+        return _claim(fields(self._claim_script(*self._claim_call(run, lease))))
+
+    def _claim_call(self, run: Run, lease: float) -> tuple[dict[str, str], dict[str, Any]]:
         now_ = time.time()
-        reply = fields(
-            self._claim_script(
-                keys={
-                    "delivery_key": self._keys.delivery(run.delivery_id),
-                    "attempts_key": self._keys.attempts(run.delivery_id),
-                    "running_key": self._keys.running(),
-                },
-                args={
-                    "cycle": run.cycle,
-                    "retries": run.retries,
-                    "now": now_,
-                    "lease_until": now_ + lease,
-                    "member": run.member,
-                    **self._claim_constants,
-                },
-            )
-        )
-        outcome = ClaimOutcome(reply["outcome"].decode())
-        if outcome is ClaimOutcome.MISSING:
-            return Claim(outcome)
-        entered = {
-            name.removeprefix("entry_"): value
-            for name, value in reply.items()
-            if name.startswith("entry_")
+        keys = {
+            "delivery_key": self._keys.delivery(run.delivery_id),
+            "attempts_key": self._keys.attempts(run.delivery_id),
+            "running_key": self._keys.running(),
         }
-        return Claim(
-            outcome,
-            url=reply["url"].decode(),
-            tenant_id=reply["tenant_id"].decode() or None,
-            endpoint_id=reply["endpoint_id"].decode() or None,
-            event_type=reply["event_type"].decode(),
-            body=reply.get("body", b""),
-            number=int(reply["number"]),
-            endpoint=reply.get("endpoint") or None,
-            entry=entry(entered) if entered else None,
-            destination=reply["destination"].decode() or None,
-            test=reply.get("test") == b"1",
-        )
+        args = {
+            "cycle": run.cycle,
+            "retries": run.retries,
+            "now": now_,
+            "lease_until": now_ + lease,
+            "member": run.member,
+        }
+        return keys, args
 
     def record_attempt(
         self,
@@ -621,7 +661,9 @@ class DeliveryStore:
         persist_for: float = 0.0,
         strain: Strain | None = None,
         handoff: tuple[str, str] | None = None,
-    ) -> Run | None:
+        then_claim: NextRun | None = None,
+        claim_handed: float | None = None,
+    ) -> Recorded:
         """Append an attempt, move the delivery to the status it led to and release the
         attempt's claim, atomically (one Lua call); with ``park``, also schedule the next
         run in Redis; with ``destination``, also leave it, moving its circuit breaker and
@@ -633,6 +675,14 @@ class DeliveryStore:
         to take (:meth:`~.schedule.Schedule.take_handed`) and run next (None: none).
         It is scheduled a moment later meanwhile, so that a lost reply loses nothing.
 
+        With ``then_claim``, the run the caller makes next is claimed in the same round
+        trip, after the record (:meth:`claim_attempt`; a handed one taken out of the
+        schedule first); its claim is returned, or None when it was not made (the record
+        had to be tried again: the run is claimed apart, as usual). With
+        ``claim_handed`` (a lease, in seconds) and ``handoff``, the handed run is claimed
+        in the same call, out of the schedule, and its claim returned: should the reply
+        be lost, the lease lapses and the promoter runs it.
+
         The attempt was made, so losing its record would mean making it again:
         while Redis cannot be reached, the write is tried again for up to
         ``persist_for`` seconds (it is safe to repeat).
@@ -640,47 +690,91 @@ class DeliveryStore:
         moment, settings = now(), self._settings
         waiting = status not in FINAL_STATUSES and next_attempt_at is not None
         into, out_of, leaving = _indexes(self._keys, status, tenant_id)
-        reply = persist(
-            lambda: self._record_script(
-                keys={
-                    "delivery_key": self._keys.delivery(run.delivery_id),
-                    "attempts_key": self._keys.attempts(run.delivery_id),
-                    "running_key": self._keys.running(),
-                    "scheduled_key": self._keys.scheduled(),
-                    "due_key": self._keys.due(),
-                    **metric_keys(settings, self._keys),
-                    "archive_key": self._archivable,
-                    **activity_keys(self._keys, tenant_id, moment),
-                    "index_keys": [*into, *out_of],
-                },
-                args={
-                    "delivery_id": run.delivery_id,
-                    "number": attempt.number,
-                    "attempt": attempt.model_dump_json(),
-                    "status": status.value,
-                    "updated_at": isoformat(moment),
-                    "next_attempt_at": _hash_value(next_attempt_at),
-                    "stop_reason": _hash_value(stop_reason),
-                    "member": run.member,
-                    "next_member": run.next().member,
-                    "park_at": next_attempt_at.timestamp() if park and next_attempt_at else "",
-                    "due_at": next_attempt_at.timestamp() if waiting and next_attempt_at else "",
-                    "updated_score": moment.timestamp(),
-                    "index_count": len(into),
-                    **attempt_args(attempt),
-                    **activity_args(run, attempt, status),
-                    "index_statuses": leaving,
-                    **self._record_constants,
-                    **leave_args(destination, attempt.succeeded, attempt.duration_ms, strain),
-                    "handoff": handoff[0] if handoff else "",
-                    "default_queue": handoff[1] if handoff else "",
-                },
-            ),
-            persist_for,
-            f"recording attempt {attempt.number} of {run.delivery_id}",
-        )
-        handed = fields(reply).get("handed")
-        return Run.parse(handed) if handed else None
+        keys = {
+            "delivery_key": self._keys.delivery(run.delivery_id),
+            "attempts_key": self._keys.attempts(run.delivery_id),
+            "running_key": self._keys.running(),
+            "scheduled_key": self._keys.scheduled(),
+            "due_key": self._keys.due(),
+            **metric_keys(settings, self._keys),
+            "archive_key": self._archivable,
+            **activity_keys(self._keys, tenant_id, moment),
+            "index_keys": [*into, *out_of],
+        }
+        args = {
+            "delivery_id": run.delivery_id,
+            "number": attempt.number,
+            "attempt": attempt.model_dump_json(),
+            "status": status.value,
+            "updated_at": isoformat(moment),
+            "next_attempt_at": _hash_value(next_attempt_at),
+            "stop_reason": _hash_value(stop_reason),
+            "member": run.member,
+            "next_member": run.next().member,
+            "park_at": next_attempt_at.timestamp() if park and next_attempt_at else "",
+            "due_at": next_attempt_at.timestamp() if waiting and next_attempt_at else "",
+            "updated_score": moment.timestamp(),
+            "index_count": len(into),
+            **attempt_args(attempt),
+            **activity_args(run, attempt, status),
+            "index_statuses": leaving,
+            **leave_args(destination, attempt.succeeded, attempt.duration_ms, strain),
+            "handoff": handoff[0] if handoff else "",
+            "default_queue": handoff[1] if handoff else "",
+            "claim_lease": claim_handed if handoff and claim_handed is not None else "",
+        }
+        claim: Claim | None = None
+        try:
+            if then_claim is None:
+                reply = self._record_script(keys, args)
+            else:
+                reply, claim = self._record_and_claim(keys, args, then_claim)
+        except Exception as error:
+            # What happened of it is unknown: tried again alone (the next run's claim,
+            # if it was made, holds that run until its lease lapses, as any lost claim).
+            if not unavailable(error):
+                raise
+            reply = persist(
+                lambda: self._record_script(keys, args),
+                persist_for,
+                f"recording attempt {attempt.number} of {run.delivery_id}",
+            )
+        named = fields(reply)
+        handed = named.get("handed")
+        handed_claim = None
+        if handed and "claim_outcome" in named:
+            handed_claim = _claim(
+                {
+                    name.removeprefix("claim_"): value
+                    for name, value in named.items()
+                    if name.startswith("claim_")
+                }
+            )
+        return Recorded(Run.parse(handed) if handed else None, claim, handed_claim)
+
+    def _record_and_claim(
+        self, keys: Mapping[str, Any], args: Mapping[str, Any], then: NextRun
+    ) -> tuple[Any, Claim]:
+        """The record and the next run's claim, in one round trip."""
+        claim_keys, claim_args = self._claim_call(then.run, then.lease)
+        with self._redis.pipeline(transaction=False) as pipe:
+            self._record_script.queue(pipe, keys, args)
+            if then.handed:
+                pipe.zrem(self._keys.scheduled(), then.run.member)
+            self._claim_script.queue(pipe, claim_keys, claim_args)
+            replies = pipe.execute(raise_on_error=False)
+        reply, claimed = replies[0], replies[-1]
+        # A Redis that lost its scripts (restarted, failed over) answers each call so;
+        # called directly, each is loaded first. The record is safe to repeat, and a
+        # claim that was not run was not made.
+        if isinstance(reply, NoScriptError):
+            reply = self._record_script(keys, args)
+        if isinstance(claimed, NoScriptError):
+            claimed = self._claim_script(claim_keys, claim_args)
+        for answer in replies:
+            if isinstance(answer, Exception) and not isinstance(answer, NoScriptError):
+                raise answer
+        return reply, _claim(fields(claimed))
 
     def renew_claims(self, held: Sequence[tuple[Run, str | None]], until: float) -> None:
         """Extend the claims of attempts in flight, and their destination slots, to

@@ -28,9 +28,11 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 from celery import Celery
 
@@ -38,6 +40,7 @@ from ..broker import messages
 from ..clock import now
 from ..models import Run
 from ..retry import RetryLater
+from ..storage.deliveries import Claim, NextRun
 from ..system import System
 from .runner import Done, Handoff, RunResult, run_attempt, schedule_retry
 
@@ -60,19 +63,22 @@ def _note_of(pid: int) -> Path:
 
 
 class _Note:
-    """This process's note of the run it took itself and is making: the worker reads it
-    when the process is lost (killed, out of memory), to let go of that run's claim at
+    """This process's note of the runs it took itself and is making: the one in flight
+    and the one after it, whose claim the in-flight run's record makes. The worker reads
+    it when the process is lost (killed, out of memory), to let go of their claims at
     once (:func:`taken_by`), as it does for the run of the message it handed over."""
 
     def __init__(self) -> None:
         self._pid, self._fd = 0, -1
 
     @contextmanager
-    def making(self, run: Run) -> Iterator[None]:
+    def making(self, run: Run, after: Run | None) -> Iterator[None]:
         if self._pid != os.getpid():  # first use in this (forked) process
             self._pid = os.getpid()
             self._fd = os.open(_note_of(self._pid), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.pwrite(self._fd, run.member.encode(), 0)
+        note = run.member if after is None else f"{run.member}\n{after.member}"
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, note.encode(), 0)
         try:
             yield
         finally:
@@ -82,18 +88,33 @@ class _Note:
 _note = _Note()
 
 
-def taken_by(pid: int) -> Run | None:
-    """The run that the lost pool process ``pid`` took itself and was making, if any."""
+def taken_by(pid: int) -> list[Run]:
+    """The runs that the lost pool process ``pid`` took itself and was making, or had
+    claimed to make next."""
     path = _note_of(pid)
     try:
-        member = path.read_bytes()
+        note = path.read_bytes()
         path.unlink()
     except OSError:
-        return None
-    try:
-        return Run.parse(member) if member else None
-    except ValueError:
-        return None
+        return []
+    runs = []
+    for member in note.split(b"\n"):
+        with suppress(ValueError):
+            runs.append(Run.parse(member))
+    return runs
+
+
+@dataclass
+class _Upcoming:
+    """A run this process makes: handed over by a record, or taken off the queue."""
+
+    run: Run
+    trace: Mapping[str, str]
+    #: The taken message's (see :class:`webhooks.broker.messages.Taken`); None: handed.
+    settle: Callable[[bool], None] | None = None
+    #: Its claim, made with a record: the record that handed it, or the record of the
+    #: run before it (None: claimed as it is made).
+    claim: Claim | None = None
 
 
 def drain(
@@ -107,63 +128,125 @@ def drain(
     """Run what the attempts' records handed this process (``handoff``), then (with
     ``take``) what it takes off ``queue``, until the limits, an empty queue, or a run
     that finds its destination saturated; returns how many runs were made. What was
-    handed and not run is scheduled, for the promoter."""
+    handed and not run is scheduled, for the promoter.
+
+    Each run's next is known before the run is made, so that its record claims the
+    next in the same round trip (:attr:`Handoff.next`)."""
     settings = system.settings
     budget, end = settings.drain_runs, time.monotonic() + settings.drain_seconds
+    lease = settings.claim_lease_seconds
     made = 0
     try:
         with messages.taking(app, queue) as take_message:
-            while made < budget and time.monotonic() < end:
-                if not (handoff.runs or take):
-                    break
-                if not _next(system, queue, take_message, handoff):
-                    break
-                made += 1
+            source = _Source(take_message if take else None)
+            upcoming: _Upcoming | None = None
+            try:
+                while True:
+                    over = made >= budget or time.monotonic() >= end
+                    if upcoming is None:
+                        # A run claimed by the record that handed it is made regardless.
+                        if (over and not handoff.claimed) or (
+                            upcoming := _upcoming(system, source, handoff)
+                        ) is None:
+                            break
+                    elif over and upcoming.claim is None:
+                        break  # lined up, not claimed yet: left as found (below)
+                    current, upcoming = upcoming, None
+                    handoff.more = made + 1 < budget and time.monotonic() < end
+                    if handoff.more:
+                        upcoming = _upcoming(system, source, handoff)
+                    lined_up = upcoming is not None and upcoming.claim is None
+                    handoff.next = (
+                        NextRun(upcoming.run, lease, handed=upcoming.settle is None)
+                        if upcoming is not None and lined_up
+                        else None
+                    )
+                    handoff.claim = None
+                    go_on = _make(system, queue, current, handoff)
+                    made += 1
+                    if upcoming is not None and lined_up:
+                        upcoming.claim = handoff.claim
+                    if not go_on:
+                        # Its destination is saturated: the queue's next runs are left
+                        # to the worker's pace; what was handed here is still run.
+                        source.take = None
+                        if upcoming is not None and upcoming.claim is None:
+                            _leave(system, upcoming, handoff)
+                            upcoming = None
+            finally:
+                # Lined up and not claimed with a record (a claimed one was made above).
+                if upcoming is not None and upcoming.claim is None:
+                    _leave(system, upcoming, handoff)
     finally:
-        if handoff.runs:
+        handoff.next = handoff.claim = None
+        if handoff.runs or handoff.claimed:
             _schedule_handed(system, handoff)
     return made
 
 
-def _next(
-    system: System,
-    queue: str | None,
-    take_message: Callable[[], messages.Taken | None],
-    handoff: Handoff,
-) -> bool:
-    """Make one run: the first handed, else the next message taken off the queue (a
-    retry's message due later is parked instead). False: stop taking runs."""
+@dataclass
+class _Source:
+    """Where the runs after those handed over come from: the queue, until it is found
+    empty or left (None)."""
+
+    take: Callable[[], messages.Taken | None] | None
+
+
+def _upcoming(system: System, source: _Source, handoff: Handoff) -> _Upcoming | None:
+    """The next run to make: the first handed, else the next message taken off the
+    queue (a retry's message due later is parked instead)."""
     try:
-        trace: Mapping[str, str] = {}
-        settle: Callable[[bool], None] | None = None
+        if handoff.claimed:
+            run, claim = handoff.claimed.pop(0)
+            return _Upcoming(run, _carried(system, run), claim=claim)
         if handoff.runs:
             run = handoff.runs.pop(0)
-            if not system.schedule.take_handed(run):
-                return True  # the promoter has it: on to the next
-            if system.settings.tracing:
-                # No message carries its producer's trace: its record does, as the
-                # promoter reads it for the message it would have published.
-                ((_, carried),) = system.deliveries.routes([run.delivery_id])
-                trace = json.loads(carried) if carried else {}
-        else:
-            while True:
-                taken = take_message()
-                if taken is None:
-                    return False
-                if taken.eta is None or taken.eta <= now():
-                    break
-                system.schedule.park_nx([taken.run], taken.eta.timestamp())
-                taken.settle(False)
-            run, trace, settle = taken.run, taken.trace, taken.settle
+            return _Upcoming(run, _carried(system, run))
+        while source.take is not None:
+            taken = source.take()
+            if taken is None:
+                source.take = None  # empty: not asked again in this drain
+                return None
+            if taken.eta is None or taken.eta <= now():
+                return _Upcoming(taken.run, taken.trace, taken.settle)
+            system.schedule.park_nx([taken.run], taken.eta.timestamp())
+            taken.settle(False)
+    except Exception as error:
+        # Redis or the broker went away: what was taken comes back through the
+        # backstop, like a message of a worker that died.
+        logger.warning("stopped taking runs off the queue: %s", error)
+        source.take = None
+    return None
+
+
+def _carried(system: System, run: Run) -> Mapping[str, str]:
+    """The trace context of a handed run's producer: no message carries it, its record
+    does (the promoter reads it for the message it would have published)."""
+    if not system.settings.tracing:
+        return {}
+    ((_, carried),) = system.deliveries.routes([run.delivery_id])
+    return cast(Mapping[str, str], json.loads(carried)) if carried else {}
+
+
+def _make(system: System, queue: str | None, current: _Upcoming, handoff: Handoff) -> bool:
+    """Make one run. False: stop taking runs."""
+    run, claim = current.run, current.claim
+    try:
+        if claim is None and current.settle is None and not system.schedule.take_handed(run):
+            return True  # handed, and the promoter has it: on to the next
         try:
-            with _note.making(run):
-                step = run_attempt(system, run.delivery_id, run.cycle, run.retries, trace, handoff)
+            after = handoff.next.run if handoff.next is not None else None
+            with _note.making(run, after):
+                step = run_attempt(
+                    system, run.delivery_id, run.cycle, run.retries, current.trace, handoff, claim
+                )
         except BaseException:
-            if settle is not None:
-                settle(True)
+            if current.settle is not None:
+                with suppress(Exception):  # else its lapsed claim, or the backstop
+                    current.settle(True)
             raise
-        if settle is not None:
-            settle(False)
+        if current.settle is not None:
+            current.settle(False)
         if isinstance(step, RetryLater):
             if not step.parked:
                 due = now() + timedelta(seconds=step.countdown)
@@ -178,9 +261,28 @@ def _next(
         return False
 
 
+def _leave(system: System, upcoming: _Upcoming, handoff: Handoff) -> None:
+    """Leave a run that was lined up and will not be made here: a handed one to the
+    promoter, a taken message back to its queue."""
+    if upcoming.settle is None:
+        handoff.runs.insert(0, upcoming.run)
+        return
+    try:
+        upcoming.settle(True)
+    except Exception as error:  # the backstop finds it
+        logger.warning("could not give back a message taken off the queue: %s", error)
+
+
 def _schedule_handed(system: System, handoff: Handoff) -> None:
     """Make the runs handed to this process that it did not run due now, for the
-    promoter (they are in the schedule, a moment ahead)."""
+    promoter (they are in the schedule, a moment ahead); let go of those claimed for it
+    (they are due now, as a lost process's)."""
+    claimed, handoff.claimed = handoff.claimed, []
+    for run, _ in claimed:
+        try:
+            system.deliveries.abandon_attempt(run)
+        except Exception as error:  # its claim lapses by itself
+            logger.warning("could not let go of run %s handed over: %s", run.member, error)
     runs, handoff.runs = handoff.runs, []
     try:
         system.schedule.due_now(runs, time.time())

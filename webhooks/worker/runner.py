@@ -25,7 +25,7 @@ from ..producer import Producer
 from ..retry import BackoffPolicy, RetriesExhausted, RetryLater
 from ..sending.attempt import TEST_HEADERS, Outcome
 from ..signals import OPERATIONAL_TYPES
-from ..storage.deliveries import Claim, ClaimOutcome
+from ..storage.deliveries import Claim, ClaimOutcome, NextRun
 from ..storage.destinations import EntryOutcome, Strain, destination
 from ..system import System
 from . import announce, health
@@ -69,6 +69,17 @@ class Handoff:
     queue: str
     default_queue: str
     runs: list[Run] = field(default_factory=list)
+    #: Runs handed over and claimed by the record that handed them (when no run was
+    #: lined up after it): out of the schedule, for the holder to make with that claim.
+    claimed: list[tuple[Run, Claim]] = field(default_factory=list)
+    #: The run the holder makes next, claimed in the same round trip as the record of
+    #: the attempt before it (:meth:`~webhooks.storage.deliveries.DeliveryStore.record_attempt`),
+    #: and that claim, once made (None: the run is claimed apart, as usual).
+    next: NextRun | None = None
+    claim: Claim | None = None
+    #: Whether the holder makes another run after this one: only then does a record
+    #: claim the run it hands over.
+    more: bool = True
 
 
 def schedule_retry(system: System, run: Run, due: datetime, queue: str | None) -> None:
@@ -92,17 +103,20 @@ def run_attempt(
     retries: int,
     trace: Mapping[str, str] | None = None,
     handoff: Handoff | None = None,
+    claim: Claim | None = None,
 ) -> Done | RetryLater:
     """Claim attempt ``retries + 1`` of the cycle, make it if it is ours to make, record
     it with what it led to, and say whether a retry follows. ``trace``: the trace
     context its message carried; ``handoff``: where the record puts the run waiting
-    for the slot the attempt frees, for this process to run next."""
+    for the slot the attempt frees, for this process to run next, and the claim of
+    the run it makes next; ``claim``: this run's, made so already."""
     store, settings = system.deliveries, system.settings
     run = Run(delivery_id, cycle, retries)
     lease = settings.claim_lease_seconds
     # One Redis call claims the attempt and reads what it needs; the whole record
     # is loaded only on the rare paths below.
-    claim = store.claim_attempt(run, lease)
+    if claim is None:
+        claim = store.claim_attempt(run, lease)
     if claim.outcome is not ClaimOutcome.CLAIMED:
         return _not_claimed(system, run, claim)
 
@@ -253,8 +267,19 @@ def _make_and_record(
     )
 
     def record(*args: Any, **kwargs: Any) -> None:
-        handed = write(*args, **kwargs)
-        if handed is not None and handoff is not None:
+        if handoff is None:
+            write(*args, **kwargs)
+            return
+        # With no run lined up after this one, the run the record hands over is
+        # claimed by the record itself.
+        lined_up = handoff.next
+        lease = settings.claim_lease_seconds if lined_up is None and handoff.more else None
+        handed, handoff.claim, claimed = write(
+            *args, then_claim=lined_up, claim_handed=lease, **kwargs
+        )
+        if handed is not None and claimed is not None:
+            handoff.claimed.append((handed, claimed))
+        elif handed is not None:
             handoff.runs.append(handed)
 
     if attempt.succeeded:

@@ -80,8 +80,8 @@ class DeliveryRequest(Request):
                 )
             ]
             # Or the run the process took off the queue itself after this one (.drain).
-            if self.worker_pid and (taken := taken_by(int(self.worker_pid))) is not None:
-                runs.append(taken)
+            if self.worker_pid:
+                runs.extend(taken_by(int(self.worker_pid)))
             for run in runs:
                 try:
                     System.of(self.task.app).deliveries.abandon_attempt(run)

@@ -5,8 +5,8 @@
 -- repeat: an attempt already on record (a retried call whose answer was lost)
 -- changes nothing.
 -- KEYS: delivery_key attempts_key running_key scheduled_key due_key metrics_key circuits_key archive_key activity_key tenant_activity_key *index_keys
--- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination handoff default_queue succeeded failures_to_open cooldown max_cooldown duration_ms limit stalled inflight_template breaker_template waiting_template pushback retry_after adaptive rate_limit paced_index paced_template throttled_template horizon decrease rate_floor rate_ceiling pause_max slow_factor slow_margin_ms index_count attempt_counter duration_bucket duration_seconds event_template attempt_kind outcome_kind activity_ttl delivery_template attempts_template *index_statuses
--- Uses: destination status activity chain
+-- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination handoff default_queue succeeded failures_to_open cooldown max_cooldown duration_ms limit stalled inflight_template breaker_template waiting_template pushback retry_after adaptive rate_limit paced_index paced_template throttled_template horizon decrease rate_floor rate_ceiling pause_max slow_factor slow_margin_ms index_count attempt_counter duration_bucket duration_seconds event_template attempt_kind outcome_kind activity_ttl delivery_template attempts_template claim_lease endpoint_template hold *index_statuses
+-- Uses: destination status activity chain claim
 -- index_keys, index_statuses, due_at, archive_key, event_template: as status.lua takes them.
 -- metrics_key, circuits_key: the counters hash and the open circuits ('' for both:
 -- metrics off). attempt_counter: the counter of this attempt's kind
@@ -24,6 +24,10 @@
 -- that the slot left goes to, for the caller to take and run next, when it is routed
 -- to that queue (default_queue: the queue of a delivery without one); it waits in the
 -- schedule a moment meanwhile (wake_one, destination.lua). '' for none.
+-- claim_lease: with handoff, the handed run is claimed here too, with a lease of that
+-- many seconds (claim.lua; '' for not): it leaves the schedule, its claim's lease
+-- bringing it back should this reply be lost, and its claim is returned, each field
+-- prefixed 'claim_'. endpoint_template, hold: as claim_attempt.lua takes them.
 -- What the steps below read of the record, in one call: none of them writes it first.
 local f = redis.call('HMGET', delivery_key, 'status', 'event_id', 'ordering_chain',
                      'endpoint_id')
@@ -100,4 +104,20 @@ if circuits_key ~= '' then
   if tonumber(open_until) > 0 then redis.call('ZADD', circuits_key, open_until, destination)
   elseif cleared then redis.call('ZREM', circuits_key, destination) end
 end
-return {'open_until', tostring(open_until), 'recorded', '1', 'handed', handed}
+local reply = {'open_until', tostring(open_until), 'recorded', '1', 'handed', handed}
+if handed ~= '' and claim_lease ~= '' then
+  redis.call('ZREM', scheduled_key, handed)
+  local id, run_cycle, run_retries = string.match(handed, '^(.*):(%d+):(%d+)$')
+  local claimed = claim(string.format(delivery_template, id),
+                        string.format(attempts_template, id), running_key, run_cycle,
+                        run_retries, updated_score,
+                        tonumber(updated_score) + tonumber(claim_lease), handed,
+                        endpoint_template, inflight_template,
+                        breaker_template, waiting_template, limit, stalled, cooldown,
+                        circuits_key, paced_template, hold, throttled_template, horizon)
+  for i = 1, #claimed, 2 do
+    table.insert(reply, 'claim_' .. claimed[i])
+    table.insert(reply, claimed[i + 1])
+  end
+end
+return reply

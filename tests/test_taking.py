@@ -1,0 +1,225 @@
+"""What a pool process that takes runs itself (webhooks/worker/drain.py) asks of Redis,
+against the suite's Redis: the next run claimed in the round trip of the record before
+it, and messages taken a fair share at a time and given back in order."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import REDIS_URL
+from webhooks.broker import messages
+from webhooks.clock import now
+from webhooks.models import Attempt, Delivery, DeliveryStatus, Run
+from webhooks.producer import Producer
+from webhooks.storage import scripts
+from webhooks.storage.deliveries import ClaimOutcome, NextRun
+from webhooks.system import System
+
+
+class _Counting(redis.Connection):
+    """A connection that counts what it writes to Redis: one write per call, one per
+    pipeline."""
+
+    writes = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        type(self).writes += 1
+        super().send_packed_command(command, check_health)
+
+
+@pytest.fixture
+def system(redis_client):
+    pool = redis.ConnectionPool.from_url(REDIS_URL, connection_class=_Counting)
+    client = redis.Redis(connection_pool=pool)
+    system = System(client=client)
+    yield system
+    client.close()
+
+
+def _created(system: System, count: int) -> list[str]:
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    for delivery_id in ids:
+        moment = now()
+        delivery = Delivery(
+            id=delivery_id,
+            url="http://127.0.0.1:9/taking",
+            event_id=f"evt-{delivery_id}",
+            event_type="t",
+            status=DeliveryStatus.PENDING,
+            created_at=moment,
+            updated_at=moment,
+            next_attempt_at=moment,
+        )
+        system.deliveries.create(delivery, b"{}")
+    return ids
+
+
+def _delivered(number: int) -> Attempt:
+    return Attempt(
+        number=number,
+        started_at=now(),
+        duration_ms=1.0,
+        status_code=200,
+        error=None,
+        response_body="ok",
+    )
+
+
+def _running(redis_client: redis.Redis, run: Run) -> bool:
+    return redis_client.zscore("webhooks:running", run.member) is not None
+
+
+def _made_then(system, made: Run, then: NextRun, **more):
+    """Claim and record ``made`` (delivered), claiming ``then`` with the record."""
+    claim = system.deliveries.claim_attempt(made, 30)
+    return system.deliveries.record_attempt(
+        made,
+        _delivered(1),
+        DeliveryStatus.DELIVERED,
+        destination=claim.destination,
+        then_claim=then,
+        **more,
+    )
+
+
+def test_the_record_claims_the_run_made_next_in_the_same_round_trip(system, redis_client):
+    warm, first, second = (Run(i) for i in _created(system, 3))
+    store = system.deliveries
+    # The scripts loaded (a Redis that has never run them answers NOSCRIPT, and each is
+    # then called again directly: the test below).
+    claim = store.claim_attempt(warm, 30)
+    args = {"destination": claim.destination}
+    store.record_attempt(warm, _delivered(1), DeliveryStatus.DELIVERED, **args)
+    claim = store.claim_attempt(first, 30)
+    _Counting.writes = 0
+    recorded = store.record_attempt(
+        first, _delivered(1), DeliveryStatus.DELIVERED, **args, then_claim=NextRun(second, 30)
+    )
+    assert _Counting.writes == 1
+    assert recorded.claim is not None and recorded.claim.outcome is ClaimOutcome.CLAIMED
+    assert recorded.claim.url == "http://127.0.0.1:9/taking"
+    assert store.get(first.delivery_id).status is DeliveryStatus.DELIVERED
+    assert not _running(redis_client, first) and _running(redis_client, second)
+    # Claimed once: the run it was made for finds it its own to make, no one else.
+    assert store.claim_attempt(second, 30).outcome is ClaimOutcome.BUSY
+
+
+def test_a_handed_run_leaves_the_schedule_as_it_is_claimed(system, redis_client):
+    first, handed = (Run(i) for i in _created(system, 2))
+    redis_client.zadd("webhooks:scheduled", {handed.member: now().timestamp() + 2})
+    recorded = _made_then(system, first, NextRun(handed, 30, handed=True))
+    assert recorded.claim is not None and recorded.claim.outcome is ClaimOutcome.CLAIMED
+    assert redis_client.zscore("webhooks:scheduled", handed.member) is None
+
+
+def test_the_record_and_the_claim_load_their_scripts_again_after_a_flush(system, redis_client):
+    # A Redis that restarted or failed over has no script: the pipeline's calls by hash
+    # fail, and each is made again, loading it.
+    first, second = (Run(i) for i in _created(system, 2))
+    store = system.deliveries
+    redis_client.script_flush()
+    recorded = _made_then(system, first, NextRun(second, 30))
+    assert store.get(first.delivery_id).status is DeliveryStatus.DELIVERED
+    assert recorded.claim is not None and recorded.claim.outcome is ClaimOutcome.CLAIMED
+    assert _running(redis_client, second)
+
+
+def test_the_next_run_of_a_record_already_made_is_claimed_apart(system, redis_client):
+    # A record made twice (its first reply lost) is a no-op; the run after it is still
+    # claimed with it, once.
+    first, second = (Run(i) for i in _created(system, 2))
+    store = system.deliveries
+    claim = store.claim_attempt(first, 30)
+    args = {"destination": claim.destination}
+    store.record_attempt(first, _delivered(1), DeliveryStatus.DELIVERED, **args)
+    again = store.record_attempt(
+        first, _delivered(1), DeliveryStatus.DELIVERED, then_claim=NextRun(second, 30), **args
+    )
+    assert again.claim is not None and again.claim.outcome is ClaimOutcome.CLAIMED
+    assert len(store.get(first.delivery_id).attempts) == 1
+
+
+@pytest.mark.parametrize(("queued", "taken"), [(3, 1), (12, 3), (100, 8)])
+def test_a_pool_process_takes_its_share_and_gives_back_the_rest_in_order(
+    system, redis_client, queued, taken
+):
+    queue = f"taking-share-{queued}"
+    redis_client.delete(queue)
+    runs = [Run(str(uuid.uuid4())) for _ in range(queued)]
+    Producer(system).enqueue(runs, queue)
+    assert redis_client.llen(queue) == queued
+    with messages.taking(system.app, queue) as take:
+        first = take()
+        assert first is not None and first.run == runs[0]
+        # Its share of what waited (a quarter, at most 8): the rest stay for the others.
+        assert redis_client.llen(queue) == queued - taken
+    # What it held and did not hand out is back, in order: the next fetched is the next.
+    assert redis_client.llen(queue) == queued - 1
+    with messages.taking(system.app, queue) as take:
+        following = [take() for _ in range(queued - 1)]
+        assert take() is None
+    assert [t.run for t in following if t is not None] == runs[1:]
+
+
+def test_a_message_handed_back_is_the_next_fetched(system, redis_client):
+    queue = "taking-back"
+    redis_client.delete(queue)
+    runs = [Run(str(uuid.uuid4())) for _ in range(2)]
+    Producer(system).enqueue(runs, queue)
+    with messages.taking(system.app, queue) as take:
+        first = take()
+        assert first is not None
+        first.settle(True)  # its run raised, or it was lined up and not made
+    with messages.taking(system.app, queue) as take:
+        again = [take(), take()]
+    assert [t.run for t in again if t is not None] == runs
+
+
+def _hand_over(system, redis_client, made: Run, destination: str, waiting: Run, **more):
+    """Record ``made`` with ``waiting`` waiting at its destination, with the handoff on."""
+    redis_client.zadd(f"webhooks:destination:{destination}:waiting", {waiting.member: 1})
+    return system.deliveries.record_attempt(
+        made,
+        _delivered(1),
+        DeliveryStatus.DELIVERED,
+        destination=destination,
+        handoff=("celery", "celery"),
+        **more,
+    )
+
+
+def test_the_record_claims_the_run_it_hands_over_when_none_is_lined_up(system, redis_client):
+    # The run waiting at the destination for the slot the attempt frees goes to the
+    # caller claimed, out of the schedule: should the reply be lost, its claim lapses
+    # and the promoter runs it, as for any claim.
+    first, waiting, then = (Run(i) for i in _created(system, 3))
+    claim = system.deliveries.claim_attempt(first, 30)
+    assert claim.destination
+    recorded = _hand_over(system, redis_client, first, claim.destination, waiting, claim_handed=30)
+    assert recorded.handed == waiting
+    assert recorded.handed_claim is not None
+    assert recorded.handed_claim.outcome is ClaimOutcome.CLAIMED
+    assert recorded.handed_claim.url == "http://127.0.0.1:9/taking"
+    assert redis_client.zscore("webhooks:scheduled", waiting.member) is None
+    assert _running(redis_client, waiting)
+    # Without claim_handed, it waits in the schedule a moment for the caller instead
+    # (the caller makes the run it was handed, and the next waits).
+    recorded = _hand_over(system, redis_client, waiting, claim.destination, then)
+    assert (recorded.handed, recorded.handed_claim) == (then, None)
+    assert redis_client.zscore("webhooks:scheduled", then.member) is not None
+    assert not _running(redis_client, then)
+
+
+@pytest.mark.parametrize(
+    "value", ["webhooks:destination:%s:inflight", "", 2592000, 0.05, 'a "quoted" \\ \n line é']
+)
+def test_a_scripts_constant_reaches_lua_as_redis_would_have_passed_it(redis_client, value):
+    # Constants are written into a script's source (webhooks/storage/scripts.py): Lua
+    # reads each as the string the argument would have been.
+    literal = scripts._literal(scripts._encoded(value))
+    passed = redis_client.eval("return ARGV[1]", 0, value)
+    assert redis_client.eval(f"return {literal}", 0) == passed

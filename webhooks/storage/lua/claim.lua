@@ -1,0 +1,76 @@
+-- Claiming an attempt, shared by the scripts that do it: claim_attempt.lua, and
+-- record_attempt.lua for the run its record hands the caller. Arguments and reply as
+-- claim_attempt.lua's header names them (delivery_key, attempts_key and running_key
+-- are its KEYS).
+local function claim(delivery_key, attempts_key, running_key, cycle, retries, now,
+                     lease_until, member, endpoint_template, inflight_template,
+                     breaker_template, waiting_template, limit, stalled, cooldown,
+                     circuits_key, paced_template, hold, throttled_template, horizon)
+  local f = redis.call('HMGET', delivery_key, 'url', 'endpoint_id', 'body', 'cycle',
+                       'cycle_offset', 'status', 'destination', 'tenant_id', 'event_type',
+                       'test', 'waiting_behind')
+  local url, endpoint_id, body, stored_cycle, offset, status, destination, tenant_id =
+    f[1], f[2] or '', f[3], tonumber(f[4] or '0') or 0, tonumber(f[5] or '0') or 0, f[6],
+    f[7] or '', f[8] or ''
+  if not url then return {'outcome', 'missing'} end
+  -- Taken off the queue, whatever the outcome: its place among the runs let out at
+  -- creation is free (create_deliveries.lua's admission).
+  local let_out = false
+  if destination ~= '' then
+    local _, admitted = admission_keys(string.format(waiting_template, destination))
+    let_out = redis.call('ZREM', admitted, member) == 1
+  end
+  -- A run let out at creation has its message kept, for a wait at a full destination
+  -- (busy) or behind an open circuit; going any other way, it needs it no more.
+  local function forget_kept(outcome)
+    if let_out and outcome ~= 'busy' and outcome ~= 'open' then
+      local admit = admission_keys(string.format(waiting_template, destination))
+      redis.call('HDEL', admit, member, 'q:' .. member)
+    end
+  end
+  local number = offset + tonumber(retries) + 1
+  local reply = {'url', url, 'tenant_id', tenant_id, 'endpoint_id', endpoint_id,
+                 'event_type', f[9] or '', 'number', tostring(number),
+                 'destination', destination, 'test', f[10] or ''}
+  local function answer(outcome, entered)
+    forget_kept(entered or outcome)
+    table.insert(reply, 'outcome')
+    table.insert(reply, outcome)
+    return reply
+  end
+  if stored_cycle ~= tonumber(cycle) then return answer('stale') end
+  if status == 'delivered' or status == 'retries_exhausted' then return answer('final') end
+  if f[11] then return answer('behind') end
+  if redis.call('LLEN', attempts_key) >= number then return answer('recorded') end
+  local held = redis.call('ZSCORE', running_key, member)
+  if held and tonumber(held) > tonumber(now) then return answer('busy') end
+  redis.call('ZADD', running_key, lease_until, member)
+  table.insert(reply, 'body')
+  table.insert(reply, body)
+  local rate = 0
+  if endpoint_id ~= '' then
+    local endpoint = redis.call('GET', string.format(endpoint_template, endpoint_id)) or ''
+    table.insert(reply, 'endpoint')
+    table.insert(reply, endpoint)
+    if endpoint == '' then return answer('claimed') end
+    local decoded = cjson.decode(endpoint)
+    if not decoded['enabled'] then return answer('claimed') end
+    -- JSON null decodes to a sentinel, not nil: only a number is a rate limit.
+    if type(decoded['rate_limit']) == 'number' then rate = decoded['rate_limit'] end
+  end
+  if destination ~= '' then
+    local entry = enter(string.format(inflight_template, destination),
+                        string.format(breaker_template, destination),
+                        string.format(waiting_template, destination),
+                        tonumber(now), lease_until, member, tonumber(limit),
+                        tonumber(stalled), tonumber(cooldown), circuits_key, destination,
+                        string.format(paced_template, destination), rate, tonumber(hold),
+                        string.format(throttled_template, destination), tonumber(horizon))
+    for i = 1, #entry, 2 do
+      table.insert(reply, 'entry_' .. entry[i])
+      table.insert(reply, entry[i + 1])
+    end
+    return answer('claimed', entry[2])
+  end
+  return answer('claimed')
+end
