@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -366,3 +369,47 @@ def test_an_unsendable_header_value_is_never_repeated_in_the_attempt(receiver):
         assert error is not None and outcome.attempt.status_code is None
         assert error.kind == "request_error"
         assert "s3kr1t" not in error.message
+
+
+class _SettingCookies(BaseHTTPRequestHandler):
+    """Answers every POST 200 with a cookie, and notes the headers of each."""
+
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).seen.append(dict(self.headers.items()))
+        self.send_response(200)
+        self.send_header("Set-Cookie", "session=tenant-a-secret; Path=/")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_cookie_a_receiver_sets_never_goes_back_with_a_later_attempt():
+    # A worker thread's session serves every delivery: a cookie kept from one answer
+    # would go to the host with every later attempt, whatever tenant's.
+    from webhooks.sending.attempt import USER_AGENT, Sender
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SettingCookies)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sender = Sender(get_settings())
+        url = f"http://127.0.0.1:{server.server_address[1]}/cookies"
+        for extra in ({}, {"X-Tenant": "b"}, {"Accept-Encoding": "br"}):
+            assert sender.attempt("d", 1, url, b"{}", [], extra=extra).attempt.succeeded
+    finally:
+        server.shutdown()
+        server.server_close()
+    seen = _SettingCookies.seen
+    assert [headers.get("Cookie") for headers in seen] == [None, None, None]
+    # The rest of what goes with every attempt, as before: an endpoint's own header may
+    # override the encoding asked for.
+    assert [headers["Accept-Encoding"] for headers in seen] == ["identity", "identity", "br"]
+    assert {(h["User-Agent"], h["Accept"], h["Connection"]) for h in seen} == {
+        (USER_AGENT, "*/*", "keep-alive")
+    }
+    assert seen[1]["X-Tenant"] == "b"
