@@ -92,8 +92,10 @@ local HANDOFF_HOLD = 2
 -- The longest-waiting run, due now: let out (wake; returns ''), or, with `handoff` naming
 -- the caller's queue and its delivery routed to that queue (its `queue` field; none:
 -- `default_queue`), scheduled HANDOFF_HOLD later and returned, for the caller's
--- process to take and run next without a message.
-local function wake_one(waiting, scheduled, now, handoff, default_queue, delivery_template)
+-- process to take and run next without a message; with `claimed`, the caller claims it
+-- in the same call, and it is not scheduled.
+local function wake_one(waiting, scheduled, now, handoff, default_queue, delivery_template,
+                        claimed)
   if handoff ~= '' then
     local member = redis.call('ZPOPMIN', waiting)[1]
     if not member then return '' end
@@ -104,7 +106,8 @@ local function wake_one(waiting, scheduled, now, handoff, default_queue, deliver
       -- Its kept message (admission) is not needed: no message goes out for it now,
       -- and should the caller never take it, the promoter publishes one.
       redis.call('HDEL', (admission_keys(waiting)), member, 'q:' .. member)
-      redis.call('ZADD', scheduled, tonumber(now) + HANDOFF_HOLD, member)
+      -- Claimed by the caller at once (claimed), its claim's lease guards it instead.
+      if not claimed then redis.call('ZADD', scheduled, tonumber(now) + HANDOFF_HOLD, member) end
       return member
     end
     -- Another queue's: its kept message to the broker, else the promoter routes it.
@@ -291,7 +294,7 @@ local LEAVE_FIELDS = {'avg_ms', 'failures', 'open_until', 'cooldown', 'probing',
                       'probe_until', 'wake_at'}
 local function leave(inflight, breaker, waiting, scheduled, member, succeeded, now,
                      failures_to_open, cooldown_default, max_cooldown, duration, limit,
-                     stalled, read, handoff, default_queue, delivery_template)
+                     stalled, read, handoff, default_queue, delivery_template, claimed)
   redis.call('ZREM', inflight, member)
   read = read or read_breaker(breaker, LEAVE_FIELDS)
   local known = read.avg_ms
@@ -321,7 +324,7 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
       return 0, true, ''
     end
     return 0, cleared > 0 or not known, wake_one(waiting, scheduled, now, handoff, default_queue,
-                                                delivery_template)
+                                                delivery_template, claimed)
   end
   local failures = redis.call('HINCRBY', breaker, 'failures', 1)
   local probing = redis.call('HGET', breaker, 'probing')
@@ -333,7 +336,7 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
     local open_until = tonumber(redis.call('HGET', breaker, 'open_until') or '0')
     if open_until <= tonumber(now) then
       return 0, false, wake_one(waiting, scheduled, now, handoff, default_queue,
-                                delivery_template)
+                                delivery_template, claimed)
     end
     return 0, false, ''
   end

@@ -99,14 +99,13 @@ local open_until, cleared, handed = leave(
   string.format(inflight_template, destination), breaker,
   string.format(waiting_template, destination), scheduled_key, member, succeeded,
   updated_score, failures_to_open, cooldown, max_cooldown, duration_ms, limit,
-  stalled, read, handoff, default_queue, delivery_template)
+  stalled, read, handoff, default_queue, delivery_template, claim_lease ~= '')
 if circuits_key ~= '' then
   if tonumber(open_until) > 0 then redis.call('ZADD', circuits_key, open_until, destination)
   elseif cleared then redis.call('ZREM', circuits_key, destination) end
 end
 local reply = {'open_until', tostring(open_until), 'recorded', '1', 'handed', handed}
 if handed ~= '' and claim_lease ~= '' then
-  redis.call('ZREM', scheduled_key, handed)
   local id, run_cycle, run_retries = string.match(handed, '^(.*):(%d+):(%d+)$')
   local claimed = claim(string.format(delivery_template, id),
                         string.format(attempts_template, id), running_key, run_cycle,
