@@ -13,8 +13,10 @@ import redis
 from tests.conftest import REDIS_URL
 from webhooks.broker import messages
 from webhooks.clock import now
+from webhooks.dev.redis_server import RedisProcess
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Run
 from webhooks.producer import Producer
+from webhooks.settings import Settings
 from webhooks.storage import scripts
 from webhooks.storage.deliveries import ClaimOutcome, NextRun
 from webhooks.system import System
@@ -223,3 +225,17 @@ def test_a_scripts_constant_reaches_lua_as_redis_would_have_passed_it(redis_clie
     literal = scripts._literal(scripts._encoded(value))
     passed = redis_client.eval("return ARGV[1]", 0, value)
     assert redis_client.eval(f"return {literal}", 0) == passed
+
+
+@pytest.mark.slow  # a Redis server of its own
+def test_messages_taken_when_redis_goes_away_are_left_to_the_backstop(tmp_path, caplog):
+    # The process holds messages it took and has not started; Redis is gone when it
+    # stops taking: it cannot push them back, says so, and does not fail its task.
+    with RedisProcess(tmp_path) as server:
+        system = System(Settings(redis_url=server.url))
+        Producer(system).enqueue([Run(str(uuid.uuid4())) for _ in range(40)], "taking-gone")
+        with messages.taking(system.app, "taking-gone") as take:
+            assert take() is not None  # and 7 more held
+            server.kill()
+        system.close()
+    assert "could not give back messages taken" in caplog.text

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -57,6 +58,8 @@ __all__ = [
     "taking",
     "waiting",
 ]
+
+logger = logging.getLogger(__name__)
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
 
@@ -418,7 +421,10 @@ def taking(app: Celery, queue: str | None) -> Iterator[Callable[[], Taken | None
                     try:
                         yield taker
                     finally:
-                        taker.give_back()
+                        try:
+                            taker.give_back()
+                        except Exception as error:  # Redis went away: the backstop finds them
+                            logger.warning("could not give back messages taken: %s", error)
                     return
         elif isinstance(channel, rabbitmq.Channel):
             route = amqp_route(app, queue)
