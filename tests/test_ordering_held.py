@@ -39,7 +39,10 @@ def test_a_key_held_by_failures_does_not_slow_the_others(tmp_path):
             workers = list(starting.map(lambda n: start(tmp_path, f"held{n}"), range(2)))
         try:
             _timed_run(system, "acct_held", keys, 5)  # warm: connections, pools, scripts
-            # The best of three rounds each: the machine's other load moves single rounds.
+            # The best of several rounds each: the machine's other load moves single
+            # rounds. Five beside the held key, which cannot be measured between the
+            # rounds alone: in CI the other lane's heavy tests made three of them all
+            # slow once (1.92-2.28 s against 1.54 alone; 1.41-1.47 both ways here).
             alone = [_timed_run(system, "acct_held", keys, 30) for _ in range(3)]
             # One key's head now fails every attempt: it holds its key (the four behind
             # it wait), retrying, while the other keys go on.
@@ -49,12 +52,12 @@ def test_a_key_held_by_failures_does_not_slow_the_others(tmp_path):
                 receiver.failing.update(held)
             for raw in events:
                 Producer(system).publish(raw, tenant="acct_held", ordering_key="held")
-            with_held = [_timed_run(system, "acct_held", keys, 30) for _ in range(3)]
+            with_held = [_timed_run(system, "acct_held", keys, 30) for _ in range(5)]
             statuses = system.deliveries.statuses(held)
             tried = [len(system.deliveries.get(i).attempts) for i in held]
         finally:
             stop_workers(workers)
-    print(f"9 keys x 30 events, 3 rounds: alone {alone} s, beside a held key {with_held} s")
+    print(f"9 keys x 30 events: alone {alone} s, beside a held key {with_held} s")
     assert DeliveryStatus.DELIVERED not in statuses
     # Held in order: each was tried only once the one before it had given up.
     assert tried[0] > 1 and tried == sorted(tried, reverse=True)
