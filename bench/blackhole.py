@@ -16,7 +16,6 @@ the message cycles spent on runs set aside. ``--margin`` sets
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import Any
 
@@ -54,16 +53,9 @@ def main() -> int:
     if args.margin is not None:
         margin = "" if args.margin == "off" else str(int(args.margin))
         os.environ["WEBHOOKS_DESTINATION_ADMISSION_MARGIN"] = margin
-    from webhooks.dev.redis_server import ensure_redis
+    from bench.scenarios import report  # after the settings above
 
-    with ensure_redis(os.environ["WEBHOOKS_REDIS_URL"]):
-        result = measure(args.count)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for name, value in result.items():
-            print(f"{name:<36} {value}")
-    return 0
+    return report(lambda: measure(args.count), args.json, 36)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ the blackhole; this measures what follows.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from typing import Any
@@ -74,16 +73,9 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--json", action="store_true", help="one JSON line")
     args = parser.parse_args()
-    from webhooks.dev.redis_server import ensure_redis
+    from bench.scenarios import report  # after the settings above
 
-    with ensure_redis(os.environ["WEBHOOKS_REDIS_URL"]):
-        result = measure(args.count)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for name, value in result.items():
-            print(f"{name:<28} {value}")
-    return 0
+    return report(lambda: measure(args.count), args.json, 28)
 
 
 if __name__ == "__main__":

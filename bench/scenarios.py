@@ -76,6 +76,21 @@ def _row(
     }
 
 
+def report(measure: Callable[[], dict[str, Any]], as_json: bool, width: int) -> int:
+    """Run a single scenario's ``measure`` against the benchmarks' Redis (started if none
+    answers) and print its figures: one JSON line, or a line each, names ``width`` wide."""
+    from webhooks.dev.redis_server import ensure_redis
+
+    with ensure_redis(os.environ["WEBHOOKS_REDIS_URL"]):
+        result = measure()
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for name, value in result.items():
+            print(f"{name:<{width}} {value}")
+    return 0
+
+
 def _wait_for(count: Callable[[], int], wanted: int, cap: float) -> tuple[float, int]:
     """Seconds until ``count()`` reaches ``wanted`` (or ``cap``), and the count then."""
     start = time.perf_counter()
