@@ -105,16 +105,19 @@ class Recorded(NamedTuple):
     handed_claim: Claim | None = None
 
 
+def _part(reply: Mapping[str, bytes], prefix: str) -> dict[str, bytes]:
+    """The fields of a script's reply named with ``prefix``, without it."""
+    return {
+        name.removeprefix(prefix): value for name, value in reply.items() if name.startswith(prefix)
+    }
+
+
 def _claim(reply: Mapping[str, bytes]) -> Claim:
     """A claim, from claim_attempt.lua's reply."""
     outcome = ClaimOutcome(reply["outcome"].decode())
     if outcome is ClaimOutcome.MISSING:
         return Claim(outcome)
-    entered = {
-        name.removeprefix("entry_"): value
-        for name, value in reply.items()
-        if name.startswith("entry_")
-    }
+    entered = _part(reply, "entry_")
     return Claim(
         outcome,
         url=reply["url"].decode(),
@@ -743,13 +746,7 @@ class DeliveryStore:
         handed = named.get("handed")
         handed_claim = None
         if handed and "claim_outcome" in named:
-            handed_claim = _claim(
-                {
-                    name.removeprefix("claim_"): value
-                    for name, value in named.items()
-                    if name.startswith("claim_")
-                }
-            )
+            handed_claim = _claim(_part(named, "claim_"))
         return Recorded(Run.parse(handed) if handed else None, claim, handed_claim)
 
     def _record_and_claim(
@@ -763,6 +760,9 @@ class DeliveryStore:
                 pipe.zrem(self._keys.scheduled(), then.run.member)
             self._claim_script.queue(pipe, claim_keys, claim_args)
             replies = pipe.execute(raise_on_error=False)
+        for answer in replies:
+            if isinstance(answer, Exception) and not isinstance(answer, NoScriptError):
+                raise answer
         reply, claimed = replies[0], replies[-1]
         # A Redis that lost its scripts (restarted, failed over) answers each call so;
         # called directly, each is loaded first. The record is safe to repeat, and a
@@ -771,9 +771,6 @@ class DeliveryStore:
             reply = self._record_script(keys, args)
         if isinstance(claimed, NoScriptError):
             claimed = self._claim_script(claim_keys, claim_args)
-        for answer in replies:
-            if isinstance(answer, Exception) and not isinstance(answer, NoScriptError):
-                raise answer
         return reply, _claim(fields(claimed))
 
     def renew_claims(self, held: Sequence[tuple[Run, str | None]], until: float) -> None:

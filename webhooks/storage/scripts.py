@@ -45,12 +45,22 @@ def _parts(name: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]
     return tuple(header.get("KEYS", [])), tuple(header.get("ARGV", [])), shared, text
 
 
-def _source(name: str) -> tuple[tuple[str, ...], tuple[str, ...], str]:
-    """(key names, argument names, the whole source to load) of ``lua/<name>.lua``,
-    with no constants."""
+def _source(
+    name: str, constants: Mapping[str, Any] | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """(key names, the names of the arguments a call passes, the whole source to load)
+    of ``lua/<name>.lua``, with ``constants`` written into it."""
     key_names, arg_names, shared, text = _parts(name)
-    prologue = [_declare(key_names, "KEYS"), _declare(arg_names, "ARGV")]
-    return key_names, arg_names, "\n".join([*shared, *prologue, text])
+    fixed = dict(constants or {})
+    if unknown := set(fixed) - set(arg_names):  # a starred name cannot be one
+        raise TypeError(f"{name}.lua ARGV: no constant {sorted(unknown)}")
+    passed = tuple(n for n in arg_names if n not in fixed)
+    prologue = [
+        _declare(key_names, "KEYS"),
+        _declare(passed, "ARGV"),
+        *(f"local {n} = {_literal(_encoded(v))}" for n, v in fixed.items()),
+    ]
+    return key_names, passed, "\n".join([*shared, *prologue, text])
 
 
 def _encoded(value: Any) -> bytes:
@@ -108,17 +118,8 @@ class Script:
         self, client: redis.Redis, name: str, constants: Mapping[str, Any] | None = None
     ) -> None:
         self.name = name
-        self.key_names, arg_names, shared, text = _parts(name)
-        fixed = dict(constants or {})
-        if unknown := set(fixed) - set(arg_names):  # a starred name cannot be one
-            raise TypeError(f"{name}.lua ARGV: no constant {sorted(unknown)}")
-        self.arg_names = tuple(n for n in arg_names if n not in fixed)
-        prologue = [
-            _declare(self.key_names, "KEYS"),
-            _declare(self.arg_names, "ARGV"),
-            *(f"local {n} = {_literal(_encoded(v))}" for n, v in fixed.items()),
-        ]
-        self._script = client.register_script("\n".join([*shared, *prologue, text]))
+        self.key_names, self.arg_names, source = _source(name, constants)
+        self._script = client.register_script(source)
 
     def __call__(
         self,

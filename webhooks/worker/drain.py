@@ -76,8 +76,8 @@ class _Note:
         if self._pid != os.getpid():  # first use in this (forked) process
             self._pid = os.getpid()
             self._fd = os.open(_note_of(self._pid), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        # Empty here: created so, and emptied as each run ends.
         note = run.member if after is None else f"{run.member}\n{after.member}"
-        os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, note.encode(), 0)
         try:
             yield
@@ -155,17 +155,18 @@ def drain(
                     handoff.more = made + 1 < budget and time.monotonic() < end
                     if handoff.more:
                         upcoming = _upcoming(system, source, handoff)
-                    lined_up = upcoming is not None and upcoming.claim is None
+                    # Claimed with the current run's record, unless claimed already.
+                    lined_up = upcoming if upcoming is not None and upcoming.claim is None else None
                     handoff.next = (
-                        NextRun(upcoming.run, lease, handed=upcoming.settle is None)
-                        if upcoming is not None and lined_up
+                        NextRun(lined_up.run, lease, handed=lined_up.settle is None)
+                        if lined_up is not None
                         else None
                     )
                     handoff.claim = None
                     go_on = _make(system, queue, current, handoff)
                     made += 1
-                    if upcoming is not None and lined_up:
-                        upcoming.claim = handoff.claim
+                    if lined_up is not None:
+                        lined_up.claim = handoff.claim
                     if not go_on:
                         # Its destination is saturated: the queue's next runs are left
                         # to the worker's pace; what was handed here is still run.
