@@ -5,13 +5,20 @@ The deliveries go to a queue nobody consumes, so only these calls attempt them.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import QUEUE, event, keys, stored
+from webhooks.broker.messages import store_list
+from webhooks.dev.receiver import Receiver
+from webhooks.events import parse_event
 from webhooks.models import DeliveryStatus, Run
+from webhooks.producer import Producer, new_delivery
 from webhooks.retry import RetryLater
+from webhooks.storage.deliveries import ClaimOutcome
 from webhooks.system import get_default, get_endpoints, get_store
-from webhooks.worker.runner import Done, RunResult, run_attempt
+from webhooks.worker.runner import Done, Handoff, RunResult, run_attempt
 
 
 @pytest.fixture
@@ -109,3 +116,44 @@ def test_a_deleted_endpoint_stops_the_delivery_and_frees_its_claim(
     assert "was deleted" in (delivery.stop_reason or "") and delivery.attempts == []
     assert _held(redis_client, delivery_id) == []
     assert receiver.received("/ok/runner-deleted") == []
+
+
+@pytest.mark.parametrize("more", [True, False], ids=["more-runs", "last-run"])
+def test_the_run_a_freed_slot_goes_to(redis_client, settings_env, more):
+    # A process that makes more runs is handed the run waiting for the slot its attempt
+    # frees, claimed; one making its last run is handed none, and that run's message
+    # goes to the queue at once, not to the schedule for the promoter's next look.
+    settings_env(destination_concurrency="1", destination_admission_margin="0")
+    system = get_default()
+    producer = Producer(system)
+    with Receiver() as own:  # its own port: a destination of its own
+        deliveries, bodies = [], []
+        for _ in range(2):
+            parsed = parse_event(event())
+            deliveries.append(new_delivery(parsed, own.url("/ok/slot"), queue=QUEUE))
+            bodies.append(producer.encode_checked(parsed))
+        first, waiting = producer._create_and_enqueue(deliveries, bodies, QUEUE)
+        target = store_list(system.app, QUEUE, system.settings.redis_url)
+        assert target is not None
+        queue = target[1]
+
+        def queued() -> list[str]:
+            return [json.loads(raw)["headers"]["id"] for raw in redis_client.lrange(queue, 0, -1)]
+
+        try:
+            # Admitted alone: the other waits at the destination, its message kept.
+            assert queued() == [first]
+            redis_client.delete(queue)  # the first's message, run here instead
+            handoff = Handoff(QUEUE, QUEUE, more=more)
+            assert run_attempt(system, first, 0, 0, handoff=handoff) == Done(RunResult.DELIVERED)
+            scheduled = redis_client.zscore(keys().scheduled(), Run(waiting).member)
+            if more:
+                ((run, claim),) = handoff.claimed
+                assert (run, claim.outcome) == (Run(waiting), ClaimOutcome.CLAIMED)
+                assert queued() == [] and scheduled is None
+            else:
+                assert handoff.claimed == handoff.runs == []
+                assert queued() == [waiting] and scheduled is None
+        finally:
+            redis_client.delete(queue)
+            get_store().delete_many([first, waiting])

@@ -77,8 +77,9 @@ class Handoff:
     #: and that claim, once made (None: the run is claimed apart, as usual).
     next: NextRun | None = None
     claim: Claim | None = None
-    #: Whether the holder makes another run after this one: only then does a record
-    #: claim the run it hands over.
+    #: Whether the holder makes another run after this one: only then is it handed the
+    #: run the freed slot goes to (claimed by the record); else that run's message goes
+    #: out at once, as without a holder.
     more: bool = True
 
 
@@ -263,17 +264,22 @@ def _make_and_record(
         else Strain.of(
             attempt, outcome.retry_after, endpoint.rate_limit if endpoint is not None else None
         ),
-        handoff=(handoff.queue, handoff.default_queue) if handoff is not None else None,
+        # A holder making no more runs is handed none: the run the freed slot goes to
+        # has its message sent at once (to the queue, on a Redis broker), instead of
+        # waiting in the schedule for the promoter's next look.
+        handoff=(handoff.queue, handoff.default_queue)
+        if handoff is not None and handoff.more
+        else None,
     )
 
     def record(*args: Any, **kwargs: Any) -> None:
-        if handoff is None:
+        if handoff is None or not handoff.more:
             write(*args, **kwargs)
             return
         # With no run lined up after this one, the run the record hands over is
         # claimed by the record itself.
         lined_up = handoff.next
-        lease = settings.claim_lease_seconds if lined_up is None and handoff.more else None
+        lease = settings.claim_lease_seconds if lined_up is None else None
         handed, handoff.claim, claimed = write(
             *args, then_claim=lined_up, claim_handed=lease, **kwargs
         )
