@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from http.client import RemoteDisconnected
-from typing import Any
 
 import requests
 import urllib3.exceptions
@@ -57,18 +56,6 @@ _MESSAGE_LIMIT = 300
 #: What every attempt carries besides (an endpoint's own headers may override them):
 #: requests' defaults, but for the encoding, as the receiver's bytes are kept as sent.
 _DEFAULT_HEADERS = {"Accept": "*/*", "Connection": "keep-alive", "Accept-Encoding": "identity"}
-
-
-class _NoCookies(requests.cookies.RequestsCookieJar):
-    """A jar that keeps nothing: a cookie one receiver sets would go back with every
-    later attempt to its host, whatever tenant's, from the session a worker thread
-    shares across deliveries."""
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        pass
-
-    def set_cookie(self, cookie: Any, *args: Any, **kwargs: Any) -> None:
-        pass
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -204,29 +191,25 @@ class Sender:
         self._settings = settings
         self._local = threading.local()
 
-    def _session(self) -> requests.Session:
-        # One Session per thread keeps connections to a receiver alive between
-        # attempts. trust_env is off: proxies and .netrc from the worker's
-        # environment have no business in deliveries (and the lookup costs time);
-        # the one proxy deliveries take is WEBHOOKS_EGRESS_PROXY, in the adapter,
-        # which tunnels to the address the guard checked.
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
+    def _adapter(self) -> GuardedAdapter:
+        # One adapter per thread: its pools keep connections to a receiver alive
+        # between attempts. No Session around it: its cookie jar would send a cookie
+        # one receiver set back with every later attempt to that host, whatever
+        # tenant's; proxies and .netrc from the worker's environment have no business
+        # in deliveries; and its merging and hooks cost a tenth of an attempt. The one
+        # proxy deliveries take is WEBHOOKS_EGRESS_PROXY, in the adapter, which
+        # tunnels to the address the guard checked.
+        adapter: GuardedAdapter | None = getattr(self._local, "adapter", None)
+        if adapter is None:
             settings = self._settings
-            session = requests.Session()
-            session.trust_env = False
-            session.cookies = _NoCookies()
-            session.verify = settings.ca_bundle or True
             adapter = GuardedAdapter(
                 settings.allowed_networks,
                 https_only=settings.https_only,
                 egress=settings.egress,
                 ca_bundle=settings.ca_bundle,
             )
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            self._local.session = session
-        return session
+            self._local.adapter = adapter
+        return adapter
 
     def attempt(
         self,
@@ -260,23 +243,20 @@ class Sender:
         about_receiver = True
         with deadline(total_timeout) as alarm:
             try:
-                session = self._session()
-                # Prepared here, not by Session.request: nothing of the session's is
-                # merged in but its adapters and CA bundle (no cookies, no settings
-                # from the environment), and the merging cost a tenth of an attempt.
+                adapter = self._adapter()
+                # What PreparedRequest.prepare does but for cookies, authentication
+                # (the URL holds no credentials: guard.check_url) and hooks.
                 request = requests.PreparedRequest()
-                request.prepare(
-                    method="POST",
-                    url=url,
-                    headers={**_DEFAULT_HEADERS, **headers},
-                    data=body,
-                    cookies=session.cookies,
-                )
-                response = session.send(
+                request.prepare_method("POST")
+                request.prepare_url(url, None)
+                request.prepare_headers({**_DEFAULT_HEADERS, **headers})
+                request.prepare_body(body, None)
+                # A 3XX is a failed attempt, never followed: the adapter follows none.
+                response = adapter.send(
                     request,
-                    timeout=(min(connect_timeout, total_timeout), total_timeout),
-                    allow_redirects=False,  # a 3XX is a failed attempt, never followed
                     stream=True,
+                    timeout=(min(connect_timeout, total_timeout), total_timeout),
+                    verify=self._settings.ca_bundle or True,
                 )
                 if alarm.fired:
                     # The watchdog cut the headers short; http.client takes the early
