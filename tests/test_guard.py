@@ -13,9 +13,10 @@ from typing import ClassVar
 import pytest
 
 from tests.conftest import QUEUE, WORKER_ENV, event
+from webhooks import guard
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_workers
-from webhooks.errors import InvalidEvent, InvalidURL
+from webhooks.errors import BlockedDestination, InvalidEvent, InvalidURL
 from webhooks.guard import blocked_reason, check_url
 from webhooks.models import DeliveryStatus
 from webhooks.system import get_settings, get_store
@@ -85,6 +86,24 @@ def test_every_forbidden_range_is_named(address, reason):
 @pytest.mark.parametrize("address", PUBLIC)
 def test_public_addresses_pass(address):
     assert blocked_reason(ipaddress.ip_address(address)) is None
+
+
+def test_an_address_written_out_is_checked_without_asking_the_resolver(monkeypatch):
+    allowed = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    assert guard.resolve("localhost", 80, allowed).is_loopback  # a name: resolved
+
+    def resolver(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"the resolver was asked for {args[0]}")
+
+    monkeypatch.setattr(guard.socket, "getaddrinfo", resolver)
+    assert guard.resolve("127.0.0.1", 80, allowed) == ipaddress.ip_address("127.0.0.1")
+    assert guard.resolve("127.1", 80, allowed) == ipaddress.ip_address("127.0.0.1")
+    assert guard.resolve("::1", 80, allowed) == ipaddress.ip_address("::1")
+    for forbidden in ("10.0.0.5", "169.254.169.254", "0xa9.254.169.254", "fe80::1"):
+        with pytest.raises(BlockedDestination, match="address; refused"):
+            guard.resolve(forbidden, 80, allowed)
+    with pytest.raises(AssertionError, match=r"asked for example\.com"):
+        guard.resolve("example.com", 80, allowed)
 
 
 DOOR = [

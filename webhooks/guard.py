@@ -148,8 +148,14 @@ def resolve(host: str, port: int, allowed: Sequence[IPNetwork]) -> IPAddress:
     One forbidden address refuses the whole host: a name that mixes public and
     internal addresses is an attack or a mistake, and either way not ours to try.
     """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    # An address written out is its own and only address: the resolver, asked on
+    # every attempt, is not asked for it.
+    literal = literal_ip(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     for ip in addresses:
         check_address(ip, allowed, host)
     return addresses[0]
