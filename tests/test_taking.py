@@ -239,3 +239,21 @@ def test_messages_taken_when_redis_goes_away_are_left_to_the_backstop(tmp_path, 
             server.kill()
         system.close()
     assert "could not give back messages taken" in caplog.text
+
+
+def test_a_script_called_directly_is_loaded_again_after_a_flush(system, redis_client):
+    (run,) = (Run(i) for i in _created(system, 1))
+    redis_client.script_flush()  # as a Redis that restarted or failed over
+    assert system.deliveries.claim_attempt(run, 30).outcome is ClaimOutcome.CLAIMED
+    assert _running(redis_client, run)
+
+
+def test_a_script_call_names_what_its_header_lacks_or_misses(redis_client):
+    script = scripts.Script(redis_client, "abandon_attempt")
+    keys = dict.fromkeys(script.key_names, "k")
+    args = {name.lstrip("*"): "" for name in script.arg_names}
+    first, *_ = args
+    with pytest.raises(TypeError, match=rf"ARGV: missing \['{first}'\], unexpected \['extra'\]"):
+        script(keys, {**{k: v for k, v in args.items() if k != first}, "extra": 1})
+    with pytest.raises(TypeError, match=r"KEYS: missing \[\], unexpected \['extra'\]"):
+        script({**keys, "extra": "k"}, args)

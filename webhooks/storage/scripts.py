@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
 __all__ = ["Script", "fields"]
 
@@ -97,18 +98,30 @@ def _declare(names: Sequence[str], table: str) -> str:
     return "\n".join(lines)
 
 
-def _ordered(given: Mapping[str, Any], names: Sequence[str], what: str, script: str) -> list[Any]:
-    plain = [name.lstrip("*") for name in names]
-    if set(given) != set(plain):
-        missing, extra = set(plain) - set(given), set(given) - set(plain)
+class _Order:
+    """A header's names in order, for a call's dict of them: the values as a list."""
+
+    def __init__(self, names: Sequence[str], what: str, script: str) -> None:
+        self.names = names
+        self.plain = tuple(name.lstrip("*") for name in names)
+        # The last name may take the rest (``*name``): its value is a list, spread.
+        self.rest = bool(names) and names[-1].startswith("*")
+        self.what, self.script = what, script
+
+    def __call__(self, given: Mapping[str, Any]) -> list[Any]:
+        if len(given) == len(self.plain):
+            try:
+                ordered = [given[name] for name in self.plain]
+            except KeyError:
+                pass  # named below
+            else:
+                if self.rest:
+                    ordered[-1:] = ordered[-1]
+                return ordered
+        missing, extra = set(self.plain) - set(given), set(given) - set(self.plain)
         raise TypeError(
-            f"{script}.lua {what}: missing {sorted(missing)}, unexpected {sorted(extra)}"
+            f"{self.script}.lua {self.what}: missing {sorted(missing)}, unexpected {sorted(extra)}"
         )
-    ordered: list[Any] = []
-    for name, header_name in zip(plain, names, strict=True):
-        value = given[name]
-        ordered.extend(value if header_name.startswith("*") else [value])
-    return ordered
 
 
 class Script:
@@ -119,7 +132,10 @@ class Script:
     ) -> None:
         self.name = name
         self.key_names, self.arg_names, source = _source(name, constants)
+        self._client = client
         self._script = client.register_script(source)
+        self._keys = _Order(self.key_names, "KEYS", name)
+        self._args = _Order(self.arg_names, "ARGV", name)
 
     def __call__(
         self,
@@ -127,11 +143,19 @@ class Script:
         args: Mapping[str, Any],
         client: redis.Redis | redis.client.Pipeline | None = None,
     ) -> Any:
-        return self._script(
-            keys=_ordered(keys, self.key_names, "KEYS", self.name),
-            args=_ordered(args, self.arg_names, "ARGV", self.name),
-            client=client,
-        )
+        ordered, argv = self._keys(keys), self._args(args)
+        if isinstance(client, redis.client.Pipeline):
+            return self._script(keys=ordered, args=argv, client=client)
+        # By its hash, straight to the client: redis-py's Script goes through three
+        # more layers for the same command (measured with py-spy).
+        target = self._client if client is None else client
+        try:
+            # redis-py's stubs leave execute_command untyped; it answers what Lua returns.
+            run: Any = target.execute_command
+            return run("EVALSHA", self._script.sha, len(ordered), *ordered, *argv)
+        except NoScriptError:
+            # A Redis that restarted or failed over has lost its scripts: loaded again.
+            return self._script(keys=ordered, args=argv, client=target)
 
     def queue(
         self, pipe: redis.client.Pipeline, keys: Mapping[str, Any], args: Mapping[str, Any]
@@ -140,13 +164,8 @@ class Script:
         ``client=pipe``, the pipeline asks Redis for no SCRIPT EXISTS first (a round trip
         more); a reply that is a :class:`redis.exceptions.NoScriptError` (a Redis that
         restarted or failed over) means: call it again, directly."""
-        ordered = _ordered(keys, self.key_names, "KEYS", self.name)
-        pipe.evalsha(
-            self._script.sha,
-            len(ordered),
-            *ordered,
-            *_ordered(args, self.arg_names, "ARGV", self.name),
-        )
+        ordered = self._keys(keys)
+        pipe.evalsha(self._script.sha, len(ordered), *ordered, *self._args(args))
 
 
 def fields(reply: Sequence[bytes]) -> dict[str, bytes]:
