@@ -550,3 +550,35 @@ def test_tracing_without_opentelemetry_stops_the_worker() -> None:
     )
     assert done.returncode == 1
     assert "WEBHOOKS_TRACING is on but OpenTelemetry is not installed" in done.stderr
+
+
+def test_an_attempt_makes_a_span_only_once_a_tracer_provider_is_set_up() -> None:
+    """Without a provider, every span is a no-op: none is made. In a process of its own,
+    as a tracer provider can be set only once."""
+    script = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from webhooks.tracing import attempt_span
+
+parent = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+with attempt_span(parent, "d1", 1, "https://example.com/hook?token=secret") as span:
+    assert span._span is None
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+with attempt_span(parent, "d2", 2, "https://example.com/hook?token=secret") as span:
+    assert span._span is not None
+(made,) = exporter.get_finished_spans()
+assert made.name == "webhooks.attempt", made.name
+assert made.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+assert dict(made.attributes) == {
+    "webhooks.delivery_id": "d2", "webhooks.attempt": 2, "server.address": "example.com"
+}, made.attributes
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
