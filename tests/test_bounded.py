@@ -61,3 +61,33 @@ def test_a_deadline_earlier_than_every_armed_one_still_fires_on_time():
         time.sleep(0.01)
     later.cancelled = True
     assert sooner.fired and not later.fired
+
+
+def test_the_watchdog_wakes_for_live_deadlines_not_once_per_cancelled_one():
+    import threading
+    import time
+
+    from webhooks.sending.transport import Alarm, _Watchdog
+
+    class Counting(threading.Condition):
+        waits = 0
+
+        def wait(self, timeout: float | None = None) -> bool:
+            type(self).waits += 1
+            return super().wait(timeout)
+
+    watchdog = _Watchdog()
+    watchdog._wake = Counting()
+    start = time.monotonic()
+    # Fifty attempts, each over long before its deadline, as nearly all are.
+    for n in range(50):
+        done = Alarm(start + 0.1 + n * 0.004)
+        watchdog.arm(done)
+        done.cancelled = True
+    live = Alarm(start + 0.5)
+    watchdog.arm(live)
+    while not live.fired and time.monotonic() < start + 3:
+        time.sleep(0.01)
+    assert live.fired and time.monotonic() - start < 1.0
+    # Woken at the first cancelled deadline, then for the live one: not fifty times.
+    assert Counting.waits <= 4, Counting.waits

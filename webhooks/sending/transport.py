@@ -116,7 +116,14 @@ class _Watchdog:
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not self._heap or self._heap[0][0] > time.monotonic():
+                while True:
+                    # An alarm cancelled (its attempt over, as nearly all are by their
+                    # deadline) fires nothing: dropped as it comes first, so that the
+                    # thread wakes for the next live deadline, not once per attempt.
+                    while self._heap and self._heap[0][2].cancelled:
+                        heapq.heappop(self._heap)
+                    if self._heap and self._heap[0][0] <= time.monotonic():
+                        break
                     timeout = self._heap[0][0] - time.monotonic() if self._heap else None
                     self._wake.wait(timeout)
                 _, _, alarm = heapq.heappop(self._heap)
