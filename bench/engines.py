@@ -1,6 +1,6 @@
 """This project against the engine it is built on, side by side in one run.
 
-    python -m bench.engines [--count 3000] [--seconds 4] [--pools] [--json]
+    python -m bench.engines [--count 3000] [--seconds 4] [--rounds 1] [--pools] [--json]
 
 - **bare loop**: one ``requests.Session`` POSTing to the receiver for ``--seconds``,
   at the start of the run and again at its end; the baseline is their mean.
@@ -24,8 +24,12 @@ on), and from the Redis server's own counters, with an idle measure after each
 drain taken out (``--idle``, 2 s): Redis CPU, commands (those run inside Lua
 scripts and transactions included) and round trips (requests Redis read from its
 clients: a pipeline, a transaction or a script call is one). Everything runs on
-a Redis server of its own (the dev extra's), so nothing else is counted. Prints
-figures and decides nothing; ``python -m bench`` runs it as scenario (k).
+a Redis server of its own (the dev extra's), so nothing else is counted.
+
+With ``--rounds N``, all of it is measured N times in turn, each round's ratios to
+its own bare loop, and the rounds' medians printed last: the machine's speed drifts
+by a third within minutes, and a ratio of runs a minute apart carries that drift.
+Prints figures and decides nothing; ``python -m bench`` runs it as scenario (k).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -165,11 +170,12 @@ POOLS = {
 
 
 def measure(
-    count: int, seconds: float, pools: bool = False, idle_seconds: float = 2.0
+    count: int, seconds: float, pools: bool = False, idle_seconds: float = 2.0, rounds: int = 1
 ) -> dict[str, Any]:
-    """The bare loop, the naive task (ack emulation on and off), this project (ack
-    emulation on, and as configured; with ``pools``, also with the threads and solo
-    pools), the bare loop again; rates and Redis costs."""
+    """``rounds`` times in turn: the bare loop, the naive task (ack emulation on and off),
+    this project (ack emulation on, and as configured; with ``pools``, also with the
+    threads and solo pools), the bare loop again; rates and Redis costs. Each round's
+    ratios are to its own bare loop; the figures at the top are the rounds' medians."""
     with tempfile.TemporaryDirectory() as tmp, RedisProcess(Path(tmp)) as server:
         store = server.url.rsplit("/", 1)[0] + "/0"
         os.environ.update(
@@ -186,7 +192,7 @@ def measure(
 
         client = redis.Redis.from_url(store)
         (Path(tmp) / "ack_emulation_on.py").write_text(_ACK_EMULATION_ON)
-        runs: dict[str, dict[str, Any]] = {}
+        measured: list[dict[str, Any]] = []
         with FastReceiver() as rx:
 
             def queue_naive(kind: str) -> None:
@@ -207,41 +213,74 @@ def measure(
                 env = {"WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8", **env}
                 return start_worker(Path(tmp) / f"{kind}.log", env, *procfile_worker(), *extra)
 
-            bare_before = bare_loop(rx.url("/bare0"), seconds)
-            for name, kind, emulation in (
-                ("naive task, ack emulation on", "naive1", "1"),
-                ("naive task, ack emulation off", "naive0", "0"),
-            ):
-                runs[name] = drain(
-                    client,
-                    rx,
-                    kind,
-                    count,
-                    partial(queue_naive, kind),
-                    partial(start_naive, kind, emulation),
-                    idle_seconds,
-                )
             emulated = {"CELERY_CONFIG_MODULE": "ack_emulation_on", "PYTHONPATH": f"{tmp}:{ROOT}"}
-            for name, kind, env in (
-                ("this project, ack emulation on", "ours1", emulated),
-                ("this project, pool processes not taking runs", "ours0", _NOT_TAKING),
-                ("this project", "ours", {}),
-            ):
-                queue, start = partial(queue_ours, kind), partial(start_ours, kind, env)
-                runs[name] = drain(client, rx, kind, count, queue, start, idle_seconds)
-            for number, (name, extra) in enumerate(POOLS.items() if pools else ()):
-                kind = f"pool{number}"
-                queue, start = partial(queue_ours, kind), partial(start_ours, kind, {}, *extra)
-                runs[name] = drain(client, rx, kind, count, queue, start, idle_seconds)
-            bare_after = bare_loop(rx.url("/bare1"), seconds)
-    bare = (bare_before + bare_after) / 2
-    for run in runs.values():
-        run["ratio"] = run["rate"] / bare
+            for turn in range(rounds):
+                runs: dict[str, dict[str, Any]] = {}
+                bare_before = bare_loop(rx.url(f"/bare{turn}a"), seconds)
+                for name, kind, emulation in (
+                    ("naive task, ack emulation on", f"naive1-{turn}", "1"),
+                    ("naive task, ack emulation off", f"naive0-{turn}", "0"),
+                ):
+                    queue, start = partial(queue_naive, kind), partial(start_naive, kind, emulation)
+                    runs[name] = drain(client, rx, kind, count, queue, start, idle_seconds)
+                for name, kind, env in (
+                    ("this project, ack emulation on", f"ours1-{turn}", emulated),
+                    ("this project, pool processes not taking runs", f"ours0-{turn}", _NOT_TAKING),
+                    ("this project", f"ours-{turn}", {}),
+                ):
+                    queue, start = partial(queue_ours, kind), partial(start_ours, kind, env)
+                    runs[name] = drain(client, rx, kind, count, queue, start, idle_seconds)
+                for number, (name, extra) in enumerate(POOLS.items() if pools else ()):
+                    kind = f"pool{number}-{turn}"
+                    queue, start = partial(queue_ours, kind), partial(start_ours, kind, {}, *extra)
+                    runs[name] = drain(client, rx, kind, count, queue, start, idle_seconds)
+                bare_after = bare_loop(rx.url(f"/bare{turn}b"), seconds)
+                bare = (bare_before + bare_after) / 2
+                naive_off = runs["naive task, ack emulation off"]["rate"]
+                for run in runs.values():
+                    run["ratio"] = run["rate"] / bare
+                    run["vs_naive_off"] = run["rate"] / naive_off
+                measured.append(
+                    {
+                        "bare_loop": {"before": bare_before, "after": bare_after, "mean": bare},
+                        "runs": runs,
+                    }
+                )
+    medians = {
+        name: {
+            figure: statistics.median(turn["runs"][name][figure] for turn in measured)
+            for figure in measured[0]["runs"][name]
+        }
+        for name in measured[0]["runs"]
+    }
     return {
         "count": count,
-        "bare_loop": {"before": bare_before, "after": bare_after, "mean": bare},
-        "runs": runs,
+        "bare_loop": {
+            part: statistics.median(turn["bare_loop"][part] for turn in measured)
+            for part in ("before", "after", "mean")
+        },
+        "runs": medians,
+        "rounds": measured,
     }
+
+
+def _table(figures: dict[str, Any], count: int) -> None:
+    bare = figures["bare_loop"]
+    print(
+        f"bare loop: {bare['before']:,.1f}/s at the start, {bare['after']:,.1f}/s at the end"
+        f" (baseline: their mean, {bare['mean']:,.1f}/s)"
+    )
+    print(
+        f"{'draining ' + format(count, ',') + ' queued deliveries':<46} {'rate':>10} "
+        f"{'vs bare':>8} {'vs naive off':>13} {'worker CPU':>11} {'Redis CPU':>10} "
+        f"{'commands':>9} {'round trips':>12}"
+    )
+    for name, run in figures["runs"].items():
+        print(
+            f"{name:<46} {run['rate']:>8,.1f}/s {run['ratio']:>7.2f}x "
+            f"{run['vs_naive_off']:>12.2f}x {run['worker_cpu_ms']:>8.3f} ms "
+            f"{run['redis_cpu_ms']:>7.3f} ms {run['commands']:>9.1f} {run['round_trips']:>12.1f}"
+        )
 
 
 def main() -> int:
@@ -255,27 +294,25 @@ def main() -> int:
     parser.add_argument(
         "--idle", type=float, default=2.0, help="seconds of each idle worker measured after it"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="times to measure everything in turn (the machine drifts): medians at the end",
+    )
     args = parser.parse_args()
-    figures = measure(args.count, args.seconds, args.pools, args.idle)
+    figures = measure(args.count, args.seconds, args.pools, args.idle, args.rounds)
     if args.json:
         print(json.dumps(figures))
         return 0
-    bare = figures["bare_loop"]
-    print(
-        f"bare loop: {bare['before']:,.1f}/s at the start, {bare['after']:,.1f}/s at the end"
-        f" (baseline: their mean, {bare['mean']:,.1f}/s)"
-    )
-    print(
-        f"{'draining ' + format(args.count, ',') + ' queued deliveries':<46} {'rate':>10} "
-        f"{'vs bare':>8} {'worker CPU':>11} {'Redis CPU':>10} {'commands':>9} "
-        f"{'round trips':>12}"
-    )
-    for name, run in figures["runs"].items():
-        print(
-            f"{name:<46} {run['rate']:>8,.1f}/s {run['ratio']:>7.2f}x "
-            f"{run['worker_cpu_ms']:>8.3f} ms {run['redis_cpu_ms']:>7.3f} ms "
-            f"{run['commands']:>9.1f} {run['round_trips']:>12.1f}"
-        )
+    rounds = figures["rounds"]
+    for number, turn in enumerate(rounds, start=1):
+        if len(rounds) > 1:
+            print(f"round {number} of {len(rounds)}")
+        _table(turn, args.count)
+    if len(rounds) > 1:
+        print(f"the {len(rounds)} rounds' medians (each ratio is to its own round's bare loop)")
+        _table(figures, args.count)
     return 0
 
 
