@@ -18,6 +18,7 @@ from webhooks.producer import Producer, new_delivery
 from webhooks.retry import RetryLater
 from webhooks.storage.deliveries import ClaimOutcome
 from webhooks.system import get_default, get_endpoints, get_store
+from webhooks.worker.drain import _schedule_handed
 from webhooks.worker.runner import Done, Handoff, RunResult, run_attempt
 
 
@@ -118,11 +119,17 @@ def test_a_deleted_endpoint_stops_the_delivery_and_frees_its_claim(
     assert receiver.received("/ok/runner-deleted") == []
 
 
-@pytest.mark.parametrize("more", [True, False], ids=["more-runs", "last-run"])
-def test_the_run_a_freed_slot_goes_to(redis_client, settings_env, more):
+@pytest.mark.parametrize(
+    ("more", "releases"),
+    [(True, True), (False, True), (False, False)],
+    ids=["more-runs", "last-run", "last-run-other-broker"],
+)
+def test_the_run_a_freed_slot_goes_to(redis_client, settings_env, more, releases):
     # A process that makes more runs is handed the run waiting for the slot its attempt
     # frees, claimed; one making its last run is handed none, and that run's message
-    # goes to the queue at once, not to the schedule for the promoter's next look.
+    # goes to the queue at once, not to the schedule for the promoter's next look. Where
+    # the record cannot send the message itself (another broker), the last run's process
+    # is handed it unclaimed, and sends it as it stops (drain._schedule_handed).
     settings_env(destination_concurrency="1", destination_admission_margin="0")
     system = get_default()
     producer = Producer(system)
@@ -144,16 +151,22 @@ def test_the_run_a_freed_slot_goes_to(redis_client, settings_env, more):
             # Admitted alone: the other waits at the destination, its message kept.
             assert queued() == [first]
             redis_client.delete(queue)  # the first's message, run here instead
-            handoff = Handoff(QUEUE, QUEUE, more=more)
+            handoff = Handoff(QUEUE, QUEUE, more=more, releases=releases)
             assert run_attempt(system, first, 0, 0, handoff=handoff) == Done(RunResult.DELIVERED)
             scheduled = redis_client.zscore(keys().scheduled(), Run(waiting).member)
             if more:
                 ((run, claim),) = handoff.claimed
                 assert (run, claim.outcome) == (Run(waiting), ClaimOutcome.CLAIMED)
                 assert queued() == [] and scheduled is None
-            else:
+            elif releases:
                 assert handoff.claimed == handoff.runs == []
                 assert queued() == [waiting] and scheduled is None
+            else:
+                assert handoff.claimed == [] and handoff.runs == [Run(waiting)]
+                assert queued() == [] and scheduled is not None  # a moment ahead
+                _schedule_handed(system, handoff)
+                assert queued() == [waiting] and handoff.runs == []
+                assert redis_client.zscore(keys().scheduled(), Run(waiting).member) is None
         finally:
             redis_client.delete(queue)
             get_store().delete_many([first, waiting])

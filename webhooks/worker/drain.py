@@ -42,6 +42,7 @@ from ..models import Run
 from ..retry import RetryLater
 from ..storage.deliveries import Claim, NextRun
 from ..system import System
+from .promoter import Promoter
 from .runner import Done, Handoff, RunResult, run_attempt, schedule_retry
 
 __all__ = ["SATURATED", "drain", "taken_by"]
@@ -275,9 +276,9 @@ def _leave(system: System, upcoming: _Upcoming, handoff: Handoff) -> None:
 
 
 def _schedule_handed(system: System, handoff: Handoff) -> None:
-    """Make the runs handed to this process that it did not run due now, for the
-    promoter (they are in the schedule, a moment ahead); let go of those claimed for it
-    (they are due now, as a lost process's)."""
+    """Send the messages of the runs handed to this process that it did not run (they
+    are in the schedule a moment ahead, for the promoter should this fail); let go of
+    those claimed for it (they are due now, as a lost process's)."""
     claimed, handoff.claimed = handoff.claimed, []
     for run, _ in claimed:
         try:
@@ -285,7 +286,12 @@ def _schedule_handed(system: System, handoff: Handoff) -> None:
         except Exception as error:  # its claim lapses by itself
             logger.warning("could not let go of run %s handed over: %s", run.member, error)
     runs, handoff.runs = handoff.runs, []
+    if not runs:
+        return
     try:
-        system.schedule.due_now(runs, time.time())
-    except Exception as error:  # in the schedule still, a moment later
-        logger.warning("could not schedule %d runs handed over: %s", len(runs), error)
+        # Out now, as the promoter would send them at its next look (up to
+        # WEBHOOKS_PROMOTE_INTERVAL_SECONDS on): those it has not taken already.
+        taken = [run for run in runs if system.schedule.take_handed(run)]
+        Promoter(system).publish(taken, time.time())  # put back due now if refused
+    except Exception as error:  # in the schedule still, or put back: a moment later
+        logger.warning("could not send %d runs handed over: %s", len(runs), error)

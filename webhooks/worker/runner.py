@@ -77,10 +77,13 @@ class Handoff:
     #: and that claim, once made (None: the run is claimed apart, as usual).
     next: NextRun | None = None
     claim: Claim | None = None
-    #: Whether the holder makes another run after this one: only then is it handed the
-    #: run the freed slot goes to (claimed by the record); else that run's message goes
-    #: out at once, as without a holder.
+    #: Whether the holder makes another run after this one: only then is the run the
+    #: freed slot goes to handed to it claimed by the record.
     more: bool = True
+    #: Whether a record sends that run's message itself, straight onto the queue (a
+    #: Redis broker in the store's Redis): then a holder making no more runs is handed
+    #: none. Else it is handed the run unclaimed, and publishes its message as it stops.
+    releases: bool = True
 
 
 def schedule_retry(system: System, run: Run, due: datetime, queue: str | None) -> None:
@@ -249,6 +252,10 @@ def _make_and_record(
             exhausted,
             timedelta(seconds=settings.disable_after_seconds),
         )
+    # A holder making no more runs is handed none when the record can send that run's
+    # message itself: it goes out at once, not to the schedule for the promoter's next
+    # look (up to WEBHOOKS_PROMOTE_INTERVAL_SECONDS, at every drain's end).
+    handed_over = handoff is not None and (handoff.more or not handoff.releases)
     # The attempt is made: should Redis be away a while, its record waits for it
     # rather than be lost (and the attempt made again).
     write = partial(
@@ -264,22 +271,19 @@ def _make_and_record(
         else Strain.of(
             attempt, outcome.retry_after, endpoint.rate_limit if endpoint is not None else None
         ),
-        # A holder making no more runs is handed none: the run the freed slot goes to
-        # has its message sent at once (to the queue, on a Redis broker), instead of
-        # waiting in the schedule for the promoter's next look.
         handoff=(handoff.queue, handoff.default_queue)
-        if handoff is not None and handoff.more
+        if handoff is not None and handed_over
         else None,
     )
 
     def record(*args: Any, **kwargs: Any) -> None:
-        if handoff is None or not handoff.more:
+        if handoff is None or not handed_over:
             write(*args, **kwargs)
             return
-        # With no run lined up after this one, the run the record hands over is
-        # claimed by the record itself.
+        # With more runs to make and none lined up after this one, the run the record
+        # hands over is claimed by the record itself.
         lined_up = handoff.next
-        lease = settings.claim_lease_seconds if lined_up is None else None
+        lease = settings.claim_lease_seconds if lined_up is None and handoff.more else None
         handed, handoff.claim, claimed = write(
             *args, then_claim=lined_up, claim_handed=lease, **kwargs
         )

@@ -29,6 +29,7 @@ from celery.result import AsyncResult
 from celery.worker.request import Request
 
 from .. import tracing
+from ..broker import messages
 from ..broker.app import DELIVER
 from ..clock import now
 from ..errors import InvalidInput
@@ -189,7 +190,8 @@ def _deliver(self: DeliveryTask, delivery_id: str, cycle: int = 0) -> str:
     queue = (self.request.delivery_info or {}).get("routing_key")
     handoff = None
     if system.settings.drain_runs and queue:
-        handoff = Handoff(queue, self.app.conf.task_default_queue)
+        releases = messages.store_list(self.app, queue, system.settings.redis_url) is not None
+        handoff = Handoff(queue, self.app.conf.task_default_queue, releases=releases)
     step = run_attempt(
         system,
         delivery_id,
