@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -95,7 +96,7 @@ def test_an_address_written_out_is_checked_without_asking_the_resolver(monkeypat
     def resolver(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"the resolver was asked for {args[0]}")
 
-    monkeypatch.setattr(guard.socket, "getaddrinfo", resolver)
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
     assert guard.resolve("127.0.0.1", 80, allowed) == ipaddress.ip_address("127.0.0.1")
     assert guard.resolve("127.1", 80, allowed) == ipaddress.ip_address("127.0.0.1")
     assert guard.resolve("::1", 80, allowed) == ipaddress.ip_address("::1")

@@ -159,7 +159,7 @@ def test_the_run_a_freed_slot_goes_to(redis_client, settings_env, more, releases
                 assert (run, claim.outcome) == (Run(waiting), ClaimOutcome.CLAIMED)
                 assert queued() == [] and scheduled is None
             elif releases:
-                assert handoff.claimed == handoff.runs == []
+                assert handoff.claimed == [] and handoff.runs == []
                 assert queued() == [waiting] and scheduled is None
             else:
                 assert handoff.claimed == [] and handoff.runs == [Run(waiting)]
