@@ -18,7 +18,7 @@ from webhooks.producer import Producer, new_delivery
 from webhooks.retry import RetryLater
 from webhooks.storage.deliveries import ClaimOutcome
 from webhooks.system import get_default, get_endpoints, get_store
-from webhooks.worker.drain import _schedule_handed
+from webhooks.worker.drain import _schedule_handed, drain
 from webhooks.worker.runner import Done, Handoff, RunResult, run_attempt
 
 
@@ -170,3 +170,43 @@ def test_the_run_a_freed_slot_goes_to(redis_client, settings_env, more, releases
         finally:
             redis_client.delete(queue)
             get_store().delete_many([first, waiting])
+
+
+def test_after_a_handed_run_the_drain_waits_for_the_next_handed_one(redis_client, settings_env):
+    # Runs waiting at a busy destination come one by one, each claimed by the record of
+    # the one before; a message on the queue is taken only once none is handed, not
+    # lined up before a handed run's record (which would then hand its run unclaimed).
+    settings_env(destination_concurrency="1", destination_admission_margin="0")
+    system = get_default()
+    producer = Producer(system)
+    with Receiver() as busy, Receiver() as other:
+
+        def create(url: str, count: int) -> list[str]:
+            deliveries, bodies = [], []
+            for _ in range(count):
+                parsed = parse_event(event())
+                deliveries.append(new_delivery(parsed, url, queue=QUEUE))
+                bodies.append(producer.encode_checked(parsed))
+            return producer._create_and_enqueue(deliveries, bodies, QUEUE)
+
+        first, *waiting = create(busy.url("/ok/busy"), 3)
+        (elsewhere,) = create(other.url("/ok/other"), 1)
+        target = store_list(system.app, QUEUE, system.settings.redis_url)
+        assert target is not None
+        try:
+            # The first as if handed to this process, claimed: the other's message waits.
+            for raw in redis_client.lrange(target[1], 0, -1):
+                if json.loads(raw)["headers"]["id"] == first:
+                    redis_client.lrem(target[1], 0, raw)
+            assert redis_client.llen(target[1]) == 1
+            claim = system.deliveries.claim_attempt(Run(first), 30)
+            handoff = Handoff(QUEUE, QUEUE, claimed=[(Run(first), claim)])
+            assert drain(system, system.app, QUEUE, handoff) == 4
+            arrivals = sorted(busy.received() + other.received(), key=lambda r: r.at)
+            made = [r.headers["webhook-id"] for r in arrivals]
+            # The waiting two in either order: created in one call, they tie in time.
+            assert made[0] == first and set(made[1:3]) == set(waiting), made
+            assert made[3:] == [elsewhere], made
+        finally:
+            redis_client.delete(target[1])
+            get_store().delete_many([first, *waiting, elsewhere])

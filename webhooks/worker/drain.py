@@ -116,6 +116,8 @@ class _Upcoming:
     #: Its claim, made with a record: the record that handed it, or the record of the
     #: run before it (None: claimed as it is made).
     claim: Claim | None = None
+    #: Handed over by a record: its destination had runs waiting for a slot.
+    handed: bool = False
 
 
 def drain(
@@ -155,7 +157,11 @@ def drain(
                     current, upcoming = upcoming, None
                     handoff.more = made + 1 < budget and time.monotonic() < end
                     if handoff.more:
-                        upcoming = _upcoming(system, source, handoff)
+                        # After a handed run, its destination likely has more waiting:
+                        # its record claims the next of them, so nothing is taken off
+                        # the queue to line up before it (that run would then be handed
+                        # unclaimed, and cost two round trips more).
+                        upcoming = _upcoming(system, source, handoff, take=not current.handed)
                     # Claimed with the current run's record, unless claimed already.
                     lined_up = upcoming if upcoming is not None and upcoming.claim is None else None
                     handoff.next = (
@@ -194,17 +200,19 @@ class _Source:
     take: Callable[[], messages.Taken | None] | None
 
 
-def _upcoming(system: System, source: _Source, handoff: Handoff) -> _Upcoming | None:
-    """The next run to make: the first handed, else the next message taken off the
-    queue (a retry's message due later is parked instead)."""
+def _upcoming(
+    system: System, source: _Source, handoff: Handoff, *, take: bool = True
+) -> _Upcoming | None:
+    """The next run to make: the first handed, else (with ``take``) the next message
+    taken off the queue (a retry's message due later is parked instead)."""
     try:
         if handoff.claimed:
             run, claim = handoff.claimed.pop(0)
-            return _Upcoming(run, _carried(system, run), claim=claim)
+            return _Upcoming(run, _carried(system, run), claim=claim, handed=True)
         if handoff.runs:
             run = handoff.runs.pop(0)
-            return _Upcoming(run, _carried(system, run))
-        while source.take is not None:
+            return _Upcoming(run, _carried(system, run), handed=True)
+        while take and source.take is not None:
             taken = source.take()
             if taken is None:
                 source.take = None  # empty: not asked again in this drain
