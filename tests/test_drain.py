@@ -75,7 +75,7 @@ def test_pool_processes_take_runs_themselves_and_make_each_once(receiver, tmp_pa
     log = tmp_path / "taking.log"
     _made_once(receiver, path, ids, log, _env(), "-Q", "taking", "--concurrency=2", "-n", "t@%h")
     handed = _handed_over(log, set(ids))
-    # Two processes, 8 messages prefetched, up to 32 more runs each message: most runs
+    # Two processes, 8 messages prefetched, up to 128 more runs each message: most runs
     # never went through the worker's hand-over.
     assert handed < len(ids) / 2, handed
     # And with it turned off, every run is a message the worker handed over.
