@@ -16,8 +16,9 @@ from webhooks.events import parse_event
 from webhooks.models import DeliveryStatus, Run
 from webhooks.producer import Producer, new_delivery
 from webhooks.retry import RetryLater
+from webhooks.settings import Settings
 from webhooks.storage.deliveries import ClaimOutcome
-from webhooks.system import get_default, get_endpoints, get_store
+from webhooks.system import System, get_default, get_endpoints, get_store
 from webhooks.worker.drain import _schedule_handed, drain
 from webhooks.worker.runner import Done, Handoff, RunResult, run_attempt
 
@@ -210,3 +211,13 @@ def test_after_a_handed_run_the_drain_waits_for_the_next_handed_one(redis_client
         finally:
             redis_client.delete(target[1])
             get_store().delete_many([first, *waiting, elsewhere])
+
+
+def test_runs_handed_and_not_made_are_left_to_the_promoter_when_redis_is_gone(caplog):
+    # They wait in the schedule (a moment ahead) until then: nothing raises out of the
+    # drain's end, and the promoter sends them once Redis is back.
+    system = System(Settings(redis_url="redis://127.0.0.1:1/0"))
+    handoff = Handoff(QUEUE, QUEUE, runs=[Run("gone-redis-run")], releases=False)
+    _schedule_handed(system, handoff)
+    assert handoff.runs == []
+    assert "could not send 1 runs handed over" in caplog.text
