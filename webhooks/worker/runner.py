@@ -255,7 +255,7 @@ def _make_and_record(
     # A holder making no more runs is handed none when the record can send that run's
     # message itself: it goes out at once, not to the schedule for the promoter's next
     # look (up to WEBHOOKS_PROMOTE_INTERVAL_SECONDS, at every drain's end).
-    handed_over = handoff is not None and (handoff.more or not handoff.releases)
+    holder = handoff if handoff is not None and (handoff.more or not handoff.releases) else None
     # The attempt is made: should Redis be away a while, its record waits for it
     # rather than be lost (and the attempt made again).
     write = partial(
@@ -271,26 +271,24 @@ def _make_and_record(
         else Strain.of(
             attempt, outcome.retry_after, endpoint.rate_limit if endpoint is not None else None
         ),
-        handoff=(handoff.queue, handoff.default_queue)
-        if handoff is not None and handed_over
-        else None,
+        handoff=(holder.queue, holder.default_queue) if holder is not None else None,
     )
 
     def record(*args: Any, **kwargs: Any) -> None:
-        if handoff is None or not handed_over:
+        if holder is None:
             write(*args, **kwargs)
             return
         # With more runs to make and none lined up after this one, the run the record
         # hands over is claimed by the record itself.
-        lined_up = handoff.next
-        lease = settings.claim_lease_seconds if lined_up is None and handoff.more else None
-        handed, handoff.claim, claimed = write(
+        lined_up = holder.next
+        lease = settings.claim_lease_seconds if lined_up is None and holder.more else None
+        handed, holder.claim, claimed = write(
             *args, then_claim=lined_up, claim_handed=lease, **kwargs
         )
         if handed is not None and claimed is not None:
-            handoff.claimed.append((handed, claimed))
+            holder.claimed.append((handed, claimed))
         elif handed is not None:
-            handoff.runs.append(handed)
+            holder.runs.append(handed)
 
     if attempt.succeeded:
         record(DeliveryStatus.DELIVERED)
