@@ -463,6 +463,21 @@ def stored(
     return deliveries
 
 
+def created(url: str, count: int, queue: str) -> list[str]:
+    """``count`` deliveries of their own events to ``url`` on ``queue``, as deliver_many
+    writes them (admission at their destination included); their ids, in order."""
+    from webhooks.events import parse_event
+    from webhooks.producer import Producer, new_delivery
+
+    producer = Producer(get_default())
+    deliveries, bodies = [], []
+    for _ in range(count):
+        parsed = parse_event(event())
+        deliveries.append(new_delivery(parsed, url, queue=queue))
+        bodies.append(producer.encode_checked(parsed))
+    return producer._create_and_enqueue(deliveries, bodies, queue)
+
+
 def event(**overrides: object) -> dict[str, Any]:
     """A valid screenshot_set.approved event with an id of its own (creating deliveries
     is idempotent by event id); keyword arguments replace top-level keys."""

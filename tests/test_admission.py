@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import WORKER_ENV, event, until
+from tests.conftest import WORKER_ENV, created, until
 from webhooks.broker.messages import store_list
 from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
-from webhooks.events import parse_event
 from webhooks.models import DeliveryStatus, Run
-from webhooks.producer import Producer, new_delivery
+from webhooks.producer import Producer
 from webhooks.storage.destinations import destination
 from webhooks.system import get_default, get_store
 
@@ -59,13 +58,7 @@ def admission_worker(redis_client: redis.Redis, tmp_path: Path) -> Iterator[Call
 
 def create(receiver: Receiver, path: str, count: int) -> list[str]:
     """``count`` deliveries to ``path`` on QUEUE, as deliver_many writes them."""
-    producer = Producer(get_default())
-    deliveries, bodies = [], []
-    for _ in range(count):
-        parsed = parse_event(event())
-        deliveries.append(new_delivery(parsed, receiver.url(path), queue=QUEUE))
-        bodies.append(producer.encode_checked(parsed))
-    return producer._create_and_enqueue(deliveries, bodies, QUEUE)
+    return created(receiver.url(path), count, QUEUE)
 
 
 def broker_list() -> str:

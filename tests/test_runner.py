@@ -9,12 +9,10 @@ import json
 
 import pytest
 
-from tests.conftest import QUEUE, event, keys, stored
+from tests.conftest import QUEUE, created, event, keys, stored
 from webhooks.broker.messages import store_list
 from webhooks.dev.receiver import Receiver
-from webhooks.events import parse_event
 from webhooks.models import DeliveryStatus, Run
-from webhooks.producer import Producer, new_delivery
 from webhooks.retry import RetryLater
 from webhooks.settings import Settings
 from webhooks.storage.deliveries import ClaimOutcome
@@ -133,14 +131,8 @@ def test_the_run_a_freed_slot_goes_to(redis_client, settings_env, more, releases
     # is handed it unclaimed, and sends it as it stops (drain._schedule_handed).
     settings_env(destination_concurrency="1", destination_admission_margin="0")
     system = get_default()
-    producer = Producer(system)
     with Receiver() as own:  # its own port: a destination of its own
-        deliveries, bodies = [], []
-        for _ in range(2):
-            parsed = parse_event(event())
-            deliveries.append(new_delivery(parsed, own.url("/ok/slot"), queue=QUEUE))
-            bodies.append(producer.encode_checked(parsed))
-        first, waiting = producer._create_and_enqueue(deliveries, bodies, QUEUE)
+        first, waiting = created(own.url("/ok/slot"), 2, QUEUE)
         target = store_list(system.app, QUEUE, system.settings.redis_url)
         assert target is not None
         queue = target[1]
@@ -179,19 +171,9 @@ def test_after_a_handed_run_the_drain_waits_for_the_next_handed_one(redis_client
     # lined up before a handed run's record (which would then hand its run unclaimed).
     settings_env(destination_concurrency="1", destination_admission_margin="0")
     system = get_default()
-    producer = Producer(system)
     with Receiver() as busy, Receiver() as other:
-
-        def create(url: str, count: int) -> list[str]:
-            deliveries, bodies = [], []
-            for _ in range(count):
-                parsed = parse_event(event())
-                deliveries.append(new_delivery(parsed, url, queue=QUEUE))
-                bodies.append(producer.encode_checked(parsed))
-            return producer._create_and_enqueue(deliveries, bodies, QUEUE)
-
-        first, *waiting = create(busy.url("/ok/busy"), 3)
-        (elsewhere,) = create(other.url("/ok/other"), 1)
+        first, *waiting = created(busy.url("/ok/busy"), 3, QUEUE)
+        (elsewhere,) = created(other.url("/ok/other"), 1, QUEUE)
         target = store_list(system.app, QUEUE, system.settings.redis_url)
         assert target is not None
         try:
