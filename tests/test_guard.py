@@ -107,6 +107,49 @@ def test_an_address_written_out_is_checked_without_asking_the_resolver(monkeypat
         guard.resolve("example.com", 80, allowed)
 
 
+
+def test_what_the_guard_keeps_of_a_check_never_outlives_its_networks_or_a_name(monkeypatch):
+    # The checks are kept per address and per allowed networks; a name is resolved
+    # on every attempt still, so a name that turns to an internal address is refused.
+    loopback = [ipaddress.ip_network("127.0.0.0/8")]
+    assert guard.resolve("127.0.0.1", 80, loopback).is_loopback
+    with pytest.raises(BlockedDestination, match="loopback address; refused"):
+        guard.resolve("127.0.0.1", 80, [])
+    answers = iter(["93.184.215.14", "127.0.0.1"])
+
+    def resolver(host: str, port: int, **kwargs: object) -> list[tuple[object, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    assert str(guard.resolve("rebinding.example", 80, [])) == "93.184.215.14"
+    with pytest.raises(BlockedDestination, match=r"rebinding\.example \(127\.0\.0\.1\)"):
+        guard.resolve("rebinding.example", 80, [])
+
+
+def test_the_adapter_sends_the_path_requests_would_and_takes_no_proxies():
+    import requests
+
+    from webhooks.sending.attempt import _prepared_url
+    from webhooks.sending.transport import GuardedAdapter
+
+    adapter = GuardedAdapter([])
+    for url in (
+        "http://127.0.0.1:8000/hooks/a?b=c&d=%20e",
+        "https://bücher.example/ä/ö?ü=1#fragment",
+        "http://h.example",
+    ):
+        request = requests.PreparedRequest()
+        request.prepare_url(url, None)
+        assert _prepared_url(url) == request.url
+        assert adapter.request_url(request, None) == request.path_url
+    with pytest.raises(ValueError, match="takes no proxies"):
+        adapter.request_url(request, {"http": "http://proxy.example:3128"})
+    # A URL requests cannot prepare fails every time it is tried: nothing is kept of it.
+    for _ in range(2):
+        with pytest.raises(requests.exceptions.InvalidURL):
+            _prepared_url("http://")
+
+
 DOOR = [
     "http://127.0.0.1/",
     "http://127.1/",
