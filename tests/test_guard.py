@@ -107,7 +107,6 @@ def test_an_address_written_out_is_checked_without_asking_the_resolver(monkeypat
         guard.resolve("example.com", 80, allowed)
 
 
-
 def test_what_the_guard_keeps_of_a_check_never_outlives_its_networks_or_a_name(monkeypatch):
     # The checks are kept per address and per allowed networks; a name is resolved
     # on every attempt still, so a name that turns to an internal address is refused.
