@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 import requests
@@ -183,6 +183,15 @@ POOLS = {
 }
 
 
+_T = TypeVar("_T")
+
+
+def _in_turn(turn: int, items: list[_T]) -> list[_T]:
+    """``items`` in the order round ``turn`` runs them: as listed, or (every other round)
+    reversed."""
+    return items if turn % 2 == 0 else items[::-1]
+
+
 def measure(
     count: int, seconds: float, pools: bool = False, idle_seconds: float = 2.0, rounds: int = 1
 ) -> dict[str, Any]:
@@ -229,25 +238,38 @@ def measure(
 
             emulated = {"CELERY_CONFIG_MODULE": "ack_emulation_on", "PYTHONPATH": f"{tmp}:{ROOT}"}
             for turn in range(rounds):
-                runs: dict[str, dict[str, Any]] = {}
                 bare_before = bare_loop(rx.url(f"/bare{turn}a"), seconds)
-                for name, kind, emulation in (
-                    ("naive task, ack emulation on", f"naive1-{turn}", "1"),
-                    ("naive task, ack emulation off", f"naive0-{turn}", "0"),
-                ):
-                    queue, start = partial(queue_naive, kind), partial(start_naive, kind, emulation)
-                    runs[name] = drain(client, rx, kind, count, queue, start, idle_seconds)
-                for name, kind, env in (
-                    ("this project, ack emulation on", f"ours1-{turn}", emulated),
-                    ("this project, pool processes not taking runs", f"ours0-{turn}", _NOT_TAKING),
-                    ("this project", f"ours-{turn}", {}),
-                ):
-                    queue, start = partial(queue_ours, kind), partial(start_ours, kind, env)
-                    runs[name] = drain(client, rx, kind, count, queue, start, idle_seconds)
-                for number, (name, extra) in enumerate(POOLS.items() if pools else ()):
-                    kind = f"pool{number}-{turn}"
-                    queue, start = partial(queue_ours, kind), partial(start_ours, kind, {}, *extra)
-                    runs[name] = drain(client, rx, kind, count, queue, start, idle_seconds)
+                workers: list[tuple[str, str, Callable[[], None], Callable[[], Any]]] = [
+                    (name, kind, partial(queue_naive, kind), partial(start_naive, kind, emulation))
+                    for name, kind, emulation in (
+                        ("naive task, ack emulation on", f"naive1-{turn}", "1"),
+                        ("naive task, ack emulation off", f"naive0-{turn}", "0"),
+                    )
+                ]
+                workers += [
+                    (name, kind, partial(queue_ours, kind), partial(start_ours, kind, env, *extra))
+                    for name, kind, env, extra in (
+                        ("this project, ack emulation on", f"ours1-{turn}", emulated, ()),
+                        (
+                            "this project, pool processes not taking runs",
+                            f"ours0-{turn}",
+                            _NOT_TAKING,
+                            (),
+                        ),
+                        ("this project", f"ours-{turn}", {}, ()),
+                        *(
+                            (name, f"pool{number}-{turn}", {}, extra)
+                            for number, (name, extra) in enumerate(POOLS.items() if pools else ())
+                        ),
+                    )
+                ]
+                # Every other round runs them in the reverse order: the machine's speed
+                # drifts within a round, and no worker should always come last.
+                drained = {
+                    name: drain(client, rx, kind, count, queue, start, idle_seconds)
+                    for name, kind, queue, start in _in_turn(turn, workers)
+                }
+                runs = {name: drained[name] for name, *_ in workers}  # in the listed order
                 bare_after = bare_loop(rx.url(f"/bare{turn}b"), seconds)
                 bare = (bare_before + bare_after) / 2
                 naive_off = runs["naive task, ack emulation off"]["rate"]
