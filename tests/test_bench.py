@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,17 @@ def test_the_ordering_benchmark_runs():
     printed = _bench("ordering", "--events", "20", "--keys", "2", "--rounds", "1")
     assert "over 2 ordering keys" in printed
     assert "one key, publish to delivered, per delivery" in printed
+
+
+@pytest.mark.slow
+def test_the_attempt_benchmark_runs_each_way_and_delivers():
+    """`python -m bench.attempt`, a few calls each: a line per way, and the runs it
+    made were delivered (it stops on one that was not)."""
+    printed = _bench("attempt", "--count", "30", "--rounds", "1")
+    for way in (
+        "requests.Session.post (the bare loop)",
+        "urllib3's pool, directly",
+        "Sender.attempt",
+        "run_attempt (claim, attempt, record)",
+    ):
+        assert re.search(rf"^  \d+\.\d{{3}} ms  {re.escape(way)}  \[", printed, re.M), printed
