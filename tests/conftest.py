@@ -285,6 +285,41 @@ def receiver() -> Iterator[Receiver]:
         yield running
 
 
+@contextlib.contextmanager
+def own_destination() -> Iterator[Receiver]:
+    """A receiver on a port of its own, and so a destination of its own: what an earlier
+    test's receiver on the same port left of its destination in this lane's database
+    (its breaker, slots and queues) is deleted first. A breaker left there carried its
+    workers' limit, which set the admission bound of the next destination at that port
+    (CI: 7 runs let out of 8 where the bound was 3)."""
+    from webhooks.storage.destinations import destination
+
+    with Receiver() as receiver:
+        names, dest = keys(), destination(receiver.url("/"), None)
+        with redis.Redis.from_url(REDIS_URL) as client:
+            client.delete(
+                *(
+                    name(dest)
+                    for name in (
+                        names.destination_inflight,
+                        names.destination_breaker,
+                        names.destination_waiting,
+                        names.destination_admitted,
+                        names.destination_admit,
+                        names.destination_paced,
+                        names.destination_throttled,
+                    )
+                )
+            )
+        yield receiver
+
+
+@pytest.fixture
+def own_receiver() -> Iterator[Receiver]:
+    with own_destination() as receiver:
+        yield receiver
+
+
 def until(check: Callable[[], object], seconds: float, failure: str) -> None:
     """Poll ``check`` until it holds, failing with ``failure`` after ``seconds``."""
     deadline = time.monotonic() + seconds

@@ -32,30 +32,6 @@ BOUND = 3
 
 
 @pytest.fixture
-def own_receiver(redis_client: redis.Redis) -> Iterator[Receiver]:
-    with Receiver() as receiver:  # its own port: a destination of its own
-        # Not yet in this lane's database: a port an earlier test's receiver had left
-        # its breaker there, whose workers' limit set this destination's bound (CI saw
-        # 7 let out of 8 where the bound is 3).
-        keys, dest = get_default().keys, destination(receiver.url("/"), None)
-        redis_client.delete(
-            *(
-                name(dest)
-                for name in (
-                    keys.destination_inflight,
-                    keys.destination_breaker,
-                    keys.destination_waiting,
-                    keys.destination_admitted,
-                    keys.destination_admit,
-                    keys.destination_paced,
-                    keys.destination_throttled,
-                )
-            )
-        )
-        yield receiver
-
-
-@pytest.fixture
 def admission_worker(redis_client: redis.Redis, tmp_path: Path) -> Iterator[Callable[[], object]]:
     """Starts a worker on QUEUE when called (the test sets things up first)."""
     started = []

@@ -7,7 +7,6 @@ import time
 import pytest
 
 from tests.conftest import WORKER_ENV, event, keys, stored
-from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.models import DeliveryStatus, Run
 from webhooks.producer import Producer
@@ -34,12 +33,6 @@ def isolation_worker(redis_client, tmp_path_factory):
     )
     yield
     stop_worker(worker)
-
-
-@pytest.fixture
-def own_receiver():
-    with Receiver() as receiver:  # its own port: a destination of its own
-        yield receiver
 
 
 @pytest.mark.usefixtures("isolation_worker")

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.conftest import QUEUE, created, event, keys, stored
+from tests.conftest import QUEUE, created, event, keys, own_destination, stored
 from webhooks.broker.messages import store_list
 from webhooks.dev.receiver import Receiver
 from webhooks.models import DeliveryStatus, Run
@@ -131,7 +131,7 @@ def test_the_run_a_freed_slot_goes_to(redis_client, settings_env, more, releases
     # is handed it unclaimed, and sends it as it stops (drain._schedule_handed).
     settings_env(destination_concurrency="1", destination_admission_margin="0")
     system = get_default()
-    with Receiver() as own:  # its own port: a destination of its own
+    with own_destination() as own:
         first, waiting = created(own.url("/ok/slot"), 2, QUEUE)
         target = store_list(system.app, QUEUE, system.settings.redis_url)
         assert target is not None
