@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from webhooks.dev.redis_server import RedisProcess
+from webhooks.dev.redis_server import RedisProcess, installed_server
 from webhooks.dev.server import start_server, stop_server
 
 TOKEN = "bench-operator-token-000000000000"
@@ -75,7 +75,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.api")
     parser.add_argument("--requests", type=int, default=500)
     count = parser.parse_args().requests
-    with tempfile.TemporaryDirectory() as tmp, RedisProcess(Path(tmp)) as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        RedisProcess(Path(tmp), binary=installed_server()) as server,
+    ):
         env = {
             "WEBHOOKS_REDIS_URL": server.url,
             "WEBHOOKS_API_TOKEN": TOKEN,

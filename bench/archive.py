@@ -68,7 +68,7 @@ from psycopg import sql
 from bench.receiver import FastReceiver
 from bench.scenarios import procfile_worker
 from webhooks.archive.store import Archive
-from webhooks.dev.redis_server import _server_binary, redis_answers
+from webhooks.dev.redis_server import installed_server, redis_answers
 from webhooks.dev.server import free_port
 from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.events import encode, load_event_modules, parse_event
@@ -144,16 +144,6 @@ def body_size() -> int:
 
 
 # --- Servers of this run's own ----------------------------------------------------------
-
-
-def redis_binary() -> str:
-    """The machine's redis-server (jemalloc, as a production build has) when there is
-    one, else the dev extra's embedded one (built with libc malloc, whose
-    ``used_memory`` counts differently)."""
-    for path in ("/usr/bin/redis-server", "/usr/local/bin/redis-server"):
-        if os.access(path, os.X_OK):
-            return path
-    return _server_binary()
 
 
 @contextmanager
@@ -1164,7 +1154,7 @@ def scale(rows: int, tenants: int, queries: int, keep: bool, reuse: bool) -> dic
                 ).fetchone()
                 or (0,)
             )[0]
-        with own_redis(redis_binary()) as redis_url:
+        with own_redis(installed_server()) as redis_url:
             reads = Reads(dsn, redis_url, queries)
             plans = reads.explain(ROOT / "bench" / "results" / "archive-plans.txt")
             figures["reads"] = reads.time()
@@ -1250,7 +1240,7 @@ def main() -> int:
     }
     print(f"code: {report['code']}", flush=True)
     started = time.time()
-    binary = redis_binary()
+    binary = installed_server()
     if parts & {"moves", "archiver"}:
         dsn = create_database(MOVES_DB)
         try:

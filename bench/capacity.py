@@ -2,7 +2,8 @@
 
     python -m bench.capacity [--count 1000]
 
-On a Redis server of its own (started here, so that nothing else is counted), with
+On a Redis server of its own (the machine's redis-server, started here, so that
+nothing else is counted), with
 a worker started with the Procfile's command and a receiver on loopback: the
 Redis commands per delivery (INFO commandstats, those run inside Lua scripts
 included), the round trips (requests read from clients: INFO's
@@ -29,7 +30,7 @@ from typing import Any
 import redis
 
 from webhooks.dev.receiver import Receiver
-from webhooks.dev.redis_server import RedisProcess
+from webhooks.dev.redis_server import RedisProcess, installed_server
 from webhooks.dev.worker import start_worker, stop_worker
 
 
@@ -52,7 +53,7 @@ def measure(count: int, idle_seconds: float = 3.0) -> dict[str, Any]:
     """Per delivery: Redis commands and Redis CPU (ms), first try and retried once."""
     with (
         tempfile.TemporaryDirectory() as tmp,
-        RedisProcess(Path(tmp)) as server,
+        RedisProcess(Path(tmp), binary=installed_server()) as server,
         Receiver() as receiver,
     ):
         env = {
@@ -73,7 +74,7 @@ def measure(count: int, idle_seconds: float = 3.0) -> dict[str, Any]:
 
         client = redis.Redis.from_url(server.url)
         worker = start_worker(Path(tmp) / "worker.log", env, *procfile_worker())
-        figures: dict[str, Any] = {}
+        figures: dict[str, Any] = {"redis": client.info("server")["redis_version"]}
         try:
             time.sleep(1.0)
             cpu0, calls0, reads0 = _snapshot(client)
@@ -141,6 +142,7 @@ def main() -> int:
         print(json.dumps(figures))
         return 0
     idle = figures["idle"]
+    print(f"Redis {figures['redis']}")
     print(
         f"idle workers: {idle['commands_per_s']} commands/s, {idle['cpu_ms_per_s']} ms of "
         "Redis CPU per s (taken out below)"

@@ -51,7 +51,7 @@ from typing import Any, TypeVar
 import redis
 import requests
 
-from webhooks.dev.redis_server import RedisProcess
+from webhooks.dev.redis_server import RedisProcess, installed_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -199,7 +199,10 @@ def measure(
     this project (ack emulation on, and as configured; with ``pools``, also with the
     threads and solo pools), the bare loop again; rates and Redis costs. Each round's
     ratios are to its own bare loop; the figures at the top are the rounds' medians."""
-    with tempfile.TemporaryDirectory() as tmp, RedisProcess(Path(tmp)) as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        RedisProcess(Path(tmp), binary=installed_server()) as server,
+    ):
         store = server.url.rsplit("/", 1)[0] + "/0"
         os.environ.update(
             WEBHOOKS_REDIS_URL=store,

@@ -28,7 +28,7 @@ import redis
 
 from bench.scenarios import one_kb_event, procfile_worker
 from webhooks.dev.receiver import Receiver
-from webhooks.dev.redis_server import RedisProcess
+from webhooks.dev.redis_server import RedisProcess, installed_server
 from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.models import FINAL_STATUSES
 from webhooks.producer import Producer
@@ -77,7 +77,7 @@ def _median(rounds: list[dict[str, float]]) -> dict[str, float]:
 def main(events: int, keys: int, rounds: int, limit: int | None) -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
-        RedisProcess(Path(tmp)) as server,
+        RedisProcess(Path(tmp), binary=installed_server()) as server,
         Receiver() as receiver,
     ):
         client = redis.Redis.from_url(server.url)

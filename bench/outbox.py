@@ -27,7 +27,7 @@ from pathlib import Path
 import psycopg
 
 from bench.receiver import FastReceiver
-from webhooks.dev.redis_server import RedisProcess
+from webhooks.dev.redis_server import RedisProcess, installed_server
 from webhooks.dev.worker import start_worker, stop_worker
 
 PG_ADMIN = os.environ.get("WEBHOOKS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -56,7 +56,7 @@ def main() -> int:
     dsn = _database()
     with (
         tempfile.TemporaryDirectory() as tmp,
-        RedisProcess(Path(tmp)) as redis_server,
+        RedisProcess(Path(tmp), binary=installed_server()) as redis_server,
         FastReceiver() as receiver,
     ):
         env = {

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from webhooks.dev.redis_server import RedisProcess
+from webhooks.dev.redis_server import RedisProcess, installed_server
 from webhooks.dev.server import free_port, start_server, stop_server
 
 TOKEN = "bench-operator-token-000000000000"
@@ -208,7 +208,10 @@ def main() -> int:
         _serve(args.port, args.serve, args.app)
         return 0
     lines = []
-    with tempfile.TemporaryDirectory() as tmp, RedisProcess(Path(tmp)) as redis_server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        RedisProcess(Path(tmp), binary=installed_server()) as redis_server,
+    ):
         env = {
             "WEBHOOKS_REDIS_URL": redis_server.url,
             "WEBHOOKS_API_TOKEN": TOKEN,

