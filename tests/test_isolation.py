@@ -218,3 +218,61 @@ def test_runs_set_aside_behind_a_scheduled_probe_are_not_lost(quiet_db, settings
     assert sorted(quiet_db.zrange(keys().scheduled(), 0, -1)) == sorted(
         run.member.encode() for run in runs
     )
+
+
+def test_a_destination_s_keys_keep_their_expiry_pushed_on_at_most_once_a_minute(quiet_db, receiver):
+    """The breaker lives a day and the in-flight set an hour past their last use: their
+    expiry is pushed on when the breaker's note of the last push is a minute old, not
+    on every attempt; a new in-flight set (an empty one is deleted) always gets one."""
+    from webhooks.worker.runner import Done, RunResult, run_attempt
+
+    system = get_default()
+    port = receiver.base.rsplit(":", 1)[1]
+    dest = f"127.0.0.1:{port}"
+    breaker, inflight = keys().destination_breaker(dest), keys().destination_inflight(dest)
+
+    def deliver_one() -> None:
+        (delivery,) = stored(event(), [(receiver.url("/ok/kept"), None)])
+        assert run_attempt(system, delivery.id, 0, 0) == Done(RunResult.DELIVERED)
+
+    deliver_one()
+    assert 86400 - 5 < quiet_db.ttl(breaker) <= 86400
+    kept_at = float(quiet_db.hget(breaker, "kept_at"))
+    assert time.time() - 5 < kept_at <= time.time()
+
+    # Pushed on less than a minute ago: the next attempt leaves the expiry alone...
+    quiet_db.expire(breaker, 500)
+    deliver_one()
+    assert quiet_db.ttl(breaker) <= 500
+    # ... and a minute on, pushes it a day on again.
+    quiet_db.hset(breaker, "kept_at", str(time.time() - 61))
+    deliver_one()
+    assert quiet_db.ttl(breaker) > 86400 - 5
+    assert float(quiet_db.hget(breaker, "kept_at")) > time.time() - 5
+
+    # Entered empty, the in-flight set is new: it gets its hour.
+    assert system.gate.enter(dest, Run("first"), lease=30).allowed
+    assert 3600 - 5 < quiet_db.ttl(inflight) <= 3600
+    # In use, with a note older than a minute (none yet): pushed on, and noted.
+    quiet_db.expire(inflight, 500)
+    assert system.gate.enter(dest, Run("second"), lease=30).allowed
+    assert quiet_db.ttl(inflight) > 3600 - 5
+    noted = float(quiet_db.hget(breaker, "inflight_kept_at"))
+    # Noted a moment ago: left alone.
+    quiet_db.expire(inflight, 500)
+    assert system.gate.enter(dest, Run("third"), lease=30).allowed
+    assert quiet_db.ttl(inflight) <= 500
+    assert float(quiet_db.hget(breaker, "inflight_kept_at")) == noted
+
+
+def test_an_in_flight_set_whose_breaker_expired_is_not_given_a_breaker_without_expiry(
+    quiet_db,
+):
+    """Pushing the in-flight set's expiry on writes its note only into a breaker that an
+    attempt's leaving wrote (and gave an expiry): never creates one that lives forever."""
+    system, dest = get_default(), "gone.example:443"
+    breaker, inflight = keys().destination_breaker(dest), keys().destination_inflight(dest)
+    quiet_db.zadd(inflight, {"earlier:0:0": time.time() + 30})
+    assert system.gate.enter(dest, Run("next"), lease=30).allowed
+    assert quiet_db.ttl(inflight) > 3600 - 5
+    assert not quiet_db.exists(breaker)

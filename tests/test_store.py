@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import timedelta
 
@@ -114,3 +115,36 @@ def test_unknown_id_and_delete(store):
     with pytest.raises(DeliveryNotFound):
         store.get(STORE_D)
     assert STORE_D not in [d.id for d in store.recent(limit=10_000)]
+
+
+@pytest.mark.parametrize("moments", ["one", "mixed"])
+def test_a_batch_enters_the_indexes_each_with_its_own_score(store, redis_client, moments):
+    """create_deliveries adds a batch to the sorted sets highest first (cheaper for Redis
+    on a small set): each delivery keeps its own score, whether the batch was created
+    at one moment or at several (some shared), and given in any order."""
+    base, rng = now(), random.Random(24)
+    batch = []
+    for n in range(150):  # past the 128 members of a listpack-encoded sorted set
+        delivery = _delivery(str(uuid.uuid4()))
+        moment = base
+        if moments == "mixed":
+            moment = base + timedelta(seconds=rng.choice([0, 1, 1, 2.5, -3]) + n % 7)
+        delivery = delivery.model_copy(
+            update={"created_at": moment, "updated_at": moment, "next_attempt_at": moment}
+        )
+        batch.append(delivery)
+    rng.shuffle(batch)
+    try:
+        store.create_many(batch, b"{}")
+        expected = sorted((d.created_at.timestamp(), d.id) for d in batch)
+        ids = {d.id for d in batch}
+        # (Due marks are not all creation times: admission sets those of runs held back.)
+        for key in ("webhooks:deliveries", "webhooks:deliveries:pending"):
+            got = [
+                (score, member.decode())
+                for member, score in redis_client.zrange(key, 0, -1, withscores=True)
+                if member.decode() in ids
+            ]
+            assert got == expected, key
+    finally:
+        store.delete_many([d.id for d in batch])

@@ -119,8 +119,8 @@ def test_a_handed_run_leaves_the_schedule_as_it_is_claimed(system, redis_client)
 
 
 def test_the_record_and_the_claim_load_their_scripts_again_after_a_flush(system, redis_client):
-    # A Redis that restarted or failed over has no script: the pipeline's calls by hash
-    # fail, and each is made again, loading it.
+    # A Redis that restarted or failed over has no script: the record's call by hash
+    # fails, and it is made again, loading it (the next run's claim with it).
     first, second = (Run(i) for i in _created(system, 2))
     store = system.deliveries
     redis_client.script_flush()
@@ -143,6 +143,25 @@ def test_the_next_run_of_a_record_already_made_is_claimed_apart(system, redis_cl
     )
     assert again.claim is not None and again.claim.outcome is ClaimOutcome.CLAIMED
     assert len(store.get(first.delivery_id).attempts) == 1
+
+
+def test_the_next_run_is_claimed_when_the_recorded_delivery_is_gone(system, redis_client):
+    # Deleted while its attempt was in flight: nothing of it is written back, and the
+    # run after it is claimed all the same.
+    first, second = (Run(i) for i in _created(system, 2))
+    store = system.deliveries
+    claim = store.claim_attempt(first, 30)
+    store.delete_many([first.delivery_id])
+    recorded = store.record_attempt(
+        first,
+        _delivered(1),
+        DeliveryStatus.DELIVERED,
+        destination=claim.destination,
+        then_claim=NextRun(second, 30),
+    )
+    assert recorded.claim is not None and recorded.claim.outcome is ClaimOutcome.CLAIMED
+    assert not redis_client.exists(f"webhooks:delivery:{first.delivery_id}")
+    assert not _running(redis_client, first) and _running(redis_client, second)
 
 
 @pytest.mark.parametrize(("queued", "taken"), [(3, 1), (12, 3), (100, 8)])

@@ -157,17 +157,9 @@ class Script:
             # A Redis that restarted or failed over has lost its scripts: loaded again.
             return self._script(keys=ordered, args=argv, client=target)
 
-    def queue(
-        self, pipe: redis.client.Pipeline, keys: Mapping[str, Any], args: Mapping[str, Any]
-    ) -> None:
-        """Add a call by its hash to a pipeline without a transaction. Unlike a call with
-        ``client=pipe``, the pipeline asks Redis for no SCRIPT EXISTS first (a round trip
-        more); a reply that is a :class:`redis.exceptions.NoScriptError` (a Redis that
-        restarted or failed over) means: call it again, directly."""
-        ordered = self._keys(keys)
-        pipe.evalsha(self._script.sha, len(ordered), *ordered, *self._args(args))
 
-
-def fields(reply: Sequence[bytes]) -> dict[str, bytes]:
-    """A script's flat ``name, value, ...`` reply as a dict."""
+def fields(reply: Sequence[Any]) -> dict[str, Any]:
+    """A script's flat ``name, value, ...`` reply as a dict: each value bytes, or, for a
+    part that is itself a list of named fields (a claim within a record's reply), that
+    list, read with this again."""
     return {name.decode(): value for name, value in zip(reply[::2], reply[1::2], strict=True)}

@@ -34,24 +34,27 @@ local function claim(delivery_key, attempts_key, running_key, cycle, retries, no
                  'destination', destination, 'test', f[10] or ''}
   local function answer(outcome, entered)
     forget_kept(entered or outcome)
-    table.insert(reply, 'outcome')
-    table.insert(reply, outcome)
+    local n = #reply
+    reply[n + 1], reply[n + 2] = 'outcome', outcome
     return reply
   end
   if stored_cycle ~= tonumber(cycle) then return answer('stale') end
   if status == 'delivered' or status == 'retries_exhausted' then return answer('final') end
   if f[11] then return answer('behind') end
   if redis.call('LLEN', attempts_key) >= number then return answer('recorded') end
-  local held = redis.call('ZSCORE', running_key, member)
-  if held and tonumber(held) > tonumber(now) then return answer('busy') end
-  redis.call('ZADD', running_key, lease_until, member)
-  table.insert(reply, 'body')
-  table.insert(reply, body)
+  -- Not held: claimed in one call. Held: busy while that claim's lease runs, else
+  -- (its worker died) taken over.
+  if redis.call('ZADD', running_key, 'NX', lease_until, member) == 0 then
+    if tonumber(redis.call('ZSCORE', running_key, member)) > tonumber(now) then
+      return answer('busy')
+    end
+    redis.call('ZADD', running_key, lease_until, member)
+  end
+  reply[15], reply[16] = 'body', body
   local rate = 0
   if endpoint_id ~= '' then
     local endpoint = redis.call('GET', string.format(endpoint_template, endpoint_id)) or ''
-    table.insert(reply, 'endpoint')
-    table.insert(reply, endpoint)
+    reply[17], reply[18] = 'endpoint', endpoint
     if endpoint == '' then return answer('claimed') end
     local decoded = cjson.decode(endpoint)
     if not decoded['enabled'] then return answer('claimed') end
@@ -66,10 +69,10 @@ local function claim(delivery_key, attempts_key, running_key, cycle, retries, no
                         tonumber(stalled), tonumber(cooldown), circuits_key, destination,
                         string.format(paced_template, destination), rate, tonumber(hold),
                         string.format(throttled_template, destination), tonumber(horizon))
-    for i = 1, #entry, 2 do
-      table.insert(reply, 'entry_' .. entry[i])
-      table.insert(reply, entry[i + 1])
-    end
+    -- What entering said, as enter's own list of named fields (not each field renamed:
+    -- a string made per field is Lua's dearest step here).
+    local n = #reply
+    reply[n + 1], reply[n + 2] = 'entry', entry
     return answer('claimed', entry[2])
   end
   return answer('claimed')

@@ -13,9 +13,9 @@
 --   stored), test ('1' for a test event, else ''), body
 --   (when claimed)
 --   endpoint     the endpoint's JSON, when the claim read it ('' if it is gone)
---   entry...     what entering the destination said, prefixed 'entry_' (enter's
---                fields); absent when not entered: a record with no destination, or
---                an endpoint that is gone or disabled.
+--   entry        what entering the destination said (enter's list of named fields);
+--                absent when not entered: a record with no destination, or an
+--                endpoint that is gone or disabled.
 return claim(delivery_key, attempts_key, running_key, cycle, retries, now, lease_until,
              member, endpoint_template, inflight_template, breaker_template,
              waiting_template, limit, stalled, cooldown, circuits_key, paced_template, hold,

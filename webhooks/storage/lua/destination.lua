@@ -131,6 +131,16 @@ local function read_breaker(breaker, names)
   return read
 end
 
+-- A destination's keys live a day (the breaker) or an hour (inflight) past their last
+-- use, give or take this: their expiry is pushed on when the time a breaker field
+-- keeps of the last push (false: none yet) is this far behind `now`, not on every
+-- attempt (two Redis calls fewer per attempt).
+local KEEP_EVERY = 60
+
+local function kept(at, now)
+  return tonumber(now) - tonumber(at or '0') >= KEEP_EVERY
+end
+
 -- pace_limits: with pace_limit and pace_rate as the breaker holds them (false: none), when
 -- the caller has read them already.
 local function pace_limits(limit, rate, pace_limit, pace_rate)
@@ -201,7 +211,7 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
   -- Every field enter may read, in one call: nothing below writes one before reading it.
   local b = read_breaker(breaker, {'pace_limit', 'pace_rate', 'open_until', 'probing',
                                   'probe_until', 'answered_at', 'cooldown', 'rate_next',
-                                  'rate_free', 'avg_ms', 'left_at'})
+                                  'rate_free', 'avg_ms', 'left_at', 'inflight_kept_at'})
   limit, rate = pace_limits(limit, rate, b.pace_limit, b.pace_rate)
   local open_until = tonumber(b.open_until or '0')
   if open_until > now then return {'outcome', 'open', 'retry_at', tostring(open_until)} end
@@ -273,7 +283,15 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
     local left = tonumber(b.left_at or '0')
     if left <= now - stalled then redis.call('HSET', breaker, 'answered_at', tostring(now)) end
   end
-  redis.call('EXPIRE', inflight, 3600)
+  -- An empty set is deleted, so one entered at count 0 is new, with no expiry yet;
+  -- one in use has its expiry pushed on at most once a minute (inflight_kept_at).
+  if count == 0 then
+    redis.call('EXPIRE', inflight, 3600)
+  elseif kept(b.inflight_kept_at, now) then
+    redis.call('EXPIRE', inflight, 3600)
+    -- Noted in a breaker that leave wrote (and gave an expiry), never in a new one.
+    if b.left_at then redis.call('HSET', breaker, 'inflight_kept_at', tostring(now)) end
+  end
   if probe then return {'outcome', 'probe'} end
   if start > now then return {'outcome', 'ok', 'start_at', tostring(start)} end
   return {'outcome', 'ok'}
@@ -291,7 +309,7 @@ end
 -- them (read_breaker) in the same call, with nothing since writing one; nil: leave
 -- reads them. Also returns the run it handed the caller (`handoff`: wake_one), or ''.
 local LEAVE_FIELDS = {'avg_ms', 'failures', 'open_until', 'cooldown', 'probing',
-                      'probe_until', 'wake_at'}
+                      'probe_until', 'wake_at', 'kept_at'}
 local function leave(inflight, breaker, waiting, scheduled, member, succeeded, now,
                      failures_to_open, cooldown_default, max_cooldown, duration, limit,
                      stalled, read, handoff, default_queue, delivery_template, claimed)
@@ -302,13 +320,18 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
   local average = tostring(avg * 0.8 + tonumber(duration) * 0.2)
   -- limit: the workers' concurrency limit, for admission at creation (the producer's
   -- settings may say otherwise).
+  local written = {'avg_ms', average, 'left_at', now, 'limit', limit}
   if succeeded == '1' or tonumber(duration) < tonumber(stalled) * 1000 then
-    redis.call('HSET', breaker, 'avg_ms', average, 'left_at', now, 'answered_at', now,
-               'limit', limit)
-  else
-    redis.call('HSET', breaker, 'avg_ms', average, 'left_at', now, 'limit', limit)
+    table.insert(written, 'answered_at')
+    table.insert(written, now)
   end
-  redis.call('EXPIRE', breaker, 86400)
+  local keep = kept(read.kept_at, now)
+  if keep then
+    table.insert(written, 'kept_at')
+    table.insert(written, now)
+  end
+  redis.call('HSET', breaker, unpack(written))
+  if keep then redis.call('EXPIRE', breaker, 86400) end
   if succeeded == '1' then
     local was_open = read.open_until ~= false
     local cleared = 0

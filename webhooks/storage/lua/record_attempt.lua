@@ -5,7 +5,7 @@
 -- repeat: an attempt already on record (a retried call whose answer was lost)
 -- changes nothing.
 -- KEYS: delivery_key attempts_key running_key scheduled_key due_key metrics_key circuits_key archive_key activity_key tenant_activity_key *index_keys
--- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination handoff default_queue succeeded failures_to_open cooldown max_cooldown duration_ms limit stalled inflight_template breaker_template waiting_template pushback retry_after adaptive rate_limit paced_index paced_template throttled_template horizon decrease rate_floor rate_ceiling pause_max slow_factor slow_margin_ms index_count attempt_counter duration_bucket duration_seconds event_template attempt_kind outcome_kind activity_ttl delivery_template attempts_template claim_lease endpoint_template hold *index_statuses
+-- ARGV: delivery_id number attempt status updated_at next_attempt_at stop_reason member next_member park_at due_at updated_score ttl destination handoff default_queue succeeded failures_to_open cooldown max_cooldown duration_ms limit stalled inflight_template breaker_template waiting_template pushback retry_after adaptive rate_limit paced_index paced_template throttled_template horizon decrease rate_floor rate_ceiling pause_max slow_factor slow_margin_ms index_count attempt_counter duration_bucket duration_seconds event_template attempt_kind outcome_kind activity_ttl delivery_template attempts_template claim_lease_until endpoint_template hold then_member then_lease_until then_handed *index_statuses
 -- Uses: destination status activity chain claim
 -- index_keys, index_statuses, due_at, archive_key, event_template: as status.lua takes them.
 -- metrics_key, circuits_key: the counters hash and the open circuits ('' for both:
@@ -24,10 +24,33 @@
 -- that the slot left goes to, for the caller to take and run next, when it is routed
 -- to that queue (default_queue: the queue of a delivery without one); it waits in the
 -- schedule a moment meanwhile (wake_one, destination.lua). '' for none.
--- claim_lease: with handoff, the handed run is claimed here too, with a lease of that
--- many seconds (claim.lua; '' for not): it leaves the schedule, its claim's lease
--- bringing it back should this reply be lost, and its claim is returned, each field
--- prefixed 'claim_'. endpoint_template, hold: as claim_attempt.lua takes them.
+-- claim_lease_until: with handoff, the handed run is claimed here too, with a lease
+-- until then (claim.lua; '' for not): it leaves the schedule, its claim's lease
+-- bringing it back should this reply be lost, and its claim is returned as 'claim' (a
+-- list of named fields, as claim_attempt.lua returns it). endpoint_template, hold: as claim_attempt.lua takes them.
+-- then_member: the run the caller makes next ('' for none), claimed after the record
+-- in the same call (claim.lua), with a lease until then_lease_until, whatever the
+-- record did; then_handed '1': a run an earlier record handed over, which waits in the
+-- schedule, taken out of it first. Its claim is returned as 'then' (a list of named
+-- fields, as claim_attempt.lua returns it).
+-- Claim the run `member` (id:cycle:retries) until lease_until, as claim_attempt.lua.
+local function claim_run(member, lease_until)
+  local id, run_cycle, run_retries = string.match(member, '^(.*):(%d+):(%d+)$')
+  return claim(string.format(delivery_template, id), string.format(attempts_template, id),
+               running_key, run_cycle, run_retries, updated_score, lease_until, member,
+               endpoint_template, inflight_template, breaker_template, waiting_template,
+               limit, stalled, cooldown, circuits_key, paced_template, hold,
+               throttled_template, horizon)
+end
+
+local function finish(reply)
+  if then_member == '' then return reply end
+  if then_handed == '1' then redis.call('ZREM', scheduled_key, then_member) end
+  local n = #reply
+  reply[n + 1], reply[n + 2] = 'then', claim_run(then_member, then_lease_until)
+  return reply
+end
+
 -- What the steps below read of the record, in one call: none of them writes it first.
 local f = redis.call('HMGET', delivery_key, 'status', 'event_id', 'ordering_chain',
                      'endpoint_id')
@@ -37,10 +60,10 @@ if not was then
   if destination ~= '' then
     redis.call('ZREM', string.format(inflight_template, destination), member)
   end
-  return {'open_until', '0', 'recorded', '0'}
+  return finish({'open_until', '0', 'recorded', '0'})
 end
 if redis.call('LLEN', attempts_key) >= tonumber(number) then
-  return {'open_until', '0', 'recorded', '0'}
+  return finish({'open_until', '0', 'recorded', '0'})
 end
 redis.call('RPUSH', attempts_key, attempt)
 -- Stopped while this attempt was in flight (skipped, its endpoint disabled): it stays
@@ -67,14 +90,14 @@ if (status == 'delivered' or status == 'retries_exhausted') and not stopped then
 end
 redis.call('ZREM', running_key, member)
 if park_at ~= '' and not stopped then redis.call('ZADD', scheduled_key, park_at, next_member) end
-if destination == '' then return {'open_until', '0', 'recorded', '1'} end
+if destination == '' then return finish({'open_until', '0', 'recorded', '1'}) end
 -- The breaker's fields that adapt and leave read, in one call: adapt writes none that
 -- leave reads, and pump none of them.
 local breaker = string.format(breaker_template, destination)
 local read = read_breaker(breaker, {'pace_limit', 'pace_rate', 'paced_at', 'avg_ms', 'ok_sec',
                                     'ok_n', 'ok_prev', 'rate_next', 'rate_free', 'failures',
                                     'open_until', 'cooldown', 'probing', 'probe_until',
-                                    'wake_at'})
+                                    'wake_at', 'kept_at'})
 local lowered, repaced = adapt(
   breaker, updated_score, duration_ms, succeeded, pushback, retry_after, adaptive, limit,
   rate_limit, paced_index, destination, decrease, rate_floor, rate_ceiling, pause_max,
@@ -99,24 +122,13 @@ local open_until, cleared, handed = leave(
   string.format(inflight_template, destination), breaker,
   string.format(waiting_template, destination), scheduled_key, member, succeeded,
   updated_score, failures_to_open, cooldown, max_cooldown, duration_ms, limit,
-  stalled, read, handoff, default_queue, delivery_template, claim_lease ~= '')
+  stalled, read, handoff, default_queue, delivery_template, claim_lease_until ~= '')
 if circuits_key ~= '' then
   if tonumber(open_until) > 0 then redis.call('ZADD', circuits_key, open_until, destination)
   elseif cleared then redis.call('ZREM', circuits_key, destination) end
 end
 local reply = {'open_until', tostring(open_until), 'recorded', '1', 'handed', handed}
-if handed ~= '' and claim_lease ~= '' then
-  local id, run_cycle, run_retries = string.match(handed, '^(.*):(%d+):(%d+)$')
-  local claimed = claim(string.format(delivery_template, id),
-                        string.format(attempts_template, id), running_key, run_cycle,
-                        run_retries, updated_score,
-                        tonumber(updated_score) + tonumber(claim_lease), handed,
-                        endpoint_template, inflight_template,
-                        breaker_template, waiting_template, limit, stalled, cooldown,
-                        circuits_key, paced_template, hold, throttled_template, horizon)
-  for i = 1, #claimed, 2 do
-    table.insert(reply, 'claim_' .. claimed[i])
-    table.insert(reply, claimed[i + 1])
-  end
+if handed ~= '' and claim_lease_until ~= '' then
+  reply[7], reply[8] = 'claim', claim_run(handed, claim_lease_until)
 end
-return reply
+return finish(reply)
