@@ -83,3 +83,34 @@ def test_the_attempt_benchmark_runs_each_way_and_delivers():
         "run_attempt (claim, attempt, record)",
     ):
         assert re.search(rf"^  \d+\.\d{{3}} ms  {re.escape(way)}  \[", printed, re.M), printed
+
+
+def test_a_monitor_record_gives_back_each_argument_byte_for_byte(redis_client):
+    """bench.instructions replays what MONITOR printed: every byte of an argument comes
+    back as sent, escapes, quotes and non-ASCII included."""
+    import uuid
+
+    from bench.instructions import _monitoring
+
+    key = f"bench-monitor-{uuid.uuid4().hex}"
+    value = bytes(range(256)) + b'"\\ a "quoted" value\r\n'
+    url = redis_client.connection_pool.connection_kwargs
+    recorded: list[list[bytes]] = []
+    with _monitoring(f"redis://{url['host']}:{url['port']}/0", recorded):
+        redis_client.set(key, value)
+        redis_client.eval("return redis.call('GET', KEYS[1])", 1, key)
+    redis_client.delete(key)
+    ours = [args for args in recorded if key.encode() in args]
+    # The script's own GET is not recorded: replayed, the script runs it again.
+    assert ours == [[b"SET", key.encode(), value], [b"EVAL", ours[1][1], b"1", key.encode()]]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_instructions_benchmark_replays_a_first_try_workload():
+    """`python -m bench.instructions`, 20 deliveries: one record per delivery replayed,
+    one creation for all, and a count that a delivery could not cost less than."""
+    figures = json.loads(_bench("instructions", "--count", "20", "--json"))
+    calls = figures["script_calls_per_delivery"]
+    assert calls["record_attempt"] == 1.0 and calls["create_deliveries"] == 0.05, figures
+    assert figures["instructions_per_delivery"] > 100_000, figures
