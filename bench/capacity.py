@@ -24,6 +24,8 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +51,11 @@ def _snapshot(client: redis.Redis) -> tuple[float, Counter[str], int]:
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls, reads
 
 
-def measure(count: int, idle_seconds: float = 3.0) -> dict[str, Any]:
-    """Per delivery: Redis commands and Redis CPU (ms), first try and retried once."""
+@contextmanager
+def workload() -> Iterator[tuple[redis.Redis, Receiver]]:
+    """A Redis server of its own (the machine's), a receiver on loopback and a worker
+    started with the Procfile's command on that Redis, every delivery to the one
+    receiver: a client of that Redis and the receiver, once the worker is up."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         RedisProcess(Path(tmp), binary=installed_server()) as server,
@@ -69,63 +74,72 @@ def measure(count: int, idle_seconds: float = 3.0) -> dict[str, Any]:
         }
         os.environ.update(env)
         # Imported now: the settings are read once, with the environment above.
-        from bench.scenarios import one_kb_event, procfile_worker
-        from webhooks import deliver_many
+        from bench.scenarios import procfile_worker
 
         client = redis.Redis.from_url(server.url)
         worker = start_worker(Path(tmp) / "worker.log", env, *procfile_worker())
-        figures: dict[str, Any] = {"redis": client.info("server")["redis_version"]}
         try:
             time.sleep(1.0)
-            cpu0, calls0, reads0 = _snapshot(client)
-            time.sleep(idle_seconds)
-            cpu1, calls1, reads1 = _snapshot(client)
-            idle_cpu = (cpu1 - cpu0) / idle_seconds
-            idle_calls = sum((calls1 - calls0).values()) / idle_seconds
-            idle_reads = (reads1 - reads0) / idle_seconds
-            figures["idle"] = {
-                "commands_per_s": round(idle_calls, 1),
-                "cpu_ms_per_s": round(idle_cpu * 1000, 2),
-            }
-            for kind, path in (("first_try", "/ok/capacity"), ("retried_once", "/fail/1/capacity")):
-                client.config_resetstat()
-                before_cpu, before_calls, before_reads = _snapshot(client)
-                start = time.monotonic()
-                deliver_many([(receiver.url(path), one_kb_event(n)) for n in range(count)])
-                # The producer's bulk write is one request, but Redis reads a batch of
-                # this size in many socket reads, each counted in total_reads_processed:
-                # those are counted apart (the workers wait meanwhile: the batch's
-                # messages are pushed as its script ends). Three are the INFO calls.
-                created = time.monotonic()
-                producer_reads = (
-                    _snapshot(client)[2] - before_reads - 3 - idle_reads * (created - start)
-                )
-                deadline = start + 120
-                polls = 4  # this loop's own ZCARDs and the INFO calls above, taken out below
-                while client.zcard("webhooks:deliveries:delivered") < count and (
-                    time.monotonic() < deadline
-                ):
-                    polls += 1
-                    time.sleep(0.02)
-                elapsed = time.monotonic() - start
-                after_cpu, after_calls, after_reads = _snapshot(client)
-                calls = after_calls - before_calls
-                reads = (after_reads - before_reads) - idle_reads * elapsed - polls
-                total = sum(calls.values()) - idle_calls * elapsed - polls
-                cpu = (after_cpu - before_cpu) - idle_cpu * elapsed
-                figures[kind] = {
-                    "commands": round(total / count, 1),
-                    "round_trips": round(reads / count, 2),
-                    "producer_reads": round(producer_reads / count, 2),
-                    "cpu_ms": round(cpu * 1000 / count, 3),
-                    "deliveries_per_redis_core_s": round(count / cpu) if cpu > 0 else None,
-                    "seconds": round(elapsed, 2),
-                    "top": {name: round(n / count, 2) for name, n in calls.most_common(8)},
-                }
-                client.flushdb()
-                time.sleep(0.5)
+            yield client, receiver
         finally:
             stop_worker(worker)
+            client.close()
+
+
+def measure(count: int, idle_seconds: float = 3.0) -> dict[str, Any]:
+    """Per delivery: Redis commands and Redis CPU (ms), first try and retried once."""
+    with workload() as (client, receiver):
+        from bench.scenarios import one_kb_event
+        from webhooks import deliver_many
+
+        figures: dict[str, Any] = {"redis": client.info("server")["redis_version"]}
+        cpu0, calls0, reads0 = _snapshot(client)
+        time.sleep(idle_seconds)
+        cpu1, calls1, reads1 = _snapshot(client)
+        idle_cpu = (cpu1 - cpu0) / idle_seconds
+        idle_calls = sum((calls1 - calls0).values()) / idle_seconds
+        idle_reads = (reads1 - reads0) / idle_seconds
+        figures["idle"] = {
+            "commands_per_s": round(idle_calls, 1),
+            "cpu_ms_per_s": round(idle_cpu * 1000, 2),
+        }
+        for kind, path in (("first_try", "/ok/capacity"), ("retried_once", "/fail/1/capacity")):
+            client.config_resetstat()
+            before_cpu, before_calls, before_reads = _snapshot(client)
+            start = time.monotonic()
+            deliver_many([(receiver.url(path), one_kb_event(n)) for n in range(count)])
+            # The producer's bulk write is one request, but Redis reads a batch of
+            # this size in many socket reads, each counted in total_reads_processed:
+            # those are counted apart (the workers wait meanwhile: the batch's
+            # messages are pushed as its script ends). Three are the INFO calls.
+            created = time.monotonic()
+            producer_reads = (
+                _snapshot(client)[2] - before_reads - 3 - idle_reads * (created - start)
+            )
+            deadline = start + 120
+            polls = 4  # this loop's own ZCARDs and the INFO calls above, taken out below
+            while client.zcard("webhooks:deliveries:delivered") < count and (
+                time.monotonic() < deadline
+            ):
+                polls += 1
+                time.sleep(0.02)
+            elapsed = time.monotonic() - start
+            after_cpu, after_calls, after_reads = _snapshot(client)
+            calls = after_calls - before_calls
+            reads = (after_reads - before_reads) - idle_reads * elapsed - polls
+            total = sum(calls.values()) - idle_calls * elapsed - polls
+            cpu = (after_cpu - before_cpu) - idle_cpu * elapsed
+            figures[kind] = {
+                "commands": round(total / count, 1),
+                "round_trips": round(reads / count, 2),
+                "producer_reads": round(producer_reads / count, 2),
+                "cpu_ms": round(cpu * 1000 / count, 3),
+                "deliveries_per_redis_core_s": round(count / cpu) if cpu > 0 else None,
+                "seconds": round(elapsed, 2),
+                "top": {name: round(n / count, 2) for name, n in calls.most_common(8)},
+            }
+            client.flushdb()
+            time.sleep(0.5)
     return figures
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import socket
@@ -41,9 +40,8 @@ from typing import Any
 import redis
 
 import webhooks
-from webhooks.dev.receiver import Receiver
-from webhooks.dev.redis_server import RedisProcess, installed_server
-from webhooks.dev.worker import start_worker, stop_worker
+from bench.capacity import workload
+from webhooks.dev.redis_server import installed_server
 
 __all__ = ["capture", "main", "parse_monitor_line", "replay"]
 
@@ -141,41 +139,22 @@ def _monitoring(url: str, into: list[list[bytes]]) -> Iterator[None]:
 
 def capture(count: int) -> list[list[bytes]]:
     """The commands clients sent Redis while a worker delivered ``count`` deliveries,
-    each answered 200 at the first try (bench.capacity's first turn)."""
+    each answered 200 at the first try (bench.capacity's first turn, its setup)."""
     commands: list[list[bytes]] = []
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        RedisProcess(Path(tmp), binary=installed_server()) as server,
-        Receiver() as receiver,
-    ):
-        env = {
-            "WEBHOOKS_REDIS_URL": server.url,
-            "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.0/8",
-            # As bench.capacity: one receiver, its limit and breaker lifted.
-            "WEBHOOKS_DESTINATION_CONCURRENCY": "1000",
-            "WEBHOOKS_BREAKER_FAILURES": "1000000",
-        }
-        os.environ.update(env)
-        # Imported now: the settings are read once, with the environment above.
-        from bench.scenarios import one_kb_event, procfile_worker
+    with workload() as (client, receiver):
+        from bench.scenarios import one_kb_event
         from webhooks import deliver_many
 
-        client = redis.Redis.from_url(server.url)
-        worker = start_worker(Path(tmp) / "worker.log", env, *procfile_worker())
-        try:
-            time.sleep(1.0)
-            with _monitoring(server.url, commands):
-                deliver_many(
-                    [(receiver.url("/ok/instructions"), one_kb_event(n)) for n in range(count)]
-                )
-                deadline = time.monotonic() + 120
-                while client.zcard("webhooks:deliveries:delivered") < count:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the deliveries were not all delivered in 120 s")
-                    time.sleep(0.05)
-        finally:
-            stop_worker(worker)
-            client.close()
+        pool = client.connection_pool.connection_kwargs
+        with _monitoring(f"redis://{pool['host']}:{pool['port']}/0", commands):
+            deliver_many(
+                [(receiver.url("/ok/instructions"), one_kb_event(n)) for n in range(count)]
+            )
+            deadline = time.monotonic() + 120
+            while client.zcard("webhooks:deliveries:delivered") < count:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the deliveries were not all delivered in 120 s")
+                time.sleep(0.05)
     return commands
 
 
