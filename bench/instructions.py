@@ -27,7 +27,6 @@ import json
 import re
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -41,7 +40,7 @@ import redis
 
 import webhooks
 from bench.capacity import workload
-from webhooks.dev.redis_server import installed_server
+from webhooks.dev.redis_server import RedisProcess, installed_server
 
 __all__ = ["capture", "main", "parse_monitor_line", "replay"]
 
@@ -91,11 +90,10 @@ def parse_monitor_line(line: str) -> tuple[str, list[bytes]] | None:
 
 
 @contextmanager
-def _monitoring(url: str, into: list[list[bytes]]) -> Iterator[None]:
-    """Record the commands clients send to the Redis at ``url`` until the block ends."""
-    client = redis.Redis.from_url(url)
-    pool_args = client.connection_pool.connection_kwargs
-    sock = socket.create_connection((pool_args["host"], pool_args["port"]))
+def _monitoring(host: str, port: int, into: list[list[bytes]]) -> Iterator[None]:
+    """Record the commands clients send to the Redis at ``host:port`` until the block
+    ends."""
+    sock = socket.create_connection((host, port))
     sock.sendall(b"MONITOR\r\n")
     stopped = threading.Event()
     lines: list[str] = []
@@ -125,7 +123,6 @@ def _monitoring(url: str, into: list[list[bytes]]) -> Iterator[None]:
         stopped.set()
         reader.join(timeout=10)
         sock.close()
-        client.close()
         for line in lines:
             parsed = parse_monitor_line(line)
             if (
@@ -146,7 +143,7 @@ def capture(count: int) -> list[list[bytes]]:
         from webhooks import deliver_many
 
         pool = client.connection_pool.connection_kwargs
-        with _monitoring(f"redis://{pool['host']}:{pool['port']}/0", commands):
+        with _monitoring(pool["host"], pool["port"], commands):
             deliver_many(
                 [(receiver.url("/ok/instructions"), one_kb_event(n)) for n in range(count)]
             )
@@ -158,44 +155,26 @@ def capture(count: int) -> list[list[bytes]]:
     return commands
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def replay(commands: Sequence[Sequence[bytes]], binary: str) -> dict[str, Any]:
-    """Instructions a fresh ``binary`` (redis-server) under callgrind ran to start, run
-    ``commands`` one at a time, and stop; with how many calls each script had."""
+    """Instructions a fresh ``binary`` (redis-server, no persistence) under callgrind ran
+    to start, run ``commands`` one at a time, and stop; with how many calls each script
+    had."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise RuntimeError("valgrind is not installed (Debian: apt-get install valgrind)")
-    port = _free_port()
+    scripts: dict[str, str] = {}
+    calls: Counter[str] = Counter()
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
         out = Path(tmp) / "callgrind.out"
-        server = subprocess.Popen(
-            [
-                *(valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", binary),
-                *("--port", str(port), "--bind", "127.0.0.1", "--save", ""),
-                *("--appendonly", "no", "--dir", tmp),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=port, socket_timeout=60)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    server.kill()
-                    raise RuntimeError("redis-server under valgrind did not start") from None
-                time.sleep(0.1)
-        scripts: dict[str, str] = {}
-        calls: Counter[str] = Counter()
-        try:
+        with RedisProcess(
+            Path(tmp),
+            "--appendonly",
+            "no",
+            binary=binary,
+            wrapper=(valgrind, "--tool=callgrind", f"--callgrind-out-file={out}"),
+            ready_within=120,
+        ) as server:
+            client = redis.Redis.from_url(server.url, socket_timeout=60)
             for args in commands:
                 name = args[0].upper()
                 if name in _BLOCKING:
@@ -211,11 +190,8 @@ def replay(commands: Sequence[Sequence[bytes]], binary: str) -> dict[str, Any]:
                 # An error answers as it did then (a NOSCRIPT before its SCRIPT LOAD).
                 with suppress(redis.ResponseError):
                     client.execute_command(*args)
-        finally:
-            with suppress(redis.ConnectionError):  # it closes the connection as it stops
-                client.shutdown(nosave=True)
-            server.wait(timeout=120)
             client.close()
+        # Stopped (SIGTERM: Redis shuts down cleanly), callgrind has written its count.
         total = next(
             int(line.split()[1])
             for line in out.read_text().splitlines()

@@ -94,9 +94,9 @@ def test_a_monitor_record_gives_back_each_argument_byte_for_byte(redis_client):
 
     key = f"bench-monitor-{uuid.uuid4().hex}"
     value = bytes(range(256)) + b'"\\ a "quoted" value\r\n'
-    url = redis_client.connection_pool.connection_kwargs
+    pool = redis_client.connection_pool.connection_kwargs
     recorded: list[list[bytes]] = []
-    with _monitoring(f"redis://{url['host']}:{url['port']}/0", recorded):
+    with _monitoring(pool["host"], pool["port"], recorded):
         redis_client.set(key, value)
         redis_client.eval("return redis.call('GET', KEYS[1])", 1, key)
     redis_client.delete(key)

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -112,10 +112,23 @@ class RedisProcess:
     """A Redis server of the tests' own, on a free port, with AOF (fsync every second, as
     the compose file runs it): started, killed, stalled and restarted at will."""
 
-    def __init__(self, workdir: Path, *extra: str, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *extra: str,
+        binary: str | None = None,
+        wrapper: Sequence[str] = (),
+        ready_within: float = 20.0,
+    ) -> None:
+        """``extra``: more options (the last of one name wins); ``binary``: the
+        redis-server to run (else the embedded one, else the machine's); ``wrapper``: a
+        command it runs under (valgrind, for bench.instructions), which may slow its
+        start: it must answer within ``ready_within`` seconds."""
         self.workdir = workdir
         self.extra = extra
         self.binary = binary
+        self.wrapper = tuple(wrapper)
+        self.ready_within = ready_within
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
@@ -124,6 +137,7 @@ class RedisProcess:
 
     def command(self) -> list[str]:
         return [
+            *self.wrapper,
             self.binary or _server_binary(),
             "--port",
             str(self.port),
@@ -146,7 +160,7 @@ class RedisProcess:
         self.process = subprocess.Popen(
             self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + self.ready_within
         while not redis_answers(self.url):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not start on port {self.port}")

@@ -27,7 +27,8 @@
 -- claim_lease_until: with handoff, the handed run is claimed here too, with a lease
 -- until then (claim.lua; '' for not): it leaves the schedule, its claim's lease
 -- bringing it back should this reply be lost, and its claim is returned as 'claim' (a
--- list of named fields, as claim_attempt.lua returns it). endpoint_template, hold: as claim_attempt.lua takes them.
+-- list of named fields, as claim_attempt.lua returns it). endpoint_template, hold: as
+-- claim_attempt.lua takes them.
 -- then_member: the run the caller makes next ('' for none), claimed after the record
 -- in the same call (claim.lua), with a lease until then_lease_until, whatever the
 -- record did; then_handed '1': a run an earlier record handed over, which waits in the
