@@ -4,6 +4,7 @@ it, and messages taken a fair share at a time and given back in order."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -276,3 +277,42 @@ def test_a_script_call_names_what_its_header_lacks_or_misses(redis_client):
         script(keys, {**{k: v for k, v in args.items() if k != first}, "extra": 1})
     with pytest.raises(TypeError, match=r"KEYS: missing \[\], unexpected \['extra'\]"):
         script({**keys, "extra": "k"}, args)
+
+
+@pytest.mark.parametrize(
+    "value", ["webhooks:delivery:x", "", 3, -7, 2592000, 0.05, 1733543000.123456, b"\x00\xff", "é"]
+)
+def test_a_script_call_passes_each_value_as_redis_py_would(redis_client, value):
+    # Script calls are packed by hiredis in one call (scripts._send), not by redis-py.
+    sent = scripts._send(redis_client, ("EVAL", "return ARGV[1]", 0, value))
+    assert sent == redis_client.eval("return ARGV[1]", 0, value)
+
+
+def test_an_error_a_script_answers_leaves_its_connection_pooled(redis_client):
+    client = redis.Redis.from_url(REDIS_URL)
+    before = client.client_id()
+    with pytest.raises(redis.ResponseError, match="not this"):
+        scripts._send(client, ("EVAL", "return redis.error_reply('not this')", 0))
+    # The same connection, in step: the error was its whole answer.
+    assert client.client_id() == before
+    assert scripts._send(client, ("EVAL", "return 7", 0)) == 7
+    client.close()
+
+
+@pytest.mark.slow  # a Redis server of its own, paused
+def test_a_script_call_that_times_out_is_dropped_and_made_again(tmp_path):
+    # What redis-py's own path does: the connection that timed out is dropped (it may
+    # still hold the late answer), and the call is made again as the client's retry
+    # policy says.
+    with RedisProcess(tmp_path) as server:
+        retry = redis.retry.Retry(redis.backoff.ConstantBackoff(0.05), 4)
+        client = redis.Redis.from_url(server.url, socket_timeout=0.25, retry=retry)
+        first = client.client_id()
+        pauser = redis.Redis.from_url(server.url)
+        pauser.client_pause(600, all=True)
+        started = time.monotonic()
+        assert scripts._send(client, ("EVAL", "return 'made'", 0)) == b"made"
+        assert time.monotonic() - started > 0.25
+        assert client.client_id() != first
+        client.close()
+        pauser.close()
