@@ -380,7 +380,8 @@ class Settings(BaseSettings):
         120,
         gt=0,
         description="An attempt claimed but never recorded (its worker died) is run "
-        "again within this bound; also how late a delivery must be to count as overdue.",
+        "again within this bound, and at most a second more (a claim's lease ends on a "
+        "whole second); also how late a delivery must be to count as overdue.",
     )
     promote_interval_seconds: float = Field(
         0.1, gt=0, description="How often each worker's promoter looks for due parked retries."
@@ -662,7 +663,8 @@ class Settings(BaseSettings):
     def claim_lease_seconds(self) -> float:
         """How long an attempt's claim and destination slot hold without renewal: the
         attempt's deadline plus 5 s, at most WEBHOOKS_RECOVERY_SECONDS. The worker
-        renews them while the attempt runs; a dead worker's lapse by themselves."""
+        renews them while the attempt runs; a dead worker's lapse by themselves (on the
+        whole second after: :func:`~webhooks.clock.lease_end`)."""
         return min(self.recovery_seconds, self.timeout_seconds + 5)
 
     @property

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Protocol, cast
 
 import redis
 
-from ..clock import isoformat, now
+from ..clock import isoformat, lease_end, now
 from ..errors import DeliveryConflict, DeliveryFinished, DeliveryNotFound, TenantNotFound
 from ..ids import checked_delivery_id, checked_endpoint_id, checked_tenant_id
 from ..models import FINAL_STATUSES, Attempt, Delivery, DeliveryStatus, Run
@@ -113,7 +113,7 @@ def _then_args(then: NextRun | None, moment: float = 0.0) -> dict[str, Any]:
         "then_member": then.run.member,
         # Made here, not in Lua: a Lua number given to a Redis command is printed again
         # (printf's %.17g, about 4,000 instructions in callgrind).
-        "then_lease_until": moment + then.lease,
+        "then_lease_until": lease_end(moment, then.lease),
         "then_handed": "1" if then.handed else "",
     }
 
@@ -651,7 +651,7 @@ class DeliveryStore:
             "cycle": run.cycle,
             "retries": run.retries,
             "now": now_,
-            "lease_until": now_ + lease,
+            "lease_until": lease_end(now_, lease),
             "member": run.member,
         }
         return keys, args
@@ -731,7 +731,7 @@ class DeliveryStore:
             "handoff": handoff[0] if handoff else "",
             "default_queue": handoff[1] if handoff else "",
             # (A time made here, as then_lease_until: see _then_args.)
-            "claim_lease_until": moment.timestamp() + claim_handed
+            "claim_lease_until": lease_end(moment.timestamp(), claim_handed)
             if handoff and claim_handed is not None
             else "",
             **_then_args(then_claim, moment.timestamp()),

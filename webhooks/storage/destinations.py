@@ -61,7 +61,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from ..clock import at, isoformat
+from ..clock import at, isoformat, lease_end
 from ..models import Attempt, ErrorKind, Run
 from ..settings import Settings
 from .connection import zrange_ids
@@ -306,7 +306,7 @@ class Gate:
             },
             args={
                 "now": now,
-                "lease_until": now + lease,
+                "lease_until": lease_end(now, lease),
                 "member": run.member,
                 "limit": self._settings.destination_concurrency,
                 "stalled": self._settings.stalled_seconds,

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ..clock import lease_end
 from ..models import Run
 from ..storage.deliveries import DeliveryStore
 
@@ -65,7 +66,7 @@ class _Keeper:
                 continue
             try:
                 self._store.renew_claims(
-                    [(run, dest) for run, dest, _ in held], time.time() + lease
+                    [(run, dest) for run, dest, _ in held], lease_end(time.time(), lease)
                 )
             except Exception as error:
                 # The attempts go on; should Redis stay away, their claims lapse and
