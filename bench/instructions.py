@@ -205,7 +205,7 @@ def _script_name(source: bytes) -> str:
     """The ``lua/NAME.lua`` a loaded source was made of: the last of the files it holds
     (the shared ones come first)."""
     package = Path(webhooks.__file__).parent
-    folders = [package / "storage" / "lua", package / "broker" / "lua"]
+    folders = [package / "storage" / "lua"]
     found, at = "other", -1
     for folder in folders:
         for path in folder.glob("*.lua"):
