@@ -336,3 +336,18 @@ def test_a_claim_and_its_slot_hold_to_a_whole_second_never_less(system, redis_cl
         score = redis_client.zscore(key, run.member)
         assert score is not None and score == int(score)
         assert before + 30 <= score < after + 31
+
+
+def test_a_key_given_as_a_constant_is_in_the_source_not_in_the_call(redis_client):
+    script = scripts.Script(redis_client, "abandon_attempt", {"running_key": "k:running"})
+    assert "running_key" not in script.key_names
+    assert (
+        'local running_key = "k:running"'
+        in scripts._source("abandon_attempt", {"running_key": "k:running"})[2]
+    )
+    keys = dict.fromkeys(script.key_names, "k")
+    args = {name.lstrip("*"): "" for name in script.arg_names}
+    with pytest.raises(TypeError, match=r"KEYS: missing \[\], unexpected \['running_key'\]"):
+        script({**keys, "running_key": "k:running"}, args)
+    with pytest.raises(TypeError, match=r"abandon_attempt.lua: no constant \['nothing'\]"):
+        scripts.Script(redis_client, "abandon_attempt", {"nothing": 1})

@@ -368,6 +368,7 @@ class DeliveryStore:
         # What the claim and the record take that is the same for every attempt: part
         # of the scripts' source (see scripts), not sent with each call.
         claim_constants = {
+            "running_key": keys.running(),
             "endpoint_template": template(keys.endpoint),
             **enter_args(settings, keys),
         }
@@ -376,6 +377,11 @@ class DeliveryStore:
             client,
             "record_attempt",
             {
+                "running_key": keys.running(),
+                "scheduled_key": keys.scheduled(),
+                "due_key": keys.due(),
+                **metric_keys(settings, keys),
+                "archive_key": self._archivable,
                 "endpoint_template": claim_constants["endpoint_template"],
                 "hold": claim_constants["hold"],
                 "ttl": int(self.retention.total_seconds()),
@@ -645,7 +651,6 @@ class DeliveryStore:
         keys = {
             "delivery_key": self._keys.delivery(run.delivery_id),
             "attempts_key": self._keys.attempts(run.delivery_id),
-            "running_key": self._keys.running(),
         }
         args = {
             "cycle": run.cycle,
@@ -696,17 +701,12 @@ class DeliveryStore:
         while Redis cannot be reached, the write is tried again for up to
         ``persist_for`` seconds (it is safe to repeat).
         """
-        moment, settings = now(), self._settings
+        moment = now()
         waiting = status not in FINAL_STATUSES and next_attempt_at is not None
         into, out_of, leaving = _indexes(self._keys, status, tenant_id)
         keys = {
             "delivery_key": self._keys.delivery(run.delivery_id),
             "attempts_key": self._keys.attempts(run.delivery_id),
-            "running_key": self._keys.running(),
-            "scheduled_key": self._keys.scheduled(),
-            "due_key": self._keys.due(),
-            **metric_keys(settings, self._keys),
-            "archive_key": self._archivable,
             **activity_keys(self._keys, tenant_id, moment),
             "index_keys": [*into, *out_of],
         }

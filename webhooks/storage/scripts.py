@@ -13,10 +13,13 @@ must be exactly the header's, so neither side counts positions. Scripts that
 answer with several values return a flat list of names and values, read back
 with :func:`fields`.
 
-Arguments that are the same for every call of a store (settings, key templates) can
-be given once, as ``constants``: they are written into the loaded source as string
-literals, as Redis would have passed them, and are no longer sent with each call
-(redis-py encoding them took about a tenth of a pool process's CPU per delivery).
+Keys and arguments that are the same for every call of a store (settings, key
+templates, the keys of shared sets) can be given once, as ``constants``: they are
+written into the loaded source as string literals, as Redis would have passed them,
+and are no longer sent with each call (redis-py encoding them took about a tenth of a
+pool process's CPU per delivery, and Redis makes a Lua string of each argument of each
+call). A key given so is not declared to Redis: these scripts already reach keys they
+read the names of, so they run on one Redis, not a cluster.
 """
 
 from __future__ import annotations
@@ -50,19 +53,20 @@ def _parts(name: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]
 def _source(
     name: str, constants: Mapping[str, Any] | None = None
 ) -> tuple[tuple[str, ...], tuple[str, ...], str]:
-    """(key names, the names of the arguments a call passes, the whole source to load)
-    of ``lua/<name>.lua``, with ``constants`` written into it."""
+    """(the names of the keys and of the arguments a call passes, the whole source to
+    load) of ``lua/<name>.lua``, with ``constants`` (keys or arguments) written into it."""
     key_names, arg_names, shared, text = _parts(name)
     fixed = dict(constants or {})
-    if unknown := set(fixed) - set(arg_names):  # a starred name cannot be one
-        raise TypeError(f"{name}.lua ARGV: no constant {sorted(unknown)}")
+    if unknown := set(fixed) - set(key_names) - set(arg_names):  # nor a starred name
+        raise TypeError(f"{name}.lua: no constant {sorted(unknown)}")
+    keys = tuple(n for n in key_names if n not in fixed)
     passed = tuple(n for n in arg_names if n not in fixed)
     prologue = [
-        _declare(key_names, "KEYS"),
+        _declare(keys, "KEYS"),
         _declare(passed, "ARGV"),
         *(f"local {n} = {_literal(_encoded(v))}" for n, v in fixed.items()),
     ]
-    return key_names, passed, "\n".join([*shared, *prologue, text])
+    return keys, passed, "\n".join([*shared, *prologue, text])
 
 
 def _encoded(value: Any) -> bytes:
