@@ -95,11 +95,23 @@ def _monitoring(host: str, port: int, into: list[list[bytes]]) -> Iterator[None]
     ends."""
     sock = socket.create_connection((host, port))
     sock.sendall(b"MONITOR\r\n")
+    # Redis records other clients' commands only once it has answered MONITOR: a
+    # command sent before then, on another connection, would be missed.
+    sock.settimeout(10)
+    answered = b""
+    while b"\r\n" not in answered:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("Redis closed the connection before answering MONITOR")
+        answered += chunk
+    reply, first = answered.split(b"\r\n", 1)
+    if reply != b"+OK":
+        raise ConnectionError(f"MONITOR was answered {reply!r}")
     stopped = threading.Event()
     lines: list[str] = []
 
     def read() -> None:
-        buffer = b""
+        buffer = first
         sock.settimeout(0.2)
         while not stopped.is_set() or buffer:
             try:
