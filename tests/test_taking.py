@@ -13,7 +13,7 @@ import redis
 
 from tests.conftest import REDIS_URL
 from webhooks.broker import messages
-from webhooks.clock import now
+from webhooks.clock import lease_end, now
 from webhooks.dev.redis_server import RedisProcess
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Run
 from webhooks.producer import Producer
@@ -323,7 +323,14 @@ def test_a_script_call_that_times_out_is_dropped_and_made_again(tmp_path):
         pauser.close()
 
 
-def test_a_claim_and_its_slot_hold_to_a_whole_second_never_less(system, redis_client):
+def test_a_lease_is_cut_to_a_whole_second_only_while_it_keeps_its_least():
+    assert lease_end(1000.3, 20, 16) == 1020  # still 19.7 s, past the 16 it must keep
+    assert lease_end(1000.3, 4, 4) == 1004.3  # 3.7 s would cut into the attempt's own
+    assert lease_end(1000.0, 4, 4) == 1004
+    assert lease_end(1000.9, 4.5, 3.6) == 1005  # 4.1 s
+
+
+def test_a_claim_and_its_slot_hold_to_a_whole_second_within_the_lease(system, redis_client):
     # Integer scores keep the small sorted sets of claims cheap for Redis (clock.lease_end).
     (run,) = (Run(i) for i in _created(system, 1))
     # Its destination as new: the earlier tests' runs hold none of its slots.
@@ -335,7 +342,7 @@ def test_a_claim_and_its_slot_hold_to_a_whole_second_never_less(system, redis_cl
     for key in ("webhooks:running", f"webhooks:destination:{claim.destination}:inflight"):
         score = redis_client.zscore(key, run.member)
         assert score is not None and score == int(score)
-        assert before + 30 <= score < after + 31
+        assert before + 29 < score <= after + 30
 
 
 def test_a_key_given_as_a_constant_is_in_the_source_not_in_the_call(redis_client):

@@ -20,15 +20,20 @@ def at(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
 
 
-def lease_end(start: float, seconds: float) -> int:
+def lease_end(start: float, seconds: float, keep: float) -> float:
     """When a lease of ``seconds`` taken at ``start`` (a Unix timestamp) ends, as the
-    score of an attempt's claim and of its destination slot: rounded up to a whole
-    second, so at most a second late. Those sorted sets are small, and Redis keeps a
-    small one as a listpack, where an integer score is stored as an integer but any
-    other is printed (``%.17g``) as it is added and parsed again (``strtod``) for each
-    member a later add or range walks past: 2.6 % of Redis's instructions per
-    delivery (``python -m bench.instructions``)."""
-    return math.ceil(start + seconds)
+    score of an attempt's claim and of its destination slot: rounded down to a whole
+    second when the lease still lasts ``keep`` seconds so, and exact otherwise. Never
+    later than ``start + seconds``, so WEBHOOKS_RECOVERY_SECONDS stays the bound; never
+    sooner than ``start + keep``, so a live attempt is not run twice.
+
+    Those sorted sets are small, and Redis keeps a small one as a listpack, where an
+    integer score is stored as an integer but any other is printed (``%.17g``) as it is
+    added and parsed again (``strtod``) for each member a later add or range walks past:
+    2.6 % of Redis's instructions per delivery (``python -m bench.instructions``)."""
+    end = start + seconds
+    whole = math.floor(end)
+    return whole if whole >= start + keep else end
 
 
 def isoformat(moment: datetime) -> str:

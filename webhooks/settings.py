@@ -380,8 +380,7 @@ class Settings(BaseSettings):
         120,
         gt=0,
         description="An attempt claimed but never recorded (its worker died) is run "
-        "again within this bound, and at most a second more (a claim's lease ends on a "
-        "whole second); also how late a delivery must be to count as overdue.",
+        "again within this bound; also how late a delivery must be to count as overdue.",
     )
     promote_interval_seconds: float = Field(
         0.1, gt=0, description="How often each worker's promoter looks for due parked retries."
@@ -663,9 +662,15 @@ class Settings(BaseSettings):
     def claim_lease_seconds(self) -> float:
         """How long an attempt's claim and destination slot hold without renewal: the
         attempt's deadline plus 5 s, at most WEBHOOKS_RECOVERY_SECONDS. The worker
-        renews them while the attempt runs; a dead worker's lapse by themselves (on the
-        whole second after: :func:`~webhooks.clock.lease_end`)."""
+        renews them while the attempt runs; a dead worker's lapse by themselves."""
         return min(self.recovery_seconds, self.timeout_seconds + 5)
+
+    @property
+    def claim_keep_seconds(self) -> float:
+        """The least a claim holds, renewed or not: the attempt's deadline and the 1 s
+        past it that WEBHOOKS_RECOVERY_SECONDS must leave. A lease is shortened to end
+        on a whole second only down to this (:func:`~webhooks.clock.lease_end`)."""
+        return self.timeout_seconds + 1
 
     @property
     def stalled_seconds(self) -> float:
@@ -684,7 +689,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _lease_outlasts_an_attempt(self) -> Settings:
-        if self.recovery_seconds < self.timeout_seconds + 1:
+        if self.recovery_seconds < self.claim_keep_seconds:
             raise ValueError(
                 "WEBHOOKS_RECOVERY_SECONDS must exceed WEBHOOKS_TIMEOUT_SECONDS by "
                 "at least 1 s, or live attempts would be run twice"

@@ -104,16 +104,16 @@ class Recorded(NamedTuple):
     handed_claim: Claim | None = None
 
 
-def _then_args(then: NextRun | None, moment: float = 0.0) -> dict[str, Any]:
+def _then_args(then: NextRun | None, moment: float = 0.0, keep: float = 0.0) -> dict[str, Any]:
     """record_attempt.lua's arguments for the claim, at ``moment``, of the run its caller
-    makes next."""
+    makes next (held at least ``keep`` seconds: :func:`~webhooks.clock.lease_end`)."""
     if then is None:
         return {"then_member": "", "then_lease_until": "", "then_handed": ""}
     return {
         "then_member": then.run.member,
         # Made here, not in Lua: a Lua number given to a Redis command is printed again
         # (printf's %.17g, about 4,000 instructions in callgrind).
-        "then_lease_until": lease_end(moment, then.lease),
+        "then_lease_until": lease_end(moment, then.lease, keep),
         "then_handed": "1" if then.handed else "",
     }
 
@@ -656,7 +656,7 @@ class DeliveryStore:
             "cycle": run.cycle,
             "retries": run.retries,
             "now": now_,
-            "lease_until": lease_end(now_, lease),
+            "lease_until": lease_end(now_, lease, self._settings.claim_keep_seconds),
             "member": run.member,
         }
         return keys, args
@@ -702,6 +702,7 @@ class DeliveryStore:
         ``persist_for`` seconds (it is safe to repeat).
         """
         moment = now()
+        keep = self._settings.claim_keep_seconds
         waiting = status not in FINAL_STATUSES and next_attempt_at is not None
         into, out_of, leaving = _indexes(self._keys, status, tenant_id)
         keys = {
@@ -731,10 +732,10 @@ class DeliveryStore:
             "handoff": handoff[0] if handoff else "",
             "default_queue": handoff[1] if handoff else "",
             # (A time made here, as then_lease_until: see _then_args.)
-            "claim_lease_until": lease_end(moment.timestamp(), claim_handed)
+            "claim_lease_until": lease_end(moment.timestamp(), claim_handed, keep)
             if handoff and claim_handed is not None
             else "",
-            **_then_args(then_claim, moment.timestamp()),
+            **_then_args(then_claim, moment.timestamp(), keep),
         }
         try:
             reply = self._record_script(keys, args)
@@ -757,9 +758,11 @@ class DeliveryStore:
         claim = _claim(fields(named["then"])) if "then" in named else None
         return Recorded(Run.parse(handed) if handed else None, claim, handed_claim)
 
-    def renew_claims(self, held: Sequence[tuple[Run, str | None]], until: float) -> None:
-        """Extend the claims of attempts in flight, and their destination slots, to
-        ``until``; a claim that is gone (recorded, or lapsed and taken) stays gone."""
+    def renew_claims(self, held: Sequence[tuple[Run, str | None]], lease: float) -> None:
+        """Extend the claims of attempts in flight, and their destination slots, by
+        ``lease`` seconds from now; a claim that is gone (recorded, or lapsed and taken)
+        stays gone."""
+        until = lease_end(time.time(), lease, self._settings.claim_keep_seconds)
         with self._redis.pipeline(transaction=False) as pipe:
             for run, dest in held:
                 pipe.zadd(self._keys.running(), {run.member: until}, xx=True)

@@ -306,7 +306,7 @@ class Gate:
             },
             args={
                 "now": now,
-                "lease_until": lease_end(now, lease),
+                "lease_until": lease_end(now, lease, self._settings.claim_keep_seconds),
                 "member": run.member,
                 "limit": self._settings.destination_concurrency,
                 "stalled": self._settings.stalled_seconds,

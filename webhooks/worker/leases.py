@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..clock import lease_end
 from ..models import Run
 from ..storage.deliveries import DeliveryStore
 
@@ -65,9 +64,7 @@ class _Keeper:
             if not held:
                 continue
             try:
-                self._store.renew_claims(
-                    [(run, dest) for run, dest, _ in held], lease_end(time.time(), lease)
-                )
+                self._store.renew_claims([(run, dest) for run, dest, _ in held], lease)
             except Exception as error:
                 # The attempts go on; should Redis stay away, their claims lapse and
                 # they are run again, which is what a lapse is for.
