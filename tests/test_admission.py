@@ -19,8 +19,11 @@ from webhooks.dev.receiver import Receiver
 from webhooks.dev.worker import start_worker, stop_worker
 from webhooks.models import DeliveryStatus, Run
 from webhooks.producer import Producer
+from webhooks.storage.deliveries import Claim
 from webhooks.storage.destinations import destination
 from webhooks.system import get_default, get_store
+from webhooks.worker.drain import drain
+from webhooks.worker.runner import Done, Handoff, RunResult, run_attempt
 
 pytestmark = pytest.mark.slow  # workers of its own
 
@@ -88,10 +91,11 @@ def test_a_burst_beyond_the_bound_waits_at_creation_and_is_delivered_once(
     settings_env(**PRODUCER)
     ids = create(own_receiver, "/sleep/0.05", 40)
     names = dest_keys(own_receiver)
-    # Only the bound went to the broker; the rest wait; every message is kept.
+    # Only the bound went to the broker; the rest wait, their messages kept.
     assert redis_client.zcard(names["waiting"]) == 40 - BOUND
     assert redis_client.zcard(names["admitted"]) == BOUND
-    assert redis_client.hlen(names["admit"]) == 2 * 40  # those let out too
+    # Not those let out: one that finds the destination full is kept as it waits.
+    assert redis_client.hlen(names["admit"]) == 2 * (40 - BOUND)
     queue_key = broker_list()
     assert redis_client.llen(queue_key) == BOUND
 
@@ -148,3 +152,80 @@ def test_deleted_and_redelivered_runs_let_their_places_go(
         10,
         "admission keys left behind",
     )
+
+
+def _one_slot_taken(
+    settings_env: Callable[..., None], receiver: Receiver, redis_client: redis.Redis
+) -> tuple[Run, Run, Claim]:
+    """Two deliveries to a destination of one slot, without admission (both messages go
+    to the broker): the first's message taken off the queue and its attempt claimed,
+    holding the slot; the second's message queued. The runs, and the first's claim."""
+    settings_env(destination_concurrency="1", destination_admission_margin="")
+    first, second = (Run(i) for i in create(receiver, "/ok", 2))
+    redis_client.rpop(broker_list())  # the first's message, as a worker took it
+    held = get_default().deliveries.claim_attempt(first, 30)
+    assert held.entry is not None and held.entry.allowed
+    return first, second, held
+
+
+def test_a_taken_run_that_finds_its_destination_full_keeps_its_message_for_the_wake(
+    settings_env, own_receiver, redis_client
+):
+    # The second finds the only slot taken. Its message, taken off the queue by a pool
+    # process (here, this one), is kept as it waits, and pushed straight back as the
+    # slot frees: not the promoter's.
+    first, second, held = _one_slot_taken(settings_env, own_receiver, redis_client)
+    system = get_default()
+    names, queue_key = dest_keys(own_receiver), broker_list()
+    (message,) = redis_client.lrange(queue_key, 0, -1)
+
+    assert drain(system, system.app, QUEUE, Handoff(QUEUE, QUEUE, releases=True)) == 1
+    assert redis_client.llen(queue_key) == 0
+    assert redis_client.zrange(names["waiting"], 0, -1) == [second.member.encode()]
+    assert redis_client.hgetall(names["admit"]) == {
+        second.member.encode(): message,
+        f"q:{second.member}".encode(): queue_key.encode(),
+    }
+
+    # The first's attempt leaves the slot: the second's message is back on the queue.
+    step = run_attempt(system, first.delivery_id, 0, 0, claim=held)
+    assert isinstance(step, Done) and step.result is RunResult.DELIVERED
+    assert redis_client.lrange(queue_key, 0, -1) == [message]
+    assert redis_client.zscore(system.keys.scheduled(), second.member) is None
+    assert not redis_client.exists(names["admit"]) and not redis_client.exists(names["waiting"])
+    assert drain(system, system.app, QUEUE, Handoff(QUEUE, QUEUE, releases=True)) == 1
+    assert system.deliveries.get(second.delivery_id).status is DeliveryStatus.DELIVERED
+    assert len(own_receiver.received()) == 2
+
+
+def test_a_message_from_a_broker_apart_from_the_store_is_not_kept(
+    settings_env, own_receiver, redis_client
+):
+    # Pushed onto a list the store's scripts cannot reach, a kept message could not be
+    # released: the run waits without it, and the promoter sends one as it is woken.
+    _, second, _ = _one_slot_taken(settings_env, own_receiver, redis_client)
+    system, names = get_default(), dest_keys(own_receiver)
+    assert drain(system, system.app, QUEUE, Handoff(QUEUE, QUEUE, releases=False)) == 1
+    assert redis_client.zrange(names["waiting"], 0, -1) == [second.member.encode()]
+    assert not redis_client.exists(names["admit"])
+
+
+def test_a_run_queued_behind_an_open_circuits_probe_keeps_its_message(
+    settings_env, own_receiver, redis_client
+):
+    settings_env(destination_admission_margin="")
+    system = get_default()
+    names = dest_keys(own_receiver)
+    dest = destination(own_receiver.url("/"), None)
+    breaker = system.keys.destination_breaker(dest)
+    (run,) = (Run(i) for i in create(own_receiver, "/ok", 1))
+    open_until = str(time.time() + 30)
+    # Another run is scheduled to probe this opening already: this one waits for its result.
+    redis_client.hset(breaker, mapping={"open_until": open_until, "wake_at": open_until})
+    message = (b"its message, as taken", broker_list())
+    assert system.gate.defer(dest, run, float(open_until), message) is False
+    assert redis_client.zrange(names["waiting"], 0, -1) == [run.member.encode()]
+    assert redis_client.hgetall(names["admit"]) == {
+        run.member.encode(): message[0],
+        f"q:{run.member}".encode(): message[1].encode(),
+    }

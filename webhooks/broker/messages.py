@@ -303,6 +303,10 @@ class Taken:
     #: (RabbitMQ; a message taken off a Redis list is gone from it), ``settle(True)``
     #: hands it back to the queue.
     settle: Callable[[bool], None] = _settled
+    #: The message as it was taken off a Redis list, and that list's key (None: taken
+    #: from RabbitMQ): what a run that must wait at its destination keeps, to be pushed
+    #: back as a slot frees.
+    message: tuple[bytes, str] | None = None
 
 
 def _taken(headers: Mapping[str, Any], body: bytes, content_type: str | None) -> Taken | None:
@@ -364,7 +368,9 @@ class _RedisTaker:
             self._held.appendleft(raw)
             self.give_back()
             return None
-        return Taken(taken.run, taken.trace, taken.eta, partial(self._settle, raw))
+        return Taken(
+            taken.run, taken.trace, taken.eta, partial(self._settle, raw), (raw, self._key)
+        )
 
     def _settle(self, raw: bytes, requeue: bool) -> None:
         if requeue:

@@ -381,8 +381,12 @@ class Gate:
             pipe.zadd(self._keys.scheduled(), {run.member: start})
             pipe.execute()
 
-    def wait_for_slot(self, dest: str, run: Run, entry: Entry) -> None:
-        """Queue a claimed run at its busy destination; its record says when it should start."""
+    def wait_for_slot(
+        self, dest: str, run: Run, entry: Entry, message: tuple[bytes, str] | None = None
+    ) -> None:
+        """Queue a claimed run at its busy destination; its record says when it should
+        start. ``message``: its message as taken off a list in this Redis, and that
+        list's key, kept for the wake to push back (else the promoter publishes one)."""
         now = time.time()
         # Expected start: the queue ahead drains a slot's worth per attempt time. Only
         # shown in the record (and overdue counts); the real start is a slot freeing.
@@ -405,13 +409,17 @@ class Gate:
                 "expected_iso": isoformat(at(expected)),
                 "delivery_id": run.delivery_id,
                 "limit": self._settings.destination_concurrency,
+                **_kept_args(message),
             },
         )
 
-    def defer(self, dest: str, run: Run, until: float) -> bool:
+    def defer(
+        self, dest: str, run: Run, until: float, message: tuple[bytes, str] | None = None
+    ) -> bool:
         """Set a claimed run aside without attempting it, its destination's circuit
         open: scheduled at ``until`` to probe (True), or, when another run is scheduled
-        to probe already, waiting in the destination's queue for its result (False)."""
+        to probe already, waiting in the destination's queue for its result (False),
+        ``message`` kept as :meth:`wait_for_slot` keeps it."""
         scheduled = self._defer(
             keys={
                 "running_key": self._keys.running(),
@@ -427,9 +435,16 @@ class Gate:
                 "due_at": until,
                 "due_iso": isoformat(at(until)),
                 "delivery_id": run.delivery_id,
+                **_kept_args(message),
             },
         )
         return bool(scheduled)
+
+
+def _kept_args(message: tuple[bytes, str] | None) -> dict[str, bytes | str]:
+    """A waiting run's message to keep (wait_for_slot.lua, defer_attempt.lua)."""
+    body, queue_key = message or (b"", "")
+    return {"message": body, "queue_key": queue_key}
 
 
 _PACE_FIELDS = ("pace_limit", "pace_rate", "paced_at")

@@ -118,6 +118,9 @@ class _Upcoming:
     claim: Claim | None = None
     #: Handed over by a record: its destination had runs waiting for a slot.
     handed: bool = False
+    #: The taken message, kept should the run wait at its destination (a Redis list
+    #: in the store's Redis: :attr:`Handoff.releases`).
+    message: tuple[bytes, str] | None = None
 
 
 def drain(
@@ -218,7 +221,8 @@ def _upcoming(
                 source.take = None  # empty: not asked again in this drain
                 return None
             if taken.eta is None or taken.eta <= now():
-                return _Upcoming(taken.run, taken.trace, taken.settle)
+                message = taken.message if handoff.releases else None
+                return _Upcoming(taken.run, taken.trace, taken.settle, message=message)
             system.schedule.park_nx([taken.run], taken.eta.timestamp())
             taken.settle(False)
     except Exception as error:
@@ -248,7 +252,14 @@ def _make(system: System, queue: str | None, current: _Upcoming, handoff: Handof
             after = handoff.next.run if handoff.next is not None else None
             with _note.making(run, after):
                 step = run_attempt(
-                    system, run.delivery_id, run.cycle, run.retries, current.trace, handoff, claim
+                    system,
+                    run.delivery_id,
+                    run.cycle,
+                    run.retries,
+                    current.trace,
+                    handoff,
+                    claim,
+                    current.message,
                 )
         except BaseException:
             if current.settle is not None:

@@ -108,12 +108,15 @@ def run_attempt(
     trace: Mapping[str, str] | None = None,
     handoff: Handoff | None = None,
     claim: Claim | None = None,
+    message: tuple[bytes, str] | None = None,
 ) -> Done | RetryLater:
     """Claim attempt ``retries + 1`` of the cycle, make it if it is ours to make, record
     it with what it led to, and say whether a retry follows. ``trace``: the trace
     context its message carried; ``handoff``: where the record puts the run waiting
     for the slot the attempt frees, for this process to run next, and the claim of
-    the run it makes next; ``claim``: this run's, made so already."""
+    the run it makes next; ``claim``: this run's, made so already; ``message``: its
+    message as taken off a list in the store's Redis, and that list's key, kept should
+    the run wait at its destination (pushed back as a slot frees)."""
     store, settings = system.deliveries, system.settings
     run = Run(delivery_id, cycle, retries)
     lease = settings.claim_lease_seconds
@@ -151,12 +154,12 @@ def run_attempt(
     if entry.outcome is EntryOutcome.BUSY:
         # At the destination's concurrency limit: wait in its queue for a slot,
         # without making (or counting) an attempt.
-        gate.wait_for_slot(dest, run, entry)
+        gate.wait_for_slot(dest, run, entry, message)
         return Done(RunResult.WAITING)
     if not entry.allowed:
         # Its circuit is open: one run waits in the schedule for the next probe, the
         # rest in the destination's queue for that probe's result.
-        gate.defer(dest, run, entry.retry_at)
+        gate.defer(dest, run, entry.retry_at, message)
         return Done(RunResult.DEFERRED)
     if entry.start_at:
         # Let in with a start a moment away (under PACE_HOLD): waited for here, as

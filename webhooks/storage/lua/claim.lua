@@ -15,25 +15,15 @@ local function claim(delivery_key, attempts_key, running_key, cycle, retries, no
   if not url then return {'outcome', 'missing'} end
   -- Taken off the queue, whatever the outcome: its place among the runs let out at
   -- creation is free (create_deliveries.lua's admission).
-  local let_out = false
   if destination ~= '' then
     local _, admitted = admission_keys(string.format(waiting_template, destination))
-    let_out = redis.call('ZREM', admitted, member) == 1
-  end
-  -- A run let out at creation has its message kept, for a wait at a full destination
-  -- (busy) or behind an open circuit; going any other way, it needs it no more.
-  local function forget_kept(outcome)
-    if let_out and outcome ~= 'busy' and outcome ~= 'open' then
-      local admit = admission_keys(string.format(waiting_template, destination))
-      redis.call('HDEL', admit, member, 'q:' .. member)
-    end
+    redis.call('ZREM', admitted, member)
   end
   local number = offset + tonumber(retries) + 1
   local reply = {'url', url, 'tenant_id', tenant_id, 'endpoint_id', endpoint_id,
                  'event_type', f[9] or '', 'number', tostring(number),
                  'destination', destination, 'test', f[10] or ''}
-  local function answer(outcome, entered)
-    forget_kept(entered or outcome)
+  local function answer(outcome)
     local n = #reply
     reply[n + 1], reply[n + 2] = 'outcome', outcome
     return reply
@@ -73,7 +63,7 @@ local function claim(delivery_key, attempts_key, running_key, cycle, retries, no
     -- a string made per field is Lua's dearest step here).
     local n = #reply
     reply[n + 1], reply[n + 2] = 'entry', entry
-    return answer('claimed', entry[2])
+    return answer('claimed')
   end
   return answer('claimed')
 end

@@ -226,10 +226,10 @@ if bound > 0 then
         d.held[n + 1], d.held[n + 2] = tostring(at + n * 1e-7), item.member
         item.due = tostring(at + d.queued * d.avg / 1000 / d.slots)
       end
-      -- Its message kept, for the wake to push; one let out too (limit + margin at
-      -- most): should it find the destination full, it waits, and is pushed again as a
-      -- slot frees, not through the promoter.
-      if item.message ~= '' then
+      -- A held run's message kept, for the wake to push. One let out is not: should
+      -- it find the destination full, the process that took its message keeps it
+      -- then (wait_for_slot.lua), at no cost to the runs that do not.
+      if item.held and item.message ~= '' then
         local n = #d.kept
         d.kept[n + 1], d.kept[n + 2] = item.member, item.message
         d.kept[n + 3], d.kept[n + 4] = 'q:' .. item.member, queue_key

@@ -57,6 +57,13 @@ local function admission_keys(waiting)
   return base .. 'admit', base .. 'admitted'
 end
 
+-- Keep a run's message as it waits in `waiting`, for release to push onto queue_key.
+local function keep(waiting, member, message, queue_key)
+  local admit = admission_keys(waiting)
+  redis.call('HSET', admit, member, message, 'q:' .. member, queue_key)
+  redis.call('EXPIRE', admit, 86400)
+end
+
 -- Let a woken run out now: its kept first message straight onto the broker's list
 -- (no promoter pass). Not counted in `admitted`: a slot freed for it, and the next
 -- creation finds it in flight or, while runs still wait, queues behind them anyway.
