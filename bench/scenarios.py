@@ -336,7 +336,7 @@ def tenants(few: int, many: int) -> Row:
     }
 
 
-def _in_own_process(module: str, *args: object, timeout: float) -> Any:
+def in_own_process(module: str, *args: object, timeout: float) -> Any:
     """Run ``python -m module *args --json`` in a process of its own (its settings are
     read once per process) and return the JSON of its last line."""
     done = subprocess.run(
@@ -354,7 +354,7 @@ def _in_own_process(module: str, *args: object, timeout: float) -> Any:
 def redis_cost(count: int, idle_seconds: float) -> Row:
     """(i) Redis commands and CPU per delivery, first try and retried once, on a Redis
     server of its own (see bench/capacity.py)."""
-    figures = _in_own_process(
+    figures = in_own_process(
         "bench.capacity", "--count", count, "--idle", idle_seconds, timeout=600
     )
     first, retried = figures["first_try"], figures["retried_once"]
@@ -382,9 +382,7 @@ def brokers(count: int, turns: int = 3) -> Row:
     only show that both run."""
 
     def rate(broker: str) -> float:
-        figures = _in_own_process(
-            "bench.brokers", "--broker", broker, "--count", count, timeout=600
-        )
+        figures = in_own_process("bench.brokers", "--broker", broker, "--count", count, timeout=600)
         return float(figures["rate"])
 
     name = "(j) throughput, RabbitMQ broker vs Redis broker (deliveries/s)"
@@ -405,7 +403,7 @@ def engines(count: int, seconds: float, idle_seconds: float) -> Row:
     """(k) this project against the bare loop and the naive Celery task (ack emulation
     on and off), each draining ``count`` queued deliveries, with Redis CPU and round
     trips per delivery: bench/engines.py, in a process of its own."""
-    figures = _in_own_process(
+    figures = in_own_process(
         "bench.engines",
         "--count",
         count,

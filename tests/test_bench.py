@@ -114,3 +114,18 @@ def test_the_instructions_benchmark_replays_a_first_try_workload():
     calls = figures["script_calls_per_delivery"]
     assert calls["record_attempt"] == 1.0 and calls["create_deliveries"] == 0.05, figures
     assert figures["instructions_per_delivery"] > 100_000, figures
+
+
+def test_the_capacity_benchmark_shows_the_turn_of_the_median_and_every_turns_cpu():
+    from bench.capacity import median_turn
+
+    turns = [
+        {"first_try": {"cpu_ms": cpu, "turn": n}, "retried_once": {"cpu_ms": 2 * cpu}}
+        for n, cpu in enumerate([0.3, 0.2, 0.4, 0.25])
+    ]
+    figures = median_turn(turns)
+    assert figures["first_try"] == {"cpu_ms": 0.25, "turn": 3}  # the lower middle of 4
+    assert figures["turns"] == [
+        {"first_try": cpu, "retried_once": 2 * cpu} for cpu in (0.3, 0.2, 0.4, 0.25)
+    ]
+    assert median_turn(turns[:3])["first_try"]["turn"] == 0
