@@ -104,11 +104,15 @@ class Recorded(NamedTuple):
     handed_claim: Claim | None = None
 
 
-def _then_args(then: NextRun | None, moment: float = 0.0, keep: float = 0.0) -> dict[str, Any]:
+#: record_attempt.lua's arguments when no run is claimed with the record.
+_NO_THEN = {"then_member": "", "then_lease_until": "", "then_handed": ""}
+
+
+def _then_args(then: NextRun | None, moment: float, keep: float) -> dict[str, Any]:
     """record_attempt.lua's arguments for the claim, at ``moment``, of the run its caller
     makes next (held at least ``keep`` seconds: :func:`~webhooks.clock.lease_end`)."""
     if then is None:
-        return {"then_member": "", "then_lease_until": "", "then_handed": ""}
+        return _NO_THEN
     return {
         "then_member": then.run.member,
         # Made here, not in Lua: a Lua number given to a Redis command is printed again
@@ -744,7 +748,7 @@ class DeliveryStore:
             # if it was made, holds that run until its lease lapses, as any lost claim).
             if not unavailable(error):
                 raise
-            alone = {**args, **_then_args(None)}
+            alone = {**args, **_NO_THEN}
             reply = persist(
                 lambda: self._record_script(keys, alone),
                 persist_for,
