@@ -122,8 +122,9 @@ def _then_args(then: NextRun | None, moment: float, keep: float) -> dict[str, An
     }
 
 
-def _claim(reply: Mapping[str, Any]) -> Claim:
-    """A claim, from claim_attempt.lua's reply (its named fields)."""
+def _claim(reply: Mapping[str, Any], run: Run) -> Claim:
+    """The claim of ``run``, from claim_attempt.lua's reply (its named fields, those
+    left empty left out)."""
     outcome = ClaimOutcome(reply["outcome"].decode())
     if outcome is ClaimOutcome.MISSING:
         return Claim(outcome)
@@ -131,14 +132,14 @@ def _claim(reply: Mapping[str, Any]) -> Claim:
     return Claim(
         outcome,
         url=reply["url"].decode(),
-        tenant_id=reply["tenant_id"].decode() or None,
-        endpoint_id=reply["endpoint_id"].decode() or None,
-        event_type=reply["event_type"].decode(),
+        tenant_id=reply.get("tenant_id", b"").decode() or None,
+        endpoint_id=reply.get("endpoint_id", b"").decode() or None,
+        event_type=reply.get("event_type", b"").decode(),
         body=reply.get("body", b""),
-        number=int(reply["number"]),
+        number=int(reply.get("cycle_offset", 0)) + run.retries + 1,
         endpoint=reply.get("endpoint") or None,
         entry=entry(fields(entered)) if entered else None,
-        destination=reply["destination"].decode() or None,
+        destination=reply.get("destination", b"").decode() or None,
         test=reply.get("test") == b"1",
     )
 
@@ -648,7 +649,7 @@ class DeliveryStore:
     def claim_attempt(self, run: Run, lease: float) -> Claim:
         """Claim the attempt ``run`` makes, with what it needs to send, in one step: the
         delivery's fields, its endpoint, and a place at its destination (see destinations)."""
-        return _claim(fields(self._claim_script(*self._claim_call(run, lease))))
+        return _claim(fields(self._claim_script(*self._claim_call(run, lease))), run)
 
     def _claim_call(self, run: Run, lease: float) -> tuple[dict[str, str], dict[str, Any]]:
         now_ = time.time()
@@ -755,12 +756,14 @@ class DeliveryStore:
                 f"recording attempt {attempt.number} of {run.delivery_id}",
             )
         named = fields(reply)
-        handed = named.get("handed")
+        handed = Run.parse(named["handed"]) if "handed" in named else None
         handed_claim = None
-        if handed and "claim" in named:
-            handed_claim = _claim(fields(named["claim"]))
-        claim = _claim(fields(named["then"])) if "then" in named else None
-        return Recorded(Run.parse(handed) if handed else None, claim, handed_claim)
+        if handed is not None and "claim" in named:
+            handed_claim = _claim(fields(named["claim"]), handed)
+        claim = None
+        if then_claim is not None and "then" in named:
+            claim = _claim(fields(named["then"]), then_claim.run)
+        return Recorded(handed, claim, handed_claim)
 
     def renew_claims(self, held: Sequence[tuple[Run, str | None]], lease: float) -> None:
         """Extend the claims of attempts in flight, and their destination slots, by

@@ -22,11 +22,11 @@ local function count_activity(activity_key, tenant_activity_key, delivery_key, w
   -- An hour's hash is made by its first field, so a field that starts at 1 is the
   -- only time its expiry may be missing: set then, not on every count.
   for _, kind in ipairs(kinds) do
-    if redis.call('HINCRBY', activity_key, kind, 1) == 1 then
+    if redis.call('HINCRBY', activity_key, kind, '1') == 1 then
       redis.call('EXPIRE', activity_key, ttl)
     end
     if tenant_activity_key ~= ''
-        and redis.call('HINCRBY', tenant_activity_key, kind .. ':' .. endpoint_id, 1) == 1 then
+        and redis.call('HINCRBY', tenant_activity_key, kind .. ':' .. endpoint_id, '1') == 1 then
       redis.call('EXPIRE', tenant_activity_key, ttl)
     end
   end

@@ -9,9 +9,10 @@
 --   outcome      claimed | missing | stale (an older cycle) | final | recorded (already
 --                made) | busy (running elsewhere) | behind (it waits behind the delivery
 --                before it of its ordering key, which wakes it: chain.lua)
---   url, tenant_id, endpoint_id, event_type, number (the attempt's), destination (as
---   stored), test ('1' for a test event, else ''), body
---   (when claimed)
+--   url, and those of tenant_id, endpoint_id, event_type, cycle_offset (the attempts
+--   made before this cycle: the attempt's number is retries + 1 more), destination
+--   (as stored) and test ('1' for a test event) that are set
+--   body (when claimed)
 --   endpoint     the endpoint's JSON, when the claim read it ('' if it is gone)
 --   entry        what entering the destination said (enter's list of named fields);
 --                absent when not entered: a record with no destination, or an

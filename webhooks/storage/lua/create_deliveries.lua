@@ -254,16 +254,16 @@ for _, d in pairs(destinations) do
   if #d.let_out > 0 then
     redis.call('ZREMRANGEBYSCORE', d.admitted, '-inf', tonumber(now) - tonumber(admit_hold))
     add_all(d.admitted, d.let_out)
-    redis.call('EXPIRE', d.admitted, 86400)
+    redis.call('EXPIRE', d.admitted, '86400')
   end
   if #d.held > 0 then
     add_all(d.waiting, d.held)
-    redis.call('EXPIRE', d.waiting, 86400)
+    redis.call('EXPIRE', d.waiting, '86400')
   end
   for first = 1, #d.kept, 1000 do
     redis.call('HSET', d.admit, unpack(d.kept, first, math.min(first + 999, #d.kept)))
   end
-  if #d.kept > 0 then redis.call('EXPIRE', d.admit, 86400) end
+  if #d.kept > 0 then redis.call('EXPIRE', d.admit, '86400') end
 end
 
 local created, due, parked, by_endpoint, waiting = {}, {}, {}, {}, {'waiting'}

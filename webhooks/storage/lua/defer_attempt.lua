@@ -14,7 +14,7 @@ redis.call('ZADD', due_key, due_at, delivery_id)
 local open_until = redis.call('HGET', breaker_key, 'open_until')
 if open_until and redis.call('HGET', breaker_key, 'wake_at') == open_until then
   redis.call('ZADD', waiting_key, 'NX', now, member)
-  redis.call('EXPIRE', waiting_key, 86400)
+  redis.call('EXPIRE', waiting_key, '86400')
   if message ~= '' then keep(waiting_key, member, message, queue_key) end
   return 0
 end

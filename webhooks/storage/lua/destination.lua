@@ -42,7 +42,7 @@ local function open_circuit(breaker, now, cooldown)
   local open_until = tostring(now + cooldown)
   redis.call('HSET', breaker, 'open_until', open_until, 'cooldown', tostring(cooldown))
   redis.call('HDEL', breaker, 'probing')
-  redis.call('EXPIRE', breaker, 86400)
+  redis.call('EXPIRE', breaker, '86400')
   return open_until
 end
 
@@ -61,7 +61,7 @@ end
 local function keep(waiting, member, message, queue_key)
   local admit = admission_keys(waiting)
   redis.call('HSET', admit, member, message, 'q:' .. member, queue_key)
-  redis.call('EXPIRE', admit, 86400)
+  redis.call('EXPIRE', admit, '86400')
 end
 
 -- Let a woken run out now: its kept first message straight onto the broker's list
@@ -193,7 +193,7 @@ local function pump(breaker, throttled, paced, scheduled, now, rate, horizon)
   end
   if moved > 0 then
     redis.call('HSET', breaker, 'rate_free', tostring(free))
-    redis.call('EXPIRE', paced, 86400)
+    redis.call('EXPIRE', paced, '86400')
   end
   return moved
 end
@@ -269,8 +269,8 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
         redis.call('ZREMRANGEBYSCORE', paced, '-inf', now - 3600)
       end
       redis.call('ZADD', paced, start, member)
-      redis.call('EXPIRE', paced, 86400)
-      redis.call('EXPIRE', breaker, 86400)
+      redis.call('EXPIRE', paced, '86400')
+      redis.call('EXPIRE', breaker, '86400')
       return {'outcome', 'paced', 'retry_at', tostring(start)}
     end
     if not full then
@@ -278,7 +278,7 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
       local after = start + interval
       redis.call('HSET', breaker, 'rate_next', tostring(after),
                  'rate_free', tostring(math.max(free, after)))
-      redis.call('EXPIRE', breaker, 86400)
+      redis.call('EXPIRE', breaker, '86400')
     end
   end
   if full then
@@ -293,9 +293,9 @@ local function enter(inflight, breaker, waiting, now, lease_until, member, limit
   -- An empty set is deleted, so one entered at count 0 is new, with no expiry yet;
   -- one in use has its expiry pushed on at most once a minute (inflight_kept_at).
   if count == 0 then
-    redis.call('EXPIRE', inflight, 3600)
+    redis.call('EXPIRE', inflight, '3600')
   elseif kept(b.inflight_kept_at, now) then
-    redis.call('EXPIRE', inflight, 3600)
+    redis.call('EXPIRE', inflight, '3600')
     -- Noted in a breaker that leave wrote (and gave an expiry), never in a new one.
     if b.left_at then redis.call('HSET', breaker, 'inflight_kept_at', tostring(now)) end
   end
@@ -338,7 +338,7 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
     table.insert(written, now)
   end
   redis.call('HSET', breaker, unpack(written))
-  if keep then redis.call('EXPIRE', breaker, 86400) end
+  if keep then redis.call('EXPIRE', breaker, '86400') end
   if succeeded == '1' then
     local was_open = read.open_until ~= false
     local cleared = 0
@@ -356,7 +356,7 @@ local function leave(inflight, breaker, waiting, scheduled, member, succeeded, n
     return 0, cleared > 0 or not known, wake_one(waiting, scheduled, now, handoff, default_queue,
                                                 delivery_template, claimed)
   end
-  local failures = redis.call('HINCRBY', breaker, 'failures', 1)
+  local failures = redis.call('HINCRBY', breaker, 'failures', '1')
   local probing = redis.call('HGET', breaker, 'probing')
   local cooldown = tonumber(redis.call('HGET', breaker, 'cooldown') or cooldown_default)
   if probing == member then
@@ -453,7 +453,7 @@ local function adapt(breaker, now, duration, succeeded, pushback, retry_after, a
   if succeeded ~= '1' then return 0, false end
   local second = math.floor(now)
   if second == tonumber(f[5] or '0') then
-    redis.call('HINCRBY', breaker, 'ok_n', 1)
+    redis.call('HINCRBY', breaker, 'ok_n', '1')
   else
     local before = '0'
     if second == tonumber(f[5] or '0') + 1 then before = f[6] or '0' end

@@ -17,13 +17,13 @@
 -- takes them. park_at / due_at: '' for none. destination: '' when none was entered.
 -- delivery_template, attempts_template: as chain.lua takes them (a final status wakes
 -- the next delivery of its ordering key).
--- Returns named fields: open_until (when the destination's circuit opened; 0: closed),
--- and recorded: 0 when the attempt was on record already, or its delivery is gone
--- (deleted while the attempt was in flight: nothing of it is written back); with
--- handoff (the caller's queue; '' for none), handed: the run waiting at the destination
--- that the slot left goes to, for the caller to take and run next, when it is routed
--- to that queue (default_queue: the queue of a delivery without one); it waits in the
--- schedule a moment meanwhile (wake_one, destination.lua). '' for none.
+-- Returns named fields, each only when there is one (a reply's every string costs
+-- Redis about 1,500 instructions): with handoff (the caller's queue; '' for none),
+-- handed: the run waiting at the destination that the slot left goes to, for the
+-- caller to take and run next, when it is routed to that queue (default_queue: the
+-- queue of a delivery without one); it waits in the schedule a moment meanwhile
+-- (wake_one, destination.lua). An attempt on record already, or whose delivery is
+-- gone (deleted while the attempt was in flight), has nothing of it written back.
 -- claim_lease_until: with handoff, the handed run is claimed here too, with a lease
 -- until then (claim.lua; '' for not): it leaves the schedule, its claim's lease
 -- bringing it back should this reply be lost, and its claim is returned as 'claim' (a
@@ -61,21 +61,19 @@ if not was then
   if destination ~= '' then
     redis.call('ZREM', string.format(inflight_template, destination), member)
   end
-  return finish({'open_until', '0', 'recorded', '0'})
+  return finish({})
 end
-if redis.call('LLEN', attempts_key) >= tonumber(number) then
-  return finish({'open_until', '0', 'recorded', '0'})
-end
+if redis.call('LLEN', attempts_key) >= tonumber(number) then return finish({}) end
 redis.call('RPUSH', attempts_key, attempt)
 -- Stopped while this attempt was in flight (skipped, its endpoint disabled): it stays
 -- stopped, with its reason, unless this attempt delivered it.
 local stopped = was == 'retries_exhausted' and status ~= 'delivered'
 if metrics_key ~= '' then
-  redis.call('HINCRBY', metrics_key, attempt_counter, 1)
-  redis.call('HINCRBY', metrics_key, 'duration_bucket:' .. duration_bucket, 1)
+  redis.call('HINCRBY', metrics_key, attempt_counter, '1')
+  redis.call('HINCRBY', metrics_key, 'duration_bucket:' .. duration_bucket, '1')
   redis.call('HINCRBYFLOAT', metrics_key, 'duration_sum', duration_seconds)
   if (status == 'delivered' or status == 'retries_exhausted') and not stopped then
-    redis.call('HINCRBY', metrics_key, 'finished:' .. status, 1)
+    redis.call('HINCRBY', metrics_key, 'finished:' .. status, '1')
   end
 end
 count_activity(activity_key, tenant_activity_key, delivery_key, was, attempt_kind,
@@ -91,7 +89,7 @@ if (status == 'delivered' or status == 'retries_exhausted') and not stopped then
 end
 redis.call('ZREM', running_key, member)
 if park_at ~= '' and not stopped then redis.call('ZADD', scheduled_key, park_at, next_member) end
-if destination == '' then return finish({'open_until', '0', 'recorded', '1'}) end
+if destination == '' then return finish({}) end
 -- The breaker's fields that adapt and leave read, in one call: adapt writes none that
 -- leave reads, and pump none of them.
 local breaker = string.format(breaker_template, destination)
@@ -103,7 +101,7 @@ local lowered, repaced = adapt(
   breaker, updated_score, duration_ms, succeeded, pushback, retry_after, adaptive, limit,
   rate_limit, paced_index, destination, decrease, rate_floor, rate_ceiling, pause_max,
   slow_factor, slow_margin_ms, read)
-if lowered == 1 and metrics_key ~= '' then redis.call('HINCRBY', metrics_key, 'pace_lowered', 1) end
+if lowered == 1 and metrics_key ~= '' then redis.call('HINCRBY', metrics_key, 'pace_lowered', '1') end
 -- What waits for the rate limit gets its reservations as the horizon moves on.
 local _, rate
 if repaced then
@@ -128,8 +126,9 @@ if circuits_key ~= '' then
   if tonumber(open_until) > 0 then redis.call('ZADD', circuits_key, open_until, destination)
   elseif cleared then redis.call('ZREM', circuits_key, destination) end
 end
-local reply = {'open_until', tostring(open_until), 'recorded', '1', 'handed', handed}
-if handed ~= '' and claim_lease_until ~= '' then
-  reply[7], reply[8] = 'claim', claim_run(handed, claim_lease_until)
+if handed == '' then return finish({}) end
+local reply = {'handed', handed}
+if claim_lease_until ~= '' then
+  reply[3], reply[4] = 'claim', claim_run(handed, claim_lease_until)
 end
 return finish(reply)

@@ -9,5 +9,5 @@ if redis.call('EXISTS', endpoint_key) == 0 or succeeded == '1' then
   return {}
 end
 redis.call('HSETNX', health_key, 'failing_since', now)
-if exhausted == '1' then redis.call('HINCRBY', health_key, 'exhausted', 1) end
+if exhausted == '1' then redis.call('HINCRBY', health_key, 'exhausted', '1') end
 return redis.call('HGETALL', health_key)

@@ -16,7 +16,7 @@ local was = redis.call('HGET', delivery_key, 'status')
 if not was then return 0 end
 if metrics_key ~= '' and (status == 'delivered' or status == 'retries_exhausted')
     and was ~= 'delivered' and was ~= 'retries_exhausted' then
-  redis.call('HINCRBY', metrics_key, 'finished:' .. status, 1)
+  redis.call('HINCRBY', metrics_key, 'finished:' .. status, '1')
 end
 count_activity(activity_key, tenant_activity_key, delivery_key, was, attempt_kind,
                outcome_kind, activity_ttl)

@@ -9,7 +9,7 @@
 -- Returns: how many throttled runs it scheduled at once (this one, when its turn is near).
 redis.call('ZREM', running_key, member)
 redis.call('ZADD', throttled_key, 'NX', now, member)
-redis.call('EXPIRE', throttled_key, 86400)
+redis.call('EXPIRE', throttled_key, '86400')
 redis.call('HSET', delivery_key, 'next_attempt_at', expected_iso)
 redis.call('ZADD', due_key, expected_at, delivery_id)
 local _, effective_rate = effective(breaker_key, tonumber(limit), tonumber(rate))

@@ -9,7 +9,7 @@
 -- Returns: how many waiting runs it woke at once (0 when the destination is still full).
 redis.call('ZREM', running_key, member)
 redis.call('ZADD', waiting_key, 'NX', now, member)
-redis.call('EXPIRE', waiting_key, 86400)
+redis.call('EXPIRE', waiting_key, '86400')
 if message ~= '' then keep(waiting_key, member, message, queue_key) end
 redis.call('HSET', delivery_key, 'next_attempt_at', expected_iso)
 redis.call('ZADD', due_key, expected_at, delivery_id)
