@@ -358,3 +358,24 @@ def test_a_key_given_as_a_constant_is_in_the_source_not_in_the_call(redis_client
         script({**keys, "running_key": "k:running"}, args)
     with pytest.raises(TypeError, match=r"abandon_attempt.lua: no constant \['nothing'\]"):
         scripts.Script(redis_client, "abandon_attempt", {"nothing": 1})
+
+
+def test_a_number_constant_is_a_lua_number_and_a_template_has_its_parts(redis_client):
+    source = scripts._source(
+        "abandon_attempt",
+        {"now": scripts.Number(2.5), "inflight_template": "p:%%:%s:inflight"},
+    )[2]
+    assert "local now = 2.5\n" in source
+    assert 'local inflight_template_head, inflight_template_tail = "p:%:", ":inflight"' in source
+    # Redis reads them so: the number computes as one, the parts join to the key.
+    probe = (
+        f"{source.split('local member = ARGV')[0]}"
+        "return {type(now), tostring(now * 2), inflight_template_head .. 'd' .. "
+        "inflight_template_tail, string.format(inflight_template, 'd')}"
+    )
+    assert redis_client.eval(probe, 0) == [b"number", b"5", b"p:%:d:inflight", b"p:%:d:inflight"]
+    with pytest.raises(ValueError, match="not a Lua number"):
+        scripts._source("abandon_attempt", {"now": scripts.Number(float("inf"))})
+    # Not a template of one %s: no parts, the template is string.format's alone.
+    for odd in ("p:%s:%s", "p:none", "p:%d"):
+        assert "_head" not in scripts._source("abandon_attempt", {"inflight_template": odd})[2]

@@ -66,7 +66,7 @@ from ..models import Attempt, ErrorKind, Run
 from ..settings import Settings
 from .connection import zrange_ids
 from .keys import Keys, template
-from .scripts import Script, fields
+from .scripts import Number, Script, fields
 
 __all__ = [
     "ADMISSION_HOLD",
@@ -208,16 +208,16 @@ def enter_args(settings: Settings, keys: Keys) -> dict[str, Any]:
     """The rules' parameters and key templates that entering needs (claim_attempt.lua)."""
     return {
         "limit": settings.destination_concurrency,
-        "stalled": settings.stalled_seconds,
-        "cooldown": settings.breaker_cooldown_seconds,
+        "stalled": Number(settings.stalled_seconds),
+        "cooldown": Number(settings.breaker_cooldown_seconds),
         "circuits_key": keys.open_circuits() if settings.metrics else "",
         "inflight_template": template(keys.destination_inflight),
         "breaker_template": template(keys.destination_breaker),
         "waiting_template": template(keys.destination_waiting),
         "paced_template": template(keys.destination_paced),
-        "hold": PACE_HOLD,
+        "hold": Number(PACE_HOLD),
         "throttled_template": template(keys.destination_throttled),
-        "horizon": PACE_HORIZON,
+        "horizon": Number(PACE_HORIZON),
     }
 
 
@@ -245,18 +245,18 @@ def leave_constants(settings: Settings, keys: Keys) -> dict[str, Any]:
         "paced_index": keys.paced_destinations() if settings.metrics else "",
         "paced_template": template(keys.destination_paced),
         "throttled_template": template(keys.destination_throttled),
-        "horizon": PACE_HORIZON,
-        "decrease": DECREASE,
-        "rate_floor": RATE_FLOOR,
-        "rate_ceiling": MAX_RATE,
-        "pause_max": PAUSE_MAX,
-        "slow_factor": SLOW_FACTOR,
-        "slow_margin_ms": SLOW_MARGIN_MS,
-        "failures_to_open": settings.breaker_failures,
-        "cooldown": settings.breaker_cooldown_seconds,
-        "max_cooldown": MAX_COOLDOWN,
+        "horizon": Number(PACE_HORIZON),
+        "decrease": Number(DECREASE),
+        "rate_floor": Number(RATE_FLOOR),
+        "rate_ceiling": Number(MAX_RATE),
+        "pause_max": Number(PAUSE_MAX),
+        "slow_factor": Number(SLOW_FACTOR),
+        "slow_margin_ms": Number(SLOW_MARGIN_MS),
+        "failures_to_open": Number(settings.breaker_failures),
+        "cooldown": Number(settings.breaker_cooldown_seconds),
+        "max_cooldown": Number(MAX_COOLDOWN),
         "limit": settings.destination_concurrency,
-        "stalled": settings.stalled_seconds,
+        "stalled": Number(settings.stalled_seconds),
         "inflight_template": template(keys.destination_inflight),
         "breaker_template": template(keys.destination_breaker),
         "waiting_template": template(keys.destination_waiting),

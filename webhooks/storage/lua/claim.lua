@@ -2,10 +2,19 @@
 -- record_attempt.lua for the run its record hands the caller. Arguments and reply as
 -- claim_attempt.lua's header names them (delivery_key, attempts_key and running_key
 -- are its KEYS).
+-- The scripts that use this have the destination keys' templates as constants
+-- (scripts.py), each with its parts before and after the name.
+local function destination_keys(name)
+  return inflight_template_head .. name .. inflight_template_tail,
+         breaker_template_head .. name .. breaker_template_tail,
+         waiting_template_head .. name .. waiting_template_tail,
+         paced_template_head .. name .. paced_template_tail,
+         throttled_template_head .. name .. throttled_template_tail
+end
+
 local function claim(delivery_key, attempts_key, running_key, cycle, retries, now,
-                     lease_until, member, endpoint_template, inflight_template,
-                     breaker_template, waiting_template, limit, stalled, cooldown,
-                     circuits_key, paced_template, hold, throttled_template, horizon)
+                     lease_until, member, endpoint_template, limit, stalled, cooldown,
+                     circuits_key, hold, horizon)
   local f = redis.call('HMGET', delivery_key, 'url', 'endpoint_id', 'body', 'cycle',
                        'cycle_offset', 'status', 'destination', 'tenant_id', 'event_type',
                        'test', 'waiting_behind')
@@ -15,8 +24,10 @@ local function claim(delivery_key, attempts_key, running_key, cycle, retries, no
   if not url then return {'outcome', 'missing'} end
   -- Taken off the queue, whatever the outcome: its place among the runs let out at
   -- creation is free (create_deliveries.lua's admission).
+  local inflight, breaker, waiting, paced, throttled
   if destination ~= '' then
-    local _, admitted = admission_keys(string.format(waiting_template, destination))
+    inflight, breaker, waiting, paced, throttled = destination_keys(destination)
+    local _, admitted = admission_keys(waiting)
     redis.call('ZREM', admitted, member)
   end
   local number = offset + tonumber(retries) + 1
@@ -63,13 +74,10 @@ local function claim(delivery_key, attempts_key, running_key, cycle, retries, no
     if type(decoded['rate_limit']) == 'number' then rate = decoded['rate_limit'] end
   end
   if destination ~= '' then
-    local entry = enter(string.format(inflight_template, destination),
-                        string.format(breaker_template, destination),
-                        string.format(waiting_template, destination),
-                        tonumber(now), lease_until, member, tonumber(limit),
-                        tonumber(stalled), tonumber(cooldown), circuits_key, destination,
-                        string.format(paced_template, destination), rate, tonumber(hold),
-                        string.format(throttled_template, destination), tonumber(horizon))
+    local entry = enter(inflight, breaker, waiting, tonumber(now), lease_until, member,
+                        tonumber(limit), tonumber(stalled), tonumber(cooldown), circuits_key,
+                        destination, paced, rate, tonumber(hold), throttled,
+                        tonumber(horizon))
     -- What entering said, as enter's own list of named fields (not each field renamed:
     -- a string made per field is Lua's dearest step here).
     local n = #reply

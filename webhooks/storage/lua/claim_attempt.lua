@@ -18,6 +18,4 @@
 --                absent when not entered: a record with no destination, or an
 --                endpoint that is gone or disabled.
 return claim(delivery_key, attempts_key, running_key, cycle, retries, now, lease_until,
-             member, endpoint_template, inflight_template, breaker_template,
-             waiting_template, limit, stalled, cooldown, circuits_key, paced_template, hold,
-             throttled_template, horizon)
+             member, endpoint_template, limit, stalled, cooldown, circuits_key, hold, horizon)

@@ -37,11 +37,10 @@
 -- Claim the run `member` (id:cycle:retries) until lease_until, as claim_attempt.lua.
 local function claim_run(member, lease_until)
   local id, run_cycle, run_retries = string.match(member, '^(.*):(%d+):(%d+)$')
-  return claim(string.format(delivery_template, id), string.format(attempts_template, id),
+  return claim(delivery_template_head .. id .. delivery_template_tail,
+               attempts_template_head .. id .. attempts_template_tail,
                running_key, run_cycle, run_retries, updated_score, lease_until, member,
-               endpoint_template, inflight_template, breaker_template, waiting_template,
-               limit, stalled, cooldown, circuits_key, paced_template, hold,
-               throttled_template, horizon)
+               endpoint_template, limit, stalled, cooldown, circuits_key, hold, horizon)
 end
 
 local function finish(reply)
@@ -92,7 +91,7 @@ if park_at ~= '' and not stopped then redis.call('ZADD', scheduled_key, park_at,
 if destination == '' then return finish({}) end
 -- The breaker's fields that adapt and leave read, in one call: adapt writes none that
 -- leave reads, and pump none of them.
-local breaker = string.format(breaker_template, destination)
+local breaker = breaker_template_head .. destination .. breaker_template_tail
 local read = read_breaker(breaker, {'pace_limit', 'pace_rate', 'paced_at', 'avg_ms', 'ok_sec',
                                     'ok_n', 'ok_prev', 'rate_next', 'rate_free', 'failures',
                                     'open_until', 'cooldown', 'probing', 'probe_until',
@@ -111,16 +110,16 @@ else
 end
 -- Only a destination that had a rate (rate_next or rate_free set) can have runs
 -- throttled; one whose breaker expired with runs still there has their due marks.
-local throttled = string.format(throttled_template, destination)
+local throttled = throttled_template_head .. destination .. throttled_template_tail
 if rate > 0 or ((read.rate_next or read.rate_free)
                 and redis.call('EXISTS', throttled) == 1) then
   pump(breaker, throttled, string.format(paced_template, destination), scheduled_key,
        tonumber(updated_score), rate, tonumber(horizon))
 end
 local open_until, cleared, handed = leave(
-  string.format(inflight_template, destination), breaker,
-  string.format(waiting_template, destination), scheduled_key, member, succeeded,
-  updated_score, failures_to_open, cooldown, max_cooldown, duration_ms, limit,
+  inflight_template_head .. destination .. inflight_template_tail, breaker,
+  waiting_template_head .. destination .. waiting_template_tail, scheduled_key, member,
+  succeeded, updated_score, failures_to_open, cooldown, max_cooldown, duration_ms, limit,
   stalled, read, handoff, default_queue, delivery_template, claim_lease_until ~= '')
 if circuits_key ~= '' then
   if tonumber(open_until) > 0 then redis.call('ZADD', circuits_key, open_until, destination)
