@@ -58,7 +58,7 @@ local was = f[1]
 if not was then
   redis.call('ZREM', running_key, member)
   if destination ~= '' then
-    redis.call('ZREM', string.format(inflight_template, destination), member)
+    redis.call('ZREM', (destination_keys(destination)), member)
   end
   return finish({})
 end
@@ -91,7 +91,7 @@ if park_at ~= '' and not stopped then redis.call('ZADD', scheduled_key, park_at,
 if destination == '' then return finish({}) end
 -- The breaker's fields that adapt and leave read, in one call: adapt writes none that
 -- leave reads, and pump none of them.
-local breaker = breaker_template_head .. destination .. breaker_template_tail
+local inflight, breaker, waiting, paced, throttled = destination_keys(destination)
 local read = read_breaker(breaker, {'pace_limit', 'pace_rate', 'paced_at', 'avg_ms', 'ok_sec',
                                     'ok_n', 'ok_prev', 'rate_next', 'rate_free', 'failures',
                                     'open_until', 'cooldown', 'probing', 'probe_until',
@@ -110,17 +110,15 @@ else
 end
 -- Only a destination that had a rate (rate_next or rate_free set) can have runs
 -- throttled; one whose breaker expired with runs still there has their due marks.
-local throttled = throttled_template_head .. destination .. throttled_template_tail
 if rate > 0 or ((read.rate_next or read.rate_free)
                 and redis.call('EXISTS', throttled) == 1) then
-  pump(breaker, throttled, string.format(paced_template, destination), scheduled_key,
-       tonumber(updated_score), rate, tonumber(horizon))
+  pump(breaker, throttled, paced, scheduled_key, tonumber(updated_score), rate,
+       tonumber(horizon))
 end
 local open_until, cleared, handed = leave(
-  inflight_template_head .. destination .. inflight_template_tail, breaker,
-  waiting_template_head .. destination .. waiting_template_tail, scheduled_key, member,
-  succeeded, updated_score, failures_to_open, cooldown, max_cooldown, duration_ms, limit,
-  stalled, read, handoff, default_queue, delivery_template, claim_lease_until ~= '')
+  inflight, breaker, waiting, scheduled_key, member, succeeded, updated_score,
+  failures_to_open, cooldown, max_cooldown, duration_ms, limit, stalled, read, handoff,
+  default_queue, delivery_template, claim_lease_until ~= '')
 if circuits_key ~= '' then
   if tonumber(open_until) > 0 then redis.call('ZADD', circuits_key, open_until, destination)
   elseif cleared then redis.call('ZREM', circuits_key, destination) end
